@@ -1,0 +1,54 @@
+"""Reading the user's .npy inputs and labels, with clear errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NeurodeployError
+
+
+def load_npy(path: str | Path, what: str) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise NeurodeployError("file not found", str(path), f"pass the {what} as a .npy file")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise NeurodeployError(f"not a readable .npy array ({type(exc).__name__})", str(path),
+                               f"save the {what} with numpy.save") from None
+    if not isinstance(arr, np.ndarray):
+        raise NeurodeployError("holds several arrays (.npz); expected one array", str(path),
+                               f"save the {what} with numpy.save")
+    return arr
+
+
+def check_inputs(x: np.ndarray, shape: tuple, where: str) -> np.ndarray:
+    """Inputs must be real numbers shaped (N, *shape) with no NaN/Inf; returned as float32."""
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise NeurodeployError(f"input dtype {x.dtype} is not numeric", where, "save float32 samples")
+    if x.ndim == 1 + len(shape) - 0 and tuple(x.shape[1:]) == tuple(shape):
+        pass
+    elif tuple(x.shape) == tuple(shape):
+        raise NeurodeployError(f"input shape {x.shape} lacks the batch dimension", where,
+                               f"save an array shaped (N, {', '.join(map(str, shape))})")
+    else:
+        raise NeurodeployError(f"input shape {x.shape} does not match the model input (N, "
+                               f"{', '.join(map(str, shape))})", where, "reshape the samples")
+    if len(x) == 0:
+        raise NeurodeployError("input holds no samples", where, "pass at least one sample")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise NeurodeployError("input holds NaN or Inf values", where, "clean the data")
+    return x.astype(np.float32, copy=False)
+
+
+def check_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise NeurodeployError(f"labels shaped {y.shape}, expected ({n},)", where,
+                               "save one integer label per input sample")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            return y.astype(np.int64)
+        raise NeurodeployError(f"labels of dtype {y.dtype} are not integers", where, "save integer labels")
+    return y.astype(np.int64)

@@ -1,0 +1,180 @@
+"""The `neurodeploy` command line: thin; parses, calls the API, prints.
+
+Every user error is a NeurodeployError: one line on stderr, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+from .errors import NeurodeployError
+
+EPILOG = """\
+typical use:
+  neurodeploy compile models/digits_qcfs.onnx --target loihi2 --scheme bitplane -o out/
+  neurodeploy simulate out/ --input x.npy --output logits.npy
+  neurodeploy verify out/ --model models/digits_qcfs.onnx --input x.npy --labels y.npy
+"""
+
+
+def _add_compile(sub):
+    p = sub.add_parser(
+        "compile", help="compile an ONNX model into a spiking network directory",
+        description="Compile a trained ONNX model into a spiking network for a target chip. "
+                    "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
+                    "summary.md; it is written atomically (temp dir + rename).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="the trained model (.onnx)")
+    p.add_argument("--target", default="loihi2",
+                   help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
+    p.add_argument("--scheme", default="bitplane",
+                   help="coding scheme: bitplane = error-free conversion of a QCFS-trained ANN (default)")
+    p.add_argument("-o", "--output", required=True, help="output directory (created or replaced)")
+    p.add_argument("--calibration", metavar="X.npy",
+                   help="float32 samples shaped like the input, batch first; sets the input quantiser's "
+                        "range when the model does not start with one")
+    p.add_argument("--timesteps", type=int,
+                   help="time steps per layer where the scheme allows a choice; bitplane derives "
+                        "T = ceil(log2(Q+1)) from the QCFS levels Q and accepts only that")
+    p.add_argument("--input-bits", type=int, default=8,
+                   help="width of the input quantiser inserted when the model has none (default 8)")
+    p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
+
+
+def _add_simulate(sub):
+    p = sub.add_parser(
+        "simulate", help="run a compiled network on inputs with the bit-accurate simulator",
+        description="Simulate a compiled network on a CPU (or --device cuda) in exact fixed point, "
+                    "batch by batch (memory is bounded by --batch-size, not by the number of samples). "
+                    "Writes the readout layer's values as float32 (N, outputs) in the ANN's units.")
+    p.add_argument("compiled", help="directory written by `neurodeploy compile`")
+    p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs (N, C, H, W) or (N, F)")
+    p.add_argument("--output", required=True, metavar="Y.npy", help="where to write the outputs")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")
+
+
+def _add_verify(sub):
+    p = sub.add_parser(
+        "verify", help="compare float model, quantised ANN and SNN layer by layer",
+        description="Run the original model in onnxruntime (float), the integer reference of the "
+                    "quantised ANN, and the SNN simulation on the same inputs; print accuracies, "
+                    "prediction agreement and per-layer mismatches. Exit status 0 only when the "
+                    "scheme's guarantee holds (bitplane: zero mismatches on every layer), 1 otherwise.")
+    p.add_argument("compiled", help="directory written by `neurodeploy compile`")
+    p.add_argument("--model", required=True, help="the ONNX model the directory was compiled from")
+    p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
+    p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neurodeploy", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compile trained ANNs (ONNX) to spiking networks for Loihi 2 and simulate them "
+                    "bit for bit on a CPU.")
+    parser.add_argument("--version", action="version", version=f"neurodeploy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_compile(sub)
+    _add_simulate(sub)
+    _add_verify(sub)
+    return parser
+
+
+def cmd_compile(args) -> int:
+    from .arrays import load_npy
+    from .compiler import compile_model, save_artifact
+    from .reports.summary import layer_rows, summary_markdown
+    from .schemes import CompileOptions
+
+    calib = load_npy(args.calibration, "calibration samples") if args.calibration else None
+    if args.input_bits < 1 or args.input_bits > 16:
+        raise NeurodeployError(f"--input-bits {args.input_bits} out of range", "--input-bits", "use 1..16")
+    t0 = time.perf_counter()
+    net = compile_model(args.model, args.target, args.scheme,
+                        CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits))
+    md = summary_markdown(net)
+    save_artifact(net, args.output, {"summary.md": md})
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({"output": args.output, "scheme": net.scheme, "target": net.target,
+                          "latency_steps": net.meta["latency_steps"], "seconds": seconds,
+                          "layers": layer_rows(net)}, indent=1))
+    else:
+        print(md)
+        print(f"wrote {args.output}/ in {seconds:.2f} s")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from .arrays import check_inputs, load_npy
+    from .ir.serialize import load
+    from .sim.engine import simulate
+
+    net = load(args.compiled)
+    x = check_inputs(load_npy(args.input, "inputs"), net.input.shape, args.input)
+    t0 = time.perf_counter()
+    out, spikes = simulate(net, x, args.batch_size, args.device, progress=True)
+    seconds = time.perf_counter() - t0
+    _save_npy_atomic(args.output, out)
+    summary = {"samples": int(len(x)), "output": args.output, "seconds": seconds,
+               "samples_per_second": len(x) / seconds if seconds else None,
+               "spikes_per_sample": {k: v / len(x) for k, v in spikes.items()}}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"simulated {len(x)} samples in {seconds:.3f} s ({summary['samples_per_second']:.0f} samples/s); "
+              f"wrote {args.output} {tuple(out.shape)} float32")
+    return 0
+
+
+def _save_npy_atomic(path: str, arr: np.ndarray) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".npy", dir=p.parent)
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, arr)
+    os.replace(tmp, p)
+
+
+def cmd_verify(args) -> int:
+    from .arrays import check_inputs, check_labels, load_npy
+    from .ir.serialize import load
+    from .reports.verify import verify, verify_text
+
+    net = load(args.compiled)
+    x = check_inputs(load_npy(args.input, "inputs"), net.input.shape, args.input)
+    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
+    result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
+    print(json.dumps(result, indent=1) if args.json else verify_text(result))
+    return 0 if result["guarantee_holds"] else 1
+
+
+COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "verify": cmd_verify}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except NeurodeployError as exc:
+        print(f"neurodeploy {args.command}: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("neurodeploy: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Front ends: turn a framework's model file into a `FloatGraph`."""

@@ -1,0 +1,1 @@
+"""Intermediate representations: the float graph (front ends' output) and the spiking IR."""

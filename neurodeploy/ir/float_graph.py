@@ -1,0 +1,187 @@
+"""The float graph: what every front end produces and the conversion passes rewrite.
+
+A `FloatGraph` is a networkx DiGraph whose nodes carry one small op dataclass each (`op`
+attribute) and whose edges carry the input position (`port`).  Tensors are per sample, the
+batch dimension is implicit: shapes are (C, H, W) or (F,).  Parameters are float64 numpy
+arrays in PyTorch layout (Conv weight OIHW, Dense weight (out, in)).
+
+The front end does not know about schemes; passes (neurodeploy/passes) fold and fuse ops
+until only the ops a scheme can lower remain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+
+# --- ops --------------------------------------------------------------------------------
+@dataclass
+class Input:
+    """The network input, shape without the batch dimension."""
+    shape: tuple
+
+
+@dataclass
+class Conv:
+    """y = conv2d(x, weight, stride, padding, dilation, groups) + bias (cross-correlation)."""
+    weight: np.ndarray                 # (C_out, C_in/groups, kH, kW)
+    bias: np.ndarray                   # (C_out,)
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)            # symmetric (top/bottom, left/right)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+
+
+@dataclass
+class Dense:
+    """y = weight @ x + bias."""
+    weight: np.ndarray                 # (out, in)
+    bias: np.ndarray                   # (out,)
+
+
+@dataclass
+class BatchNorm:
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 0)."""
+    gamma: np.ndarray
+    beta: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float = 1e-5
+
+
+@dataclass
+class Relu:
+    """y = max(x, 0)."""
+
+
+@dataclass
+class QuantAct:
+    """A uniform quantised activation (QCFS and its relatives).
+
+    code k = clip(floor(x * in_scale + offset), 0, levels);  y = k * out_step.
+    QCFS with threshold lam and Q levels is in_scale = Q/lam, offset = 1/2, out_step = lam/Q.
+    `in_scale` and `out_step` are scalars or per-channel arrays (C,).
+    """
+    in_scale: np.ndarray
+    offset: np.ndarray
+    levels: int
+    out_step: np.ndarray
+
+
+@dataclass
+class Flatten:
+    """(C, H, W) -> (C*H*W,) in C, H, W order (PyTorch's flatten)."""
+
+
+@dataclass
+class AvgPool:
+    """Average over kernel windows; count_include_pad as in ONNX/PyTorch."""
+    kernel: tuple
+    stride: tuple
+    padding: tuple = (0, 0)
+    count_include_pad: bool = True
+
+
+@dataclass
+class GlobalAvgPool:
+    """(C, H, W) -> (C, 1, 1) mean over H and W."""
+
+
+@dataclass
+class MaxPool:
+    """Max over kernel windows (no padding)."""
+    kernel: tuple
+    stride: tuple
+
+
+@dataclass
+class Add:
+    """Elementwise sum of two inputs of equal shape (a residual join)."""
+
+
+@dataclass
+class Scale:
+    """y = x * factor (a Mul/Div by a constant; factor scalar or per-channel)."""
+    factor: np.ndarray
+
+
+@dataclass
+class Shift:
+    """y = x + amount (an Add of a constant)."""
+    amount: np.ndarray
+
+
+@dataclass
+class Floor:
+    """y = floor(x)."""
+
+
+@dataclass
+class Clip:
+    """y = clip(x, lo, hi); None = unbounded."""
+    lo: float | None
+    hi: float | None
+
+
+OP_TYPES = {cls.__name__: cls for cls in (
+    Input, Conv, Dense, BatchNorm, Relu, QuantAct, Flatten, AvgPool, GlobalAvgPool, MaxPool,
+    Add, Scale, Shift, Floor, Clip)}
+
+
+# --- graph ------------------------------------------------------------------------------
+@dataclass
+class FloatGraph:
+    """Ops connected by tensors; `output` names the node whose value the model returns."""
+    g: nx.DiGraph = field(default_factory=nx.DiGraph)
+    output: str = ""
+    source: str = ""            # where it came from (file path), for error messages
+    origin: dict = field(default_factory=dict)   # node name -> original op name (e.g. ONNX op_type)
+
+    def add(self, name: str, op, inputs: list[str] = (), origin: str = "") -> str:
+        if name in self.g:
+            raise ValueError(f"duplicate node name {name}")
+        self.g.add_node(name, op=op)
+        for port, src in enumerate(inputs):
+            self.g.add_edge(src, name, port=port)
+        if origin:
+            self.origin[name] = origin
+        return name
+
+    def op(self, name: str):
+        return self.g.nodes[name]["op"]
+
+    def set_op(self, name: str, op) -> None:
+        self.g.nodes[name]["op"] = op
+
+    def inputs(self, name: str) -> list[str]:
+        preds = [(d["port"], p) for p, _, d in self.g.in_edges(name, data=True)]
+        return [p for _, p in sorted(preds)]
+
+    def consumers(self, name: str) -> list[str]:
+        return sorted(self.g.successors(name))
+
+    def topo_order(self) -> list[str]:
+        return list(nx.lexicographical_topological_sort(self.g))
+
+    def input_nodes(self) -> list[str]:
+        return [n for n in self.topo_order() if isinstance(self.op(n), Input)]
+
+    def where(self, name: str) -> str:
+        origin = self.origin.get(name)
+        label = f"node '{name}'" + (f" ({origin})" if origin else "")
+        return f"{self.source}: {label}" if self.source else label
+
+    def bypass(self, name: str) -> None:
+        """Remove a single-input node, connecting its input to all its consumers."""
+        (src,) = self.inputs(name)
+        for dst in self.consumers(name):
+            port = self.g.edges[name, dst]["port"]
+            self.g.add_edge(src, dst, port=port)
+        if self.output == name:
+            self.output = src
+        self.g.remove_node(name)
+
+    def copy(self) -> "FloatGraph":
+        return FloatGraph(self.g.copy(), self.output, self.source, dict(self.origin))

@@ -1,0 +1,105 @@
+"""The spiking IR: layers of neurons with integer parameters, connected by synapse branches.
+
+`SpikingGraph.layers` is in topological order; `topology()` gives the networkx DiGraph
+(source layer -> target layer).  The first layer is the input encoder, the last one the
+readout.  Every number a chip needs is an integer field whose name carries its role
+(`bias_mant`, `bias_exp`, `weight_exp`, `v_th_mant`); floats appear only where the host
+converts (input scale, output scale, the real value of one code step for reports).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from . import neurons as nrn
+from . import synapses as syn
+
+IR_VERSION = 1
+
+
+@dataclass
+class Branch:
+    """Synapses from one source layer: ops applied in order, result << weight_exp."""
+    source: str
+    ops: list
+    weight_exp: int = 0
+
+
+@dataclass
+class InputEncoder:
+    """Turns the float input into integer codes: clip(floor(x*in_scale + offset), 0, code_max)."""
+    name: str
+    shape: tuple
+    in_scale: np.ndarray          # scalar or per channel (C,)
+    offset: np.ndarray            # scalar or per channel
+    value_step: np.ndarray        # ANN value of one code step (scalar or per channel)
+    neuron: object                # e.g. neurons.BitplaneEncoder
+    float_node: str = ""
+
+
+@dataclass
+class Layer:
+    """A neuron group fed by one or more branches, with a per-channel integer bias."""
+    name: str
+    shape: tuple
+    branches: list
+    bias_mant: np.ndarray         # int64, per channel (C,) or per feature (F,)
+    bias_exp: int
+    neuron: object                # neurons.BitplaneIF, neurons.Readout, ...
+    value_step: np.ndarray = field(default_factory=lambda: np.zeros(()))  # ANN value per code step
+    float_node: str = ""          # the float-graph node whose value this layer reproduces
+
+    @property
+    def bias(self) -> np.ndarray:
+        """Effective integer bias (bias_mant << bias_exp)."""
+        return np.asarray(self.bias_mant, dtype=np.int64) << int(self.bias_exp)
+
+    @property
+    def is_readout(self) -> bool:
+        return isinstance(self.neuron, nrn.Readout)
+
+
+@dataclass
+class SpikingGraph:
+    scheme: str
+    target: str
+    layers: list                  # [InputEncoder, Layer, ..., Layer(readout)]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        names = [l.name for l in self.layers]
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate layer names")
+        known = set()
+        for layer in self.layers:
+            for b in getattr(layer, "branches", []):
+                if b.source not in known:
+                    raise ValueError(f"layer {layer.name}: source {b.source} is not an earlier layer")
+            known.add(layer.name)
+
+    @property
+    def input(self) -> InputEncoder:
+        return self.layers[0]
+
+    @property
+    def output(self) -> Layer:
+        return self.layers[-1]
+
+    def layer(self, name: str):
+        for l in self.layers:
+            if l.name == name:
+                return l
+        raise KeyError(name)
+
+    def topology(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        for l in self.layers:
+            g.add_node(l.name, kind=type(l.neuron).__name__, shape=l.shape)
+            for b in getattr(l, "branches", []):
+                g.add_edge(b.source, l.name)
+        return g
+
+    def neuron_layers(self) -> list:
+        return [l for l in self.layers if isinstance(l, Layer)]

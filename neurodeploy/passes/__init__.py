@@ -1,0 +1,19 @@
+"""Conversion passes: named, pure functions FloatGraph -> FloatGraph.
+
+Each pass's docstring says what it preserves.  Schemes list the passes they run
+(neurodeploy/schemes); `run_passes` applies them in order and records their names.
+"""
+from __future__ import annotations
+
+from .fold_bn import fold_bn
+from .fuse_quant_act import fuse_quant_act
+from .simplify import drop_redundant_relu
+from .bias_shift import bias_shift
+
+PASSES = {p.__name__: p for p in (fold_bn, fuse_quant_act, drop_redundant_relu, bias_shift)}
+
+
+def run_passes(graph, names: list[str]):
+    for name in names:
+        graph = PASSES[name](graph)
+    return graph

@@ -1,0 +1,208 @@
+"""Lowering: cut the float graph at its activations into layers with real-valued synapses.
+
+Every quantised activation (and the graph output) becomes one layer; everything linear
+between activations (Conv, Dense, pooling, Flatten, residual Add, constant scales and
+shifts) becomes that layer's *branches*, one per source activation, with at most one
+weighted op each.  Weights come out in units of the target layer's code step: the layer
+computes  U_real = sum_b branch_b(code_source) + bias,  code = clip(floor(U_real), 0, Q).
+For the readout the unit is the ANN's own output unit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import float_graph as fg
+from ..ir import synapses as syn
+from ..sim.float_eval import infer_shapes
+
+
+@dataclass
+class RealBranch:
+    source: str
+    ops: list                       # synapse ops with float64 weights
+    out_scale: np.ndarray = field(default_factory=lambda: np.float64(1.0))  # applied after ops
+    weighted: bool = False
+
+
+@dataclass
+class RealLayer:
+    name: str
+    shape: tuple
+    branches: list
+    bias: np.ndarray                # real, in code-step units (per channel or per feature)
+    quant: fg.QuantAct | None       # None for the readout
+    float_node: str
+
+
+@dataclass
+class RealInput:
+    name: str
+    shape: tuple
+    quant: fg.QuantAct
+    float_node: str
+
+
+def _expand_to_features(arr: np.ndarray, shape: tuple) -> np.ndarray:
+    """Per-channel (C,) or scalar -> per-feature for a (C, H, W) tensor being flattened."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 0:
+        return arr
+    c = shape[0]
+    return np.repeat(arr.reshape(c), int(np.prod(shape[1:])))
+
+
+def _conv_input_scale(s: np.ndarray, op: fg.Conv) -> np.ndarray:
+    """A per-input-channel scale as a factor on the conv weight (C_out, C_in/groups, 1, 1)."""
+    if s.ndim == 0:
+        return s
+    c_out, c_in_g = op.weight.shape[:2]
+    per_group = s.reshape(op.groups, c_in_g)                    # input channels by group
+    return np.repeat(per_group, c_out // op.groups, axis=0).reshape(c_out, c_in_g, 1, 1)
+
+
+class _Lowering:
+    def __init__(self, graph: fg.FloatGraph):
+        self.graph = graph
+        self.shapes = infer_shapes(graph)
+
+    def is_source(self, name: str) -> bool:
+        return isinstance(self.graph.op(name), fg.QuantAct)
+
+    def terms(self, name: str):
+        """(branches, bias) such that value(name) = sum(branch(code_src)) + bias."""
+        g, op = self.graph, self.graph.op(name)
+        where = g.where(name)
+        if self.is_source(name):
+            return [RealBranch(name, [], np.asarray(op.out_step, dtype=np.float64))], np.float64(0.0)
+        if isinstance(op, fg.Input):
+            raise UnsupportedError("the raw input reaches a layer without a quantiser", where)
+        ins = g.inputs(name)
+        if isinstance(op, fg.Add):
+            (b1, c1), (b2, c2) = self.terms(ins[0]), self.terms(ins[1])
+            return b1 + b2, np.asarray(c1) + np.asarray(c2)
+        branches, bias = self.terms(ins[0])
+        in_shape = self.shapes[ins[0]]
+        if isinstance(op, (fg.Conv, fg.Dense)):
+            if np.any(bias):
+                raise UnsupportedError("a bias or shift reaches a Conv/Gemm without an activation in between",
+                                       where, "insert a quantised activation (QCFS) between linear layers")
+            for b in branches:
+                if b.weighted:
+                    raise UnsupportedError(
+                        "two weighted layers follow each other without an activation", where,
+                        "insert a quantised activation (QCFS) between them")
+                s = np.asarray(b.out_scale, dtype=np.float64)
+                if isinstance(op, fg.Conv):
+                    w = op.weight * _conv_input_scale(s, op)
+                    b.ops.append(syn.Conv(w, tuple(op.stride), tuple(op.padding), tuple(op.dilation), op.groups))
+                else:
+                    w = op.weight * (s.reshape(1, -1) if s.ndim else s)
+                    b.ops.append(syn.Dense(w))
+                b.out_scale, b.weighted = np.float64(1.0), True
+            return branches, op.bias.copy()
+        if isinstance(op, fg.Flatten):
+            for b in branches:
+                b.ops.append(syn.Flatten())
+                b.out_scale = _expand_to_features(b.out_scale, in_shape)
+            return branches, _expand_to_features(bias, in_shape)
+        if isinstance(op, (fg.AvgPool, fg.GlobalAvgPool)):
+            if isinstance(op, fg.GlobalAvgPool):
+                kernel, stride, pad = tuple(in_shape[1:]), tuple(in_shape[1:]), (0, 0)
+            else:
+                kernel, stride, pad = op.kernel, op.stride, op.padding
+            if any(pad):
+                raise UnsupportedError("padded average pooling is not a uniform scale", where,
+                                       "use average pooling without padding")
+            for b in branches:
+                b.ops.append(syn.SumPool(tuple(kernel), tuple(stride), (0, 0)))
+                b.out_scale = b.out_scale / float(np.prod(kernel))
+            return branches, bias
+        if isinstance(op, fg.MaxPool):
+            for b in branches:
+                if b.ops or not np.all(np.asarray(b.out_scale) > 0):
+                    raise UnsupportedError("MaxPool is exact only directly after a quantised activation",
+                                           where, "move the MaxPool after the activation or use AvgPool")
+                b.ops.append(syn.MaxPool(tuple(op.kernel), tuple(op.stride)))
+            return branches, bias
+        if isinstance(op, fg.Scale):
+            f = np.asarray(op.factor, dtype=np.float64)
+            for b in branches:
+                b.out_scale = b.out_scale * f
+            return branches, np.asarray(bias) * f
+        if isinstance(op, fg.Shift):
+            return branches, np.asarray(bias) + np.asarray(op.amount)
+        if isinstance(op, fg.BatchNorm):
+            raise UnsupportedError("BatchNorm left after folding", where)
+        raise UnsupportedError(f"{g.origin.get(name, type(op).__name__)} cannot be lowered to spiking layers",
+                               where, "the network must alternate linear ops and quantised activations")
+
+    def layer(self, name: str, value_node: str, quant: fg.QuantAct | None) -> RealLayer:
+        """Layer computing the code of `quant` applied to value(value_node)."""
+        branches, bias = self.terms(value_node)
+        shape = self.shapes[value_node]
+        a = np.float64(1.0) if quant is None else np.asarray(quant.in_scale, dtype=np.float64)
+        c = np.float64(0.0) if quant is None else np.asarray(quant.offset, dtype=np.float64)
+        out_ch = shape[0]
+        for b in branches:
+            if not b.weighted:   # identity-like path: a diagonal weight
+                src_shape = self.shapes[b.source]
+                scale = np.broadcast_to(np.asarray(b.out_scale, dtype=np.float64), (out_ch,)) \
+                    if np.asarray(b.out_scale).ndim <= 1 and np.asarray(b.out_scale).size in (1, out_ch) else None
+                if scale is None:
+                    raise UnsupportedError("a skip connection with a non-channel scale", self.graph.where(name))
+                b.ops.append(syn.ChannelScale(scale.copy()))
+                b.out_scale, b.weighted = np.float64(1.0), True
+                del src_shape
+            total = np.asarray(b.out_scale, dtype=np.float64) * a
+            total = np.broadcast_to(total, (out_ch,)) if total.ndim == 0 else total
+            if total.shape != (out_ch,):
+                raise UnsupportedError("a per-feature scale that is not per channel", self.graph.where(name))
+            w = syn.weighted_op(b.ops)
+            shape_w = (-1,) + (1,) * (w.weight.ndim - 1)
+            w.weight = w.weight * total.reshape(shape_w)
+            b.out_scale = np.float64(1.0)
+        bias = np.broadcast_to(np.asarray(bias, dtype=np.float64) * a + c, (out_ch,)).copy()
+        return RealLayer(name, shape, branches, bias, quant, name)
+
+
+def lower(graph: fg.FloatGraph) -> tuple[RealInput, list[RealLayer]]:
+    """Float graph (BN folded, quantisers fused) -> input encoder + layers, topologically."""
+    low = _Lowering(graph)
+    (inp,) = graph.input_nodes()
+    cons = graph.consumers(inp)
+    if len(cons) != 1 or not isinstance(graph.op(cons[0]), fg.QuantAct):
+        raise UnsupportedError("the input is not followed by exactly one quantiser", graph.where(inp))
+    enc = RealInput(cons[0], low.shapes[inp], graph.op(cons[0]), cons[0])
+    layers = []
+    for name in graph.topo_order():
+        op = graph.op(name)
+        if isinstance(op, fg.QuantAct) and name != enc.name:
+            (src,) = graph.inputs(name)
+            layers.append(low.layer(name, src, op))
+    out = graph.output
+    if isinstance(graph.op(out), fg.QuantAct):
+        raise UnsupportedError("the model ends in a quantised activation", graph.where(out),
+                               "end the model with a linear readout layer (Gemm/Conv)")
+    layers.append(low.layer(out, out, None))
+    _rename(enc, layers)
+    return enc, layers
+
+
+def _rename(enc: RealInput, layers: list[RealLayer]) -> None:
+    """Readable layer names (input, conv1, conv2, dense1, ..., readout); float_node keeps the origin."""
+    names = {enc.name: "input"}
+    counts: dict[str, int] = {}
+    for layer in layers[:-1]:
+        kinds = {type(syn.weighted_op(b.ops)).__name__ for b in layer.branches}
+        kind = "add" if len(layer.branches) > 1 else {"Conv": "conv", "Dense": "dense"}.get(kinds.pop(), "scale")
+        counts[kind] = counts.get(kind, 0) + 1
+        names[layer.name] = f"{kind}{counts[kind]}"
+    names[layers[-1].name] = "readout"
+    enc.name = "input"
+    for layer in layers:
+        layer.name = names[layer.name]
+        for b in layer.branches:
+            b.source = names[b.source]

@@ -1,0 +1,123 @@
+"""Weight, bias and threshold quantisation to a target's integer formats."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TargetLimitError
+from ..ir import synapses as syn
+from ..ir.spiking import Branch
+from ..sim.synapse_ops import abs_bound
+from ..target import Target
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to nearest, ties away from zero (deterministic, sign-symmetric)."""
+    x = np.asarray(x, dtype=np.float64)
+    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+
+
+@dataclass
+class QuantisedLayer:
+    branches: list               # ir.spiking.Branch with integer weights
+    bias_mant: np.ndarray
+    bias_exp: int
+    unit: int                    # integer U per code step (v_th_mant; the readout's 1/output_scale)
+    weight_exp: int
+    state_bound: int             # static worst-case |U|
+    weight_rel_error: float      # ||W_real - W_int*2^e/unit|| / ||W_real||
+    bias_max_error: float        # max |b_real - b_int/unit| in code steps
+
+
+def _bias_format(bias_int: np.ndarray, target: Target):
+    """Smallest bias_exp such that bias_int >> bias_exp fits the signed mantissa."""
+    for exp in range(0, target.bias_exp_max + 1):
+        mant = round_half_away(bias_int / float(1 << exp))
+        if np.all(np.abs(mant) <= target.bias_mant_max):
+            return mant, exp
+    return None, None
+
+
+def _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target):
+    branches, bound = [], np.float64(0)
+    for b in real_branches:
+        ops = []
+        for op in b.ops:
+            if isinstance(op, syn.WEIGHTED):
+                mant = round_half_away(op.weight * unit / float(1 << exp))
+                op = type(op)(**{**op.__dict__, "weight": mant})
+            ops.append(op)
+        branches.append(Branch(b.source, ops, exp))
+        bound = bound + abs_bound(ops, src_shapes[b.source], src_max[b.source]) * float(1 << exp)
+    bias_mant, bias_exp = _bias_format(round_half_away(bias_real * unit), target)
+    if bias_mant is None:
+        return None
+    bias_eff = np.abs(bias_mant.astype(np.float64) * (1 << bias_exp))
+    shape = bound.shape
+    per_channel = bias_eff.reshape((-1,) + (1,) * (len(shape) - 1)) if len(shape) > 1 else bias_eff
+    total = float(np.max(bound + per_channel))
+    if code_max is not None:
+        total = max(total, float(code_max) * unit)
+    if total > target.state_max:
+        return None
+    return branches, bias_mant, bias_exp, int(total)
+
+
+def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_max: int | None,
+                   src_shapes: dict, src_max: dict, target: Target) -> QuantisedLayer:
+    """Pick the weight exponent e and integer unit D with the most precision that fits.
+
+    Real weights w (in code steps of this layer) become w_mant = round(w * D / 2^e) with
+    |w_mant| <= 2^(mant_bits-1) - 1; the bias becomes round(b * D) = bias_mant << bias_exp;
+    D <= the threshold mantissa maximum; and the worst-case |U| must fit state_bits.  The
+    largest e (hence largest D, finest steps) that satisfies all of them wins.
+    """
+    w_max = max((float(np.max(np.abs(syn.weighted_op(b.ops).weight))) for b in real_branches), default=0.0)
+    m_max = target.weight_mant_max
+    exps = range(max(target.weight_exp_min, 0), target.weight_exp_max + 1)
+
+    def unit_for(exp: int) -> int:
+        if w_max == 0:
+            return target.v_th_mant_max
+        return min(int(np.floor(m_max * (1 << exp) / w_max)), target.v_th_mant_max)
+
+    # Finest weight step 2^e/D first; among equals the smaller exponent (smaller numbers).
+    candidates = sorted((((1 << e) / unit_for(e)) if unit_for(e) >= 1 else np.inf, e) for e in exps)
+    for step, exp in candidates:
+        if not np.isfinite(step):
+            continue
+        got = _try(real_branches, bias_real, unit_for(exp), exp, src_shapes, src_max, code_max, target)
+        if got is not None:
+            return _result(real_branches, bias_real, unit_for(exp), exp, got)
+    # Nothing fits at full precision: shrink the unit at the smallest usable exponent.
+    usable = [e for s, e in candidates if np.isfinite(s)]
+    if usable:
+        exp = min(usable)
+        unit = unit_for(exp) * 3 // 4
+        while unit >= 1:
+            got = _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target)
+            if got is not None:
+                return _result(real_branches, bias_real, unit, exp, got)
+            unit = unit * 3 // 4
+    raise TargetLimitError(
+        f"cannot represent this layer in {target.name}'s formats (weights up to {w_max:.3g} code steps, "
+        f"{target.state_bits}-bit state, {target.bias_mant_bits}-bit bias mantissa)",
+        f"layer '{name}'", "use fewer quantisation levels, smaller weights/biases, or --target cpu")
+
+
+def _result(real_branches, bias_real, unit, exp, got) -> QuantisedLayer:
+    branches, bias_mant, bias_exp, bound = got
+    w_err, b_err = _errors(real_branches, branches, bias_real, bias_mant, bias_exp, unit, exp)
+    return QuantisedLayer(branches, bias_mant, bias_exp, unit, exp, bound, w_err, b_err)
+
+
+def _errors(real_branches, branches, bias_real, bias_mant, bias_exp, unit, exp):
+    num = den = 0.0
+    for rb, qb in zip(real_branches, branches):
+        w = syn.weighted_op(rb.ops).weight
+        wq = syn.weighted_op(qb.ops).weight * float(1 << exp) / unit
+        num += float(np.sum((w - wq) ** 2))
+        den += float(np.sum(w ** 2))
+    b_err = float(np.max(np.abs(bias_real - bias_mant * float(1 << bias_exp) / unit))) if np.size(bias_real) else 0.0
+    return (np.sqrt(num / den) if den else 0.0), b_err

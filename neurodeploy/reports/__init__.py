@@ -1,0 +1,1 @@
+"""Reports: compile summaries, verification, costs."""

@@ -1,0 +1,50 @@
+"""A compiled network at a glance: one row per layer (Markdown and dict)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import neurons as nrn
+from ..ir import synapses as syn
+from ..ir.spiking import SpikingGraph
+
+
+def layer_rows(net: SpikingGraph) -> list[dict]:
+    q = net.meta.get("quantisation", {})
+    rows = []
+    for layer in net.layers:
+        n = layer.neuron
+        row = {"layer": layer.name, "kind": type(n).__name__, "shape": list(layer.shape),
+               "neurons": int(np.prod(layer.shape)),
+               "time_steps": getattr(n, "n_steps", None),
+               "code_max": getattr(n, "code_max", None),
+               "v_th_mant": getattr(n, "v_th_mant", None),
+               "weights": 0, "weight_exp": None, "weight_rel_error": None,
+               "sources": [b.source for b in getattr(layer, "branches", [])]}
+        for b in getattr(layer, "branches", []):
+            row["weights"] += int(np.size(syn.weighted_op(b.ops).weight))
+            row["weight_exp"] = b.weight_exp
+        if layer.name in q:
+            row["weight_rel_error"] = q[layer.name]["weight_rel_error"]
+        if isinstance(n, nrn.Readout):
+            row["output_scale"] = n.output_scale
+        rows.append(row)
+    return rows
+
+
+def summary_markdown(net: SpikingGraph) -> str:
+    rows = layer_rows(net)
+    lines = [f"# Compiled network: {net.meta.get('model', {}).get('file', '?')}",
+             "",
+             f"- scheme: `{net.scheme}`, target: `{net.target}`, neurodeploy {net.meta.get('neurodeploy_version')}",
+             f"- latency: {net.meta.get('latency_steps')} time steps per sample (layer by layer); "
+             f"pipelined throughput: one sample every {net.meta.get('throughput_steps')} steps",
+             f"- model sha256: `{net.meta.get('model', {}).get('sha256', '?')}`",
+             "",
+             "| layer | kind | shape | neurons | T | Q | D (v_th_mant) | weight_exp | weight rel. error | sources |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        err = "" if r["weight_rel_error"] is None else f"{r['weight_rel_error']:.2e}"
+        lines.append(f"| {r['layer']} | {r['kind']} | {tuple(r['shape'])} | {r['neurons']} | "
+                     f"{r['time_steps'] or ''} | {r['code_max'] or ''} | {r['v_th_mant'] or ''} | "
+                     f"{'' if r['weight_exp'] is None else r['weight_exp']} | {err} | {', '.join(r['sources'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,151 @@
+"""`verify`: the float model, the quantised ANN and the SNN side by side, layer by layer.
+
+Three results on the same inputs:
+- float:     the user's original model in onnxruntime (float32),
+- quantised: the integer reference of the quantised ANN (neurodeploy/sim/reference.py),
+- SNN:       the fixed-point spiking simulation (neurodeploy/sim/engine.py).
+Quantisation error (float vs quantised) and conversion error (quantised vs SNN) are kept
+apart: the first is the price of the target's formats, the second must be zero for an
+exact scheme.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NeurodeployError
+from ..frontends.onnx_frontend import load_onnx
+from ..ir import float_graph as fg
+from ..ir.spiking import SpikingGraph
+from ..passes import run_passes
+from ..progress import progress_bar
+from ..schemes import get_scheme
+from ..sim import engine
+from ..sim.float_eval import evaluate, quant_codes
+from ..sim.reference import reference
+
+
+def run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
+    step = inp.shape[0] if fixed_batch else batch_size
+    outs = []
+    for start in range(0, len(x), step):
+        xb = x[start:start + step].astype(np.float32)
+        if fixed_batch and len(xb) < step:
+            pad = np.zeros((step - len(xb),) + xb.shape[1:], np.float32)
+            out = sess.run(None, {inp.name: np.concatenate([xb, pad])})[0][:len(xb)]
+        else:
+            out = sess.run(None, {inp.name: xb})[0]
+        outs.append(out.reshape(len(xb), -1))
+    return np.concatenate(outs)
+
+
+def _float_codes(float_graph: fg.FloatGraph, net: SpikingGraph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Codes the float model's quantisers produce (before integer quantisation)."""
+    want = {}
+    for layer in net.neuron_layers():
+        if layer.is_readout or layer.float_node not in float_graph.g:
+            continue
+        op = float_graph.op(layer.float_node)
+        (src,) = float_graph.inputs(layer.float_node)
+        want[layer.name] = (src, op)
+    vals = evaluate(float_graph, x, keep={s for s, _ in want.values()})
+    import torch
+    return {name: quant_codes(op, torch.as_tensor(vals[src])).numpy().astype(np.int64)
+            for name, (src, op) in want.items()}
+
+
+def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarray,
+           batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+    scheme = get_scheme(net.scheme)
+    float_logits = run_onnx(model_path, x, batch_size)
+    if float_logits.shape[1] != int(np.prod(net.output.shape)):
+        raise NeurodeployError(f"the model has {float_logits.shape[1]} outputs but the compiled network "
+                               f"{int(np.prod(net.output.shape))}", str(model_path),
+                               "verify against the model the directory was compiled from")
+    float_graph = run_passes(load_onnx(model_path), scheme.passes)
+    prep = engine.prepare(net, device)
+    names = [net.input.name] + [l.name for l in net.neuron_layers() if not l.is_readout]
+    conv_mm = dict.fromkeys(names, 0)
+    quant_mm = dict.fromkeys(names[1:], 0)   # the input encoder has no float counterpart
+    elements = dict.fromkeys(names, 0)
+    spikes = dict.fromkeys(names, 0)
+    readout_mm = 0
+    snn_out, q_out = [], []
+    max_logit_diff = 0.0
+    with progress_bar(total=len(x), desc="verify", unit="sample", enabled=progress) as bar:
+        for start, xb in engine.iter_batches(x, batch_size):
+            snn = engine.run_batch(prep, xb, record_codes=True)
+            ref_codes, ref_u = reference(net, xb)
+            fcodes = _float_codes(float_graph, net, xb)
+            for name in names:
+                s = snn.codes[name].cpu().numpy()
+                conv_mm[name] += int(np.count_nonzero(s != ref_codes[name]))
+                elements[name] += int(s.size)
+                spikes[name] += snn.spikes[name]
+                if name in fcodes:
+                    quant_mm[name] += int(np.count_nonzero(fcodes[name] != ref_codes[name]))
+            u = snn.output_state.cpu().numpy().reshape(len(xb), -1)
+            ref_u = ref_u.reshape(len(xb), -1)
+            readout_mm += int(np.count_nonzero(u != ref_u))
+            snn_out.append(snn.output.cpu().numpy())
+            q_out.append((ref_u.astype(np.float64) * float(net.output.neuron.output_scale)).astype(np.float32))
+            bar.update(len(xb))
+    snn_out, q_out = np.concatenate(snn_out), np.concatenate(q_out)
+    max_logit_diff = float(np.max(np.abs(q_out.astype(np.float64) - float_logits)))
+    p_float, p_q, p_snn = float_logits.argmax(1), q_out.argmax(1), snn_out.argmax(1)
+    layer_mm = {**conv_mm, net.output.name: readout_mm}
+    lossless = not net.meta.get("options", {}).get("lossy", False)
+    holds = scheme.guarantee_holds(net, layer_mm) and lossless
+    layers = []
+    for name in names:
+        layers.append({"layer": name, "elements": elements[name], "conversion_mismatches": conv_mm[name],
+                       "quantisation_mismatches": quant_mm.get(name),
+                       "spikes": spikes[name], "spikes_per_sample": spikes[name] / len(x)})
+    layers.append({"layer": net.output.name, "elements": int(np.prod(net.output.shape)) * len(x),
+                   "conversion_mismatches": readout_mm, "quantisation_mismatches": None,
+                   "spikes": 0, "spikes_per_sample": 0.0})
+    return {
+        "model": str(model_path), "scheme": net.scheme, "target": net.target, "samples": int(len(x)),
+        "accuracy": {"float": float(np.mean(p_float == y)), "quantised_ann": float(np.mean(p_q == y)),
+                     "snn": float(np.mean(p_snn == y))},
+        "agreement": {"snn_vs_float": float(np.mean(p_snn == p_float)),
+                      "snn_vs_quantised_ann": float(np.mean(p_snn == p_q))},
+        "quantisation_error": {"max_abs_logit_diff_float_vs_quantised": max_logit_diff},
+        "layers": layers,
+        "latency_steps": net.meta.get("latency_steps"),
+        "guarantee": scheme.guarantee,
+        "guarantee_holds": bool(holds),
+        "error_free": bool(holds),
+    }
+
+
+def verify_text(r: dict) -> str:
+    a, g = r["accuracy"], r["agreement"]
+    lines = [
+        f"verify: {r['model']}  scheme={r['scheme']}  target={r['target']}  samples={r['samples']}",
+        f"  accuracy   float (onnxruntime) {a['float']*100:6.2f}%   quantised ANN {a['quantised_ann']*100:6.2f}%"
+        f"   SNN {a['snn']*100:6.2f}%",
+        f"  agreement  SNN vs float {g['snn_vs_float']*100:6.2f}%   SNN vs quantised ANN "
+        f"{g['snn_vs_quantised_ann']*100:6.2f}%",
+        f"  quantisation error (float vs quantised ANN): max |logit diff| "
+        f"{r['quantisation_error']['max_abs_logit_diff_float_vs_quantised']:.4g}",
+        "",
+        f"  {'layer':<28}{'activations':>13}{'conversion':>12}{'quantisation':>14}{'spikes/sample':>15}",
+        f"  {'':<28}{'':>13}{'mismatches':>12}{'mismatches':>14}{'':>15}",
+    ]
+    for l in r["layers"]:
+        qm = "-" if l["quantisation_mismatches"] is None else str(l["quantisation_mismatches"])
+        lines.append(f"  {l['layer']:<28}{l['elements']:>13}{l['conversion_mismatches']:>12}{qm:>14}"
+                     f"{l['spikes_per_sample']:>15.1f}")
+    lines.append("")
+    verdict = "EXACT: " if r["guarantee_holds"] else "NOT EXACT: "
+    lines.append(f"  {verdict}{r['guarantee']}" + ("" if r["guarantee_holds"] else " -- does not hold"))
+    return "\n".join(lines)

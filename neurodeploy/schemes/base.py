@@ -1,0 +1,32 @@
+"""The interface every coding scheme implements."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import float_graph as fg
+from ..ir.spiking import SpikingGraph
+from ..target import Target
+
+
+@dataclass
+class CompileOptions:
+    calibration: np.ndarray | None = None   # samples shaped like the input (N, ...)
+    timesteps: int | None = None            # scheme-specific; None = the scheme's exact choice
+    input_bits: int = 8                     # width of the input quantiser when the model has none
+    lossy: bool = False                     # allow fewer time steps than exactness needs
+
+
+class Scheme:
+    """A scheme turns a float graph into a spiking graph for a target."""
+
+    name: str = ""
+    passes: list[str] = []          # float-graph passes, in order (neurodeploy/passes)
+    guarantee: str = ""             # what `verify` checks, in words
+
+    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
+        raise NotImplementedError
+
+    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
+        raise NotImplementedError

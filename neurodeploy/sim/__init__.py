@@ -1,0 +1,1 @@
+"""Simulators: the vectorised fixed-point SNN simulator and the integer ANN reference."""

@@ -1,0 +1,68 @@
+"""Neuron kernels of the `bitplane` scheme, on torch int64 tensors (exact integers).
+
+Spike trains are stored as planes: a tensor (N, T, *shape) of 0/1, plane t = time step t+1,
+most significant bit first.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..ir import neurons as nrn
+
+
+def encode_planes(codes: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """BitplaneEncoder: integer codes (N, *shape) -> spike planes (N, T, *shape), MSB first."""
+    shifts = torch.arange(n_steps - 1, -1, -1, device=codes.device).reshape((1, n_steps) + (1,) * (codes.ndim - 1))
+    return ((codes.unsqueeze(1) >> shifts) & 1).to(torch.uint8)
+
+
+def horner(plane_currents: torch.Tensor) -> torch.Tensor:
+    """Accumulation phase: U <- 2U + I(t) over the planes axis (dim 1), from U = 0."""
+    u = torch.zeros_like(plane_currents[:, 0])
+    for t in range(plane_currents.shape[1]):
+        u = 2 * u + plane_currents[:, t]
+    return u
+
+
+def emit(u: torch.Tensor, neuron: nrn.BitplaneIF) -> torch.Tensor:
+    """Emission phase of BitplaneIF: clamp, then thresholds D*2^(T-1) ... D, subtract on spike."""
+    u = torch.minimum(u, torch.as_tensor(neuron.code_max * neuron.v_th_mant, dtype=u.dtype, device=u.device))
+    planes = []
+    for j in range(neuron.n_steps):
+        theta = neuron.v_th_mant << (neuron.n_steps - 1 - j)
+        s = u >= theta
+        u = u - s.to(u.dtype) * theta
+        planes.append(s.to(torch.uint8))
+    return torch.stack(planes, dim=1)
+
+
+def decode_planes(planes: torch.Tensor) -> torch.Tensor:
+    """Spike planes (N, T, ...) -> integer codes, weighting plane t by 2^(T-1-t)."""
+    t = planes.shape[1]
+    w = (1 << torch.arange(t - 1, -1, -1, device=planes.device, dtype=torch.int64))
+    w = w.reshape((1, t) + (1,) * (planes.ndim - 2))
+    return (planes.to(torch.int64) * w).sum(dim=1)
+
+
+def bitserial_maxpool(planes: torch.Tensor, kernel: tuple, stride: tuple) -> torch.Tensor:
+    """Max pooling of MSB-first spike trains, one plane at a time (exact on the codes).
+
+    A window's output bit is the OR of the bits of inputs still tied for the maximum;
+    an input whose bit falls below the output bit drops out of the race.
+    """
+    n, t, c, h, w = planes.shape
+    x = planes.reshape(n * t, c, h, w).to(torch.float32)
+    cols = F.unfold(x, kernel, stride=stride)                     # (n*t, c*k, L)
+    k = kernel[0] * kernel[1]
+    cols = cols.reshape(n, t, c, k, -1)
+    alive = torch.ones_like(cols[:, 0])
+    out = []
+    for step in range(t):
+        bits = cols[:, step] * alive
+        o = bits.amax(dim=2, keepdim=True)
+        alive = alive * (1 - (o - bits).clamp(min=0))             # drop inputs that lost this bit
+        out.append(o.squeeze(2))
+    oh = (h - kernel[0]) // stride[0] + 1
+    ow = (w - kernel[1]) // stride[1] + 1
+    return torch.stack(out, dim=1).reshape(n, t, c, oh, ow).to(torch.uint8)

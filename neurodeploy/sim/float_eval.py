@@ -1,0 +1,92 @@
+"""Evaluate a `FloatGraph` in float64 (torch on the CPU): shapes, per-node values, codes.
+
+This is the float model *after* the front end, used to infer shapes and to measure how far
+quantisation moves each layer.  The user's original model is run by onnxruntime instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ir import float_graph as fg
+
+
+def _t(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def _chan(a, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a scalar or per-channel (C,) array against x (N, C, ...)."""
+    t = _t(a)
+    if t.ndim == 0:
+        return t
+    return t.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def quant_codes(op: fg.QuantAct, x: torch.Tensor) -> torch.Tensor:
+    """Integer codes k = clip(floor(x * in_scale + offset), 0, levels), as float64."""
+    return torch.clamp(torch.floor(x * _chan(op.in_scale, x) + _chan(op.offset, x)), 0, op.levels)
+
+
+def eval_op(op, xs: list[torch.Tensor]) -> torch.Tensor:
+    x = xs[0] if xs else None
+    if isinstance(op, fg.Conv):
+        return F.conv2d(x, _t(op.weight), _t(op.bias), op.stride, op.padding, op.dilation, op.groups)
+    if isinstance(op, fg.Dense):
+        return x @ _t(op.weight).T + _t(op.bias)
+    if isinstance(op, fg.BatchNorm):
+        s = op.gamma / np.sqrt(op.var + op.eps)
+        return x * _chan(s, x) + _chan(op.beta - op.mean * s, x)
+    if isinstance(op, fg.Relu):
+        return torch.relu(x)
+    if isinstance(op, fg.QuantAct):
+        return quant_codes(op, x) * _chan(op.out_step, x)
+    if isinstance(op, fg.Flatten):
+        return x.reshape(x.shape[0], -1)
+    if isinstance(op, fg.AvgPool):
+        return F.avg_pool2d(x, op.kernel, op.stride, op.padding, count_include_pad=op.count_include_pad)
+    if isinstance(op, fg.GlobalAvgPool):
+        return x.mean(dim=(2, 3), keepdim=True)
+    if isinstance(op, fg.MaxPool):
+        return F.max_pool2d(x, op.kernel, op.stride)
+    if isinstance(op, fg.Add):
+        return xs[0] + xs[1]
+    if isinstance(op, fg.Scale):
+        return x * _chan(op.factor, x)
+    if isinstance(op, fg.Shift):
+        return x + _chan(op.amount, x)
+    if isinstance(op, fg.Floor):
+        return torch.floor(x)
+    if isinstance(op, fg.Clip):
+        return torch.clamp(x, op.lo, op.hi)
+    raise TypeError(f"no float evaluation for {type(op).__name__}")
+
+
+def evaluate(graph: fg.FloatGraph, x: np.ndarray, keep: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Values of every node (or of `keep` and the output) for a batch x (N, ...)."""
+    values: dict[str, torch.Tensor] = {}
+    order = graph.topo_order()
+    remaining = {n: len(graph.consumers(n)) for n in order}
+    out = {}
+    for name in order:
+        op = graph.op(name)
+        if isinstance(op, fg.Input):
+            v = _t(x)
+        else:
+            v = eval_op(op, [values[i] for i in graph.inputs(name)])
+            for i in graph.inputs(name):
+                remaining[i] -= 1
+                if remaining[i] == 0 and i != graph.output:
+                    values.pop(i, None)
+        values[name] = v
+        if keep is None or name in keep or name == graph.output:
+            out[name] = v.numpy()
+    return out
+
+
+def infer_shapes(graph: fg.FloatGraph) -> dict[str, tuple]:
+    """Per-sample output shape of every node."""
+    (inp,) = graph.input_nodes()
+    x = np.zeros((1,) + tuple(graph.op(inp).shape))
+    return {k: tuple(v.shape[1:]) for k, v in evaluate(graph, x).items()}

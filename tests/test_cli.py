@@ -1,0 +1,174 @@
+"""The command line end to end, and what users see when they hand us something wrong."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import netgen
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "digits_qcfs.onnx"
+X = ROOT / "models" / "digits_test_x.npy"
+Y = ROOT / "models" / "digits_test_y.npy"
+
+
+def run(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "neurodeploy", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+def assert_clean_error(res, *needles):
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    err = res.stderr.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, (n, err)
+
+
+def test_compile_simulate_verify(tmp_path):
+    out = tmp_path / "out"
+    r = run("compile", MODEL, "--target", "loihi2", "--scheme", "bitplane", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert (out / "ir.json").is_file() and (out / "summary.md").is_file()
+    r = run("simulate", out, "--input", X, "--output", tmp_path / "logits.npy")
+    assert r.returncode == 0, r.stderr
+    logits = np.load(tmp_path / "logits.npy")
+    assert logits.dtype == np.float32 and logits.shape == (450, 10)
+    assert np.mean(logits.argmax(1) == np.load(Y)) > 0.95
+    r = run("verify", out, "--model", MODEL, "--input", X, "--labels", Y, "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["guarantee_holds"] and all(l["conversion_mismatches"] == 0 for l in res["layers"])
+    r = run("verify", out, "--model", MODEL, "--input", X, "--labels", Y)
+    assert "EXACT" in r.stdout and "quantised ANN" in r.stdout
+
+
+def test_compile_is_byte_reproducible(tmp_path):
+    for d in ("a", "b"):
+        assert run("compile", MODEL, "-o", tmp_path / d).returncode == 0
+    for f in ("ir.json", "params.npz", "summary.md"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    meta = json.loads((tmp_path / "a" / "ir.json").read_text())["meta"]["dict"]
+    assert meta["neurodeploy_version"] and len(meta["model"]["dict"]["sha256"]) == 64
+
+
+def test_help_explains_options():
+    r = run("compile", "--help")
+    assert r.returncode == 0
+    for opt in ("--calibration", "--timesteps", "--target", "--scheme", "--input-bits"):
+        assert opt in r.stdout
+
+
+def _unsupported_model(path):
+    b = netgen.NetBuilder((4,), 0)
+    x = b.qcfs("input", 7, 1.0)
+    y = b.node("Sigmoid", [b.gemm(x, 4, 3)])
+    m = b.model(y, 3)
+    onnx.save(m, path)
+
+
+def test_unsupported_op_names_op_node_and_list(tmp_path):
+    _unsupported_model(tmp_path / "m.onnx")
+    r = run("compile", tmp_path / "m.onnx", "-o", tmp_path / "out")
+    assert_clean_error(r, "Sigmoid", "node 'sigmoid_", "supported ONNX ops:", "Conv", "Gemm")
+    assert not (tmp_path / "out").exists()
+    assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx file at all \x00\x01\x02", None])
+def test_malformed_onnx_files(tmp_path, content):
+    path = tmp_path / "bad.onnx"
+    if content is None:  # a truncated real model
+        path.write_bytes(MODEL.read_bytes()[:2000])
+    else:
+        path.write_bytes(content)
+    r = run("compile", path, "-o", tmp_path / "out")
+    assert_clean_error(r, str(path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_model_file(tmp_path):
+    assert_clean_error(run("compile", tmp_path / "nope.onnx", "-o", tmp_path / "out"), "file not found")
+
+
+def test_nan_weight_is_named(tmp_path):
+    m = onnx.load(MODEL)
+    init = m.graph.initializer
+    idx = next(i for i, t in enumerate(init) if len(t.dims) == 4)
+    arr = onnx.numpy_helper.to_array(init[idx]).copy()
+    arr.flat[3] = np.nan
+    name = init[idx].name
+    init[idx].CopyFrom(onnx.numpy_helper.from_array(arr, name))
+    onnx.save(m, tmp_path / "nan.onnx")
+    assert_clean_error(run("compile", tmp_path / "nan.onnx", "-o", tmp_path / "out"), "NaN", name)
+
+
+def test_dynamic_input_dimension(tmp_path):
+    m = onnx.load(MODEL)
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    onnx.save(m, tmp_path / "dyn.onnx")
+    assert_clean_error(run("compile", tmp_path / "dyn.onnx", "-o", tmp_path / "out"), "dynamic dimension")
+
+
+def test_wrong_timesteps_and_scheme(tmp_path):
+    assert_clean_error(run("compile", MODEL, "--timesteps", "2", "-o", tmp_path / "o"), "--timesteps 2")
+    assert_clean_error(run("compile", MODEL, "--scheme", "nope", "-o", tmp_path / "o"), "unknown scheme")
+    assert_clean_error(run("compile", MODEL, "--target", "nope", "-o", tmp_path / "o"), "unknown target")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_inputs_to_simulate(tmp_path):
+    out = tmp_path / "out"
+    assert run("compile", MODEL, "-o", out).returncode == 0
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 1, 7, 7), np.float32))
+    assert_clean_error(run("simulate", out, "--input", tmp_path / "wrong.npy", "--output", tmp_path / "y.npy"),
+                       "does not match the model input")
+    np.save(tmp_path / "nan.npy", np.full((3, 1, 8, 8), np.nan, np.float32))
+    assert_clean_error(run("simulate", out, "--input", tmp_path / "nan.npy", "--output", tmp_path / "y.npy"),
+                       "NaN")
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    assert_clean_error(run("simulate", out, "--input", tmp_path / "junk.npy", "--output", tmp_path / "y.npy"),
+                       "junk.npy")
+    assert_clean_error(run("simulate", tmp_path, "--input", X, "--output", tmp_path / "y.npy"),
+                       "no compiled network")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_output_directory_of_another_ir_version(tmp_path):
+    out = tmp_path / "out"
+    assert run("compile", MODEL, "-o", out).returncode == 0
+    doc = json.loads((out / "ir.json").read_text())
+    doc["ir_version"] = 999
+    (out / "ir.json").write_text(json.dumps(doc))
+    assert_clean_error(run("simulate", out, "--input", X, "--output", tmp_path / "y.npy"),
+                       "IR version 999", "recompile")
+
+
+def test_refuses_to_overwrite_a_foreign_directory(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    assert_clean_error(run("compile", MODEL, "-o", foreign), "not a neurodeploy output")
+    assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+def test_uncalibrated_float_input_needs_calibration(tmp_path):
+    b = netgen.NetBuilder((6,), 0)
+    x = b.qcfs(b.gemm("input", 6, 8), 7, 1.0)
+    onnx.save(b.model(b.gemm(x, 8, 3), 3), tmp_path / "m.onnx")
+    assert_clean_error(run("compile", tmp_path / "m.onnx", "-o", tmp_path / "o"), "--calibration")
+    np.save(tmp_path / "cal.npy", netgen.random_inputs((6,), 32))
+    r = run("compile", tmp_path / "m.onnx", "--calibration", tmp_path / "cal.npy", "-o", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    np.save(tmp_path / "y.npy", np.zeros(32, np.int64))
+    r = run("verify", tmp_path / "o", "--model", tmp_path / "m.onnx", "--input", tmp_path / "cal.npy",
+            "--labels", tmp_path / "y.npy")
+    assert r.returncode == 0, r.stdout + r.stderr
