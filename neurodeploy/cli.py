@@ -5,6 +5,7 @@ Every user error is a NeurodeployError: one line on stderr, exit status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -40,7 +41,10 @@ def _add_compile(sub):
                         "range when the model does not start with one")
     p.add_argument("--timesteps", type=int,
                    help="time steps per layer where the scheme allows a choice; bitplane derives "
-                        "T = ceil(log2(Q+1)) from the QCFS levels Q and accepts only that")
+                        "T = ceil(log2(Q+1)) from the QCFS levels Q and accepts fewer only with --lossy")
+    p.add_argument("--lossy", action="store_true",
+                   help="allow --timesteps below what exactness needs (layers emit only their top bits, "
+                        "rounded); verify then reports the mismatches and exits 1")
     p.add_argument("--input-bits", type=int, default=8,
                    help="width of the input quantiser inserted when the model has none (default 8)")
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
@@ -86,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile(sub)
     _add_simulate(sub)
     _add_verify(sub)
+    for module in EXTRA_COMMANDS:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -100,7 +106,8 @@ def cmd_compile(args) -> int:
         raise NeurodeployError(f"--input-bits {args.input_bits} out of range", "--input-bits", "use 1..16")
     t0 = time.perf_counter()
     net = compile_model(args.model, args.target, args.scheme,
-                        CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits))
+                        CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits,
+                                       lossy=args.lossy))
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0
@@ -162,12 +169,16 @@ def cmd_verify(args) -> int:
 
 
 COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "verify": cmd_verify}
+# Sub-commands that live beside their stage: each module has register(subparsers), which adds
+# a parser whose defaults carry func=<callable(args) -> exit status>.
+EXTRA_COMMANDS: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        func = COMMANDS.get(args.command) or args.func
+        return func(args)
     except NeurodeployError as exc:
         print(f"neurodeploy {args.command}: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code

@@ -9,10 +9,16 @@ PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 KEY=$(cat "$ROOT/requirements.txt" "$ROOT/requirements-lava.txt" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-12)
 VENV="${NEURODEPLOY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/neurodeploy/venv-$KEY}"
-quiet() { "$@" 2>&1 | grep -v -e "is ignored: it is neither" -e "^$" >&2 || true; }
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+# Run a step quietly; on failure show its output and stop.
+quiet() { "$@" >"$LOG" 2>&1 || { cat "$LOG" >&2; echo "neurodeploy setup: failed: $*" >&2; exit 1; }; }
 if [ ! -f "$VENV/.complete" ]; then
   echo "neurodeploy setup: creating $VENV (first run only, about a minute)" >&2
   rm -rf "$VENV"
+  # environments of older pins are ~6 GB each: keep only the one in use
+  [ -n "${NEURODEPLOY_VENV:-}" ] || find "$(dirname "$VENV")" -maxdepth 1 -name 'venv-*' ! -name "$(basename "$VENV")" \
+      -exec rm -rf {} + 2>/dev/null || true
   "$PY" -m venv "$VENV"
   quiet "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
   quiet "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"

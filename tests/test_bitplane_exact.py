@@ -94,3 +94,21 @@ def test_digits_resnet_zero_mismatches():
     r = verify(net, "models/digits_resnet_qcfs.onnx", x, y)
     assert all(l["conversion_mismatches"] == 0 for l in r["layers"])
     assert r["accuracy"]["snn"] > 0.95
+
+
+@pytest.mark.parametrize("timesteps", [1, 2, 3])
+def test_lossy_network_is_itself_an_exact_bitplane_network(timesteps):
+    """--lossy re-quantises every layer to fewer bits; the SNN must still equal the integer
+    reference of *that* network exactly (the loss is in the quantisation, not the conversion)."""
+    from neurodeploy.schemes import CompileOptions
+    from neurodeploy.sim import engine
+    from neurodeploy.sim.reference import reference
+    net = compile_model("models/digits_qcfs.onnx", "loihi2", "bitplane",
+                        CompileOptions(timesteps=timesteps, lossy=True))
+    assert all(l.neuron.n_steps <= timesteps for l in net.layers if hasattr(l.neuron, "n_steps"))
+    x = np.load("models/digits_test_x.npy")[:100]
+    snn = engine.run_batch(engine.prepare(net), x)
+    codes, u = reference(net, x)
+    for name, c in codes.items():
+        assert np.array_equal(snn.codes[name].numpy(), c), name
+    assert np.array_equal(snn.output_state.numpy(), u)

@@ -172,3 +172,12 @@ def test_uncalibrated_float_input_needs_calibration(tmp_path):
     r = run("verify", tmp_path / "o", "--model", tmp_path / "m.onnx", "--input", tmp_path / "cal.npy",
             "--labels", tmp_path / "y.npy")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_fewer_timesteps_only_with_lossy_and_verify_says_not_exact(tmp_path):
+    assert_clean_error(run("compile", MODEL, "--timesteps", "3", "-o", tmp_path / "o"), "--lossy")
+    r = run("compile", MODEL, "--timesteps", "3", "--lossy", "-o", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    r = run("verify", tmp_path / "o", "--model", MODEL, "--input", X, "--labels", Y)
+    assert r.returncode == 1
+    assert "NOT EXACT" in r.stdout and "not error-free" in r.stdout

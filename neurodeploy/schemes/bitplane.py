@@ -12,11 +12,11 @@ import numpy as np
 from ..errors import NeurodeployError
 from ..ir import float_graph as fg
 from ..ir import neurons as nrn
-from ..ir.spiking import InputEncoder, Layer, SpikingGraph
+from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from ..passes import run_passes
 from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
-from ..passes.quantize import quantise_layer
+from ..passes.quantize import _bias_format, quantise_layer, round_half_away
 from ..target import Target
 from .base import CompileOptions, Scheme
 
@@ -41,10 +41,11 @@ class Bitplane(Scheme):
                 raise NeurodeployError(
                     f"--timesteps {options.timesteps} is more than the {needed} this model's quantisation "
                     "levels need", graph.source, f"omit --timesteps (bitplane uses T = {needed})")
-            raise NeurodeployError(
-                f"--timesteps {options.timesteps} is fewer than the {needed} steps the model's "
-                f"quantisation levels need for an exact result", graph.source,
-                f"omit --timesteps; fewer steps are not supported by the exact bitplane scheme")
+            if options.timesteps < 1 or not options.lossy:
+                raise NeurodeployError(
+                    f"--timesteps {options.timesteps} is fewer than the {needed} steps the model's "
+                    f"quantisation levels need for an exact result", graph.source,
+                    "omit --timesteps, or add --lossy to accept a result that is not error-free")
 
         layers = [InputEncoder(enc.name, enc.shape, np.asarray(enc.quant.in_scale), np.asarray(enc.quant.offset),
                                np.asarray(enc.quant.out_step),
@@ -74,7 +75,62 @@ class Bitplane(Scheme):
                 "latency_steps": int(sum(steps)),
                 "throughput_steps": int(max(steps)),
                 "quantisation": quant_report}
+        if options.timesteps is not None and options.timesteps < needed:
+            # the exact network stays in the artifact as the quantised ANN verify compares with
+            meta["reference_layers"] = layers
+            layers, dropped = truncate_timesteps(layers, options.timesteps, target)
+            meta["lossy"] = {"timesteps": options.timesteps, "exact_timesteps": needed, "dropped_bits": dropped}
+            steps = [min(s, options.timesteps) for s in steps]
+            meta["time_steps_per_layer"] = {k: min(v, options.timesteps) for k, v in meta["time_steps_per_layer"].items()}
+            meta["latency_steps"], meta["throughput_steps"] = int(sum(steps)), int(max(steps))
         return SpikingGraph(self.name, target.name, layers, meta)
 
     def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
         return all(v == 0 for v in layer_mismatches.values())
+
+
+def truncate_timesteps(layers: list, timesteps: int, target: Target) -> tuple[list, dict]:
+    """Lossy variant: every layer emits only its top `timesteps` bits, rounded.
+
+    A layer that needs T > timesteps bits drops d = T - timesteps LSBs: its threshold unit
+    becomes D << d, its code range Q >> d, and D << (d - 1) is added to its bias so that the
+    truncation rounds.  Consumers scale what they receive back by 2^d (weight_exp + d).  The
+    result is not error-free; verify reports the mismatches against the exact network.
+    """
+    dropped: dict[str, int] = {}
+    enc = layers[0]
+    d = max(0, enc.neuron.n_steps - timesteps)
+    dropped[enc.name] = d
+    scale = float(1 << d)
+    out = [InputEncoder(enc.name, enc.shape, np.asarray(enc.in_scale) / scale,
+                        np.asarray(enc.offset) / scale + (0.5 if d else 0.0), np.asarray(enc.value_step) * scale,
+                        nrn.BitplaneEncoder(enc.neuron.code_max >> d, enc.neuron.n_steps - d), enc.float_node)]
+    for layer in layers[1:]:
+        # receivers scale what they get back up by 2^d through weight_exp; where that would
+        # exceed the target's exponent range, the layer's own unit and bias shrink instead
+        wanted = [b.weight_exp + dropped[b.source] for b in layer.branches]
+        over = max(0, max(wanted) - target.weight_exp_max)
+        if min(wanted) - over < max(0, target.weight_exp_min):
+            raise NeurodeployError(f"--timesteps {timesteps} cannot be expressed with the target's weight "
+                                   "exponents", f"layer '{layer.name}'", "use more time steps")
+        branches = [Branch(b.source, b.ops, e - over) for b, e in zip(layer.branches, wanted)]
+        bias = round_half_away(layer.bias / float(1 << over))
+        neuron = layer.neuron
+        if layer.is_readout:
+            neuron = nrn.Readout(neuron.output_scale * float(1 << over))
+        else:
+            d = max(0, neuron.n_steps - timesteps)
+            dropped[layer.name] = d
+            unit = max(1, int(round_half_away(neuron.v_th_mant / float(1 << over)))) << d
+            if unit > target.v_th_mant_max:
+                raise NeurodeployError(f"threshold {unit} exceeds the target's {target.v_th_mant_bits}-bit "
+                                       "threshold mantissa", f"layer '{layer.name}'", "use more time steps")
+            bias = bias + (unit >> 1 if d else 0)
+            neuron = nrn.BitplaneIF(unit, neuron.code_max >> d, neuron.n_steps - d)
+        bias_mant, bias_exp = _bias_format(bias, target)
+        if bias_mant is None:
+            raise NeurodeployError("bias does not fit the target's bias format after truncation",
+                                   f"layer '{layer.name}'", "use more time steps")
+        out.append(Layer(layer.name, layer.shape, branches, bias_mant, bias_exp, neuron,
+                         np.asarray(layer.value_step) * float(1 << dropped.get(layer.name, 0)), layer.float_node))
+    return out, dropped
