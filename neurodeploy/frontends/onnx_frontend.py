@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import NeurodeployError, UnsupportedError
 from ..ir import float_graph as fg
+from ..passes.check_shapes import check_shapes
 
 HANDLERS = {}
 
@@ -346,7 +347,14 @@ def load_onnx(path: str | Path) -> fg.FloatGraph:
                 if i and i not in alias and i not in consts:
                     raise NeurodeployError(f"input tensor '{i}' is produced by no node", ctx.where(node),
                                            "the model is malformed; re-export it")
-        fn(node, ctx)
+        try:
+            fn(node, ctx)
+        except NeurodeployError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, AttributeError, ZeroDivisionError) as exc:
+            # a node whose attributes or constants do not have the form its op requires
+            raise NeurodeployError(f"malformed {node.op_type} node ({type(exc).__name__}: {exc})",
+                                   ctx.where(node), "re-export the model") from None
         if node.op_type == "Constant":
             _check_finite(node.output[0], consts[node.output[0]], path, users)
     if len(model.graph.output) != 1:
@@ -360,4 +368,4 @@ def load_onnx(path: str | Path) -> fg.FloatGraph:
     import networkx as nx
     keep = nx.ancestors(graph.g, graph.output) | {graph.output}
     graph.g.remove_nodes_from([n for n in list(graph.g) if n not in keep])
-    return graph
+    return check_shapes(graph)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import NeurodeployError
 from ..ir import float_graph as fg
 
 
@@ -74,7 +75,13 @@ def evaluate(graph: fg.FloatGraph, x: np.ndarray, keep: set[str] | None = None) 
         if isinstance(op, fg.Input):
             v = _t(x)
         else:
-            v = eval_op(op, [values[i] for i in graph.inputs(name)])
+            try:
+                v = eval_op(op, [values[i] for i in graph.inputs(name)])
+            except (RuntimeError, ValueError, IndexError) as exc:
+                # shapes that do not fit together (e.g. a weight for another channel count)
+                first = str(exc).strip().splitlines()[0][:200]
+                raise NeurodeployError(f"cannot evaluate this op on its input ({first})", graph.where(name),
+                                       "check the layer's weight shape against its input") from None
             for i in graph.inputs(name):
                 remaining[i] -= 1
                 if remaining[i] == 0 and i != graph.output:
