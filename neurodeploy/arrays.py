@@ -8,12 +8,13 @@ import numpy as np
 from .errors import NeurodeployError
 
 
-def load_npy(path: str | Path, what: str) -> np.ndarray:
+def load_npy(path: str | Path, what: str, mmap: bool = False) -> np.ndarray:
+    """Load one array; with mmap the samples stay on disk and are read batch by batch."""
     path = Path(path)
     if not path.is_file():
         raise NeurodeployError("file not found", str(path), f"pass the {what} as a .npy file")
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as exc:
         raise NeurodeployError(f"not a readable .npy array ({type(exc).__name__})", str(path),
                                f"save the {what} with numpy.save") from None
@@ -23,8 +24,11 @@ def load_npy(path: str | Path, what: str) -> np.ndarray:
     return arr
 
 
-def check_inputs(x: np.ndarray, shape: tuple, where: str) -> np.ndarray:
-    """Inputs must be real numbers shaped (N, *shape) with no NaN/Inf; returned as float32."""
+def check_inputs(x: np.ndarray, shape: tuple, where: str, chunk: int = 4096) -> np.ndarray:
+    """Inputs must be real numbers shaped (N, *shape) with no NaN/Inf.
+
+    Checked chunk by chunk so that a memory-mapped array is never loaded whole; returned
+    as it is (the simulator converts each batch)."""
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise NeurodeployError(f"input dtype {x.dtype} is not numeric", where, "save float32 samples")
     if x.ndim == 1 + len(shape) - 0 and tuple(x.shape[1:]) == tuple(shape):
@@ -37,9 +41,11 @@ def check_inputs(x: np.ndarray, shape: tuple, where: str) -> np.ndarray:
                                f"{', '.join(map(str, shape))})", where, "reshape the samples")
     if len(x) == 0:
         raise NeurodeployError("input holds no samples", where, "pass at least one sample")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        raise NeurodeployError("input holds NaN or Inf values", where, "clean the data")
-    return x.astype(np.float32, copy=False)
+    if np.issubdtype(x.dtype, np.floating):
+        for start in range(0, len(x), chunk):
+            if not np.all(np.isfinite(x[start:start + chunk])):
+                raise NeurodeployError("input holds NaN or Inf values", where, "clean the data")
+    return x
 
 
 def check_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:

@@ -34,7 +34,8 @@ def _add_compile(sub):
     p.add_argument("--target", default="loihi2",
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
     p.add_argument("--scheme", default="bitplane",
-                   help="coding scheme: bitplane = error-free conversion of a QCFS-trained ANN (default)")
+                   help="coding scheme: bitplane = error-free conversion of a QCFS-trained ANN (default); "
+                        "rate = integrate-and-fire rate coding over --timesteps steps (default 32)")
     p.add_argument("-o", "--output", required=True, help="output directory (created or replaced)")
     p.add_argument("--calibration", metavar="X.npy",
                    help="float32 samples shaped like the input, batch first; sets the input quantiser's "
@@ -45,6 +46,12 @@ def _add_compile(sub):
     p.add_argument("--lossy", action="store_true",
                    help="allow --timesteps below what exactness needs (layers emit only their top bits, "
                         "rounded); verify then reports the mismatches and exits 1")
+    p.add_argument("--reset", choices=["subtract", "zero"], default="subtract",
+                   help="rate: reset by subtracting the threshold (keeps the residue; custom neuron on "
+                        "Loihi 2) or to zero (Loihi's stock LIF; loses the residue)")
+    p.add_argument("--percentile", type=float, default=99.9,
+                   help="rate: threshold balancing sets each ReLU's λ to this percentile of its "
+                        "calibration inputs (default 99.9)")
     p.add_argument("--input-bits", type=int, default=8,
                    help="width of the input quantiser inserted when the model has none (default 8)")
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
@@ -54,7 +61,9 @@ def _add_simulate(sub):
     p = sub.add_parser(
         "simulate", help="run a compiled network on inputs with the bit-accurate simulator",
         description="Simulate a compiled network on a CPU (or --device cuda) in exact fixed point, "
-                    "batch by batch (memory is bounded by --batch-size, not by the number of samples). "
+                    "batch by batch: the input .npy is memory-mapped and read one batch at a time, so "
+                    "memory is bounded by --batch-size (plus the (N, outputs) result), not by the number "
+                    "of samples. "
                     "Writes the readout layer's values as float32 (N, outputs) in the ANN's units.")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs (N, C, H, W) or (N, F)")
@@ -107,7 +116,7 @@ def cmd_compile(args) -> int:
     t0 = time.perf_counter()
     net = compile_model(args.model, args.target, args.scheme,
                         CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits,
-                                       lossy=args.lossy))
+                                       lossy=args.lossy, reset=args.reset, percentile=args.percentile))
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0
@@ -127,7 +136,7 @@ def cmd_simulate(args) -> int:
     from .sim.engine import simulate
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs"), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
     t0 = time.perf_counter()
     out, spikes = simulate(net, x, args.batch_size, args.device, progress=True)
     seconds = time.perf_counter() - t0
@@ -161,7 +170,7 @@ def cmd_verify(args) -> int:
     from .reports.verify import verify, verify_text
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs"), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
     print(json.dumps(result, indent=1) if args.json else verify_text(result))

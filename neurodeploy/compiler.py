@@ -32,7 +32,8 @@ def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = 
         "neurodeploy_version": __version__,
         "model": {"file": model_path.name, "sha256": model_sha256(model_path)},
         "options": {"target": tgt.name, "scheme": sch.name, "timesteps": options.timesteps,
-                    "input_bits": options.input_bits, "lossy": options.lossy,
+                    "input_bits": options.input_bits, "lossy": options.lossy, "reset": options.reset,
+                    "percentile": options.percentile,
                     "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
         "target_spec": tgt.to_dict(),
     })

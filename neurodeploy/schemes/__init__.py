@@ -4,8 +4,9 @@ from __future__ import annotations
 from ..errors import NeurodeployError
 from .base import CompileOptions, Scheme
 from .bitplane import Bitplane
+from .rate import Rate
 
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(),)}
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate())}
 
 
 def get_scheme(name: str) -> Scheme:

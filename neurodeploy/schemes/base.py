@@ -16,6 +16,8 @@ class CompileOptions:
     timesteps: int | None = None            # scheme-specific; None = the scheme's exact choice
     input_bits: int = 8                     # width of the input quantiser when the model has none
     lossy: bool = False                     # allow fewer time steps than exactness needs
+    reset: str = "subtract"                 # rate: "subtract" (soft) or "zero" (Loihi's stock LIF)
+    percentile: float = 99.9                # rate: threshold balancing percentile of ReLU inputs
 
 
 class Scheme:

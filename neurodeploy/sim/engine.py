@@ -17,6 +17,7 @@ from ..ir import neurons as nrn
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, Layer, SpikingGraph
 from . import bitplane as bp
+from . import rate
 from .synapse_ops import abs_bound, apply_ops
 
 FLOAT32_EXACT = 1 << 24
@@ -96,10 +97,64 @@ class BatchResult:
 
 
 def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
+    """Run one batch; codes are the decoded value of each layer's spikes (bit planes -> code,
+    rate -> spike count)."""
+    if isinstance(prep.graph.input.neuron, nrn.RateEncoder):
+        return _run_rate(prep, x, record_codes)
+    return _run_bitplane(prep, x, record_codes)
+
+
+def _branch_current(pb: PreparedBranch, spikes: torch.Tensor) -> torch.Tensor:
+    """Integer current of one branch for one batch of spike tensors (N, *shape)."""
+    return apply_ops(pb.ops, spikes.to(pb.dtype), pb.weights).to(torch.int64) << pb.weight_exp
+
+
+def _run_rate(prep: Prepared, x: np.ndarray, record_codes: bool) -> BatchResult:
+    graph = prep.graph
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
+    enc = graph.input
+    k0 = input_codes(enc, xt)
+    n = xt.shape[0]
+    t_in = enc.neuron.n_steps
+    layers = graph.neuron_layers()
+    zeros = {l.name: torch.zeros((n,) + tuple(l.shape), dtype=torch.int64, device=prep.device) for l in layers}
+    # the readout starts at its bias; IF neurons at v_init and add their bias every step
+    v = {l.name: (zeros[l.name] + _bias(l, zeros[l.name])) if l.is_readout else zeros[l.name] + l.neuron.v_init
+         for l in layers}
+    step_bias = {l.name: _bias(l, zeros[l.name]) for l in layers if not l.is_readout}
+    v_enc = torch.full_like(k0, t_in // 2)
+    prev = {l.name: torch.zeros((n,) + tuple(l.shape), dtype=torch.uint8, device=prep.device) for l in layers}
+    prev[enc.name] = torch.zeros_like(k0, dtype=torch.uint8)
+    counts = {name: torch.zeros_like(t, dtype=torch.int64) for name, t in prev.items()}
+    for t in range(t_in + rate.depth(graph)):
+        now = {}
+        if t < t_in:
+            v_enc, s = rate.encoder_step(v_enc, k0, t_in)
+            now[enc.name] = s.to(torch.uint8)
+        else:
+            now[enc.name] = torch.zeros_like(prev[enc.name])
+        for layer in layers:
+            current = sum(_branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
+            if layer.is_readout:
+                v[layer.name] = v[layer.name] + current
+                continue
+            v[layer.name], s = rate.if_step(v[layer.name], current + step_bias[layer.name], layer.neuron)
+            now[layer.name] = s.to(torch.uint8)
+        for name, s in now.items():
+            counts[name] += s
+        prev.update(now)
+    u = v[graph.output.name]
+    value = (u.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
+    codes = {name: c for name, c in counts.items() if name != graph.output.name} if record_codes else {}
+    spikes = {name: int(c.sum()) for name, c in counts.items() if name != graph.output.name}
+    return BatchResult(value.reshape(n, -1), u, codes, spikes)
+
+
+def _run_bitplane(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
     graph = prep.graph
     planes: dict[str, torch.Tensor] = {}
     codes, spikes = {}, {}
-    xt = torch.as_tensor(np.asarray(x), device=prep.device)
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)   # copy: x may be a read-only memmap
     enc = graph.input
     k0 = input_codes(enc, xt)
     planes[enc.name] = bp.encode_planes(k0, enc.neuron.n_steps)

@@ -72,7 +72,7 @@ def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict[str, np.ndarray]
             for op in b.ops:
                 v = apply_op_int(op, v)
             u = u + v * (1 << b.weight_exp)
-        bias = layer.bias
+        bias = layer.neuron.total_bias(layer.bias)
         u = u + bias.reshape((1, -1) + (1,) * (np.ndim(u) - 2))
         if isinstance(layer.neuron, nrn.Readout):
             return codes, u
