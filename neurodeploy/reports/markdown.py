@@ -1,0 +1,65 @@
+"""The cost report as Markdown (`neurodeploy report --format md`)."""
+from __future__ import annotations
+
+from . import tables as tb
+
+
+def md_table(headers: list, rows: list) -> list[str]:
+    def cell(v):
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    out = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
+    return out
+
+
+def to_markdown(d: dict) -> str:
+    s, t, e = d["summary"], d["timing"], d["energy"]
+    mm, al = d["memory_model"], d["allocation"]
+    lines = [f"# {tb.title(d)}", "",
+             f"neurodeploy {d['neurodeploy_version']}; model sha256 `{d['network']['model_sha256']}`; "
+             f"target: {d['network']['target_description']}.",
+             f"{d['samples']} samples simulated bit-exactly; activity and energy are means per inference "
+             f"(one sample).", "",
+             "## Summary", ""]
+    lines += md_table(*tb.summary_table(d))
+    acc = tb.accuracy_table(d)
+    if acc:
+        lines += ["", "Accuracy on the given labels:", ""] + md_table(*acc)
+    lines += ["", "## Energy per inference", ""]
+    if e["statement"]:
+        lines += [f"**Target {e['target']}:** {e['statement']}", ""]
+    lines += ["Each figure below comes from one named model and only that model; it is not a figure for "
+              f"{e['target']} unless its role says `target`.", ""]
+    lines += md_table(*tb.energy_models_table(d))
+    for m in e["models"]:
+        lines += ["", f"### `{m['name']}`: {m['title']}", "",
+                  f"Chip {m['chip']} ({m['role']}); {m['status']}. Source: {m['source']}.", ""]
+        lines += md_table(*tb.energy_price_table(m)) + [""]
+        lines += md_table(*tb.energy_layer_table(d, m))
+    lines += ["", "## Structure per layer", ""]
+    lines += md_table(*tb.structure_table(d))
+    lines += ["", f"Synaptic memory: {mm['bits_per_synapse']} bits per synapse ({mm['weight_bits']}-bit weight "
+                  f"mantissa from the target + {mm['index_bits']} index bits); {mm['format']}."]
+    if al["unlimited"]:
+        lines += ["Cores: the target sets no per-core limits; each layer counts as one core."]
+    else:
+        lines += [f"Cores: {al['method']}; limits {tb.count(al['neurons_per_core'])} neurons and "
+                  f"{tb.nbytes(al['synaptic_memory_bytes_per_core'])} bytes of synaptic memory per core, "
+                  f"{tb.count(al['cores_per_chip'])} cores per chip: {al['cores']} cores on {al['chips']} "
+                  f"chip{'s' if al['chips'] != 1 else ''}, {'fits' if al['fits_target'] else 'does NOT fit'}."]
+    lines += [f"- problem: {p}" for p in al["problems"]]
+    lines += ["", "## Activity per inference", ""]
+    lines += md_table(*tb.activity_table(d))
+    st = s["synaptic_ops_per_sample"]
+    sp = s["spikes_per_sample"]
+    lines += ["", f"Over the {d['samples']} samples: spikes {tb.count(sp['min'])}..{tb.count(sp['max'])} "
+                  f"(mean {tb.count(sp['mean'])}), synaptic ops {tb.count(st['min'])}..{tb.count(st['max'])} "
+                  f"(mean {tb.count(st['mean'])}). {d['activity']['note']}",
+              "", "## Timing", "",
+              f"- latency: {t['latency_steps']} time steps per sample ({t['mode']})",
+              f"- pipelined throughput: one sample every {tb.count(t['throughput_steps'])} steps",
+              f"- time per step: {t['step_duration_note']}",
+              "", "## What the counts mean", ""]
+    lines += [f"- `{k}`: {v}" for k, v in d["counters"].items()]
+    lines += ["", "## Assumptions", ""] + [f"- {a}" for a in d["assumptions"]]
+    return "\n".join(lines) + "\n"
