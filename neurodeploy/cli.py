@@ -180,7 +180,8 @@ def cmd_verify(args) -> int:
 COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "verify": cmd_verify}
 # Sub-commands that live beside their stage: each module has register(subparsers), which adds
 # a parser whose defaults carry func=<callable(args) -> exit status>.
-EXTRA_COMMANDS: list[str] = ["neurodeploy.reports.report_cli", "neurodeploy.reports.compare"]
+EXTRA_COMMANDS: list[str] = ["neurodeploy.reports.report_cli", "neurodeploy.reports.compare",
+                              "neurodeploy.backends.export_cli"]
 
 
 def main(argv: list[str] | None = None) -> int:

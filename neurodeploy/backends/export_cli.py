@@ -1,0 +1,72 @@
+"""`neurodeploy export DIR --format FMT -o FILE`: write a compiled network in another tool's format.
+
+Registered by neurodeploy/cli.py through EXTRA_COMMANDS ("neurodeploy.backends.export_cli").
+Each format is one entry of EXPORTERS: a callable (net, output path, args) -> one-line
+summary, which raises NeurodeployError for what the format cannot express and writes its
+file atomically (temp file + rename: no half-written output on any error).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import NeurodeployError
+
+
+def _export_nir(net, out: Path, args) -> str:
+    from .nir_export import check_expressible, export_nir, run_steps
+    check_expressible(net, str(args.compiled))
+    export_nir(net, out, v_init=args.v_init, readout=args.readout, delays=args.delays)
+    return (f"wrote {out} (NIR, {len(net.neuron_layers())} layers, run {run_steps(net)} steps of dt=1; "
+            f"input = rate-encoder spikes, see neurodeploy.backends.nir_export)")
+
+
+def _export_netx(net, out: Path, args) -> str:
+    raise NeurodeployError("netx export: not available yet", "--format netx", "use --format nir")
+
+
+# format -> exporter(net, output path, parsed args) -> summary line
+EXPORTERS = {"nir": _export_nir, "netx": _export_netx}
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a compiled network in an interchange format (nir)",
+        description="Write a compiled network in another tool's format. "
+                    "nir: the Neuromorphic Intermediate Representation (HDF5, read with nir.read) for the "
+                    "rate scheme: IF neurons, Conv2d/Affine/SumPool2d/Flatten synapses, an integrator readout, "
+                    "all in the network's integer units with dt = 1. The bitplane scheme has no NIR "
+                    "equivalent. NIR cannot hold the subtractive reset, the initial potential or (unless "
+                    "--delays) the one-step synaptic delay; see neurodeploy/backends/nir_export.py.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  neurodeploy compile m.onnx --scheme rate --timesteps 16 -o out/\n"
+               "  neurodeploy export out/ --format nir -o net.nir")
+    p.add_argument("compiled", help="directory written by `neurodeploy compile`")
+    p.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="output format")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (atomically)")
+    p.add_argument("--v-init", choices=("bias", "drop"), default="bias",
+                   help="nir: NIR has no initial potential; 'bias' (default) spreads each IF layer's v_init "
+                        "over the run as extra per-step bias, 'drop' leaves it out (kept in metadata)")
+    p.add_argument("--readout", choices=("integrator", "current"), default="integrator",
+                   help="nir: the readout as a nir.I integrator (default) or its input current straight to "
+                        "the Output, to be summed over the run (for readers without nir.I: Norse, snnTorch)")
+    p.add_argument("--delays", action="store_true",
+                   help="nir: add nir.Delay(1) after every spike source (our one-step synaptic delay; "
+                        "exact in time, but few readers implement nir.Delay)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from ..ir.serialize import load
+
+    exporter = EXPORTERS.get(args.format)
+    if exporter is None:   # argparse's choices already refuse it; kept for callers of cmd_export
+        raise NeurodeployError(f"unknown export format '{args.format}'", "--format",
+                               f"use one of {', '.join(sorted(EXPORTERS))}")
+    out = Path(args.output)
+    if out.is_dir():
+        raise NeurodeployError("is a directory", str(out), "pass a file name, e.g. -o net.nir")
+    net = load(args.compiled)
+    print(exporter(net, out, args), file=sys.stderr)
+    return 0
