@@ -25,12 +25,13 @@ typical use:
 
 def _add_compile(sub):
     p = sub.add_parser(
-        "compile", help="compile an ONNX model into a spiking network directory",
-        description="Compile a trained ONNX model into a spiking network for a target chip. "
+        "compile", help="compile an ONNX or PyTorch (.pt2) model into a spiking network directory",
+        description="Compile a trained model (ONNX, or a PyTorch program saved with torch.export.save) "
+                    "into a spiking network for a target chip. "
                     "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
                     "summary.md; it is written atomically (temp dir + rename).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="the trained model (.onnx)")
+    p.add_argument("model", help="the trained model: .onnx, or .pt2 written by torch.export.save")
     p.add_argument("--target", default="loihi2",
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
     p.add_argument("--scheme", default="bitplane",
@@ -76,12 +77,13 @@ def _add_simulate(sub):
 def _add_verify(sub):
     p = sub.add_parser(
         "verify", help="compare float model, quantised ANN and SNN layer by layer",
-        description="Run the original model in onnxruntime (float), the integer reference of the "
-                    "quantised ANN, and the SNN simulation on the same inputs; print accuracies, "
+        description="Run the original model (float: onnxruntime for .onnx, PyTorch for .pt2), the integer "
+                    "reference of the quantised ANN, and the SNN simulation on the same inputs; print accuracies, "
                     "prediction agreement and per-layer mismatches. Exit status 0 only when the "
                     "scheme's guarantee holds (bitplane: zero mismatches on every layer), 1 otherwise.")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
-    p.add_argument("--model", required=True, help="the ONNX model the directory was compiled from")
+    p.add_argument("--model", required=True,
+                   help="the model file (.onnx or .pt2) the directory was compiled from")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
     p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -167,7 +169,8 @@ def _save_npy_atomic(path: str, arr: np.ndarray) -> None:
 def cmd_verify(args) -> int:
     from .arrays import check_inputs, check_labels, load_npy
     from .ir.serialize import load
-    from .reports.verify import verify, verify_text
+    from .api import verify               # .onnx: reports.verify.verify; .pt2: the float model in PyTorch
+    from .reports.verify import verify_text
 
     net = load(args.compiled)
     x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)

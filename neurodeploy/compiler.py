@@ -1,4 +1,4 @@
-"""The compile step as an API: model file -> SpikingGraph -> artifact directory."""
+"""The compile step as an API: model file (.onnx, .pt2) or float graph -> SpikingGraph -> artifact directory."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,7 @@ from pathlib import Path
 from . import __version__
 from .errors import NeurodeployError
 from .frontends.onnx_frontend import load_onnx, model_sha256
+from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
 from .schemes import CompileOptions, get_scheme
@@ -17,20 +18,32 @@ from .target import load_target
 MANIFEST_KEYS = ("neurodeploy_version", "model", "options")
 
 
-def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",
-                  options: CompileOptions | None = None) -> SpikingGraph:
-    options = options or CompileOptions()
+MODEL_FORMATS = (".onnx", ".pt2")
+
+
+def load_model(model_path: str | Path) -> fg.FloatGraph:
+    """The float graph of a model file: .onnx (ONNX front end) or .pt2 (torch.export.save; PyTorch front end)."""
     model_path = Path(model_path)
-    if model_path.suffix.lower() != ".onnx":
-        raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
-                               "pass an .onnx file")
+    suffix = model_path.suffix.lower()
+    if suffix == ".pt2":
+        from .frontends.torch_frontend import load_pt2
+        return load_pt2(model_path)
+    if suffix == ".onnx":
+        return load_onnx(model_path)
+    raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
+                           "pass an .onnx file or a .pt2 file saved with torch.export.save")
+
+
+def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "bitplane",
+                  options: CompileOptions | None = None, model_meta: dict | None = None) -> SpikingGraph:
+    """Compile a float graph from any front end; `model_meta` ({"file", "sha256"}) names its source."""
+    options = options or CompileOptions()
     tgt = load_target(target)
     sch = get_scheme(scheme)
-    graph = load_onnx(model_path)
     net = sch.compile(graph, tgt, options)
     net.meta.update({
         "neurodeploy_version": __version__,
-        "model": {"file": model_path.name, "sha256": model_sha256(model_path)},
+        "model": dict(model_meta or {}),
         "options": {"target": tgt.name, "scheme": sch.name, "timesteps": options.timesteps,
                     "input_bits": options.input_bits, "lossy": options.lossy, "reset": options.reset,
                     "percentile": options.percentile,
@@ -38,6 +51,19 @@ def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = 
         "target_spec": tgt.to_dict(),
     })
     return net
+
+
+def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",
+                  options: CompileOptions | None = None) -> SpikingGraph:
+    model_path = Path(model_path)
+    if model_path.suffix.lower() not in MODEL_FORMATS:
+        raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
+                               "pass an .onnx file or a .pt2 file saved with torch.export.save")
+    load_target(target)          # report a bad --target / --scheme before reading the model
+    get_scheme(scheme)
+    graph = load_model(model_path)
+    return compile_graph(graph, target, scheme, options,
+                         {"file": model_path.name, "sha256": model_sha256(model_path)})
 
 
 def _is_artifact(path: Path) -> bool:

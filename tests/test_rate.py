@@ -90,3 +90,13 @@ def test_rate_on_digits_converges_with_time_steps():
     assert acc[16, "subtract"] >= 0.97
     assert acc[16, "zero"] >= 0.93
     assert acc[4, "subtract"] < acc[16, "subtract"]
+
+
+def test_verify_relu_model_reports_quantisation_and_conversion_apart(tmp_path):
+    _relu_mlp(tmp_path / "m.onnx")
+    cal = netgen.random_inputs((10,), 64, seed=3)
+    net = compile_model(tmp_path / "m.onnx", "loihi2", "rate", CompileOptions(calibration=cal, timesteps=16))
+    r = verify(net, tmp_path / "m.onnx", cal, np.zeros(64, dtype=np.int64))
+    hidden = r["layers"][1:-1]
+    assert all(l["quantisation_mismatches"] is not None for l in hidden)
+    assert r["exact_scheme"] is False and r["guarantee_holds"]

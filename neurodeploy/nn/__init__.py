@@ -1,6 +1,12 @@
-"""Training-side helpers: the QCFS activation and ONNX export."""
+"""What users train with: the QCFS activation, spiking neurons (LIF) with surrogate gradients,
+ONNX export and torch.export programs (.pt2)."""
 
 from .export import export_onnx, fold_batchnorm, verify_onnx
+from .lif import LIF, SpikingNeuron, SpikingSequential, multistep, reset_net, set_mode
+from .program import export_program
 from .qcfs import QCFS, relu_to_qcfs
+from .surrogate import ATan, Rectangle, Sigmoid, Surrogate
 
-__all__ = ["QCFS", "relu_to_qcfs", "export_onnx", "fold_batchnorm", "verify_onnx"]
+__all__ = ["QCFS", "relu_to_qcfs", "export_onnx", "fold_batchnorm", "verify_onnx", "export_program",
+           "LIF", "SpikingNeuron", "SpikingSequential", "multistep", "reset_net", "set_mode",
+           "Surrogate", "Sigmoid", "ATan", "Rectangle"]

@@ -26,6 +26,7 @@ class Scheme:
     name: str = ""
     passes: list[str] = []          # float-graph passes, in order (neurodeploy/passes)
     guarantee: str = ""             # what `verify` checks, in words
+    exact: bool = True              # does the scheme promise equality with the quantised ANN?
 
     def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
         raise NotImplementedError

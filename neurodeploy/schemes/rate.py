@@ -35,6 +35,7 @@ class Rate(Scheme):
     name = "rate"
     passes = ["fold_bn", "fuse_quant_act", "drop_redundant_relu"]
     guarantee = "none: rate coding approximates the quantised ANN (mismatches are expected)"
+    exact = False
 
     def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
         t = options.timesteps or DEFAULT_TIMESTEPS

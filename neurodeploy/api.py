@@ -1,0 +1,342 @@
+"""The Python API: compile a trained model, simulate it, verify it, save it.
+
+    from neurodeploy import api as nd          # `import neurodeploy as nd` once __init__ exposes it
+    net = nd.compile(model, example_input, target="loihi2", scheme="bitplane")
+    logits = nd.simulate(net, x)               # bit-accurate fixed-point simulation
+    report = nd.verify(net, model, x, y)       # float model vs quantised ANN vs SNN, layer by layer
+    net.save("out/")                           # ir.json + params.npz + summary.md, atomically
+
+`model` may be an `nn.Module` (exported with torch.export on `example_input`), a
+`torch.export.ExportedProgram`, or a path to an `.onnx` file or a `.pt2` file written by
+`torch.export.save`.  Every user error is a `neurodeploy.NeurodeployError`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import NeurodeployError
+from .ir import float_graph as fg
+from .ir.spiking import SpikingGraph
+from .schemes import CompileOptions, get_scheme
+from .target import load_target
+
+__all__ = ["CompiledNet", "compile", "simulate", "verify", "load"]
+
+
+
+@dataclass
+class CompiledNet:
+    """A compiled spiking network (`graph`, the spiking IR) and the float graph it came from."""
+
+    graph: SpikingGraph
+    float_graph: fg.FloatGraph | None = None
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ir.json, params.npz and summary.md to `out_dir` atomically (as `neurodeploy compile`)."""
+        from .compiler import save_artifact
+        return save_artifact(self.graph, out_dir, {"summary.md": self.summary()})
+
+    def summary(self) -> str:
+        """The compile summary (Markdown): one row per layer."""
+        from .reports.summary import summary_markdown
+        return summary_markdown(self.graph)
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.graph.input.shape)
+
+    @property
+    def latency_steps(self) -> int:
+        return int(self.graph.meta.get("latency_steps", 0))
+
+    def __repr__(self) -> str:
+        layers = len(self.graph.layers)
+        return (f"CompiledNet(scheme={self.graph.scheme!r}, target={self.graph.target!r}, layers={layers}, "
+                f"input_shape={self.input_shape}, latency_steps={self.latency_steps})")
+
+
+def load(directory: str | Path) -> CompiledNet:
+    """A compiled network saved with `CompiledNet.save` or `neurodeploy compile`."""
+    from .ir.serialize import load as load_ir
+    return CompiledNet(load_ir(directory))
+
+
+# --- compile -------------------------------------------------------------------------------
+def _numpy(x, what: str) -> np.ndarray:
+    if x is None:
+        return None
+    try:
+        import torch
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    return np.asarray(x)
+
+
+def _option_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(CompileOptions)]
+
+
+def _options(options: dict) -> CompileOptions:
+    """CompileOptions from keyword arguments (the CLI's compile options, with Python names)."""
+    names = _option_names()
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise NeurodeployError(f"unknown option(s) {', '.join(unknown)}", "neurodeploy.compile",
+                               f"options are: {', '.join(names)}")
+    options = dict(options)
+    if options.get("calibration") is not None:
+        options["calibration"] = _numpy(options["calibration"], "calibration").astype(np.float32)
+    bits = int(options.get("input_bits", CompileOptions.input_bits))
+    if bits < 1 or bits > 16:
+        raise NeurodeployError(f"input_bits={bits} out of range", "neurodeploy.compile", "use 1..16")
+    return CompileOptions(**options)
+
+
+def _tensors_sha256(tensors: dict) -> str:
+    """A fingerprint of named tensors (a module's parameters and buffers): names, dtypes, shapes, bytes."""
+    import torch
+    h = hashlib.sha256()
+    for name, t in sorted(tensors.items()):
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update((t.float() if t.dtype == torch.bfloat16 else t).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
+    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram."""
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        suffix = path.suffix.lower()
+        from .frontends.onnx_frontend import load_onnx, model_sha256
+        if suffix == ".onnx":
+            graph = load_onnx(path)
+        elif suffix == ".pt2":
+            from .frontends.torch_frontend import load_pt2
+            graph = load_pt2(path)
+        else:
+            raise NeurodeployError(f"unsupported model format '{path.suffix}'", str(path),
+                                   "pass an .onnx file, a .pt2 file (torch.export.save) or an nn.Module")
+        return graph, {"file": path.name, "sha256": model_sha256(path)}
+    import torch
+    from .frontends.torch_frontend import load_torch
+    if isinstance(model, torch.export.ExportedProgram):
+        graph = load_torch(model, None)
+        return graph, {"file": "ExportedProgram", "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
+    if isinstance(model, torch.nn.Module):
+        graph = load_torch(model, example_input)
+        return graph, {"file": f"{type(model).__name__} (torch.nn.Module)",
+                       "sha256": _tensors_sha256(model.state_dict())}
+    raise NeurodeployError(f"cannot compile a {type(model).__name__}", "neurodeploy.compile",
+                           "pass an nn.Module with an example input, an ExportedProgram, or an .onnx/.pt2 path")
+
+
+def compile_graph(graph: fg.FloatGraph, target: str, scheme: str, options: CompileOptions,
+                  model_meta: dict) -> SpikingGraph:
+    """The scheme's compile step on a float graph, with the same metadata as `compiler.compile_model`."""
+    from . import compiler
+    shared = getattr(compiler, "compile_graph", None)    # once compiler.py has it (see the report)
+    if shared is not None:
+        return shared(graph, target, scheme, options, model_meta)
+    tgt = load_target(target)
+    sch = get_scheme(scheme)
+    net = sch.compile(graph, tgt, options)
+    net.meta.update({
+        "neurodeploy_version": __version__,
+        "model": model_meta,
+        "options": {"target": tgt.name, "scheme": sch.name,
+                    **{k: getattr(options, k) for k in _option_names() if k != "calibration"},
+                    "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
+        "target_spec": tgt.to_dict(),
+    })
+    return net
+
+
+def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str = "bitplane",
+            **options) -> CompiledNet:
+    """Compile a trained model into a spiking network.
+
+    model_or_path: an `nn.Module` (then `example_input`, a tensor shaped like a batch of inputs,
+    is required), a `torch.export.ExportedProgram`, or a path to an `.onnx` / `.pt2` file.
+    target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (or any registered
+    scheme, e.g. "rate").
+    options: the fields of `neurodeploy.schemes.CompileOptions` (the CLI's compile options):
+    calibration (samples shaped like the input, array or tensor, for the input quantiser when the
+    model has none), timesteps, input_bits (default 8), lossy, and scheme-specific ones.
+    An `.onnx` path is compiled exactly as `neurodeploy compile` does; PyTorch models go through
+    `neurodeploy.frontends.torch_frontend`, which builds the same float graph.
+    """
+    opts = _options(options)
+    if isinstance(model_or_path, (str, Path)) and Path(model_or_path).suffix.lower() == ".onnx":
+        from .compiler import compile_model          # exactly `neurodeploy compile`
+        from .frontends.onnx_frontend import load_onnx
+        return CompiledNet(compile_model(model_or_path, target, scheme, opts), load_onnx(model_or_path))
+    graph, model_meta = _float_graph(model_or_path, example_input)
+    net = compile_graph(graph, target, scheme, opts, model_meta)
+    return CompiledNet(net, graph)
+
+
+# --- simulate ------------------------------------------------------------------------------
+def _spiking(net) -> SpikingGraph:
+    if isinstance(net, CompiledNet):
+        return net.graph
+    if isinstance(net, SpikingGraph):
+        return net
+    if isinstance(net, (str, Path)):
+        return load(net).graph
+    raise NeurodeployError(f"expected a CompiledNet, got {type(net).__name__}", "neurodeploy",
+                           "pass the result of neurodeploy.compile (or a compiled directory)")
+
+
+def _inputs(x, graph: SpikingGraph) -> np.ndarray:
+    from .arrays import check_inputs
+    return check_inputs(_numpy(x, "inputs"), graph.input.shape, "x")
+
+
+def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
+    """Run the compiled network bit-accurately on x (N, ...); returns float32 (N, outputs)."""
+    from .sim.engine import simulate as run
+    graph = _spiking(net)
+    out, _ = run(graph, _inputs(x, graph), batch_size, device)
+    return out
+
+
+# --- verify --------------------------------------------------------------------------------
+def _torch_logits(fn, x: np.ndarray, batch_size: int, device) -> np.ndarray:
+    import torch
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            # a copy: x may be a read-only memory map (the CLI's inputs)
+            xb = torch.from_numpy(np.array(x[start:start + batch_size], dtype=np.float32)).to(device)
+            out = fn(xb)
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            outs.append(out.detach().float().cpu().numpy().reshape(len(xb), -1))
+    return np.concatenate(outs)
+
+
+def run_torch(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The float model's outputs (N, outputs) float32: an nn.Module in eval mode (its train/eval
+    flags are restored), or an ExportedProgram, run by PyTorch on its own device."""
+    import torch
+    x = np.asarray(x, dtype=np.float32)
+    if isinstance(model, torch.export.ExportedProgram):
+        mod = model.module()
+        fixed = _static_batch(model)
+        if fixed is None:
+            return _torch_logits(mod, x, batch_size, _device_of(mod))
+        # exported for a fixed batch size: run in chunks of it, zero-padding the last one
+        n = len(x)
+        pad = (-n) % fixed
+        xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], np.float32)]) if pad else x
+        return _torch_logits(mod, xp, fixed, _device_of(mod))[:n]
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        param = next(iter(model.parameters()), None)
+        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        return _torch_logits(lambda xb: model(xb.to(dtype)), x, batch_size, _device_of(model))
+    finally:
+        for m, t in modes:
+            m.training = t
+
+
+def _static_batch(program) -> int | None:
+    """The batch size an ExportedProgram was specialised to (None when the batch is dynamic)."""
+    from torch.export.graph_signature import InputKind
+    user = [s.arg.name for s in program.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and user and node.name == user[0]:
+            val = node.meta.get("val")
+            if val is not None and len(val.shape) and isinstance(val.shape[0], int):
+                return int(val.shape[0])
+    return None
+
+
+def _device_of(module):
+    p = next(iter(module.parameters()), None)
+    return p.device if p is not None else "cpu"
+
+
+_VERIFY_LOCK = threading.Lock()
+
+
+def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.FloatGraph, x: np.ndarray,
+                   y: np.ndarray, model_label: str, batch_size: int = 256, device: str = "cpu",
+                   progress: bool = False) -> dict:
+    """`neurodeploy.reports.verify.verify` with the float model's outputs and float graph given.
+
+    Runs verify's own code, so the dict (and every future change to it) is the same; only
+    where verify would run onnxruntime on a file and read the file's float graph, it gets
+    `float_logits` (the float model's outputs on x) and `float_graph` (the front end's graph).
+    If verify accepts them as arguments they are passed; otherwise its two readers are
+    swapped for the duration of the call (under a lock).
+    """
+    from .reports import verify as verify_mod
+    params = inspect.signature(verify_mod.verify).parameters
+    if "float_logits" in params and "float_graph" in params:
+        return verify_mod.verify(net, model_label, x, y, batch_size, device, progress,
+                                 float_logits=float_logits, float_graph=float_graph)
+
+    def logits(model_path, xs, bs=256):
+        if len(xs) != len(float_logits):
+            raise RuntimeError("verify ran the float model on other inputs than the ones given")
+        return float_logits
+
+    with _VERIFY_LOCK:
+        saved = verify_mod.run_onnx, verify_mod.load_onnx
+        verify_mod.run_onnx, verify_mod.load_onnx = logits, (lambda model_path: float_graph)
+        try:
+            return verify_mod.verify(net, model_label, x, y, batch_size, device, progress)
+        finally:
+            verify_mod.run_onnx, verify_mod.load_onnx = saved
+
+
+def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+    """Float model vs quantised ANN vs SNN on (x, y); the dict of `neurodeploy.reports.verify.verify`.
+
+    model: the reference float model: an `nn.Module` or `ExportedProgram` (run by PyTorch; its
+    float graph for the per-layer quantisation mismatches comes from the PyTorch front end), an
+    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path.
+    """
+    from .arrays import check_labels
+    graph = _spiking(net)
+    x = _inputs(x, graph)
+    y = check_labels(_numpy(y, "labels"), len(x), "y")
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.suffix.lower() == ".onnx":
+            from .reports.verify import verify as verify_onnx
+            return verify_onnx(graph, path, x, y, batch_size, device, progress)
+        if path.suffix.lower() != ".pt2":
+            raise NeurodeployError(f"unsupported model format '{path.suffix}'", str(path),
+                                   "pass the .onnx / .pt2 file or the nn.Module the network was compiled from")
+        from .frontends.torch_frontend import graph_from_program, load_program
+        program = load_program(path)
+        return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path)),
+                              x, y, str(path), batch_size, device, progress)
+    import torch
+    from .frontends.torch_frontend import load_torch
+    if isinstance(model, torch.export.ExportedProgram):
+        float_graph, label = load_torch(model, None), "ExportedProgram"
+    elif isinstance(model, torch.nn.Module):
+        float_graph = load_torch(model, torch.from_numpy(np.array(x[:1], dtype=np.float32)))
+        label = f"{type(model).__name__} (torch.nn.Module)"
+    else:
+        raise NeurodeployError(f"cannot verify against a {type(model).__name__}", "neurodeploy.verify",
+                               "pass the nn.Module, ExportedProgram or model file the network was compiled from")
+    return verify_against(graph, run_torch(model, x, batch_size), float_graph, x, y, label,
+                          batch_size, device, progress)

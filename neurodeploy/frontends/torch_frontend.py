@@ -1,0 +1,920 @@
+"""PyTorch front end: an `nn.Module` (or a `.pt2` file from `torch.export.save`) -> `FloatGraph`.
+
+The result is the same float graph the ONNX front end builds from the model's ONNX export
+(same ops, same float64 parameters; only node names differ): BatchNorm stays a `BatchNorm`
+node (the `fold_bn` pass folds it, as for ONNX), a QCFS activation comes out as its
+elementwise chain Scale(1/λ) Scale(Q) Shift(½) Floor Scale(1/Q) Clip(0, 1) Scale(λ), which
+the `fuse_quant_act` pass turns into one quantiser, exactly as it does for the ONNX chain
+Div Mul Add Floor Div Clip Mul.
+
+Why torch.export and not torch.fx.symbolic_trace
+-----------------------------------------------
+- One small, closed op set.  torch.export lowers everything a user can write (modules,
+  `F.relu`, `torch.relu`, `x.relu()`, `x.view`, `torch.flatten`, operators, slicing) to
+  ATen ops, so the front end has one handler per ATen op (like the ONNX front end has one per
+  ONNX op) instead of one per module class *and* per function *and* per tensor method.
+- Complete and sound capture.  fx's symbolic tracing silently bakes in Python control flow
+  and fails on shape arithmetic (`x.view(x.size(0), -1)`); export either traces the exact
+  computation for the example input's shapes (every tensor has a known shape in
+  `node.meta["val"]`, which the handlers use to recognise flattens and global pools) or
+  refuses with a reason.  Custom autograd functions (QCFS's straight-through floor) are
+  inlined to their forward ops.
+- Readable names survive: every node carries `nn_module_stack`, the module path
+  (`layer2.0.conv1`) and class it came from.  We name float-graph nodes after it and
+  name it in every error.
+- Parameters are lifted to named inputs (`graph_signature`), so weights are read as
+  constants without executing the model, and everything computed from constants only
+  (e.g. a transposed weight after `run_decompositions`) is folded by running the op.
+- A program can be saved (`torch.export.save`, `.pt2`), which is what the command line
+  compiles; fx graphs have no file format.
+Both the default (training) ATen IR of `torch.export.export` and the core ATen IR after
+`run_decompositions()` are accepted (conv2d/convolution, linear/addmm/mm, batch_norm/
+_native_batch_norm_legit_no_training, adaptive_avg_pool2d/mean, flatten/view, ...).
+
+Supported (see `SUPPORTED_MODULES`, `SUPPORTED_FUNCTIONS`, `supported_ops()`)
+-----------------------------------------------------------------------------
+Conv2d, Linear, BatchNorm1d/2d (eval mode), ReLU, `neurodeploy.nn.QCFS` (via its ops), AvgPool2d,
+AdaptiveAvgPool2d (output 1, or dividing the input), MaxPool2d (no padding/dilation/ceil),
+Flatten / view / reshape to (N, -1), `x.mean((2, 3))`, residual `+`, multiplication,
+division, addition and subtraction by constants, `torch.floor`, `torch.clamp`, Identity,
+Dropout (eval), and the "option A" shortcut of CIFAR ResNets, `F.pad(x[:, :, ::2, ::2],
+(0, 0, 0, 0, p, p))`: any chain of slices (start 0 and to the end on H/W, any slice on C)
+and zero channel padding is expressed with an existing float-graph op, a fixed 1×1
+convolution with stride s and a 0/1 weight (output channel o copies input channel c(o), or
+is 0 for a padded channel), no bias.  In the spiking network it is one more synapse branch
+of the residual join, like a projection shortcut.
+
+Errors
+------
+Anything else raises `neurodeploy.errors.UnsupportedError` (one line) naming the source, the
+module path and class (or "top-level forward"), the user's source line, the ATen op, and the
+supported modules and functions, e.g.
+``Net: module 'layer2.0.act' (GELU) at net.py:12: unsupported op aten.gelu -- supported modules: ...``.
+A model that torch.export cannot trace raises `UnsupportedError` with export's first line.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NeurodeployError, UnsupportedError
+from ..ir import float_graph as fg
+
+SUPPORTED_MODULES = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "QCFS", "AvgPool2d",
+                     "AdaptiveAvgPool2d", "MaxPool2d", "Flatten", "Identity", "Dropout"]
+SUPPORTED_FUNCTIONS = ["a + b (residual add)", "x * c, x / c, x + c, x - c (c a constant)", "F.relu",
+                       "torch.floor", "torch.clamp", "torch.flatten", "x.view/x.reshape(N, -1)",
+                       "x.squeeze((2, 3)) of (N, C, 1, 1)", "x.mean((2, 3))", "x[:, c0:c1, ::s, ::s]", "F.pad(x, (0, 0, 0, 0, p0, p1)) (zero channels)"]
+
+HANDLERS: dict = {}
+# ops that do nothing to the value (eval mode) and ops without a value (assertions)
+_IDENTITY = {"clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as",
+             "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout", "native_dropout",
+             "identity"}
+_NO_VALUE = {"_assert_tensor_metadata", "_assert_scalar", "_assert_async", "sym_constrain_range",
+             "sym_constrain_range_for_size", "_functional_assert_async", "_functional_sym_constrain_range"}
+
+
+def handler(*names):
+    def register(fn):
+        for n in names:
+            HANDLERS[n] = fn
+        return fn
+    return register
+
+
+def supported_ops() -> list[str]:
+    return sorted(f"aten.{n}" for n in set(HANDLERS) | _IDENTITY)
+
+
+def _supported_hint() -> str:
+    return (f"supported modules: {', '.join(SUPPORTED_MODULES)}; "
+            f"functions: {'; '.join(SUPPORTED_FUNCTIONS)}")
+
+
+# --- values flowing through the exported graph ------------------------------------------
+@dataclass
+class _T:
+    """A tensor computed by the float graph (node `name`)."""
+    name: str
+
+
+@dataclass
+class _Select:
+    """A pending strided slice / zero channel pad of graph node `src` (option-A shortcuts).
+
+    Output channel o is input channel chan[o] (-1: a zero channel); rows and columns are
+    taken every stride[0] / stride[1] starting at 0.  Materialised as a 1x1 Conv on use.
+    """
+    src: str
+    c_in: int                    # channels of src
+    chan: np.ndarray
+    stride: tuple
+    shape: tuple                 # per-sample output shape (C, H, W)
+    fx_name: str                 # the node whose name the Conv takes
+    made: str | None = None
+
+    def is_identity(self) -> bool:
+        return self.stride == (1, 1) and np.array_equal(self.chan, np.arange(self.c_in))
+
+
+@dataclass
+class _NodeInfo:
+    path: str            # module path ("" = the top-level forward)
+    cls: str             # module class, short ("Conv2d")
+    op: str              # ATen op, short ("conv2d")
+    leaf: bool           # the module has no submodules in the graph
+    run: int             # index of the contiguous run of nodes from one module call
+    line: str = ""       # user source "file.py:12"
+
+
+class _Ctx:
+    def __init__(self, graph: fg.FloatGraph, consts: dict, source: str):
+        self.graph, self.consts, self.source = graph, consts, source
+        self.env: dict = {}
+        self.info: dict[str, _NodeInfo] = {}
+        self.node = None                    # fx node being converted
+        self.created: list[str] = []        # graph nodes in creation order
+        self.node_fx: dict[str, str] = {}   # graph node -> fx node it came from
+
+    # -- where --------------------------------------------------------------------------
+    def where(self, node=None) -> str:
+        node = node or self.node
+        inf = self.info.get(node.name)
+        if inf is None:
+            return self.source
+        loc = f"module '{inf.path}' ({inf.cls})" if inf.path else f"top-level forward ({inf.cls})"
+        if inf.line:
+            loc += f" at {inf.line}"
+        return f"{self.source}: {loc}"
+
+    def unsupported(self, what: str, hint: str = "") -> UnsupportedError:
+        return UnsupportedError(what, self.where(), hint or _supported_hint())
+
+    # -- arguments ----------------------------------------------------------------------
+    def resolve(self, a):
+        import torch.fx
+        if isinstance(a, torch.fx.Node):
+            if a.name not in self.env:
+                raise NeurodeployError(f"value '{a.name}' is used before it is computed", self.where(),
+                                       "the exported program is malformed; export it again")
+            return self.env[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.resolve(v) for v in a)
+        return a
+
+    def tensor(self, v, what: str = "input") -> str:
+        """The graph node of a tensor value (materialising a pending selection)."""
+        if isinstance(v, _Select):
+            return self.materialise(v)
+        if isinstance(v, _T):
+            return v.name
+        if v is None:
+            raise self.unsupported(f"{what} is an unused output of another op (e.g. MaxPool indices)")
+        raise self.unsupported(f"{what} must be a computed tensor, got a constant",
+                               "only ops on the network's activations are converted")
+
+    def const(self, v, what: str) -> np.ndarray:
+        import torch
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().to(torch.float64).numpy() if v.is_floating_point() else \
+                v.detach().cpu().numpy().astype(np.float64)
+        if isinstance(v, (bool, int, float)):
+            return np.asarray(float(v), dtype=np.float64)
+        raise self.unsupported(f"{what} must be a constant (a parameter, buffer or number), "
+                               "got a computed tensor", "only weights fixed at compile time are supported")
+
+    def shape(self, fx_arg) -> tuple:
+        """Full shape (with batch) of an fx argument from export's metadata; None where symbolic."""
+        val = fx_arg.meta.get("val") if hasattr(fx_arg, "meta") else None
+        if val is None or not hasattr(val, "shape"):
+            return ()
+        return tuple(int(d) if isinstance(d, int) else None for d in val.shape)
+
+    def out_shape(self) -> tuple:
+        return self.shape(self.node)
+
+    # -- building -----------------------------------------------------------------------
+    def add(self, op, inputs: list[str], fx_name: str | None = None) -> _T:
+        name = fx_name or self.node.name
+        base, k = name, 1
+        while name in self.graph.g:
+            name, k = f"{base}_{k}", k + 1
+        inf = self.info.get(fx_name or self.node.name)
+        origin = f"aten.{inf.op}" if inf else type(op).__name__
+        if inf and inf.cls:
+            origin = f"{inf.cls}, {origin}"
+        self.graph.add(name, op, inputs, origin=origin)
+        self.created.append(name)
+        self.node_fx[name] = fx_name or self.node.name
+        return _T(name)
+
+    def materialise(self, sel: _Select) -> str:
+        if sel.made:
+            return sel.made
+        if sel.is_identity():
+            sel.made = sel.src
+            return sel.made
+        w = np.zeros((len(sel.chan), sel.c_in, 1, 1))
+        for o, c in enumerate(sel.chan):
+            if c >= 0:
+                w[o, c, 0, 0] = 1.0
+        conv = fg.Conv(weight=w, bias=np.zeros(len(sel.chan)), stride=tuple(sel.stride), padding=(0, 0))
+        sel.made = self.add(conv, [sel.src], fx_name=sel.fx_name).name
+        self.graph.origin[sel.made] = "strided slice + zero channel pad as a fixed 1x1 Conv"
+        return sel.made
+
+
+def _pair(v, default=None) -> tuple:
+    if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
+        return default
+    if isinstance(v, int):
+        return (int(v), int(v))
+    v = tuple(int(x) for x in v)
+    return v * 2 if len(v) == 1 else v
+
+
+def _bind(node) -> dict:
+    """Arguments of an ATen call by schema name, defaults filled in (unresolved)."""
+    schema = node.target._schema
+    out = {}
+    pos = [a for a in schema.arguments if not a.kwarg_only]
+    for a, v in zip(pos, node.args):
+        out[a.name] = v
+    for a in schema.arguments:
+        if a.name in node.kwargs:
+            out[a.name] = node.kwargs[a.name]
+        elif a.name not in out and a.has_default_value():
+            out[a.name] = a.default_value
+    return out
+
+
+def _rank(ctx, fx_arg) -> int:
+    return len(ctx.shape(fx_arg))
+
+
+# --- handlers: (node, ctx, args) -> value --------------------------------------------------
+def _conv(node, ctx, a, transposed=False):
+    if transposed:
+        raise ctx.unsupported("transposed convolution")
+    x = ctx.tensor(ctx.resolve(a["input"]))
+    w = ctx.const(ctx.resolve(a["weight"]), "convolution weight")
+    if w.ndim != 4:
+        raise ctx.unsupported(f"only 2-D convolutions are supported (weight rank {w.ndim})")
+    b = ctx.resolve(a.get("bias"))
+    b = np.zeros(w.shape[0]) if b is None else ctx.const(b, "convolution bias")
+    stride, dilation = _pair(a.get("stride"), (1, 1)), _pair(a.get("dilation"), (1, 1))
+    padding = a.get("padding")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same" and stride == (1, 1) and all((d * (k - 1)) % 2 == 0
+                                                             for d, k in zip(dilation, w.shape[2:])):
+            padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, w.shape[2:]))
+        else:
+            raise ctx.unsupported(f"padding='{padding}' with an even kernel or a stride",
+                                  "use explicit symmetric padding")
+    else:
+        padding = _pair(padding, (0, 0))
+    return ctx.add(fg.Conv(weight=w, bias=b, stride=stride, padding=padding, dilation=dilation,
+                           groups=int(a.get("groups", 1))), [x])
+
+
+@handler("conv2d")
+def _conv2d(node, ctx, a):
+    return _conv(node, ctx, a)
+
+
+@handler("convolution")
+def _convolution(node, ctx, a):
+    return _conv(node, ctx, a, transposed=bool(a.get("transposed")))
+
+
+def _dense(node, ctx, x_arg, w: np.ndarray, b: np.ndarray | None):
+    if _rank(ctx, x_arg) != 2:
+        raise ctx.unsupported(f"a linear layer on a rank-{_rank(ctx, x_arg)} tensor",
+                              "flatten to (N, features) before nn.Linear")
+    if w.ndim != 2:
+        raise ctx.unsupported("a linear layer with a weight that is not 2-D")
+    x = ctx.tensor(ctx.resolve(x_arg))
+    b = np.zeros(w.shape[0]) if b is None else np.broadcast_to(b.reshape(-1), (w.shape[0],)).copy()
+    return ctx.add(fg.Dense(weight=w, bias=b), [x])
+
+
+@handler("linear")
+def _linear(node, ctx, a):
+    w = ctx.const(ctx.resolve(a["weight"]), "linear weight")
+    b = ctx.resolve(a.get("bias"))
+    return _dense(node, ctx, a["input"], w, None if b is None else ctx.const(b, "linear bias"))
+
+
+@handler("addmm")
+def _addmm(node, ctx, a):
+    w = ctx.const(ctx.resolve(a["mat2"]), "matmul weight (second operand)")
+    alpha, beta = float(a.get("alpha", 1)), float(a.get("beta", 1))
+    if alpha != 1:
+        w = w * alpha
+    b = ctx.const(ctx.resolve(a["self"]), "addmm bias")
+    if beta != 1:
+        b = b * beta
+    return _dense(node, ctx, a["mat1"], w.T.copy(), b)
+
+
+@handler("mm", "matmul")
+def _mm(node, ctx, a):
+    second = a.get("mat2", a.get("other"))
+    w = ctx.const(ctx.resolve(second), "matmul weight (second operand)")
+    if w.ndim != 2:
+        raise ctx.unsupported("a matmul weight that is not 2-D")
+    return _dense(node, ctx, a["self"], w.T.copy(), None)
+
+
+def _bn(node, ctx, a):
+    if a.get("training", False):
+        raise ctx.unsupported("BatchNorm in training mode (it would use batch statistics)",
+                              "call model.eval() before exporting / compiling")
+    x_arg = a["input"]
+    x = ctx.tensor(ctx.resolve(x_arg))
+    mean, var = ctx.resolve(a.get("running_mean")), ctx.resolve(a.get("running_var"))
+    if mean is None or var is None:
+        raise ctx.unsupported("BatchNorm without running statistics (track_running_stats=False)")
+    mean, var = ctx.const(mean, "BatchNorm running_mean"), ctx.const(var, "BatchNorm running_var")
+    w, b = ctx.resolve(a.get("weight")), ctx.resolve(a.get("bias"))
+    gamma = np.ones_like(mean) if w is None else ctx.const(w, "BatchNorm weight")
+    beta = np.zeros_like(mean) if b is None else ctx.const(b, "BatchNorm bias")
+    if _rank(ctx, x_arg) not in (2, 4):
+        raise ctx.unsupported(f"BatchNorm on a rank-{_rank(ctx, x_arg)} tensor", "use BatchNorm1d on (N, F) "
+                              "or BatchNorm2d on (N, C, H, W)")
+    # ONNX stores epsilon as a float32 attribute, and PyTorch adds it to the float32 running
+    # variance in float32: round it the same way so that both front ends fold identically.
+    eps = float(np.float32(a.get("eps", 1e-5)))
+    return ctx.add(fg.BatchNorm(gamma, beta, mean, var, eps), [x])
+
+
+@handler("batch_norm")
+def _batch_norm(node, ctx, a):
+    return _bn(node, ctx, a)
+
+
+@handler("_native_batch_norm_legit_no_training")
+def _bn_legit(node, ctx, a):
+    return (_bn(node, ctx, a), None, None)
+
+
+_BN_TRAINING = {"_native_batch_norm_legit", "_native_batch_norm_legit_functional", "_batch_norm_with_update"}
+
+
+@handler("native_batch_norm", "cudnn_batch_norm", "miopen_batch_norm", "_batch_norm_no_update", *_BN_TRAINING)
+def _bn_tuple(node, ctx, a):
+    if node.target.overloadpacket.__name__ in _BN_TRAINING:
+        a = {**a, "training": True}
+    return (_bn(node, ctx, a), None, None, None)
+
+
+@handler("relu", "relu_")
+def _relu(node, ctx, a):
+    return ctx.add(fg.Relu(), [ctx.tensor(ctx.resolve(a["self"]))])
+
+
+@handler("floor", "floor_")
+def _floor(node, ctx, a):
+    return ctx.add(fg.Floor(), [ctx.tensor(ctx.resolve(a["self"]))])
+
+
+def _bound(ctx, v, what):
+    if v is None:
+        return None
+    arr = ctx.const(v, what)
+    if arr.size != 1:
+        raise ctx.unsupported(f"{what} is not a scalar")
+    return float(arr.reshape(-1)[0])
+
+
+@handler("clamp", "clamp_", "clip", "clip_")
+def _clamp(node, ctx, a):
+    lo = _bound(ctx, ctx.resolve(a.get("min")), "clamp minimum")
+    hi = _bound(ctx, ctx.resolve(a.get("max")), "clamp maximum")
+    return ctx.add(fg.Clip(lo, hi), [ctx.tensor(ctx.resolve(a["self"]))])
+
+
+@handler("clamp_min", "clamp_min_")
+def _clamp_min(node, ctx, a):
+    return ctx.add(fg.Clip(_bound(ctx, ctx.resolve(a["min"]), "clamp minimum"), None),
+                   [ctx.tensor(ctx.resolve(a["self"]))])
+
+
+@handler("clamp_max", "clamp_max_")
+def _clamp_max(node, ctx, a):
+    return ctx.add(fg.Clip(None, _bound(ctx, ctx.resolve(a["max"]), "clamp maximum")),
+                   [ctx.tensor(ctx.resolve(a["self"]))])
+
+
+@handler("hardtanh", "hardtanh_")
+def _hardtanh(node, ctx, a):
+    return ctx.add(fg.Clip(float(a.get("min_val", -1.0)), float(a.get("max_val", 1.0))),
+                   [ctx.tensor(ctx.resolve(a["self"]))])
+
+
+def _is_tensor_value(v) -> bool:
+    return isinstance(v, (_T, _Select)) or v is None
+
+
+def _per_channel(ctx, arr: np.ndarray, x_rank: int) -> np.ndarray:
+    """A broadcastable constant as a scalar () or per-channel (C,) array (as ONNX's front end)."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.size == 1:
+        return arr.reshape(())
+    full = (1,) * (x_rank - arr.ndim) + arr.shape if arr.ndim <= x_rank else None
+    if full is None or any(d != 1 for i, d in enumerate(full) if i != 1):
+        raise ctx.unsupported(f"constant of shape {tuple(arr.shape)} is neither scalar nor per-channel")
+    return arr.reshape(-1)
+
+
+@handler("mul", "mul_", "div", "div_")
+def _mul_div(node, ctx, a):
+    op = node.target.overloadpacket.__name__.rstrip("_")
+    x, y = ctx.resolve(a["self"]), ctx.resolve(a["other"])
+    if a.get("rounding_mode") is not None:
+        raise ctx.unsupported(f"division with rounding_mode='{a['rounding_mode']}'")
+    if _is_tensor_value(x) and _is_tensor_value(y):
+        raise ctx.unsupported(f"{op} of two computed tensors",
+                              "only multiplication/division by a constant is supported")
+    const_first = not _is_tensor_value(x)
+    t_arg, c = (a["other"], x) if const_first else (a["self"], y)
+    c = ctx.const(c, f"{op} operand")
+    if op == "div":
+        if const_first:
+            raise ctx.unsupported("division of a constant by a tensor")
+        c = 1.0 / c
+    src = ctx.tensor(ctx.resolve(t_arg))
+    return ctx.add(fg.Scale(_per_channel(ctx, c, _rank(ctx, t_arg))), [src])
+
+
+@handler("add", "add_", "sub", "sub_")
+def _add_sub(node, ctx, a):
+    op = node.target.overloadpacket.__name__.rstrip("_")
+    x, y = ctx.resolve(a["self"]), ctx.resolve(a["other"])
+    alpha = a.get("alpha", 1)
+    if _is_tensor_value(x) and _is_tensor_value(y):
+        if op == "sub" or alpha != 1:
+            raise ctx.unsupported(f"{op} of two computed tensors" + (f" with alpha={alpha}" if alpha != 1 else ""),
+                                  "only a + b of two tensors (a residual join) is supported")
+        return ctx.add(fg.Add(), [ctx.tensor(x, "first operand"), ctx.tensor(y, "second operand")])
+    const_first = not _is_tensor_value(x)
+    if op == "sub" and const_first:
+        raise ctx.unsupported("constant minus tensor")
+    t_arg, c = (a["other"], x) if const_first else (a["self"], y)
+    c = ctx.const(c, f"{op} operand")
+    if alpha != 1:
+        c = c * float(alpha)
+    amount = _per_channel(ctx, -c if op == "sub" else c, _rank(ctx, t_arg))
+    src = ctx.tensor(ctx.resolve(t_arg))
+    src_op = ctx.graph.op(src)
+    # A MatMul followed by Add(bias) is a Dense layer with a bias (as in the ONNX front end).
+    if (op == "add" and isinstance(src_op, fg.Dense) and not ctx.graph.consumers(src)
+            and amount.ndim <= 1 and not np.any(src_op.bias)):
+        ctx.graph.set_op(src, fg.Dense(src_op.weight, np.broadcast_to(amount, src_op.bias.shape).copy()))
+        return _T(src)
+    return ctx.add(fg.Shift(amount), [src])
+
+
+@handler("flatten")
+def _flatten(node, ctx, a):
+    x_arg = a["self"] if "self" in a else a["input"]
+    r = _rank(ctx, x_arg)
+    start, end = int(a.get("start_dim", 0)), int(a.get("end_dim", -1))
+    start, end = start % max(r, 1), end % max(r, 1)
+    if r < 2 or start != 1 or end != r - 1:
+        raise ctx.unsupported(f"flatten(start_dim={a.get('start_dim', 0)}, end_dim={a.get('end_dim', -1)}) "
+                              f"of a rank-{r} tensor", "only flattening all but the batch dimension is supported")
+    return ctx.add(fg.Flatten(), [ctx.tensor(ctx.resolve(x_arg))])
+
+
+@handler("view", "reshape", "_unsafe_view", "_reshape_alias", "view_copy", "squeeze")
+def _reshape(node, ctx, a):
+    x_arg = a["self"]
+    ins, outs = ctx.shape(x_arg), ctx.out_shape()
+    if (len(ins) >= 2 and len(outs) == 2 and None not in ins[1:] and outs[1] is not None
+            and outs[1] == math.prod(ins[1:])):
+        return ctx.add(fg.Flatten(), [ctx.tensor(ctx.resolve(x_arg))])
+    raise ctx.unsupported(f"reshape {list(ins)} -> {list(outs)} is not a flatten",
+                          "only x.view(N, -1) / x.reshape(N, -1) / torch.flatten(x, 1) is supported")
+
+
+@handler("avg_pool2d")
+def _avgpool(node, ctx, a):
+    if a.get("ceil_mode"):
+        raise ctx.unsupported("AvgPool2d with ceil_mode=True")
+    if a.get("divisor_override") is not None:
+        raise ctx.unsupported("AvgPool2d with divisor_override")
+    k = _pair(a["kernel_size"])
+    return ctx.add(fg.AvgPool(k, _pair(a.get("stride"), k), _pair(a.get("padding"), (0, 0)),
+                              bool(a.get("count_include_pad", True))), [ctx.tensor(ctx.resolve(a["self"]))])
+
+
+@handler("adaptive_avg_pool2d", "_adaptive_avg_pool2d")
+def _adaptive(node, ctx, a):
+    ins = ctx.shape(a["self"])
+    out = _pair(a["output_size"])
+    x = ctx.tensor(ctx.resolve(a["self"]))
+    if out == (1, 1):
+        return ctx.add(fg.GlobalAvgPool(), [x])
+    if len(ins) == 4 and None not in ins[2:] and all(o and i % o == 0 for i, o in zip(ins[2:], out)):
+        k = tuple(i // o for i, o in zip(ins[2:], out))
+        return ctx.add(fg.AvgPool(k, k, (0, 0), False), [x])
+    raise ctx.unsupported(f"AdaptiveAvgPool2d to {out} on an input of {ins[2:]} (not a uniform window)",
+                          "use an output size that divides the input size, or 1")
+
+
+@handler("mean")
+def _mean(node, ctx, a):
+    x_arg = a["self"]
+    r = _rank(ctx, x_arg)
+    dims = a.get("dim")
+    if r != 4 or not dims or sorted(int(d) % r for d in dims) != [2, 3]:
+        raise ctx.unsupported(f"mean over dims {dims} of a rank-{r} tensor",
+                              "only a global average over H and W, x.mean((2, 3)), is supported")
+    y = ctx.add(fg.GlobalAvgPool(), [ctx.tensor(ctx.resolve(x_arg))])
+    if a.get("keepdim"):
+        return y
+    name = ctx.node.name + "_flatten"          # (N, C, 1, 1) -> (N, C)
+    ctx.info[name] = ctx.info[ctx.node.name]
+    return ctx.add(fg.Flatten(), [y.name], fx_name=name)
+
+
+def _maxpool(node, ctx, a):
+    if any(_pair(a.get("padding"), (0, 0))) or any(d != 1 for d in _pair(a.get("dilation"), (1, 1))) \
+            or a.get("ceil_mode"):
+        raise ctx.unsupported("MaxPool2d with padding, dilation or ceil_mode",
+                              "max pooling is exact only without padding (use padding=0)")
+    k = _pair(a["kernel_size"])
+    return ctx.add(fg.MaxPool(k, _pair(a.get("stride"), k)), [ctx.tensor(ctx.resolve(a["self"]))])
+
+
+@handler("max_pool2d")
+def _max_pool2d(node, ctx, a):
+    return _maxpool(node, ctx, a)
+
+
+@handler("max_pool2d_with_indices")
+def _max_pool2d_idx(node, ctx, a):
+    return (_maxpool(node, ctx, a), None)
+
+
+def _as_select(ctx, v, fx_arg) -> _Select:
+    if isinstance(v, _Select):
+        return v
+    name = ctx.tensor(v)
+    shape = ctx.shape(fx_arg)
+    if len(shape) != 4 or None in shape[1:]:
+        raise ctx.unsupported(f"slicing / padding a rank-{len(shape)} tensor",
+                              "only slices and channel padding of (N, C, H, W) activations are supported")
+    return _Select(name, shape[1], np.arange(shape[1]), (1, 1), tuple(shape[1:]), ctx.node.name)
+
+
+@handler("slice")
+def _slice(node, ctx, a):
+    shape = ctx.shape(a["self"])
+    r = len(shape)
+    dim = int(a.get("dim", 0)) % max(r, 1)
+    size = shape[dim]
+    start, end, step = a.get("start"), a.get("end"), int(a.get("step", 1))
+    v = ctx.resolve(a["self"])
+    if dim == 0:
+        full = (slice(start, end, step).indices(size) == (0, size, 1) if size is not None
+                else start in (None, 0) and (end is None or end >= 2 ** 62) and step == 1)
+        if not full:
+            raise ctx.unsupported("slicing the batch dimension")
+        return v
+    if size is not None and slice(start, end, step).indices(size) == (0, size, 1):
+        return v
+    sel = _as_select(ctx, v, a["self"])
+    sel = _Select(sel.src, sel.c_in, sel.chan.copy(), sel.stride, sel.shape, node.name)
+    s0, s1, st = slice(start, end, step).indices(size)
+    if dim == 1:
+        sel.chan = sel.chan[s0:s1:st]
+    else:
+        if s0 != 0 or s1 != size:
+            raise ctx.unsupported(f"a spatial slice [{start}:{end}:{step}] that does not start at 0 and run to the end",
+                                  "only x[:, :, ::s, ::s] is supported")
+        stride = list(sel.stride)
+        stride[dim - 2] *= st
+        sel.stride = tuple(stride)
+    sel.shape = tuple(ctx.out_shape()[1:])
+    return sel
+
+
+def _pad(node, ctx, a, value):
+    pad = [int(p) for p in a["pad"]]
+    if value not in (None, 0, 0.0):
+        raise ctx.unsupported(f"padding with the value {value}", "only zero padding is supported")
+    v = ctx.resolve(a["self"])
+    shape = ctx.shape(a["self"])
+    pairs = [pad[i:i + 2] for i in range(0, len(pad), 2)]    # last dim first
+    dims = [len(shape) - 1 - i for i in range(len(pairs))]
+    if len(shape) != 4 or any(p != [0, 0] for p, d in zip(pairs, dims) if d != 1):
+        raise ctx.unsupported(f"padding {pad} of a rank-{len(shape)} tensor",
+                              "only zero padding of the channel dimension, F.pad(x, (0, 0, 0, 0, p0, p1)), "
+                              "is supported (pad H/W with the convolution's padding)")
+    (c0, c1), = [p for p, d in zip(pairs, dims) if d == 1] or [[0, 0]]
+    if c0 < 0 or c1 < 0:
+        raise ctx.unsupported("negative (cropping) channel padding")
+    sel = _as_select(ctx, v, a["self"])
+    chan = np.concatenate([-np.ones(c0, dtype=np.int64), sel.chan, -np.ones(c1, dtype=np.int64)])
+    return _Select(sel.src, sel.c_in, chan, sel.stride, tuple(ctx.out_shape()[1:]), node.name)
+
+
+@handler("constant_pad_nd")
+def _constant_pad(node, ctx, a):
+    return _pad(node, ctx, a, a.get("value", 0))
+
+
+@handler("pad")
+def _pad_op(node, ctx, a):
+    if a.get("mode", "constant") != "constant":
+        raise ctx.unsupported(f"padding mode '{a.get('mode')}'", "only zero (constant) padding is supported")
+    return _pad(node, ctx, a, a.get("value"))
+
+
+# --- building the graph ----------------------------------------------------------------
+def _op_short(target) -> str:
+    if target is operator.getitem:
+        return "getitem"
+    packet = getattr(target, "overloadpacket", None)
+    if packet is not None:
+        return packet.__name__
+    return getattr(target, "__name__", str(target))
+
+
+def _user_line(meta) -> str:
+    trace = meta.get("stack_trace") or ""
+    frames = re.findall(r'File "([^"]+)", line (\d+)', trace)
+    user = [(f, l) for f, l in frames if "/torch/" not in f and "/neurodeploy/nn/" not in f]
+    if not user:
+        return ""
+    f, l = user[-1]
+    return f"{Path(f).name}:{l}"
+
+
+def _module_info(nodes) -> dict[str, _NodeInfo]:
+    stacks = {}
+    all_paths = set()
+    for n in nodes:
+        st = n.meta.get("nn_module_stack") or {}
+        entries = list(st.values())
+        if entries:
+            path, cls = entries[-1][0], entries[-1][1]
+        else:
+            path, cls = "", ""
+        cls = cls if isinstance(cls, str) else getattr(cls, "__qualname__", str(cls))
+        stacks[n.name] = (path, cls.rsplit(".", 1)[-1])
+        all_paths.update(e[0] for e in entries)
+    info, run, prev = {}, -1, None
+    for n in nodes:
+        path, cls = stacks[n.name]
+        if path != prev:
+            run, prev = run + 1, path
+        leaf = bool(path) and not any(p.startswith(path + ".") for p in all_paths)
+        info[n.name] = _NodeInfo(path, cls, _op_short(n.target), leaf, run, _user_line(n.meta))
+    return info
+
+
+def _readable_names(ctx: _Ctx) -> dict[str, str]:
+    """Graph node -> module-path name: a leaf module's output node is named by its path
+    (`layer1.0.conv1`, `layer1.0.act1`), other nodes `<path>.<op>` (`layer1.0.add`)."""
+    by_run: dict[int, list[str]] = {}
+    for name in ctx.created:
+        if name in ctx.graph.g:
+            by_run.setdefault(ctx.info[ctx.node_fx[name]].run, []).append(name)
+    want = {}
+    for run, names in by_run.items():
+        for i, name in enumerate(names):
+            inf = ctx.info[ctx.node_fx[name]]
+            if inf.leaf and i == len(names) - 1:
+                want[name] = inf.path
+            else:
+                want[name] = f"{inf.path}.{inf.op}" if inf.path else inf.op
+    taken, out = {"input"}, {}
+    for name in ctx.created:
+        if name not in want:
+            continue
+        base, new, k = want[name], want[name], 1
+        while new in taken:
+            new, k = f"{base}_{k}", k + 1
+        taken.add(new)
+        out[name] = new
+    return out
+
+
+def _check_finite(name: str, t, source: str) -> None:
+    import torch
+    if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise NeurodeployError(f"parameter '{name}' holds {bad} NaN/Inf value(s)", source,
+                               "retrain or repair the model; the compiler cannot quantise non-finite weights")
+
+
+def graph_from_program(ep, source: str = "") -> fg.FloatGraph:
+    """An `ExportedProgram` -> `FloatGraph` (one input, one output, ops as in the ONNX front end)."""
+    import networkx as nx
+    import torch
+    from torch.export.graph_signature import InputKind, OutputKind
+
+    sig = ep.graph_signature
+    consts, user_inputs = {}, []
+    for spec in sig.input_specs:
+        arg = getattr(spec.arg, "name", None)
+        if spec.kind == InputKind.USER_INPUT:
+            user_inputs.append(arg)
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            t = ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target]
+            _check_finite(spec.target, t, source)
+            consts[arg] = t.detach()
+        else:
+            raise UnsupportedError(f"the exported program has a {spec.kind.name} input '{spec.target}'", source,
+                                   "export a model whose only inputs are the data and its parameters")
+    if len(user_inputs) != 1:
+        raise UnsupportedError(f"the model has {len(user_inputs)} inputs; exactly one is supported", source)
+    bad_out = [s for s in sig.output_specs if s.kind != OutputKind.USER_OUTPUT]
+    if bad_out:
+        raise UnsupportedError(f"the exported program updates state ({bad_out[0].kind.name} of "
+                               f"'{bad_out[0].target}'): a BatchNorm or a module in training mode?", source,
+                               "call model.eval() before torch.export.export")
+    user_outputs = [s for s in sig.output_specs if s.kind == OutputKind.USER_OUTPUT]
+    if len(user_outputs) != 1:
+        raise UnsupportedError(f"the model has {len(user_outputs)} outputs; exactly one is supported", source)
+
+    graph = fg.FloatGraph(source=source)
+    ctx = _Ctx(graph, consts, source)
+    nodes = list(ep.graph.nodes)
+    ctx.info = _module_info([n for n in nodes if n.op == "call_function"])
+    out_node = None
+    for n in nodes:
+        if n.op == "placeholder":
+            if n.name in consts:
+                ctx.env[n.name] = consts[n.name]
+            elif n.name == user_inputs[0]:
+                shape = ctx.shape(n)
+                if any(d is None for d in shape[1:]):
+                    raise UnsupportedError(f"input '{n.name}' has a dynamic dimension other than the batch", source,
+                                           "export with fixed sizes; only the batch dimension may be dynamic")
+                if len(shape) not in (2, 4):
+                    raise UnsupportedError(f"input '{n.name}' has shape {list(shape)}; expected (N, F) or (N, C, H, W)",
+                                           source)
+                graph.add("input", fg.Input(tuple(shape[1:])), origin="graph input")
+                ctx.env[n.name] = _T("input")
+            else:
+                ctx.env[n.name] = None
+            continue
+        if n.op == "output":
+            out_node = n
+            continue
+        if n.op != "call_function":
+            raise UnsupportedError(f"unsupported node kind '{n.op}' ({n.target})", source)
+        ctx.node = n
+        ctx.env[n.name] = _convert(n, ctx)
+    outs = out_node.args[0]
+    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    idx = sig.output_specs.index(user_outputs[0])
+    result = ctx.resolve(outs[idx])
+    ctx.node = out_node
+    if not isinstance(result, (_T, _Select)):
+        raise UnsupportedError("the model output is a constant (or not a tensor)", source)
+    graph.output = ctx.tensor(result)
+    if graph.output == "input":
+        raise UnsupportedError("the model returns its input", source)
+    keep = nx.ancestors(graph.g, graph.output) | {graph.output}
+    graph.g.remove_nodes_from([n for n in list(graph.g) if n not in keep])
+    mapping = _readable_names(ctx)
+    nx.relabel_nodes(graph.g, mapping, copy=False)
+    graph.origin = {mapping.get(k, k): v for k, v in graph.origin.items() if mapping.get(k, k) in graph.g}
+    graph.output = mapping.get(graph.output, graph.output)
+    return graph
+
+
+def _has_graph_value(v) -> bool:
+    if isinstance(v, (_T, _Select)):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_has_graph_value(x) for x in v)
+    if isinstance(v, dict):
+        return any(_has_graph_value(x) for x in v.values())
+    return False
+
+
+def _convert(n, ctx: _Ctx):
+    import torch
+    op = _op_short(n.target)
+    if not n.users and op in _NO_VALUE | {"sym_size", "sym_numel", "sym_stride"}:
+        return None
+    if n.target is operator.getitem:
+        seq, i = ctx.resolve(n.args[0]), n.args[1]
+        return seq[i] if isinstance(seq, (list, tuple)) else None
+    args = ctx.resolve(list(n.args))
+    kwargs = {k: ctx.resolve(v) for k, v in n.kwargs.items()}
+    if op.startswith("sym_") or op in _NO_VALUE:
+        return n.meta.get("val")
+    if not _has_graph_value(args) and not _has_graph_value(kwargs):
+        # everything is constant (weights, numbers): fold by running the op
+        try:
+            with torch.no_grad():
+                return n.target(*args, **kwargs)
+        except Exception as exc:
+            raise UnsupportedError(f"could not evaluate the constant expression aten.{op} "
+                                   f"({type(exc).__name__})", ctx.where(n)) from None
+    if not hasattr(n.target, "_schema"):
+        raise ctx.unsupported(f"unsupported function {getattr(n.target, '__name__', n.target)}")
+    if op in _IDENTITY:
+        a = _bind(n)
+        if op in ("dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout", "native_dropout") \
+                and a.get("train"):
+            raise ctx.unsupported("dropout in training mode", "call model.eval() before exporting / compiling")
+        val = n.meta.get("val")
+        if op in ("_to_copy", "to", "type_as") and val is not None and not val.is_floating_point():
+            raise ctx.unsupported("conversion to a non-float dtype")
+        first = ctx.resolve(n.args[0])
+        return (first, None) if op == "native_dropout" else first
+    fn = HANDLERS.get(op)
+    if fn is None:
+        raise ctx.unsupported(f"unsupported op aten.{op}")
+    return fn(n, ctx, _bind(n))
+
+
+# --- entry points ------------------------------------------------------------------------
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:300]
+
+
+def export_module(model, example_input, source: str = ""):
+    """torch.export the model in eval mode (its train/eval flags are restored afterwards)."""
+    import torch
+    source = source or _module_source(model)
+    if not isinstance(model, torch.nn.Module):
+        raise NeurodeployError(f"expected a torch.nn.Module, got {type(model).__name__}", source)
+    if example_input is None:
+        raise NeurodeployError("a PyTorch model needs an example input", source,
+                               "pass example_input, a tensor shaped like a batch of inputs (N, C, H, W) or (N, F)")
+    if isinstance(example_input, (tuple, list)):
+        if len(example_input) != 1:
+            raise UnsupportedError(f"{len(example_input)} example inputs; exactly one is supported", source)
+        example_input = example_input[0]
+    if not isinstance(example_input, torch.Tensor):
+        example_input = torch.as_tensor(np.asarray(example_input, dtype=np.float32))
+    param = next(iter(model.parameters()), None)
+    if param is not None:
+        example_input = example_input.to(param.device)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    if example_input.is_floating_point() and example_input.dtype != dtype:
+        example_input = example_input.to(dtype)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        return torch.export.export(model, (example_input,))
+    except NeurodeployError:
+        raise
+    except Exception as exc:
+        raise UnsupportedError(f"torch.export could not trace the model ({type(exc).__name__}: {_first_line(exc)})",
+                               source, "make forward() traceable by torch.export (no data-dependent Python "
+                               "control flow, one tensor in and one tensor out)") from None
+    finally:
+        for m, t in modes:
+            m.training = t
+
+
+def _module_source(model) -> str:
+    return f"{type(model).__name__} (torch.nn.Module)"
+
+
+def load_torch(model, example_input, source: str = "") -> fg.FloatGraph:
+    """An `nn.Module` (exported with torch.export on `example_input`) -> `FloatGraph`."""
+    import torch
+    if isinstance(model, torch.export.ExportedProgram):
+        return graph_from_program(model, source or "ExportedProgram")
+    source = source or _module_source(model)
+    return graph_from_program(export_module(model, example_input, source), source)
+
+
+def load_program(path: str | Path):
+    """Read a `.pt2` file written by `torch.export.save`, with clear errors."""
+    import torch
+    path = str(path)
+    if not Path(path).is_file():
+        raise NeurodeployError("file not found", path, "check the path to the model")
+    try:
+        return torch.export.load(path)
+    except Exception as exc:
+        raise NeurodeployError(f"not a readable .pt2 program ({type(exc).__name__}: {_first_line(exc)[:120]})", path,
+                               "save the model with torch.export.save(torch.export.export(model.eval(), (x,)), path)") \
+            from None
+
+
+def load_pt2(path: str | Path) -> fg.FloatGraph:
+    """A `.pt2` file (torch.export.save) -> `FloatGraph`."""
+    return graph_from_program(load_program(path), str(path))
