@@ -40,16 +40,10 @@ def setup(seed: int) -> None:
 
 
 def load_data(seed: int = SEED):
-    """Stratified 75/25 split of sklearn digits -> float32 (N,1,8,8) in [0,1], int64 labels."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x = (d.images.astype(np.float32) / np.float32(16.0))[:, None, :, :]
-    y = d.target.astype(np.int64)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, stratify=y, random_state=seed)
-    return (np.ascontiguousarray(xtr), np.ascontiguousarray(ytr),
-            np.ascontiguousarray(xte), np.ascontiguousarray(yte))
+    """Stratified 75/25 split of sklearn digits -> float32 (N,1,8,8) in [0,1], int64 labels
+    (one definition of the split for every model: neurodeploy.train.data.digits)."""
+    from neurodeploy.train.data import digits
+    return digits(seed)
 
 
 def build_model() -> nn.Sequential:
