@@ -71,6 +71,10 @@ def _add_simulate(sub):
     p.add_argument("--output", required=True, metavar="Y.npy", help="where to write the outputs")
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--engine", choices=["neurodeploy", "lava"], default="neurodeploy",
+                   help="neurodeploy = our vectorised simulator (default); lava = Intel Lava's own CPU "
+                        "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
+                        "(bitplane networks; slow: a few samples per second)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")
 
 
@@ -140,7 +144,13 @@ def cmd_simulate(args) -> int:
     net = load(args.compiled)
     x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
     t0 = time.perf_counter()
-    out, spikes = simulate(net, x, args.batch_size, args.device, progress=True)
+    if args.engine == "lava":
+        from .backends.lava import run_lava
+        res = run_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
+        out = res.outputs
+        spikes = {name: int(p.sum()) for name, p in res.planes.items()}
+    else:
+        out, spikes = simulate(net, x, args.batch_size, args.device, progress=True)
     seconds = time.perf_counter() - t0
     _save_npy_atomic(args.output, out)
     summary = {"samples": int(len(x)), "output": args.output, "seconds": seconds,

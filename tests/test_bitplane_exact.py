@@ -112,3 +112,15 @@ def test_lossy_network_is_itself_an_exact_bitplane_network(timesteps):
     for name, c in codes.items():
         assert np.array_equal(snn.codes[name].numpy(), c), name
     assert np.array_equal(snn.output_state.numpy(), u)
+
+
+def test_conv_flatten_then_quantiser(tmp_path):
+    """A QCFS on the flattened output of a convolution (scalar λ) lowers and stays exact."""
+    b = netgen.NetBuilder((2, 4, 4), 7)
+    x = b.qcfs("input", 15, 1.0)
+    x = b.qcfs(b.flatten(b.conv(x, 2, 3, scale=2.0)), 7, 1.5)
+    model = b.model(b.gemm(x, 3 * 4 * 4, 4), 4)
+    path, net = _compile(tmp_path, model, "loihi2")
+    xs = netgen.random_inputs((2, 4, 4), 32, seed=2)
+    r = verify(net, path, xs, np.zeros(32, dtype=np.int64))
+    assert r["guarantee_holds"] and all(l["conversion_mismatches"] == 0 for l in r["layers"])

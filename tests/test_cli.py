@@ -181,3 +181,19 @@ def test_fewer_timesteps_only_with_lossy_and_verify_says_not_exact(tmp_path):
     r = run("verify", tmp_path / "o", "--model", MODEL, "--input", X, "--labels", Y)
     assert r.returncode == 1
     assert "NOT EXACT" in r.stdout and "not error-free" in r.stdout
+
+
+@pytest.mark.lava
+def test_simulate_engine_lava_equals_ours(tmp_path):
+    from neurodeploy.backends.lava.compat import ensure_lava
+    try:
+        ensure_lava()
+    except Exception as exc:  # lava not installed here
+        pytest.skip(f"lava unavailable: {exc}")
+    out = tmp_path / "out"
+    assert run("compile", MODEL, "-o", out).returncode == 0
+    np.save(tmp_path / "x.npy", np.load(X)[:2])
+    r = run("simulate", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "lava.npy", "--engine", "lava")
+    assert r.returncode == 0, r.stderr
+    assert run("simulate", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "ours.npy").returncode == 0
+    assert np.array_equal(np.load(tmp_path / "lava.npy"), np.load(tmp_path / "ours.npy"))

@@ -21,7 +21,10 @@ IR_VERSION = 1
 
 @dataclass
 class Branch:
-    """Synapses from one source layer: ops applied in order, result << weight_exp."""
+    """Synapses from one source layer: ops applied in order, result << weight_exp.
+
+    weight_exp >= 0 always: a right shift would round each plane's partial sum, which has no
+    exact meaning for accumulate-over-planes schemes (the quantiser never emits one)."""
     source: str
     ops: list
     weight_exp: int = 0

@@ -161,6 +161,14 @@ class _Lowering:
             if total.shape != (out_ch,):
                 raise UnsupportedError("a per-feature scale that is not per channel", self.graph.where(name))
             w = syn.weighted_op(b.ops)
+            c_w = w.weight.shape[0]
+            if total.size != c_w:
+                # a Flatten after the weighted op: per-feature scales must be uniform per channel
+                per = total.reshape(c_w, -1) if total.size % c_w == 0 else None
+                if per is None or not np.allclose(per, per[:, :1]):
+                    raise UnsupportedError("a per-feature scale after a flattened convolution",
+                                           self.graph.where(name), "use a per-channel or scalar quantiser")
+                total = per[:, 0]
             shape_w = (-1,) + (1,) * (w.weight.ndim - 1)
             w.weight = w.weight * total.reshape(shape_w)
             b.out_scale = np.float64(1.0)

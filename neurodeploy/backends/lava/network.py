@@ -1,0 +1,271 @@
+"""Build a Lava process graph from a bitplane `SpikingGraph` and run it on Lava's CPU simulator."""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from neurodeploy.backends.lava.compat import ensure_lava
+from neurodeploy.backends.lava.mapping import (ConvStage, DenseStage, MaxPoolStage, NetworkPlan,
+                                               from_lava, lava_shape, load_graph, plan_network, to_lava,
+                                               GRADED_MESSAGE_BITS)
+from neurodeploy.errors import NeurodeployError
+
+ensure_lava()
+
+from lava.magma.core.run_conditions import RunSteps  # noqa: E402
+from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
+from lava.proc.conv.process import Conv  # noqa: E402
+from lava.proc.dense.process import Dense  # noqa: E402
+from lava.proc.io.sink import RingBuffer as SinkBuffer  # noqa: E402
+from lava.proc.io.source import RingBuffer as SourceBuffer  # noqa: E402
+
+from neurodeploy.backends.lava.processes import (BitplaneIF, BitplaneReadout, BitserialMaxPool,  # noqa: E402
+                                                 DelayLine, GradedRelay)
+
+
+@dataclass
+class LavaResult:
+    outputs: np.ndarray            # float32 (N, outputs): readout U * output_scale
+    readout_state: np.ndarray      # int64 (N, outputs)
+    planes: dict                   # layer -> uint8 (N, T, *shape) spikes it emitted (IR layout)
+    period: int                    # steps per sample
+    steps: int                     # steps simulated
+    run_seconds: float             # wall time of proc.run (compile + simulate)
+    total_seconds: float = 0.0     # build + run + read-back
+
+
+@dataclass
+class LavaNetwork:
+    """The connected Lava processes of one compiled network, loaded with N samples."""
+    plan: NetworkPlan
+    n_samples: int
+    input_planes: np.ndarray       # uint8 (N, T_in, *input shape), host-computed
+    injector: object               # lava.proc.io.source.RingBuffer
+    layers: dict                   # layer name -> BitplaneIF / BitplaneReadout (input -> injector)
+    branches: dict                 # layer name -> [[processes of branch 0], ...]
+    output_reader: object          # lava.proc.io.sink.RingBuffer on the readout's s_out
+    spike_readers: dict = field(default_factory=dict)   # layer name -> sink on its s_out
+    _ran: bool = False
+    _failed: bool = False
+
+    @property
+    def num_steps(self) -> int:
+        return self.n_samples * self.plan.period
+
+    @property
+    def readout(self):
+        return self.layers[self.plan.graph.output.name]
+
+    def run_config(self):
+        return Loihi2SimCfg(select_tag="fixed_pt")
+
+    def run(self) -> float:
+        """Simulate all samples back to back; returns the wall time.
+
+        If a process model fails, Lava raises but leaves its forked processes waiting (its
+        own `stop()` would then block forever), so they are terminated here before the error
+        is re-raised as a NeurodeployError.
+        """
+        t0 = time.perf_counter()
+        try:
+            self.injector.run(condition=RunSteps(num_steps=self.num_steps), run_cfg=self.run_config())
+        except Exception as exc:
+            self._failed = True
+            self.stop()
+            raise NeurodeployError(f"Lava simulation failed ({type(exc).__name__}: {exc})",
+                                   "neurodeploy.backends.lava", "see the process model errors above") from exc
+        self._ran = True
+        return time.perf_counter() - t0
+
+    def stop(self) -> None:
+        """Shut Lava's runtime down (terminating its processes if a run failed)."""
+        runtime = getattr(self.injector, "runtime", None)
+        if runtime is None:
+            return
+        if not self._failed:
+            self.injector.stop()
+            return
+        infra = getattr(runtime, "_messaging_infrastructure", None)
+        for actor in list(getattr(infra, "actors", [])):
+            if actor.is_alive():
+                actor.terminate()
+            actor.join(timeout=5)
+        try:
+            infra._smm.shutdown()
+        except Exception:                           # noqa: BLE001 - best effort on a broken runtime
+            pass
+
+    def collect(self) -> tuple[np.ndarray, dict]:
+        """(readout_state (N, F) int64, planes per layer) from the sinks, after all
+        `num_steps` steps have run (`run()`, or `injector.run(RunSteps(num_steps), cfg)`)."""
+        if not self._ran and getattr(self.injector, "runtime", None) is None:
+            raise NeurodeployError("the Lava network has not been run", "LavaNetwork.collect", "call run() first")
+        self.check_errors()
+        plan, n, p = self.plan, self.n_samples, self.plan.period
+        out_lp = plan.layers[plan.graph.output.name]
+        data = np.asarray(self.output_reader.data.get()).astype(np.int64)     # (*lava shape, N*P)
+        idx = np.arange(n) * p + out_lp.acc_end
+        state = from_lava(np.moveaxis(data[..., idx], -1, 0), lead=1).reshape(n, -1)
+        planes = {plan.graph.input.name: self.input_planes}
+        for name, sink in self.spike_readers.items():
+            lp = plan.layers[name]
+            d = np.asarray(sink.data.get())
+            t_idx = (np.arange(n)[:, None] * p + lp.emit_start + np.arange(lp.n_steps)[None, :]).reshape(-1)
+            sel = np.moveaxis(d[..., t_idx], -1, 0).reshape((n, lp.n_steps) + d.shape[:-1])
+            planes[name] = from_lava(sel, lead=2).astype(np.uint8)
+        return state, planes
+
+    def custom_processes(self) -> list:
+        procs = [p for p in self.layers.values() if hasattr(p, "error")]
+        procs += [p for made in self.branches.values() for branch in made for p in branch if hasattr(p, "error")]
+        return procs
+
+    def check_errors(self) -> None:
+        """Raise if any of our process models caught an exception (see processes._GuardedModel)."""
+        bad = [p.name for p in self.custom_processes() if int(np.asarray(p.error.get()).reshape(-1)[0])]
+        if bad:
+            raise NeurodeployError(f"Lava process model(s) failed: {', '.join(bad)}", "neurodeploy.backends.lava",
+                                   "see the tracebacks printed above")
+
+
+def _adapt(port, from_shape: tuple, to_shape: tuple):
+    """Connectable view of `port` (carrying IR shape from_shape) for an input of to_shape."""
+    from_shape, to_shape = tuple(from_shape), tuple(to_shape)
+    if from_shape == to_shape:
+        return port
+    if len(from_shape) == 3 and len(to_shape) == 1 and int(np.prod(from_shape)) == to_shape[0]:
+        return port.transpose([2, 1, 0]).flatten()     # Lava (W,H,C) -> PyTorch (C,H,W) flatten order
+    raise NeurodeployError(f"cannot connect a {from_shape} tensor to a {to_shape} input", "Lava mapping")
+
+
+def input_planes(graph, x: np.ndarray) -> np.ndarray:
+    """BitplaneEncoder planes (N, T, *shape) uint8, codes exactly as the simulator computes them."""
+    from neurodeploy.sim.bitplane import encode_planes
+    from neurodeploy.sim.engine import input_codes
+    enc = graph.input
+    codes = input_codes(enc, torch.as_tensor(np.asarray(x)))
+    return encode_planes(codes, enc.neuron.n_steps).numpy().astype(np.uint8)
+
+
+def build(compiled_dir_or_graph, x: np.ndarray, fold: bool = True, record_planes: bool = True) -> LavaNetwork:
+    """Lava processes for the network, with the N samples of `x` queued in the injector.
+
+    Run with ``net.run()`` (i.e. ``net.injector.run(RunSteps(net.num_steps),
+    Loihi2SimCfg(select_tag="fixed_pt"))``), then ``net.collect()`` and ``net.stop()``.
+    """
+    graph = load_graph(compiled_dir_or_graph)
+    plan = plan_network(graph, fold=fold)
+    x = np.asarray(x)
+    enc = graph.input
+    if x.ndim != len(enc.shape) + 1 or tuple(x.shape[1:]) != tuple(enc.shape):
+        raise NeurodeployError(f"input batch has shape {x.shape}, the network expects (N, {', '.join(map(str, enc.shape))})",
+                               "run_lava")
+    n = int(x.shape[0])
+    if n < 1:
+        raise NeurodeployError("no samples to run", "run_lava")
+    p = plan.period
+    planes = input_planes(graph, x)                                          # (N, T, *shape)
+    lp_in = plan.layers[enc.name]
+    data = np.zeros(lava_shape(enc.shape) + (n * p,), dtype=np.int32)
+    for t in range(lp_in.n_steps):
+        plane = np.moveaxis(to_lava(planes[:, t], lead=1), 0, -1)            # (*lava shape, N)
+        data[..., np.arange(n) * p + lp_in.emit_start + t] = plane
+    injector = SourceBuffer(data=data)
+
+    procs = {enc.name: injector}
+    ports = {enc.name: injector.s_out}
+    branches, spike_readers = {}, {}
+    for layer in graph.neuron_layers():
+        lp = plan.layers[layer.name]
+        shape = lava_shape(layer.shape)
+        if lp.kind == "if":
+            neuron = BitplaneIF(shape=shape, v_th_mant=layer.neuron.v_th_mant, code_max=layer.neuron.code_max,
+                                n_steps=layer.neuron.n_steps, bias_mant=_lava_bias(layer), bias_exp=layer.bias_exp,
+                                period=p, acc_start=lp.acc_start, acc_end=lp.acc_end, name=layer.name)
+        else:
+            neuron = BitplaneReadout(shape=shape, bias_mant=_lava_bias(layer), bias_exp=layer.bias_exp,
+                                     period=p, acc_start=lp.acc_start, acc_end=lp.acc_end, name=layer.name)
+        branches[layer.name] = [_connect_branch(bp, plan, ports[bp.source], neuron, layer) for bp in lp.branches]
+        procs[layer.name] = neuron
+        ports[layer.name] = neuron.s_out
+        if lp.kind == "if" and record_planes:
+            sink = SinkBuffer(shape=shape, buffer=n * p)
+            neuron.s_out.connect(sink.a_in)
+            spike_readers[layer.name] = sink
+    readout = procs[graph.output.name]
+    reader = SinkBuffer(shape=lava_shape(graph.output.shape), buffer=n * p)
+    readout.s_out.connect(reader.a_in)
+    return LavaNetwork(plan, n, planes, injector, procs, branches, reader, spike_readers)
+
+
+def _lava_bias(layer) -> np.ndarray:
+    """Per-channel (C,) or per-feature (F,) bias mantissa broadcast to the Lava shape."""
+    b = np.asarray(layer.bias_mant, dtype=np.int64)
+    shape = lava_shape(layer.shape)
+    if len(layer.shape) == 3:
+        b = np.broadcast_to(b.reshape(1, 1, -1) if b.ndim == 1 else b, shape)
+    return np.broadcast_to(b, shape).astype(np.int32)
+
+
+def _connect_branch(bp, plan: NetworkPlan, port, neuron, layer) -> list:
+    src = plan.layers[bp.source]
+    shape = tuple(src.shape)
+    made = []
+    if bp.delay:
+        dl = DelayLine(shape=lava_shape(shape), delay=bp.delay, name=f"{layer.name}<{bp.source}:delay")
+        port.connect(dl.s_in)
+        port = dl.s_out
+        made.append(dl)
+    after_synapse = False
+    for i, st in enumerate(bp.stages):
+        if isinstance(st, MaxPoolStage):
+            mp = BitserialMaxPool(in_shape=lava_shape(st.in_shape), out_shape=lava_shape(st.out_shape),
+                                  kernel_wh=(st.kernel[1], st.kernel[0]), stride_wh=(st.stride[1], st.stride[0]),
+                                  period=plan.period, start=src.emit_start + bp.delay, n_steps=src.n_steps,
+                                  name=f"{layer.name}<{bp.source}:maxpool")
+            _adapt(port, shape, st.in_shape).connect(mp.s_in)
+            port, shape, after_synapse = mp.s_out, st.out_shape, False
+            made.append(mp)
+            continue
+        if after_synapse:
+            relay = GradedRelay(shape=lava_shape(shape), name=f"{layer.name}<{bp.source}:relay{i}")
+            port.connect(relay.a_in)
+            port = relay.s_out
+            made.append(relay)
+        bits = GRADED_MESSAGE_BITS if st.graded_in else 0
+        if isinstance(st, ConvStage):
+            syn = Conv(weight=st.lava_weight(), weight_exp=0, input_shape=lava_shape(st.in_shape),
+                       padding=(st.padding[1], st.padding[0]), stride=(st.stride[1], st.stride[0]),
+                       dilation=(st.dilation[1], st.dilation[0]), groups=int(st.groups),
+                       num_message_bits=bits, name=f"{layer.name}<{bp.source}:conv{i}")
+            if tuple(syn.output_shape) != lava_shape(st.out_shape):
+                raise NeurodeployError(f"Lava Conv output {tuple(syn.output_shape)} != expected "
+                                       f"{lava_shape(st.out_shape)}", layer.name)
+        elif isinstance(st, DenseStage):
+            w, wexp = st.lava_weights()
+            syn = Dense(weights=w, weight_exp=wexp, num_message_bits=bits, name=f"{layer.name}<{bp.source}:dense{i}")
+        else:                                                        # pragma: no cover
+            raise NeurodeployError(f"unknown stage {type(st).__name__}", layer.name)
+        target = (int(np.prod(st.in_shape)),) if isinstance(st, DenseStage) else st.in_shape
+        _adapt(port, shape, target).connect(syn.s_in)
+        port, shape, after_synapse = syn.a_out, st.out_shape, True
+        made.append(syn)
+    _adapt(port, shape, layer.shape).connect(neuron.a_in)
+    return made
+
+
+def run_lava(graph_or_dir, x: np.ndarray, fold: bool = True, record_planes: bool = True) -> LavaResult:
+    """Run N samples through Lava's CPU simulation (fixed_pt models), one after another."""
+    t0 = time.perf_counter()
+    net = build(graph_or_dir, x, fold=fold, record_planes=record_planes)
+    run_s = net.run()                     # stops the runtime itself if the run fails
+    try:
+        state, planes = net.collect()
+    finally:
+        net.stop()
+    graph = net.plan.graph
+    scale = float(graph.output.neuron.output_scale)
+    outputs = (state.astype(np.float64) * scale).astype(np.float32)
+    return LavaResult(outputs, state, planes, net.plan.period, net.num_steps, run_s, time.perf_counter() - t0)
