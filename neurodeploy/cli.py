@@ -55,6 +55,9 @@ def _add_compile(sub):
                         "calibration inputs (default 99.9)")
     p.add_argument("--input-bits", type=int, default=8,
                    help="width of the input quantiser inserted when the model has none (default 8)")
+    p.add_argument("--chips", type=int, default=1,
+                   help="chips available (default 1); compile fails, naming the largest layers, when the "
+                        "network needs more cores than these chips have")
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
 
 
@@ -122,7 +125,8 @@ def cmd_compile(args) -> int:
     t0 = time.perf_counter()
     net = compile_model(args.model, args.target, args.scheme,
                         CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits,
-                                       lossy=args.lossy, reset=args.reset, percentile=args.percentile))
+                                       lossy=args.lossy, reset=args.reset, percentile=args.percentile,
+                                       chips=args.chips))
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0

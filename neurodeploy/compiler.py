@@ -50,6 +50,10 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
                     "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
         "target_spec": tgt.to_dict(),
     })
+    # a network larger than the chip(s) stops here, naming the largest layers
+    from .reports.costs import check_fits
+    net.meta["allocation"] = check_fits(net, options.chips)
+    net.meta["options"]["chips"] = options.chips
     return net
 
 

@@ -197,3 +197,21 @@ def test_simulate_engine_lava_equals_ours(tmp_path):
     assert r.returncode == 0, r.stderr
     assert run("simulate", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "ours.npy").returncode == 0
     assert np.array_equal(np.load(tmp_path / "lava.npy"), np.load(tmp_path / "ours.npy"))
+
+
+def test_network_larger_than_the_chip(tmp_path):
+    spec = (ROOT / "targets" / "loihi2.toml").read_text()
+    spec = spec.replace("cores_per_chip = 128", "cores_per_chip = 4").replace(
+        "neurons_per_core = 8192", "neurons_per_core = 64")
+    (tmp_path / "tiny.toml").write_text(spec)
+    r = run("compile", MODEL, "--target", tmp_path / "tiny.toml", "-o", tmp_path / "o")
+    assert_clean_error(r, "needs 13 cores", "conv1 8 cores", "--chips")
+    assert not (tmp_path / "o").exists()
+    assert run("compile", MODEL, "--target", tmp_path / "tiny.toml", "--chips", "4", "-o", tmp_path / "o").returncode == 0
+
+
+def test_weights_too_wide_for_the_target(tmp_path):
+    spec = (ROOT / "targets" / "loihi2.toml").read_text().replace("state_bits = 24", "state_bits = 8")
+    (tmp_path / "narrow.toml").write_text(spec)
+    assert_clean_error(run("compile", MODEL, "--target", tmp_path / "narrow.toml", "-o", tmp_path / "o"),
+                       "cannot represent this layer", "layer 'conv1'")

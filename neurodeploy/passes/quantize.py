@@ -18,6 +18,11 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
 
 
+# When a layer fits the state width only with a coarser threshold unit, accept at most this
+# relative weight error (the full-precision path gives ~0.5% with 8-bit mantissas).
+MAX_SHRUNK_WEIGHT_ERROR = 0.1
+
+
 @dataclass
 class QuantisedLayer:
     branches: list               # ir.spiking.Branch with integer weights
@@ -98,7 +103,10 @@ def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_m
         while unit >= 1:
             got = _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target)
             if got is not None:
-                return _result(real_branches, bias_real, unit, exp, got)
+                result = _result(real_branches, bias_real, unit, exp, got)
+                if result.weight_rel_error <= MAX_SHRUNK_WEIGHT_ERROR:
+                    return result
+                break            # it fits only by rounding the weights away: refuse below
             unit = unit * 3 // 4
     raise TargetLimitError(
         f"cannot represent this layer in {target.name}'s formats (weights up to {w_max:.3g} code steps, "

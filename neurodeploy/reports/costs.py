@@ -261,6 +261,39 @@ def _allocate(bits_per_neuron: np.ndarray, lim: ChipLimits) -> tuple[list, str |
     return bounds, None
 
 
+def core_allocation(net: SpikingGraph, index_bits: int = 0) -> tuple[dict, list[str], int, ChipLimits]:
+    """Cores per layer (greedy, one layer per core), the per-layer problems, total cores, limits."""
+    lim = _limits(net)
+    bits = lim.weight_bits + int(index_bits)
+    branches = _branches(net)
+    cores, problems = {}, []
+    for layer in net.neuron_layers():
+        fan_in = sum(bi.conn.fan_in for bi in branches[layer.name])
+        bounds, problem = _allocate(fan_in.astype(np.int64) * bits, lim)
+        cores[layer.name] = len(bounds)
+        if problem:
+            problems.append(f"layer '{layer.name}': {problem}")
+    return cores, problems, sum(cores.values()), lim
+
+
+def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
+    """Raise TargetLimitError naming the offending layers when the network does not fit `chips`
+    chips of its target; return the allocation otherwise."""
+    from ..errors import TargetLimitError
+    cores, problems, total, lim = core_allocation(net)
+    if problems:
+        raise TargetLimitError("; ".join(problems), f"target '{lim.name}'",
+                               "shrink those layers' fan-in or use a target with more synaptic memory per core")
+    if lim.cores_per_chip and total > lim.cores_per_chip * chips:
+        worst = sorted(cores.items(), key=lambda kv: -kv[1])[:3]
+        raise TargetLimitError(
+            f"the network needs {total} cores but {chips} chip(s) have {lim.cores_per_chip * chips} "
+            f"({total - lim.cores_per_chip * chips} too many; largest layers: "
+            + ", ".join(f"{n} {c} cores" for n, c in worst) + ")",
+            f"target '{lim.name}'", "pass --chips N for a multi-chip system or make the network smaller")
+    return {"cores": cores, "total_cores": total}
+
+
 # --- timing -----------------------------------------------------------------------------------
 
 PHASED = (nrn.BitplaneEncoder, nrn.BitplaneIF)    # accumulate, then emit T planes, layer by layer

@@ -18,6 +18,7 @@ class CompileOptions:
     lossy: bool = False                     # allow fewer time steps than exactness needs
     reset: str = "subtract"                 # rate: "subtract" (soft) or "zero" (Loihi's stock LIF)
     percentile: float = 99.9                # rate: threshold balancing percentile of ReLU inputs
+    chips: int = 1                          # chips available: compile fails when more cores are needed
 
 
 class Scheme:
