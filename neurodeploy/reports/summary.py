@@ -38,6 +38,7 @@ def summary_markdown(net: SpikingGraph) -> str:
              f"- scheme: `{net.scheme}`, target: `{net.target}`, neurodeploy {net.meta.get('neurodeploy_version')}",
              f"- latency: {net.meta.get('latency_steps')} time steps per sample (layer by layer); "
              f"pipelined throughput: one sample every {net.meta.get('throughput_steps')} steps",
+             *_chip_schedule(net),
              f"- model sha256: `{net.meta.get('model', {}).get('sha256', '?')}`",
              "",
              "| layer | kind | shape | neurons | T | Q | D (v_th_mant) | weight_exp | weight rel. error | sources |",
@@ -48,3 +49,16 @@ def summary_markdown(net: SpikingGraph) -> str:
                      f"{r['time_steps'] or ''} | {r['code_max'] or ''} | {r['v_th_mant'] or ''} | "
                      f"{'' if r['weight_exp'] is None else r['weight_exp']} | {err} | {', '.join(r['sources'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _chip_schedule(net: SpikingGraph) -> list[str]:
+    """The Loihi/Lava schedule, where the Lava back-end maps the network: every synapse stage
+    adds one step of delay, so one sample takes longer than the layers' time steps add up to."""
+    from ..backends.lava.mapping import plan_network
+    from ..errors import NeurodeployError
+    try:
+        period = plan_network(net).period
+    except NeurodeployError:      # a scheme or op the Lava back-end does not map: say nothing
+        return []
+    return [f"- on Loihi 2 via the Lava back-end (1-step synaptic delays, layer by layer): one sample every "
+            f"{period} steps"]
