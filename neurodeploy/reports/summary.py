@@ -36,7 +36,7 @@ def summary_markdown(net: SpikingGraph) -> str:
     lines = [f"# Compiled network: {net.meta.get('model', {}).get('file', '?')}",
              "",
              f"- scheme: `{net.scheme}`, target: `{net.target}`, neurodeploy {net.meta.get('neurodeploy_version')}",
-             f"- latency: {net.meta.get('latency_steps')} time steps per sample (layer by layer); "
+             f"- latency: {net.meta.get('latency_steps')} time steps per sample; "
              f"pipelined throughput: one sample every {net.meta.get('throughput_steps')} steps",
              *_chip_schedule(net),
              f"- model sha256: `{net.meta.get('model', {}).get('sha256', '?')}`",
