@@ -215,3 +215,30 @@ def test_weights_too_wide_for_the_target(tmp_path):
     (tmp_path / "narrow.toml").write_text(spec)
     assert_clean_error(run("compile", MODEL, "--target", tmp_path / "narrow.toml", "-o", tmp_path / "o"),
                        "cannot represent this layer", "layer 'conv1'")
+
+
+def test_interrupted_compile_leaves_no_output(tmp_path, monkeypatch):
+    """A compile that dies while writing leaves neither out/ nor a temp dir behind, and an
+    existing out/ from an earlier compile stays intact."""
+    from neurodeploy.compiler import compile_model, save_artifact
+    from neurodeploy.ir import serialize
+
+    net = compile_model(MODEL)
+    real_npz = serialize._write_npz
+
+    def dying_write(path, arrays):
+        real_npz(path, dict(list(arrays.items())[:1]))       # half the parameters on disk...
+        raise KeyboardInterrupt                              # ...then the user hits Ctrl-C
+
+    monkeypatch.setattr(serialize, "_write_npz", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_artifact(net, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(serialize, "_write_npz", real_npz)
+    save_artifact(net, tmp_path / "out")
+    before = (tmp_path / "out" / "params.npz").read_bytes()
+    monkeypatch.setattr(serialize, "_write_npz", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_artifact(net, tmp_path / "out")
+    assert (tmp_path / "out" / "params.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
