@@ -75,7 +75,7 @@ def main() -> None:
     assert np.array_equal(y_sim, y_step), "step-by-step simulation disagrees"
     assert np.array_equal(y_sim, y_ref), "integer reference disagrees"
     print(f"model {args.model}, {n} samples, latency {net.meta['latency_steps']} steps, best of {args.repeat}")
-    print(f"{'engine':<34}{'samples/s':>12}{"speed vs ours":>15}")
+    print(f"{'engine':<34}{'samples/s':>12}{'speed vs ours':>15}")
     for name, t in (("neurodeploy simulator (bit-exact)", t_sim), ("step-by-step float64 SNN loop", t_step),
                     ("integer reference ANN (numpy)", t_ref), ("float ANN (onnxruntime)", t_ort)):
         print(f"{name:<34}{n / t:>12.0f}{t_sim / t:>14.2f}x")
