@@ -62,8 +62,10 @@ def main() -> None:
     ap.add_argument("--model", default="models/digits_resnet_qcfs.onnx")
     ap.add_argument("--input", default="models/digits_test_x.npy")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on a shared 2-core machine more threads make timings erratic)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     net = compile_model(args.model, "loihi2", "bitplane")
     x = np.load(args.input)
     n = len(x)
