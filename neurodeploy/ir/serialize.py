@@ -18,6 +18,8 @@ import numpy as np
 from ..errors import NeurodeployError
 from . import neurons, spiking, synapses
 
+from . import cuba as _cuba  # noqa: F401,E402  (registers CubaEncoder, CubaLIF, CubaReadout in NEURON_TYPES)
+
 IR_FILE, PARAMS_FILE = "ir.json", "params.npz"
 _TYPES = {**neurons.NEURON_TYPES, **synapses.SYNAPSE_TYPES,
           **{c.__name__: c for c in (spiking.Branch, spiking.InputEncoder, spiking.Layer)}}

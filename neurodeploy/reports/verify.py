@@ -78,6 +78,10 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
     front end's graph as `float_graph`, and `model_path` is then only the label in the report.
     """
     scheme = get_scheme(net.scheme)
+    if not getattr(scheme, "ann_reference", True):
+        raise NeurodeployError(f"a {net.scheme} network is a trained SNN with no quantised ANN to verify against",
+                               "verify", "compare float-SNN and fixed-point-SNN accuracy with "
+                               "neurodeploy.schemes.cuba.compare_accuracy")
     if float_logits is None:
         float_logits = run_onnx(model_path, x, batch_size)
     if float_logits.shape[1] != int(np.prod(net.output.shape)):

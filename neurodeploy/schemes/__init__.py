@@ -4,9 +4,10 @@ from __future__ import annotations
 from ..errors import NeurodeployError
 from .base import CompileOptions, Scheme
 from .bitplane import Bitplane
+from .cuba import Cuba
 from .rate import Rate
 
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate())}
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate(), Cuba())}
 
 
 def get_scheme(name: str) -> Scheme:

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import NeurodeployError
 from ..ir import neurons as nrn
+from ..ir.cuba import CubaEncoder
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, Layer, SpikingGraph
 from . import bitplane as bp
@@ -101,6 +102,9 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
     rate -> spike count)."""
     if isinstance(prep.graph.input.neuron, nrn.RateEncoder):
         return _run_rate(prep, x, record_codes)
+    if isinstance(prep.graph.input.neuron, CubaEncoder):
+        from . import cuba
+        return cuba.run_batch(prep, x, record_codes)
     return _run_bitplane(prep, x, record_codes)
 
 

@@ -22,6 +22,10 @@ Patches:
     result).  Without it every reshaped/flattened connection warns on 2.1-2.3 and fails
     on 2.4.
 
+  * ``lava.magma.runtime.message_infrastructure.multiprocessing``:
+    ``mp.set_start_method('fork')`` -> ``(..., force=True)``, so that Lava can be imported after
+    anything else in the process has fixed the multiprocessing context (e.g. training).
+
 Lava's runtime starts its process models with ``multiprocessing`` in *fork* mode, so the
 children inherit the already patched modules.
 """
@@ -64,7 +68,18 @@ def _patch_ports(src: str) -> str | None:
     return src.replace(old, "ft.partial(np.reshape, shape=")
 
 
-PATCHES = {VAR_MODEL: _patch_var_model, PORTS: _patch_ports}
+def _patch_start_method(src: str) -> str | None:
+    old = "mp.set_start_method('fork')"
+    if old not in src:
+        return None
+    # Lava sets the start method at import; if anything in the process (a DataLoader, joblib,
+    # an earlier multiprocessing call) has fixed the context already, that raises "context has
+    # already been set" and Lava cannot be imported.  fork is Linux's default anyway.
+    return src.replace(old, "mp.set_start_method('fork', force=True)")
+
+
+MP_INFRA = "lava.magma.runtime.message_infrastructure.multiprocessing"
+PATCHES = {VAR_MODEL: _patch_var_model, PORTS: _patch_ports, MP_INFRA: _patch_start_method}
 
 
 def _insert_after_future_imports(src: str, line: str) -> str:

@@ -1,0 +1,122 @@
+"""PyTorch front end for LIF networks (`neurodeploy.nn.LIF`, time-first models) -> `FloatGraph`.
+
+A spiking model maps (T, N, ...) to (T, N, classes) and applies every stateless layer to
+each step alike; what the compiler needs is that per-step network with every LIF as one
+opaque activation.  `load_lif_model` builds it (a `SpikingSequential` becomes an
+`nn.Sequential`; any other model keeps its structure) with each `LIF` replaced by a leaf
+module that calls the custom op ``neurodeploy::lif`` (identity-shaped, never executed for
+real values), exports it with `torch_frontend.export_module` on an (N, ...) example input,
+and converts it with `torch_frontend.graph_from_program`.  The ``lif`` handler registered
+below (through the front end's own `handler` registry, no edit of torch_frontend.py)
+turns each call into a `LIFAct` node.
+
+`LIFAct` subclasses `float_graph.QuantAct` with in_scale = 1/v_th, offset 0, levels 1,
+out_step 1: `passes.lower` then cuts the graph at every LIF exactly as at a quantised
+activation, and the weights of the layer it feeds come out in units of that LIF's threshold
+(spikes are 0/1).  The LIF's own parameters (decay, v_th, reset, strict) ride along.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UnsupportedError
+from ..ir import float_graph as fg
+from . import torch_frontend as tf
+
+_RESETS = ("subtract", "zero")
+
+
+@torch.library.custom_op("neurodeploy::lif", mutates_args=())
+def _lif_op(x: torch.Tensor, decay: float, v_th: float, reset: int, strict: bool) -> torch.Tensor:
+    """Stand-in for one LIF layer during export (the value is never used)."""
+    return (x > v_th).to(x.dtype) if strict else (x >= v_th).to(x.dtype)
+
+
+@_lif_op.register_fake
+def _(x, decay, v_th, reset, strict):
+    return torch.empty_like(x)
+
+
+class LIFLeaf(nn.Module):
+    """A LIF as an opaque per-step op (for tracing only)."""
+
+    def __init__(self, lif):
+        super().__init__()
+        self.decay, self.v_th = float(lif.decay), float(lif.v_th)
+        self.reset = _RESETS.index(lif.reset_mode)
+        self.strict = bool(lif.strict)
+
+    def forward(self, x):
+        return torch.ops.neurodeploy.lif(x, self.decay, self.v_th, self.reset, self.strict)
+
+
+@dataclass
+class LIFAct(fg.QuantAct):
+    """A LIF layer in the float graph: spikes s = [v > v_th] (strict) of v = decay*v + I.
+
+    As a QuantAct (code = clip(floor(I / v_th), 0, 1), out_step 1) it is the cut point of
+    `passes.lower`; the compile schemes read decay / v_th / reset / strict.
+    """
+    decay: float = 0.0
+    v_th: float = 1.0
+    reset: str = "zero"
+    strict: bool = True
+
+
+@tf.handler("lif")
+def _lif_handler(node, ctx, a):
+    x = ctx.tensor(ctx.resolve(a["x"]))
+    v_th, decay = float(a["v_th"]), float(a["decay"])
+    if not v_th > 0:
+        raise ctx.unsupported(f"LIF threshold {v_th} is not positive")
+    op = LIFAct(in_scale=np.asarray(1.0 / v_th), offset=np.asarray(0.0), levels=1, out_step=np.asarray(1.0),
+                decay=decay, v_th=v_th, reset=_RESETS[int(a["reset"])], strict=bool(a["strict"]))
+    return ctx.add(op, [x])
+
+
+def per_step_model(model: nn.Module) -> nn.Module:
+    """A copy of `model` that runs one time step on (N, ...) tensors, each LIF an opaque leaf."""
+    from ..nn.lif import LIF, SpikingNeuron, SpikingSequential
+
+    m = copy.deepcopy(model).cpu().eval()
+
+    def swap(parent):
+        for name, child in parent.named_children():
+            if isinstance(child, LIF):
+                setattr(parent, name, LIFLeaf(child))
+            elif isinstance(child, SpikingNeuron):
+                raise UnsupportedError(f"spiking neuron {type(child).__name__} is not supported", f"module '{name}'",
+                                       "use neurodeploy.nn.LIF")
+            elif isinstance(child, SpikingSequential):
+                seq = nn.Sequential(*child.children())
+                swap(seq)
+                setattr(parent, name, seq)
+            else:
+                swap(child)
+
+    if isinstance(m, SpikingSequential):
+        m = nn.Sequential(*m.children())
+    swap(m)
+    return m
+
+
+def load_lif_model(model: nn.Module, example_input, source: str = "") -> fg.FloatGraph:
+    """A LIF network (time-first, `neurodeploy.nn.lif`) -> FloatGraph with `LIFAct` nodes.
+
+    `example_input`: one step's input (N, C, H, W) or (N, F) (not the (T, N, ...) sequence).
+    """
+    source = source or f"{type(model).__name__} (LIF network)"
+    x = torch.as_tensor(np.asarray(example_input, dtype=np.float32)) if not isinstance(example_input, torch.Tensor) \
+        else example_input.detach().cpu().float()
+    step = per_step_model(model)
+    return tf.graph_from_program(tf.export_module(step, x, source), source)
+
+
+def lif_params(graph: fg.FloatGraph) -> dict:
+    """LIF node name -> its LIFAct."""
+    return {n: graph.op(n) for n in graph.topo_order() if isinstance(graph.op(n), LIFAct)}

@@ -1,0 +1,309 @@
+"""`cuba`: a LIF SNN trained in neurodeploy (`nn.LIF`, `train.fit`) on Loihi 2's stock CUBA LIF.
+
+The float SNN (front end: `frontends.torch_lif.load_lif_model`) already spikes; this scheme
+only maps it to the chip's formats: BatchNorm folded into the weights, each LIF layer a
+`ir.cuba.CubaLIF` with dv = round(4096 (1 - lambda)), du = 4095 (no current state:
+u = a_in << 6 every step), threshold v_th_mant = D (17-bit) and real weights w (in units of
+the threshold) as 8-bit mantissas w_mant = round(w D / 2^e) << e, the bias as
+bias_mant = round(b D) with bias_exp = 6 (NetX's choice; bias_mant in a_in units).  The
+input is quantised to codes (`input_bits`) sent as graded spikes at every step; the readout
+is a LIF that never fires and integrates W s + b; the host reads its v after step depth and
+after step R and reports the difference (the T steps that answer the input).  Every synapse delays by one step, as in
+Lava, so the network runs R = T + depth steps (depth = synapse hops input -> readout).
+
+Guarantee: none (exact = False).  The fixed-point SNN differs from the float SNN by weight,
+bias and input rounding, Lava's round-toward-zero decay, and the pipeline: a hidden layer
+starts with its bias alone while the delayed input is still on its way (its first steps
+differ from the float SNN's; the readout window skips the fill but not its after-effects).  `compare_accuracy` reports float-SNN vs fixed-point-SNN accuracy and
+agreement; `tests/test_cuba.py` checks bit-exactness against Lava.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
+from ..ir import cuba as cb
+from ..ir import float_graph as fg
+from ..ir import synapses as syn
+from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
+from ..passes import run_passes
+from ..passes.input_quant import insert_input_quantiser
+from ..passes.lower import lower
+from ..passes.quantize import round_half_away
+from ..sim.synapse_ops import abs_bound
+from ..target import Target
+from .base import CompileOptions, Scheme
+
+
+def _lif_act():
+    from ..frontends.torch_lif import LIFAct
+    return LIFAct
+
+
+@dataclass
+class CubaQuant:
+    branches: list
+    bias_mant: np.ndarray
+    unit: int              # D: v_th_mant (hidden) or the readout's integer units per ANN unit
+    weight_exp: int
+    a_in_bound: int        # static max |a_in| of one step
+    weight_rel_error: float
+    bias_max_error: float  # in threshold (hidden) / ANN (readout) units per step
+
+
+def _quantise(name: str, real_branches: list, bias_real: np.ndarray, src_shapes: dict, src_max: dict,
+              target: Target, run_steps: int = 1, netx: bool = True) -> CubaQuant:
+    """Pick (e, D) with the finest weight step 2^e / D (ties: the larger D, finer bias) such that
+    |w_mant| <= 127, D <= 131071, |bias_mant| <= 4095 and run_steps * (max |a_in| + max |bias_mant|)
+    <= 131071 (per step: u = a_in << 6 never wraps; over the run, for the readout: v never
+    reaches its threshold).  With `netx`, a layer fed through a Dense synapse uses e = 1: NetX
+    re-derives Dense weight exponents itself (`netx.utils.optimize_weight_bits`) and only keeps
+    even weights in [-256, 254] (a_in units), i.e. exactly W_mant << 1 (loihi.md §D.4)."""
+    m_max = target.weight_mant_max
+    w_max = max(float(np.max(np.abs(syn.weighted_op(b.ops).weight))) for b in real_branches)
+    b_max = float(np.max(np.abs(bias_real))) if np.size(bias_real) else 0.0
+    limit = cb.A_IN_MAX // run_steps
+    best = None
+    exps = range(max(0, target.weight_exp_min), target.weight_exp_max + 1)
+    if netx and any(isinstance(op, syn.Dense) for b in real_branches for op in b.ops):
+        exps = [1]
+    for e in exps:
+        d = cb.VTH_MAX if w_max == 0 else min(int(np.floor(m_max * (1 << e) / w_max)), cb.VTH_MAX)
+        if b_max > 0:
+            d = min(d, int(np.floor((cb.BIAS_MANT_MAX + 0.5) / b_max)))
+        while d >= 1:
+            got = _try(real_branches, bias_real, d, e, src_shapes, src_max)
+            if got is not None and got[2] + int(np.max(np.abs(got[1]), initial=0)) <= limit:
+                break
+            d = d * 7 // 8 if d > 8 else d - 1
+        if d < 1:
+            continue
+        key = ((1 << e) / d, -d)
+        if best is None or key < best[0]:
+            best = (key, e, d, got)
+    if best is None:
+        raise TargetLimitError(f"cannot represent this layer in Loihi's CUBA formats (weights up to {w_max:.3g}, "
+                               f"bias up to {b_max:.3g} threshold units)", f"layer '{name}'",
+                               "use fewer time steps, smaller weights/biases or fewer inputs")
+    _, e, d, (branches, bias_mant, bound) = best
+    num = den = 0.0
+    for rb, qb in zip(real_branches, branches):
+        w = syn.weighted_op(rb.ops).weight
+        num += float(np.sum((w - syn.weighted_op(qb.ops).weight * float(1 << e) / d) ** 2))
+        den += float(np.sum(w ** 2))
+    b_err = float(np.max(np.abs(bias_real - bias_mant / d))) if np.size(bias_real) else 0.0
+    return CubaQuant(branches, bias_mant, d, e, bound, float(np.sqrt(num / den)) if den else 0.0, b_err)
+
+
+def _try(real_branches, bias_real, d, e, src_shapes, src_max):
+    branches, bound = [], 0.0
+    for b in real_branches:
+        ops = []
+        for op in b.ops:
+            if isinstance(op, syn.WEIGHTED):
+                op = type(op)(**{**op.__dict__, "weight": round_half_away(op.weight * d / float(1 << e))})
+            ops.append(op)
+        branches.append(Branch(b.source, ops, e))
+        bound = bound + abs_bound(ops, src_shapes[b.source], src_max[b.source]) * float(1 << e)
+    bias_mant = round_half_away(bias_real * d)
+    if np.any(np.abs(bias_mant) > cb.BIAS_MANT_MAX):
+        return None
+    return branches, bias_mant, int(np.max(bound))
+
+
+def _depth(real_layers, input_name: str) -> int:
+    hops = {input_name: 0}
+    for rl in real_layers:
+        hops[rl.name] = 1 + max(hops[b.source] for b in rl.branches)
+    return hops[real_layers[-1].name]
+
+
+class Cuba(Scheme):
+    """`netx=True` (default): every layer is also expressible in a NetX HDF5 file (`export_netx`)."""
+    name = "cuba"
+    ann_reference = False      # a trained SNN: no quantised ANN to verify against (compare_accuracy)
+    passes = ["fold_bn"]
+    guarantee = ("none: the fixed-point CUBA SNN approximates the float LIF SNN (quantised weights/bias/input, "
+                 "Loihi's decay rounding, 1-step synaptic delays); verify reports both accuracies")
+    exact = False
+
+    def __init__(self, netx: bool = True):
+        self.netx = bool(netx)
+
+    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
+        t = options.timesteps
+        if t is None or t < 1:
+            raise NeurodeployError("the cuba scheme needs the number of time steps the LIF network averages over",
+                                   "--timesteps", "pass the T the model was trained with (e.g. --timesteps 4)")
+        LIFAct = _lif_act()
+        lifs = [n for n in graph.topo_order() if isinstance(graph.op(n), LIFAct)]
+        if not lifs:
+            raise UnsupportedError("the model has no LIF layer", graph.source,
+                                   "the cuba scheme compiles LIF networks (frontends.torch_lif.load_lif_model)")
+        graph = run_passes(graph, self.passes)
+        graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+        enc, real_layers = lower(graph)
+        notes = []
+        for rl in real_layers:
+            for b in rl.branches:
+                if any(isinstance(op, syn.MaxPool) for op in b.ops):
+                    raise UnsupportedError("max pooling has no stock Loihi synapse", f"layer '{rl.name}'",
+                                           "use average pooling")
+            if rl.quant is not None and not isinstance(rl.quant, LIFAct):
+                raise UnsupportedError(f"{type(rl.quant).__name__} is not a LIF layer", f"layer '{rl.name}'",
+                                       "the cuba scheme compiles networks of neurodeploy.nn.LIF neurons only")
+            if rl.quant is not None and (rl.quant.reset != "zero" or not rl.quant.strict):
+                notes.append(f"{rl.name}: trained with reset={rl.quant.reset!r}, strict={rl.quant.strict}; "
+                             "Loihi's LIF resets to 0 and fires on v > v_th")
+        depth = _depth(real_layers, enc.name)
+        run_steps = t + depth
+        layers = [InputEncoder(enc.name, enc.shape, np.asarray(enc.quant.in_scale), np.asarray(enc.quant.offset),
+                               np.asarray(enc.quant.out_step),
+                               cb.CubaEncoder(code_max=int(enc.quant.levels), n_steps=run_steps, timesteps=t),
+                               float_node=enc.float_node)]
+        shapes, src_max = {enc.name: enc.shape}, {enc.name: float(enc.quant.levels)}
+        report = {}
+        for rl in real_layers:
+            if rl.quant is None:
+                # v(R) - v(depth) = 64 D (sum over the last T steps of W s + T b): the float mean times 64 D T
+                q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, run_steps, self.netx)
+                neuron = cb.CubaReadout(output_scale=1.0 / ((1 << cb.ACT_SHIFT) * q.unit * t), window_start=depth)
+                step = np.asarray(1.0 / q.unit)
+            else:
+                q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, 1, self.netx)
+                dv = int(round_half_away(cb.DECAY_UNITY * (1.0 - rl.quant.decay)))
+                if dv > cb.DECAY_UNITY - 1:   # decay 0 (no memory) needs dv = 4096, one more than 12 bits
+                    notes.append(f"{rl.name}: decay {rl.quant.decay} -> dv 4095 (v keeps v >> 12 per step)")
+                neuron = cb.CubaLIF(du=cb.DECAY_UNITY - 1, dv=min(max(dv, 0), cb.DECAY_UNITY - 1), v_th_mant=q.unit)
+                step = np.asarray(1.0)
+            shapes[rl.name], src_max[rl.name] = rl.shape, 1.0
+            layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant.astype(np.int64), cb.NETX_BIAS_EXP,
+                                neuron, step, rl.float_node))
+            report[rl.name] = {"weight_exp": q.weight_exp, "unit": q.unit, "a_in_bound": q.a_in_bound,
+                               "weight_rel_error": q.weight_rel_error, "bias_max_error": q.bias_max_error}
+        net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
+        net.meta.update({"timesteps": t, "latency_steps": run_steps, "throughput_steps": run_steps,
+                         "time_steps_per_layer": {l.name: run_steps for l in layers[:-1]},
+                         "depth": depth, "notes": notes})
+        return net
+
+    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
+        return True
+
+
+def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | None = None,
+                     timesteps: int | None = None, batch_size: int = 256) -> dict:
+    """Float SNN (`train.predict`) vs the fixed-point SNN (our simulator) on (x, y).
+
+    Returns {"float_accuracy", "fixed_accuracy", "agreement", "float_out", "fixed_out"}
+    (accuracies None without labels).
+    """
+    from ..sim import cuba as sim_cuba
+    from ..train.fit import predict
+    t = timesteps or int(graph.input.neuron.timesteps)
+    f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
+    q = sim_cuba.simulate(graph, np.asarray(x, dtype=np.float32), batch_size=batch_size)
+    pf, pq = f.argmax(1), q.argmax(1)
+    out = {"float_out": f, "fixed_out": q, "agreement": float((pf == pq).mean())}
+    out["float_accuracy"] = None if y is None else float((pf == np.asarray(y)).mean())
+    out["fixed_accuracy"] = None if y is None else float((pq == np.asarray(y)).mean())
+    return out
+
+
+def compile_lif(model, example_input, timesteps: int, calibration: np.ndarray | None = None, input_bits: int = 8,
+                target: str = "loihi2", netx: bool = True) -> SpikingGraph:
+    """Convenience: LIF torch model -> cuba SpikingGraph (front end + this scheme)."""
+    from ..frontends.torch_lif import load_lif_model
+    from ..target import load_target
+    graph = load_lif_model(model, example_input)
+    cal = calibration if calibration is not None else np.asarray(example_input)
+    opts = CompileOptions(calibration=cal, timesteps=timesteps, input_bits=input_bits)
+    return Cuba(netx).compile(graph, load_target(target), opts)
+
+
+def _netx_neuron(g, neuron) -> None:
+    g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+    g.create_dataset("neuron/iDecay", data=int(neuron.du) + 1)        # netx: du = iDecay - 1
+    g.create_dataset("neuron/vDecay", data=int(neuron.dv))
+    g.create_dataset("neuron/vThMant", data=int(neuron.v_th_mant))
+    g.create_dataset("neuron/refDelay", data=1)                      # ignored by netx
+    g.create_dataset("neuron/gradedSpike", data=False)
+
+
+def export_netx(graph: SpikingGraph, path) -> dict:
+    """Write a compiled sequential cuba network as a Lava-DL NetX HDF5 file (loihi.md §D).
+
+    Layers: `input` (shape only), then per layer one `conv` (kernel W_mant << weight_exp in
+    PyTorch OIHW layout, pooling folded in by `backends.lava.mapping.map_branch`) or
+    `dense` (weights 2 W_mant, i.e. weight_exp must be 1; preceded by a `flatten` when the
+    source is (C, H, W)), each with its CUBA neuron group and `bias` = bias_mant (netx uses
+    bias_exp 6).  Load with ``netx.hdf5.Network(net_config=path, input_message_bits=B)``
+    with B >= the input codes' bits (graded input).  The host feeds the input codes at every
+    one of `n_steps` steps and reads the last layer's v after step window_start and n_steps.
+    Returns {"input_message_bits", "n_steps", "window_start", "output_scale"}.
+    """
+    import h5py
+
+    from ..backends.lava.mapping import ConvStage, DenseStage, map_branch
+
+    if graph.scheme != "cuba":
+        raise NeurodeployError(f"a '{graph.scheme}' network cannot be exported to NetX", "export_netx",
+                               "compile with --scheme cuba")
+    enc = graph.input
+    prev, shape = enc.name, tuple(enc.shape)
+    with h5py.File(path, "w") as h:
+        layers = h.create_group("layer")
+        idx = 0
+
+        def group(kind: str):
+            nonlocal idx
+            g = layers.create_group(str(idx))
+            idx += 1
+            g.create_dataset("type", (1,), "S10", [kind.encode()])
+            return g
+
+        g = group("input")
+        g.create_dataset("shape", data=np.asarray(shape, dtype=np.int64))
+        for layer in graph.neuron_layers():
+            if len(layer.branches) != 1 or layer.branches[0].source != prev:
+                raise UnsupportedError("NetX holds sequential networks only", f"layer '{layer.name}'")
+            plan = map_branch(layer.branches[0], shape)
+            if len(plan.stages) != 1:
+                raise UnsupportedError("the synapses do not fold into one Conv/Dense", f"layer '{layer.name}'")
+            st = plan.stages[0]
+            if isinstance(st, ConvStage):
+                w = np.asarray(st.weight, dtype=np.int64) << int(st.shift)
+                g = group("conv")
+                g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+                g.create_dataset("inChannels", data=int(shape[0]))
+                g.create_dataset("outChannels", data=int(layer.shape[0]))
+                g.create_dataset("kernelSize", data=np.asarray(w.shape[2:], dtype=np.int64))
+                g.create_dataset("stride", data=np.asarray(st.stride, dtype=np.int64))
+                g.create_dataset("padding", data=np.asarray(st.padding, dtype=np.int64))
+                g.create_dataset("dilation", data=np.asarray(st.dilation, dtype=np.int64))
+                g.create_dataset("groups", data=int(st.groups))
+            elif isinstance(st, DenseStage):
+                w = np.asarray(st.weight, dtype=np.int64) << int(st.shift)
+                if np.any(w % 2) or w.max(initial=0) > 254 or w.min(initial=0) < -256:
+                    raise UnsupportedError("Dense weights are not even integers in [-256, 254] (weight_exp != 1)",
+                                           f"layer '{layer.name}'", "compile with Cuba(netx=True)")
+                if len(shape) == 3:
+                    f = group("flatten")
+                    f.create_dataset("shape", data=np.asarray([int(np.prod(shape)), 1, 1], dtype=np.int64))
+                g = group("dense")
+                g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+                g.create_dataset("inFeatures", data=int(np.prod(shape)))
+                g.create_dataset("outFeatures", data=int(np.prod(layer.shape)))
+            else:
+                raise UnsupportedError(f"{type(st).__name__} has no NetX layer", f"layer '{layer.name}'")
+            g.create_dataset("weight", data=w)
+            g.create_dataset("bias", data=np.asarray(layer.bias_mant, dtype=np.int64))
+            if layer.bias_exp != cb.NETX_BIAS_EXP:
+                raise UnsupportedError(f"bias_exp {layer.bias_exp} (NetX uses 6)", f"layer '{layer.name}'")
+            _netx_neuron(g, layer.neuron)
+            prev, shape = layer.name, tuple(layer.shape)
+    return {"input_message_bits": max(1, int(enc.neuron.code_max).bit_length()) if enc.neuron.code_max > 1 else 0,
+            "n_steps": int(enc.neuron.n_steps), "window_start": int(getattr(graph.output.neuron, "window_start", 0)),
+            "output_scale": float(graph.output.neuron.output_scale)}
