@@ -277,3 +277,20 @@ def test_random_dense_net_netx_bit_exact(tmp_path):
     x = _random_input("dense", 2, 8)
     g = compile_lif(m, x, timesteps=5, calibration=_random_input("dense", 64, 9), input_bits=6)
     _assert_bit_exact(g, x, tmp_path / "dense.net")
+
+
+def test_cli_export_netx_of_a_cuba_network(digits_graph, tmp_path):
+    """`neurodeploy export DIR --format netx` writes the HDF5 file atomically; other schemes are refused."""
+    import h5py
+
+    from neurodeploy.cli import main
+    from neurodeploy.compiler import compile_model, save_artifact
+    save_artifact(digits_graph, tmp_path / "cuba")
+    assert main(["export", str(tmp_path / "cuba"), "--format", "netx", "-o", str(tmp_path / "net.h5")]) == 0
+    with h5py.File(tmp_path / "net.h5") as h:
+        kinds = [h["layer"][k]["type"][0].decode() for k in sorted(h["layer"], key=int)]
+    assert kinds[0] == "input" and kinds[-1] == "dense"
+    save_artifact(compile_model(ROOT / "models" / "digits_qcfs.onnx"), tmp_path / "bp")
+    assert main(["export", str(tmp_path / "bp"), "--format", "netx", "-o", str(tmp_path / "bp.h5")]) == 2
+    assert not (tmp_path / "bp.h5").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bp", "cuba", "net.h5"]
