@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,38 +269,18 @@ def _device_of(module):
     return p.device if p is not None else "cpu"
 
 
-_VERIFY_LOCK = threading.Lock()
-
-
 def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.FloatGraph, x: np.ndarray,
                    y: np.ndarray, model_label: str, batch_size: int = 256, device: str = "cpu",
                    progress: bool = False) -> dict:
     """`neurodeploy.reports.verify.verify` with the float model's outputs and float graph given.
 
-    Runs verify's own code, so the dict (and every future change to it) is the same; only
-    where verify would run onnxruntime on a file and read the file's float graph, it gets
-    `float_logits` (the float model's outputs on x) and `float_graph` (the front end's graph).
-    If verify accepts them as arguments they are passed; otherwise its two readers are
-    swapped for the duration of the call (under a lock).
+    Runs verify's own code, so the dict is the same; where verify would run onnxruntime on a
+    file and read the file's float graph, it gets `float_logits` (the float model's outputs on
+    x) and `float_graph` (the front end's graph).
     """
     from .reports import verify as verify_mod
-    params = inspect.signature(verify_mod.verify).parameters
-    if "float_logits" in params and "float_graph" in params:
-        return verify_mod.verify(net, model_label, x, y, batch_size, device, progress,
-                                 float_logits=float_logits, float_graph=float_graph)
-
-    def logits(model_path, xs, bs=256):
-        if len(xs) != len(float_logits):
-            raise RuntimeError("verify ran the float model on other inputs than the ones given")
-        return float_logits
-
-    with _VERIFY_LOCK:
-        saved = verify_mod.run_onnx, verify_mod.load_onnx
-        verify_mod.run_onnx, verify_mod.load_onnx = logits, (lambda model_path: float_graph)
-        try:
-            return verify_mod.verify(net, model_label, x, y, batch_size, device, progress)
-        finally:
-            verify_mod.run_onnx, verify_mod.load_onnx = saved
+    return verify_mod.verify(net, model_label, x, y, batch_size, device, progress,
+                             float_logits=float_logits, float_graph=float_graph)
 
 
 def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
@@ -316,6 +294,13 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
     graph = _spiking(net)
     x = _inputs(x, graph)
     y = check_labels(_numpy(y, "labels"), len(x), "y")
+    if graph.scheme == "cuba":
+        # a trained LIF SNN: the reference is the float SNN itself, not a quantised ANN
+        from .schemes.cuba import compare_accuracy
+        r = compare_accuracy(model, graph, x, y, batch_size=batch_size)
+        return {"scheme": "cuba", "samples": int(len(x)), "accuracy": {"float_snn": r["float_accuracy"],
+                "fixed_point_snn": r["fixed_accuracy"]}, "agreement": {"fixed_vs_float_snn": r["agreement"]},
+                "guarantee": "none: fixed point approximates the float SNN", "guarantee_holds": True}
     if isinstance(model, (str, Path)):
         path = Path(model)
         if path.suffix.lower() == ".onnx":

@@ -294,3 +294,12 @@ def test_cli_export_netx_of_a_cuba_network(digits_graph, tmp_path):
     assert main(["export", str(tmp_path / "bp"), "--format", "netx", "-o", str(tmp_path / "bp.h5")]) == 2
     assert not (tmp_path / "bp.h5").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bp", "cuba", "net.h5"]
+
+
+def test_api_verify_of_a_cuba_network_reports_float_and_fixed_point_snn(digits_lif, digits_graph, data):
+    from neurodeploy import api
+    x, y = data[2][:100], data[3][:100]
+    r = api.verify(api.CompiledNet(digits_graph), digits_lif, x, y)
+    assert r["scheme"] == "cuba"
+    assert r["accuracy"]["float_snn"] > 0.9 and r["accuracy"]["fixed_point_snn"] > 0.9
+    assert r["agreement"]["fixed_vs_float_snn"] > 0.9
