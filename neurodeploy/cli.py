@@ -53,6 +53,11 @@ def _add_compile(sub):
     p.add_argument("--percentile", type=float, default=99.9,
                    help="rate: threshold balancing sets each ReLU's λ to this percentile of its "
                         "calibration inputs (default 99.9)")
+    p.add_argument("--coding-steps", type=int,
+                   help="sws: coding steps Tc (ternary digits per value, activations get 2^Tc-1 levels; "
+                        "default --timesteps or 8)")
+    p.add_argument("--silent-steps", type=int,
+                   help="sws: silent steps Ts of every TSA layer (default 2; latency Tc + Ts*layers)")
     p.add_argument("--input-bits", type=int, default=8,
                    help="width of the input quantiser inserted when the model has none (default 8)")
     p.add_argument("--chips", type=int, default=1,
@@ -126,6 +131,7 @@ def cmd_compile(args) -> int:
     net = compile_model(args.model, args.target, args.scheme,
                         CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits,
                                        lossy=args.lossy, reset=args.reset, percentile=args.percentile,
+                                       coding_steps=args.coding_steps, silent_steps=args.silent_steps,
                                        chips=args.chips))
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})

@@ -47,6 +47,8 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
         "options": {"target": tgt.name, "scheme": sch.name, "timesteps": options.timesteps,
                     "input_bits": options.input_bits, "lossy": options.lossy, "reset": options.reset,
                     "percentile": options.percentile,
+                    "coding_steps": getattr(options, "coding_steps", None),
+                    "silent_steps": getattr(options, "silent_steps", None),
                     "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
         "target_spec": tgt.to_dict(),
     })

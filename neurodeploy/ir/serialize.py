@@ -19,6 +19,7 @@ from ..errors import NeurodeployError
 from . import neurons, spiking, synapses
 
 from . import cuba as _cuba  # noqa: F401,E402  (registers CubaEncoder, CubaLIF, CubaReadout in NEURON_TYPES)
+from . import tsa as _tsa  # noqa: F401,E402  (registers TSAEncoder, TSA in NEURON_TYPES)
 
 IR_FILE, PARAMS_FILE = "ir.json", "params.npz"
 _TYPES = {**neurons.NEURON_TYPES, **synapses.SYNAPSE_TYPES,

@@ -6,8 +6,9 @@ from .base import CompileOptions, Scheme
 from .bitplane import Bitplane
 from .cuba import Cuba
 from .rate import Rate
+from .sws import Sws
 
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate(), Cuba())}
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate(), Cuba(), Sws())}
 
 
 def get_scheme(name: str) -> Scheme:

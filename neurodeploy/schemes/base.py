@@ -18,6 +18,8 @@ class CompileOptions:
     lossy: bool = False                     # allow fewer time steps than exactness needs
     reset: str = "subtract"                 # rate: "subtract" (soft) or "zero" (Loihi's stock LIF)
     percentile: float = 99.9                # rate: threshold balancing percentile of ReLU inputs
+    coding_steps: int | None = None         # sws: Tc digits per value (None = --timesteps or 8)
+    silent_steps: int | None = None         # sws: Ts silent steps per TSA layer (None = 2)
     chips: int = 1                          # chips available: compile fails when more cores are needed
 
 

@@ -15,6 +15,7 @@ import torch
 from ..errors import NeurodeployError
 from ..ir import neurons as nrn
 from ..ir.cuba import CubaEncoder
+from ..ir.tsa import TSAEncoder
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, Layer, SpikingGraph
 from . import bitplane as bp
@@ -105,6 +106,9 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
     if isinstance(prep.graph.input.neuron, CubaEncoder):
         from . import cuba
         return cuba.run_batch(prep, x, record_codes)
+    if isinstance(prep.graph.input.neuron, TSAEncoder):
+        from . import sws
+        return sws.run_batch(prep, x, record_codes)
     return _run_bitplane(prep, x, record_codes)
 
 

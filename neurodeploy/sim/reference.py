@@ -76,6 +76,9 @@ def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict[str, np.ndarray]
         u = u + bias.reshape((1, -1) + (1,) * (np.ndim(u) - 2))
         if isinstance(layer.neuron, nrn.Readout):
             return codes, u
+        if hasattr(layer.neuron, "reference_code"):      # sws: round half up (ir/tsa.py)
+            codes[layer.name] = layer.neuron.reference_code(u)
+            continue
         d = layer.neuron.v_th_mant
         codes[layer.name] = np.clip(np.floor_divide(u, d), 0, layer.neuron.code_max)
     return codes, u

@@ -1,0 +1,298 @@
+"""Kernels and run loop of the `sws` scheme (stepwise weighted spikes, TSA neurons; digest §3).
+
+Spike trains are digit planes: a tensor (N, Tc, *shape) of int8 ternary digits a ∈ {−1,0,1},
+plane τ = digit τ (MSB first, worth β^(Tc−τ)).
+
+Schedule (lock step, as the chip runs it): the encoder emits its digits at absolute steps
+1..Tc.  A hidden TSA layer whose inputs start at offset o (its digit τ arrives at step o+τ)
+emits digit j at step o + Ts + j; so its own offset is o + Ts.  A layer with several
+sources (residual add) starts at the largest source offset and the earlier sources are
+delayed by the difference (Ts per skipped TSA layer, digest §3.7).  The readout reads its
+weighted potential V at step o + Tc (no spiking, no silent period), so the latency is
+T_inf = Tc + Ts·L (L = hidden TSA layers on the longest path, Eq. 6) and a new frame can
+enter every Tc + Ts steps.  Because every neuron only ever sees its inputs' digits in order,
+simulating layer after layer over the whole digit planes is the same computation as the
+lock-step schedule; `schedule()` gives the offsets and delays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import NeurodeployError
+from ..ir import neurons as nrn
+from ..ir import synapses as syn
+from ..ir import tsa as tsa_ir
+from ..ir.spiking import SpikingGraph
+from .synapse_ops import apply_ops
+
+
+# ---------------------------------------------------------------------------- encoder
+
+def encode_digits(codes: torch.Tensor, beta: int, coding_steps: int) -> torch.Tensor:
+    """TSAEncoder: integer codes (N, *shape) -> digits (N, Tc, *shape), exact host expansion.
+
+    β = 2: binary digits of P (P in 0 .. 2^Tc − 1).  β = 3: balanced ternary digits.
+    """
+    beta, tc = int(beta), int(coding_steps)
+    codes = codes.to(torch.int64)
+    if beta == 2:
+        shifts = torch.arange(tc - 1, -1, -1, device=codes.device).reshape((1, tc) + (1,) * (codes.ndim - 1))
+        return ((codes.unsqueeze(1) >> shifts) & 1).to(torch.int8)
+    if beta == 3:
+        digits = []
+        r = codes.clone()
+        for _ in range(tc):                       # least significant first
+            d = torch.remainder(r, 3)
+            d = torch.where(d == 2, torch.full_like(d, -1), d)
+            digits.append(d)
+            r = torch.div(r - d, 3, rounding_mode="floor")
+        return torch.stack(digits[::-1], dim=1).to(torch.int8)
+    raise NeurodeployError(f"beta {beta} is not supported", "sws encoder", "use beta 2 or 3")
+
+
+def decode_digits(digits: torch.Tensor, beta: int) -> torch.Tensor:
+    """Digits (N, Tc, ...) -> Σ a_τ β^(Tc−τ) as int64."""
+    tc = digits.shape[1]
+    w = torch.tensor([int(beta) ** (tc - 1 - t) for t in range(tc)], dtype=torch.int64, device=digits.device)
+    return (digits.to(torch.int64) * w.reshape((1, tc) + (1,) * (digits.ndim - 2))).sum(dim=1)
+
+
+# ---------------------------------------------------------------------------- TSA neuron
+
+def tsa_run(z: torch.Tensor, neuron: tsa_ir.TSA, peak: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a TSA layer over its local steps 1..Tc+Ts.
+
+    z: integer currents (N, Tc, *shape) for the input steps (synaptic input + per-step bias).
+    Returns (digits (N, Tc, *shape) int8, final membrane u).  Exact integer arithmetic, see
+    `ir.tsa.TSA`.  `peak`, if given, gets the largest |m| seen appended (state-range checks).
+    """
+    beta, tc, ts = int(neuron.beta), int(neuron.coding_steps), int(neuron.silent_steps)
+    d = int(neuron.theta_mant)
+    z = z.to(torch.int64)
+    sub = d * beta ** ts
+    h2 = sub * (2 if neuron.full_threshold else 1)
+    u = torch.zeros_like(z[:, 0])
+    emitted = torch.zeros_like(u)
+    out = []
+    top = 0
+    for t in range(1, tc + ts + 1):
+        m = beta * u + (z[:, t - 1] if t <= tc else 0)
+        if peak is not None:
+            top = max(top, int(m.abs().max()))
+        if t <= ts:
+            u = m
+            continue
+        w = beta ** (tc - (t - ts))
+        pos = (2 * m >= h2) & (emitted + w <= neuron.code_max)
+        neg = 2 * m < -h2
+        if neuron.relu:
+            neg = neg & (emitted - w >= 0)
+        a = pos.to(torch.int64) - neg.to(torch.int64)
+        u = m - a * sub
+        emitted = emitted + a * w
+        out.append(a.to(torch.int8))
+    if peak is not None:
+        peak.append(top)
+    return torch.stack(out, dim=1), u
+
+
+def tsa_reference_neuron(z: list, beta: int = 2, theta: int = 1, silent_steps: int = 0,
+                         relu: bool = True, full_threshold: bool = False) -> tuple[list, int]:
+    """One TSA neuron on a list of integer currents (hand checks): (digits, decoded value)."""
+    tc = len(z)
+    neuron = tsa_ir.TSA(theta_mant=theta, code_max=tsa_ir.digit_weight_sum(beta, tc), beta=beta,
+                        coding_steps=tc, silent_steps=silent_steps, relu=relu, full_threshold=full_threshold)
+    digits, _ = tsa_run(torch.tensor(z, dtype=torch.int64).reshape(1, tc), neuron)
+    return [int(v) for v in digits[0]], int(decode_digits(digits, beta)[0])
+
+
+# ---------------------------------------------------------------------------- schedule
+
+def schedule(graph: SpikingGraph) -> dict:
+    """Absolute-step offsets of every layer, per-branch delays and the latency (Eq. 6)."""
+    enc = graph.input.neuron
+    tc = int(enc.coding_steps)
+    offset = {graph.input.name: 0}
+    delays = {}
+    hidden_depth = {graph.input.name: 0}
+    latency = tc
+    for layer in graph.neuron_layers():
+        start = max(offset[b.source] for b in layer.branches)
+        delays[layer.name] = {b.source: start - offset[b.source] for b in layer.branches}
+        depth = max(hidden_depth[b.source] for b in layer.branches)
+        if layer.is_readout:
+            latency = start + tc
+            offset[layer.name] = start
+            hidden_depth[layer.name] = depth
+        else:
+            offset[layer.name] = start + int(layer.neuron.silent_steps)
+            hidden_depth[layer.name] = depth + 1
+    ts_max = max([int(l.neuron.silent_steps) for l in graph.neuron_layers() if not l.is_readout] or [0])
+    return {"offsets": offset, "branch_delays": delays, "latency_steps": int(latency),
+            "throughput_steps": tc + ts_max, "tsa_layers_on_longest_path": int(hidden_depth[graph.output.name])}
+
+
+# ---------------------------------------------------------------------------- run loop
+
+def _currents(prep, layer, digits: dict, n: int, tc: int) -> torch.Tensor:
+    """Σ_branches (W_mant · a_src(τ)) << weight_exp for every input step τ: (N, Tc, *shape)."""
+    from .engine import _branch_current
+    total = None
+    for pb in prep.branches[layer.name]:
+        if pb.bitserial_maxpool is not None:
+            raise NeurodeployError("max pooling of ternary digit trains is not supported",
+                                   f"layer '{layer.name}'", "use average pooling")
+        p = digits[pb.source]
+        flat = p.reshape((n * tc,) + tuple(p.shape[2:]))
+        c = _branch_current(pb, flat)
+        c = c.reshape((n, tc) + tuple(c.shape[1:]))
+        total = c if total is None else total + c
+    return total
+
+
+def _bias_steps(layer, like: torch.Tensor) -> torch.Tensor:
+    b = torch.as_tensor(layer.bias, dtype=torch.int64, device=like.device)
+    return b.reshape((1, 1, -1) + (1,) * (like.ndim - 3))
+
+
+def _run(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False):
+    from .engine import input_codes
+    graph = prep.graph
+    enc = graph.input
+    beta, tc = int(enc.neuron.beta), int(enc.neuron.coding_steps)
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
+    n = xt.shape[0]
+    k0 = input_codes(enc, xt)
+    digits = {enc.name: encode_digits(k0, beta, tc)}
+    codes = {enc.name: k0} if record_codes else {}
+    u = None
+    for layer in graph.neuron_layers():
+        cur = _currents(prep, layer, digits, n, tc)
+        if isinstance(layer.neuron, nrn.Readout):
+            v = torch.zeros_like(cur[:, 0])
+            for t in range(tc):                       # the readout amplifies, never spikes
+                v = beta * v + cur[:, t]
+            u = v + _bias_steps(layer, cur)[:, 0]
+            break
+        if not isinstance(layer.neuron, tsa_ir.TSA):
+            raise NeurodeployError(f"the sws simulator has no kernel for {type(layer.neuron).__name__}",
+                                   f"layer '{layer.name}'")
+        if int(layer.neuron.beta) != beta or int(layer.neuron.coding_steps) != tc:
+            raise NeurodeployError("all sws layers must share beta and coding steps", f"layer '{layer.name}'")
+        out, _ = tsa_run(cur + _bias_steps(layer, cur), layer.neuron)
+        digits[layer.name] = out
+        if record_codes:
+            codes[layer.name] = decode_digits(out, beta)
+    spikes = {name: int(torch.count_nonzero(dg)) for name, dg in digits.items()}
+    return u, codes, spikes, (digits if keep_digits else None)
+
+
+def run_batch(prep, x: np.ndarray, record_codes: bool = True):
+    """engine.run_batch for `sws` networks: codes = decoded value of each layer's digits,
+    spikes = number of nonzero (±1) digits."""
+    from .engine import BatchResult
+    graph = prep.graph
+    u, codes, spikes, _ = _run(prep, x, record_codes)
+    n = u.shape[0]
+    value = (u.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
+    return BatchResult(value.reshape(n, -1), u, codes, spikes)
+
+
+# ---------------------------------------------------------------------------- reference
+
+def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Integer quantised ANN of an `sws` network (numpy int64): like sim/reference.py but
+    code = clip(floor((2U + D) / 2D), 0, Q) (round half up) and U includes S × per-step bias."""
+    from .reference import apply_op_int, input_codes_ref
+    codes = {graph.input.name: input_codes_ref(graph.input, x)}
+    u = None
+    for layer in graph.neuron_layers():
+        u = 0
+        for b in layer.branches:
+            v = codes[b.source]
+            for op in b.ops:
+                v = apply_op_int(op, v)
+            u = u + v * (1 << b.weight_exp)
+        bias = np.asarray(layer.neuron.total_bias(layer.bias), dtype=np.int64)
+        u = u + bias.reshape((1, -1) + (1,) * (np.ndim(u) - 2))
+        if isinstance(layer.neuron, nrn.Readout):
+            return codes, u
+        codes[layer.name] = layer.neuron.reference_code(u)
+    return codes, u
+
+
+# ---------------------------------------------------------------------------- operations (Eq. 10)
+
+def _fanout(ops: list, src_shape: tuple) -> np.ndarray:
+    """Synapses leaving each source element of a branch (paths through the ops with nonzero
+    weight; equal to the connection count when pooling windows do not overlap)."""
+    ind = []
+    for op in ops:
+        if isinstance(op, syn.WEIGHTED):
+            op = type(op)(**{**op.__dict__, "weight": (np.asarray(op.weight) != 0).astype(np.float64)})
+        ind.append(op)
+    x = torch.ones((1,) + tuple(src_shape), dtype=torch.float64, requires_grad=True)
+    apply_ops(ind, x).sum().backward()
+    return x.grad[0].numpy()
+
+
+@dataclass
+class OpsPerFrame:
+    amplifications: float           # Σ_l steps_l · N_l  (first term of Eq. 10)
+    synaptic_ops: float             # Σ_l Σ_τ f_out · n^l(τ)  (second term), mean per frame
+    per_layer: dict                 # layer -> {"neurons", "steps", "spikes", "synops"}
+
+    @property
+    def total(self) -> float:
+        return self.amplifications + self.synaptic_ops
+
+
+def ops_per_frame(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu",
+                  count_encoder: bool = True) -> OpsPerFrame:
+    """Operations per frame as the paper's Eq. 10, from a simulation of x.
+
+    Amplifications: every TSA neuron updates (β·u) once per local step, Tc + Ts steps for a
+    hidden layer, Tc for the readout (which amplifies but does not spike); the host encoder
+    does none.  Synaptic ops: each ±1 spike of a layer (the encoder's digits included when
+    count_encoder) costs its fan-out.
+    """
+    from .engine import iter_batches, prepare
+    prep = prepare(graph, device)
+    consumers: dict[str, list] = {}
+    for layer in graph.neuron_layers():
+        for b in layer.branches:
+            consumers.setdefault(b.source, []).append(b)
+    fan = {}
+    for l in graph.layers:
+        if l.name in consumers:
+            fan[l.name] = sum(_fanout(b.ops, l.shape) for b in consumers[l.name])
+    tc = int(graph.input.neuron.coding_steps)
+    per = {}
+    syn_total = {name: 0.0 for name in fan}
+    spk_total = {name: 0 for name in fan}
+    for _, xb in iter_batches(x, batch_size):
+        _, _, _, digits = _run(prep, xb, record_codes=False, keep_digits=True)
+        for name, dg in digits.items():
+            cnt = (dg != 0).sum(dim=1).to(torch.float64).cpu().numpy()     # (N, *shape)
+            spk_total[name] += int(cnt.sum())
+            syn_total[name] += float((cnt * fan[name][None]).sum())
+    n = len(x)
+    amps = 0.0
+    for l in graph.layers:
+        neurons = int(np.prod(l.shape))
+        if l is graph.input:
+            steps = 0
+        elif getattr(l, "is_readout", False):
+            steps = tc
+        else:
+            steps = int(l.neuron.steps)
+        amps += steps * neurons
+        skip = l is graph.input and not count_encoder
+        per[l.name] = {"neurons": neurons, "steps": steps,
+                       "spikes": spk_total.get(l.name, 0) / n,
+                       "synops": 0.0 if skip else syn_total.get(l.name, 0.0) / n}
+    synops = sum(v["synops"] for v in per.values())
+    return OpsPerFrame(float(amps), float(synops), per)

@@ -1,0 +1,244 @@
+"""The `sws` scheme (stepwise weighted spikes, TSA neuron): hand vectors of digest §3.8,
+exactness of the integer neuron, and SNN vs quantised ANN on the digits models."""
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurodeploy.frontends.onnx_frontend import load_onnx
+from neurodeploy.ir import tsa as tsa_ir
+from neurodeploy.schemes.sws import Sws, SwsOptions
+from neurodeploy.sim import engine
+from neurodeploy.sim import sws
+from neurodeploy.target import load_target
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _val(digits, beta=2):
+    tc = len(digits)
+    return sum(a * beta ** (tc - j) for j, a in enumerate(digits, 1))
+
+
+def _tsa_fraction(z, beta=2, ts=0):
+    """Independent loop in exact rationals with θ = 1 (digest §3.2, '≥ +θ/2', '< −θ/2')."""
+    tc = len(z)
+    vth, sub = Fraction(beta ** ts, 2), beta ** ts
+    u, out, e = Fraction(0), [], 0
+    for t in range(1, tc + ts + 1):
+        m = beta * u + (Fraction(z[t - 1]) if t <= tc else 0)
+        a = 0
+        if t > ts:
+            w = beta ** (tc - (t - ts))
+            if m >= vth:
+                a = 1
+            elif m < -vth and e - w >= 0:
+                a = -1
+            e += a * w
+            out.append(a)
+        u = m - a * sub
+    return out
+
+
+# --------------------------------------------------------------- §3.8 hand vectors
+
+def test_encoder_hand_vectors_paper_encoder():
+    """The paper's constant-current encoder, Tc=3: P=5 -> (+1,0,+1), P=3 -> (0,+1,+1)
+    (θ = 7 makes the current P/7 an integer P)."""
+    for p, want in [(5, [1, 0, 1]), (3, [0, 1, 1])]:
+        digits, value = sws.tsa_reference_neuron([p] * 3, theta=7, silent_steps=0)
+        assert digits == want and value == p
+
+
+def test_host_encoder_is_exact_where_the_paper_encoder_is_not():
+    codes = torch.arange(256).reshape(256, 1)
+    d = sws.encode_digits(codes, 2, 8)
+    assert torch.equal(sws.decode_digits(d, 2), codes)
+    # the paper's encoder (Ts = 0, current P/255 per step, θ = 255) fails on 63 of 256 codes
+    bad = [p for p in range(256) if sws.tsa_reference_neuron([p] * 8, theta=255)[1] != p]
+    assert len(bad) == 63 and bad[:3] == [144, 152, 160]
+    assert sws.tsa_reference_neuron([144] * 8, theta=255)[1] == 143
+    assert sws.tsa_reference_neuron([200] * 8, theta=255)[1] == 191
+    assert all(sws.tsa_reference_neuron([p] * 8, theta=255, silent_steps=1)[1] == p for p in range(256))
+
+
+def test_balanced_ternary_encoder_beta3():
+    codes = torch.arange(0, 3281).reshape(-1, 1)
+    d = sws.encode_digits(codes, 3, 8)
+    assert set(torch.unique(d).tolist()) <= {-1, 0, 1}
+    assert torch.equal(sws.decode_digits(d, 3), codes)
+
+
+def test_negative_spike():
+    digits, value = sws.tsa_reference_neuron([1, 0, -1], silent_steps=0)
+    assert digits == [1, 0, -1] and value == 3
+    # Ts = 1: the digest's symmetric '≤ −θ/2' gives (+1,−1,+1); our strict '<' (ties round up)
+    # gives (+1,0,−1): the same value 3 (β = 2 codes are redundant; assert values)
+    digits, value = sws.tsa_reference_neuron([1, 0, -1], silent_steps=1)
+    assert value == 3 and digits == [1, 0, -1]
+    assert _val([1, -1, 1]) == 3
+
+
+def test_silent_period_fixes_late_burst():
+    assert sws.tsa_reference_neuron([0, 0, 2], silent_steps=0) == ([0, 0, 1], 1)     # error of 1
+    assert sws.tsa_reference_neuron([0, 0, 2], silent_steps=1) == ([0, 1, 0], 2)     # exact
+
+
+@pytest.mark.parametrize("ts", [0, 1, 2])
+def test_conversion_example_gives_19(ts):
+    """Eqs. 15–19: C_i = 0.1, C_o = 0.2, Ŵ = [0.5, −0.3], b̂ = 0.05 -> W̃ = [0.25, −0.15],
+    b̃ = 0.25, per-step bias b̃/255; inputs [100, 40] as binary trains -> 19 = round(19.25).
+    Integers: θ = D = 5100, W = W̃·D = [1275, −765], per-step bias b̃·D/255 = 5."""
+    d = 5100
+    w = np.array([1275, -765])
+    planes = sws.encode_digits(torch.tensor([[100, 40]]), 2, 8)[0].numpy()      # (8, 2)
+    z = [int(w @ planes[t]) + 5 for t in range(8)]
+    digits, value = sws.tsa_reference_neuron(z, theta=d, silent_steps=ts)
+    assert value == 19
+    if ts == 0:
+        assert digits == [0, 0, 1, -1, 0, 1, 0, -1]
+    neuron = tsa_ir.TSA(theta_mant=d, code_max=255, coding_steps=8, silent_steps=ts)
+    assert int(neuron.reference_code(np.array(1275 * 100 - 765 * 40 + 5 * 255))) == 19
+
+
+# --------------------------------------------------------------- neuron properties
+
+def test_kernel_matches_exact_rational_loop():
+    rng = np.random.default_rng(0)
+    for ts in [0, 1, 2]:
+        for _ in range(200):
+            z = rng.integers(-3, 4, 5).tolist()
+            got, _ = sws.tsa_reference_neuron(z, silent_steps=ts)
+            assert got == _tsa_fraction(z, ts=ts), (z, ts)
+
+
+def test_decoded_value_equals_encoded_integer_without_residual_error():
+    """A neuron fed one source's digits with weight θ (no residual error) re-emits the
+    source's integer, for every code and Ts >= 0."""
+    codes = torch.arange(256).reshape(256, 1)
+    planes = sws.encode_digits(codes, 2, 8).to(torch.int64)
+    for ts in [0, 1, 2]:
+        for d in [1, 3, 64]:
+            neuron = tsa_ir.TSA(theta_mant=d, code_max=255, coding_steps=8, silent_steps=ts)
+            out, u = sws.tsa_run(planes * d, neuron)
+            assert torch.equal(sws.decode_digits(out, 2), codes)
+            assert torch.all(u == 0)
+
+
+def test_relu_decision_blocks_negative_totals():
+    """Random layers (64 inputs, 8-bit binary trains, Ts >= 1): the decoded value equals
+    clip(floor(V + 1/2), 0, 255), negative V included; without the block it cannot be."""
+    rng = np.random.default_rng(3)
+    n, d = 64, 1000
+    q = rng.integers(0, 256, (500, n))
+    w = np.round(rng.normal(0, 0.06, (500, n)) * d).astype(np.int64)
+    b = np.round(rng.normal(0, 2, 500) * d / 255).astype(np.int64)          # per-step bias
+    v = (w * q).sum(1) + 255 * b
+    want = np.clip(np.floor_divide(2 * v + d, 2 * d), 0, 255)
+    planes = sws.encode_digits(torch.as_tensor(q), 2, 8).to(torch.int64)    # (500, 8, n)
+    z = (planes * torch.as_tensor(w)[:, None, :]).sum(-1) + torch.as_tensor(b)[:, None]
+    assert np.mean(v < 0) > 0.3
+    for ts in [1, 2]:
+        out, _ = sws.tsa_run(z, tsa_ir.TSA(theta_mant=d, code_max=255, coding_steps=8, silent_steps=ts))
+        assert np.array_equal(sws.decode_digits(out, 2).numpy(), want)
+        free, _ = sws.tsa_run(z, tsa_ir.TSA(theta_mant=d, code_max=255, coding_steps=8, silent_steps=ts,
+                                            relu=False))
+        assert np.any(sws.decode_digits(free, 2).numpy() < 0)
+
+
+# --------------------------------------------------------------- the scheme on real models
+
+def _compile(model, tc, ts, **kw):
+    calib = np.load(MODELS / (model.replace("_qcfs", "") + "_calib_x.npy"))
+    return Sws().compile(load_onnx(MODELS / f"{model}.onnx"), load_target("loihi2"),
+                         SwsOptions(calibration=calib, coding_steps=tc, silent_steps=ts, **kw))
+
+
+def test_digits_snn_agrees_with_quantised_ann():
+    net = _compile("digits_qcfs", 8, 2)
+    assert net.meta["latency_steps"] == 8 + 2 * 2 and net.meta["throughput_steps"] == 10
+    x, y = np.load(MODELS / "digits_test_x.npy"), np.load(MODELS / "digits_test_y.npy")
+    r = sws.run_batch(engine.prepare(net), x)
+    codes, u = sws.reference(net, x)
+    p_q, p_s = u.reshape(len(x), -1).argmax(1), r.output.numpy().argmax(1)
+    assert np.mean(p_q == p_s) >= 0.99
+    assert np.mean(p_s == y) >= 0.95
+    for name, c in codes.items():          # layer by layer: (almost) no conversion mismatches
+        assert np.mean(r.codes[name].numpy() != c) < 1e-3, name
+    assert int((r.codes["input"].numpy() != codes["input"]).sum()) == 0
+
+
+def test_resnet_skip_paths_are_delayed():
+    net = _compile("digits_resnet_qcfs", 8, 2)
+    sch = sws.schedule(net)
+    adds = [l for l in net.neuron_layers() if len(l.branches) > 1]
+    assert adds and any(max(sch["branch_delays"][a.name].values()) > 0 for a in adds)
+    assert net.meta["latency_steps"] == 8 + 2 * sch["tsa_layers_on_longest_path"]
+    x = np.load(MODELS / "digits_resnet_test_x.npy")[:100]
+    r = sws.run_batch(engine.prepare(net), x)
+    _, u = sws.reference(net, x)
+    assert np.mean(u.reshape(len(x), -1).argmax(1) == r.output.numpy().argmax(1)) >= 0.99
+
+
+def test_ops_per_frame():
+    net = _compile("digits_qcfs", 8, 2)
+    x = np.load(MODELS / "digits_test_x.npy")[:50]
+    ops = sws.ops_per_frame(net, x)
+    hidden = [l for l in net.neuron_layers() if not l.is_readout]
+    assert ops.amplifications == sum(10 * int(np.prod(l.shape)) for l in hidden) + 8 * 10
+    # the input's synops: each nonzero digit of a pixel reaches 8 channels x (up to) 9 positions
+    assert 0 < ops.per_layer["input"]["synops"] <= 72 * ops.per_layer["input"]["spikes"]
+    assert ops.total == ops.amplifications + ops.synaptic_ops
+
+
+def test_membrane_stays_within_the_static_bound_and_the_target_state():
+    """The compiler's worst-case |m| (schemes.sws.tsa_state_bound) fits 24 bits, and the
+    simulated membranes stay below it."""
+    net = _compile("digits_qcfs", 8, 2)
+    x = np.load(MODELS / "digits_test_x.npy")[:100]
+    prep = engine.prepare(net)
+    k0 = engine.input_codes(net.input, torch.as_tensor(x))
+    digits = {net.input.name: sws.encode_digits(k0, 2, 8)}
+    for layer in net.neuron_layers()[:-1]:
+        cur = sws._currents(prep, layer, digits, len(x), 8)
+        peak = []
+        digits[layer.name], _ = sws.tsa_run(cur + sws._bias_steps(layer, cur), layer.neuron, peak)
+        bound = net.meta["quantisation"][layer.name]["state_bound"]
+        assert 0 < peak[0] <= bound < (1 << 23)
+
+
+def test_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    net = _compile("digits_resnet_qcfs", 8, 2)
+    x = np.load(MODELS / "digits_resnet_test_x.npy")[:64]
+    a = sws.run_batch(engine.prepare(net, "cpu"), x)
+    b = sws.run_batch(engine.prepare(net, "cuda"), x)
+    assert torch.equal(a.output_state, b.output_state.cpu())
+    for k in a.codes:
+        assert torch.equal(a.codes[k], b.codes[k].cpu())
+
+
+def test_registered_scheme_compiles_saves_and_verifies(tmp_path):
+    """Activates once `sws` is registered (schemes.SCHEMES, ir.neurons.NEURON_TYPES,
+    engine.run_batch, sim.reference)."""
+    from neurodeploy.schemes import SCHEMES
+    if "sws" not in SCHEMES:
+        pytest.skip("sws not registered yet")
+    from neurodeploy.compiler import compile_model, save_artifact
+    from neurodeploy.ir import serialize
+    from neurodeploy.reports.verify import verify
+    calib = np.load(MODELS / "digits_calib_x.npy")
+    net = compile_model(MODELS / "digits_qcfs.onnx", "loihi2", "sws",
+                        SwsOptions(calibration=calib, coding_steps=8, silent_steps=2))
+    save_artifact(net, tmp_path / "o")
+    net = serialize.load(tmp_path / "o")
+    assert isinstance(net.input.neuron, tsa_ir.TSAEncoder) and isinstance(net.layers[1].neuron, tsa_ir.TSA)
+    x, y = np.load(MODELS / "digits_test_x.npy"), np.load(MODELS / "digits_test_y.npy")
+    r = verify(net, MODELS / "digits_qcfs.onnx", x, y)
+    assert r["agreement"]["snn_vs_quantised_ann"] >= 0.99
+    assert r["layers"][0]["conversion_mismatches"] == 0
+    assert sum(l["conversion_mismatches"] for l in r["layers"][:-1]) <= 1e-3 * sum(
+        l["elements"] for l in r["layers"][:-1])
