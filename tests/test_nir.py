@@ -381,7 +381,7 @@ def test_cli_export_errors(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no NIR equivalent" in err and str(tmp_path / "bp") in err
     assert _main(monkeypatch, "export", tmp_path / "bp", "--format", "netx", "-o", tmp_path / "n.x") == 2
-    assert "netx export: not available yet" in capsys.readouterr().err
+    assert "a bitplane network has no NetX equivalent" in capsys.readouterr().err
     assert _main(monkeypatch, "export", tmp_path / "nothing", "--format", "nir", "-o", tmp_path / "a.nir") == 2
     assert "not a directory" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bp"]      # no half-written file
