@@ -60,7 +60,8 @@ def _float_codes(float_graph: fg.FloatGraph, net: SpikingGraph, x: np.ndarray) -
             # the scheme re-quantised this activation (rate: a ReLU or QCFS balanced to T levels);
             # the float counterpart is that quantiser on the float pre-activation
             step = np.asarray(layer.value_step, dtype=np.float64)
-            op = fg.QuantAct(in_scale=1.0 / step, offset=np.asarray(0.5), levels=levels, out_step=step)
+            offset = getattr(layer.neuron, "float_code_offset", 0.5)   # 0.5 = rounds, 0 = floors
+            op = fg.QuantAct(in_scale=1.0 / step, offset=np.asarray(offset), levels=levels, out_step=step)
         want[layer.name] = (src, op)
     vals = evaluate(float_graph, x, keep={s for s, _ in want.values()})
     import torch

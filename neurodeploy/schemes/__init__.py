@@ -6,9 +6,10 @@ from .base import CompileOptions, Scheme
 from .bitplane import Bitplane
 from .cuba import Cuba
 from .rate import Rate
+from .sdnn import Sdnn
 from .sws import Sws
 
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate(), Cuba(), Sws())}
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate(), Cuba(), Sws(), Sdnn())}
 
 
 def get_scheme(name: str) -> Scheme:

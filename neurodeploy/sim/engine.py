@@ -101,6 +101,10 @@ class BatchResult:
 def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
     """Run one batch; codes are the decoded value of each layer's spikes (bit planes -> code,
     rate -> spike count)."""
+    from ..ir import sdnn as _sd          # here, not at the top: sim.sdnn imports this module
+    if isinstance(prep.graph.input.neuron, _sd.DeltaEncoder):
+        from .sdnn import run_sdnn
+        return run_sdnn(prep, x, record_codes)
     if isinstance(prep.graph.input.neuron, nrn.RateEncoder):
         return _run_rate(prep, x, record_codes)
     if isinstance(prep.graph.input.neuron, CubaEncoder):

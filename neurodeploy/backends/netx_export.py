@@ -1,0 +1,318 @@
+"""Lava-DL NetX HDF5 export of `sdnn` networks (`lava.lib.dl.netx.hdf5.Network(net_config=path)`).
+
+What we write (lava-dl 0.6.0's reader, docs/loihi.md §D):
+
+  layer/0      type 'input', shape (C,H,W) or (F,), neuron SDNN vThMant 0 -> a Lava `Delta`.
+               NetX leaves its a_in unconnected, so it never sends anything; it is there
+               because it makes NetX build the first synapses with 16-bit graded input
+               (a plain input layer would give them binary input).  Feed the network by
+               connecting your own source to `net.layers[1].inp` (an InPort sums what all its
+               sources send), sending each input code shifted left by the root attribute
+               `neurodeploy_input_shift` at the first step and 0 afterwards (`run_netx` does).
+  per layer    its branch ops in order:
+               SumPool  -> folded into the next Conv / Flatten+Dense (`fold_pool`: a strided
+                           convolution with the kernel repeated over the window; exact, no
+                           extra layer) when the pool does not overlap and divides its input;
+                           otherwise a 'conv' layer with weight 64 on the channel diagonal,
+                           stride = the pool's, SDNN vThMant 0, no bias: act = 64 * window
+                           sum, forwarded one step later (NetX has no pooling layer); exact
+                           while the pooled layer's running payload sums stay >= 0 (its
+                           ReLU), which holds whenever that layer's codes are exact.
+               Flatten  -> 'flatten' (NetX connects the next dense through WHC -> CHW, i.e.
+                           PyTorch's flatten order); an input flattened straight into a dense
+                           layer is written as a flat input instead (NetX's Input -> flatten ->
+                           dense connection fails at run time in Lava 0.10)
+               Conv     -> 'conv' (weight OIHW, kernelSize/stride/padding/dilation (y, x),
+                           groups), Dense -> 'dense' (weight (out, in))
+               the weighted op carries the neuron: SDNN with vThMant = vth and `bias`
+               (integer, scaled by 2^12 in Lava); the readout is a dense/conv with
+               neuron/sigma_output -> Lava `Sigma`, and no bias (Sigma has none: add the
+               readout bias on the host, stored as `neurodeploy_readout_bias`).
+Weights are the IR's integers: even numbers in [-254, 254], which NetX's
+`optimize_weight_bits` (dense) round-trips unchanged and the fixed-point Conv uses raw.
+Residual adds (a layer with more than one branch, or fed by a layer other than the one
+before it) and max pooling cannot be expressed in NetX: NeurodeployError.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NeurodeployError
+from ..ir import sdnn as sd
+from ..ir import synapses as syn
+from ..ir.spiking import SpikingGraph
+
+POOL_WEIGHT = 64            # 1 << state_exp: a pool layer's act is 64 x its window sum
+
+
+def cli_export(net: SpikingGraph, out, args=None) -> str:
+    """`neurodeploy export DIR --format netx -o FILE` (export_cli.EXPORTERS["netx"])."""
+    from ..sim.sdnn import settle_steps
+    check_expressible(net, str(getattr(args, "compiled", "netx export")))
+    n = export_netx(net, out)
+    return (f"wrote {out} (NetX HDF5, {n} layers, SDNN; load with lava.lib.dl.netx.hdf5.Network(net_config=...); "
+            f"inject input codes << {input_shift(net)} into net.layers[1].inp at the first step, settled after "
+            f"{settle_steps(net) + extra_delay(net)} steps; see neurodeploy.backends.netx_export)")
+
+
+def check_expressible(graph: SpikingGraph, where: str = "netx export") -> None:
+    if graph.scheme != "sdnn":
+        raise NeurodeployError(f"NetX export supports the sdnn scheme, not '{graph.scheme}'", where,
+                               "compile with --scheme sdnn")
+    prev = graph.input.name
+    for layer in graph.neuron_layers():
+        if len(layer.branches) != 1 or layer.branches[0].source != prev:
+            raise NeurodeployError("residual adds / skip connections cannot be expressed in NetX (its networks "
+                                   "are chains of layers)", f"layer '{layer.name}'",
+                                   "export a network without residual connections, or use the Lava back end")
+        b = layer.branches[0]
+        if b.weight_exp and b.source != graph.input.name:
+            raise NeurodeployError("a hidden weight exponent cannot be expressed in NetX", f"layer '{layer.name}'")
+        for op in b.ops:
+            if isinstance(op, syn.MaxPool):
+                raise NeurodeployError("max pooling cannot be expressed in NetX", f"layer '{layer.name}'")
+            if isinstance(op, syn.ChannelScale):
+                raise NeurodeployError("a channel scale (identity path) cannot be expressed in NetX",
+                                       f"layer '{layer.name}'")
+            if isinstance(op, syn.SumPool) and any(op.padding):
+                raise NeurodeployError("padded pooling cannot be expressed in NetX", f"layer '{layer.name}'")
+            if isinstance(op, syn.WEIGHTED):
+                w = np.asarray(op.weight, dtype=np.int64)
+                if isinstance(op, syn.Dense) and (np.any(w % 2) or w.min() < -256 or w.max() > 254):
+                    raise NeurodeployError("dense weights must be even integers in [-256, 254] for NetX's "
+                                           "optimize_weight_bits", f"layer '{layer.name}'")
+        if not layer.is_readout and not isinstance(layer.neuron, sd.SigmaDelta):
+            raise NeurodeployError(f"{type(layer.neuron).__name__} has no NetX neuron", f"layer '{layer.name}'")
+        if not layer.is_readout and np.any(np.abs(layer.bias) > (1 << 15) - 1):
+            raise NeurodeployError("bias beyond Lava's 16-bit SigmaDelta bias", f"layer '{layer.name}'")
+        prev = layer.name
+
+
+def input_shift(graph: SpikingGraph) -> int:
+    return int(graph.neuron_layers()[0].branches[0].weight_exp)
+
+
+def _str(g, key: str, value: str) -> None:
+    g.create_dataset(key, (1,), "S10", [value.encode("ascii")])
+
+
+def _neuron(g, vth: int, sigma_output: bool = False) -> None:
+    _str(g, "neuron/type", "SDNN")
+    g.create_dataset("neuron/vThMant", data=np.int64(vth))
+    if sigma_output:
+        g.create_dataset("neuron/sigma_output", data=True)
+
+
+def _shape(shape) -> np.ndarray:
+    return np.asarray(shape, dtype=np.int64)
+
+
+def fold_pool(ops: list, in_shape: tuple) -> list:
+    """Fold a leading non-overlapping SumPool (kernel == stride, input divisible by it) into the
+    weighted op after it: SumPool(k) -> Conv(W, stride t, padding p) is Conv(W', stride t*k,
+    padding p*k) with W' = W repeated k x k times (each pooled tap becomes a k x k block of
+    the same weight); SumPool(k) -> Flatten -> Dense(W) is Flatten -> Dense(W') with each
+    column repeated over its window.  The weights keep their values (even, <= 254): exact,
+    and no extra layer or time step.  Anything else is returned unchanged."""
+    if len(ops) < 2 or not isinstance(ops[0], syn.SumPool):
+        return ops
+    pool = ops[0]
+    (kh, kw), (sh, sw) = pool.kernel, pool.stride
+    c, hh, ww = in_shape
+    if (kh, kw) != (sh, sw) or any(pool.padding) or hh % kh or ww % kw:
+        return ops
+    nxt = ops[1]
+    if isinstance(nxt, syn.Conv) and tuple(nxt.dilation) == (1, 1):
+        w = np.repeat(np.repeat(np.asarray(nxt.weight), kh, axis=2), kw, axis=3)
+        conv = syn.Conv(w, (nxt.stride[0] * kh, nxt.stride[1] * kw), (nxt.padding[0] * kh, nxt.padding[1] * kw),
+                        (1, 1), nxt.groups)
+        return [conv] + list(ops[2:])
+    if isinstance(nxt, syn.Flatten) and len(ops) > 2 and isinstance(ops[2], syn.Dense):
+        w = np.asarray(ops[2].weight).reshape(-1, c, hh // kh, ww // kw)
+        w = np.repeat(np.repeat(w, kh, axis=2), kw, axis=3).reshape(w.shape[0], -1)
+        return [syn.Flatten(), syn.Dense(w)] + list(ops[3:])
+    return ops
+
+
+def _write(graph: SpikingGraph, h) -> int:
+    L = h.create_group("layer")
+    idx = 0
+
+    def new(kind: str):
+        nonlocal idx
+        g = L.create_group(str(idx))
+        idx += 1
+        _str(g, "type", kind)
+        return g
+
+    shape = tuple(graph.input.shape)
+    first_ops = fold_pool(graph.neuron_layers()[0].branches[0].ops, shape)
+    flat_input = isinstance(first_ops[0], syn.Flatten)
+    if flat_input:      # the input Delta is silent anyway: give it the flat shape, no flatten layer
+        shape = (int(np.prod(shape)),)
+    g = new("input")
+    g.create_dataset("shape", data=_shape(shape))
+    _neuron(g, 0)
+    for li, layer in enumerate(graph.neuron_layers()):
+        ops = fold_pool(layer.branches[0].ops, shape) if li else first_ops
+        if li == 0 and flat_input:
+            ops = ops[1:]
+        for i, op in enumerate(ops):
+            last_weighted = isinstance(op, syn.WEIGHTED)
+            if isinstance(op, syn.SumPool):
+                c, hh, ww = shape
+                kh, kw = op.kernel
+                sh, sw = op.stride
+                shape = (c, (hh - kh) // sh + 1, (ww - kw) // sw + 1)
+                w = np.zeros((c, c, kh, kw), dtype=np.int64)
+                w[np.arange(c), np.arange(c)] = POOL_WEIGHT
+                g = new("conv")
+                _conv_fields(g, shape, c, c, (kh, kw), (sh, sw), (0, 0), (1, 1), 1, w)
+                _neuron(g, 0)
+            elif isinstance(op, syn.Flatten):
+                shape = (int(np.prod(shape)),)
+                g = new("flatten")
+                g.create_dataset("shape", data=_shape((shape[0], 1, 1)))
+            elif isinstance(op, syn.Conv):
+                w = np.asarray(op.weight, dtype=np.int64)
+                c, hh, ww = shape
+                kh, kw = w.shape[2:]
+                (ph, pw), (sh, sw), (dh, dw) = op.padding, op.stride, op.dilation
+                shape = (w.shape[0], (hh + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
+                         (ww + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+                g = new("conv")
+                _conv_fields(g, shape, c, w.shape[0], (kh, kw), op.stride, op.padding, op.dilation, op.groups, w)
+            elif isinstance(op, syn.Dense):
+                w = np.asarray(op.weight, dtype=np.int64)
+                shape = (w.shape[0],)
+                g = new("dense")
+                g.create_dataset("shape", data=_shape(shape))
+                g.create_dataset("inFeatures", data=np.int64(w.shape[1]))
+                g.create_dataset("outFeatures", data=np.int64(w.shape[0]))
+                g.create_dataset("weight", data=w)
+            if last_weighted:
+                assert i == len(ops) - 1, "the weighted op must end the branch"
+                if tuple(shape) != tuple(layer.shape):
+                    raise NeurodeployError(f"shape {shape} != {layer.shape}", f"layer '{layer.name}'")
+                if layer.is_readout:
+                    _neuron(g, 0, sigma_output=True)
+                else:
+                    g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int64))
+                    _neuron(g, int(layer.neuron.vth))
+    h.attrs["neurodeploy_input_shift"] = input_shift(graph)
+    h.attrs["neurodeploy_readout_bias"] = np.asarray(graph.output.bias, dtype=np.int64)
+    h.attrs["neurodeploy_output_scale"] = float(graph.output.neuron.output_scale)
+    return idx
+
+
+def _conv_fields(g, shape, c_in, c_out, kernel, stride, padding, dilation, groups, w) -> None:
+    g.create_dataset("shape", data=_shape(shape))
+    g.create_dataset("inChannels", data=np.int64(c_in))
+    g.create_dataset("outChannels", data=np.int64(c_out))
+    g.create_dataset("kernelSize", data=_shape(kernel))
+    g.create_dataset("stride", data=_shape(stride))
+    g.create_dataset("padding", data=_shape(padding))
+    g.create_dataset("dilation", data=_shape(dilation))
+    g.create_dataset("groups", data=np.int64(groups))
+    g.create_dataset("weight", data=np.asarray(w, dtype=np.int64))
+
+
+def export_netx(graph: SpikingGraph, path: str | Path) -> int:
+    """Write `graph` (scheme sdnn, a chain) as a NetX HDF5 file, atomically; returns the
+    number of NetX layers (pool layers included)."""
+    import h5py
+    check_expressible(graph)
+    from ..fsutil import atomic_file
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as h:
+        n = _write(graph, h)
+    return n
+
+
+def netx_ops(graph: SpikingGraph) -> dict:
+    shapes = {l.name: tuple(l.shape) for l in graph.layers}
+    return {l.name: fold_pool(l.branches[0].ops, shapes[l.branches[0].source]) for l in graph.neuron_layers()}
+
+
+def extra_delay(graph: SpikingGraph) -> int:
+    """Steps NetX's chain is longer than our graph: one per pooling layer not folded."""
+    return sum(isinstance(op, syn.SumPool) for ops in netx_ops(graph).values() for op in ops)
+
+
+def block_index(graph: SpikingGraph) -> dict:
+    """Our layer name -> index of the NetX block (`net.layers[i]`) that holds its neuron."""
+    out, i = {}, 1                      # block 0 is the input Delta
+    for name, ops in netx_ops(graph).items():
+        for op in ops:
+            if isinstance(op, (syn.SumPool, syn.Conv, syn.Dense)):
+                i += 1
+        out[name] = i - 1
+    return out
+
+
+def run_netx(path: str | Path, codes: np.ndarray, n_steps: int) -> dict:
+    """Run one sample through the NetX file in Lava (Loihi2SimCfg fixed_pt).  The codes are
+    sent at Lava's first step; the network has settled after exactly
+    `sim.sdnn.settle_steps(graph) + extra_delay(graph)` steps (checked in tests/test_sdnn.py).
+
+    `codes` is the input encoder's integer codes in our (C,H,W) / (F,) layout.  Returns
+    {"sigma": readout sigma (flattened, CHW order), "output_state": sigma + readout bias,
+    "acts": [per NetX block its neuron's act in our layout (C,H,W)/(F,), None for Sigma],
+    "dense": [per NetX Dense synapse (weights, weight_exp) as Lava holds them after the run]}."""
+    import h5py
+    from .lava.compat import ensure_lava
+    ensure_lava()
+    from lava.lib.dl import netx
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.source import RingBuffer
+
+    with h5py.File(path, "r") as h:
+        shift = int(h.attrs["neurodeploy_input_shift"])
+        bias = np.asarray(h.attrs["neurodeploy_readout_bias"], dtype=np.int64)
+    net = netx.hdf5.Network(net_config=str(path))
+    first = net.layers[1]
+    k = np.asarray(codes, dtype=np.int64) << shift
+    if len(first.inp.shape) == 3:
+        k = k.transpose(2, 1, 0)                    # (C,H,W) -> Lava (W,H,C)
+    else:
+        k = k.reshape(-1)                           # a dense first layer: PyTorch (C,H,W) flatten order
+    data = np.zeros(k.shape + (n_steps,), dtype=np.int64)
+    data[..., 0] = k
+    src = RingBuffer(data=data)
+    src.s_out.connect(first.inp)
+    try:
+        src.run(condition=RunSteps(num_steps=n_steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        sigma = net.layers[-1].neuron.sigma.get()
+        acts = [_ours(l.neuron.act.get()) if hasattr(l.neuron, "act") else None for l in net.layers]
+        dense = [(l.synapse.weights.get().astype(np.int64), int(l.synapse.proc_params.get("weight_exp", 0)))
+                 for l in net.layers if type(getattr(l, "synapse", None)).__name__ == "Dense"]
+    except Exception as exc:
+        # a failed Lava run leaves its forked processes waiting and stop() would block forever
+        _kill_runtime(src)
+        raise NeurodeployError(f"Lava/NetX run failed ({type(exc).__name__}: {exc})", str(path)) from exc
+    src.stop()
+    flat = _ours(sigma).reshape(-1).astype(np.int64)
+    return {"sigma": flat, "output_state": flat + bias.reshape(-1), "acts": acts, "dense": dense}
+
+
+def _ours(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.int64)
+    return a.transpose(2, 1, 0) if a.ndim == 3 else a
+
+
+def _kill_runtime(proc) -> None:
+    runtime = getattr(proc, "runtime", None)
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    for actor in list(getattr(infra, "actors", [])):
+        try:
+            if actor.is_alive():
+                actor.terminate()
+            actor.join(timeout=5)
+        except ValueError:                          # already closed
+            pass
+    try:
+        infra._smm.shutdown()
+    except Exception:                               # noqa: BLE001 - best effort on a broken runtime
+        pass

@@ -1,0 +1,97 @@
+"""Neuron models of the `sdnn` scheme: Lava's sigma-delta neurons with graded spikes.
+
+The arithmetic is exactly that of lava-nc 0.10.0's fixed-point process models
+(`lava/proc/sdn/models.py`) with the exponents NetX hard-codes (spike_exp = state_exp = 6,
+`lava/lib/dl/netx/hdf5.py` L170-189).  All quantities are integers:
+
+  payload p   graded spike value a layer sends (its "code" unit; 0 = no spike)
+  a_in        synaptic input = sum over branches of W_int . p_src(t-1)   (one-step delay,
+              Dense/Conv send last step's buffer; NetX's Dense weight_exp round trip is
+              lossless for even weights, Conv weights are used raw).  A convolution's
+              per-step output wraps to signed 24 bits (Lava Conv: signed_clamp(a_out, 24));
+              a dense one does not wrap on Lava's CPU model.
+
+No `from __future__ import annotations` here on purpose: these dataclasses may be executed
+by code that inspects annotations at run time.
+"""
+from dataclasses import dataclass
+
+from neurodeploy.ir import neurons as nrn
+from neurodeploy.ir.neurons import Readout
+
+
+@dataclass
+class DeltaEncoder:
+    """Host-side input encoder (the spike injector feeding the first synapses).
+
+    code k = clip(floor(x * in_scale + offset), 0, code_max) per input element.  A static
+    input is delta-encoded: the full code is sent once, as one graded payload at the first
+    step, and nothing afterwards (payload 0).  This replaces NetX's input `Delta` neuron,
+    whose `a_in` port NetX leaves unconnected (`blocks/process.py` L103-106).  Lava's own
+    PyDeltaModelFixed would compute, per step:
+        a = a_in << (spike_exp + state_exp)
+        delta = a - act + residue
+        s = delta if |delta| >= vth << (spike_exp + state_exp) else 0
+        residue = delta - s ; act = a ; s_out = s >> state_exp
+    i.e. with vth = 0 it sends (a_in << spike_exp), the code times 2^spike_exp.
+    """
+    code_max: int
+
+
+@dataclass
+class SigmaDelta:
+    """Sigma-delta ReLU neuron (Lava PySigmaDeltaModelFixed, act_mode RELU, cum_error False).
+
+    Per step, with K = spike_exp + state_exp (12 under NetX), B = bias << K (the layer's
+    integer bias; `bias_mant << bias_exp` of the IR layer) and V = vth << K:
+        sigma   <- sigma + a_in                       (no wrap on Lava's CPU model)
+        act_new  = max(sigma + B, 0)
+        delta    = act_new - act + residue
+        s        = delta if |delta| >= V else 0       ('>=', lava sdn/models.py L95-98)
+        residue  = delta - s ;  act <- act_new
+        payload  = s >> state_exp                     (arithmetic shift: floor)
+    All of sigma, act, residue start at 0.  A neuron therefore sends the changes of its
+    ReLU activation; the sum of its payloads after the network has settled is its code.
+    With vth = 0 every change is sent (residue stays 0) and, if every earlier partial
+    activation of the neuron is a multiple of 2^state_exp, the code is exactly
+    floor(max(sigma + B, 0) / 2^state_exp): the integer ReLU network that
+    `sim.reference.reference` computes with divisor `v_th_mant` = 2^state_exp.
+    """
+    vth: int
+    code_max: int
+    spike_exp: int = 6
+    state_exp: int = 6
+
+    # verify's float counterpart of this layer floors (ReLU, no rounding offset); a class
+    # attribute, not a field, so it is not serialised
+    float_code_offset = 0.0
+
+    @property
+    def v_th_mant(self) -> int:
+        """Divisor of the integer reference: code = floor(U / 2^state_exp) (not the delta
+        threshold, which is `vth`)."""
+        return 1 << self.state_exp
+
+    def total_bias(self, bias):
+        """What the settled activation adds to the synaptic sum: bias << (spike_exp+state_exp)."""
+        return bias * (1 << (self.spike_exp + self.state_exp))
+
+
+@dataclass
+class Sigma(Readout):
+    """Non-spiking readout (Lava PySigmaModelFixed):  sigma <- sigma + a_in,  s_out = sigma.
+
+    Lava's Sigma has no bias, so the layer's integer bias is added on the host:
+    output value = (sigma + bias) * output_scale, after the network has settled."""
+
+
+NEURON_TYPES = {c.__name__: c for c in (DeltaEncoder, SigmaDelta, Sigma)}
+
+
+def register() -> None:
+    """Make the types known to ir.neurons.NEURON_TYPES / ir.serialize (idempotent)."""
+    for name, cls in NEURON_TYPES.items():
+        nrn.NEURON_TYPES.setdefault(name, cls)
+
+
+register()

@@ -1,0 +1,129 @@
+"""Kernels of the `sdnn` scheme: sigma-delta neurons with graded spikes, bit-exact with Lava.
+
+Lock-step like Loihi's cores: at step t every layer receives W . payload_src(t-1) (each
+synapse delays by one step) and updates as `ir.sdnn.SigmaDelta` documents.  The input
+encoder sends its codes once, at step 0.  A feed-forward network has settled after
+depth + 1 steps (depth = synapse hops on the longest path): nothing changes afterwards.
+`codes` per layer = the sum of its payloads (its settled activation), the input's codes
+for the input; the readout's `output_state` = its sigma plus the host-added bias.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..ir import sdnn as sd
+from ..ir import synapses as syn
+from ..ir.spiking import SpikingGraph
+from . import engine
+from .rate import depth
+from .synapse_ops import abs_bound
+
+
+def settle_steps(graph: SpikingGraph) -> int:
+    """Steps after which every layer has settled (input sent at step 0)."""
+    return depth(graph) + 1
+
+
+def sigma_delta_step(state: dict, a_in: torch.Tensor, bias: torch.Tensor, neuron: sd.SigmaDelta) -> torch.Tensor:
+    """One PySigmaDeltaModelFixed update; returns the payload (s >> state_exp)."""
+    k = neuron.spike_exp + neuron.state_exp
+    state["sigma"] = state["sigma"] + a_in
+    act = torch.clamp(state["sigma"] + (bias << k), min=0)
+    delta = act - state["act"] + state["residue"]
+    s = torch.where(delta.abs() >= (int(neuron.vth) << k), delta, torch.zeros_like(delta))
+    state["residue"] = delta - s
+    state["act"] = act
+    return s >> neuron.state_exp
+
+
+def wrap24(x: torch.Tensor) -> torch.Tensor:
+    """Lava's Conv sends signed_clamp(a_out, 24): wrap to the signed 24-bit range."""
+    return torch.remainder(x + (1 << 23), 1 << 24) - (1 << 23)
+
+
+def branch_current(pb, payload: torch.Tensor) -> torch.Tensor:
+    """W . payload of one branch; a convolution's output wraps at 24 bits as in Lava's
+    fixed-point Conv (conv/models.py L78-79; Dense does not wrap)."""
+    c = engine._branch_current(pb, payload)
+    if any(isinstance(op, syn.Conv) for op in pb.ops):
+        c = wrap24(c)
+    return c
+
+
+def _exact_dtypes(prep: engine.Prepared) -> None:
+    """engine.prepare bounds branches for 0/1 spikes; graded payloads need their own bound."""
+    graph = prep.graph
+    shapes = {l.name: l.shape for l in graph.layers}
+    pmax = {graph.input.name: float(graph.input.neuron.code_max)}
+    for layer in graph.neuron_layers():
+        # a payload is one step's change of a ReLU activation in [0, 2*code_max]
+        pmax[layer.name] = float(2 * getattr(layer.neuron, "code_max", 0) + 2)
+    for layer in graph.neuron_layers():
+        for pb in prep.branches[layer.name]:
+            bound = float(np.max(abs_bound(pb.ops, shapes[pb.source], pmax[pb.source])))
+            dtype = torch.float32 if bound < engine.FLOAT32_EXACT else torch.float64
+            if bound >= engine.FLOAT64_EXACT:
+                raise ValueError(f"layer {layer.name}: graded sums up to {bound:.3g} exceed float64")
+            if dtype != pb.dtype:
+                pb.dtype = dtype
+                pb.weights = {i: w.to(dtype) for i, w in pb.weights.items()}
+
+
+def prepare(graph: SpikingGraph, device: str = "cpu") -> engine.Prepared:
+    prep = engine.prepare(graph, device)
+    _exact_dtypes(prep)
+    return prep
+
+
+def run_sdnn(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True,
+             n_steps: int | None = None, trace: list | None = None,
+             states: dict | None = None) -> engine.BatchResult:
+    """Run one batch for `n_steps` (default: until settled).  `trace`, if a list, receives
+    per step a dict layer -> payload tensor; `states`, if a dict, receives per layer the final
+    {"sigma", "act", "residue"} tensors (for comparisons with Lava)."""
+    if not getattr(prep, "_sdnn_exact", False):
+        _exact_dtypes(prep)
+        prep._sdnn_exact = True
+    graph = prep.graph
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
+    enc = graph.input
+    k0 = engine.input_codes(enc, xt)
+    n = xt.shape[0]
+    layers = graph.neuron_layers()
+    dev = prep.device
+
+    def zeros(shape):
+        return torch.zeros((n,) + tuple(shape), dtype=torch.int64, device=dev)
+
+    state = {l.name: {"sigma": zeros(l.shape), "act": zeros(l.shape), "residue": zeros(l.shape)}
+             for l in layers}
+    bias = {l.name: engine._bias(l, zeros(l.shape)) for l in layers}
+    prev = {l.name: zeros(l.shape) for l in layers}
+    prev[enc.name] = torch.zeros_like(k0)
+    codes = {name: torch.zeros_like(t) for name, t in prev.items()}
+    spikes = {name: 0 for name in prev}
+    steps = settle_steps(graph) if n_steps is None else n_steps
+    for t in range(steps):
+        now = {enc.name: k0 if t == 0 else torch.zeros_like(k0)}
+        for layer in layers:
+            a_in = sum(branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
+            if layer.is_readout:
+                state[layer.name]["sigma"] = state[layer.name]["sigma"] + a_in
+                continue
+            now[layer.name] = sigma_delta_step(state[layer.name], a_in, bias[layer.name], layer.neuron)
+        for name, p in now.items():
+            codes[name] += p
+            spikes[name] += int(torch.count_nonzero(p))
+        if trace is not None:
+            trace.append({k: v.clone() for k, v in now.items()})
+        prev.update(now)
+    if states is not None:
+        states.update(state)
+    out = graph.output
+    u = state[out.name]["sigma"] + bias[out.name]
+    value = (u.to(torch.float64) * float(out.neuron.output_scale)).to(torch.float32)
+    codes.pop(out.name, None)
+    spikes.pop(out.name, None)
+    return engine.BatchResult(value.reshape(n, -1), u, codes if record_codes else {}, spikes)
+
