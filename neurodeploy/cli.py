@@ -175,15 +175,9 @@ def cmd_simulate(args) -> int:
 
 
 def _save_npy_atomic(path: str, arr: np.ndarray) -> None:
-    import os
-    import tempfile
-    from pathlib import Path
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".npy", dir=p.parent)
-    with os.fdopen(fd, "wb") as f:
+    from .fsutil import atomic_file
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr)
-    os.replace(tmp, p)
 
 
 def cmd_verify(args) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import NeurodeployError
+from .fsutil import public_mode
 from .frontends.onnx_frontend import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
@@ -87,6 +88,7 @@ def save_artifact(net: SpikingGraph, out_dir: str | Path, extra_files: dict[str,
                                "choose another -o directory or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    public_mode(tmp, directory=True)
     try:
         serialize.save(net, tmp)
         for name, text in (extra_files or {}).items():

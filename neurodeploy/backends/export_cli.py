@@ -27,25 +27,23 @@ def _cuba_netx(net, path) -> dict:
     return export_netx(net, path)
 
 
+def _sdnn_netx(net, path) -> dict:
+    from .netx_export import export_netx
+    return export_netx(net, path)
+
+
 # scheme -> writer(graph, path) -> info dict, for the schemes NetX (Lava-DL) can express
-NETX_WRITERS = {"cuba": _cuba_netx}
+NETX_WRITERS = {"cuba": _cuba_netx, "sdnn": _sdnn_netx}
 
 
 def _export_netx(net, out: Path, args) -> str:
-    import os
-    import tempfile
+    from ..fsutil import atomic_file
     if net.scheme not in NETX_WRITERS:
         raise NeurodeployError(f"a {net.scheme} network has no NetX equivalent (netx builds only input, conv, "
                                "flatten and dense layers of CUBA or sigma-delta neurons)", str(args.compiled),
                                f"NetX export supports the schemes {', '.join(sorted(NETX_WRITERS))}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".h5", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_file(out) as tmp:
         info = NETX_WRITERS[net.scheme](net, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return f"wrote {out} (Lava-DL NetX HDF5, {net.scheme}; load with netx.hdf5.Network: {info})"
 
 

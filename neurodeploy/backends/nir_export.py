@@ -74,9 +74,7 @@ Schemes that cannot be expressed:
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -356,13 +354,7 @@ def export_nir(net: SpikingGraph, path: str | Path, v_init: str = "bias", readou
     path = Path(path)
     if path.is_dir():
         raise NeurodeployError("is a directory", str(path), "pass a file name for the NIR graph, e.g. net.nir")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from ..fsutil import atomic_file
+    with atomic_file(path) as tmp:
+        nir.write(str(tmp), graph)
     return path

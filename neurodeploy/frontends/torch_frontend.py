@@ -722,7 +722,6 @@ def _check_finite(name: str, t, source: str) -> None:
 def graph_from_program(ep, source: str = "") -> fg.FloatGraph:
     """An `ExportedProgram` -> `FloatGraph` (one input, one output, ops as in the ONNX front end)."""
     import networkx as nx
-    import torch
     from torch.export.graph_signature import InputKind, OutputKind
 
     sig = ep.graph_signature

@@ -14,7 +14,6 @@ import networkx as nx
 import numpy as np
 
 from . import neurons as nrn
-from . import synapses as syn
 
 IR_VERSION = 1
 

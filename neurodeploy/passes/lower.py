@@ -148,14 +148,12 @@ class _Lowering:
         out_ch = shape[0]
         for b in branches:
             if not b.weighted:   # identity-like path: a diagonal weight
-                src_shape = self.shapes[b.source]
                 scale = np.broadcast_to(np.asarray(b.out_scale, dtype=np.float64), (out_ch,)) \
                     if np.asarray(b.out_scale).ndim <= 1 and np.asarray(b.out_scale).size in (1, out_ch) else None
                 if scale is None:
                     raise UnsupportedError("a skip connection with a non-channel scale", self.graph.where(name))
                 b.ops.append(syn.ChannelScale(scale.copy()))
                 b.out_scale, b.weighted = np.float64(1.0), True
-                del src_shape
             total = np.asarray(b.out_scale, dtype=np.float64) * a
             total = np.broadcast_to(total, (out_ch,)) if total.ndim == 0 else total
             if total.shape != (out_ch,):

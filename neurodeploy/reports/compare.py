@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -160,10 +158,8 @@ def to_html(d: dict) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from ..fsutil import write_text_atomic
+    write_text_atomic(path, text)
 
 
 def register(sub) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import NeurodeployError
@@ -85,15 +83,8 @@ def _write_atomic(path: str, text: str) -> None:
     p = Path(path)
     if p.is_dir():
         raise NeurodeployError("is a directory", str(p), "pass a file name to -o")
+    from ..fsutil import write_text_atomic
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        write_text_atomic(p, text)
     except OSError as exc:
         raise NeurodeployError(f"cannot write ({exc.strerror})", str(p), "pick a writable place for -o") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

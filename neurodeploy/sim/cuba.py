@@ -23,7 +23,7 @@ import torch
 from ..ir import cuba as cb
 from ..ir.spiking import SpikingGraph
 from . import engine
-from .synapse_ops import abs_bound, apply_ops
+from .synapse_ops import abs_bound
 
 
 def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
