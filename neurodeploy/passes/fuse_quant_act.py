@@ -9,6 +9,7 @@ from ..errors import UnsupportedError
 from ..ir import float_graph as fg
 
 _ELEMENTWISE = (fg.Scale, fg.Shift, fg.Clip)
+MAX_LEVELS = (1 << 20) - 1     # codes of at most 20 bits (T <= 20 time steps in bitplane)
 
 
 class _Monotone:
@@ -97,6 +98,9 @@ def fuse_quant_act(graph: fg.FloatGraph) -> fg.FloatGraph:
             kmax = _uniform_int(np.minimum(np.floor(pre.hi), (post.hi - q) / p), "highest", where, np.floor)
         if kmax <= kmin:
             raise UnsupportedError(f"quantiser has no range (codes {kmin}..{kmax})", where)
+        if kmax - kmin > MAX_LEVELS:
+            raise UnsupportedError(f"quantiser with {kmax - kmin} levels (more than {MAX_LEVELS})", where,
+                                   "check the QCFS level constant; spiking codes are at most 20 bits")
         zero = p * kmin + q
         if np.any(np.abs(zero) > 1e-9 * np.maximum(np.abs(p), 1e-30)):
             raise UnsupportedError("quantiser does not map its lowest code to 0", where,
