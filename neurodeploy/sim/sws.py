@@ -204,24 +204,11 @@ def run_batch(prep, x: np.ndarray, record_codes: bool = True):
 # ---------------------------------------------------------------------------- reference
 
 def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Integer quantised ANN of an `sws` network (numpy int64): like sim/reference.py but
-    code = clip(floor((2U + D) / 2D), 0, Q) (round half up) and U includes S × per-step bias."""
-    from .reference import apply_op_int, input_codes_ref
-    codes = {graph.input.name: input_codes_ref(graph.input, x)}
-    u = None
-    for layer in graph.neuron_layers():
-        u = 0
-        for b in layer.branches:
-            v = codes[b.source]
-            for op in b.ops:
-                v = apply_op_int(op, v)
-            u = u + v * (1 << b.weight_exp)
-        bias = np.asarray(layer.neuron.total_bias(layer.bias), dtype=np.int64)
-        u = u + bias.reshape((1, -1) + (1,) * (np.ndim(u) - 2))
-        if isinstance(layer.neuron, nrn.Readout):
-            return codes, u
-        codes[layer.name] = layer.neuron.reference_code(u)
-    return codes, u
+    """Integer quantised ANN of an `sws` network: sim/reference.py, whose layers defer to the
+    TSA neuron's `reference_code` (round half up: clip(floor((2U + D) / 2D), 0, Q)) and whose
+    U includes S x the per-step bias through `total_bias`."""
+    from .reference import reference as integer_reference
+    return integer_reference(graph, x)
 
 
 # ---------------------------------------------------------------------------- operations (Eq. 10)
