@@ -82,7 +82,7 @@ def _add_simulate(sub):
     p.add_argument("--engine", choices=["neurodeploy", "lava"], default="neurodeploy",
                    help="neurodeploy = our vectorised simulator (default); lava = Intel Lava's own CPU "
                         "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
-                        "(bitplane networks; slow: a few samples per second)")
+                        "(bitplane and rate networks; slow: a few samples per second)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")
 
 
@@ -155,10 +155,7 @@ def cmd_simulate(args) -> int:
     x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
     t0 = time.perf_counter()
     if args.engine == "lava":
-        from .backends.lava import run_lava
-        res = run_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
-        out = res.outputs
-        spikes = {name: int(p.sum()) for name, p in res.planes.items()}
+        out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
     else:
         out, spikes = simulate(net, x, args.batch_size, args.device, progress=True)
     seconds = time.perf_counter() - t0
@@ -172,6 +169,21 @@ def cmd_simulate(args) -> int:
         print(f"simulated {len(x)} samples in {seconds:.3f} s ({summary['samples_per_second']:.0f} samples/s); "
               f"wrote {args.output} {tuple(out.shape)} float32")
     return 0
+
+
+def _simulate_lava(net, x: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Run the emitted Lava processes in Loihi2SimCfg(select_tag="fixed_pt")."""
+    if net.scheme == "bitplane":
+        from .backends.lava import run_lava
+        res = run_lava(net, x)
+        return res.outputs, {name: int(p.sum()) for name, p in res.planes.items()}
+    if net.scheme == "rate":
+        from .backends.lava.rate_lava import run_lava as run_rate_lava
+        res = run_rate_lava(net, x)
+        return res.output, {name: int(c.sum()) for name, c in res.counts.items()}
+    raise NeurodeployError(f"--engine lava runs bitplane and rate networks, not {net.scheme}", "--engine",
+                           "for cuba/sdnn use their NetX export (neurodeploy export DIR --format netx) "
+                           "or the Python API (neurodeploy.sim.cuba.run_lava)")
 
 
 def _save_npy_atomic(path: str, arr: np.ndarray) -> None:

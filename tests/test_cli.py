@@ -242,3 +242,20 @@ def test_interrupted_compile_leaves_no_output(tmp_path, monkeypatch):
         save_artifact(net, tmp_path / "out")
     assert (tmp_path / "out" / "params.npz").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.lava
+def test_simulate_engine_lava_rate_network(tmp_path):
+    from neurodeploy.backends.lava.compat import ensure_lava
+    try:
+        ensure_lava()
+    except Exception as exc:
+        pytest.skip(f"lava unavailable: {exc}")
+    out = tmp_path / "out"
+    r = run("compile", MODEL, "--scheme", "rate", "--timesteps", "8", "--reset", "zero", "-o", out)
+    assert r.returncode == 0, r.stderr
+    np.save(tmp_path / "x.npy", np.load(X)[:2])
+    r = run("simulate", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "lava.npy", "--engine", "lava")
+    assert r.returncode == 0, r.stderr
+    assert run("simulate", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "ours.npy").returncode == 0
+    assert np.array_equal(np.load(tmp_path / "lava.npy"), np.load(tmp_path / "ours.npy"))
