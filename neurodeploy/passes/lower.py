@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import float_graph as fg
 from ..ir import synapses as syn
+from ..ir.spiking import InputEncoder
 from ..sim.float_eval import infer_shapes
 
 
@@ -43,6 +44,12 @@ class RealInput:
     shape: tuple
     quant: fg.QuantAct
     float_node: str
+
+    def encoder(self, neuron) -> InputEncoder:
+        """The IR input encoder of this quantiser, with the scheme's encoder neuron."""
+        q = self.quant
+        return InputEncoder(self.name, self.shape, np.asarray(q.in_scale), np.asarray(q.offset),
+                            np.asarray(q.out_step), neuron, float_node=self.float_node)
 
 
 def _expand_to_features(arr: np.ndarray, shape: tuple) -> np.ndarray:

@@ -34,6 +34,11 @@ class QuantisedLayer:
     weight_rel_error: float      # ||W_real - W_int*2^e/unit|| / ||W_real||
     bias_max_error: float        # max |b_real - b_int/unit| in code steps
 
+    def report(self) -> dict:
+        """What the compile summary and meta["quantisation"] record for this layer."""
+        return {"weight_exp": self.weight_exp, "unit": self.unit, "state_bound": self.state_bound,
+                "weight_rel_error": self.weight_rel_error, "bias_max_error": self.bias_max_error}
+
 
 def _bias_format(bias_int: np.ndarray, target: Target):
     """Smallest bias_exp such that bias_int >> bias_exp fits the signed mantissa."""

@@ -102,7 +102,6 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
     spikes = dict.fromkeys(names, 0)
     readout_mm = 0
     snn_out, q_out = [], []
-    max_logit_diff = 0.0
     with progress_bar(total=len(x), desc="verify", unit="sample", enabled=progress) as bar:
         for start, xb in engine.iter_batches(x, batch_size):
             snn = engine.run_batch(prep, xb, record_codes=True)

@@ -47,10 +47,7 @@ class Bitplane(Scheme):
                     f"quantisation levels need for an exact result", graph.source,
                     "omit --timesteps, or add --lossy to accept a result that is not error-free")
 
-        layers = [InputEncoder(enc.name, enc.shape, np.asarray(enc.quant.in_scale), np.asarray(enc.quant.offset),
-                               np.asarray(enc.quant.out_step),
-                               nrn.BitplaneEncoder(enc.quant.levels, steps_for_levels(enc.quant.levels)),
-                               float_node=enc.float_node)]
+        layers = [enc.encoder(nrn.BitplaneEncoder(enc.quant.levels, steps_for_levels(enc.quant.levels)))]
         shapes = {enc.name: enc.shape}
         code_max = {enc.name: enc.quant.levels}
         quant_report = {}
@@ -68,8 +65,7 @@ class Bitplane(Scheme):
             shapes[rl.name] = rl.shape
             layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron,
                                 value_step, rl.float_node))
-            quant_report[rl.name] = {"weight_exp": q.weight_exp, "unit": q.unit, "state_bound": q.state_bound,
-                                     "weight_rel_error": q.weight_rel_error, "bias_max_error": q.bias_max_error}
+            quant_report[rl.name] = q.report()
         steps = [layers[0].neuron.n_steps] + [l.neuron.n_steps for l in layers[1:] if not l.is_readout]
         meta = {"time_steps_per_layer": {l.name: l.neuron.n_steps for l in layers if not getattr(l, "is_readout", False)},
                 "latency_steps": int(sum(steps)),

@@ -27,7 +27,7 @@ from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
 from ..ir import cuba as cb
 from ..ir import float_graph as fg
 from ..ir import synapses as syn
-from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
+from ..ir.spiking import Branch, Layer, SpikingGraph
 from ..passes import run_passes
 from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
@@ -159,10 +159,7 @@ class Cuba(Scheme):
                              "Loihi's LIF resets to 0 and fires on v > v_th")
         depth = _depth(real_layers, enc.name)
         run_steps = t + depth
-        layers = [InputEncoder(enc.name, enc.shape, np.asarray(enc.quant.in_scale), np.asarray(enc.quant.offset),
-                               np.asarray(enc.quant.out_step),
-                               cb.CubaEncoder(code_max=int(enc.quant.levels), n_steps=run_steps, timesteps=t),
-                               float_node=enc.float_node)]
+        layers = [enc.encoder(cb.CubaEncoder(code_max=int(enc.quant.levels), n_steps=run_steps, timesteps=t))]
         shapes, src_max = {enc.name: enc.shape}, {enc.name: float(enc.quant.levels)}
         report = {}
         for rl in real_layers:

@@ -18,7 +18,7 @@ from ..errors import NeurodeployError, UnsupportedError
 from ..ir import float_graph as fg
 from ..ir import neurons as nrn
 from ..ir import synapses as syn
-from ..ir.spiking import InputEncoder, Layer, SpikingGraph
+from ..ir.spiking import Layer, SpikingGraph
 from ..passes import run_passes
 from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
@@ -51,8 +51,7 @@ class Rate(Scheme):
         # L155), so our integer state has state_bits - act_shift bits.
         shift = int(target.raw.get("neuron", {}).get("lif_act_shift", 0))
         tgt = dataclasses.replace(target, state_bits=target.state_bits - shift)
-        layers = [InputEncoder(enc.name, enc.shape, np.asarray(enc.quant.in_scale), np.asarray(enc.quant.offset),
-                               np.asarray(enc.quant.out_step), nrn.RateEncoder(t, t), float_node=enc.float_node)]
+        layers = [enc.encoder(nrn.RateEncoder(t, t))]
         # Size the state for the whole sample, not one step: a neuron driven far below zero must
         # not saturate (a saturated state forgets how negative it was and then fires on later
         # positive input), so |v| <= |v_init| + sum |W| * T must fit, as for codes 0..T.
@@ -77,8 +76,7 @@ class Rate(Scheme):
                 step = np.asarray(rl.quant.out_step)
             shapes[rl.name], count_max[rl.name] = rl.shape, t
             layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
-            report[rl.name] = {"weight_exp": q.weight_exp, "unit": q.unit, "state_bound": q.state_bound,
-                               "weight_rel_error": q.weight_rel_error, "bias_max_error": q.bias_max_error}
+            report[rl.name] = q.report()
         net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
         hops = depth(net)
         net.meta.update({"time_steps_per_layer": {l.name: t for l in layers if not getattr(l, "is_readout", False)},

@@ -48,7 +48,7 @@ from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
 from ..ir import float_graph as fg
 from ..ir import sdnn as sd
 from ..ir import synapses as syn
-from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
+from ..ir.spiking import Branch, Layer, SpikingGraph
 from ..passes import run_passes
 from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
@@ -87,9 +87,7 @@ class Sdnn(Scheme):
         enc, real_layers = lower(graph)
         m_max = target.weight_mant_max
         code_max = target.state_max >> STATE_EXP
-        layers = [InputEncoder(enc.name, enc.shape, np.asarray(enc.quant.in_scale), np.asarray(enc.quant.offset),
-                               np.asarray(enc.quant.out_step), sd.DeltaEncoder(int(enc.quant.levels)),
-                               float_node=enc.float_node)]
+        layers = [enc.encoder(sd.DeltaEncoder(int(enc.quant.levels)))]
         # The injector sends each input code shifted left by `in_shift` (the first synapses'
         # weight_exp), so that the first layer's 8-bit weights can reach the fine value step its
         # activation range asks for (otherwise its codes stay tiny next to the 64-LSB bias unit).

@@ -31,7 +31,7 @@ from ..ir import float_graph as fg
 from ..ir import neurons as nrn
 from ..ir import synapses as syn
 from ..ir import tsa as tsa_ir
-from ..ir.spiking import InputEncoder, Layer, SpikingGraph
+from ..ir.spiking import Layer, SpikingGraph
 from ..passes import run_passes
 from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
@@ -104,10 +104,7 @@ class Sws(Scheme):
         # rounding headroom): reserve those bits of the state
         reserve = int(math.ceil(ts * math.log2(beta))) + 1
         tgt = dataclasses.replace(target, state_bits=target.state_bits - reserve)
-        layers = [InputEncoder(enc.name, enc.shape, np.asarray(enc.quant.in_scale), np.asarray(enc.quant.offset),
-                               np.asarray(enc.quant.out_step),
-                               tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc),
-                               float_node=enc.float_node)]
+        layers = [enc.encoder(tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc))]
         shapes, code_max = {enc.name: enc.shape}, {enc.name: q_levels}
         report = {}
         for rl in real_layers:
@@ -134,9 +131,7 @@ class Sws(Scheme):
                                            "use fewer silent steps, fewer coding steps or --target cpu")
             shapes[rl.name] = rl.shape
             layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
-            report[rl.name] = {"weight_exp": q.weight_exp, "unit": q.unit,
-                               "state_bound": bound if rl.quant is not None else q.state_bound,
-                               "weight_rel_error": q.weight_rel_error, "bias_max_error": q.bias_max_error}
+            report[rl.name] = {**q.report(), "state_bound": bound if rl.quant is not None else q.state_bound}
         net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
         sch = sws_sim.schedule(net)
         net.meta.update({
