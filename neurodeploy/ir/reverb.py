@@ -1,0 +1,141 @@
+"""Neurons of the `reverb` scheme: binary (±1) synapses carrying graded (real-valued) spikes.
+
+ReverB-SNN (Guo et al., ICML 2025; digest §4): a neuron integrates with decay τ, and when
+its membrane U reaches V_th it emits U itself as a graded spike and resets to 0.  After the
+re-parameterisation (α and BatchNorm folded away, `passes.fold_reverb`) every synapse of a
+binary layer is +1 or −1, so the synaptic work is additions and subtractions of payloads;
+the channel scales that the folding removed from the synapses reappear as one multiply per
+*emitted spike* (`out_mant`, `out_shift` below), the "fold into the previous layer's
+activation" of the paper.
+
+Plain dataclasses with integer fields, like `ir/neurons.py`; `neurodeploy/sim/reverb.py`
+implements this arithmetic and the Lava process model in `backends/lava/reverb_lava.py`
+must compute the very same integers.
+
+Units.  A layer's membrane `v` is an integer in units of its input payload: a graded spike
+with payload p on a synapse of mantissa w adds (w · p) << weight_exp to `a_in` (Lava's
+Dense/Conv with num_message_bits > 0 compute exactly this).  Payloads are unsigned
+integers of `payload_bits` bits (Loihi 2 graded spikes carry up to 24 bits).
+
+Time.  All layers are layer-synchronous in the float model (layer l at step t sees layer
+l−1's spikes of the same step t).  On the chip every synapse hop delays by one step, so a
+layer at hop depth d runs its local steps t = 1..T at absolute steps d + t; before that it
+is gated off (no decay, no bias, no firing) so that the fixed-point network computes the
+float network's function, merely shifted in time.  `start_step` = d holds that gate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import neurons as nrn
+
+DECAY_SHIFT = 12            # decay as a 12-bit fraction of 4096, as Loihi's dv
+DECAY_UNITY = 1 << DECAY_SHIFT
+STATE_BITS = 24             # membrane v is a signed 24-bit register
+STATE_MAX = (1 << (STATE_BITS - 1)) - 1
+MAX_PAYLOAD_BITS = 24       # Loihi 2 graded spikes carry at most 24 bits
+
+
+def decay_mant_for(tau: float) -> int:
+    """dv such that 1 − dv/4096 = τ (rounded); τ = 0.25 gives dv = 3072 exactly."""
+    return int(round(DECAY_UNITY * (1.0 - float(tau))))
+
+
+def decay_toward_zero(v: np.ndarray, dv: int) -> np.ndarray:
+    """sign(v) · (|v| · (4096 − dv) >> 12): Loihi's decay, rounding toward zero (int64)."""
+    v = np.asarray(v, dtype=np.int64)
+    return np.sign(v) * ((np.abs(v) * (DECAY_UNITY - int(dv))) >> DECAY_SHIFT)
+
+
+def emit_payload(v: np.ndarray, out_mant: np.ndarray, out_shift: int, payload_max: int) -> np.ndarray:
+    """Payload of a firing neuron with membrane v ≥ 0: clip(round_half_up(v · m / 2^shift), 0, max).
+
+    `out_mant` is per channel (broadcast by the caller) so that the channel scale κ_c of the
+    folding (BN scale × the consumer's α × payload-unit change) costs one multiply per spike.
+    """
+    v = np.asarray(v, dtype=np.int64)
+    prod = v * np.asarray(out_mant, dtype=np.int64)
+    rounded = (prod + ((1 << out_shift) >> 1)) >> out_shift if out_shift > 0 else prod
+    return np.clip(rounded, 0, payload_max)
+
+
+@dataclass
+class ReverbEncoder:
+    """Input encoder (host / spike injector): code k = clip(floor(x·in_scale + offset), 0, code_max)
+    of every input element, sent as a graded spike with payload k at each of the T steps
+    (a static input is a constant current in the float model).  Zero codes send nothing."""
+    code_max: int
+    timesteps: int
+
+    @property
+    def n_steps(self) -> int:
+        return self.timesteps
+
+
+@dataclass
+class ReverbNeuron:
+    """Graded-spike neuron with hard reset, one update per local step t = 1..T.
+
+    Per step, with a_in the synaptic input of this step and b = bias_mant << bias_exp::
+
+        v  = sign(v)·(|v|·(4096 − dv) >> 12)          # leak τ = 1 − dv/4096, toward 0
+        v  = clip(v + a_in + b, −(2^23−1), 2^23−1)     # 24-bit state, saturating
+        f  = v ≥ v_th_mant                               # per channel (C,) or scalar, ≥ 0
+        p  = f ? clip((v·out_mant + 2^(out_shift−1)) >> out_shift, 0, 2^payload_bits − 1) : 0
+        v  = 0 where f                                   # hard reset
+
+    p is the graded spike (payload; 0 = no message).  In float terms the membrane is
+    Ũ = v·in_unit (in_unit = the input payload's value) and the emitted value is
+    p·out_unit, out_unit the payload unit of this layer's own output.
+
+    Fields:
+        dv: 12-bit leak (τ = 1 − dv/4096).
+        v_th_mant: firing threshold in v units, int (C,) or scalar, never negative.
+        out_mant: per-channel emission multiplier (C,), unsigned.
+        out_shift: right shift after the multiply (round half up).
+        payload_bits: width of the emitted payload.
+        timesteps: T, the local steps this layer runs.
+        start_step: absolute step after which the layer starts (its hop depth).
+    """
+    dv: int
+    v_th_mant: np.ndarray
+    out_mant: np.ndarray
+    out_shift: int
+    payload_bits: int
+    timesteps: int
+    start_step: int = 0
+
+    @property
+    def payload_max(self) -> int:
+        return (1 << int(self.payload_bits)) - 1
+
+    @property
+    def decay(self) -> float:
+        return 1.0 - self.dv / DECAY_UNITY
+
+    n_steps = property(lambda self: self.timesteps)
+
+    def total_bias(self, bias):
+        return bias
+
+
+@dataclass
+class ReverbReadout(nrn.Readout):
+    """Non-spiking integrator: v += a_in + b at each of the T local steps (no leak, no reset).
+
+    The reported value is v · output_scale after the last local step, output_scale =
+    in_unit / T: the float model's mean over T of W·O_t + b.
+    """
+    timesteps: int = 1
+    start_step: int = 0
+
+
+def register() -> None:
+    """Make the types known to ir.serialize (idempotent)."""
+    for cls in (ReverbEncoder, ReverbNeuron, ReverbReadout):
+        nrn.NEURON_TYPES.setdefault(cls.__name__, cls)
+
+
+register()
