@@ -15,8 +15,17 @@ pre-activation is U = Σ W_mant·codes << e + S·b (b the per-step bias of Eq. 1
 the target's bias format) and its code is clip(floor((2U + D)/2D), 0, Q) (round half up,
 `ir.tsa.TSA.reference_code`).  The TSA neuron reproduces it exactly while it never falls
 behind (guaranteed for Ts ≥ Tc − 1, in practice already for Ts ≥ 1); verify reports the
-conversion mismatches.  QDQ ONNX import (QuantizeLinear/DequantizeLinear, Eqs. 15–19) is
-not implemented: the 8-bit quantised ANN comes from post-training quantisation here.
+conversion mismatches.
+
+Quantised (QDQ) models — QuantizeLinear/DequantizeLinear ONNX, e.g. PyTorch QAT exported with
+`neurodeploy.nn.qat.export_qat_onnx` (paper Appendix A.1, Eqs. 15–19): the model's own 8-bit
+quantisers are kept (levels 255 = S for Tc = 8, β = 2; step = the scale C; the zero point Z
+in the code offset), nothing is re-calibrated, so every layer's code is the QDQ model's uint8
+code: the integer layer is Q_o = round(Ŵ·C_i/C_o·Q_i + b̂/C_o + Z_o − Ŵ·Z_i·C_i/C_o) (W̃, b̃),
+spread as b̃/S per coding step.  An input zero point's −Ŵ·Z_i·C_i term goes into the next
+layer's bias (`passes.qdq.fold_zero_points`); the QDQ pair on the model output is dropped
+(the readout reads its potential).  A QDQ model needs Tc = 8 with β = 2 (its codes have 255
+levels); other Tc raise an error rather than silently re-quantising the trained model.
 """
 from __future__ import annotations
 
@@ -35,6 +44,7 @@ from ..ir.spiking import Layer, SpikingGraph
 from ..passes import run_passes
 from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
+from ..passes.qdq import is_qdq, quantise_on_grid
 from ..passes.quantize import quantise_layer
 from ..passes.threshold_balance import threshold_balance
 from ..sim import sws as sws_sim
@@ -81,9 +91,27 @@ def tsa_state_bound(branches, bias, neuron: tsa_ir.TSA, shapes: dict) -> int:
     return int(neuron.beta ** neuron.silent_steps * s * (float(np.max(per)) + neuron.theta_mant))
 
 
+def _qdq_quantisers(graph: fg.FloatGraph, q_levels: int, tc: int, beta: int) -> dict:
+    """The QDQ model's quantisers by node, after checking their level count is S (Tc = 8, β = 2).
+
+    Re-quantising an 8-bit QAT model to another S would throw away what QAT trained for, and
+    the verify report would compare against a model that is not the user's; so it is an error.
+    """
+    qdq = {n: graph.op(n) for n in graph.topo_order() if is_qdq(graph, n)}
+    for name, op in qdq.items():
+        if op.levels != q_levels:
+            raise UnsupportedError(
+                f"the model's quantiser has {op.levels} levels but sws with Tc={tc}, beta={beta} codes "
+                f"{q_levels} levels", graph.where(name),
+                "compile a uint8/int8 QDQ model with --coding-steps 8 (beta 2); for another Tc export the "
+                "float model and let sws quantise it, or quantise to 8 bits without reduce_range")
+    return qdq
+
+
 class Sws(Scheme):
     name = "sws"
-    passes = ["fold_bn", "fuse_quant_act", "drop_redundant_relu"]
+    passes = ["fold_linear_affine", "fold_bn", "fuse_quant_act", "drop_redundant_relu",
+              "strip_output_quantiser", "fold_zero_points"]
     guarantee = ("every layer's decoded ternary digits equal the quantised ANN's rounded codes while no "
                  "TSA neuron falls behind (guaranteed for Ts >= Tc-1); mismatches are reported")
     exact = False
@@ -97,8 +125,11 @@ class Sws(Scheme):
             raise NeurodeployError(f"beta {beta} is not supported", "--beta", "use 2 (a shift) or 3")
         q_levels = tsa_ir.digit_weight_sum(beta, tc)
         graph = run_passes(graph, self.passes)
+        qdq = _qdq_quantisers(graph, q_levels, tc, beta)
         graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
         graph = threshold_balance(graph, options.calibration, q_levels, options.percentile)
+        for name, op in qdq.items():      # the model's own quantisers, not re-calibrated ones
+            graph.set_op(name, op)
         enc, real_layers = lower(graph)
         # the TSA membrane holds up to beta^Ts times a layer's partial sums (plus one unit of
         # rounding headroom): reserve those bits of the state
@@ -116,10 +147,15 @@ class Sws(Scheme):
                 q = quantise_layer(rl.name, rl.branches, rl.bias, None, shapes, code_max, tgt)
                 neuron, step = nrn.Readout(output_scale=1.0 / q.unit), np.asarray(1.0 / q.unit)
             else:
-                # lowering puts the quantiser's +1/2 offset into the bias (code = floor(U)); the
-                # TSA rounds by itself, so remove it, and spread the bias over the Tc input steps
-                bias_real = (rl.bias - np.asarray(rl.quant.offset, dtype=np.float64)) / q_levels
-                q = quantise_layer(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, tgt)
+                # lowering puts the quantiser's offset into the bias (code = floor(U)); the TSA
+                # rounds by itself (floor(U + 1/2)), so remove 1/2 of it, and spread the bias over
+                # the Tc input steps.  The rest of the offset is a QDQ zero point (Eq. 17's Z_o).
+                bias_real = (rl.bias - 0.5) / q_levels
+                # a QDQ layer's weights are the model's 8-bit integers times one step: keep them
+                q = quantise_on_grid(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, tgt) \
+                    if rl.float_node in qdq else None
+                if q is None:
+                    q = quantise_layer(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, tgt)
                 neuron = tsa_ir.TSA(theta_mant=q.unit, code_max=q_levels, beta=beta, coding_steps=tc,
                                     silent_steps=ts, relu=True, full_threshold=full)
                 step = np.asarray(rl.quant.out_step)

@@ -9,6 +9,10 @@ imports Lava; `ensure_lava()` installs the Python 3.11 compatibility hook (`comp
 raises `NeurodeployError` with an install hint when Lava is missing.  Mapping and
 schedule: `mapping.py`; Lava processes and models: `processes.py`; graph building and
 running: `network.py`.
+
+Other schemes, one module each (import it explicitly; it imports Lava):
+`rate_lava.run_lava` (rate / IF neurons) and `sws_lava.run_lava` (TSA neurons with ternary
+graded spikes: per-layer codes, digits and the readout's V, bit-exact with `sim.sws`).
 """
 from __future__ import annotations
 
