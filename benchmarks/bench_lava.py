@@ -9,6 +9,11 @@ process start-up cost.  Readout states, outputs and every layer's spikes are che
 identical on the samples both ran.
 
     python benchmarks/bench_lava.py [--model models/digits_qcfs.onnx] [--lava-samples 10]
+    python benchmarks/bench_lava.py --scheme reverb [--payload-bits 16]   # models/digits_reverb.pt
+
+With --scheme reverb the network is the trained ReverB CNN (models/digits_reverb.pt, T from
+its .json) compiled with scheme="reverb"; Lava runs its samples back to back in one network
+(backends/lava/reverb_lava.py) and every layer's payload trains are checked identical.
 """
 import argparse
 import os
@@ -36,8 +41,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for our simulator (default 1: stable timings on a shared machine)")
+    ap.add_argument("--scheme", choices=["bitplane", "reverb"], default="bitplane")
+    ap.add_argument("--payload-bits", type=int, default=16, help="reverb: graded-spike payload width")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.scheme == "reverb":
+        return bench_reverb(args)
 
     lava_version = ensure_lava()
     model = Path(args.model)
@@ -83,6 +92,62 @@ def main(argv=None) -> int:
           f"spikes of every layer {same_spikes}")
     ok = same_state and same_out and same_spikes
     assert ok, "Lava and neurodeploy.sim disagree"
+    return 0
+
+
+def _best_of(fn, repeat: int) -> float:
+    """Best wall time of `repeat` calls after two untimed warm-up calls."""
+    for _ in range(2):
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_reverb(args) -> int:
+    """Ours vs Lava on the trained ReverB digits CNN (images/s, same run, outputs checked identical)."""
+    import json
+
+    import neurodeploy as nd
+    from neurodeploy.backends.lava import reverb_lava
+    from neurodeploy.sim import reverb as rsim
+    sys.path.insert(0, str(ROOT / "models"))
+    import train_digits_reverb as tdr
+
+    lava_version = ensure_lava()
+    cfg = json.loads((ROOT / "models" / "digits_reverb.json").read_text())
+    model = tdr.build_model()
+    model.load_state_dict(torch.load(ROOT / "models" / "digits_reverb.pt", weights_only=True))
+    model.eval()
+    x = np.load(Path(args.data) if args.data else ROOT / "models" / "digits_test_x.npy")
+    cal = np.load(ROOT / "models" / "digits_calib_x.npy")
+    t = int(cfg["timesteps"])
+    graph = nd.compile(model, torch.from_numpy(x[:8]), target="loihi2", scheme="reverb", timesteps=t,
+                       payload_bits=args.payload_bits, calibration=cal).graph
+    n_lava = max(2, min(args.lava_samples, len(x)))
+    print(f"reverb digits CNN: {len(graph.layers)} layers, T = {t}, {args.payload_bits}-bit payloads; "
+          f"lava-nc {lava_version}, torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+    ours_t = _best_of(lambda: nd.simulate(graph, x), args.repeat)
+    ours_rate = len(x) / ours_t
+    reverb_lava.run_lava(graph, x[:1])          # untimed: the first Lava run pays imports and forks
+    one = reverb_lava.run_lava(graph, x[:1])
+    res = reverb_lava.run_lava(graph, x[:n_lava])
+    e2e_rate = n_lava / res.total_seconds
+    marginal = (n_lava - 1) / max(res.total_seconds - one.total_seconds, 1e-9)
+    sim = rsim.run(rsim.prepare(graph), x[:n_lava])
+    same_trains = all(np.array_equal(res.trains[k], v.numpy()) for k, v in sim.trains.items())
+    same_state = np.array_equal(res.readout_state, sim.readout_state.numpy().reshape(n_lava, -1))
+    same_out = np.array_equal(res.output, nd.simulate(graph, x[:n_lava]))
+    print(f"ours  (neurodeploy.sim.reverb): {len(x)} samples in {ours_t:.3f} s -> {ours_rate:10.1f} samples/s")
+    print(f"lava  (Loihi2SimCfg fixed_pt): {n_lava} samples in {res.total_seconds:.2f} s end-to-end "
+          f"({res.steps} steps) -> {e2e_rate:8.3f} samples/s; marginal {marginal:8.3f} samples/s")
+    print(f"speed-up of ours: {ours_rate / e2e_rate:,.0f}x end-to-end, {ours_rate / marginal:,.0f}x marginal")
+    print(f"identical on {n_lava} samples: payload trains {same_trains}, readout state {same_state}, "
+          f"outputs {same_out}")
+    assert same_trains and same_state and same_out, "Lava and neurodeploy.sim disagree"
     return 0
 
 

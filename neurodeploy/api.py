@@ -134,11 +134,25 @@ def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
         graph = load_torch(model, None)
         return graph, {"file": "ExportedProgram", "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
     if isinstance(model, torch.nn.Module):
-        graph = load_torch(model, example_input)
+        graph = _module_graph(model, example_input)
         return graph, {"file": f"{type(model).__name__} (torch.nn.Module)",
                        "sha256": _tensors_sha256(model.state_dict())}
     raise NeurodeployError(f"cannot compile a {type(model).__name__}", "neurodeploy.compile",
                            "pass an nn.Module with an example input, an ExportedProgram, or an .onnx/.pt2 path")
+
+
+def _module_graph(model, example_input) -> fg.FloatGraph:
+    """An nn.Module -> FloatGraph, by the front end its neurons need: spiking models (ReverB
+    modules, LIF neurons) get their own per-step leaves before export; ANNs go to torch.export."""
+    from .frontends.torch_reverb import is_reverb_model, load_reverb_model
+    from .nn.lif import LIF
+    if is_reverb_model(model):
+        return load_reverb_model(model, example_input)
+    if any(isinstance(m, LIF) for m in model.modules()):
+        from .frontends.torch_lif import load_lif_model
+        return load_lif_model(model, example_input)
+    from .frontends.torch_frontend import load_torch
+    return load_torch(model, example_input)
 
 
 def compile_graph(graph: fg.FloatGraph, target: str, scheme: str, options: CompileOptions,
@@ -294,11 +308,11 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
     graph = _spiking(net)
     x = _inputs(x, graph)
     y = check_labels(_numpy(y, "labels"), len(x), "y")
-    if graph.scheme == "cuba":
-        # a trained LIF SNN: the reference is the float SNN itself, not a quantised ANN
+    if not getattr(get_scheme(graph.scheme), "ann_reference", True):
+        # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
         from .schemes.cuba import compare_accuracy
         r = compare_accuracy(model, graph, x, y, batch_size=batch_size)
-        return {"scheme": "cuba", "samples": int(len(x)), "accuracy": {"float_snn": r["float_accuracy"],
+        return {"scheme": graph.scheme, "samples": int(len(x)), "accuracy": {"float_snn": r["float_accuracy"],
                 "fixed_point_snn": r["fixed_accuracy"]}, "agreement": {"fixed_vs_float_snn": r["agreement"]},
                 "guarantee": "none: fixed point approximates the float SNN", "guarantee_holds": True}
     if isinstance(model, (str, Path)):

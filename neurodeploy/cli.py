@@ -58,6 +58,8 @@ def _add_compile(sub):
                         "default --timesteps or 8)")
     p.add_argument("--silent-steps", type=int,
                    help="sws: silent steps Ts of every TSA layer (default 2; latency Tc + Ts*layers)")
+    p.add_argument("--payload-bits", type=int, default=16,
+                   help="reverb: bits of a graded spike's payload, 1..24 (default 16; Loihi 2 carries up to 24)")
     p.add_argument("--input-bits", type=int, default=8,
                    help="width of the input quantiser inserted when the model has none (default 8)")
     p.add_argument("--chips", type=int, default=1,
@@ -82,7 +84,7 @@ def _add_simulate(sub):
     p.add_argument("--engine", choices=["neurodeploy", "lava"], default="neurodeploy",
                    help="neurodeploy = our vectorised simulator (default); lava = Intel Lava's own CPU "
                         "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
-                        "(bitplane and rate networks; slow: a few samples per second)")
+                        "(bitplane, rate, sws and reverb networks; slow: a few samples per second)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")
 
 
@@ -132,7 +134,7 @@ def cmd_compile(args) -> int:
                         CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits,
                                        lossy=args.lossy, reset=args.reset, percentile=args.percentile,
                                        coding_steps=args.coding_steps, silent_steps=args.silent_steps,
-                                       chips=args.chips))
+                                       chips=args.chips, payload_bits=args.payload_bits))
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0
@@ -181,7 +183,15 @@ def _simulate_lava(net, x: np.ndarray) -> tuple[np.ndarray, dict]:
         from .backends.lava.rate_lava import run_lava as run_rate_lava
         res = run_rate_lava(net, x)
         return res.output, {name: int(c.sum()) for name, c in res.counts.items()}
-    raise NeurodeployError(f"--engine lava runs bitplane and rate networks, not {net.scheme}", "--engine",
+    if net.scheme == "sws":
+        from .backends.lava.sws_lava import run_lava as run_sws_lava
+        res = run_sws_lava(net, x, record_digits=False)     # codes from the neurons, no spike sinks
+        return res.outputs, res.spikes
+    if net.scheme == "reverb":
+        from .backends.lava.reverb_lava import run_lava as run_reverb_lava
+        res = run_reverb_lava(net, x)
+        return res.output, {name: int((p != 0).sum()) for name, p in res.trains.items()}
+    raise NeurodeployError(f"--engine lava runs bitplane, rate, sws and reverb networks, not {net.scheme}", "--engine",
                            "for cuba/sdnn use their NetX export (neurodeploy export DIR --format netx) "
                            "or the Python API (neurodeploy.sim.cuba.run_lava)")
 

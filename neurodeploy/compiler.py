@@ -50,6 +50,7 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
                     "percentile": options.percentile,
                     "coding_steps": getattr(options, "coding_steps", None),
                     "silent_steps": getattr(options, "silent_steps", None),
+                    "payload_bits": getattr(options, "payload_bits", None),
                     "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
         "target_spec": tgt.to_dict(),
     })

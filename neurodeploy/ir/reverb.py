@@ -131,6 +131,11 @@ class ReverbReadout(nrn.Readout):
     timesteps: int = 1
     start_step: int = 0
 
+    def total_bias(self, bias):
+        """What the run adds besides the synaptic input: the bias at each of the T steps
+        (unlike the base `Readout`, whose U starts at the bias once)."""
+        return bias * int(self.timesteps)
+
 
 def register() -> None:
     """Make the types known to ir.serialize (idempotent)."""

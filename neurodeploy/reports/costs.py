@@ -225,6 +225,7 @@ class ChipLimits:
     cores_per_chip: int            # 0 = unlimited
     neurons_per_core: int
     memory_bytes_per_core: int
+    binary_weight_bits: int = 0    # bits the target stores per ±1 weight (0: the file gives none)
 
 
 def _limits(net: SpikingGraph) -> ChipLimits:
@@ -236,10 +237,18 @@ def _limits(net: SpikingGraph) -> ChipLimits:
         c = spec["chip"]
         return ChipLimits(spec.get("name", net.target), spec.get("description", ""), int(spec["weights"]["mant_bits"]),
                           int(c["cores_per_chip"]), int(c["neurons_per_core"]),
-                          int(c["synaptic_memory_bytes_per_core"]))
+                          int(c["synaptic_memory_bytes_per_core"]),
+                          int(spec.get("synapse_formats", {}).get("binary_weight_bits", 0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise NeurodeployError(f"the target description lacks {exc}", f"target '{net.target}'",
                                "compile the model again with a complete target file") from None
+
+
+def _layer_bits(net: SpikingGraph, lim: ChipLimits, layer: str, index_bits: int) -> int:
+    """Bits stored per synapse of `layer`: the target's ±1 format for the binary (±1) layers a
+    scheme lists in meta["binary_layers"] (reverb), its weight mantissa otherwise; plus index bits."""
+    binary = layer in net.meta.get("binary_layers", ()) and lim.binary_weight_bits
+    return (lim.binary_weight_bits if binary else lim.weight_bits) + int(index_bits)
 
 
 def _allocate(bits_per_neuron: np.ndarray, lim: ChipLimits) -> tuple[list, str | None]:
@@ -269,7 +278,7 @@ def core_allocation(net: SpikingGraph, index_bits: int = 0) -> tuple[dict, list[
     cores, problems = {}, []
     for layer in net.neuron_layers():
         fan_in = sum(bi.conn.fan_in for bi in branches[layer.name])
-        bounds, problem = _allocate(fan_in.astype(np.int64) * bits, lim)
+        bounds, problem = _allocate(fan_in.astype(np.int64) * _layer_bits(net, lim, layer.name, index_bits), lim)
         cores[layer.name] = len(bounds)
         if problem:
             problems.append(f"layer '{layer.name}': {problem}")
@@ -465,7 +474,7 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     alloc, problems = {}, []
     for layer in net.neuron_layers():
         fan_in = sum(bi.conn.fan_in for bi in branches[layer.name])
-        bounds, problem = _allocate(fan_in.astype(np.int64) * bits, lim)
+        bounds, problem = _allocate(fan_in.astype(np.int64) * _layer_bits(net, lim, layer.name, index_bits), lim)
         alloc[layer.name] = (bounds, fan_in)
         if problem:
             problems.append(f"layer '{layer.name}': {problem}")
@@ -524,7 +533,7 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
             row["synapses"] = int(fan_in.sum())
             row["unique_weights"] = int(sum(np.size(syn.weighted_op(b.ops).weight) for b in layer.branches))
             row["biases"] = int(np.size(layer.bias_mant))
-            core_bits = [int(fan_in[a:b].sum()) * bits for a, b in bounds]
+            core_bits = [int(fan_in[a:b].sum()) * _layer_bits(net, lim, layer.name, index_bits) for a, b in bounds]
             row["synaptic_memory_bytes"] = int(sum(math.ceil(v / 8) for v in core_bits))
             row["cores"] = len(bounds)
             row["max_core_neurons"] = int(max(b - a for a, b in bounds))
@@ -604,7 +613,57 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
                      **{f"ann.{k}": v for k, v in en.ANN_COUNTERS.items()}},
         "assumptions": list(ASSUMPTIONS),
     }
+    if "binary_layers" in net.meta:
+        report["binary_weights"] = binary_weight_memory(net, index_bits, branches)
     return _jsonable(report)
+
+
+# --- binary (±1) synapses --------------------------------------------------------------------
+
+BINARY_STATEMENT = (
+    "'1 bit' is the information content of a ±1 weight (the ReverB paper's count); 'stored' uses the bits the "
+    "target file says the chip stores per ±1 weight (synapse_formats.binary_weight_bits); '8 bit' is the same "
+    "synapses at the target's weight mantissa. Index bits per synapse and per-axon headers of sparse formats are "
+    "not counted unless --index-bits is given; convolutional layers are counted as explicit synapses (as everywhere "
+    "in this report), their unique weights apart.")
+
+
+def binary_weight_memory(net: SpikingGraph, index_bits: int = 0, branches: dict | None = None) -> dict:
+    """Synaptic memory of a network with ±1 layers (meta["binary_layers"]), by layer and in total, at three
+    weight widths: 1 bit (information content), as the target stores a ±1 weight
+    (`synapse_formats.binary_weight_bits` of the target file, Loihi 2: 2 bits, see BINARY_STATEMENT), and
+    the target's weight mantissa (8 bits on Loihi 2) for every layer.  Non-binary layers count at the
+    weight mantissa in all three.  Bytes are ceil(bits / 8) per layer; `index_bits` is added per synapse."""
+    lim = _limits(net)
+    branches = branches if branches is not None else _branches(net)
+    binary = set(net.meta.get("binary_layers", ()))
+    stored_bits = lim.binary_weight_bits or lim.weight_bits
+    rows = []
+    for layer in net.neuron_layers():
+        synapses = int(sum(int(bi.conn.fan_in.sum()) for bi in branches[layer.name]))
+        unique = int(sum(np.size(syn.weighted_op(b.ops).weight) for b in layer.branches))
+        is_bin = layer.name in binary
+        widths = {"1bit": 1 if is_bin else lim.weight_bits, "stored": stored_bits if is_bin else lim.weight_bits,
+                  "8bit": lim.weight_bits}
+        row = {"name": layer.name, "binary": is_bin, "synapses": synapses, "unique_weights": unique}
+        for k, w in widths.items():
+            row[f"bytes_{k}"] = math.ceil(synapses * (w + int(index_bits)) / 8)
+            row[f"unique_bytes_{k}"] = math.ceil(unique * w / 8)
+        rows.append(row)
+    tot = {k: sum(r[k] for r in rows) for k in ("synapses", "unique_weights", "bytes_1bit", "bytes_stored",
+                                                "bytes_8bit", "unique_bytes_1bit", "unique_bytes_stored",
+                                                "unique_bytes_8bit")}
+    ratio = (lambda a, b: float(a) / float(b) if b else None)
+    spec = net.meta.get("target_spec") or {}
+    if not spec:
+        from ..target import load_target
+        spec = load_target(net.target).to_dict()
+    note = spec.get("synapse_formats", {}).get("binary_note", "the target file does not say how it stores ±1 weights")
+    return {"binary_layers": sorted(binary), "weight_bits": lim.weight_bits, "binary_weight_bits_stored": stored_bits,
+            "index_bits": int(index_bits), "layers": rows, "totals": tot,
+            "ratio_8bit_over_stored": ratio(tot["bytes_8bit"], tot["bytes_stored"]),
+            "ratio_8bit_over_1bit": ratio(tot["bytes_8bit"], tot["bytes_1bit"]),
+            "statement": f"{BINARY_STATEMENT} Target {lim.name}: {note}"}
 
 
 def _counters(row: dict) -> dict:

@@ -61,5 +61,25 @@ def to_markdown(d: dict) -> str:
               f"- time per step: {t['step_duration_note']}",
               "", "## What the counts mean", ""]
     lines += [f"- `{k}`: {v}" for k, v in d["counters"].items()]
+    if "binary_weights" in d:
+        lines += ["", "## Binary (±1) synapses", ""] + binary_weights_lines(d["binary_weights"])
     lines += ["", "## Assumptions", ""] + [f"- {a}" for a in d["assumptions"]]
     return "\n".join(lines) + "\n"
+
+
+def binary_weights_lines(bw: dict) -> list[str]:
+    """Synaptic memory of the ±1 layers at 1 bit, as the target stores them, and at the weight mantissa."""
+    w, s = bw["weight_bits"], bw["binary_weight_bits_stored"]
+    head = ["layer", "binary", "synapses", "bytes at 1 bit", f"bytes as stored ({s} bit)", f"bytes at {w} bit",
+            "unique weights", "unique bytes 1 / stored / 8 bit"]
+    rows = [[r["name"], "yes" if r["binary"] else "no", r["synapses"], r["bytes_1bit"], r["bytes_stored"],
+             r["bytes_8bit"], r["unique_weights"],
+             f"{r['unique_bytes_1bit']} / {r['unique_bytes_stored']} / {r['unique_bytes_8bit']}"] for r in bw["layers"]]
+    t = bw["totals"]
+    rows.append(["total", "", t["synapses"], t["bytes_1bit"], t["bytes_stored"], t["bytes_8bit"], t["unique_weights"],
+                 f"{t['unique_bytes_1bit']} / {t['unique_bytes_stored']} / {t['unique_bytes_8bit']}"])
+    r1, rs = bw["ratio_8bit_over_1bit"], bw["ratio_8bit_over_stored"]
+    out = md_table(head, rows)
+    out += ["", f"{w}-bit weights need {r1:.2f}x the memory of 1-bit weights and {rs:.2f}x the memory the "
+                f"target stores for ±1 weights." if r1 and rs else "", "", bw["statement"]]
+    return out

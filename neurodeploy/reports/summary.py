@@ -17,7 +17,7 @@ def layer_rows(net: SpikingGraph) -> list[dict]:
                "neurons": int(np.prod(layer.shape)),
                "time_steps": getattr(n, "n_steps", None),
                "code_max": getattr(n, "code_max", None),
-               "v_th_mant": getattr(n, "v_th_mant", None),
+               "v_th_mant": _scalar_or_range(getattr(n, "v_th_mant", None)),
                "weights": 0, "weight_exp": None, "weight_rel_error": None,
                "sources": [b.source for b in getattr(layer, "branches", [])]}
         for b in getattr(layer, "branches", []):
@@ -29,6 +29,14 @@ def layer_rows(net: SpikingGraph) -> list[dict]:
             row["output_scale"] = n.output_scale
         rows.append(row)
     return rows
+
+
+def _scalar_or_range(v):
+    """A per-channel integer array (reverb thresholds) as "min..max"; scalars unchanged."""
+    if v is None or np.ndim(v) == 0:
+        return v
+    a = np.asarray(v)
+    return f"{int(a.min())}..{int(a.max())}" if a.size and a.min() != a.max() else (int(a.flat[0]) if a.size else None)
 
 
 def summary_markdown(net: SpikingGraph) -> str:

@@ -6,10 +6,11 @@ from .base import CompileOptions, Scheme
 from .bitplane import Bitplane
 from .cuba import Cuba
 from .rate import Rate
+from .reverb import Reverb
 from .sdnn import Sdnn
 from .sws import Sws
 
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate(), Cuba(), Sws(), Sdnn())}
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate(), Cuba(), Sws(), Sdnn(), Reverb())}
 
 
 def get_scheme(name: str) -> Scheme:

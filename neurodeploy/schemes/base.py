@@ -21,6 +21,8 @@ class CompileOptions:
     coding_steps: int | None = None         # sws: Tc digits per value (None = --timesteps or 8)
     silent_steps: int | None = None         # sws: Ts silent steps per TSA layer (None = 2)
     chips: int = 1                          # chips available: compile fails when more cores are needed
+    payload_bits: int = 16                  # reverb: width of a graded spike's payload (1..24 on Loihi 2);
+                                            # 16 = lava-dl's SDNN default, keeps v (24 bits) room for fan-in
 
 
 class Scheme:

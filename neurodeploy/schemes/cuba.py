@@ -194,14 +194,16 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
                      timesteps: int | None = None, batch_size: int = 256) -> dict:
     """Float SNN (`train.predict`) vs the fixed-point SNN (our simulator) on (x, y).
 
+    For any trained-SNN scheme (cuba, reverb): the input encoder's neuron carries `timesteps`
+    and `sim.engine` dispatches the graph to its simulator.
     Returns {"float_accuracy", "fixed_accuracy", "agreement", "float_out", "fixed_out"}
     (accuracies None without labels).
     """
-    from ..sim import cuba as sim_cuba
+    from ..sim import engine
     from ..train.fit import predict
     t = timesteps or int(graph.input.neuron.timesteps)
     f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
-    q = sim_cuba.simulate(graph, np.asarray(x, dtype=np.float32), batch_size=batch_size)
+    q = engine.simulate(graph, np.asarray(x, dtype=np.float32), batch_size=batch_size)[0]
     pf, pq = f.argmax(1), q.argmax(1)
     out = {"float_out": f, "fixed_out": q, "agreement": float((pf == pq).mean())}
     out["float_accuracy"] = None if y is None else float((pf == np.asarray(y)).mean())

@@ -113,6 +113,10 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
     if isinstance(prep.graph.input.neuron, TSAEncoder):
         from . import sws
         return sws.run_batch(prep, x, record_codes)
+    from ..ir.reverb import ReverbEncoder
+    if isinstance(prep.graph.input.neuron, ReverbEncoder):
+        from . import reverb
+        return reverb.run_batch(prep, x, record_codes)
     return _run_bitplane(prep, x, record_codes)
 
 

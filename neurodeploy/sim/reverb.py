@@ -1,0 +1,332 @@
+"""Kernels and run loop of the `reverb` scheme (binary synapses, graded spikes; digest §4).
+
+The integer arithmetic is specified by `neurodeploy.ir.reverb` (ReverbEncoder,
+ReverbNeuron, ReverbReadout); this module runs it vectorised over a batch, int64 state in
+torch tensors.
+
+Payload trains.  Every spiking layer (the encoder included) produces a payload train: an
+int64 tensor (N, T, *shape) whose entry [n, t] is the graded spike the neuron sent at its
+local step t (0 = no message).  Payloads are unsigned, at most `payload_bits` (≤ 24) bits.
+
+Synapses.  A branch's ops (`ir.synapses`) act linearly on payloads: Conv / Dense /
+ChannelScale multiply by the integer mantissas, SumPool adds window payloads, Flatten
+reorders; a leading MaxPool takes the window max of the *payloads* (per channel, so of
+values in one unit; payloads are ≥ 0, so zero padding never wins).  The branch result is
+shifted left by weight_exp.  All T steps of a layer go through the synapses in one batched
+call (N·T samples), exact in float32/float64 by a static bound (`prepare`).  Where Lava maps
+a branch to its fixed-point `Conv` process (a 3-D source and no Dense op in the chain, see
+`backends.lava.mapping.map_branch`), that process wraps its output to a signed 24-bit value
+(`lava/proc/conv/models.py` `signed_clamp(a_out, 24)`); we wrap the same way so that even an
+overflowing network stays bit-exact with Lava.  A compiler that keeps every branch sum below
+2^23 never sees the wrap.
+
+Time: layer-synchronous in local time.  On the chip, a layer at hop depth d runs its local
+step t at absolute step d + t and is gated off before (ReverbNeuron.start_step = d): each
+Dense/Conv hop delays by exactly one step, so the payload its source sent at the source's
+local step t (absolute step (d−1) + t) arrives at absolute step d + t, i.e. at the layer's
+own local step t.  Every neuron therefore sees exactly the input sequence of the float
+model's same-step recurrence, only shifted; as no state changes while a layer is gated, the
+integers are identical.  Hence we may simulate layer after layer, each over its T local
+steps, without ever looking at start_step (it only matters to the chip schedule:
+`backends/lava/reverb_lava.py` uses it).  A layer whose branches come from sources at
+different hop depths would need a delay on the shorter branches; the simulator computes
+the layer-synchronous (float-model) function regardless.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import NeurodeployError
+from ..ir import reverb as rv
+from ..ir import synapses as syn
+from ..ir.spiking import SpikingGraph
+from . import engine
+from .synapse_ops import abs_bound, apply_ops
+
+WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
+
+
+# ---------------------------------------------------------------------------- neuron
+
+def _per_channel(a, like: torch.Tensor) -> torch.Tensor:
+    """Scalar or per-channel (C,) / per-feature (F,) int64 array, shaped to broadcast against
+    one step's tensor `like` (N, C, H, W) or (N, F)."""
+    t = torch.as_tensor(np.asarray(a, dtype=np.int64), device=like.device)
+    if t.ndim == 0:
+        return t
+    return t.reshape((1, -1) + (1,) * (like.ndim - 2))
+
+
+def decay(v: torch.Tensor, dv: int) -> torch.Tensor:
+    """sign(v)·(|v|·(4096 − dv) >> 12): Loihi's 12-bit leak, rounding toward zero (int64)."""
+    return torch.sign(v) * ((v.abs() * (rv.DECAY_UNITY - int(dv))) >> rv.DECAY_SHIFT)
+
+
+def emit(v: torch.Tensor, out_mant: torch.Tensor, out_shift: int, payload_max: int) -> torch.Tensor:
+    """clip((v·out_mant + 2^(out_shift−1)) >> out_shift, 0, payload_max) (round half up)."""
+    half = (1 << int(out_shift)) >> 1
+    return torch.clamp((v * out_mant + half) >> int(out_shift), 0, int(payload_max))
+
+
+def neuron_run(a_in: torch.Tensor, bias: torch.Tensor, neuron: rv.ReverbNeuron,
+               v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a ReverbNeuron layer over its T local steps.
+
+    a_in: int64 synaptic input (N, T, *shape), one slice per local step.
+    bias: int64 bias_mant << bias_exp, broadcastable to one step (N, *shape).
+    Returns (payloads int64 (N, T, *shape), final membrane v (N, *shape)).  Per step
+    (ir.reverb.ReverbNeuron): leak toward 0, add input + bias with 24-bit saturation, fire
+    where v ≥ v_th_mant, emit the rounded, clipped v·out_mant >> out_shift, reset to 0.
+    """
+    a_in = a_in.to(torch.int64)
+    step0 = a_in[:, 0]
+    vth = _per_channel(neuron.v_th_mant, step0)
+    mant = _per_channel(neuron.out_mant, step0)
+    v = torch.zeros_like(step0) if v0 is None else v0.to(torch.int64)
+    zero = torch.zeros_like(step0)
+    out = []
+    for t in range(a_in.shape[1]):
+        v = decay(v, neuron.dv)
+        v = torch.clamp(v + a_in[:, t] + bias, -rv.STATE_MAX, rv.STATE_MAX)
+        fired = v >= vth
+        out.append(torch.where(fired, emit(v, mant, neuron.out_shift, neuron.payload_max), zero))
+        v = torch.where(fired, zero, v)
+    return torch.stack(out, dim=1), v
+
+
+def reference_neuron(currents: list, dv: int, v_th: int, out_mant: int = 1, out_shift: int = 0,
+                     payload_bits: int = 24, bias: int = 0) -> tuple[list, list]:
+    """One neuron on a list of integer input currents (hand checks): (payloads, membranes after
+    each step, post-reset)."""
+    neuron = rv.ReverbNeuron(dv=int(dv), v_th_mant=np.asarray(v_th), out_mant=np.asarray(out_mant),
+                             out_shift=int(out_shift), payload_bits=int(payload_bits), timesteps=len(currents))
+    a = torch.tensor(currents, dtype=torch.int64).reshape(1, len(currents), 1)
+    payloads, vs = [], []
+    v = None
+    for t in range(len(currents)):               # one step at a time to expose every membrane value
+        p, v = neuron_run(a[:, t:t + 1], torch.tensor(int(bias)), neuron, v)
+        payloads.append(int(p[0, 0, 0]))
+        vs.append(int(v[0, 0]))
+    return payloads, vs
+
+
+# ---------------------------------------------------------------------------- preparation
+
+def timesteps(graph: SpikingGraph) -> int:
+    """T shared by every layer (the encoder's timesteps); refuses graphs that disagree."""
+    t = int(graph.input.neuron.timesteps)
+    for layer in graph.neuron_layers():
+        lt = int(getattr(layer.neuron, "timesteps", t))
+        if lt != t:
+            raise NeurodeployError(f"layer runs {lt} local steps, the encoder {t}", f"layer '{layer.name}'",
+                                   "all reverb layers must share the timesteps T")
+    return t
+
+
+def payload_max(graph: SpikingGraph) -> dict:
+    """Largest payload each spiking layer can send: code_max for the encoder, 2^payload_bits − 1
+    for a ReverbNeuron."""
+    out = {graph.input.name: int(graph.input.neuron.code_max)}
+    for layer in graph.neuron_layers():
+        if isinstance(layer.neuron, rv.ReverbNeuron):
+            out[layer.name] = int(layer.neuron.payload_max)
+    return out
+
+
+def _exact_dtypes(prep: engine.Prepared) -> None:
+    """engine.prepare bounds branches for 0/1 spikes; graded payloads need their own bound
+    (|Σ W·p| ≤ Σ |W|·p_max, exact in float32 below 2^24, float64 below 2^53)."""
+    graph = prep.graph
+    pmax = payload_max(graph)
+    shapes = {l.name: tuple(l.shape) for l in graph.layers}
+    for layer in graph.neuron_layers():
+        for pb in prep.branches[layer.name]:
+            if pb.source not in pmax:
+                raise NeurodeployError("a branch reads a layer that sends no payloads", f"layer '{layer.name}'")
+            shape = engine._shape_after(pb.bitserial_maxpool, shapes[pb.source])
+            bound = float(np.max(abs_bound(pb.ops, shape, float(pmax[pb.source]))))
+            if bound >= engine.FLOAT64_EXACT:
+                raise NeurodeployError(f"graded synaptic sums up to {bound:.3g} exceed exact float64 range",
+                                       f"layer '{layer.name}'", "use fewer payload bits")
+            dtype = torch.float32 if bound < engine.FLOAT32_EXACT else torch.float64
+            if dtype != pb.dtype:
+                pb.dtype = dtype
+                pb.weights = {i: w.to(dtype) for i, w in pb.weights.items()}
+
+
+def prepare(graph: SpikingGraph, device: str = "cpu") -> engine.Prepared:
+    """engine.prepare plus payload-sized float dtypes (idempotent on the result)."""
+    prep = engine.prepare(graph, device)
+    _ensure_exact(prep)
+    return prep
+
+
+def _ensure_exact(prep: engine.Prepared) -> None:
+    if not getattr(prep, "_reverb_exact", False):
+        _exact_dtypes(prep)
+        prep._reverb_exact = True
+
+
+def lava_wraps(ops: list, src_shape: tuple) -> bool:
+    """True when Lava runs this branch as its fixed-point Conv (24-bit wrapped output): a 3-D
+    source and no Dense in the chain (`backends.lava.mapping.map_branch` then folds the chain
+    into one Conv stage; with a Dense it becomes one Dense matrix, which does not wrap)."""
+    return len(src_shape) == 3 and not any(isinstance(op, syn.Dense) for op in ops)
+
+
+def wrap(x: torch.Tensor, bits: int = WRAP_BITS) -> torch.Tensor:
+    """Two's-complement wrap to `bits` (Lava's utils.signed_clamp)."""
+    return torch.remainder(x + (1 << (bits - 1)), 1 << bits) - (1 << (bits - 1))
+
+
+def branch_current(pb: engine.PreparedBranch, payloads: torch.Tensor, src_shape: tuple) -> torch.Tensor:
+    """(W_mant · payload) << weight_exp of one branch for a batch of payload tensors (M, *shape)."""
+    p = payloads
+    if pb.bitserial_maxpool is not None:          # engine.prepare splits a leading MaxPool off
+        mp = pb.bitserial_maxpool
+        p = F.max_pool2d(p.to(pb.dtype), mp.kernel, mp.stride)
+    c = apply_ops(pb.ops, p.to(pb.dtype), pb.weights).to(torch.int64) << int(pb.weight_exp)
+    ops = ([pb.bitserial_maxpool] if pb.bitserial_maxpool is not None else []) + list(pb.ops)
+    return wrap(c) if lava_wraps(ops, src_shape) else c
+
+
+def layer_input(prep: engine.Prepared, layer, trains: dict, n: int, t: int) -> torch.Tensor:
+    """Σ_branches (W · payload_src(τ)) << weight_exp for every local step τ: (N, T, *shape) int64."""
+    shapes = {l.name: tuple(l.shape) for l in prep.graph.layers}
+    total = None
+    for pb in prep.branches[layer.name]:
+        p = trains[pb.source]
+        flat = p.reshape((n * t,) + tuple(p.shape[2:]))
+        c = branch_current(pb, flat, shapes[pb.source])
+        c = c.reshape((n, t) + tuple(c.shape[1:]))
+        total = c if total is None else total + c
+    if total is None:
+        raise NeurodeployError("layer without inputs", f"layer '{layer.name}'")
+    return total.reshape((n, t) + tuple(layer.shape))
+
+
+# ---------------------------------------------------------------------------- run loop
+
+@dataclass
+class ReverbRun:
+    """Everything one batch produced (int64 tensors on the simulation device)."""
+    trains: dict            # spiking layer (encoder included) -> payloads (N, T, *shape)
+    readout_state: torch.Tensor   # readout v after its T local steps (N, *shape)
+    membranes: dict         # ReverbNeuron layer -> final v (N, *shape)
+
+
+def run(prep: engine.Prepared, x: np.ndarray) -> ReverbRun:
+    """Simulate one batch layer by layer (see the module docstring for why that is exact)."""
+    _ensure_exact(prep)
+    graph = prep.graph
+    enc = graph.input
+    if not isinstance(enc.neuron, rv.ReverbEncoder):
+        raise NeurodeployError("the reverb simulator needs a ReverbEncoder input", f"input '{enc.name}'")
+    t = timesteps(graph)
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)   # copy: x may be a read-only memmap
+    n = xt.shape[0]
+    k0 = engine.input_codes(enc, xt)
+    trains = {enc.name: k0.unsqueeze(1).expand((n, t) + tuple(k0.shape[1:]))}   # the code at every step
+    membranes = {}
+    state = None
+    for layer in graph.neuron_layers():
+        a_in = layer_input(prep, layer, trains, n, t)
+        bias = engine._bias(layer, a_in[:, 0])
+        if isinstance(layer.neuron, rv.ReverbReadout):
+            state = a_in.sum(dim=1) + t * bias   # v += a_in + b at each of the T steps
+            break
+        if not isinstance(layer.neuron, rv.ReverbNeuron):
+            raise NeurodeployError(f"the reverb simulator has no kernel for {type(layer.neuron).__name__}",
+                                   f"layer '{layer.name}'")
+        trains[layer.name], membranes[layer.name] = neuron_run(a_in, bias, layer.neuron)
+    if state is None or graph.output.neuron is not layer.neuron:
+        raise NeurodeployError("the last layer of a reverb network must be a ReverbReadout",
+                               f"layer '{graph.output.name}'")
+    return ReverbRun(trains, state, membranes)
+
+
+def readout_value(graph: SpikingGraph, state: torch.Tensor) -> torch.Tensor:
+    """v · output_scale as float32 (N, outputs), in the float model's units."""
+    n = state.shape[0]
+    return (state.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32).reshape(n, -1)
+
+
+def spike_counts(train: torch.Tensor) -> torch.Tensor:
+    """Nonzero payloads (messages) per neuron over the T steps: (N, *shape) int64."""
+    return (train != 0).sum(dim=1).to(torch.int64)
+
+
+def run_batch(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True) -> engine.BatchResult:
+    """engine.run_batch for `reverb` networks.
+
+    output = readout v · output_scale; output_state = readout v (int64);
+    codes[layer] = per-neuron count of nonzero payloads over the T steps (the encoder included:
+    T for every nonzero input code), so that codes sum to spikes[layer];
+    spikes[layer] = nonzero payloads (graded messages) in the batch.
+    """
+    r = run(prep, x)
+    counts = {name: spike_counts(tr) for name, tr in r.trains.items()}
+    spikes = {name: int(c.sum()) for name, c in counts.items()}
+    return engine.BatchResult(readout_value(prep.graph, r.readout_state), r.readout_state,
+                              counts if record_codes else {}, spikes)
+
+
+# ---------------------------------------------------------------------------- activity
+
+def _fanout(ops: list, src_shape: tuple) -> np.ndarray:
+    """Synapses (nonzero weights) leaving each element of a branch's input, float64 (*shape)."""
+    from .sws import _fanout as fan
+    return fan(ops, src_shape)
+
+
+@dataclass
+class Activity:
+    """Mean per-sample activity of a reverb network (what the cost reports need).
+
+    per_layer[name] = {"neurons", "steps", "spikes", "synops"}: spikes = nonzero payloads sent
+    by the layer; synops = synaptic additions its payloads cause (each nonzero payload on a ±1
+    synapse is one add/subtract; after a MaxPool only the window winners travel on).
+    """
+    per_layer: dict
+    samples: int
+
+    @property
+    def spikes(self) -> float:
+        return float(sum(v["spikes"] for v in self.per_layer.values()))
+
+    @property
+    def synaptic_ops(self) -> float:
+        return float(sum(v["synops"] for v in self.per_layer.values()))
+
+
+def activity(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu") -> Activity:
+    """Spikes and synaptic operations per sample, from a simulation of x (exact per neuron)."""
+    prep = prepare(graph, device)
+    shapes = {l.name: tuple(l.shape) for l in graph.layers}
+    consumers = [(pb, layer) for layer in graph.neuron_layers() for pb in prep.branches[layer.name]]
+    fans = [_fanout(pb.ops, engine._shape_after(pb.bitserial_maxpool, shapes[pb.source])) for pb, _ in consumers]
+    spikes, synops = {}, {}
+    for _, xb in engine.iter_batches(x, batch_size):
+        r = run(prep, xb)
+        for name, tr in r.trains.items():
+            spikes[name] = spikes.get(name, 0.0) + float((tr != 0).sum())
+        for (pb, _), fan in zip(consumers, fans):
+            tr = r.trains[pb.source]
+            if pb.bitserial_maxpool is not None:
+                mp = pb.bitserial_maxpool
+                flat = tr.reshape((-1,) + tuple(tr.shape[2:])).to(torch.float64)
+                tr = F.max_pool2d(flat, mp.kernel, mp.stride)
+            cnt = (tr != 0).reshape(-1, int(np.prod(fan.shape))).sum(dim=0).to(torch.float64).cpu().numpy()
+            synops[pb.source] = synops.get(pb.source, 0.0) + float(cnt @ fan.reshape(-1))
+    n = max(len(x), 1)
+    t = timesteps(graph)
+    per = {}
+    for l in graph.layers:
+        steps = 0 if l is graph.input else t
+        per[l.name] = {"neurons": int(np.prod(l.shape)), "steps": steps,
+                       "spikes": spikes.get(l.name, 0.0) / n, "synops": synops.get(l.name, 0.0) / n}
+    return Activity(per, len(x))

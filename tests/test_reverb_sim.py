@@ -1,0 +1,266 @@
+"""The `reverb` simulator (neurodeploy/sim/reverb.py): hand-checked integer traces of the
+ReverbNeuron, and random reverb networks through nd.simulate against an independent
+per-sample numpy loop written from the `neurodeploy.ir.reverb` docstrings."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import neurodeploy as nd
+import reverb_netgen
+from neurodeploy.errors import NeurodeployError
+from neurodeploy.ir import reverb as rv
+from neurodeploy.ir import serialize
+from neurodeploy.ir import synapses as syn
+from neurodeploy.sim import engine
+from neurodeploy.sim import reverb as rsim
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- one neuron by hand
+
+def test_subthreshold_leak_rounds_toward_zero():
+    # dv = 3072: v <- v·1024 >> 12 in magnitude.  100 -> 25 -> 6 (6.25) -> 1 (1.5) - 7 = -6 -> -1 (-1.5)
+    p, v = rsim.reference_neuron([100, 0, 0, -7, 0], dv=3072, v_th=1000)
+    assert p == [0, 0, 0, 0, 0]
+    assert v == [100, 25, 6, -6, -1]
+
+
+def test_decay_helpers_agree():
+    v = np.array([-8388607, -4097, -5, -1, 0, 1, 5, 4097, 8388607])
+    for dv in (0, 1, 1024, 3072, 4095):
+        np.testing.assert_array_equal(rsim.decay(torch.as_tensor(v), dv).numpy(), rv.decay_toward_zero(v, dv))
+
+
+def test_firing_emits_scaled_rounded_value_and_resets():
+    # no leak, threshold 10, emit (3v + 2) >> 2
+    p, v = rsim.reference_neuron([12, 5, 6, 9], dv=0, v_th=10, out_mant=3, out_shift=2)
+    assert p == [(36 + 2) >> 2, 0, (33 + 2) >> 2, 0] == [9, 0, 8, 0]
+    assert v == [0, 5, 0, 9]
+    # round half up: 10 / 4 = 2.5 -> 3
+    p, _ = rsim.reference_neuron([10], dv=0, v_th=10, out_mant=1, out_shift=2)
+    assert p == [3]
+
+
+def test_threshold_is_inclusive_and_zero_threshold_sends_nothing_for_zero():
+    p, v = rsim.reference_neuron([7, 0, -3], dv=0, v_th=7)
+    assert p == [7, 0, 0] and v == [0, 0, -3]
+    p, v = rsim.reference_neuron([0, -1, 4], dv=0, v_th=0)       # V_th = 0: v = 0 fires a zero payload
+    assert p == [0, 0, 3] and v == [0, -1, 0]            # -1 + 4 = 3 (no leak)
+
+
+def test_saturation_of_state_and_payload():
+    big = 1 << 23
+    p, v = rsim.reference_neuron([big, big, -3 * big, -big], dv=0, v_th=1 << 24)
+    assert p == [0, 0, 0, 0]
+    assert v == [big - 1, big - 1, -(big - 1), -(big - 1)]
+    # payload clipped at 2^payload_bits - 1
+    p, _ = rsim.reference_neuron([1000, 300], dv=0, v_th=0, out_mant=255, out_shift=0, payload_bits=8)
+    assert p == [255, 255]
+    p, _ = rsim.reference_neuron([1000], dv=0, v_th=0, out_mant=255, out_shift=0, payload_bits=16)
+    assert p == [65535]
+    # bias is added every step
+    p, v = rsim.reference_neuron([0, 0, 0], dv=0, v_th=25, bias=10)
+    assert p == [0, 0, 30] and v == [10, 20, 0]
+
+
+def test_digest_vector_4_6_scaled_to_integers():
+    # τ = 0.25 (dv = 3072), V_th = 0.25, I = [0.4, 0.5, 0.1, 0.2]: O = [0.4, 0.5, 0, 0], U_4 = 0.225
+    p, v = rsim.reference_neuron([400, 500, 100, 200], dv=rv.decay_mant_for(0.25), v_th=250)
+    assert rv.decay_mant_for(0.25) == 3072
+    assert p == [400, 500, 0, 0]
+    assert v == [0, 0, 100, 225]
+
+
+def test_digest_bn_fold_vector_4_6():
+    # folded neuron: threshold 0.0625, bias -0.175, emit 4·Ũ; J = [0.15, 0.3, -0.1, 0.25] -> O = [0, 0.475, 0, 0]
+    s = 100000
+    p, v = rsim.reference_neuron([15000, 30000, -10000, 25000], dv=3072, v_th=6250, out_mant=4,
+                                 payload_bits=16, bias=-17500)
+    assert p == [0, 47500, 0, 0]
+    assert v == [-2500, 0, -27500, 625]              # Ũ_4 = 0.00625 = U_4 / s with U_4 = 0.025
+    assert p[1] / s == pytest.approx(0.475)
+
+
+def test_per_channel_threshold_and_out_mant():
+    neuron = rv.ReverbNeuron(dv=0, v_th_mant=np.array([5, 50]), out_mant=np.array([1, 3]), out_shift=1,
+                             payload_bits=8, timesteps=2)
+    a = torch.tensor([[[[6]], [[60]]], [[[4]], [[4]]]]).reshape(1, 2, 2, 1, 1)    # (N, T, C, H, W)
+    p, v = rsim.neuron_run(a, torch.tensor(0), neuron)
+    # channel 0: 6 >= 5 -> (6 + 1) >> 1 = 3; then 4 < 5.  channel 1: 60 -> (180 + 1) >> 1 = 90; then 4
+    assert p[0, :, 0, 0, 0].tolist() == [3, 0]
+    assert p[0, :, 1, 0, 0].tolist() == [90, 0]
+    assert v[0, :, 0, 0].tolist() == [4, 4]
+
+
+# --------------------------------------------------------------------------- independent reference
+
+def _conv(x, w, pad):
+    """Naive cross-correlation, stride 1: x (C, H, W), w (O, C, kh, kw), int64."""
+    c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.zeros((c, h + 2 * pad, wd + 2 * pad), dtype=np.int64)
+    xp[:, pad:pad + h, pad:pad + wd] = x
+    out = np.zeros((o, h + 2 * pad - kh + 1, wd + 2 * pad - kw + 1), dtype=np.int64)
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            out[:, i, j] = np.einsum("ocij,cij->o", w, xp[:, i:i + kh, j:j + kw])
+    return out
+
+
+def _pool(x, k, reduce):
+    c, h, w = x.shape
+    return reduce(x[:, :h // k * k, :w // k * k].reshape(c, h // k, k, w // k, k), axis=(2, 4))
+
+
+def _apply(op, x):
+    if isinstance(op, syn.Conv):
+        assert tuple(op.stride) == (1, 1) and op.groups == 1 and op.padding[0] == op.padding[1]
+        return _conv(x, np.asarray(op.weight, dtype=np.int64), op.padding[0])
+    if isinstance(op, syn.SumPool):
+        return _pool(x, op.kernel[0], np.sum)
+    if isinstance(op, syn.MaxPool):
+        return _pool(x, op.kernel[0], np.max)
+    if isinstance(op, syn.Flatten):
+        return x.reshape(-1)
+    if isinstance(op, syn.Dense):
+        return np.asarray(op.weight, dtype=np.int64) @ x
+    raise TypeError(op)
+
+
+def _chan(a, shape):
+    a = np.asarray(a, dtype=np.int64)
+    return a.reshape((-1,) + (1,) * (len(shape) - 1)) if a.ndim == 1 else a
+
+
+def reference_forward(graph, x_one):
+    """One sample, written from ir/reverb.py: payload trains {layer: (T, *shape)} and readout v."""
+    enc = graph.input
+    t_steps = enc.neuron.timesteps
+    code = np.clip(np.floor(x_one.astype(np.float64) * float(enc.in_scale) + float(enc.offset)),
+                   0, enc.neuron.code_max).astype(np.int64)
+    trains = {enc.name: [code] * t_steps}                      # the code at each of the T steps
+    for layer in graph.neuron_layers():
+        n = layer.neuron
+        bias = _chan(layer.bias_mant, layer.shape) << layer.bias_exp
+        v = np.zeros(layer.shape, dtype=np.int64)
+        out = []
+        for t in range(t_steps):
+            a_in = np.zeros(layer.shape, dtype=np.int64)
+            for b in layer.branches:
+                s = trains[b.source][t]
+                for op in b.ops:
+                    s = _apply(op, s)
+                s = s << b.weight_exp
+                assert np.abs(s).max() < (1 << 23)             # the test graphs never reach Lava's conv wrap
+                a_in += s.reshape(layer.shape)
+            if isinstance(n, rv.ReverbReadout):
+                v = v + a_in + bias
+                continue
+            v = np.sign(v) * ((np.abs(v) * (4096 - n.dv)) >> 12)
+            v = np.clip(v + a_in + bias, -(2 ** 23 - 1), 2 ** 23 - 1)
+            fired = v >= _chan(n.v_th_mant, layer.shape)
+            p = np.clip((v * _chan(n.out_mant, layer.shape) + ((1 << n.out_shift) >> 1)) >> n.out_shift,
+                        0, 2 ** n.payload_bits - 1)
+            out.append(np.where(fired, p, 0))
+            v = np.where(fired, 0, v)
+        if isinstance(n, rv.ReverbReadout):
+            return {k: np.stack(tr) for k, tr in trains.items()}, v
+        trains[layer.name] = out
+    raise AssertionError("no readout")
+
+
+CASES = [(seed, t, bits, pool, real)
+         for seed, t, bits, pool, real in [(0, 1, 8, "sum", False), (1, 2, 8, "max", False), (2, 4, 8, "sum", True),
+                                           (3, 4, 16, "max", True), (4, 3, 16, "sum", False), (5, 4, 16, "max", False)]]
+
+
+@pytest.mark.parametrize("seed,t,bits,pool,real", CASES)
+def test_simulator_matches_independent_loop(seed, t, bits, pool, real):
+    graph = reverb_netgen.random_graph(seed, t, bits, pool, real)
+    assert reverb_netgen.max_branch_sum(graph) < 1 << 23
+    x = reverb_netgen.random_inputs(graph, 6, seed)
+    y = nd.simulate(graph, x, batch_size=4)                   # two batches
+    run = rsim.run(rsim.prepare(graph), x)
+    fired = 0
+    for i in range(len(x)):
+        trains, v = reference_forward(graph, x[i])
+        for name, tr in trains.items():
+            np.testing.assert_array_equal(run.trains[name][i].numpy(), tr, err_msg=f"sample {i}, layer {name}")
+            if name != graph.input.name:
+                fired += int((tr != 0).sum())
+        np.testing.assert_array_equal(run.readout_state[i].numpy(), v)
+        np.testing.assert_array_equal(y[i], (v.astype(np.float64) * graph.output.neuron.output_scale).astype(np.float32))
+    assert fired > 0                                           # the hidden layers did send payloads
+
+
+def test_start_step_does_not_change_the_simulation():
+    g1 = reverb_netgen.random_graph(7, 4, 8, "sum")
+    g2 = reverb_netgen.random_graph(7, 4, 8, "sum")
+    for i, layer in enumerate(g2.neuron_layers()):
+        layer.neuron.start_step = 10 * i + 5
+    x = reverb_netgen.random_inputs(g1, 5, 7)
+    np.testing.assert_array_equal(nd.simulate(g1, x), nd.simulate(g2, x))
+
+
+def test_run_batch_codes_count_nonzero_payloads():
+    graph = reverb_netgen.random_graph(8, 4, 8, "max")
+    x = reverb_netgen.random_inputs(graph, 5, 8)
+    prep = engine.prepare(graph)
+    r = engine.run_batch(prep, x)
+    run = rsim.run(prep, x)
+    for name, tr in run.trains.items():
+        np.testing.assert_array_equal(r.codes[name].numpy(), (tr.numpy() != 0).sum(axis=1))
+        assert int(r.codes[name].sum()) == r.spikes[name]
+    assert graph.output.name not in r.spikes
+    # the encoder sends each nonzero code at every step
+    k = engine.input_codes(graph.input, torch.as_tensor(x)).numpy()
+    assert r.spikes[graph.input.name] == 4 * int((k != 0).sum())
+
+
+def test_activity_counts_synaptic_ops():
+    graph = reverb_netgen.random_graph(9, 2, 8, "sum", hidden=5, outputs=3)
+    x = reverb_netgen.random_inputs(graph, 4, 9)
+    act = rsim.activity(graph, x, batch_size=3)
+    run = rsim.run(rsim.prepare(graph), x)
+    fc1 = run.trains["fc1"].numpy()
+    # every fc1 payload reaches all 3 readout synapses (±1 weights, none zero)
+    assert act.per_layer["fc1"]["synops"] == pytest.approx((fc1 != 0).sum() * 3 / len(x))
+    # conv1 -> sum-pool 2x2 -> dense: each conv1 payload inside the pooled area reaches `hidden` synapses
+    c1 = run.trains["conv1"].numpy()
+    assert act.per_layer["conv1"]["synops"] == pytest.approx((c1 != 0).sum() * 5 / len(x))
+    # input -> 3x3 pad-1 conv: fan-out = C_out x (kernel taps that land inside the output)
+    code = run.trains["input"].numpy()
+    h = graph.input.shape[1]
+    taps = np.array([min(i + 1, h - 1) - max(i - 1, 0) + 1 for i in range(h)])
+    fan = graph.layers[1].shape[0] * taps[:, None] * taps[None, :]
+    expect = ((code != 0) * fan[None, None, None]).sum() / len(x)
+    assert act.per_layer["input"]["synops"] == pytest.approx(expect)
+    assert act.per_layer["readout"]["spikes"] == 0
+    assert act.synaptic_ops == pytest.approx(sum(v["synops"] for v in act.per_layer.values()))
+
+
+def test_refuses_mismatched_timesteps():
+    graph = reverb_netgen.random_graph(0, 4, 8)
+    graph.layers[2].neuron.timesteps = 3
+    with pytest.raises(NeurodeployError, match="local steps"):
+        nd.simulate(graph, reverb_netgen.random_inputs(graph, 2))
+
+
+def test_cli_simulate_on_a_saved_reverb_network(tmp_path):
+    graph = reverb_netgen.random_graph(11, 2, 16, "max", True)
+    out = tmp_path / "net"
+    out.mkdir()
+    serialize.save(graph, out)
+    x = reverb_netgen.random_inputs(graph, 3, 11)
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "neurodeploy", "simulate", str(out), "--input", str(tmp_path / "x.npy"),
+                          "--output", str(tmp_path / "y.npy")], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), nd.simulate(graph, x))
