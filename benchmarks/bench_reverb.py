@@ -10,8 +10,9 @@ For every T, trained and measured in this one run, on sklearn digits (75/25 spli
 * **ReverB, hidden conv binary** -- ``models/train_digits_reverb.py``'s CNN (Conv - BN - ReverB -
   pool - BinaryConv - BN - ReverB - pool - Linear): only the hidden convolution has ±1 weights;
 * **ReverB, hidden conv + read-out binary**, **ReverB, all binary** -- the same with the read-out
-  (α per channel of the flattened tensor) and also the first convolution binary (the paper does
-  not say which layers it binarises, digest §4.5);
+  a plain ``BinaryLinear`` (α per input feature, as in the paper; the compiler folds it into
+  per-neuron emission scales) and also the first convolution binary (the paper does not say
+  which layers it binarises, digest §4.5);
 * **LIF (cuba)** -- the digits LIF CNN of the same shape (``models/train_digits_lif.py``'s
   ``build_model``: binary spikes, real weights), trained with the same recipe, compiled with the
   ``cuba`` scheme (8-bit weights, Loihi's stock CUBA LIF).

@@ -37,7 +37,6 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from neurodeploy.nn.lif import SpikingSequential  # noqa: E402
@@ -48,37 +47,9 @@ from neurodeploy.train.fit import fit, predict  # noqa: E402
 SEED = 0
 NEURON = {"tau": 0.25, "v_th": 0.0}
 # The recipe (chosen on the training split's behaviour, see the report in the JSON): Adam with a
-# cosine schedule, weight decay on the real-valued weight tensors only.
+# cosine schedule, weight decay on every tensor with dim > 1 (train.fit: weights, latent binary weights, α).
 DEFAULTS = {"epochs": 30, "timesteps": 4, "method": "rate_M", "lr": 1e-2, "batch_size": 64,
             "weight_decay": 1e-4}
-
-
-class ChannelAlpha(nn.Module):
-    """Parametrisation of a flattened layer's α: one value per channel of the producer, repeated
-    over its ``per`` flattened positions (Flatten orders features channel-major, (C, H, W)).
-
-    ReverB's α is indexed by the *input channel* (1×C_in×1×1) so that after training it folds
-    into the producing neuron's emission; a linear layer after Flatten sees C·H·W features, and a
-    per-feature α could not fold into per-channel neurons (``passes.fold_reverb`` refuses it).
-    """
-
-    def __init__(self, per: int):
-        super().__init__()
-        self.per = int(per)
-
-    def forward(self, alpha: torch.Tensor) -> torch.Tensor:
-        return alpha.repeat_interleave(self.per, dim=1)
-
-    def right_inverse(self, alpha: torch.Tensor) -> torch.Tensor:
-        # the stored parameter: the channel mean of a per-feature α (its initial value)
-        return alpha.reshape(1, -1, self.per).mean(2)
-
-
-def binary_readout(channels: int, positions: int, classes: int) -> BinaryLinear:
-    """A binary read-out after Flatten whose α is shared by each channel's positions."""
-    layer = BinaryLinear(channels * positions, classes)
-    parametrize.register_parametrization(layer, "alpha", ChannelAlpha(positions))
-    return layer
 
 
 def build_model(channels=(16, 32), neuron: dict | None = None, classes: int = 10, binary_first: bool = False,
@@ -86,8 +57,10 @@ def build_model(channels=(16, 32), neuron: dict | None = None, classes: int = 10
     """The digits ReverB CNN; ``neuron`` overrides entries of ``NEURON``.
 
     The hidden convolution is always binary; ``binary_first`` / ``binary_last`` make the input
-    convolution / the read-out linear layer binary as well (the read-out's α is then one value
-    per channel of the flattened 32×2×2 tensor, see :class:`ChannelAlpha`).
+    convolution / the read-out linear layer binary as well.  The read-out is then a plain
+    ``BinaryLinear`` with one α per input feature (the 128 = 32×2×2 flattened positions, as in
+    the paper); the compiler folds it into per-neuron emission scales of the second ReverB
+    layer (``passes.fold_reverb``).
     """
     cfg = dict(NEURON, **(neuron or {}))
 
@@ -100,7 +73,7 @@ def build_model(channels=(16, 32), neuron: dict | None = None, classes: int = 10
     layers = [first(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), neuron_(), nn.AvgPool2d(2),
               BinaryConv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), neuron_(), nn.AvgPool2d(2),
               nn.Flatten()]
-    layers.append(binary_readout(c2, 2 * 2, classes) if binary_last else nn.Linear(c2 * 2 * 2, classes))
+    layers.append((BinaryLinear if binary_last else nn.Linear)(c2 * 2 * 2, classes))
     return SpikingSequential(*layers)
 
 
@@ -188,13 +161,14 @@ def main(argv=None) -> dict:
         "timesteps": args.timesteps,
         "epochs": args.epochs,
         "optimizer": {"name": "adam", "lr": args.lr, "weight_decay": DEFAULTS["weight_decay"],
-                      "weight_decay_on": "weight tensors (dim > 1) incl. latent binary weights; not α, BN",
+                      "weight_decay_on": "every tensor with dim > 1 (train.fit): weights, latent binary "
+                                         "weights and α; not BN",
                       "schedule": "cosine per iteration", "batch_size": args.batch_size},
         "neuron": dict(neuron, type="ReverBNeuron", fires_on="U >= v_th", emits="U (graded spike)",
                        reset="hard, to 0"),
         "binary": {"first_conv": args.binary_first, "hidden_conv": True, "last_linear": args.binary_last,
                    "layers": binary_layers(model), "ste": "clipped, d sign(W)/dW = 1{|W| <= 1}",
-                   "alpha": "per input channel, trainable (read-out: per channel of the flattened tensor)",
+                   "alpha": "per input channel (convolutions) / per input feature (linear), trainable",
                    **weight_bits(model)},
         "input": "x = pixel/16, float32 (N,1,8,8), constant current at every step",
         "readout": "mean over T of the final Linear output = W @ mean_t(O_t) + b",

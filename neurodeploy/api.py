@@ -141,6 +141,16 @@ def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
                            "pass an nn.Module with an example input, an ExportedProgram, or an .onnx/.pt2 path")
 
 
+def _is_qat_module(model) -> bool:
+    """True for an nn.Module prepared for quantisation-aware training (holds fake-quant modules)."""
+    import sys
+    if "torch" not in sys.modules:
+        return False
+    import torch
+    from torch.ao.quantization import FakeQuantizeBase
+    return isinstance(model, torch.nn.Module) and any(isinstance(m, FakeQuantizeBase) for m in model.modules())
+
+
 def _module_graph(model, example_input) -> fg.FloatGraph:
     """An nn.Module -> FloatGraph, by the front end its neurons need: spiking models (ReverB
     modules, LIF neurons) get their own per-step leaves before export; ANNs go to torch.export."""
@@ -181,7 +191,8 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
     """Compile a trained model into a spiking network.
 
     model_or_path: an `nn.Module` (then `example_input`, a tensor shaped like a batch of inputs,
-    is required), a `torch.export.ExportedProgram`, or a path to an `.onnx` / `.pt2` file.
+    is required; a QAT model from `neurodeploy.nn.prepare_qat` is compiled through its QDQ ONNX
+    export), a `torch.export.ExportedProgram`, or a path to an `.onnx` / `.pt2` file.
     target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (or any registered
     scheme, e.g. "rate").
     options: the fields of `neurodeploy.schemes.CompileOptions` (the CLI's compile options):
@@ -190,6 +201,10 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
     An `.onnx` path is compiled exactly as `neurodeploy compile` does; PyTorch models go through
     `neurodeploy.frontends.torch_frontend`, which builds the same float graph.
     """
+    if _is_qat_module(model_or_path):
+        # PyTorch QAT (fake-quant modules): through its QDQ ONNX export, the paper's 8-bit ANN
+        from .nn.qat import compile_qat
+        return compile_qat(model_or_path, example_input, target=target, scheme=scheme, **options)
     opts = _options(options)
     if isinstance(model_or_path, (str, Path)) and Path(model_or_path).suffix.lower() == ".onnx":
         from .compiler import compile_model          # exactly `neurodeploy compile`
@@ -310,7 +325,7 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
     y = check_labels(_numpy(y, "labels"), len(x), "y")
     if not getattr(get_scheme(graph.scheme), "ann_reference", True):
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
-        from .schemes.cuba import compare_accuracy
+        from .reports.verify import compare_accuracy
         r = compare_accuracy(model, graph, x, y, batch_size=batch_size)
         return {"scheme": graph.scheme, "samples": int(len(x)), "accuracy": {"float_snn": r["float_accuracy"],
                 "fixed_point_snn": r["fixed_accuracy"]}, "agreement": {"fixed_vs_float_snn": r["agreement"]},

@@ -9,6 +9,8 @@ their range (some saturate at 2^payload_bits − 1): the membrane scale of a lay
 estimated from its fan-in and its input payload range, and thresholds, out_mant/out_shift
 and biases are drawn relative to it.  Branch sums stay below 2^23 (no 24-bit wrap), which
 `max_branch_sum` lets a test assert.  start_step = hop depth (1, 2, 3), as the compiler sets it.
+With per_neuron=True conv1's v_th_mant and out_mant are drawn per neuron, the full (C, H, W)
+layer shape (`ir.reverb.neuron_field`'s third form), instead of per channel (C,).
 """
 import numpy as np
 
@@ -23,10 +25,12 @@ def _signs(rng, shape):
 
 
 def _neuron(rng, channels, scale, payload_bits, t, start):
-    """ReverbNeuron whose payloads (v·m >> s) span about the payload range for v ≈ scale."""
+    """ReverbNeuron whose payloads (v·m >> s) span about the payload range for v ≈ scale.
+
+    channels: an int (per-channel fields (C,)) or a layer shape (per-neuron fields)."""
     pmax = (1 << payload_bits) - 1
     out_shift = int(rng.integers(0, 12))
-    # v ≈ scale should give a payload around pmax/3, with a per-channel spread of 4x
+    # v ≈ scale should give a payload around pmax/3, with a spread of 4x over channels (neurons)
     mant = np.maximum(1, np.round(pmax / 3 * (1 << out_shift) / max(scale, 1.0)
                                   * rng.uniform(0.5, 2.0, channels))).astype(np.int64)
     vth = np.round(rng.uniform(0.0, 0.6, channels) * scale).astype(np.int64)
@@ -43,7 +47,7 @@ def _scale(ops, in_shape, in_max, weight_exp):
 
 def random_graph(seed: int = 0, t: int = 4, payload_bits: int = 8, pool: str = "sum",
                  first_real: bool = False, in_shape=(2, 6, 6), c1: int = 3, hidden: int = 7,
-                 outputs: int = 4, code_max: int = 255) -> SpikingGraph:
+                 outputs: int = 4, code_max: int = 255, per_neuron: bool = False) -> SpikingGraph:
     """A random reverb network (see the module docstring).  pool: "sum" or "max"."""
     rng = np.random.default_rng(seed)
     c0, h, w = in_shape
@@ -58,7 +62,7 @@ def random_graph(seed: int = 0, t: int = 4, payload_bits: int = 8, pool: str = "
     s1 = _scale(ops1, in_shape, code_max, e1)
     l1 = Layer("conv1", (c1, h, w), [Branch("input", ops1, e1)],
                bias_mant=rng.integers(-int(s1 / 4) - 1, int(s1 / 4) + 2, c1).astype(np.int64), bias_exp=0,
-               neuron=_neuron(rng, c1, s1, payload_bits, t, 1), float_node="conv1")
+               neuron=_neuron(rng, (c1, h, w) if per_neuron else c1, s1, payload_bits, t, 1), float_node="conv1")
     pmax = (1 << payload_bits) - 1
     pool_op = syn.SumPool((2, 2), (2, 2)) if pool == "sum" else syn.MaxPool((2, 2), (2, 2))
     flat = c1 * (h // 2) * (w // 2)

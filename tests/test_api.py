@@ -220,3 +220,24 @@ def test_top_level_package_exposes_the_api():
         pytest.skip("neurodeploy/__init__.py has no lazy API attributes yet (integration patch)")
     assert neurodeploy.compile is nd.compile and neurodeploy.simulate is nd.simulate
     assert neurodeploy.verify is nd.verify and neurodeploy.CompiledNet is nd.CompiledNet
+
+
+def test_compile_routes_a_qat_module_through_its_qdq_export(tmp_path):
+    """nd.compile(qat_module) is compile_qat: the same integer network as the exported QDQ file."""
+    from neurodeploy.ir.serialize import save
+    from neurodeploy.nn import qat
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 10))
+    q = qat.prepare_qat(model)
+    x = torch.rand(32, 1, 8, 8)
+    q.train()
+    q(x)
+    q.eval()
+    direct = nd.compile(q, x, target="cpu", scheme="sws")
+    via_file = nd.compile(qat.export_qat_onnx(q, x, tmp_path / "q.onnx"), target="cpu", scheme="sws")
+    for name, net in (("a", direct), ("b", via_file)):
+        (tmp_path / name).mkdir()
+        save(net.graph, tmp_path / name)
+    assert (tmp_path / "a" / "params.npz").read_bytes() == (tmp_path / "b" / "params.npz").read_bytes()
+    assert np.array_equal(nd.simulate(direct, x.numpy()), nd.simulate(via_file, x.numpy()))

@@ -15,7 +15,8 @@ from neurodeploy.ir import cuba as cb
 from neurodeploy.ir import synapses as syn
 from neurodeploy.nn.lif import LIF, SpikingSequential
 from neurodeploy.schemes.base import CompileOptions
-from neurodeploy.schemes.cuba import Cuba, compare_accuracy, compile_lif
+from neurodeploy.reports.verify import compare_accuracy
+from neurodeploy.schemes.cuba import Cuba, compile_lif
 from neurodeploy.sim import cuba as sim_cuba
 from neurodeploy.sim import engine
 from neurodeploy.target import load_target

@@ -319,9 +319,90 @@ def test_negative_inputs_and_missing_calibration_are_refused():
         nd.compile(m, x[:2], scheme="reverb")
 
 
-def test_alpha_varying_within_a_flattened_channel_is_refused():
+# --------------------------------------------------------------------------- α per feature after a Flatten
+def _flatten_net(seed: int, pool: nn.Module | None, feat: int, v_th: float = 0.05) -> SpikingSequential:
+    """BinaryConv - BN - ReverB - [pool] - Flatten - BinaryLinear (α per flattened feature) - BN - ReverB
+    - BinaryLinear: the read-out α of the paper (1×F_in), which the producer can only carry per neuron."""
+    torch.manual_seed(seed)
+    layers = [BinaryConv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), ReverBNeuron(0.25, v_th)]
+    layers += ([pool] if pool is not None else []) + [nn.Flatten(), BinaryLinear(feat, 6), nn.BatchNorm1d(6),
+                                                      ReverBNeuron(0.5, v_th), BinaryLinear(6, 3)]
+    return _randomise(SpikingSequential(*layers), seed)
+
+
+FLATTEN_CASES = {"none": (None, 256), "avg2": (nn.AvgPool2d(2), 64), "max2": (nn.MaxPool2d(2), 64),
+                 "max3_cropped": (nn.MaxPool2d(3), 16)}     # 8x8 -> 2x2 windows leave rows/cols 6, 7 unread
+
+
+@pytest.mark.parametrize("case,seed", [("none", 0), ("avg2", 1), ("max2", 2), ("max3_cropped", 3)])
+def test_per_feature_alpha_after_flatten_folds_into_per_neuron_emission(case, seed):
+    pool, feat = FLATTEN_CASES[case]
+    m = _flatten_net(seed, pool, feat)
+    alpha = m[5 if pool is not None else 4].alpha.detach().numpy().reshape(-1)
+    assert np.any(alpha < 0) and np.ptp(np.abs(alpha).reshape(4, -1), axis=1).min() > 0   # varies in every channel
+    x = _inputs("conv", 32, seed)
+    g = load_reverb_model(m, x[:2])
+    folded = fold_reverb(g)
+    trained = rf.run(g, x, 4)
+    assert np.allclose(trained, predict(m, x, 4), rtol=1e-4, atol=1e-5 * np.abs(trained).max())
+    assert np.allclose(rf.run(folded, x, 4), trained, rtol=1e-9, atol=1e-12 * np.abs(trained).max())
+    act = [folded.op(n) for n in folded.topo_order() if isinstance(folded.op(n), rf.ReverbAct)][0]
+    kappa = np.asarray(act.emit_scale)
+    assert kappa.shape == (4, 8, 8)                           # per neuron: |s_c|·|α_f| of the feature it feeds
+    s = np.abs(m[1].weight.detach().numpy().astype(np.float64)) / np.sqrt(m[1].running_var.numpy() + m[1].eps)
+    pooled = np.abs(alpha).reshape(4, *((8, 8) if pool is None else (8 // pool.kernel_size,) * 2))
+    k = 1 if pool is None else pool.kernel_size
+    covered = (8 // k) * k
+    want = s[:, None, None] * np.repeat(np.repeat(pooled, k, 1), k, 2)
+    np.testing.assert_allclose(kappa[:, :covered, :covered], want, rtol=1e-6)
+    assert np.all(kappa[:, covered:, :] == 0) and np.all(kappa[:, :, covered:] == 0)   # unread neurons send nothing
+    for n in folded.topo_order():
+        if isinstance(folded.op(n), rf.BINARY):
+            assert np.all(np.abs(folded.op(n).weight) == 1.0) and np.all(folded.op(n).alpha == 1.0)
+
+
+def test_per_feature_alpha_compiles_to_per_neuron_out_mant(tmp_path):
+    m = _flatten_net(4, nn.AvgPool2d(2), 64)
+    x = _inputs("conv", 64, 4)
+    net = nd.compile(m, x[:2], target="loihi2", scheme="reverb", timesteps=4, payload_bits=16, calibration=x)
+    g = net.graph
+    conv1, dense1 = g.layers[1], g.layers[2]
+    assert np.asarray(conv1.neuron.out_mant).shape == tuple(conv1.shape)    # per neuron
+    assert np.asarray(conv1.neuron.v_th_mant).shape == (4,)                  # BN is per channel: stays (C,)
+    assert np.asarray(dense1.neuron.out_mant).shape == (6,)
+    q = g.meta["quantisation"]["conv1"]
+    # one out_shift per layer, the smallest non-zero multiplier with >= 16 bits
+    nz = np.asarray(conv1.neuron.out_mant)[np.asarray(conv1.neuron.out_mant) > 0]
+    assert q["out_mant_min_bits"] == int(nz.min()).bit_length() >= 16
+    assert int(nz.max()).bit_length() <= 24 and int(nz.min()) < 2 ** 17   # the shift is no larger than needed
+    float_out = predict(m, x, 4)
+    fixed = nd.simulate(net, x)
+    assert np.abs(fixed - float_out).max() <= 0.05 * np.abs(float_out).max()
+    assert np.mean(fixed.argmax(1) == float_out.argmax(1)) >= 0.9
+    # the per-neuron field survives the file format
+    net.save(tmp_path / "net")
+    back = serialize.load(tmp_path / "net")
+    assert np.array_equal(back.layers[1].neuron.out_mant, conv1.neuron.out_mant)
+    np.testing.assert_array_equal(nd.simulate(back, x), fixed)
+
+
+def test_overlapping_pool_windows_with_different_alpha_are_refused():
     torch.manual_seed(0)
-    m = SpikingSequential(nn.Conv2d(2, 4, 3, padding=1), ReverBNeuron(), nn.Flatten(), BinaryLinear(256, 3)).eval()
+    m = _flatten_net(5, nn.AvgPool2d(3, stride=1), 4 * 6 * 6)
     x = _inputs("conv", 4, 0)
-    with pytest.raises(UnsupportedError, match="within a channel"):
+    with pytest.raises(UnsupportedError, match="overlapping"):
+        nd.compile(m, x[:2], scheme="reverb", calibration=x)
+    # with α uniform per channel the overlap is harmless: it folds into per-channel scales
+    with torch.no_grad():
+        a = m[5].alpha.view(4, 36)
+        a.copy_(a[:, :1].expand(4, 36))
+    net = nd.compile(m, x[:2], scheme="reverb", calibration=x)
+    assert np.asarray(net.graph.layers[1].neuron.out_mant).shape == (4,)
+
+
+def test_alpha_varying_within_an_input_channel_is_refused():
+    torch.manual_seed(0)
+    m = SpikingSequential(nn.Flatten(), BinaryLinear(128, 8), ReverBNeuron(), nn.Linear(8, 3)).eval()
+    x = _inputs("conv", 4, 0)
+    with pytest.raises(UnsupportedError, match="network input"):
         nd.compile(m, x[:2], scheme="reverb", calibration=x)

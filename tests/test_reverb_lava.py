@@ -51,6 +51,15 @@ def test_random_graphs_bit_exact(seed, t, bits, pool, real):
     _assert_exact(graph, reverb_netgen.random_inputs(graph, 3, seed))
 
 
+@pytest.mark.parametrize("seed,t,bits,pool", [(23, 4, 8, "sum"), (21, 3, 16, "max")])
+def test_per_neuron_fields_bit_exact(seed, t, bits, pool):
+    # conv1's v_th_mant and out_mant hold one value per neuron (C, H, W), not per channel
+    graph = reverb_netgen.random_graph(seed, t, bits, pool, per_neuron=True)
+    assert np.asarray(graph.layers[1].neuron.out_mant).shape == tuple(graph.layers[1].shape)
+    lava = _assert_exact(graph, reverb_netgen.random_inputs(graph, 3, seed))
+    assert int((lava.trains["conv1"] != 0).sum()) > 0
+
+
 def _with_skip(graph):
     """Add a second readout branch straight from conv1 (hop depth 1 instead of 2): Lava must
     delay it by one step (DelayLine) to stay layer-synchronous."""
@@ -82,17 +91,19 @@ def test_more_random_graphs_bit_exact(seed, t, bits, pool):
     _assert_exact(graph, reverb_netgen.random_inputs(graph, 4, seed))
 
 
-def _small_model(seed: int):
+def _small_model(seed: int, binary_last: bool = False):
+    """The digits CNN in small; binary_last: a BinaryLinear read-out whose α (per flattened feature,
+    both signs) folds into per-neuron out_mant of the second ReverB layer."""
     import torch
     from torch import nn
 
     from neurodeploy.nn.lif import SpikingSequential
-    from neurodeploy.nn.reverb import BinaryConv2d, ReverBNeuron
+    from neurodeploy.nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
     torch.manual_seed(seed)
     model = SpikingSequential(
         nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), ReverBNeuron(0.25, 0.05), nn.AvgPool2d(2),
         BinaryConv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), ReverBNeuron(0.25, 0.0), nn.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(6 * 2 * 2, 3))
+        nn.Flatten(), (BinaryLinear if binary_last else nn.Linear)(6 * 2 * 2, 3))
     with torch.no_grad():                                   # BN statistics as after training
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -103,16 +114,24 @@ def _small_model(seed: int):
     return model.eval()
 
 
-@pytest.mark.parametrize("t,bits", [(2, 8), (4, 16)])
-def test_compiled_model_bit_exact(t, bits):
+@pytest.mark.parametrize("t,bits,binary_last", [(2, 8, False), (4, 16, False), (3, 12, True)])
+def test_compiled_model_bit_exact(t, bits, binary_last):
     pytest.importorskip("neurodeploy.schemes.reverb", reason="the reverb compiler has not landed")
     import neurodeploy as nd
-    model = _small_model(t)
+    model = _small_model(t, binary_last)
+    if binary_last:
+        import torch
+        with torch.no_grad():
+            a = model[9].alpha
+            a.copy_(torch.rand(a.shape, generator=torch.Generator().manual_seed(t)) + 0.2)
+            a[0, ::5] *= -1.0
     rng = np.random.default_rng(t)
     x = rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)
     net = nd.compile(model, x[:8], target="loihi2", scheme="reverb", timesteps=t, payload_bits=bits, calibration=x)
     graph = net.graph
     assert graph.scheme == "reverb"
+    out_mant = np.asarray(graph.layers[2].neuron.out_mant)
+    assert out_mant.shape == ((6, 4, 4) if binary_last else (6,))
     lava = _assert_exact(graph, x[:2])
     np.testing.assert_array_equal(lava.output, nd.simulate(net, x[:2]))
 

@@ -98,6 +98,45 @@ def test_per_channel_threshold_and_out_mant():
     assert v[0, :, 0, 0].tolist() == [4, 4]
 
 
+def test_per_neuron_threshold_and_out_mant():
+    # a (C, H, W) = (2, 1, 2) layer whose v_th_mant and out_mant are per neuron (ir.reverb.neuron_field)
+    neuron = rv.ReverbNeuron(dv=0, v_th_mant=np.array([[[5, 0]], [[50, 7]]]), out_mant=np.array([[[1, 3]], [[2, 5]]]),
+                             out_shift=1, payload_bits=8, timesteps=1)
+    a = torch.tensor([[[6, 4]], [[40, 7]]]).reshape(1, 1, 2, 1, 2)           # (N, T, C, H, W)
+    p, v = rsim.neuron_run(a, torch.tensor(0), neuron)
+    # (6·1 + 1) >> 1 = 3;  (4·3 + 1) >> 1 = 6;  40 < 50 keeps v = 40;  7 ≥ 7: (7·5 + 1) >> 1 = 18
+    assert p[0, 0].tolist() == [[[3, 6]], [[0, 18]]]
+    assert v[0].tolist() == [[[0, 0]], [[40, 0]]]
+    # the per-channel form is the per-neuron form broadcast over H, W
+    per_chan = rv.ReverbNeuron(dv=0, v_th_mant=np.array([5, 7]), out_mant=np.array([3, 5]), out_shift=1,
+                               payload_bits=8, timesteps=1)
+    per_neuron = rv.ReverbNeuron(dv=0, v_th_mant=rv.neuron_field(per_chan.v_th_mant, (2, 1, 2)),
+                                 out_mant=rv.neuron_field(per_chan.out_mant, (2, 1, 2)), out_shift=1,
+                                 payload_bits=8, timesteps=1)
+    zero = torch.tensor(0)
+    assert torch.equal(rsim.neuron_run(a, zero, per_chan)[0], rsim.neuron_run(a, zero, per_neuron)[0])
+
+
+def test_neuron_field_broadcasting_rule():
+    shape = (2, 3, 4)
+    assert rv.neuron_field(7, shape).shape == shape and np.all(rv.neuron_field(7, shape) == 7)
+    per_chan = rv.neuron_field(np.array([1, 2]), shape)
+    assert np.array_equal(per_chan[:, 2, 3], [1, 2]) and np.all(per_chan[1] == 2)
+    full = np.arange(24).reshape(shape)
+    assert np.array_equal(rv.neuron_field(full, shape), full)
+    assert np.array_equal(rv.neuron_field(np.array([4, 5, 6]), (3,)), [4, 5, 6])     # dense: per feature
+    for bad in (np.zeros(3), np.zeros((2, 3)), np.zeros((2, 4, 3))):
+        with pytest.raises(ValueError, match="neither"):
+            rv.neuron_field(bad, shape)
+
+
+def test_malformed_out_mant_is_refused_naming_the_layer():
+    graph = reverb_netgen.random_graph(0, 2, 8)
+    graph.layers[1].neuron.out_mant = np.ones(graph.layers[1].shape[0] + 1, dtype=np.int64)
+    with pytest.raises(NeurodeployError, match="conv1.*out_mant"):
+        nd.simulate(graph, reverb_netgen.random_inputs(graph, 2))
+
+
 # --------------------------------------------------------------------------- independent reference
 
 def _conv(x, w, pad):
@@ -182,7 +221,22 @@ CASES = [(seed, t, bits, pool, real)
 
 @pytest.mark.parametrize("seed,t,bits,pool,real", CASES)
 def test_simulator_matches_independent_loop(seed, t, bits, pool, real):
-    graph = reverb_netgen.random_graph(seed, t, bits, pool, real)
+    _check_against_loop(reverb_netgen.random_graph(seed, t, bits, pool, real), seed)
+
+
+@pytest.mark.parametrize("seed,t,bits,pool", [(23, 4, 8, "sum"), (21, 3, 16, "max")])
+def test_per_neuron_fields_match_independent_loop(seed, t, bits, pool):
+    graph = reverb_netgen.random_graph(seed, t, bits, pool, per_neuron=True)
+    conv1 = graph.layers[1]
+    assert np.asarray(conv1.neuron.out_mant).shape == tuple(conv1.shape)
+    # the per-neuron multipliers really vary within a channel
+    assert all(np.ptp(m) > 0 for m in np.asarray(conv1.neuron.out_mant))
+    run = _check_against_loop(graph, seed)
+    assert int((run.trains["conv1"] != 0).sum()) > 0          # the per-neuron layer itself sent payloads
+
+
+def _check_against_loop(graph, seed):
+    """nd.simulate and sim.reverb.run vs `reference_forward`, every layer's payload train and the readout."""
     assert reverb_netgen.max_branch_sum(graph) < 1 << 23
     x = reverb_netgen.random_inputs(graph, 6, seed)
     y = nd.simulate(graph, x, batch_size=4)                   # two batches
@@ -197,6 +251,7 @@ def test_simulator_matches_independent_loop(seed, t, bits, pool, real):
         np.testing.assert_array_equal(run.readout_state[i].numpy(), v)
         np.testing.assert_array_equal(y[i], (v.astype(np.float64) * graph.output.neuron.output_scale).astype(np.float32))
     assert fired > 0                                           # the hidden layers did send payloads
+    return run
 
 
 def test_start_step_does_not_change_the_simulation():

@@ -324,13 +324,19 @@ def test_training_script_writes_model_and_metadata(tmp_path):
     assert meta["binary"]["real_weights"] == 0 and meta["binary"]["binary_weights"] == 144 + 4608 + 1280
     model = script.build_model(binary_first=True, binary_last=True)
     model.load_state_dict(torch.load(tmp_path / "digits_reverb.pt"))
-    # the read-out's α is one trained value per channel of the flattened (32, 2, 2) tensor, so that
-    # it can fold into the producing neurons; it did train (differs from its initial value)
-    alpha = model[9].alpha.detach().view(32, 4)
-    assert torch.equal(alpha, alpha[:, :1].expand(32, 4))
+    # the read-out is a plain BinaryLinear: one trained α per flattened feature (1×128, the paper's
+    # 1×F_in), varying within a channel of the (32, 2, 2) tensor; it did train (differs from its init)
+    assert type(model[9]) is BinaryLinear and not nn.utils.parametrize.is_parametrized(model[9])
+    alpha = model[9].alpha.detach()
+    assert alpha.shape == (1, 128) and (alpha.view(32, 4).amax(1) > alpha.view(32, 4).amin(1)).all()
     torch.manual_seed(0)  # the script's initial model (seed 0)
-    fresh = script.build_model(binary_first=True, binary_last=True)[9].alpha.detach().view(32, 4)
+    fresh = script.build_model(binary_first=True, binary_last=True)[9].alpha.detach()
     assert not torch.allclose(alpha, fresh)
+    # and it compiles: α lands on the second ReverB layer as per-neuron emission multipliers
+    import neurodeploy as nd
+    xtr = digits(0)[0]
+    net = nd.compile(model.eval(), xtr[:2], target="loihi2", scheme="reverb", timesteps=1, calibration=xtr[:64])
+    assert np.asarray(net.graph.layers[2].neuron.out_mant).shape == (32, 4, 4)
     # above chance (0.1) after one epoch (measured 0.34)
     assert len(meta["history"]) == 1 and meta["test_accuracy"] > 0.2
     # the default keeps the first and last layers real-valued

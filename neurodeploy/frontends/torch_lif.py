@@ -17,16 +17,15 @@ activation, and the weights of the layer it feeds come out in units of that LIF'
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UnsupportedError
 from ..ir import float_graph as fg
 from . import torch_frontend as tf
+from .per_step import per_step_copy
 
 _RESETS = ("subtract", "zero")
 
@@ -81,28 +80,8 @@ def _lif_handler(node, ctx, a):
 
 def per_step_model(model: nn.Module) -> nn.Module:
     """A copy of `model` that runs one time step on (N, ...) tensors, each LIF an opaque leaf."""
-    from ..nn.lif import LIF, SpikingNeuron, SpikingSequential
-
-    m = copy.deepcopy(model).cpu().eval()
-
-    def swap(parent):
-        for name, child in parent.named_children():
-            if isinstance(child, LIF):
-                setattr(parent, name, LIFLeaf(child))
-            elif isinstance(child, SpikingNeuron):
-                raise UnsupportedError(f"spiking neuron {type(child).__name__} is not supported", f"module '{name}'",
-                                       "use neurodeploy.nn.LIF")
-            elif isinstance(child, SpikingSequential):
-                seq = nn.Sequential(*child.children())
-                swap(seq)
-                setattr(parent, name, seq)
-            else:
-                swap(child)
-
-    if isinstance(m, SpikingSequential):
-        m = nn.Sequential(*m.children())
-    swap(m)
-    return m
+    from ..nn.lif import LIF
+    return per_step_copy(model, lambda m: LIFLeaf(m) if isinstance(m, LIF) else None, "use neurodeploy.nn.LIF")
 
 
 def load_lif_model(model: nn.Module, example_input, source: str = "") -> fg.FloatGraph:

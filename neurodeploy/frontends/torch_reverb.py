@@ -18,8 +18,6 @@ registered through its `handler` registry.  `api._float_graph` routes a module t
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from torch import nn
@@ -27,6 +25,7 @@ from torch import nn
 from ..errors import UnsupportedError
 from ..ir import reverb_float as rf
 from . import torch_frontend as tf
+from .per_step import per_step_copy
 
 
 @torch.library.custom_op("neurodeploy::reverb", mutates_args=())
@@ -130,33 +129,10 @@ def is_reverb_model(model) -> bool:
 
 def per_step_model(model: nn.Module) -> nn.Module:
     """A copy of `model` that runs one time step on (N, ...) tensors, with the ReverB modules as leaves."""
-    from ..nn.lif import SpikingNeuron, SpikingSequential
     from ..nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
-
-    m = copy.deepcopy(model).cpu().float().eval()
-
-    def swap(parent):
-        for name, child in parent.named_children():
-            if isinstance(child, ReverBNeuron):
-                setattr(parent, name, ReverbLeaf(child))
-            elif isinstance(child, BinaryConv2d):
-                setattr(parent, name, BinaryConvLeaf(child))
-            elif isinstance(child, BinaryLinear):
-                setattr(parent, name, BinaryLinearLeaf(child))
-            elif isinstance(child, SpikingNeuron):
-                raise UnsupportedError(f"spiking neuron {type(child).__name__} in a ReverB network", f"module '{name}'",
-                                       "use neurodeploy.nn.ReverBNeuron (or compile LIF networks with --scheme cuba)")
-            elif isinstance(child, SpikingSequential):
-                seq = nn.Sequential(*child.children())
-                swap(seq)
-                setattr(parent, name, seq)
-            else:
-                swap(child)
-
-    if isinstance(m, SpikingSequential):
-        m = nn.Sequential(*m.children())
-    swap(m)
-    return m
+    leaves = ((ReverBNeuron, ReverbLeaf), (BinaryConv2d, BinaryConvLeaf), (BinaryLinear, BinaryLinearLeaf))
+    return per_step_copy(model, lambda m: next((leaf(m) for cls, leaf in leaves if isinstance(m, cls)), None),
+                         "use neurodeploy.nn.ReverBNeuron (or compile LIF networks with --scheme cuba)")
 
 
 @tf.handler("reverb")

@@ -49,11 +49,35 @@ def decay_toward_zero(v: np.ndarray, dv: int) -> np.ndarray:
     return np.sign(v) * ((np.abs(v) * (DECAY_UNITY - int(dv))) >> DECAY_SHIFT)
 
 
+def neuron_field(a, shape: tuple) -> np.ndarray:
+    """A per-neuron parameter (v_th_mant, out_mant) broadcast to the full layer shape, int64.
+
+    The broadcasting rule of `ReverbNeuron`'s array fields, for a layer of shape `shape`
+    ((C, H, W) or (F,)):
+
+    * scalar ()             -> the same value for every neuron;
+    * per channel (C,)      -> value c for every neuron of channel c (over H, W);
+    * per neuron `shape`    -> one value per neuron (for (F,) layers the same as per channel).
+
+    Anything else is a malformed IR (ValueError): a 1-D array must match the channel count,
+    a multi-dimensional one the whole layer shape.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    shape = tuple(int(s) for s in shape)
+    if a.ndim == 0 or a.shape == shape:
+        return np.broadcast_to(a, shape)
+    if a.ndim == 1 and len(shape) >= 1 and a.shape[0] == shape[0]:
+        return np.broadcast_to(a.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
+    raise ValueError(f"a neuron parameter of shape {a.shape} fits neither the channels nor the layer shape {shape}")
+
+
 def emit_payload(v: np.ndarray, out_mant: np.ndarray, out_shift: int, payload_max: int) -> np.ndarray:
     """Payload of a firing neuron with membrane v ≥ 0: clip(round_half_up(v · m / 2^shift), 0, max).
 
-    `out_mant` is per channel (broadcast by the caller) so that the channel scale κ_c of the
-    folding (BN scale × the consumer's α × payload-unit change) costs one multiply per spike.
+    `out_mant` is broadcast against v by the caller (`neuron_field`): per channel so that the
+    channel scale κ_c of the folding (BN scale × the consumer's α × payload-unit change)
+    costs one multiply per spike, or per neuron when the consumer's α varies within a channel
+    (a BinaryLinear after a Flatten: α per input feature).
     """
     v = np.asarray(v, dtype=np.int64)
     prod = v * np.asarray(out_mant, dtype=np.int64)
@@ -82,7 +106,7 @@ class ReverbNeuron:
 
         v  = sign(v)·(|v|·(4096 − dv) >> 12)          # leak τ = 1 − dv/4096, toward 0
         v  = clip(v + a_in + b, −(2^23−1), 2^23−1)     # 24-bit state, saturating
-        f  = v ≥ v_th_mant                               # per channel (C,) or scalar, ≥ 0
+        f  = v ≥ v_th_mant                               # ≥ 0, broadcast by `neuron_field`
         p  = f ? clip((v·out_mant + 2^(out_shift−1)) >> out_shift, 0, 2^payload_bits − 1) : 0
         v  = 0 where f                                   # hard reset
 
@@ -90,11 +114,18 @@ class ReverbNeuron:
     Ũ = v·in_unit (in_unit = the input payload's value) and the emitted value is
     p·out_unit, out_unit the payload unit of this layer's own output.
 
+    v_th_mant and out_mant broadcast over the layer shape by the rule of `neuron_field`:
+    scalar, per channel (C,) (over H, W of a (C, H, W) layer) or per neuron (the full layer
+    shape (C, H, W) / (F,)).  The compiler writes (C,) whenever that suffices (thresholds
+    always, since BatchNorm is per channel; out_mant unless the consumer's α varies within a
+    channel, i.e. a binary dense layer after a Flatten), so per-channel artifacts stay as
+    they were.  On Loihi 2 each neuron keeps its own out_mant register either way.
+
     Fields:
         dv: 12-bit leak (τ = 1 − dv/4096).
-        v_th_mant: firing threshold in v units, int (C,) or scalar, never negative.
-        out_mant: per-channel emission multiplier (C,), unsigned.
-        out_shift: right shift after the multiply (round half up).
+        v_th_mant: firing threshold in v units, ≤ 24-bit, never negative.
+        out_mant: emission multiplier, unsigned, ≤ 24 bits.
+        out_shift: right shift after the multiply (round half up), one per layer.
         payload_bits: width of the emitted payload.
         timesteps: T, the local steps this layer runs.
         start_step: absolute step after which the layer starts (its hop depth).

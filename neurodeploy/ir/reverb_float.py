@@ -57,6 +57,9 @@ class ReverbAct:
     Trained form (front end): bias 0, threshold = V_th (scalar), emit_scale 1.  Folded form
     (`passes.fold_reverb`): U is Ũ = U/|s| of digest §4.3, threshold V_th/|s_c|, bias c_c/|s_c|
     and emit_scale κ_c = |s_c|·|α_c| per channel (C,) (per feature (F,) after a dense layer).
+    Where the consumer's α varies within a channel (a BinaryLinear after a Flatten: α per
+    flattened feature) emit_scale is per neuron, the layer's full shape (C, H, W).  Every
+    field broadcasts by the rule of `ir.reverb.neuron_field`.
     """
     tau: float
     threshold: np.ndarray
@@ -73,8 +76,14 @@ def _t(a) -> torch.Tensor:
 
 
 def _chan(a, x: torch.Tensor) -> torch.Tensor:
+    """A scalar, per-channel (C,) or per-neuron (one sample's shape) array shaped to broadcast
+    against the batch x (N, ...): the rule of `ir.reverb.neuron_field`."""
     t = _t(a)
-    return t if t.ndim == 0 else t.reshape((1, -1) + (1,) * (x.ndim - 2))
+    if t.ndim == 0:
+        return t
+    if t.ndim == x.ndim - 1 and tuple(t.shape) == tuple(x.shape[1:]):
+        return t.unsqueeze(0)
+    return t.reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
 def eval_stateless(op, xs: list[torch.Tensor]) -> torch.Tensor:

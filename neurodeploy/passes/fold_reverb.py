@@ -14,8 +14,12 @@
 3. α into the producer (steps 1 and 3).  conv(O, α⊙W^b) = conv(α⊙O, W^b): the consumer's
    |α_c| multiplies the emit_scale of the neuron that produces channel c (κ_c = |s_c|·|α_c|),
    or, for the first layer, a per-channel Scale inserted after the input (the host encodes
-   |α_c|·x).  Pooling and Flatten between them commute with a non-negative channel scale;
-   after a Flatten α must be uniform over each channel's features.
+   |α_c|·x).  Pooling and Flatten between them commute with a non-negative scale that is
+   constant over each pooling window, so |α| is pulled back through them onto the
+   producer's neurons (`alpha_at_producer`): a BinaryLinear after a Flatten has one α per
+   flattened feature, which lands on the neuron(s) feeding that feature, and the producer's
+   emit_scale becomes per neuron (C, H, W); it stays per channel (C,) whenever α is uniform
+   over each channel (always for a BinaryConv2d consumer).
 Real-valued Conv/Dense layers (allowed first/last layers) fold their BatchNorm into the
 weights as usual (`fold_bn`'s formula); their neuron gets threshold V_th, bias b', scale 1.
 
@@ -24,7 +28,9 @@ pattern, up to float rounding (~1e-12 relative in float64, `ir.reverb_float.run`
 Guarantees: every binary weight is exactly ±1 afterwards (checked), every emit_scale ≥ 0.
 Refuses (UnsupportedError naming the node): a node with several consumers or inputs (α
 across a residual fan-out cannot fold into one producer), BatchNorm after the last binary
-layer, γ = 0, α varying within a flattened channel, ops other than those listed above.
+layer, γ = 0, overlapping pooling windows whose features carry different α (a neuron in
+both would need two scales), α varying within a channel of the network input (the host
+encoder scales whole channels), ops other than those listed above.
 """
 from __future__ import annotations
 
@@ -139,20 +145,23 @@ def fold_reverb(graph: fg.FloatGraph) -> fg.FloatGraph:
                                        graph.where(name), "insert a ReverBNeuron between them")
             j -= 1
         producer = chain[j]
-        flattened = any(isinstance(graph.op(n), fg.Flatten) for n in chain[j + 1:i])
         alpha = np.asarray(op.alpha, np.float64)
-        per_channel = _alpha_per_channel(alpha, shapes[producer], flattened, graph.where(name))
         # flip the consumer's weights of negative-α inputs, then move |α| to the producer
+        mag = alpha_at_producer(graph, chain[j:i], np.abs(alpha), shapes, graph.where(name))
         w = np.array(op.weight, dtype=np.float64)
         neg = alpha < 0
         w[:, neg] *= -1.0                     # axis 1 = input channel / feature of both ops
         graph.set_op(name, type(op)(**{**op.__dict__, "weight": w, "alpha": np.ones_like(alpha)}))
-        mag = np.abs(per_channel)
         pop = graph.op(producer)
         if isinstance(pop, rf.ReverbAct):
             graph.set_op(producer, rf.ReverbAct(tau=pop.tau, threshold=pop.threshold, bias=pop.bias,
-                                                emit_scale=np.asarray(pop.emit_scale, np.float64) * mag))
+                                                emit_scale=_scale_by(pop.emit_scale, mag)))
         else:
+            if mag.ndim > 1:
+                raise UnsupportedError("α of the first binary layer varies within a channel of the network input "
+                                       "(a BinaryLinear after a Flatten of the input); the host encoder scales whole "
+                                       "input channels", graph.where(name),
+                                       "make the first layer a real-valued nn.Linear (or a BinaryConv2d)")
             s = graph.add("input_alpha", fg.Scale(np.asarray(mag)), [producer], origin="α of the first binary layer")
             nxt = chain[j + 1]
             port = graph.g.edges[producer, nxt]["port"]
@@ -184,14 +193,76 @@ def node_shapes(graph: fg.FloatGraph) -> dict:
     return out
 
 
-def _alpha_per_channel(alpha: np.ndarray, src_shape: tuple, flattened: bool, where: str) -> np.ndarray:
-    """α indexed by the producer's channels (C,) (or features (F,) of a dense producer)."""
-    if not flattened or len(src_shape) == 1:
-        return alpha
-    c = src_shape[0]
-    per = alpha.reshape(c, -1)
-    if not np.all(per == per[:, :1]):
-        raise UnsupportedError("α of a binary layer after a Flatten varies within a channel of the flattened "
-                               "tensor; the producer can only scale whole channels", where,
-                               "share α per channel (or make this layer a real-valued nn.Linear)")
-    return per[:, 0].copy()
+def _scale_by(emit_scale, mag: np.ndarray) -> np.ndarray:
+    """emit_scale (scalar or per channel) times |α| on the producer (per channel or per neuron)."""
+    e = np.asarray(emit_scale, np.float64)
+    if mag.ndim > 1 and e.ndim == 1:
+        e = e.reshape((-1,) + (1,) * (mag.ndim - 1))      # channel c of a per-neuron (C, H, W) scale
+    return e * mag
+
+
+def alpha_at_producer(graph: fg.FloatGraph, path: list, mag: np.ndarray, shapes: dict, where: str) -> np.ndarray:
+    """The consumer's |α| moved onto the producer's neurons through the pass-through ops between.
+
+    path = [producer, op_1, ..., op_k]: the producer (a ReverbAct or the input) and the
+    pooling/Flatten ops before the consumer; mag = |α| indexed by the consumer's input
+    channel (conv) or feature (dense).  Each op is pulled back (`_pull_back`): a Flatten
+    reshapes, a pooling window hands its feature's scale to every neuron in it.  Returns |α|
+    per channel (C,) (per feature (F,) for a dense producer) when that describes it, else per
+    neuron, the producer's full shape (C, H, W).  Neurons that feed no feature (cropped by a
+    pooling window grid) get their channel's scale where it is uniform, else 0: what they emit
+    is never read, and 0 makes them send nothing.
+    """
+    cons_in = shapes[path[-1]]
+    a = np.asarray(mag, np.float64)
+    if len(cons_in) == 3 and a.ndim == 1:                 # a conv consumer: α per input channel
+        a = np.broadcast_to(a.reshape(-1, 1, 1), cons_in)
+    a = a.reshape(cons_in).astype(np.float64)
+    for k in range(len(path) - 1, 0, -1):
+        a = _pull_back(graph.op(path[k]), a, shapes[path[k - 1]], where)
+    return _compact(a)
+
+
+def _pull_back(op, a: np.ndarray, in_shape: tuple, where: str) -> np.ndarray:
+    """Scale on an op's output -> scale on its input (NaN = the input element feeds nothing).
+
+    Valid because max/average over a window commute with a non-negative scale that is the
+    same for the whole window; an input element inside two windows of different scale
+    cannot carry both (UnsupportedError)."""
+    if isinstance(op, fg.Flatten):
+        return a.reshape(in_shape)
+    if isinstance(op, fg.GlobalAvgPool):
+        return np.broadcast_to(a.reshape(-1, 1, 1), in_shape).copy()
+    kh, kw = op.kernel
+    sh, sw = op.stride
+    ph, pw = tuple(getattr(op, "padding", (0, 0)))
+    out = np.full(in_shape, np.nan)
+    _, h, w = in_shape
+    for oh in range(a.shape[1]):
+        r0, r1 = max(oh * sh - ph, 0), min(oh * sh - ph + kh, h)
+        for ow in range(a.shape[2]):
+            c0, c1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, w)
+            region = out[:, r0:r1, c0:c1]
+            val = np.broadcast_to(a[:, oh, ow].reshape(-1, 1, 1), region.shape)
+            clash = ~np.isnan(region) & ~np.isnan(val) & (region != val)
+            if np.any(clash):
+                raise UnsupportedError(f"overlapping {type(op).__name__} windows (kernel {op.kernel}, stride "
+                                       f"{op.stride}) feed features with different α; a neuron in both windows "
+                                       "cannot scale its spike twice", where,
+                                       "use non-overlapping pooling (stride = kernel) before a binary layer, or a "
+                                       "real-valued layer")
+            out[:, r0:r1, c0:c1] = np.where(np.isnan(region), val, region)
+    return out
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    """Per channel (C,) where every channel's defined (non-NaN) entries agree, else per neuron;
+    undefined entries (neurons that feed nothing) take the channel value, or 0 per neuron."""
+    if a.ndim == 1:
+        return np.nan_to_num(a, nan=0.0)
+    per = a.reshape(a.shape[0], -1)
+    lo, hi = np.where(np.isnan(per), np.inf, per).min(1), np.where(np.isnan(per), -np.inf, per).max(1)
+    defined = np.isfinite(lo)
+    if np.all(~defined | (lo == hi)):
+        return np.where(defined, lo, 0.0)
+    return np.nan_to_num(a, nan=0.0)

@@ -82,7 +82,7 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
     if not getattr(scheme, "ann_reference", True):
         raise NeurodeployError(f"a {net.scheme} network is a trained SNN with no quantised ANN to verify against",
                                "verify", "compare float-SNN and fixed-point-SNN accuracy with "
-                               "neurodeploy.schemes.cuba.compare_accuracy")
+                               "neurodeploy.reports.verify.compare_accuracy (or neurodeploy.verify)")
     if float_logits is None:
         float_logits = run_onnx(model_path, x, batch_size)
     if float_logits.shape[1] != int(np.prod(net.output.shape)):
@@ -179,3 +179,23 @@ def verify_text(r: dict) -> str:
         lines.append(f"  compiled with --lossy --timesteps {r['lossy']['timesteps']} (exactness needs "
                      f"{r['lossy']['exact_timesteps']}): this network is not error-free by construction")
     return "\n".join(lines)
+
+
+def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | None = None,
+                     timesteps: int | None = None, batch_size: int = 256) -> dict:
+    """Float SNN (`train.predict`) vs the fixed-point SNN (our simulator) on (x, y).
+
+    For any trained-SNN scheme (cuba, reverb): the input encoder's neuron carries `timesteps`
+    and `sim.engine` dispatches the graph to its simulator.
+    Returns {"float_accuracy", "fixed_accuracy", "agreement", "float_out", "fixed_out"}
+    (accuracies None without labels).
+    """
+    from ..train.fit import predict
+    t = timesteps or int(graph.input.neuron.timesteps)
+    f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
+    q = engine.simulate(graph, np.asarray(x, dtype=np.float32), batch_size=batch_size)[0]
+    pf, pq = f.argmax(1), q.argmax(1)
+    out = {"float_out": f, "fixed_out": q, "agreement": float((pf == pq).mean())}
+    out["float_accuracy"] = None if y is None else float((pf == np.asarray(y)).mean())
+    out["fixed_accuracy"] = None if y is None else float((pq == np.asarray(y)).mean())
+    return out

@@ -14,7 +14,7 @@ Lava, so the network runs R = T + depth steps (depth = synapse hops input -> rea
 Guarantee: none (exact = False).  The fixed-point SNN differs from the float SNN by weight,
 bias and input rounding, Lava's round-toward-zero decay, and the pipeline: a hidden layer
 starts with its bias alone while the delayed input is still on its way (its first steps
-differ from the float SNN's; the readout window skips the fill but not its after-effects).  `compare_accuracy` reports float-SNN vs fixed-point-SNN accuracy and
+differ from the float SNN's; the readout window skips the fill but not its after-effects).  `reports.verify.compare_accuracy` reports float-SNN vs fixed-point-SNN accuracy and
 agreement; `tests/test_cuba.py` checks bit-exactness against Lava.
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _depth(real_layers, input_name: str) -> int:
 class Cuba(Scheme):
     """`netx=True` (default): every layer is also expressible in a NetX HDF5 file (`export_netx`)."""
     name = "cuba"
-    ann_reference = False      # a trained SNN: no quantised ANN to verify against (compare_accuracy)
+    ann_reference = False      # a trained SNN: no quantised ANN to verify against (reports.verify.compare_accuracy)
     passes = ["fold_bn"]
     guarantee = ("none: the fixed-point CUBA SNN approximates the float LIF SNN (quantised weights/bias/input, "
                  "Loihi's decay rounding, 1-step synaptic delays); verify reports both accuracies")
@@ -188,27 +188,6 @@ class Cuba(Scheme):
 
     def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
         return True
-
-
-def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | None = None,
-                     timesteps: int | None = None, batch_size: int = 256) -> dict:
-    """Float SNN (`train.predict`) vs the fixed-point SNN (our simulator) on (x, y).
-
-    For any trained-SNN scheme (cuba, reverb): the input encoder's neuron carries `timesteps`
-    and `sim.engine` dispatches the graph to its simulator.
-    Returns {"float_accuracy", "fixed_accuracy", "agreement", "float_out", "fixed_out"}
-    (accuracies None without labels).
-    """
-    from ..sim import engine
-    from ..train.fit import predict
-    t = timesteps or int(graph.input.neuron.timesteps)
-    f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
-    q = engine.simulate(graph, np.asarray(x, dtype=np.float32), batch_size=batch_size)[0]
-    pf, pq = f.argmax(1), q.argmax(1)
-    out = {"float_out": f, "fixed_out": q, "agreement": float((pf == pq).mean())}
-    out["float_accuracy"] = None if y is None else float((pf == np.asarray(y)).mean())
-    out["fixed_accuracy"] = None if y is None else float((pq == np.asarray(y)).mean())
-    return out
 
 
 def compile_lif(model, example_input, timesteps: int, calibration: np.ndarray | None = None, input_bits: int = 8,

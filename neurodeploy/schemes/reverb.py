@@ -22,10 +22,13 @@ integer neurons of `ir.reverb` (the spec of the arithmetic):
   exactly ``v·in_unit ≥ θ``, the float fire test on the fixed-point membrane (a relative 1e-9
   tolerance absorbs float noise in θ/in_unit).  The bias per step c/in_unit becomes
   bias_mant (13-bit signed) << bias_exp (0..7), the smallest exponent that fits.
-* Emission: p = round(v·κ_c·in_unit/u_out) = (v·out_mant_c + half) >> out_shift with one
+* Emission: p = round(v·κ·in_unit/u_out) = (v·out_mant + half) >> out_shift with one
   out_shift per layer chosen so that the smallest non-zero out_mant has ≥ 16 bits (relative
   error ≤ 2^-16), unless the largest would then exceed 24 bits (then the largest has 24 bits
-  and the smallest channel's precision is reported).
+  and the smallest channel's precision is reported).  κ and out_mant are per channel (C,),
+  or per neuron (the layer shape) where the folding left a per-neuron emit_scale (the
+  consumer's α varies within a channel: a BinaryLinear after a Flatten); the rule that
+  chooses out_shift is the same, over all the layer's non-zero multipliers.
 * Weights: binary layers ±1, weight_exp 0 (1-bit synapses); real-valued layers (first/last
   nn.Conv2d/Linear) 8-bit mantissas round(w/δ), δ = max|w|/127, weight_exp 0 (δ is part of
   the layer's in_unit, so no exponent is needed).  Average pooling becomes SumPool (π above);
@@ -198,8 +201,17 @@ def _bias(name: str, b: np.ndarray, target: Target) -> tuple[np.ndarray, int]:
                            "use fewer payload_bits or a smaller BatchNorm shift")
 
 
+def _emission_scale(emit_scale, shape: tuple) -> np.ndarray:
+    """The folded κ as the IR stores it: per channel (C,) unless it is per neuron (`shape`)."""
+    k = np.asarray(emit_scale, np.float64)
+    if k.ndim > 1 or (k.ndim == 1 and len(shape) == 1):
+        return np.broadcast_to(k, tuple(shape)).copy()       # per neuron / per feature
+    return np.broadcast_to(k, (int(shape[0]),)).copy()        # scalar or per channel
+
+
 def _emission(name: str, ratio: np.ndarray, notes: list) -> tuple[np.ndarray, int, int]:
-    """(out_mant, out_shift, bits of the smallest non-zero mantissa) for per-channel ratios ≥ 0."""
+    """(out_mant, out_shift, bits of the smallest non-zero mantissa) for ratios ≥ 0 of any shape
+    (per channel or per neuron): one out_shift for the whole layer."""
     ratio = np.asarray(ratio, np.float64)
     nz = ratio[ratio > 0]
     if nz.size == 0:
@@ -217,7 +229,7 @@ def _emission(name: str, ratio: np.ndarray, notes: list) -> tuple[np.ndarray, in
     small = int(mant[ratio > 0].min())
     bits = small.bit_length()
     if bits < OUT_MANT_MIN_BITS:
-        notes.append(f"{name}: channel scales span {float(nz.max() / nz.min()):.3g}x; the smallest channel's "
+        notes.append(f"{name}: emission scales span {float(nz.max() / nz.min()):.3g}x; the smallest "
                      f"emission multiplier has {bits} bits")
     return mant, shift, bits
 
@@ -240,7 +252,7 @@ def calibrate(folded: fg.FloatGraph, x: np.ndarray, timesteps: int) -> dict:
 
 
 class Reverb(Scheme):
-    """Binary (1-bit) synapses, graded (payload) spikes, per-channel emission scales."""
+    """Binary (1-bit) synapses, graded (payload) spikes, per-channel (or per-neuron) emission scales."""
     name = "reverb"
     ann_reference = False      # a trained SNN: the reference is the float SNN (compare_accuracy)
     passes = ["fold_reverb"]
@@ -345,7 +357,7 @@ class Reverb(Scheme):
                 vth = np.clip(vth, 0, rv.STATE_MAX).astype(np.int64)
                 bias_mant, bias_exp = _bias(st.name, np.broadcast_to(np.asarray(act.bias, np.float64), (c,)) / in_unit,
                                             target)
-                kappa = np.broadcast_to(np.asarray(act.emit_scale, np.float64), (c,))
+                kappa = _emission_scale(act.emit_scale, shapes[st.name])
                 out_mant, out_shift, mbits = _emission(st.name, kappa * in_unit / units[st.name], notes)
                 dv = rv.decay_mant_for(act.tau)
                 if dv > rv.DECAY_UNITY - 1:

@@ -52,13 +52,21 @@ WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
 
 # ---------------------------------------------------------------------------- neuron
 
-def _per_channel(a, like: torch.Tensor) -> torch.Tensor:
-    """Scalar or per-channel (C,) / per-feature (F,) int64 array, shaped to broadcast against
-    one step's tensor `like` (N, C, H, W) or (N, F)."""
-    t = torch.as_tensor(np.asarray(a, dtype=np.int64), device=like.device)
-    if t.ndim == 0:
-        return t
-    return t.reshape((1, -1) + (1,) * (like.ndim - 2))
+def _per_neuron(a, like: torch.Tensor) -> torch.Tensor:
+    """A scalar, per-channel (C,) or per-neuron (layer shape) int64 field, broadcast by the rule
+    of `ir.reverb.neuron_field` to one step's shape and given a batch axis: (1, *shape)."""
+    full = np.array(rv.neuron_field(a, tuple(like.shape[1:])))      # a writable copy for torch
+    return torch.as_tensor(full, device=like.device).unsqueeze(0)
+
+
+def check_fields(layer) -> None:
+    """NeurodeployError naming the layer when v_th_mant / out_mant fit neither its channels nor its shape."""
+    for f in ("v_th_mant", "out_mant"):
+        try:
+            rv.neuron_field(getattr(layer.neuron, f), tuple(layer.shape))
+        except ValueError as exc:
+            raise NeurodeployError(str(exc), f"layer '{layer.name}', {f}",
+                                   "store it per channel (C,) or per neuron (the layer shape)") from None
 
 
 def decay(v: torch.Tensor, dv: int) -> torch.Tensor:
@@ -84,8 +92,8 @@ def neuron_run(a_in: torch.Tensor, bias: torch.Tensor, neuron: rv.ReverbNeuron,
     """
     a_in = a_in.to(torch.int64)
     step0 = a_in[:, 0]
-    vth = _per_channel(neuron.v_th_mant, step0)
-    mant = _per_channel(neuron.out_mant, step0)
+    vth = _per_neuron(neuron.v_th_mant, step0)
+    mant = _per_neuron(neuron.out_mant, step0)
     v = torch.zeros_like(step0) if v0 is None else v0.to(torch.int64)
     zero = torch.zeros_like(step0)
     out = []
@@ -242,6 +250,7 @@ def run(prep: engine.Prepared, x: np.ndarray) -> ReverbRun:
         if not isinstance(layer.neuron, rv.ReverbNeuron):
             raise NeurodeployError(f"the reverb simulator has no kernel for {type(layer.neuron).__name__}",
                                    f"layer '{layer.name}'")
+        check_fields(layer)
         trains[layer.name], membranes[layer.name] = neuron_run(a_in, bias, layer.neuron)
     if state is None or graph.output.neuron is not layer.neuron:
         raise NeurodeployError("the last layer of a reverb network must be a ReverbReadout",

@@ -26,7 +26,8 @@ Processes (stock where Lava has one):
   update with the spec's own numpy helpers `decay_toward_zero` / `emit_payload`), active
   at local steps start_step + 1 .. start_step + T, gated off (input ignored, nothing sent,
   no leak) otherwise.  On Loihi 2 a microcode neuron program with one 24-bit state register,
-  a per-channel threshold and out_mant, a shared out_shift, sending graded spikes;
+  a threshold and an out_mant per neuron (the IR's per-channel or per-neuron fields,
+  broadcast by `ir.reverb.neuron_field`), a shared out_shift, sending graded spikes;
 * ReverbReadout: `ReverbReadoutProc` (custom): v += a_in + bias in its T active steps; the
   final v of each sample is kept in the Var `v_final` (int32 per sample), read by the host.
 
@@ -74,11 +75,10 @@ def _scalar(init) -> Var:
 
 
 def _field(a, ir_shape: tuple) -> np.ndarray:
-    """Scalar / per-channel (C,) / per-feature (F,) integers -> int32 array of the Lava shape."""
-    a = np.asarray(a, dtype=np.int64)
-    if a.ndim == 1 and len(ir_shape) == 3:
-        a = a.reshape(-1, 1, 1)
-    full = np.broadcast_to(a, tuple(ir_shape))
+    """Scalar / per-channel (C,) / per-neuron (IR layer shape) integers -> int32 array of the
+    Lava shape (the broadcasting rule of `ir.reverb.neuron_field`; a neuron Var holds one
+    value per neuron either way)."""
+    full = rv.neuron_field(a, tuple(ir_shape))
     if np.abs(full).max(initial=0) > INT32_MAX:
         raise NeurodeployError("a neuron parameter exceeds 32 bits", "reverb_lava")
     return np.ascontiguousarray(to_lava(full)).astype(np.int32)
@@ -256,6 +256,11 @@ def check_graph(graph) -> dict:
                 raise NeurodeployError(f"dv {n.dv} is not a 12-bit decay", f"layer '{layer.name}'")
             if np.any(np.asarray(n.v_th_mant) < 0) or np.any(np.asarray(n.out_mant) < 0):
                 raise NeurodeployError("negative threshold or out_mant", f"layer '{layer.name}'")
+            for f in ("v_th_mant", "out_mant"):
+                try:
+                    rv.neuron_field(getattr(n, f), tuple(layer.shape))
+                except ValueError as exc:
+                    raise NeurodeployError(str(exc), f"layer '{layer.name}', {f}") from None
         start[layer.name] = int(n.start_step)
     if graph.output.name not in start or not isinstance(graph.output.neuron, rv.ReverbReadout):
         raise NeurodeployError("the last layer of a reverb network must be a ReverbReadout", graph.output.name)
