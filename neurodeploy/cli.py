@@ -58,6 +58,16 @@ def _add_compile(sub):
                         "default --timesteps or 8)")
     p.add_argument("--silent-steps", type=int,
                    help="sws: silent steps Ts of every TSA layer (default 2; latency Tc + Ts*layers)")
+    p.add_argument("--beta", type=int, choices=[2, 3], default=2,
+                   help="sws: amplification factor of the TSA neurons (2 = a shift, default; 3 = shift + add)")
+    p.add_argument("--state-bound", choices=["static", "calibrated"],
+                   help="sws: size the threshold unit D against the target's state width from the worst case "
+                        "(static: no input can overflow, coarse D) or from the membrane peak over the "
+                        "--calibration samples times --state-margin (calibrated: finer D, closer to the "
+                        "quantised model; inputs far outside the calibration data can overflow, which "
+                        "the simulator counts). Default: calibrated when --calibration is given, else static")
+    p.add_argument("--state-margin", type=float, default=4.0,
+                   help="sws, calibrated state bound: headroom factor over the calibration peak (default 4)")
     p.add_argument("--payload-bits", type=int, default=16,
                    help="reverb: bits of a graded spike's payload, 1..24 (default 16; Loihi 2 carries up to 24)")
     p.add_argument("--input-bits", type=int, default=8,
@@ -134,7 +144,8 @@ def cmd_compile(args) -> int:
                         CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits,
                                        lossy=args.lossy, reset=args.reset, percentile=args.percentile,
                                        coding_steps=args.coding_steps, silent_steps=args.silent_steps,
-                                       chips=args.chips, payload_bits=args.payload_bits))
+                                       chips=args.chips, payload_bits=args.payload_bits, beta=args.beta,
+                                       state_bound=args.state_bound, state_margin=args.state_margin))
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0

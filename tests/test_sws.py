@@ -194,9 +194,9 @@ def test_ops_per_frame():
 
 
 def test_membrane_stays_within_the_static_bound_and_the_target_state():
-    """The compiler's worst-case |m| (schemes.sws.tsa_state_bound) fits 24 bits, and the
-    simulated membranes stay below it."""
-    net = _compile("digits_qcfs", 8, 2)
+    """With the static state bound the compiler's worst-case |m| (schemes.sws.tsa_state_bound)
+    fits 24 bits, and the simulated membranes stay below it."""
+    net = _compile("digits_qcfs", 8, 2, state_bound="static")
     x = np.load(MODELS / "digits_test_x.npy")[:100]
     prep = engine.prepare(net)
     k0 = engine.input_codes(net.input, torch.as_tensor(x))
@@ -242,3 +242,79 @@ def test_registered_scheme_compiles_saves_and_verifies(tmp_path):
     assert r["layers"][0]["conversion_mismatches"] == 0
     assert sum(l["conversion_mismatches"] for l in r["layers"][:-1]) <= 1e-3 * sum(
         l["elements"] for l in r["layers"][:-1])
+
+
+# --------------------------------------------------------------- state width: wrap, calibrated bound
+
+def test_tsa_run_wraps_the_state_register_by_hand():
+    """D = 1, Tc = 2, Ts = 0, relu, 8-bit state (−128..127), z = (−100, −100): m1 = −100 (−1
+    blocked by relu), m2 = 2·(−100) − 100 = −300 wraps to −44; unwrapped u stays −300."""
+    neuron = tsa_ir.TSA(theta_mant=1, code_max=3, beta=2, coding_steps=2, silent_steps=0, relu=True)
+    z = torch.tensor([[-100, -100], [1, 1]])
+    ov = []
+    digits, u = sws.tsa_run(z, neuron, state_bits=8, overflow=ov)
+    assert u.tolist() == [-44, 0] and ov[0].tolist() == [True, False]
+    assert digits.tolist() == [[0, 0], [1, 1]]
+    _, u64 = sws.tsa_run(z, neuron)
+    assert u64.tolist() == [-300, 0]
+
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+@pytest.mark.parametrize("model,calib", [("digits_qcfs", "digits"), ("digits_resnet_qcfs", "digits_resnet")])
+def test_calibrated_state_bound_is_finer_and_does_not_overflow_on_test_data(model, calib):
+    """The calibrated bound sizes D from the membrane peak over the calibration samples x the
+    margin: every TSA layer gets a unit at least as fine as the static bound's, the recorded
+    peak x margin fits the 24-bit state, the test split never overflows, and the SNN still
+    equals its quantised ANN at least as well as with the static bound."""
+    cal = np.load(MODELS_DIR / f"{calib}_calib_x.npy")
+    x = np.load(MODELS_DIR / f"{calib}_test_x.npy")[:150]
+    graph, target = load_onnx(MODELS_DIR / f"{model}.onnx"), load_target("loihi2")
+    nets = {m: Sws().compile(graph, target, SwsOptions(calibration=cal, state_bound=m)) for m in ("static", "calibrated")}
+    qs, qc = nets["static"].meta["quantisation"], nets["calibrated"].meta["quantisation"]
+    hidden = [l.name for l in nets["static"].neuron_layers() if not l.is_readout]
+    assert all(qc[h]["unit"] >= qs[h]["unit"] for h in hidden)
+    assert any(qc[h]["unit"] > qs[h]["unit"] for h in hidden)
+    assert all(qc[h]["state_peak_calibration"] * 4.0 <= target.state_max for h in hidden)
+    assert nets["calibrated"].meta["sws"]["state_bound"] == "calibrated"
+    assert sws.state_overflows(nets["calibrated"], x) == {l.name: 0 for l in nets["calibrated"].neuron_layers()}
+    for net in nets.values():
+        r = sws.run_batch(engine.prepare(net), x)
+        ref, _ = sws.reference(net, x)
+        mm = sum(int(np.count_nonzero(r.codes[h].numpy() != ref[h])) for h in hidden)
+        assert mm <= 1e-3 * sum(ref[h].size for h in hidden)
+
+
+def test_state_bound_option_default_and_errors(tmp_path):
+    graph, target = load_onnx(MODELS_DIR / "digits_qcfs.onnx"), load_target("loihi2")
+    cal = np.load(MODELS_DIR / "digits_calib_x.npy")
+    assert Sws().compile(graph, target, SwsOptions(calibration=cal)).meta["sws"]["state_bound"] == "calibrated"
+    qat = load_onnx(MODELS_DIR / "digits_qat.onnx")            # QDQ: no calibration needed -> static
+    net = Sws().compile(qat, target, SwsOptions())
+    assert net.meta["sws"]["state_bound"] == "static" and net.meta["sws"]["state_margin"] is None
+    from neurodeploy.errors import NeurodeployError
+    with pytest.raises(NeurodeployError, match="calibrated state bound needs calibration samples"):
+        Sws().compile(qat, target, SwsOptions(state_bound="calibrated"))
+    with pytest.raises(NeurodeployError, match="state bound 'tight' is not known"):
+        Sws().compile(graph, target, SwsOptions(calibration=cal, state_bound="tight"))
+    with pytest.raises(NeurodeployError, match="state margin 0.5 is below 1"):
+        Sws().compile(graph, target, SwsOptions(calibration=cal, state_margin=0.5))
+    with pytest.raises(NeurodeployError, match="calibration samples have shape"):
+        Sws().compile(qat, target, SwsOptions(calibration=cal[:, 0], state_bound="calibrated"))
+
+
+def test_quantise_layer_refuses_weights_that_all_round_to_zero():
+    """Weights of 1e-7 code steps: even the largest unit D rounds every mantissa to 0; that is a
+    TargetLimitError naming the layer, not a layer that silently computes its bias alone."""
+    from neurodeploy.errors import TargetLimitError
+    from neurodeploy.ir import synapses as syn
+    from neurodeploy.passes.lower import RealBranch
+    from neurodeploy.passes.quantize import quantise_layer
+    dense = syn.Dense(weight=np.full((3, 4), 1e-7))
+    branch = RealBranch("input", [dense], np.float64(1.0), True)
+    with pytest.raises(TargetLimitError, match=r"layer 'tiny'.*every weight of this layer rounds to 0"):
+        quantise_layer("tiny", [branch], np.zeros(3), 15, {"input": (4,)}, {"input": 15}, load_target("loihi2"))
+    ok = RealBranch("input", [syn.Dense(weight=np.full((3, 4), 0.5))], np.float64(1.0), True)
+    q = quantise_layer("fine", [ok], np.zeros(3), 15, {"input": (4,)}, {"input": 15}, load_target("loihi2"))
+    assert q.weight_rel_error < 0.01

@@ -16,7 +16,7 @@ import netgen
 from neurodeploy.compiler import compile_model
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import tsa as tsa_ir
-from neurodeploy.schemes.sws import SwsOptions
+from neurodeploy.schemes import CompileOptions as SwsOptions
 from neurodeploy.sim import engine, sws
 
 pytestmark = pytest.mark.lava
@@ -229,3 +229,45 @@ def test_cli_simulate_engine_lava_sws(sws_lava, tmp_path):
     assert r.returncode == 0, r.stderr
     assert run("simulate", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "ours.npy").returncode == 0
     assert np.array_equal(np.load(tmp_path / "lava.npy"), np.load(tmp_path / "ours.npy"))
+
+
+# --------------------------------------------------------------------------- state overflow
+@pytest.mark.parametrize("bits", [10, 14])
+def test_wrapping_arithmetic_matches_simulator(sws_lava, bits):
+    """With a state register too narrow for the currents, tsa_update (Lava) and sim.sws.tsa_run
+    wrap identically: same digits, same final u, and the simulator flags the wrapped neurons."""
+    rng = np.random.default_rng(bits)
+    tc, ts = 6, 2
+    neuron = tsa_ir.TSA(theta_mant=5, code_max=tsa_ir.digit_weight_sum(2, tc), beta=2, coding_steps=tc,
+                        silent_steps=ts, relu=True)
+    amp = np.where(np.arange(400) % 2 == 0, 2, 3000)[:, None]     # half the rows stay in range
+    z = rng.integers(-amp, amp + 1, (400, tc))
+    ov = []
+    want, u_want = sws.tsa_run(torch.as_tensor(z), neuron, state_bits=bits, overflow=ov)
+    p = sws_lava.TSAParams(5, neuron.code_max, 2, tc, ts, True, False, bits)
+    u, e = np.zeros(400, np.int64), np.zeros(400, np.int64)
+    got = []
+    for t in range(1, tc + ts + 1):
+        a, u, e = sws_lava.tsa_update(u, e, z[:, t - 1] if t <= tc else 0, t, p)
+        if t > ts:
+            got.append(a)
+    np.testing.assert_array_equal(np.stack(got, axis=1), want.numpy())
+    np.testing.assert_array_equal(u, u_want.numpy())
+    assert 0 < int(ov[0].sum()) < 400                          # some neurons wrapped, some did not
+    unwrapped, _ = sws.tsa_run(torch.as_tensor(z), neuron)
+    assert not torch.equal(unwrapped, want)                     # the wrap changed digits: a real test
+
+
+def test_state_overflow_is_bit_exact_with_lava(sws_lava, tmp_path):
+    """A calibrated state bound from one tiny calibration sample and no margin: ordinary inputs
+    overflow the 24-bit membranes.  The simulator reports the overflows and still equals Lava
+    bit for bit (both wrap the register)."""
+    onnx.save(netgen.dense_net(0), tmp_path / "m.onnx")
+    x = netgen.random_inputs((12,), 64, seed=7)
+    net = compile_model(tmp_path / "m.onnx", "loihi2", "sws",
+                        SwsOptions(calibration=x[:1] * 0.1, state_bound="calibrated", state_margin=1.0,
+                                   coding_steps=8, silent_steps=2))
+    xs = x[:4]
+    over = sws.state_overflows(net, xs)
+    assert sum(over.values()) > 0, over
+    _assert_exact(sws_lava, net, xs, record_digits=False)

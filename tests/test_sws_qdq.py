@@ -311,3 +311,29 @@ def test_reduce_range_clip_is_a_127_level_quantiser_and_sws_says_so(tmp_path):
     assert quant.levels == 127
     with pytest.raises(UnsupportedError, match="127 levels.*without reduce_range"):
         _compile(path)
+
+
+def test_digits_qat_calibrated_state_bound_moves_codes_towards_onnxruntime():
+    """On Loihi 2's 24-bit state the static worst-case bound forces a coarse unit D (conv2: D ~ 126,
+    ~half its codes off onnxruntime's); sized from the membrane peak over the calibration samples
+    (x 4 margin) D grows and the quantised ANN's codes move towards the QDQ model's on every
+    layer, with no state overflow on the test split and the SNN equal to its quantised ANN."""
+    path = MODELS / "digits_qat.onnx"
+    names = [n.output[0] for n in onnx.load(str(path)).graph.node
+             if n.op_type == "QuantizeLinear" and "activation_post_process" in n.output[0]]
+    x = np.load(MODELS / "digits_test_x.npy")
+    want = dict(zip(["conv1", "conv2"], _onnx_run(path, x, names[1:3])))
+    cal = np.load(MODELS / "digits_calib_x.npy")
+    agree = {}
+    for mode in ("static", "calibrated"):
+        net = Sws().compile(load_onnx(path), load_target("loihi2"), SwsOptions(calibration=cal, state_bound=mode))
+        ref, _ = reference(net, x)
+        over: dict = {}
+        r = sws.run_batch(engine.prepare(net), x, overflows=over)
+        assert sum(over.values()) == 0, over
+        for name in want:
+            assert np.array_equal(r.codes[name].numpy(), ref[name]), name
+        agree[mode] = {name: float(np.mean(ref[name] == w)) for name, w in want.items()}
+    for name in want:
+        assert agree["calibrated"][name] > agree["static"][name] + 0.01, agree
+    assert agree["calibrated"]["conv1"] >= 0.97, agree

@@ -174,7 +174,7 @@ def weight_grid(weight: np.ndarray) -> tuple[float, np.ndarray] | None:
 
 
 def quantise_on_grid(name: str, real_branches: list, bias_real: np.ndarray, code_max: int,
-                     src_shapes: dict, src_max: dict, target):
+                     src_shapes: dict, src_max: dict, target, state_bound=None, unit_cap: int | None = None):
     """`passes.quantize.quantise_layer` for a layer whose weights are integers n times one step m.
 
     The generic quantiser rounds every weight to its mantissa (a relative error up to half a
@@ -183,7 +183,8 @@ def quantise_on_grid(name: str, real_branches: list, bias_real: np.ndarray, code
     every weight then carries the same relative error |2^(e+k)/(D·m) − 1| <= 1/(2D), and the
     largest D that fits the target (weight mantissa, threshold mantissa, bias format, state
     bound) is taken.  Returns None where the layer has several branches or no common grid, or
-    where no candidate fits: the caller then uses the generic quantiser.
+    where no candidate fits: the caller then uses the generic quantiser.  state_bound and
+    unit_cap as in `quantise_layer` (a calibrated state bound instead of the static one; D <= unit_cap).
     """
     from ..ir import synapses as syn
     from .lower import RealBranch
@@ -203,7 +204,7 @@ def quantise_on_grid(name: str, real_branches: list, bias_real: np.ndarray, code
             if n_max * (1 << k) > target.weight_mant_max:
                 break
             unit = int(round((1 << (e + k)) / m))
-            if 1 <= unit <= target.v_th_mant_max:
+            if 1 <= unit <= min(target.v_th_mant_max, unit_cap or target.v_th_mant_max):
                 candidates.append((unit, -e, k))
     for unit, neg_e, k in sorted(candidates, reverse=True):       # finest unit first
         e = -neg_e
@@ -211,7 +212,7 @@ def quantise_on_grid(name: str, real_branches: list, bias_real: np.ndarray, code
         ops = [type(op)(**{**op.__dict__, "weight": w_eff}) if isinstance(op, syn.WEIGHTED) else op
                for op in branch.ops]
         got = _try([RealBranch(branch.source, ops, branch.out_scale, True)], bias_real, unit, e,
-                   src_shapes, src_max, code_max, target)
+                   src_shapes, src_max, code_max, target, state_bound)
         if got is not None:
             return _result(real_branches, bias_real, unit, e, got)
     return None

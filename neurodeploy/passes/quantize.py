@@ -49,7 +49,13 @@ def _bias_format(bias_int: np.ndarray, target: Target):
     return None, None
 
 
-def _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target):
+def _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound=None):
+    """Quantise at (unit D, weight exponent e); None where a format or the state bound does not fit.
+
+    state_bound: None = the static worst case max_j(Σ|W_j|·src_max·2^e + |b_j|) (and code_max·D);
+    otherwise a callable (branches, bias_mant, bias_exp, unit, exp) -> the bound (state units)
+    to hold against the target's signed state maximum instead (`schemes.sws` calibrated bound).
+    """
     branches, bound = [], np.float64(0)
     for b in real_branches:
         ops = []
@@ -63,6 +69,9 @@ def _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, tar
     bias_mant, bias_exp = _bias_format(round_half_away(bias_real * unit), target)
     if bias_mant is None:
         return None
+    if state_bound is not None:
+        total = state_bound(branches, bias_mant, bias_exp, unit, exp)
+        return None if total > target.state_max else (branches, bias_mant, bias_exp, int(total))
     bias_eff = np.abs(bias_mant.astype(np.float64) * (1 << bias_exp))
     shape = bound.shape
     per_channel = bias_eff.reshape((-1,) + (1,) * (len(shape) - 1)) if len(shape) > 1 else bias_eff
@@ -75,38 +84,50 @@ def _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, tar
 
 
 def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_max: int | None,
-                   src_shapes: dict, src_max: dict, target: Target) -> QuantisedLayer:
+                   src_shapes: dict, src_max: dict, target: Target, state_bound=None,
+                   unit_cap: int | None = None, prefer_large_unit: bool = False) -> QuantisedLayer:
     """Pick the weight exponent e and integer unit D with the most precision that fits.
 
     Real weights w (in code steps of this layer) become w_mant = round(w * D / 2^e) with
     |w_mant| <= 2^(mant_bits-1) - 1; the bias becomes round(b * D) = bias_mant << bias_exp;
     D <= the threshold mantissa maximum; and the worst-case |U| must fit state_bits.  The
     largest e (hence largest D, finest steps) that satisfies all of them wins.
+    state_bound: see `_try` (None = static worst case); unit_cap: an upper limit on D (the
+    caller's estimate of the largest unit its state bound allows; saves trying finer ones).
+    prefer_large_unit: among equal weight steps take the larger D instead of the smaller
+    exponent (a finer bias: `sws` spreads its bias over S = 255 steps, multiplying its
+    rounding error by S).
+    A result whose weights all round to 0 is refused (TargetLimitError naming the layer).
     """
     w_max = max((float(np.max(np.abs(syn.weighted_op(b.ops).weight))) for b in real_branches), default=0.0)
     m_max = target.weight_mant_max
     exps = range(max(target.weight_exp_min, 0), target.weight_exp_max + 1)
 
     def unit_for(exp: int) -> int:
+        cap = target.v_th_mant_max if unit_cap is None else min(target.v_th_mant_max, int(unit_cap))
         if w_max == 0:
-            return target.v_th_mant_max
-        return min(int(np.floor(m_max * (1 << exp) / w_max)), target.v_th_mant_max)
+            return cap
+        return min(int(np.floor(m_max * (1 << exp) / w_max)), cap)
 
-    # Finest weight step 2^e/D first; among equals the smaller exponent (smaller numbers).
-    candidates = sorted((((1 << e) / unit_for(e)) if unit_for(e) >= 1 else np.inf, e) for e in exps)
+    # Finest weight step 2^e/D first; among equals the smaller exponent (smaller numbers), or the
+    # larger one (larger D) with prefer_large_unit.
+    tie = -1 if prefer_large_unit else 1
+    candidates = sorted((((1 << e) / unit_for(e)) if unit_for(e) >= 1 else np.inf, tie * e) for e in exps)
+    candidates = [(step, tie * e) for step, e in candidates]
     for step, exp in candidates:
         if not np.isfinite(step):
             continue
-        got = _try(real_branches, bias_real, unit_for(exp), exp, src_shapes, src_max, code_max, target)
+        got = _try(real_branches, bias_real, unit_for(exp), exp, src_shapes, src_max, code_max, target,
+                   state_bound)
         if got is not None:
-            return _result(real_branches, bias_real, unit_for(exp), exp, got)
+            return _check_weights(name, _result(real_branches, bias_real, unit_for(exp), exp, got), w_max)
     # Nothing fits at full precision: shrink the unit at the smallest usable exponent.
     usable = [e for s, e in candidates if np.isfinite(s)]
     if usable:
         exp = min(usable)
         unit = unit_for(exp) * 3 // 4
         while unit >= 1:
-            got = _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target)
+            got = _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound)
             if got is not None:
                 result = _result(real_branches, bias_real, unit, exp, got)
                 if result.weight_rel_error <= MAX_SHRUNK_WEIGHT_ERROR:
@@ -117,6 +138,23 @@ def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_m
         f"cannot represent this layer in {target.name}'s formats (weights up to {w_max:.3g} code steps, "
         f"{target.state_bits}-bit state, {target.bias_mant_bits}-bit bias mantissa)",
         f"layer '{name}'", "use fewer quantisation levels, smaller weights/biases, or --target cpu")
+
+
+def _check_weights(name: str, q: QuantisedLayer, w_max: float) -> QuantisedLayer:
+    """Refuse a quantisation in which every nonzero weight rounded to mantissa 0.
+
+    The finest-step search can pick an exponent 2^e so large against D·w that all mantissas
+    round(w·D/2^e) are 0 (relative weight error 1.0): the layer would compute its bias alone.
+    The shrink path already bounds the error (MAX_SHRUNK_WEIGHT_ERROR); this is the same
+    refusal for the full-precision path, where it used to pass silently.
+    """
+    if w_max > 0 and all(not np.any(syn.weighted_op(b.ops).weight) for b in q.branches):
+        raise TargetLimitError(
+            f"every weight of this layer rounds to 0 at weight exponent {q.weight_exp} and unit {q.unit} "
+            f"(largest weight {w_max:.3g} code steps; relative weight error {q.weight_rel_error:.2f})",
+            f"layer '{name}'", "rescale the layer (its weights are tiny against its activation step), "
+            "or use a target with a smaller weight exponent")
+    return q
 
 
 def _result(real_branches, bias_real, unit, exp, got) -> QuantisedLayer:

@@ -20,6 +20,14 @@ class CompileOptions:
     percentile: float = 99.9                # rate: threshold balancing percentile of ReLU inputs
     coding_steps: int | None = None         # sws: Tc digits per value (None = --timesteps or 8)
     silent_steps: int | None = None         # sws: Ts silent steps per TSA layer (None = 2)
+    beta: int = 2                           # sws: amplification factor β (2: a shift; 3: shift + add)
+    full_threshold: bool = False            # sws ablation only: firing threshold θ instead of θ/2
+    state_bound: str | None = None          # sws: how D is sized against the state width: "static" (worst
+                                            # case, never overflows), "calibrated" (largest membrane over the
+                                            # calibration samples x state_margin; out-of-distribution inputs
+                                            # can overflow), None = calibrated when calibration samples are
+                                            # given, else static
+    state_margin: float = 4.0               # sws calibrated: headroom factor over the calibration peak
     chips: int = 1                          # chips available: compile fails when more cores are needed
     payload_bits: int = 16                  # reverb: width of a graded spike's payload (1..24 on Loihi 2);
                                             # 16 = lava-dl's SDNN default, keeps v (24 bits) room for fan-in

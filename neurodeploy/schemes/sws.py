@@ -26,6 +26,25 @@ spread as b̃/S per coding step.  An input zero point's −Ŵ·Z_i·C_i term goe
 layer's bias (`passes.qdq.fold_zero_points`); the QDQ pair on the model output is dropped
 (the readout reads its potential).  A QDQ model needs Tc = 8 with β = 2 (its codes have 255
 levels); other Tc raise an error rather than silently re-quantising the trained model.
+
+State bound (`CompileOptions.state_bound`, `--state-bound`): the integer unit D sets how finely
+the weights Ŵ·C_i/C_o and the per-step bias b̃/S are represented (the bias error is multiplied
+by S = 255), and the membrane, which must fit the target's signed state (24 bits on Loihi 2),
+grows with D.  A ReLU-blocked neuron keeps its whole negative input, amplified by β^Ts, so
+|m| reaches about β^Ts·|U|·D for a pre-activation of U code steps.
+- "static": D from the worst case β^Ts·S·(Σ|W|·2^e + |b| + D) over all inputs (3 state bits
+  reserved for β^Ts): no input can overflow, but wide layers get a coarse D (digits_qat conv2:
+  D = 126, ~47% of its codes off onnxruntime's).
+- "calibrated": the membrane's peak |m| over the calibration samples (the float pass of
+  `_unit_peak`, linear in D, then the chosen D re-checked with the integer run), times
+  `state_margin` (default 4: the digits test splits peak at most 1.2x their 256-sample
+  calibration sets), must fit the state; one step's current Σ|W|·2^e + |b| keeps the static
+  bound (synapses never wrap).  Inputs far outside the calibration data CAN overflow: the
+  state wraps (two's complement, as the Lava process model and the chip's registers do; the
+  simulator models it bit for bit and counts it, `sim.sws.state_overflows`), and the
+  affected codes then differ from the quantised ANN.
+- default (None): calibrated when calibration samples are given (`--calibration`; float models
+  need them anyway), else static; a QDQ model compiled without `--calibration` stays static.
 """
 from __future__ import annotations
 
@@ -34,6 +53,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
 from ..ir import float_graph as fg
@@ -48,7 +68,8 @@ from ..passes.qdq import is_qdq, quantise_on_grid
 from ..passes.quantize import quantise_layer
 from ..passes.threshold_balance import threshold_balance
 from ..sim import sws as sws_sim
-from ..sim.synapse_ops import abs_bound
+from ..sim.engine import input_codes
+from ..sim.synapse_ops import abs_bound, apply_ops
 from ..target import Target
 from .base import CompileOptions, Scheme
 
@@ -56,13 +77,14 @@ DEFAULT_CODING_STEPS = 8
 DEFAULT_SILENT_STEPS = 2
 
 
-@dataclass
-class SwsOptions(CompileOptions):
-    """CompileOptions plus the `sws` knobs (until base.CompileOptions carries them)."""
-    coding_steps: int | None = None     # Tc; None = timesteps or 8
-    silent_steps: int | None = None     # Ts; None = 2
-    beta: int = 2
-    full_threshold: bool = False        # ablation only: threshold θ instead of θ/2
+# CompileOptions carries every sws knob (coding_steps, silent_steps, beta, full_threshold,
+# state_bound, state_margin); the old name stays for existing callers.
+SwsOptions = CompileOptions
+
+STATE_BOUNDS = ("static", "calibrated")
+# Fixed-point scale of the float membrane pass (`_unit_peak`): currents in code steps times
+# 2^20 keep ~6 significant digits of the peak and stay far inside int64.
+_PEAK_SCALE = 1 << 20
 
 
 def sws_params(options: CompileOptions) -> tuple[int, int, int, bool]:
@@ -71,6 +93,96 @@ def sws_params(options: CompileOptions) -> tuple[int, int, int, bool]:
     ts = DEFAULT_SILENT_STEPS if ts is None else ts
     beta = int(getattr(options, "beta", 2))
     return int(tc), int(ts), beta, bool(getattr(options, "full_threshold", False))
+
+
+def state_bound_mode(options: CompileOptions) -> str:
+    """"static" or "calibrated" (module docstring, "State bound"); None picks calibrated when
+    calibration samples are given, else static."""
+    mode = getattr(options, "state_bound", None)
+    has_cal = getattr(options, "calibration", None) is not None
+    if float(getattr(options, "state_margin", 4.0)) < 1.0:
+        raise NeurodeployError(f"state margin {options.state_margin} is below 1", "--state-margin",
+                               "use a factor >= 1 (default 4)")
+    if mode is None:
+        return "calibrated" if has_cal else "static"
+    if mode not in STATE_BOUNDS:
+        raise NeurodeployError(f"state bound {mode!r} is not known", "--state-bound", "use static or calibrated")
+    if mode == "calibrated" and not has_cal:
+        raise NeurodeployError("the calibrated state bound needs calibration samples", "--state-bound calibrated",
+                               "pass --calibration X.npy (inputs like the deployment data) or use --state-bound static")
+    return mode
+
+
+def _branch_currents(branches, digits: dict, weight_exp: bool) -> torch.Tensor:
+    """Σ_branches (W · a_src(τ)) [<< e] for every input step: float64 (N, Tc, *shape).
+
+    digits: source layer -> int8 digit planes (N, Tc, *src_shape).  Exact for integer
+    mantissas (sums of ternary digits times 8-bit weights stay far below 2^53)."""
+    total = None
+    for b in branches:
+        p = digits[b.source]
+        n, tc = p.shape[:2]
+        ops = [type(op)(**{**op.__dict__, "weight": np.asarray(op.weight, dtype=np.float64)})
+               if isinstance(op, syn.WEIGHTED) else op for op in b.ops]
+        c = apply_ops(ops, p.reshape((n * tc,) + tuple(p.shape[2:])).to(torch.float64))
+        if weight_exp:
+            c = c * float(1 << b.weight_exp)
+        c = c.reshape((n, tc) + tuple(c.shape[1:]))
+        total = c if total is None else total + c
+    return total
+
+
+def _per_step(bias, like: torch.Tensor) -> torch.Tensor:
+    """A per-channel / per-feature bias shaped to add to currents (N, Tc, C, ...)."""
+    b = torch.as_tensor(np.asarray(bias, dtype=np.float64))
+    return b.reshape((1, 1, -1) + (1,) * (like.ndim - 3)) if b.ndim else b
+
+
+def _unit_peak(real_branches, bias_real, neuron: tsa_ir.TSA, digits: dict) -> float:
+    """Largest |m| / D of the TSA membrane over the calibration digits, with unrounded weights.
+
+    With exact weights the integer membrane is D times the membrane of a TSA with θ = 1 fed
+    the real currents (spike decisions compare m with D·β^Ts/2, so they do not depend on D):
+    the peak is linear in D and this one pass gives it for every candidate D (rounding the
+    weights moves it slightly; the chosen D is re-checked with the integer run).
+    """
+    z = _branch_currents(real_branches, digits, weight_exp=False)
+    z = z + _per_step(bias_real, z)
+    unit = dataclasses.replace(neuron, theta_mant=_PEAK_SCALE)
+    peak: list = []
+    sws_sim.tsa_run(torch.round(z * _PEAK_SCALE).to(torch.int64), unit, peak=peak)
+    return peak[0] / _PEAK_SCALE
+
+
+def _integer_run(branches, bias_mant, bias_exp, neuron: tsa_ir.TSA, digits: dict, state_bits: int | None):
+    """The quantised layer on the calibration digits, as `sim.sws` runs it: (digits, peak |m|)."""
+    z = _branch_currents(branches, digits, weight_exp=True)
+    z = z + _per_step(np.asarray(bias_mant, dtype=np.float64) * float(1 << bias_exp), z)
+    peak: list = []
+    out, _ = sws_sim.tsa_run(z.to(torch.int64), neuron, peak=peak, state_bits=state_bits)
+    return out, int(peak[0])
+
+
+def _calibrated_bound(neuron: tsa_ir.TSA, digits: dict, shapes: dict, target: Target, margin: float,
+                      unit_peak: float):
+    """state_bound callable for `quantise_layer` / `quantise_on_grid` (see `passes.quantize._try`):
+    max(margin x the integer membrane peak over the calibration set, the static bound of one
+    step's current Σ|W|·2^e + |b|, which a synapse must carry without wrapping)."""
+    def bound(branches, bias_mant, bias_exp, unit, exp):
+        # cheap pre-check: the peak is ~linear in D (1% slack: rounded weights can lower it a little)
+        if unit * unit_peak * margin > target.state_max * 1.01:
+            return float("inf")
+        per_step = 0
+        for b in branches:
+            per_step = per_step + abs_bound(b.ops, shapes[b.source], 1.0) * float(1 << b.weight_exp)
+        bias = np.abs(np.asarray(bias_mant, dtype=np.float64)) * float(1 << bias_exp)
+        per_step = np.asarray(per_step, dtype=np.float64)
+        cur = float(np.max(per_step + (bias.reshape((-1,) + (1,) * (per_step.ndim - 1)) if per_step.ndim > 1
+                                       else bias)))
+        _, peak = _integer_run(branches, bias_mant, bias_exp, dataclasses.replace(neuron, theta_mant=unit),
+                               digits, None)
+        return max(cur, margin * peak)
+    return bound
 
 
 def tsa_state_bound(branches, bias, neuron: tsa_ir.TSA, shapes: dict) -> int:
@@ -89,6 +201,16 @@ def tsa_state_bound(branches, bias, neuron: tsa_ir.TSA, shapes: dict) -> int:
     per = total + (bias.reshape((-1,) + (1,) * (total.ndim - 1)) if total.ndim > 1 else bias)
     s = tsa_ir.digit_weight_sum(neuron.beta, neuron.coding_steps)
     return int(neuron.beta ** neuron.silent_steps * s * (float(np.max(per)) + neuron.theta_mant))
+
+
+def _calibration_digits(enc_layer, calibration, beta: int, tc: int) -> dict:
+    """{input layer: its digit planes (N, Tc, *shape) int8} for the calibration samples."""
+    x = np.asarray(calibration)
+    if x.ndim != len(enc_layer.shape) + 1 or tuple(x.shape[1:]) != tuple(enc_layer.shape) or len(x) < 1:
+        raise NeurodeployError(f"calibration samples have shape {x.shape}, the model input is "
+                               f"{tuple(enc_layer.shape)}", "--calibration", "pass samples shaped (N, *input shape)")
+    codes = input_codes(enc_layer, torch.as_tensor(x.astype(np.float64)))
+    return {enc_layer.name: sws_sim.encode_digits(codes, beta, tc)}
 
 
 def _qdq_quantisers(graph: fg.FloatGraph, q_levels: int, tc: int, beta: int) -> dict:
@@ -130,12 +252,15 @@ class Sws(Scheme):
         graph = threshold_balance(graph, options.calibration, q_levels, options.percentile)
         for name, op in qdq.items():      # the model's own quantisers, not re-calibrated ones
             graph.set_op(name, op)
+        mode, margin = state_bound_mode(options), float(getattr(options, "state_margin", 4.0))
         enc, real_layers = lower(graph)
-        # the TSA membrane holds up to beta^Ts times a layer's partial sums (plus one unit of
-        # rounding headroom): reserve those bits of the state
+        # static bound: the TSA membrane holds up to beta^Ts times a layer's partial sums (plus
+        # one unit of rounding headroom): reserve those bits of the state.  The readout (no
+        # silent period) is always sized this way.
         reserve = int(math.ceil(ts * math.log2(beta))) + 1
         tgt = dataclasses.replace(target, state_bits=target.state_bits - reserve)
         layers = [enc.encoder(tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc))]
+        cal = _calibration_digits(layers[0], options.calibration, beta, tc) if mode == "calibrated" else None
         shapes, code_max = {enc.name: enc.shape}, {enc.name: q_levels}
         report = {}
         for rl in real_layers:
@@ -151,23 +276,36 @@ class Sws(Scheme):
                 # rounds by itself (floor(U + 1/2)), so remove 1/2 of it, and spread the bias over
                 # the Tc input steps.  The rest of the offset is a QDQ zero point (Eq. 17's Z_o).
                 bias_real = (rl.bias - 0.5) / q_levels
+                proto = tsa_ir.TSA(theta_mant=1, code_max=q_levels, beta=beta, coding_steps=tc,
+                                   silent_steps=ts, relu=True, full_threshold=full)
+                qt, kw = tgt, {}
+                if cal is not None:
+                    unit_peak = _unit_peak(rl.branches, bias_real, proto, cal)
+                    qt = target                      # the measured peak includes the β^Ts amplification
+                    kw = {"state_bound": _calibrated_bound(proto, cal, shapes, target, margin, unit_peak),
+                          "unit_cap": max(1, int(target.state_max / (margin * unit_peak))) if unit_peak > 0 else None}
                 # a QDQ layer's weights are the model's 8-bit integers times one step: keep them
-                q = quantise_on_grid(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, tgt) \
+                q = quantise_on_grid(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, qt, **kw) \
                     if rl.float_node in qdq else None
                 if q is None:
-                    q = quantise_layer(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, tgt)
-                neuron = tsa_ir.TSA(theta_mant=q.unit, code_max=q_levels, beta=beta, coding_steps=tc,
-                                    silent_steps=ts, relu=True, full_threshold=full)
+                    q = quantise_layer(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, qt,
+                                       prefer_large_unit=True, **kw)
+                neuron = dataclasses.replace(proto, theta_mant=q.unit)
                 step = np.asarray(rl.quant.out_step)
                 code_max[rl.name] = q_levels
                 bound = tsa_state_bound(q.branches, q.bias_mant.astype(np.int64) << q.bias_exp, neuron, shapes)
-                if bound > target.state_max:
+                extra = {"state_bound": bound, "state_bound_mode": mode}
+                if cal is None and bound > target.state_max:
                     raise TargetLimitError(f"the TSA membrane can reach {bound} > the target's "
                                            f"{target.state_bits}-bit state", f"layer '{rl.name}'",
                                            "use fewer silent steps, fewer coding steps or --target cpu")
+                if cal is not None:       # the next layers calibrate on this layer's own digits
+                    cal[rl.name], peak = _integer_run(q.branches, q.bias_mant, q.bias_exp, neuron, cal,
+                                                      target.state_bits)
+                    extra["state_peak_calibration"] = peak
             shapes[rl.name] = rl.shape
             layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
-            report[rl.name] = {**q.report(), "state_bound": bound if rl.quant is not None else q.state_bound}
+            report[rl.name] = {**q.report(), **(extra if rl.quant is not None else {})}
         net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
         sch = sws_sim.schedule(net)
         net.meta.update({
@@ -175,7 +313,10 @@ class Sws(Scheme):
                                      for l in layers if not getattr(l, "is_readout", False)},
             "latency_steps": sch["latency_steps"], "throughput_steps": sch["throughput_steps"],
             "sws": {"beta": beta, "coding_steps": tc, "silent_steps": ts, "levels": q_levels,
-                    "full_threshold": full, "offsets": sch["offsets"], "branch_delays": sch["branch_delays"],
+                    "full_threshold": full, "state_bound": mode,
+                    "state_margin": margin if mode == "calibrated" else None,
+                    "calibration_samples": int(len(options.calibration)) if mode == "calibrated" else None,
+                    "offsets": sch["offsets"], "branch_delays": sch["branch_delays"],
                     "tsa_layers_on_longest_path": sch["tsa_layers_on_longest_path"]},
         })
         return net

@@ -62,12 +62,40 @@ def decode_digits(digits: torch.Tensor, beta: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- TSA neuron
 
-def tsa_run(z: torch.Tensor, neuron: tsa_ir.TSA, peak: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+# The state registers (u of a TSA neuron, V of the readout) are `state_bits` wide and wrap in
+# two's complement on overflow, as the Lava process models do (`backends.lava.sws_lava`, the
+# same `processes.wrap_signed`): with a calibrated state bound (`schemes.sws`) an input unlike
+# the calibration set can overflow, and simulator and Lava must then still agree bit for bit.
+# Widths of 63 bits or more (e.g. --target cpu's 48 are below; int64 itself) are not wrapped.
+
+def state_bits_of(graph: SpikingGraph) -> int | None:
+    """Signed width of the neuron state from the graph's target (None: unknown/unbounded)."""
+    spec = graph.meta.get("target_spec") if isinstance(graph.meta, dict) else None
+    try:
+        return int(spec["neuron"]["state_bits"])
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def wrap_state(x: torch.Tensor, bits: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x wrapped to a signed `bits`-bit register, bool mask of the elements that overflowed)."""
+    if bits is None or bits >= 63:
+        return x, torch.zeros_like(x, dtype=torch.bool)
+    half = 1 << (bits - 1)
+    wrapped = torch.remainder(x + half, 2 * half) - half
+    return wrapped, wrapped != x
+
+
+def tsa_run(z: torch.Tensor, neuron: tsa_ir.TSA, peak: list | None = None, state_bits: int | None = None,
+            overflow: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a TSA layer over its local steps 1..Tc+Ts.
 
     z: integer currents (N, Tc, *shape) for the input steps (synaptic input + per-step bias).
     Returns (digits (N, Tc, *shape) int8, final membrane u).  Exact integer arithmetic, see
-    `ir.tsa.TSA`.  `peak`, if given, gets the largest |m| seen appended (state-range checks).
+    `ir.tsa.TSA`; m and u wrap at `state_bits` (signed) like the Lava process model
+    (`sws_lava.tsa_update`), None = no wrap.  `peak`, if given, gets the largest |m| seen
+    (before wrapping) appended (state-range checks); `overflow` gets a bool tensor (N, *shape):
+    which neurons' state wrapped at least once in the frame.
     """
     beta, tc, ts = int(neuron.beta), int(neuron.coding_steps), int(neuron.silent_steps)
     d = int(neuron.theta_mant)
@@ -76,12 +104,15 @@ def tsa_run(z: torch.Tensor, neuron: tsa_ir.TSA, peak: list | None = None) -> tu
     h2 = sub * (2 if neuron.full_threshold else 1)
     u = torch.zeros_like(z[:, 0])
     emitted = torch.zeros_like(u)
+    wrapped = torch.zeros_like(u, dtype=torch.bool)
     out = []
     top = 0
     for t in range(1, tc + ts + 1):
         m = beta * u + (z[:, t - 1] if t <= tc else 0)
         if peak is not None:
             top = max(top, int(m.abs().max()))
+        m, ov = wrap_state(m, state_bits)
+        wrapped |= ov
         if t <= ts:
             u = m
             continue
@@ -91,11 +122,14 @@ def tsa_run(z: torch.Tensor, neuron: tsa_ir.TSA, peak: list | None = None) -> tu
         if neuron.relu:
             neg = neg & (emitted - w >= 0)
         a = pos.to(torch.int64) - neg.to(torch.int64)
-        u = m - a * sub
+        u, ov = wrap_state(m - a * sub, state_bits)
+        wrapped |= ov
         emitted = emitted + a * w
         out.append(a.to(torch.int8))
     if peak is not None:
         peak.append(top)
+    if overflow is not None:
+        overflow.append(wrapped)
     return torch.stack(out, dim=1), u
 
 
@@ -158,9 +192,26 @@ def _bias_steps(layer, like: torch.Tensor) -> torch.Tensor:
     return b.reshape((1, 1, -1) + (1,) * (like.ndim - 3))
 
 
-def _run(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False):
+def _readout(cur: torch.Tensor, bias: torch.Tensor, beta: int, state_bits: int | None):
+    """The readout's weighted potential V (N, *shape) and its overflow mask: V ← β·V + a_in for
+    the Tc input steps, + bias at the last one, wrapped each step like `sws_lava.readout_update`."""
+    tc = cur.shape[1]
+    v = torch.zeros_like(cur[:, 0])
+    wrapped = torch.zeros_like(v, dtype=torch.bool)
+    for t in range(tc):                       # the readout amplifies, never spikes
+        v = beta * v + cur[:, t] + (bias if t == tc - 1 else 0)
+        v, ov = wrap_state(v, state_bits)
+        wrapped |= ov
+    return v, wrapped
+
+
+def _run(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False,
+         overflows: dict | None = None):
+    """Layer after layer over whole digit planes.  overflows: if given, layer -> number of
+    neurons x samples whose state wrapped (at the target's state width) is added to it."""
     from .engine import input_codes
     graph = prep.graph
+    bits = state_bits_of(graph)
     enc = graph.input
     beta, tc = int(enc.neuron.beta), int(enc.neuron.coding_steps)
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
@@ -172,17 +223,19 @@ def _run(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = Fal
     for layer in graph.neuron_layers():
         cur = _currents(prep, layer, digits, n, tc)
         if isinstance(layer.neuron, nrn.Readout):
-            v = torch.zeros_like(cur[:, 0])
-            for t in range(tc):                       # the readout amplifies, never spikes
-                v = beta * v + cur[:, t]
-            u = v + _bias_steps(layer, cur)[:, 0]
+            u, wrapped = _readout(cur, _bias_steps(layer, cur)[:, 0], beta, bits)
+            if overflows is not None:
+                overflows[layer.name] = overflows.get(layer.name, 0) + int(wrapped.sum())
             break
         if not isinstance(layer.neuron, tsa_ir.TSA):
             raise NeurodeployError(f"the sws simulator has no kernel for {type(layer.neuron).__name__}",
                                    f"layer '{layer.name}'")
         if int(layer.neuron.beta) != beta or int(layer.neuron.coding_steps) != tc:
             raise NeurodeployError("all sws layers must share beta and coding steps", f"layer '{layer.name}'")
-        out, _ = tsa_run(cur + _bias_steps(layer, cur), layer.neuron)
+        ov = []
+        out, _ = tsa_run(cur + _bias_steps(layer, cur), layer.neuron, state_bits=bits, overflow=ov)
+        if overflows is not None:
+            overflows[layer.name] = overflows.get(layer.name, 0) + int(ov[0].sum())
         digits[layer.name] = out
         if record_codes:
             codes[layer.name] = decode_digits(out, beta)
@@ -190,15 +243,32 @@ def _run(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = Fal
     return u, codes, spikes, (digits if keep_digits else None)
 
 
-def run_batch(prep, x: np.ndarray, record_codes: bool = True):
+def run_batch(prep, x: np.ndarray, record_codes: bool = True, overflows: dict | None = None):
     """engine.run_batch for `sws` networks: codes = decoded value of each layer's digits,
-    spikes = number of nonzero (±1) digits."""
+    spikes = number of nonzero (±1) digits; `overflows` (optional dict) accumulates the state
+    overflows per layer (see `_run`)."""
     from .engine import BatchResult
     graph = prep.graph
-    u, codes, spikes, _ = _run(prep, x, record_codes)
+    u, codes, spikes, _ = _run(prep, x, record_codes, overflows=overflows)
     n = u.shape[0]
     value = (u.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
     return BatchResult(value.reshape(n, -1), u, codes, spikes)
+
+
+def state_overflows(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu") -> dict:
+    """Layer -> number of (sample, neuron) pairs whose state register wrapped on x.
+
+    Always 0 for a network compiled with the static state bound; with the calibrated bound a
+    nonzero count means x drives the membranes beyond the calibration set's range times the
+    margin, and those neurons' codes (and everything downstream) may be wrong: the SNN still
+    equals Lava / the chip bit for bit, but no longer the quantised ANN.
+    """
+    from .engine import iter_batches, prepare
+    prep = prepare(graph, device)
+    counts = {l.name: 0 for l in graph.neuron_layers()}
+    for _, xb in iter_batches(x, batch_size):
+        _run(prep, xb, record_codes=False, overflows=counts)
+    return counts
 
 
 # ---------------------------------------------------------------------------- reference

@@ -43,8 +43,10 @@ spike count from probe Vars of the neuron (`TSANeuron`); with record_digits (def
 every layer's ternary spikes from sinks (slow to read for large layers: the CLI skips them).
 
 State: u, V are the target's `state_bits` signed registers (24 on Loihi 2), wrapped on
-overflow like `processes.wrap_signed`; the compiler's `state_bound` keeps them in range, so
-the result equals our simulator's int64 arithmetic.  Lava's ports are int32: graphs with
+overflow like `processes.wrap_signed`.  The static state bound keeps them in range; with the
+calibrated one (`schemes.sws`) an input unlike the calibration data can overflow, and
+`sim.sws` wraps at the same width at the same points (m after amplify + input, u after the
+reset, V every step), so the two stay bit-exact either way.  Lava's ports are int32: graphs with
 state_bits > 32 (e.g. --target cpu) are refused.
 
 Absolute imports and no `from __future__ import annotations`: Lava's compiler re-executes
