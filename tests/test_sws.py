@@ -318,3 +318,26 @@ def test_quantise_layer_refuses_weights_that_all_round_to_zero():
     ok = RealBranch("input", [syn.Dense(weight=np.full((3, 4), 0.5))], np.float64(1.0), True)
     q = quantise_layer("fine", [ok], np.zeros(3), 15, {"input": (4,)}, {"input": 15}, load_target("loihi2"))
     assert q.weight_rel_error < 0.01
+
+
+def test_verify_reports_state_overflows(tmp_path):
+    """A calibrated bound from one dim calibration sample and no margin: ordinary inputs wrap the
+    24-bit membranes; verify counts the wrapped neurons per layer (the same count as
+    sim.sws.state_overflows) and names the cause in its text."""
+    import onnx
+    from neurodeploy.compiler import compile_model
+    from neurodeploy.reports.verify import verify, verify_text
+    import netgen
+    onnx.save(netgen.dense_net(0), tmp_path / "m.onnx")
+    x = netgen.random_inputs((12,), 64, seed=7)
+    y = np.zeros(len(x), dtype=np.int64)
+    net = compile_model(tmp_path / "m.onnx", "loihi2", "sws",
+                        SwsOptions(calibration=x[:1] * 0.1, state_bound="calibrated", state_margin=1.0,
+                                   coding_steps=8, silent_steps=2))
+    r = verify(net, tmp_path / "m.onnx", x, y)
+    want = {k: v for k, v in sws.state_overflows(net, x).items() if v}
+    assert want and r["state_overflows"] == want
+    assert "STATE OVERFLOW" in verify_text(r)
+    static = compile_model(tmp_path / "m.onnx", "loihi2", "sws", SwsOptions(calibration=x, state_bound="static"))
+    r = verify(static, tmp_path / "m.onnx", x, y)
+    assert r["state_overflows"] == {} and "STATE OVERFLOW" not in verify_text(r)

@@ -101,10 +101,13 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
     elements = dict.fromkeys(names, 0)
     spikes = dict.fromkeys(names, 0)
     readout_mm = 0
+    overflows: dict = {}
     snn_out, q_out = [], []
     with progress_bar(total=len(x), desc="verify", unit="sample", enabled=progress) as bar:
         for start, xb in engine.iter_batches(x, batch_size):
             snn = engine.run_batch(prep, xb, record_codes=True)
+            for name, c in snn.overflows.items():
+                overflows[name] = overflows.get(name, 0) + int(c)
             ref_codes, ref_u = reference(ref_net, xb)
             fcodes = _float_codes(float_graph, ref_net, xb)
             for name in names:
@@ -147,6 +150,7 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
         "exact_scheme": scheme.exact,
         "error_free": bool(holds),
         "lossy": lossy,
+        "state_overflows": {k: v for k, v in overflows.items() if v},
     }
 
 
@@ -175,6 +179,10 @@ def verify_text(r: dict) -> str:
     else:
         verdict = "EXACT: " if r["guarantee_holds"] else "NOT EXACT: "
         lines.append(f"  {verdict}{r['guarantee']}" + ("" if r["guarantee_holds"] else " -- does not hold"))
+    if r.get("state_overflows"):
+        lines.append("  STATE OVERFLOW (the calibrated state bound was exceeded; the register wrapped as on the chip): "
+                     + ", ".join(f"{k} {v} neurons" for k, v in r["state_overflows"].items())
+                     + " -- recompile with --state-bound static or more --calibration data")
     if r.get("lossy"):
         lines.append(f"  compiled with --lossy --timesteps {r['lossy']['timesteps']} (exactness needs "
                      f"{r['lossy']['exact_timesteps']}): this network is not error-free by construction")

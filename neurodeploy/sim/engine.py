@@ -96,6 +96,8 @@ class BatchResult:
     output_state: torch.Tensor                  # int64 readout U
     codes: dict                                 # layer -> int64 decoded codes (N, *shape)
     spikes: dict                                # layer -> total spikes in the batch
+    overflows: dict = field(default_factory=dict)   # layer -> neurons whose state register wrapped
+                                                    # (schemes whose bound can be exceeded: sws calibrated)
 
 
 def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:

@@ -249,10 +249,14 @@ def run_batch(prep, x: np.ndarray, record_codes: bool = True, overflows: dict | 
     overflows per layer (see `_run`)."""
     from .engine import BatchResult
     graph = prep.graph
-    u, codes, spikes, _ = _run(prep, x, record_codes, overflows=overflows)
+    counts = {l.name: 0 for l in graph.neuron_layers()}
+    u, codes, spikes, _ = _run(prep, x, record_codes, overflows=counts)
+    if overflows is not None:
+        for name, c in counts.items():
+            overflows[name] = overflows.get(name, 0) + c
     n = u.shape[0]
     value = (u.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
-    return BatchResult(value.reshape(n, -1), u, codes, spikes)
+    return BatchResult(value.reshape(n, -1), u, codes, spikes, counts)
 
 
 def state_overflows(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu") -> dict:
