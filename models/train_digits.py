@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn import QCFS, export_onnx  # noqa: E402
 
 SEED = 0
@@ -150,12 +151,10 @@ def export_all(model: nn.Module, prefix: str, out: str, data, meta: dict, data_p
     meta["files"] = sorted([os.path.basename(p), os.path.basename(pf), f"{prefix}.pt", f"{prefix}.json",
                             *data_files])
     meta["torch_version"] = torch.__version__
-    with open(os.path.join(out, f"{prefix}.json"), "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-        f.write("\n")
-    print(json.dumps({k: meta[k] for k in ("test_accuracy", "test_accuracy_torch", "test_accuracy_onnx_folded",
-                                           "max_abs_diff_vs_torch_onnx", "max_abs_diff_vs_torch_onnx_folded",
-                                           "train_time_s")}, indent=2))
+    write_model_card(os.path.join(out, f"{prefix}.json"), meta,
+                     ("test_accuracy", "test_accuracy_torch", "test_accuracy_onnx_folded",
+                      "max_abs_diff_vs_torch_onnx", "max_abs_diff_vs_torch_onnx_folded",
+                      "train_time_s"))
     return meta
 
 

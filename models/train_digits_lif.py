@@ -30,7 +30,6 @@ surrogate with alpha = 4.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn.lif import LIF, SpikingSequential  # noqa: E402
 from neurodeploy.nn.surrogate import Sigmoid  # noqa: E402
 from neurodeploy.train.data import digits  # noqa: E402
@@ -122,11 +122,9 @@ def main(argv=None) -> dict:
         "files": ["digits_lif.json", "digits_lif.pt"],
         "torch_version": torch.__version__,
     }
-    with open(os.path.join(args.out, "digits_lif.json"), "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-        f.write("\n")
-    print(json.dumps({k: meta[k] for k in ("method", "timesteps", "test_accuracy", "train_accuracy",
-                                           "train_time_s")}, indent=2))
+    write_model_card(os.path.join(args.out, "digits_lif.json"), meta,
+                     ("method", "timesteps", "test_accuracy", "train_accuracy",
+                      "train_time_s"))
     return meta
 
 

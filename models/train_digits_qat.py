@@ -17,7 +17,6 @@ epochs later.  Deterministic for a given seed (single-threaded-safe ops, fixed g
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn.qat import export_qat_onnx, freeze, prepare_qat  # noqa: E402
 
 SEED = 0
@@ -132,12 +132,10 @@ def main(argv=None) -> dict:
         "train_time_s": round(t_float + t_qat, 3), "n_train": int(len(xtr)), "n_test": int(len(xte)),
         "files": ["digits_qat.onnx", "digits_qat.json"], "torch_version": torch.__version__,
     }
-    with open(os.path.join(args.out, "digits_qat.json"), "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-        f.write("\n")
-    print(json.dumps({k: meta[k] for k in ("test_accuracy_float_relu", "test_accuracy_qat_torch",
-                                           "test_accuracy_qdq_onnx", "argmax_agreement_onnx_vs_torch",
-                                           "train_time_s")}, indent=2))
+    write_model_card(os.path.join(args.out, "digits_qat.json"), meta,
+                     ("test_accuracy_float_relu", "test_accuracy_qat_torch",
+                      "test_accuracy_qdq_onnx", "argmax_agreement_onnx_vs_torch",
+                      "train_time_s"))
     return meta
 
 

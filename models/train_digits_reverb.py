@@ -29,7 +29,6 @@ Read-out: the Linear layer's output averaged over the T steps, ``W @ mean_t(O_t)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn.lif import SpikingSequential  # noqa: E402
 from neurodeploy.nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron  # noqa: E402
 from neurodeploy.train.data import digits  # noqa: E402
@@ -184,11 +184,9 @@ def main(argv=None) -> dict:
         "files": ["digits_reverb.json", "digits_reverb.pt"],
         "torch_version": torch.__version__,
     }
-    with open(os.path.join(args.out, "digits_reverb.json"), "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-        f.write("\n")
-    print(json.dumps({k: meta[k] for k in ("method", "timesteps", "test_accuracy", "train_accuracy",
-                                           "train_time_s")}, indent=2))
+    write_model_card(os.path.join(args.out, "digits_reverb.json"), meta,
+                     ("method", "timesteps", "test_accuracy", "train_accuracy",
+                      "train_time_s"))
     return meta
 
 

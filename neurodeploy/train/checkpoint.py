@@ -13,7 +13,7 @@ import os
 import torch
 from torch import nn
 
-__all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "write_model_card"]
 
 FORMAT_VERSION = 1
 
@@ -51,3 +51,13 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])
     return state
+
+
+def write_model_card(path: str, meta: dict, summary_keys: tuple) -> None:
+    """Write a trained model's card `path` (JSON, sorted keys, indent 2: byte-stable across runs
+    of the same training) atomically, and print the `summary_keys` entries for the console."""
+    import json
+
+    from ..fsutil import write_text_atomic
+    write_text_atomic(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    print(json.dumps({k: meta[k] for k in summary_keys}, indent=2))

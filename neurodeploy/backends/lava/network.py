@@ -22,7 +22,7 @@ from lava.proc.io.sink import RingBuffer as SinkBuffer  # noqa: E402
 from lava.proc.io.source import RingBuffer as SourceBuffer  # noqa: E402
 
 from neurodeploy.backends.lava.processes import (BitplaneIF, BitplaneReadout, BitserialMaxPool,  # noqa: E402
-                                                 DelayLine, GradedRelay)
+                                                 GradedRelay, delayed)
 
 
 @dataclass
@@ -212,12 +212,7 @@ def _lava_bias(layer) -> np.ndarray:
 def _connect_branch(bp, plan: NetworkPlan, port, neuron, layer) -> list:
     src = plan.layers[bp.source]
     shape = tuple(src.shape)
-    made = []
-    if bp.delay:
-        dl = DelayLine(shape=lava_shape(shape), delay=bp.delay, name=f"{layer.name}<{bp.source}:delay")
-        port.connect(dl.s_in)
-        port = dl.s_out
-        made.append(dl)
+    port, made = delayed(port, lava_shape(shape), bp.delay, f"{layer.name}<{bp.source}:delay")
     after_synapse = False
     for i, st in enumerate(bp.stages):
         if isinstance(st, MaxPoolStage):

@@ -303,6 +303,16 @@ class PyDelayLineModelFixed(_GuardedModel):
         return out
 
 
+def delayed(port, lava_shape: tuple, delay: int, name: str) -> tuple:
+    """`port` seen through a `DelayLine` of `delay` steps when delay > 0 (a skip path aligned
+    with a longer one): (the port to connect on, [the DelayLine made, if any])."""
+    if delay <= 0:
+        return port, []
+    line = DelayLine(shape=tuple(lava_shape), delay=int(delay), name=name)
+    port.connect(line.s_in)
+    return line.s_out, [line]
+
+
 class BitserialMaxPool(AbstractProcess):
     """Max pooling of MSB-first spike trains, exact on the codes (no stock Lava process).
 

@@ -375,7 +375,7 @@ def build(graph, x: np.ndarray) -> ReverbLavaNetwork:
     from lava.proc.io.source import RingBuffer as Source
 
     from neurodeploy.backends.lava.mapping import MaxPoolStage, load_graph, map_branch
-    from neurodeploy.backends.lava.processes import DelayLine
+    from neurodeploy.backends.lava.processes import delayed
 
     graph = load_graph(graph)
     start = check_graph(graph)
@@ -410,12 +410,9 @@ def build(graph, x: np.ndarray) -> ReverbLavaNetwork:
             plan = map_branch(b, shapes[b.source])
             stages = list(plan.stages)
             port, src_shape = ports[b.source], shapes[b.source]
-            delay = int(n_.start_step) - 1 - start[b.source]
-            if delay > 0:                                  # align a shallower source
-                dl = DelayLine(shape=lava_shape(src_shape), delay=delay, name=f"{layer.name}<{b.source}:delay")
-                port.connect(dl.s_in)
-                port = dl.s_out
-                custom.append(dl)
+            delay = int(n_.start_step) - 1 - start[b.source]      # align a shallower source
+            port, made = delayed(port, lava_shape(src_shape), delay, f"{layer.name}<{b.source}:delay")
+            custom += made
             if stages and isinstance(stages[0], MaxPoolStage):
                 mp = stages.pop(0)
                 pool = GradedMaxPool(in_shape=lava_shape(mp.in_shape), out_shape=lava_shape(mp.out_shape),

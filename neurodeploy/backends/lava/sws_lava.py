@@ -77,7 +77,7 @@ from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
 from neurodeploy.backends.lava.network import LavaNetwork, _adapt, _lava_bias  # noqa: E402
-from neurodeploy.backends.lava.processes import DelayLine, GradedRelay, _GuardedModel, wrap_signed  # noqa: E402
+from neurodeploy.backends.lava.processes import GradedRelay, _GuardedModel, delayed, wrap_signed  # noqa: E402
 
 TERNARY_MESSAGE_BITS = 2        # graded payload of a ternary digit: −1, 0, +1 in two's complement
 DEFAULT_STATE_BITS = 24         # Loihi 2's neuron state registers when the graph names no target
@@ -438,12 +438,7 @@ def _synapse(st, bits: int, name: str):
 def _connect_branch(bp, src: SwsLayerPlan, port, neuron, layer) -> list:
     """DelayLine (skip paths), then the synapse stages (graded, relays between stages)."""
     shape = tuple(src.shape)
-    made = []
-    if bp.delay:
-        dl = DelayLine(shape=lava_shape(shape), delay=bp.delay, name=f"{layer.name}<{bp.source}:delay")
-        port.connect(dl.s_in)
-        port = dl.s_out
-        made.append(dl)
+    port, made = delayed(port, lava_shape(shape), bp.delay, f"{layer.name}<{bp.source}:delay")
     for i, st in enumerate(bp.stages):
         if i:
             relay = GradedRelay(shape=lava_shape(shape), name=f"{layer.name}<{bp.source}:relay{i}")
