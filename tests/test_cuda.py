@@ -22,3 +22,17 @@ def test_cuda_matches_cpu_bit_for_bit(model):
         assert torch.equal(cpu.codes[name], gpu.codes[name].cpu()), name
     r = verify(net, f"models/{model}.onnx", x, y, device="cuda")
     assert r["guarantee_holds"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reverb_cuda_matches_cpu_bit_for_bit(seed):
+    """The reverb simulator's payload trains and readout state on the GPU equal the CPU's."""
+    import reverb_netgen
+    from neurodeploy.sim import reverb as sim_reverb
+    graph = reverb_netgen.random_graph(seed, t=4, payload_bits=16, per_neuron=bool(seed % 2))
+    x = reverb_netgen.random_inputs(graph, 64, seed)
+    cpu = sim_reverb.run(engine.prepare(graph, "cpu"), x)
+    gpu = sim_reverb.run(engine.prepare(graph, "cuda"), x)
+    assert torch.equal(cpu.readout_state, gpu.readout_state.cpu())
+    for name in cpu.trains:
+        assert torch.equal(cpu.trains[name], gpu.trains[name].cpu()), name
