@@ -5,6 +5,7 @@ A bounded run (hypothesis, derandomized, fixed example counts) runs by default; 
 reported (`pytest -s` prints them).
 """
 import io
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -17,7 +18,9 @@ from neurodeploy.compiler import compile_model
 from neurodeploy.errors import NeurodeployError
 
 BASE = netgen.conv_net(0, levels=(3, 8)).SerializeToString()
-COUNT = {"models": 0, "arrays": 0}
+# an 8-bit QDQ model (QuantizeLinear/DequantizeLinear, int8 weights, int32 biases) for the sws import
+QDQ_BASE = (Path(__file__).resolve().parents[1] / "models" / "digits_qat.onnx").read_bytes()
+COUNT = {"models": 0, "qdq_models": 0, "arrays": 0}
 
 
 def _mutate_bytes(data: bytes, positions, values) -> bytes:
@@ -60,13 +63,25 @@ def _mutate_graph(model: onnx.ModelProto, choice: int, k: int, value: float) -> 
     return model
 
 
-def _compile_bytes(tmp_path, data: bytes):
+def _compile_bytes(tmp_path, data: bytes, scheme: str = "bitplane"):
     path = tmp_path / "fuzz.onnx"
     path.write_bytes(data)
     try:
-        compile_model(path, "loihi2", "bitplane")
+        compile_model(path, "loihi2", scheme)
     except NeurodeployError:
         pass
+
+
+def _counted(check, n: int, counter: str):
+    """A test running the hypothesis `check`; it fails unless at least half of the n cases ran
+    (hypothesis stops early when it cannot generate distinct cases), and prints the count."""
+    def test(tmp_path):
+        before = COUNT[counter]
+        check(tmp_path)
+        ran = COUNT[counter] - before
+        print(f"\nfuzz cases tried ({counter}): {ran}")
+        assert ran >= n // 2, f"only {ran} of {n} {counter} cases ran"
+    return test
 
 
 def _fuzz_settings(n):
@@ -74,26 +89,28 @@ def _fuzz_settings(n):
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-def _models(n):
+def _models(n, base: bytes = BASE, scheme: str = "bitplane", counter: str = "models"):
     @_fuzz_settings(n)
     @given(st.integers(0, 7), st.integers(0, 10_000), st.sampled_from([np.nan, np.inf, -1e30, 1e30, 0.0, 3.0, -7.0]),
            st.lists(st.integers(0, 10**6), max_size=8), st.lists(st.integers(0, 255), max_size=8))
     def check(tmp_path, choice, k, value, positions, values):
-        COUNT["models"] += 1
+        COUNT[counter] += 1
         if choice == 7:
-            data = _mutate_bytes(BASE, positions, values)
+            data = _mutate_bytes(base, positions, values)
         else:
-            model = onnx.load_from_string(BASE)
+            model = onnx.load_from_string(base)
             try:
                 data = _mutate_graph(model, choice, k, value).SerializeToString()
             except (ValueError, TypeError, IndexError, OverflowError):
                 return  # the mutation itself was impossible
-        _compile_bytes(tmp_path, data)
-    return check
+        _compile_bytes(tmp_path, data, scheme)
+    return _counted(check, n, counter)
 
 
 test_fuzz_models = _models(60)
 test_fuzz_models_long = pytest.mark.slow(_models(600))
+test_fuzz_qdq_models = _models(40, QDQ_BASE, "sws", "qdq_models")
+test_fuzz_qdq_models_long = pytest.mark.slow(_models(300, QDQ_BASE, "sws", "qdq_models"))
 
 
 def _arrays(n):
@@ -124,14 +141,8 @@ def _arrays(n):
             check_labels(load_npy(path, "labels"), len(x), str(path))
         except NeurodeployError:
             pass
-    return check
+    return _counted(check, n, "arrays")
 
 
 test_fuzz_arrays = _arrays(60)
 test_fuzz_arrays_long = pytest.mark.slow(_arrays(600))
-
-
-def test_report_fuzz_counts():
-    """Runs last in this file: the number of cases tried (shown with pytest -s / -rA)."""
-    print(f"\nfuzz cases tried: models={COUNT['models']} arrays={COUNT['arrays']}")
-    assert COUNT["models"] + COUNT["arrays"] >= 0
