@@ -47,6 +47,7 @@ def summary_markdown(net: SpikingGraph) -> str:
              f"- latency: {net.meta.get('latency_steps')} time steps per sample; "
              f"pipelined throughput: one sample every {net.meta.get('throughput_steps')} steps",
              *_chip_schedule(net),
+             *_scheme_lines(net),
              f"- model sha256: `{net.meta.get('model', {}).get('sha256', '?')}`",
              "",
              "| layer | kind | shape | neurons | T | Q | D (v_th_mant) | weight_exp | weight rel. error | sources |",
@@ -57,6 +58,25 @@ def summary_markdown(net: SpikingGraph) -> str:
                      f"{r['time_steps'] or ''} | {r['code_max'] or ''} | {r['v_th_mant'] or ''} | "
                      f"{'' if r['weight_exp'] is None else r['weight_exp']} | {err} | {', '.join(r['sources'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _scheme_lines(net: SpikingGraph) -> list[str]:
+    """What the scheme chose that a reader should know: the sws state bound (a calibrated one
+    can overflow on inputs unlike the calibration data), reverb's payload widths, compile notes."""
+    lines = []
+    sws = net.meta.get("sws") or {}
+    if sws.get("state_bound"):
+        how = ("static: no input can overflow the state" if sws["state_bound"] == "static" else
+               f"calibrated on {sws.get('calibration_samples')} samples x margin {sws.get('state_margin')}: "
+               "inputs unlike them can overflow (verify counts it; --state-bound static rules it out)")
+        lines.append(f"- TSA state bound: {how}")
+    if net.meta.get("payload_bits"):
+        used = {k: v["payload_bits_used"] for k, v in net.meta.get("quantisation", {}).items()
+                if "payload_bits_used" in v}
+        lines.append(f"- graded-spike payloads: {net.meta['payload_bits']} bits asked; used "
+                     + ", ".join(f"{k} {v}" for k, v in used.items()))
+    lines += [f"- note: {n}" for n in net.meta.get("notes", [])]
+    return lines
 
 
 def _chip_schedule(net: SpikingGraph) -> list[str]:
