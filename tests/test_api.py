@@ -241,3 +241,30 @@ def test_compile_routes_a_qat_module_through_its_qdq_export(tmp_path):
         save(net.graph, tmp_path / name)
     assert (tmp_path / "a" / "params.npz").read_bytes() == (tmp_path / "b" / "params.npz").read_bytes()
     assert np.array_equal(nd.simulate(direct, x.numpy()), nd.simulate(via_file, x.numpy()))
+
+
+@pytest.mark.parametrize("scheme", ["reverb", "cuba"])
+def test_trained_snn_as_pt2_compiles_from_the_command_line(tmp_path, scheme):
+    """export_program saves a trained SNN's per-step network (neurons as neurodeploy custom ops);
+    `neurodeploy compile model.pt2` in a fresh interpreter gives the bytes nd.compile gives."""
+    import subprocess
+    from neurodeploy.nn.program import export_program
+    if scheme == "reverb":
+        import train_digits_reverb as tm
+        model, weights = tm.build_model(), "digits_reverb.pt"
+    else:
+        import train_digits_lif as tm
+        model, weights = tm.build_model(), "digits_lif.pt"
+    model.load_state_dict(torch.load(ROOT / "models" / weights, weights_only=True))
+    model.eval()
+    export_program(model, torch.from_numpy(X[:2]), tmp_path / "snn.pt2")
+    np.save(tmp_path / "cal.npy", X[:200])
+    cmd = [sys.executable, "-m", "neurodeploy", "compile", str(tmp_path / "snn.pt2"), "--scheme", scheme,
+           "--timesteps", "4", "--calibration", str(tmp_path / "cal.npy"), "-o", str(tmp_path / "cli")]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    direct = nd.compile(model, X[:2], scheme=scheme, timesteps=4, calibration=X[:200])
+    direct.save(tmp_path / "api")
+    assert (tmp_path / "cli" / "params.npz").read_bytes() == (tmp_path / "api" / "params.npz").read_bytes()
+    y = nd.simulate(nd.load(tmp_path / "cli"), X[:50])
+    assert np.array_equal(y, nd.simulate(direct, X[:50]))

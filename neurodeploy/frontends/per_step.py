@@ -15,6 +15,26 @@ from torch import nn
 from ..errors import UnsupportedError
 
 
+def spiking_per_step(model: nn.Module) -> nn.Module | None:
+    """The per-step copy of a trained SNN (ReverB modules or LIF neurons, each an opaque custom op),
+    or None for an ANN (which torch.export takes as it is)."""
+    from ..nn.lif import LIF
+    from .torch_reverb import is_reverb_model
+    if is_reverb_model(model):
+        from .torch_reverb import per_step_model
+        return per_step_model(model)
+    if any(isinstance(m, LIF) for m in model.modules()):
+        from .torch_lif import per_step_model
+        return per_step_model(model)
+    return None
+
+
+def register_spiking_ops() -> None:
+    """Register the spiking custom ops and their front-end handlers (reading a `.pt2` program
+    saved from a per-step SNN needs them before torch.export.load)."""
+    from . import torch_lif, torch_reverb  # noqa: F401  (importing registers)
+
+
 def per_step_copy(model: nn.Module, leaf_for: Callable[[nn.Module], nn.Module | None], neuron_hint: str) -> nn.Module:
     """A float32 CPU eval-mode copy of `model` that runs one step on (N, ...) tensors.
 

@@ -903,9 +903,12 @@ def load_torch(model, example_input, source: str = "") -> fg.FloatGraph:
 def load_program(path: str | Path):
     """Read a `.pt2` file written by `torch.export.save`, with clear errors."""
     import torch
+
+    from .per_step import register_spiking_ops
     path = str(path)
     if not Path(path).is_file():
         raise NeurodeployError("file not found", path, "check the path to the model")
+    register_spiking_ops()          # a trained SNN's program calls neurodeploy's custom ops
     try:
         return torch.export.load(path)
     except Exception as exc:

@@ -5,6 +5,10 @@
 
 The model is exported in eval mode (its train/eval flags are restored afterwards), with a
 dynamic batch dimension where the model allows one (otherwise for the example's batch size).
+A trained SNN (LIF neurons, ReverB modules; time-first) is exported as its per-step network
+with each neuron an opaque `neurodeploy::` custom op: pass one step's input (N, ...) as the
+example, and compile the file with its scheme (`--scheme cuba` / `--scheme reverb`, with
+`--timesteps` and `--calibration`).
 """
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ __all__ = ["export_program"]
 def export_program(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike | None = None,
                    dynamic_batch: bool = True) -> "torch.export.ExportedProgram":
     """torch.export `model` (eval mode) on `example_input`; save it to `path` if given; return it."""
+    from ..frontends.per_step import spiking_per_step
+    step = spiking_per_step(model)
+    model = model if step is None else step
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
