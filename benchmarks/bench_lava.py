@@ -9,8 +9,12 @@ process start-up cost.  Readout states, outputs and every layer's spikes are che
 identical on the samples both ran.
 
     python benchmarks/bench_lava.py [--model models/digits_qcfs.onnx] [--lava-samples 10]
+    python benchmarks/bench_lava.py --scheme sws [--model models/digits_resnet_qcfs.onnx]
     python benchmarks/bench_lava.py --scheme reverb [--payload-bits 16]   # models/digits_reverb.pt
 
+With --scheme sws the --model (default digits_qcfs.onnx) is compiled with scheme="sws"
+(Tc = 8, Ts = 2, calibrated state bound from models/digits_calib_x.npy); Lava pipelines the
+frames in one network (backends/lava/sws_lava.py) and every layer's codes are checked identical.
 With --scheme reverb the network is the trained ReverB CNN (models/digits_reverb.pt, T from
 its .json) compiled with scheme="reverb"; Lava runs its samples back to back in one network
 (backends/lava/reverb_lava.py) and every layer's payload trains are checked identical.
@@ -41,17 +45,18 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for our simulator (default 1: stable timings on a shared machine)")
-    ap.add_argument("--scheme", choices=["bitplane", "reverb"], default="bitplane")
+    ap.add_argument("--scheme", choices=["bitplane", "sws", "reverb"], default="bitplane")
     ap.add_argument("--payload-bits", type=int, default=16, help="reverb: graded-spike payload width")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.scheme == "reverb":
         return bench_reverb(args)
+    if args.scheme == "sws":
+        return bench_sws(args)
 
     lava_version = ensure_lava()
     model = Path(args.model)
-    data = Path(args.data) if args.data else model.with_name(model.stem.replace("_qcfs", "") + "_test_x.npy")
-    x = np.load(data)
+    x = _test_inputs(args, model)
     graph = compile_model(model, "loihi2", "bitplane")
     plan = plan_network(graph)
     n_lava = max(2, min(args.lava_samples, len(x)))
@@ -105,6 +110,44 @@ def _best_of(fn, repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _test_inputs(args, model: Path) -> np.ndarray:
+    return np.load(Path(args.data) if args.data else model.with_name(model.stem.replace("_qcfs", "") + "_test_x.npy"))
+
+
+def bench_sws(args) -> int:
+    """Ours vs Lava on an sws network (TSA neurons; images/s, same run, codes checked identical)."""
+    from neurodeploy.backends.lava import sws_lava
+    from neurodeploy.schemes import CompileOptions
+
+    lava_version = ensure_lava()
+    model = Path(args.model)
+    x = _test_inputs(args, model)
+    cal = np.load(ROOT / "models" / "digits_calib_x.npy")
+    graph = compile_model(model, "loihi2", "sws", CompileOptions(calibration=cal, coding_steps=8, silent_steps=2))
+    n_lava = max(2, min(args.lava_samples, len(x)))
+    print(f"sws {model.name}: {len(graph.layers)} layers, Tc = 8, Ts = 2; lava-nc {lava_version}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+    ours_t = _best_of(lambda: simulate(graph, x), args.repeat)
+    ours_rate = len(x) / ours_t
+    sws_lava.run_lava(graph, x[:1], record_digits=False)      # untimed: imports and forks
+    one = sws_lava.run_lava(graph, x[:1], record_digits=False)
+    res = sws_lava.run_lava(graph, x[:n_lava], record_digits=False)
+    e2e_rate = n_lava / res.total_seconds
+    marginal = (n_lava - 1) / max(res.total_seconds - one.total_seconds, 1e-9)
+    sim = run_batch(prepare(graph), x[:n_lava])
+    same_codes = all(np.array_equal(res.codes[k], v.numpy()) for k, v in sim.codes.items())
+    same_state = np.array_equal(res.readout_state, sim.output_state.numpy().reshape(n_lava, -1))
+    same_out = np.array_equal(res.outputs, sim.output.numpy())
+    print(f"ours  (neurodeploy.sim.sws): {len(x)} samples in {ours_t:.3f} s -> {ours_rate:10.1f} samples/s")
+    print(f"lava  (Loihi2SimCfg fixed_pt): {n_lava} samples in {res.total_seconds:.2f} s end-to-end "
+          f"({res.steps} steps) -> {e2e_rate:8.3f} samples/s; marginal {marginal:8.3f} samples/s")
+    print(f"speed-up of ours: {ours_rate / e2e_rate:,.0f}x end-to-end, {ours_rate / marginal:,.0f}x marginal")
+    print(f"identical on {n_lava} samples: codes of every layer {same_codes}, readout state {same_state}, "
+          f"outputs {same_out}")
+    assert same_codes and same_state and same_out, "Lava and neurodeploy.sim disagree"
+    return 0
 
 
 def bench_reverb(args) -> int:
