@@ -21,6 +21,7 @@ from neurodeploy.frontends.onnx_frontend import load_onnx  # noqa: E402
 from neurodeploy.ir import sdnn as sd  # noqa: E402
 from neurodeploy.schemes.base import CompileOptions  # noqa: E402
 from neurodeploy.schemes.sdnn import Sdnn, exact_layers  # noqa: E402
+from neurodeploy.sim import engine  # noqa: E402
 from neurodeploy.sim import sdnn as ssd  # noqa: E402
 from neurodeploy.sim.engine import input_codes  # noqa: E402
 from neurodeploy.sim.reference import reference  # noqa: E402
@@ -45,7 +46,7 @@ def digits():
 
 
 def _mismatches(net, x):
-    r = ssd.run_sdnn(ssd.prepare(net), x)
+    r = ssd.run_sdnn(engine.prepare(net), x)
     codes, u = reference(net, x)
     mm = {k: int(np.count_nonzero(r.codes[k].numpy() != codes[k])) for k in r.codes}
     mm[net.output.name] = int(np.count_nonzero(r.output_state.numpy() != u))
@@ -71,7 +72,7 @@ def test_digits_settles_to_integer_relu_reference(digits):
     acc = float((r.output.numpy().argmax(1) == y).mean())
     assert acc >= 0.97, acc                          # float model: 0.987
     # settled after depth + 1 steps: running longer changes nothing
-    longer = ssd.run_sdnn(ssd.prepare(digits), x[:50], n_steps=ssd.settle_steps(digits) + 5)
+    longer = ssd.run_sdnn(engine.prepare(digits), x[:50], n_steps=ssd.settle_steps(digits) + 5)
     assert torch.equal(longer.output_state, r.output_state[:50])
     assert ssd.settle_steps(digits) == 4
     assert digits.meta["latency_steps"] == 4
@@ -120,8 +121,8 @@ def test_vth_dead_zone_sends_fewer_spikes(digits):
     x = np.load(MODELS / "digits_test_x.npy")[:64]
     cal = np.load(MODELS / "digits_calib_x.npy")
     net1 = _compile(MODELS / "digits_qcfs.onnx", cal, vth=1)
-    r0 = ssd.run_sdnn(ssd.prepare(digits), x)
-    r1 = ssd.run_sdnn(ssd.prepare(net1), x)
+    r0 = ssd.run_sdnn(engine.prepare(digits), x)
+    r1 = ssd.run_sdnn(engine.prepare(net1), x)
     assert sum(r1.spikes.values()) < sum(r0.spikes.values())
     assert exact_layers(net1) == {net1.input.name}
 
@@ -140,8 +141,8 @@ def test_serialization_roundtrip(digits, tmp_path, monkeypatch):
     serialize.save(digits, tmp_path / "net")
     back = serialize.load(tmp_path / "net")
     x = np.load(MODELS / "digits_test_x.npy")[:20]
-    a = ssd.run_sdnn(ssd.prepare(digits), x)
-    b = ssd.run_sdnn(ssd.prepare(back), x)
+    a = ssd.run_sdnn(engine.prepare(digits), x)
+    b = ssd.run_sdnn(engine.prepare(back), x)
     assert torch.equal(a.output_state, b.output_state)
 
 
@@ -196,7 +197,7 @@ def netx():
 def _check_bit_exact(nx, net, x, path):
     nx.export_netx(net, path)
     st: dict = {}
-    r = ssd.run_sdnn(ssd.prepare(net), x, states=st)
+    r = ssd.run_sdnn(engine.prepare(net), x, states=st)
     k = input_codes(net.input, torch.as_tensor(x)).numpy()
     n_steps = ssd.settle_steps(net) + nx.extra_delay(net)       # exactly when both have settled
     blocks = nx.block_index(net)

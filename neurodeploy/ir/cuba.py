@@ -49,6 +49,11 @@ class CubaEncoder:
     n_steps: int
     timesteps: int
 
+    @property
+    def max_payload(self) -> int:
+        """Largest graded payload it sends (sim.engine sizes exact float dtypes by it)."""
+        return self.code_max
+
 
 @dataclass
 class CubaLIF:

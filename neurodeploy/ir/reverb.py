@@ -97,6 +97,11 @@ class ReverbEncoder:
     def n_steps(self) -> int:
         return self.timesteps
 
+    @property
+    def max_payload(self) -> int:
+        """Largest graded payload it sends (sim.engine sizes exact float dtypes by it)."""
+        return self.code_max
+
 
 @dataclass
 class ReverbNeuron:
@@ -141,6 +146,8 @@ class ReverbNeuron:
     @property
     def payload_max(self) -> int:
         return (1 << int(self.payload_bits)) - 1
+
+    max_payload = payload_max      # the name sim.engine reads on every payload-sending neuron
 
     @property
     def decay(self) -> float:

@@ -37,6 +37,11 @@ class DeltaEncoder:
     """
     code_max: int
 
+    @property
+    def max_payload(self) -> int:
+        """Largest graded payload it sends (sim.engine sizes exact float dtypes by it)."""
+        return self.code_max
+
 
 @dataclass
 class SigmaDelta:
@@ -65,6 +70,11 @@ class SigmaDelta:
     # verify's float counterpart of this layer floors (ReLU, no rounding offset); a class
     # attribute, not a field, so it is not serialised
     float_code_offset = 0.0
+
+    @property
+    def max_payload(self) -> int:
+        """Bound of a payload: one step's change of a ReLU activation in [0, 2*code_max] (+2)."""
+        return 2 * self.code_max + 2
 
     @property
     def v_th_mant(self) -> int:

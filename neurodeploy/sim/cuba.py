@@ -15,7 +15,7 @@ Engine dispatch (sim/engine.run_batch):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,7 +23,6 @@ import torch
 from ..ir import cuba as cb
 from ..ir.spiking import SpikingGraph
 from . import engine
-from .synapse_ops import abs_bound
 
 
 def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
@@ -44,22 +43,6 @@ def lif_step(u: torch.Tensor, v: torch.Tensor, a_in: torch.Tensor, bias: torch.T
     return u, v, s
 
 
-def _input_branches(prep: engine.Prepared) -> None:
-    """Branches fed by the graded input codes: float64 where codes * weights could exceed float32's
-    exact range (engine.prepare bounds them for 0/1 spikes only)."""
-    graph = prep.graph
-    enc = graph.input
-    kmax = float(enc.neuron.code_max)
-    for layer in graph.neuron_layers():
-        for i, pb in enumerate(prep.branches[layer.name]):
-            if pb.source != enc.name or pb.dtype == torch.float64:
-                continue
-            bound = float(np.max(abs_bound(pb.ops, tuple(enc.shape), kmax)))
-            if bound >= engine.FLOAT32_EXACT:
-                w = {k: t.to(torch.float64) for k, t in pb.weights.items()}
-                prep.branches[layer.name][i] = replace(pb, dtype=torch.float64, weights=w)
-
-
 @dataclass
 class Trace:
     """Everything a step-by-step comparison needs (IR layouts, numpy)."""
@@ -71,9 +54,6 @@ class Trace:
 def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False):
     """Run the whole sample (n_steps steps); returns (readout value v(R) - v(window_start), spike
     counts per layer, input codes, Trace or None)."""
-    if not getattr(prep, "_cuba_ready", False):
-        _input_branches(prep)
-        prep._cuba_ready = True
     graph: SpikingGraph = prep.graph
     enc = graph.input
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)

@@ -44,9 +44,14 @@ class Prepared:
 
 
 def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
+    """Weights on `device`, each branch in the narrowest float dtype whose synaptic sums are exact
+    (|Σ W·p| ≤ Σ|W|·p_max below 2^24: float32, below 2^53: float64).  p_max is the source's
+    `max_payload` (graded spikes: input codes, sigma-delta or ReverB payloads) or 1 (binary and
+    ternary spikes)."""
     dev = torch.device(device)
     prep = Prepared(graph, dev)
     shapes = {l.name: l.shape for l in graph.layers}
+    p_max = {l.name: float(getattr(l.neuron, "max_payload", 1)) for l in graph.layers}
     for layer in graph.neuron_layers():
         out = []
         for b in layer.branches:
@@ -54,14 +59,14 @@ def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
             mp = None
             if ops and isinstance(ops[0], syn.MaxPool):
                 mp, ops = ops[0], ops[1:]
-            bound = float(np.max(abs_bound(ops, _shape_after(mp, shapes[b.source]), 1.0)))
+            bound = float(np.max(abs_bound(ops, _shape_after(mp, shapes[b.source]), p_max[b.source])))
             if bound < FLOAT32_EXACT:
                 dtype = torch.float32
             elif bound < FLOAT64_EXACT:
                 dtype = torch.float64
             else:
                 raise NeurodeployError(f"synaptic sums up to {bound:.3g} exceed exact float64 range",
-                                       f"layer '{layer.name}'", "use smaller weights")
+                                       f"layer '{layer.name}'", "use smaller weights or payloads")
             weights = {i: torch.as_tensor(np.asarray(op.weight), dtype=dtype, device=dev)
                        for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)}
             out.append(PreparedBranch(b.source, ops, b.weight_exp, dtype, weights, mp))

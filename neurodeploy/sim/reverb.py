@@ -45,7 +45,7 @@ from ..ir import reverb as rv
 from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
 from . import engine
-from .synapse_ops import abs_bound, apply_ops
+from .synapse_ops import apply_ops
 
 WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
 
@@ -145,38 +145,9 @@ def payload_max(graph: SpikingGraph) -> dict:
     return out
 
 
-def _exact_dtypes(prep: engine.Prepared) -> None:
-    """engine.prepare bounds branches for 0/1 spikes; graded payloads need their own bound
-    (|Σ W·p| ≤ Σ |W|·p_max, exact in float32 below 2^24, float64 below 2^53)."""
-    graph = prep.graph
-    pmax = payload_max(graph)
-    shapes = {l.name: tuple(l.shape) for l in graph.layers}
-    for layer in graph.neuron_layers():
-        for pb in prep.branches[layer.name]:
-            if pb.source not in pmax:
-                raise NeurodeployError("a branch reads a layer that sends no payloads", f"layer '{layer.name}'")
-            shape = engine._shape_after(pb.bitserial_maxpool, shapes[pb.source])
-            bound = float(np.max(abs_bound(pb.ops, shape, float(pmax[pb.source]))))
-            if bound >= engine.FLOAT64_EXACT:
-                raise NeurodeployError(f"graded synaptic sums up to {bound:.3g} exceed exact float64 range",
-                                       f"layer '{layer.name}'", "use fewer payload bits")
-            dtype = torch.float32 if bound < engine.FLOAT32_EXACT else torch.float64
-            if dtype != pb.dtype:
-                pb.dtype = dtype
-                pb.weights = {i: w.to(dtype) for i, w in pb.weights.items()}
-
-
 def prepare(graph: SpikingGraph, device: str = "cpu") -> engine.Prepared:
-    """engine.prepare plus payload-sized float dtypes (idempotent on the result)."""
-    prep = engine.prepare(graph, device)
-    _ensure_exact(prep)
-    return prep
-
-
-def _ensure_exact(prep: engine.Prepared) -> None:
-    if not getattr(prep, "_reverb_exact", False):
-        _exact_dtypes(prep)
-        prep._reverb_exact = True
+    """engine.prepare (its dtypes are sized by each source's `max_payload`)."""
+    return engine.prepare(graph, device)
 
 
 def lava_wraps(ops: list, src_shape: tuple) -> bool:
@@ -229,7 +200,6 @@ class ReverbRun:
 
 def run(prep: engine.Prepared, x: np.ndarray) -> ReverbRun:
     """Simulate one batch layer by layer (see the module docstring for why that is exact)."""
-    _ensure_exact(prep)
     graph = prep.graph
     enc = graph.input
     if not isinstance(enc.neuron, rv.ReverbEncoder):

@@ -17,7 +17,6 @@ from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
 from . import engine
 from .rate import depth
-from .synapse_ops import abs_bound
 
 
 def settle_steps(graph: SpikingGraph) -> int:
@@ -51,40 +50,12 @@ def branch_current(pb, payload: torch.Tensor) -> torch.Tensor:
     return c
 
 
-def _exact_dtypes(prep: engine.Prepared) -> None:
-    """engine.prepare bounds branches for 0/1 spikes; graded payloads need their own bound."""
-    graph = prep.graph
-    shapes = {l.name: l.shape for l in graph.layers}
-    pmax = {graph.input.name: float(graph.input.neuron.code_max)}
-    for layer in graph.neuron_layers():
-        # a payload is one step's change of a ReLU activation in [0, 2*code_max]
-        pmax[layer.name] = float(2 * getattr(layer.neuron, "code_max", 0) + 2)
-    for layer in graph.neuron_layers():
-        for pb in prep.branches[layer.name]:
-            bound = float(np.max(abs_bound(pb.ops, shapes[pb.source], pmax[pb.source])))
-            dtype = torch.float32 if bound < engine.FLOAT32_EXACT else torch.float64
-            if bound >= engine.FLOAT64_EXACT:
-                raise ValueError(f"layer {layer.name}: graded sums up to {bound:.3g} exceed float64")
-            if dtype != pb.dtype:
-                pb.dtype = dtype
-                pb.weights = {i: w.to(dtype) for i, w in pb.weights.items()}
-
-
-def prepare(graph: SpikingGraph, device: str = "cpu") -> engine.Prepared:
-    prep = engine.prepare(graph, device)
-    _exact_dtypes(prep)
-    return prep
-
-
 def run_sdnn(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True,
              n_steps: int | None = None, trace: list | None = None,
              states: dict | None = None) -> engine.BatchResult:
     """Run one batch for `n_steps` (default: until settled).  `trace`, if a list, receives
     per step a dict layer -> payload tensor; `states`, if a dict, receives per layer the final
     {"sigma", "act", "residue"} tensors (for comparisons with Lava)."""
-    if not getattr(prep, "_sdnn_exact", False):
-        _exact_dtypes(prep)
-        prep._sdnn_exact = True
     graph = prep.graph
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     enc = graph.input
