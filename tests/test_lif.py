@@ -12,13 +12,7 @@ from neurodeploy.nn.surrogate import ATan, Rectangle, Sigmoid, heaviside
 RESETS = list(itertools.product(["subtract", "zero"], [True, False]))  # (reset, detach_reset)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny; on a shared 2-core machine a second intra-op thread mostly waits."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def record(neuron: SpikingNeuron, currents: torch.Tensor):

@@ -15,13 +15,7 @@ from neurodeploy.train.rate_bp import (SavedTensorMeter, _RateBatchNorm, _rate_b
                                        canonical_method, rate_step, time_major, train_step)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny; on a shared 2-core machine a second intra-op thread mostly waits."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def net(seed, reset="subtract", bn=True, decay=0.2, weight_scale=1.0):

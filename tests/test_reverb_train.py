@@ -16,13 +16,7 @@ from neurodeploy.train.rate_bp import rate_step, time_major, train_step
 D = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny; on a shared 2-core machine a second intra-op thread mostly waits."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
