@@ -327,7 +327,8 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
         from .reports.verify import compare_accuracy
         r = compare_accuracy(model, graph, x, y, batch_size=batch_size)
-        return {"scheme": graph.scheme, "samples": int(len(x)), "accuracy": {"float_snn": r["float_accuracy"],
+        return {"scheme": graph.scheme, "model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
+                "samples": int(len(x)), "accuracy": {"float_snn": r["float_accuracy"],
                 "fixed_point_snn": r["fixed_accuracy"]}, "agreement": {"fixed_vs_float_snn": r["agreement"]},
                 "guarantee": "none: fixed point approximates the float SNN", "guarantee_holds": True}
     if isinstance(model, (str, Path)):

@@ -217,13 +217,14 @@ def cmd_verify(args) -> int:
     from .arrays import check_inputs, check_labels, load_npy
     from .ir.serialize import load
     from .api import verify               # .onnx: reports.verify.verify; .pt2: the float model in PyTorch
-    from .reports.verify import verify_text
+    from .reports.verify import snn_verify_text, verify_text
 
     net = load(args.compiled)
     x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
-    print(json.dumps(result, indent=1) if args.json else verify_text(result))
+    text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text
+    print(json.dumps(result, indent=1) if args.json else text(result))
     return 0 if result["guarantee_holds"] else 1
 
 

@@ -268,3 +268,39 @@ def test_trained_snn_as_pt2_compiles_from_the_command_line(tmp_path, scheme):
     assert (tmp_path / "cli" / "params.npz").read_bytes() == (tmp_path / "api" / "params.npz").read_bytes()
     y = nd.simulate(nd.load(tmp_path / "cli"), X[:50])
     assert np.array_equal(y, nd.simulate(direct, X[:50]))
+
+
+def test_reverb_verifies_from_its_pt2_on_the_command_line(tmp_path):
+    """`neurodeploy verify DIR --model snn.pt2` runs the float ReverB SNN from its per-step program
+    (ir.reverb_float over T steps): the same outputs as the nn.Module, the same report as nd.verify."""
+    import subprocess
+    import train_digits_reverb as tm
+    from neurodeploy.nn.program import export_program
+    from neurodeploy.reports.verify import _float_snn_from_file
+    from neurodeploy.train.fit import predict
+    model = tm.build_model()
+    model.load_state_dict(torch.load(ROOT / "models" / "digits_reverb.pt", weights_only=True))
+    model.eval()
+    export_program(model, torch.from_numpy(X[:2]), tmp_path / "snn.pt2")
+    net = nd.compile(model, X[:2], scheme="reverb", timesteps=4, calibration=X[:200])
+    net.save(tmp_path / "net")
+    from_file = _float_snn_from_file(tmp_path / "snn.pt2", net.graph, X[:100], 4, 64)
+    np.testing.assert_allclose(from_file, predict(model, X[:100], 4), rtol=1e-4, atol=1e-5)
+    np.save(tmp_path / "y.npy", Y)
+    r = subprocess.run([sys.executable, "-m", "neurodeploy", "verify", str(tmp_path / "net"), "--model",
+                        str(tmp_path / "snn.pt2"), "--input", str(ROOT / "models" / "digits_test_x.npy"),
+                        "--labels", str(tmp_path / "y.npy"), "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    want = nd.verify(net, model, X, Y)
+    got = json.loads(r.stdout)
+    assert got["accuracy"] == want["accuracy"] and got["agreement"] == want["agreement"]
+
+
+def test_cuba_verify_from_a_file_says_to_use_python(tmp_path):
+    from neurodeploy.reports.verify import _float_snn_from_file
+    import train_digits_lif as tl
+    model = tl.build_model()
+    model.load_state_dict(torch.load(ROOT / "models" / "digits_lif.pt", weights_only=True))
+    net = nd.compile(model.eval(), X[:2], scheme="cuba", timesteps=4, calibration=X[:200])
+    with pytest.raises(NeurodeployError, match="nn.Module"):
+        _float_snn_from_file(tmp_path / "lif.pt2", net.graph, X[:4], 4, 4)

@@ -191,19 +191,48 @@ def verify_text(r: dict) -> str:
 
 def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | None = None,
                      timesteps: int | None = None, batch_size: int = 256) -> dict:
-    """Float SNN (`train.predict`) vs the fixed-point SNN (our simulator) on (x, y).
+    """Float SNN vs the fixed-point SNN (our simulator) on (x, y).
 
     For any trained-SNN scheme (cuba, reverb): the input encoder's neuron carries `timesteps`
-    and `sim.engine` dispatches the graph to its simulator.
+    and `sim.engine` dispatches the graph to its simulator.  `model` is the time-first
+    nn.Module (run by `train.predict`) or, for reverb, the `.pt2` file `nn.export_program`
+    wrote (its float graph run for T steps by `ir.reverb_float.run`).
     Returns {"float_accuracy", "fixed_accuracy", "agreement", "float_out", "fixed_out"}
     (accuracies None without labels).
     """
     from ..train.fit import predict
     t = timesteps or int(graph.input.neuron.timesteps)
-    f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
+    if isinstance(model, (str, Path)):
+        f = _float_snn_from_file(Path(model), graph, np.asarray(x, dtype=np.float32), t, batch_size)
+    else:
+        f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
     q = engine.simulate(graph, np.asarray(x, dtype=np.float32), batch_size=batch_size)[0]
     pf, pq = f.argmax(1), q.argmax(1)
     out = {"float_out": f, "fixed_out": q, "agreement": float((pf == pq).mean())}
     out["float_accuracy"] = None if y is None else float((pf == np.asarray(y)).mean())
     out["fixed_accuracy"] = None if y is None else float((pq == np.asarray(y)).mean())
     return out
+
+
+def _float_snn_from_file(path: Path, graph: SpikingGraph, x: np.ndarray, t: int, batch_size: int) -> np.ndarray:
+    """The float SNN's outputs (mean over T) from a saved per-step program: reverb only (its
+    float graph carries the neurons' τ and V_th, which `ir.reverb_float.run` steps through)."""
+    if graph.scheme != "reverb" or path.suffix.lower() != ".pt2":
+        raise NeurodeployError(f"cannot run the float {graph.scheme} SNN from '{path.name}'", str(path),
+                               "verify from Python: neurodeploy.verify(net, model, x, y) with the trained nn.Module"
+                               if graph.scheme != "reverb" else "pass the .pt2 file nn.export_program wrote")
+    from ..frontends.torch_frontend import load_pt2
+    from ..ir import reverb_float
+    fgraph = load_pt2(path)
+    outs = [reverb_float.run(fgraph, xb, t) for _, xb in engine.iter_batches(x, batch_size)]
+    return np.concatenate([np.asarray(o, dtype=np.float64).reshape(len(o), -1) for o in outs])
+
+
+def snn_verify_text(r: dict) -> str:
+    """The trained-SNN result of `neurodeploy.api.verify` (cuba, reverb) in words."""
+    a, g = r["accuracy"], r["agreement"]
+    return "\n".join([
+        f"verify: {r.get('model', '')}  scheme={r['scheme']}  samples={r['samples']}",
+        f"  accuracy   float SNN {a['float_snn']*100:6.2f}%   fixed-point SNN {a['fixed_point_snn']*100:6.2f}%",
+        f"  agreement  fixed point vs float SNN {g['fixed_vs_float_snn']*100:6.2f}%",
+        f"  APPROXIMATE scheme, guarantee {r['guarantee']}"])
