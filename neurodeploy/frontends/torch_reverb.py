@@ -12,7 +12,9 @@ model (a `SpikingSequential` becomes an `nn.Sequential`) and swaps
   could no longer show that the synapses stay ±1.)
 
 Everything else (nn.Conv2d / nn.Linear as real-valued layers, BatchNorm, AvgPool, MaxPool,
-Flatten) goes through the ordinary `torch_frontend` handlers; the three handlers below are
+Flatten, the `+` of a residual block -> `fg.Add`) goes through the ordinary `torch_frontend`
+handlers (`nn.reverb.ReverBBasicBlock` runs its layers one step at a time on 4-D input, so its
+per-step copy traces like any residual CNN); the three handlers below are
 registered through its `handler` registry.  `api._float_graph` routes a module to
 `load_reverb_model` when `is_reverb_model` says so.
 """

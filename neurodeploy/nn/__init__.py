@@ -7,7 +7,7 @@ from .lif import LIF, SpikingNeuron, SpikingSequential, multistep, reset_net, se
 from .program import export_program
 from .qcfs import QCFS, relu_to_qcfs
 from .qat import compile_qat, export_qat_onnx, prepare_qat
-from .reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
+from .reverb import BinaryConv2d, BinaryLinear, ReverBBasicBlock, ReverBNeuron
 from .surrogate import ATan, Rectangle, Sigmoid, Surrogate
 
 __all__ = ["QCFS", "relu_to_qcfs", "export_onnx", "fold_batchnorm", "verify_onnx", "export_program",

@@ -16,6 +16,11 @@ the membrane potential of the neuron that emitted it.
   and resets to 0.  Defaults τ = 0.25 (the authors' code), V_th = 0 (the paper's setting for
   static data).  The gradient of the emitted value is ``dO/dU = 1`` where it fired and 0
   elsewhere (the paper's ReLU-like derivative, R6); the reset carries no gradient.
+* :class:`ReverBBasicBlock` -- the spiking ResNet basic block of the paper's ResNets,
+  ``h = neuron1(bn1(conv1(x)));  y = neuron2(bn2(conv2(h)) + shortcut(x))`` with binary 3x3
+  convolutions and a real-valued shortcut (identity, or a 1x1 ``nn.Conv2d`` + BatchNorm
+  downsample when the stride or the channel count changes).  The add is a membrane current
+  (before neuron2).  x must be the graded spikes of a ReverB neuron (`passes.fold_reverb`).
 
 Time convention: the one of :mod:`neurodeploy.nn.lif` -- tensors are ``(T, N, ...)``, time
 first; the binary layers are stateless and run step-wise inside
@@ -30,9 +35,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .lif import SpikingNeuron, State
+from .lif import SpikingNeuron, State, multistep
 
-__all__ = ["BinaryConv2d", "BinaryLinear", "ReverBNeuron", "binary_sign"]
+__all__ = ["BinaryConv2d", "BinaryLinear", "ReverBNeuron", "ReverBBasicBlock", "binary_sign"]
 
 
 class _SignSTE(torch.autograd.Function):
@@ -141,3 +146,42 @@ class ReverBNeuron(SpikingNeuron):
         fired = (u >= self.v_th).to(u.dtype).detach()
         out = u * fired
         return out, (u * (1.0 - fired),)
+
+
+class ReverBBasicBlock(nn.Module):
+    """Spiking ResNet basic block with binary convolutions (the ReverB paper's ResNets)::
+
+        h = neuron1(bn1(conv1(x)))                        # conv1: BinaryConv2d 3x3, stride
+        y = neuron2(bn2(conv2(h)) + shortcut(x))          # conv2: BinaryConv2d 3x3
+
+    shortcut = identity when ``stride == 1`` and the channel counts agree, else a real-valued
+    1x1 ``nn.Conv2d`` (stride ``stride``, no bias) + ``nn.BatchNorm2d``.  The shortcut stays
+    real-valued because after folding it must carry the inverse of conv1's α and of bn2's
+    scale (`passes.fold_reverb`); on the chip it is an 8-bit synapse branch.
+
+    Takes ``(T, N, C, H, W)`` sequences (stateless layers step-wise, ``multistep = True`` so
+    that `SpikingSequential` hands it the whole sequence) and, inside the compiler's per-step
+    copy (`frontends.torch_reverb`), single steps ``(N, C, H, W)``.
+    """
+    multistep = True
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, tau: float = 0.25, v_th: float = 0.0):
+        super().__init__()
+        self.conv1 = BinaryConv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.neuron1 = ReverBNeuron(tau, v_th)
+        self.conv2 = BinaryConv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        if stride == 1 and in_channels == out_channels:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+        self.neuron2 = ReverBNeuron(tau, v_th)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # 5-D: a (T, N, C, H, W) sequence (training); 4-D: one step (the per-step copy, whose
+        # neurons are leaves that take one step)
+        apply = multistep if x.dim() == 5 else (lambda layer, t: layer(t))
+        h = self.neuron1(apply(self.bn1, apply(self.conv1, x)))
+        return self.neuron2(apply(self.bn2, apply(self.conv2, h)) + apply(self.shortcut, x))

@@ -26,8 +26,23 @@ weights as usual (`fold_bn`'s formula); their neuron gets threshold V_th, bias b
 Preserves: the network's output (mean over T of the last layer) and every neuron's firing
 pattern, up to float rounding (~1e-12 relative in float64, `ir.reverb_float.run`).
 Guarantees: every binary weight is exactly ±1 afterwards (checked), every emit_scale ≥ 0.
-Refuses (UnsupportedError naming the node): a node with several consumers or inputs (α
-across a residual fan-out cannot fold into one producer), BatchNorm after the last binary
+Residual basic blocks (`nn.reverb.ReverBBasicBlock`: h = n1(bn1(conv1(x))),
+y = n2(bn2(conv2(h)) + shortcut(x)), digest §4.5 "α folding across branches"):
+4. x feeds two consumers but its emitted value can carry only one α: conv1's |α| is folded
+   into x's emit_scale as above, so the real-valued shortcut receives |α1_c|·O_x and takes the
+   inverse 1/|α1_c| per input channel.  n2 tracks Ũ = U/|s2| (bn2 folded as in step 1), so the
+   shortcut's current is divided by |s2_o| per output channel.  No sign flip is needed on the
+   shortcut: U/|s2| (not U/s2) keeps the shortcut's own sign; γ2 < 0 only flips conv2's ±1
+   weights (step 2).  Folded shortcut: identity -> `Scale` 1/(|α1_c|·|s2_c|) (a per-channel
+   diagonal weight); nn.Conv2d (+BN, bias b) -> `Conv` with W·s_sc,o/(|α1_c|·|s2_o|), and its
+   shift c_sc = s_sc·(b − μ) + β joins n2's per-step bias as c_sc/|s2|.  The folded graph keeps
+   the `Add` (membrane current = conv2 current + shortcut current) right before n2.
+   Implementation: each shortcut is cut off, the remaining chain is folded by steps 1-3, and
+   the folded shortcut is attached again (`_cut_shortcut`, `_attach_shortcut`).
+Refuses (UnsupportedError naming the node): other fan-outs and joins (an add after a neuron,
+a shortcut from the network input, x feeding more than conv1 and one shortcut), a binary
+shortcut (its ±1 weights would have to carry 1/(|α1|·|s2|): use a real-valued nn.Conv2d),
+α = 0 in a channel of conv1 that also feeds a shortcut, BatchNorm after the last binary
 layer, γ = 0, overlapping pooling windows whose features carry different α (a neuron in
 both would need two scales), α varying within a channel of the network input (the host
 encoder scales whole channels), ops other than those listed above.
@@ -43,6 +58,9 @@ from ..ir import reverb_float as rf
 # ops allowed between a neuron (or the input) and the next weighted layer: they commute with
 # a non-negative per-channel scale
 _PASS_THROUGH = (fg.AvgPool, fg.GlobalAvgPool, fg.MaxPool, fg.Flatten)
+RESIDUAL_HINT = ("compile a sequential network, or write residual connections as "
+                 "neurodeploy.nn.reverb.ReverBBasicBlock: y = neuron2(bn2(conv2(h)) + shortcut(x)), x a ReverBNeuron's "
+                 "output, the shortcut an identity or a real-valued nn.Conv2d (+BatchNorm)")
 
 
 def sequential_chain(graph: fg.FloatGraph) -> list[str]:
@@ -55,12 +73,12 @@ def sequential_chain(graph: fg.FloatGraph) -> list[str]:
             break
         if len(cons) > 1:
             raise UnsupportedError(f"'{node}' feeds {len(cons)} layers; ReverB folding handles sequential "
-                                   "networks only (α of several consumers cannot fold into one producer)",
-                                   graph.where(node), "compile a sequential network (no residual connections)")
+                                   "networks and residual basic blocks only (α of several consumers cannot fold "
+                                   "into one producer)", graph.where(node), RESIDUAL_HINT)
         (node,) = cons
         if len(graph.inputs(node)) != 1:
-            raise UnsupportedError("a node with several inputs (residual join) in a ReverB network",
-                                   graph.where(node), "compile a sequential network (no residual connections)")
+            raise UnsupportedError("a node with several inputs (residual join) in a ReverB network that is not a "
+                                   "basic block's add before its second neuron", graph.where(node), RESIDUAL_HINT)
         order.append(node)
     if order[-1] != graph.output:
         raise UnsupportedError("the output is not the end of the layer chain", graph.where(graph.output))
@@ -80,7 +98,20 @@ def _flip_out(op, flip: np.ndarray):
 
 
 def fold_reverb(graph: fg.FloatGraph) -> fg.FloatGraph:
-    """Fold BatchNorm and α of a sequential ReverB float graph (see the module docstring)."""
+    """Fold BatchNorm and α of a sequential or residual ReverB float graph (see the module docstring)."""
+    joins = [n for n in graph.topo_order() if isinstance(graph.op(n), fg.Add)]
+    if not joins:
+        return _fold_chain(graph)
+    graph = graph.copy()
+    cuts = [_cut_shortcut(graph, j) for j in joins]
+    folded = _fold_chain(graph)
+    for cut in cuts:
+        _attach_shortcut(folded, cut)
+    return folded
+
+
+def _fold_chain(graph: fg.FloatGraph) -> fg.FloatGraph:
+    """Steps 1-3 on a sequential graph (a residual one with its shortcuts cut off)."""
     graph = graph.copy()
     chain = sequential_chain(graph)
     shapes = node_shapes(graph)
@@ -173,6 +204,116 @@ def fold_reverb(graph: fg.FloatGraph) -> fg.FloatGraph:
         if isinstance(op, rf.BINARY):
             assert np.all(np.abs(op.weight) == 1.0), f"{name}: folding left a weight that is not ±1"
     return graph
+
+
+# --- residual basic blocks (step 4) ---------------------------------------------------------------
+
+def _weighted_behind(graph: fg.FloatGraph, node: str) -> tuple:
+    """(weighted op node or None, BatchNorm node or None, source node) of one input of an Add:
+    [BatchNorm <-] weighted <- source, or the source itself (an identity shortcut)."""
+    bn = node if isinstance(graph.op(node), fg.BatchNorm) else None
+    w = graph.inputs(node)[0] if bn is not None else node
+    if bn is not None and not isinstance(graph.op(w), rf.WEIGHTED):
+        raise UnsupportedError("BatchNorm that does not directly follow a Conv/Linear layer", graph.where(node),
+                               "place BatchNorm right after a convolution or linear layer")
+    if not isinstance(graph.op(w), rf.WEIGHTED):
+        return None, None, node
+    if len(graph.consumers(w)) != 1 or (bn is not None and len(graph.consumers(bn)) != 1):
+        raise UnsupportedError("a layer of a residual branch feeds several nodes", graph.where(w), RESIDUAL_HINT)
+    return w, bn, graph.inputs(w)[0]
+
+
+def _cut_shortcut(graph: fg.FloatGraph, add: str) -> dict:
+    """Check that `add` joins a basic block (see the module docstring), fold its shortcut into
+    n2's Ũ units and the inverse of conv1's |α|, and remove the shortcut from `graph` (in place),
+    leaving the chain x -> conv1 -> ... -> conv2 [-> bn2] -> n2.  Returns what `_attach_shortcut`
+    needs: the folded shortcut op, its source x, n2 and the per-step bias it adds (Ũ units)."""
+    ins, cons = graph.inputs(add), graph.consumers(add)
+    if len(ins) != 2 or len(cons) != 1 or not isinstance(graph.op(cons[0]), rf.ReverbAct):
+        raise UnsupportedError("a residual add that does not feed a ReverB neuron directly (ReverB residual "
+                               "connections add membrane currents, before the block's second neuron)",
+                               graph.where(add), RESIDUAL_HINT)
+    act2 = cons[0]
+    legs = [(i, *_weighted_behind(graph, i)) for i in ins]
+    main = [leg for leg in legs if leg[1] is not None and isinstance(graph.op(leg[1]), rf.BINARY)
+            and isinstance(graph.op(leg[3]), rf.ReverbAct)]
+    if len(main) == 2:                       # both binary: the one whose source is upstream is a shortcut
+        up = [leg for leg in main if any(leg[3] in _ancestors(graph, o[3]) for o in main if o is not leg)]
+        if up:
+            raise UnsupportedError("a binary (BinaryConv2d) shortcut: after folding it would carry 1/(|α1|·|s2|) "
+                                   "per channel, so its weights could not stay ±1", graph.where(up[0][1]),
+                                   "use a real-valued nn.Conv2d (+BatchNorm) as the downsample shortcut")
+    if len(main) != 1:
+        raise UnsupportedError("a residual add whose inputs are not a binary conv (+BatchNorm) after a ReverB neuron "
+                               "and a shortcut", graph.where(add), RESIDUAL_HINT)
+    (_, w2, bn2, h), (sc_in, w_sc, bn_sc, x) = main[0], next(leg for leg in legs if leg is not main[0])
+    if w_sc is not None and not isinstance(graph.op(w_sc), fg.Conv):
+        raise UnsupportedError(f"a {type(graph.op(w_sc)).__name__} shortcut", graph.where(w_sc),
+                               "use an identity or a real-valued nn.Conv2d (+BatchNorm) shortcut")
+    if not isinstance(graph.op(x), rf.ReverbAct):
+        raise UnsupportedError("a shortcut that does not start at a ReverB neuron (e.g. the network input: the "
+                               "host encoder cannot send two differently scaled copies)", graph.where(x), RESIDUAL_HINT)
+    conv1 = _block_conv1(graph, h, x, add)
+    a1 = np.abs(np.asarray(graph.op(conv1).alpha, np.float64)) if isinstance(graph.op(conv1), rf.BINARY) \
+        else np.ones(graph.op(conv1).weight.shape[1])
+    if np.any(a1 == 0):
+        raise UnsupportedError(f"α = 0 in channel(s) {np.flatnonzero(a1 == 0).tolist()} of a block's first conv: "
+                               "the block input sends nothing there, which its shortcut would need",
+                               graph.where(conv1), "retrain (α must not vanish) or prune those channels")
+    op2 = graph.op(w2)
+    b2 = np.asarray(op2.bias, np.float64)
+    s2 = np.ones_like(b2) if bn2 is None else _bn_scale_shift(graph.op(bn2), b2)[0]
+    if np.any(s2 == 0):
+        raise UnsupportedError(f"BatchNorm γ = 0 in channel(s) {np.flatnonzero(s2 == 0).tolist()}",
+                               graph.where(w2), "a channel with zero BN scale is constant: retrain or prune it")
+    a2 = np.abs(s2)
+    if w_sc is None:                         # identity: U2 += O_x = emitted_x / |α1|
+        if a1.shape != a2.shape:
+            raise UnsupportedError("an identity shortcut between different channel counts", graph.where(add),
+                                   "use a 1x1 nn.Conv2d shortcut")
+        op, bias, name = fg.Scale(1.0 / (a1 * a2)), np.zeros_like(a2), f"{add}_shortcut"
+    else:
+        sop = graph.op(w_sc)
+        b = np.asarray(sop.bias, np.float64)
+        s, c = (np.ones_like(b), b) if bn_sc is None else _bn_scale_shift(graph.op(bn_sc), b)
+        w = np.asarray(sop.weight, np.float64) * (s / a2).reshape(-1, 1, 1, 1) / a1.reshape(1, -1, 1, 1)
+        op, bias, name = fg.Conv(**{**sop.__dict__, "weight": w, "bias": np.zeros_like(b)}), c / a2, w_sc
+    origin = graph.origin.get(w_sc or add, "identity shortcut")
+    for n in [n for n in (bn_sc, w_sc) if n is not None]:
+        graph.g.remove_node(n)
+    if w_sc is None:
+        graph.g.remove_edge(x, add)
+    graph.bypass(add)
+    return {"add": add, "act": act2, "source": x, "name": name, "op": op, "bias": bias, "origin": origin}
+
+
+def _ancestors(graph: fg.FloatGraph, node: str) -> set:
+    """Every node with a path to `node`."""
+    import networkx as nx
+    return nx.ancestors(graph.g, node)
+
+
+def _block_conv1(graph: fg.FloatGraph, h: str, x: str, add: str) -> str:
+    """conv1 of the block: h <- [bn1 <-] conv1 <- x, and x feeds conv1 and the shortcut only."""
+    (j,) = graph.inputs(h)
+    conv1 = graph.inputs(j)[0] if isinstance(graph.op(j), fg.BatchNorm) else j
+    if not isinstance(graph.op(conv1), rf.WEIGHTED) or graph.inputs(conv1) != [x] or len(graph.consumers(x)) != 2:
+        raise UnsupportedError("a residual block whose first conv does not take the shortcut's source x directly "
+                               "(or x feeds more than the block)", graph.where(add), RESIDUAL_HINT)
+    return conv1
+
+
+def _attach_shortcut(folded: fg.FloatGraph, cut: dict) -> None:
+    """Put the folded shortcut back: n2's input becomes Add(conv2, shortcut(x)); its bias gains c_sc/|s2|."""
+    act2 = cut["act"]
+    (w2,) = folded.inputs(act2)
+    act = folded.op(act2)
+    folded.set_op(act2, rf.ReverbAct(tau=act.tau, threshold=act.threshold, bias=np.asarray(act.bias) + cut["bias"],
+                                     emit_scale=act.emit_scale))
+    folded.g.remove_edge(w2, act2)
+    folded.add(cut["name"], cut["op"], [cut["source"]], origin=cut["origin"])
+    folded.add(cut["add"], fg.Add(), [w2, cut["name"]], origin="residual add (membrane current)")
+    folded.g.add_edge(cut["add"], act2, port=0)
 
 
 def node_shapes(graph: fg.FloatGraph) -> dict:

@@ -251,6 +251,16 @@ def _layer_bits(net: SpikingGraph, lim: ChipLimits, layer: str, index_bits: int)
     return (lim.binary_weight_bits if binary else lim.weight_bits) + int(index_bits)
 
 
+def _synapse_bits(net: SpikingGraph, lim: ChipLimits, layer, infos: list, index_bits: int) -> np.ndarray:
+    """Synapse bits stored per target neuron of `layer` (int64, flattened): Σ over its branches of
+    fan-in × bits per synapse, where a real-valued branch of a binary layer (meta["real_branches"]:
+    a residual shortcut) counts at the weight mantissa, not the ±1 format."""
+    real = net.meta.get("real_branches", {}).get(layer.name, ())
+    full = _layer_bits(net, lim, layer.name, index_bits)
+    return sum(bi.conn.fan_in.astype(np.int64) * (lim.weight_bits + int(index_bits) if i in real else full)
+               for i, bi in enumerate(infos))
+
+
 def _allocate(bits_per_neuron: np.ndarray, lim: ChipLimits) -> tuple[list, str | None]:
     """Greedy cores for one layer: list of (start, end) flattened neuron ranges, or a problem."""
     n = len(bits_per_neuron)
@@ -278,7 +288,7 @@ def core_allocation(net: SpikingGraph, index_bits: int = 0) -> tuple[dict, list[
     cores, problems = {}, []
     for layer in net.neuron_layers():
         fan_in = sum(bi.conn.fan_in for bi in branches[layer.name])
-        bounds, problem = _allocate(fan_in.astype(np.int64) * _layer_bits(net, lim, layer.name, index_bits), lim)
+        bounds, problem = _allocate(_synapse_bits(net, lim, layer, branches[layer.name], index_bits), lim)
         cores[layer.name] = len(bounds)
         if problem:
             problems.append(f"layer '{layer.name}': {problem}")
@@ -474,7 +484,7 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     alloc, problems = {}, []
     for layer in net.neuron_layers():
         fan_in = sum(bi.conn.fan_in for bi in branches[layer.name])
-        bounds, problem = _allocate(fan_in.astype(np.int64) * _layer_bits(net, lim, layer.name, index_bits), lim)
+        bounds, problem = _allocate(_synapse_bits(net, lim, layer, branches[layer.name], index_bits), lim)
         alloc[layer.name] = (bounds, fan_in)
         if problem:
             problems.append(f"layer '{layer.name}': {problem}")
@@ -533,7 +543,8 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
             row["synapses"] = int(fan_in.sum())
             row["unique_weights"] = int(sum(np.size(syn.weighted_op(b.ops).weight) for b in layer.branches))
             row["biases"] = int(np.size(layer.bias_mant))
-            core_bits = [int(fan_in[a:b].sum()) * _layer_bits(net, lim, layer.name, index_bits) for a, b in bounds]
+            nbits = _synapse_bits(net, lim, layer, branches[layer.name], index_bits)
+            core_bits = [int(nbits[a:b].sum()) for a, b in bounds]
             row["synaptic_memory_bytes"] = int(sum(math.ceil(v / 8) for v in core_bits))
             row["cores"] = len(bounds)
             row["max_core_neurons"] = int(max(b - a for a, b in bounds))
@@ -632,23 +643,29 @@ def binary_weight_memory(net: SpikingGraph, index_bits: int = 0, branches: dict 
     """Synaptic memory of a network with ±1 layers (meta["binary_layers"]), by layer and in total, at three
     weight widths: 1 bit (information content), as the target stores a ±1 weight
     (`synapse_formats.binary_weight_bits` of the target file, Loihi 2: 2 bits, see BINARY_STATEMENT), and
-    the target's weight mantissa (8 bits on Loihi 2) for every layer.  Non-binary layers count at the
+    the target's weight mantissa (8 bits on Loihi 2) for every layer.  Non-binary layers, and the
+    real-valued branches of binary layers (meta["real_branches"]: residual shortcuts), count at the
     weight mantissa in all three.  Bytes are ceil(bits / 8) per layer; `index_bits` is added per synapse."""
     lim = _limits(net)
     branches = branches if branches is not None else _branches(net)
     binary = set(net.meta.get("binary_layers", ()))
+    real = net.meta.get("real_branches", {})      # {layer: [branch index]}: real-valued branches of a binary layer
     stored_bits = lim.binary_weight_bits or lim.weight_bits
     rows = []
     for layer in net.neuron_layers():
-        synapses = int(sum(int(bi.conn.fan_in.sum()) for bi in branches[layer.name]))
-        unique = int(sum(np.size(syn.weighted_op(b.ops).weight) for b in layer.branches))
         is_bin = layer.name in binary
-        widths = {"1bit": 1 if is_bin else lim.weight_bits, "stored": stored_bits if is_bin else lim.weight_bits,
-                  "8bit": lim.weight_bits}
+        # per branch: a residual layer's ±1 conv branch counts as binary, its real shortcut at the mantissa width
+        bin_of = [is_bin and i not in real.get(layer.name, ()) for i in range(len(layer.branches))]
+        syn_n = [int(bi.conn.fan_in.sum()) for bi in branches[layer.name]]
+        uniq_n = [int(np.size(syn.weighted_op(b.ops).weight)) for b in layer.branches]
+        synapses, unique = int(sum(syn_n)), int(sum(uniq_n))
         row = {"name": layer.name, "binary": is_bin, "synapses": synapses, "unique_weights": unique}
-        for k, w in widths.items():
-            row[f"bytes_{k}"] = math.ceil(synapses * (w + int(index_bits)) / 8)
-            row[f"unique_bytes_{k}"] = math.ceil(unique * w / 8)
+        if layer.name in real:
+            row["real_synapses"] = int(sum(n for n, b in zip(syn_n, bin_of) if not b))
+        for k in ("1bit", "stored", "8bit"):
+            bits = [lim.weight_bits if not b or k == "8bit" else (1 if k == "1bit" else stored_bits) for b in bin_of]
+            row[f"bytes_{k}"] = math.ceil(sum(n * (w + int(index_bits)) for n, w in zip(syn_n, bits)) / 8)
+            row[f"unique_bytes_{k}"] = math.ceil(sum(n * w for n, w in zip(uniq_n, bits)) / 8)
         rows.append(row)
     tot = {k: sum(r[k] for r in rows) for k in ("synapses", "unique_weights", "bytes_1bit", "bytes_stored",
                                                 "bytes_8bit", "unique_bytes_1bit", "unique_bytes_stored",

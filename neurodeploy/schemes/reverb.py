@@ -35,6 +35,20 @@ integer neurons of `ir.reverb` (the spec of the arithmetic):
   max pooling directly after a neuron stays a MaxPool of payloads (one unit per layer).
 * Time: layer-synchronous T local steps; start_step = hop depth (every synapse delays one
   step on the chip); the readout integrates T steps, output_scale = in_unit / T.
+* Residual basic blocks (`passes.fold_reverb` step 4): the block's second neuron becomes a
+  two-branch `Layer`: branch 0 its binary conv2 from h, branch 1 the folded real-valued
+  shortcut from the block input x (identity -> `ChannelScale`, 1x1 conv -> `Conv`), both
+  adding into the one membrane unit in_unit.  x's payload unit is fixed by its binary
+  consumer (conv1), so the shortcut's real weights w (Ũ units per unit of x's emitted value)
+  become 8-bit mantissas round(w·u_x / (in_unit·2^e)) with a branch exponent e ≥ 0, and
+  r = max|w|·u_x/in_unit_0 (in_unit_0 = u_h·g·π as for a sequential layer) decides:
+  r ≤ 127 -> the membrane unit gets finer, in_unit = in_unit_0 / 2^k with the largest
+  k ≤ log2(127/r) that keeps the 24-bit state and the bias within MARGIN / their format and
+  k ≤ the target's weight_exp_max, and conv2's ±1 synapses get weight_exp k (still 1-bit
+  weights, a per-branch exponent); r > 127 -> k = 0 and the shortcut takes
+  e = ceil(log2(r/127)) (TargetLimitError above weight_exp_max).  The shortcut branch is
+  reported in meta["real_branches"] (8-bit synapses in the memory report); start_step =
+  1 + the deepest source (the Lava backend delays the shallower shortcut).
 
 Guarantee: none (exact = False): payload, weight, bias and threshold rounding and Loihi's
 round-toward-zero leak move the fixed-point network away from the float SNN; `verify`
@@ -77,6 +91,17 @@ class Stage:
     pool: float = 1.0              # average-pool factor π of the branch
     depth: int = 1
     stats_src: str = ""            # float node whose values are the source's graded spikes
+    shortcut: "Shortcut | None" = None   # residual block: the second, real-valued branch
+
+
+@dataclass
+class Shortcut:
+    """The folded shortcut of a residual stage: float node `node` (Scale or Conv) fed by the
+    float node `stats_src` (a ReverbAct) of IR layer `source`; `join` is the float Add."""
+    source: str
+    node: str
+    stats_src: str
+    join: str
 
 
 @dataclass
@@ -95,6 +120,31 @@ class _Cal:
 
 
 def plan(folded: fg.FloatGraph) -> tuple[str, list[Stage]]:
+    """(float node of the input's graded values, stages) of a folded ReverB graph: the chain
+    without its shortcuts (`_plan_chain`), each shortcut then attached to the stage of the
+    neuron its Add feeds."""
+    joins = [n for n in folded.topo_order() if isinstance(folded.op(n), fg.Add)]
+    if not joins:
+        return _plan_chain(folded)
+    spine, cuts = folded.copy(), {}
+    for j in joins:
+        (act,), (_, sc) = folded.consumers(j), folded.inputs(j)     # fold_reverb wires Add(conv2, shortcut)
+        (x,) = folded.inputs(sc)
+        spine.g.remove_node(sc)
+        spine.bypass(j)
+        cuts[act] = (sc, x, j)
+    enc_node, stages = _plan_chain(spine)
+    by_act = {st.act: st for st in stages if st.act is not None}
+    for act, (sc, x, j) in cuts.items():
+        st, src = by_act[act], by_act.get(x)
+        if src is None or not st.binary:
+            raise UnsupportedError("a residual block whose shortcut source or main conv is not a ReverB layer",
+                                   folded.where(j), "use neurodeploy.nn.reverb.ReverBBasicBlock")
+        st.shortcut = Shortcut(src.name, sc, x, j)
+    return enc_node, stages
+
+
+def _plan_chain(folded: fg.FloatGraph) -> tuple[str, list[Stage]]:
     """(float node of the input's graded values, stages) of a folded sequential ReverB graph."""
     chain = sequential_chain(folded)
     src_name, src_node, pre, stages = "input", chain[0], [], []
@@ -242,6 +292,54 @@ def _weight_rel_error(op, ops: list, step: float) -> float:
     return float(np.sqrt(np.sum((w - q) ** 2))) / den if den else 0.0
 
 
+def _shortcut_branch(folded: fg.FloatGraph, st: Stage, units: dict, in_unit0: float, m: float, cmax: float,
+                     target: Target, notes: list) -> tuple[int, float, Branch, dict]:
+    """(k, in_unit, shortcut Branch, report row) of a residual stage (module docstring): the
+    main branch's weight_exp k (membrane unit in_unit = in_unit0 / 2^k) and the shortcut's
+    8-bit mantissas with exponent e."""
+    sc = st.shortcut
+    op = folded.op(sc.node)
+    w = np.asarray(op.factor if isinstance(op, fg.Scale) else op.weight, np.float64)
+    u_x = units[sc.source]
+    mant_max = int(target.weight_mant_max)
+    r = float(np.max(np.abs(w), initial=0.0)) * u_x / in_unit0
+    k, e = 0, 0
+    if r > mant_max:
+        e = math.ceil(math.log2(r / mant_max))
+        if e > target.weight_exp_max:
+            raise TargetLimitError(f"shortcut weights need exponent {e} > {target.weight_exp_max} to fit "
+                                   f"{target.weight_mant_bits}-bit mantissas", f"layer '{st.name}', shortcut",
+                                   "the shortcut is far stronger than the block's conv path: retrain with "
+                                   "BatchNorm on the shortcut, or use fewer payload_bits")
+    elif r > 0:
+        limits = [math.floor(math.log2(mant_max / r)), target.weight_exp_max]
+        state_max = float(min(rv.STATE_MAX, target.state_max))
+        if m > 0:      # v stays within the 24-bit state with MARGIN
+            limits.append(math.floor(math.log2(in_unit0 * state_max / (m * MARGIN))))
+        if cmax > 0:   # the per-step bias stays within 13-bit mantissa << bias_exp_max
+            limits.append(math.floor(math.log2(in_unit0 * target.bias_mant_max * (1 << target.bias_exp_max) / cmax)))
+        k = max(0, min(limits))
+    in_unit = in_unit0 / float(1 << k)
+    mant = round_half_away(w * u_x / (in_unit * float(1 << e)))
+    if np.any(np.abs(mant) > mant_max):      # r·2^k ≤ mant_max, so only float noise can get here
+        raise TargetLimitError(f"shortcut mantissa {int(np.max(np.abs(mant)))} exceeds {mant_max}",
+                               f"layer '{st.name}', shortcut")
+    mbits = int(np.max(np.abs(mant), initial=0)).bit_length()
+    if 0 < mbits < target.weight_mant_bits - 1:
+        notes.append(f"{st.name}: shortcut mantissas use {mbits} of {target.weight_mant_bits - 1} magnitude bits "
+                     "(the 24-bit state or the bias limits how fine the membrane unit can get)")
+    if isinstance(op, fg.Scale):
+        ops = [syn.ChannelScale(mant.astype(np.int64))]
+    else:
+        ops = [syn.Conv(mant.astype(np.int64), tuple(op.stride), tuple(op.padding), tuple(op.dilation),
+                        int(getattr(op, "groups", 1)))]
+    q = mant * float(1 << e) * in_unit / u_x
+    den = float(np.sqrt(np.sum(w ** 2)))
+    row = {"source": sc.source, "kind": type(ops[0]).__name__, "weight_exp": int(e), "main_weight_exp": int(k),
+           "mantissa_bits": mbits, "weight_rel_error": float(np.sqrt(np.sum((w - q) ** 2))) / den if den else 0.0}
+    return k, in_unit, Branch(sc.source, ops, int(e)), row
+
+
 def calibrate(folded: fg.FloatGraph, x: np.ndarray, timesteps: int) -> dict:
     """{node: reverb_float.Stats} maxima of the folded float network over x (in batches)."""
     cal = _Cal()
@@ -300,6 +398,8 @@ class Reverb(Scheme):
             shapes[st.name] = shapes_of[st.weighted]
             if st.act is not None:
                 m = max(stats[st.act].u_max, stats[st.weighted].emit_max)
+                if st.shortcut is not None:     # each branch's current and their sum stay in the state too
+                    m = max(m, stats[st.shortcut.node].emit_max, stats[st.shortcut.join].emit_max)
                 cmax = float(np.max(np.abs(folded.op(st.act).bias), initial=0.0))
             else:
                 cmax = float(np.max(np.abs(op.bias), initial=0.0))
@@ -337,10 +437,15 @@ class Reverb(Scheme):
                                rv.ReverbEncoder(code_max=code_max, timesteps=t), float_node=enc_node)]
         report = {"input": {"payload_unit": u0, "payload_bits_used": eff_bits["input"], "code_max": code_max,
                             "weight_rel_error": None}}
-        binary_layers = []
+        binary_layers, real_branches = [], {}
         for st in stages:
             op, ops, g, m, cmax = built[st.name]
             in_unit = units[st.source] * g * st.pool
+            branches, sc_row = [Branch(st.source, ops, 0)], None
+            if st.shortcut is not None:
+                k, in_unit, sc_branch, sc_row = _shortcut_branch(folded, st, units, in_unit, m, cmax, target, notes)
+                branches = [Branch(st.source, ops, k), sc_branch]
+                real_branches[st.name] = [1]
             if st.act is None:
                 bias_mant, bias_exp = _bias(st.name, np.asarray(op.bias, np.float64) / in_unit, target)
                 neuron = rv.ReverbReadout(output_scale=in_unit / t, timesteps=t, start_step=st.depth)
@@ -369,7 +474,9 @@ class Reverb(Scheme):
                 row = {"payload_unit": units[st.name], "payload_bits_used": eff_bits[st.name],
                        "out_shift": int(out_shift), "out_mant_min_bits": mbits,
                        "tau": act.tau, "dv": int(dv)}
-            layers.append(Layer(st.name, shapes[st.name], [Branch(st.source, ops, 0)], bias_mant.astype(np.int64),
+            if sc_row is not None:
+                row = {**row, "shortcut": sc_row}
+            layers.append(Layer(st.name, shapes[st.name], branches, bias_mant.astype(np.int64),
                                 int(bias_exp),
                                 neuron, value_step, st.act or st.weighted))
             if st.binary:
@@ -386,6 +493,8 @@ class Reverb(Scheme):
                          "throughput_steps": t + depth,
                          "time_steps_per_layer": {l.name: t for l in layers[:-1]}, "depth": depth,
                          "binary_layers": binary_layers, "notes": notes})
+        if real_branches:          # residual shortcuts: 8-bit branches of binary layers (reports/costs.py)
+            net.meta["real_branches"] = real_branches
         return net
 
     def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:

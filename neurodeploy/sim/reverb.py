@@ -29,8 +29,10 @@ model's same-step recurrence, only shifted; as no state changes while a layer is
 integers are identical.  Hence we may simulate layer after layer, each over its T local
 steps, without ever looking at start_step (it only matters to the chip schedule:
 `backends/lava/reverb_lava.py` uses it).  A layer whose branches come from sources at
-different hop depths would need a delay on the shorter branches; the simulator computes
-the layer-synchronous (float-model) function regardless.
+different hop depths (a residual block's shortcut; `layer_input` sums every branch's
+current into the one membrane unit) needs a delay on the shorter branches on the chip
+(`backends/lava/reverb_lava.py` inserts a DelayLine); the simulator computes the
+layer-synchronous (float-model) function regardless.
 """
 from __future__ import annotations
 
