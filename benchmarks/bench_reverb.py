@@ -13,6 +13,9 @@ For every T, trained and measured in this one run, on sklearn digits (75/25 spli
   a plain ``BinaryLinear`` (α per input feature, as in the paper; the compiler folds it into
   per-neuron emission scales) and also the first convolution binary (the paper does not say
   which layers it binarises, digest §4.5);
+* **ReverB residual (2 basic blocks)** -- ``build_model(residual=True)``: a stem conv, then two
+  ``ReverBBasicBlock``s (binary 3x3 convs; identity and real-valued 1x1-conv shortcuts, 8-bit
+  synapse branches on the chip), pooling, a real-valued read-out (no LIF counterpart);
 * **LIF (cuba)** -- the digits LIF CNN of the same shape (``models/train_digits_lif.py``'s
   ``build_model``: binary spikes, real weights), trained with the same recipe, compiled with the
   ``cuba`` scheme (8-bit weights, Loihi's stock CUBA LIF).
@@ -65,10 +68,11 @@ from neurodeploy.schemes.cuba import compile_lif  # noqa: E402
 from neurodeploy.train.data import digits  # noqa: E402
 from neurodeploy.train.fit import fit, predict  # noqa: E402
 
-VARIANTS = {  # name -> (binary first conv, binary read-out)
-    "ReverB, hidden conv binary": (False, False),
-    "ReverB, hidden conv + read-out binary": (False, True),
-    "ReverB, all binary": (True, True),
+VARIANTS = {  # name -> (binary first conv, binary read-out, residual)
+    "ReverB, hidden conv binary": (False, False, False),
+    "ReverB, hidden conv + read-out binary": (False, True, False),
+    "ReverB, all binary": (True, True, False),
+    "ReverB residual (2 basic blocks)": (False, False, True),
 }
 FULL = {"timesteps": [1, 2, 4], "epochs": tdr.DEFAULTS["epochs"], "payload_bits": [8, 12, 16, 24], "samples": None}
 QUICK = {"timesteps": [1, 2], "epochs": 3, "payload_bits": [8, 16], "samples": 150}
@@ -102,12 +106,13 @@ def recipe(args) -> dict:
             "weight_decay": tdr.DEFAULTS["weight_decay"], "seed": args.seed}
 
 
-def train_reverb(T: int, binary_first: bool, binary_last: bool, args, data) -> tuple[torch.nn.Module, dict]:
+def train_reverb(T: int, binary_first: bool, binary_last: bool, residual: bool, args, data
+                 ) -> tuple[torch.nn.Module, dict]:
     """One ReverB variant trained by ``models/train_digits_reverb.py``'s own ``train``."""
     r = recipe(args)
     return tdr.train(r["epochs"], T, r["method"], r["lr"], r["seed"], r["batch_size"], r["weight_decay"],
-                     neuron={"v_th": args.v_th}, binary_first=binary_first, binary_last=binary_last, data=data,
-                     log=None)
+                     neuron={"v_th": args.v_th}, binary_first=binary_first, binary_last=binary_last,
+                     residual=residual, data=data, log=None)
 
 
 def train_lif(T: int, args, data) -> tuple[torch.nn.Module, dict]:
@@ -233,8 +238,8 @@ def main(argv=None) -> dict:
           f"recipe {recipe(args)}; ReverB V_th {args.v_th}", flush=True)
     rows = []
     for T in args.timesteps:
-        for name, (first, last) in VARIANTS.items():
-            model, res = train_reverb(T, first, last, args, data)
+        for name, (first, last, residual) in VARIANTS.items():
+            model, res = train_reverb(T, first, last, residual, args, data)
             row = {"network": name, "T": T, "train_time_s": res["train_time_s"],
                    "train_test_accuracy": float((predict(model, xte, T).argmax(1) == yte).mean())}
             try:

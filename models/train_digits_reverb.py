@@ -40,7 +40,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn.lif import SpikingSequential  # noqa: E402
-from neurodeploy.nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron  # noqa: E402
+from neurodeploy.nn.reverb import BinaryConv2d, BinaryLinear, ReverBBasicBlock, ReverBNeuron  # noqa: E402
 from neurodeploy.train.data import digits  # noqa: E402
 from neurodeploy.train.fit import fit, predict  # noqa: E402
 
@@ -53,7 +53,7 @@ DEFAULTS = {"epochs": 30, "timesteps": 4, "method": "rate_M", "lr": 1e-2, "batch
 
 
 def build_model(channels=(16, 32), neuron: dict | None = None, classes: int = 10, binary_first: bool = False,
-                binary_last: bool = False) -> SpikingSequential:
+                binary_last: bool = False, residual: bool = False) -> SpikingSequential:
     """The digits ReverB CNN; ``neuron`` overrides entries of ``NEURON``.
 
     The hidden convolution is always binary; ``binary_first`` / ``binary_last`` make the input
@@ -67,6 +67,8 @@ def build_model(channels=(16, 32), neuron: dict | None = None, classes: int = 10
     def neuron_():
         return ReverBNeuron(cfg["tau"], cfg["v_th"])
 
+    if residual:
+        return _residual_model(channels, cfg, classes, binary_first, binary_last)
     c1, c2 = channels
     first = BinaryConv2d if binary_first else nn.Conv2d
     # layers are created in network order so that the initial weights depend only on the seed
@@ -75,6 +77,23 @@ def build_model(channels=(16, 32), neuron: dict | None = None, classes: int = 10
               nn.Flatten()]
     layers.append((BinaryLinear if binary_last else nn.Linear)(c2 * 2 * 2, classes))
     return SpikingSequential(*layers)
+
+
+def _residual_model(channels, cfg: dict, classes: int, binary_first: bool, binary_last: bool) -> SpikingSequential:
+    """The residual variant (``residual=True``): a stem, then two ReverB basic blocks (the paper's
+    ResNets), the second one downsampling with stride 2 and a real-valued 1x1-conv shortcut::
+
+        Conv(1->c1) - BN - ReverB - Block(c1->c1) - Block(c1->c2, stride 2) - AvgPool 2 - Flatten - Linear
+
+    Pooling sits after the last block only: a block's shortcut must start at a neuron."""
+    c1, c2 = channels
+    first = BinaryConv2d if binary_first else nn.Conv2d
+    return SpikingSequential(
+        first(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), ReverBNeuron(cfg["tau"], cfg["v_th"]),
+        ReverBBasicBlock(c1, c1, 1, cfg["tau"], cfg["v_th"]),
+        ReverBBasicBlock(c1, c2, 2, cfg["tau"], cfg["v_th"]),
+        nn.AvgPool2d(2), nn.Flatten(),
+        (BinaryLinear if binary_last else nn.Linear)(c2 * 2 * 2, classes))
 
 
 def binary_layers(model: nn.Module) -> list[str]:
@@ -94,7 +113,7 @@ def train(epochs: int = DEFAULTS["epochs"], timesteps: int = DEFAULTS["timesteps
           method: str = DEFAULTS["method"], lr: float = DEFAULTS["lr"], seed: int = SEED,
           batch_size: int = DEFAULTS["batch_size"], weight_decay: float = DEFAULTS["weight_decay"],
           neuron: dict | None = None, binary_first: bool = False, binary_last: bool = False,
-          data=None, progress: bool = False, log=print) -> tuple[SpikingSequential, dict]:
+          residual: bool = False, data=None, progress: bool = False, log=print) -> tuple[SpikingSequential, dict]:
     """Build and train one model with this file's recipe; return ``(model, results)``.
 
     ``data`` = ``(x_train, y_train, x_test, y_test)`` (default: ``digits(seed)``).  The benchmark
@@ -103,7 +122,7 @@ def train(epochs: int = DEFAULTS["epochs"], timesteps: int = DEFAULTS["timesteps
     """
     torch.manual_seed(seed)  # the initial weights depend only on the seed
     xtr, ytr, xte, yte = data if data is not None else digits(seed)
-    model = build_model(neuron=neuron, binary_first=binary_first, binary_last=binary_last)
+    model = build_model(neuron=neuron, binary_first=binary_first, binary_last=binary_last, residual=residual)
     t0 = time.perf_counter()
     hist = fit(model, (xtr, ytr), epochs=epochs, timesteps=timesteps, method=method, lr=lr, optimizer="adam",
                val_data=(xte, yte), seed=seed, batch_size=batch_size, weight_decay=weight_decay,
