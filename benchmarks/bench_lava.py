@@ -116,6 +116,27 @@ def _test_inputs(args, model: Path) -> np.ndarray:
     return np.load(Path(args.data) if args.data else model.with_name(model.stem.replace("_qcfs", "") + "_test_x.npy"))
 
 
+def _ours_vs_lava(label: str, x: np.ndarray, n_lava: int, ours, lava, identical, repeat: int) -> int:
+    """Time `ours(x)` (all samples, best of `repeat`) and `lava(x[:n])` (one untimed warm-up run,
+    then 1 and n_lava samples: end-to-end and marginal rates), print the ratios, and assert that
+    every check in `identical(lava_result)` ({what: bool}) holds."""
+    ours_t = _best_of(lambda: ours(x), repeat)
+    ours_rate = len(x) / ours_t
+    lava(x[:1])                                   # untimed: the first Lava run pays imports and forks
+    one = lava(x[:1])
+    res = lava(x[:n_lava])
+    e2e_rate = n_lava / res.total_seconds
+    marginal = (n_lava - 1) / max(res.total_seconds - one.total_seconds, 1e-9)
+    same = identical(res)
+    print(f"ours  ({label}): {len(x)} samples in {ours_t:.3f} s -> {ours_rate:10.1f} samples/s")
+    print(f"lava  (Loihi2SimCfg fixed_pt): {n_lava} samples in {res.total_seconds:.2f} s end-to-end "
+          f"({res.steps} steps) -> {e2e_rate:8.3f} samples/s; marginal {marginal:8.3f} samples/s")
+    print(f"speed-up of ours: {ours_rate / e2e_rate:,.0f}x end-to-end, {ours_rate / marginal:,.0f}x marginal")
+    print(f"identical on {n_lava} samples: " + ", ".join(f"{k} {v}" for k, v in same.items()))
+    assert all(same.values()), "Lava and neurodeploy.sim disagree"
+    return 0
+
+
 def bench_sws(args) -> int:
     """Ours vs Lava on an sws network (TSA neurons; images/s, same run, codes checked identical)."""
     from neurodeploy.backends.lava import sws_lava
@@ -129,25 +150,14 @@ def bench_sws(args) -> int:
     n_lava = max(2, min(args.lava_samples, len(x)))
     print(f"sws {model.name}: {len(graph.layers)} layers, Tc = 8, Ts = 2; lava-nc {lava_version}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
-    ours_t = _best_of(lambda: simulate(graph, x), args.repeat)
-    ours_rate = len(x) / ours_t
-    sws_lava.run_lava(graph, x[:1], record_digits=False)      # untimed: imports and forks
-    one = sws_lava.run_lava(graph, x[:1], record_digits=False)
-    res = sws_lava.run_lava(graph, x[:n_lava], record_digits=False)
-    e2e_rate = n_lava / res.total_seconds
-    marginal = (n_lava - 1) / max(res.total_seconds - one.total_seconds, 1e-9)
     sim = run_batch(prepare(graph), x[:n_lava])
-    same_codes = all(np.array_equal(res.codes[k], v.numpy()) for k, v in sim.codes.items())
-    same_state = np.array_equal(res.readout_state, sim.output_state.numpy().reshape(n_lava, -1))
-    same_out = np.array_equal(res.outputs, sim.output.numpy())
-    print(f"ours  (neurodeploy.sim.sws): {len(x)} samples in {ours_t:.3f} s -> {ours_rate:10.1f} samples/s")
-    print(f"lava  (Loihi2SimCfg fixed_pt): {n_lava} samples in {res.total_seconds:.2f} s end-to-end "
-          f"({res.steps} steps) -> {e2e_rate:8.3f} samples/s; marginal {marginal:8.3f} samples/s")
-    print(f"speed-up of ours: {ours_rate / e2e_rate:,.0f}x end-to-end, {ours_rate / marginal:,.0f}x marginal")
-    print(f"identical on {n_lava} samples: codes of every layer {same_codes}, readout state {same_state}, "
-          f"outputs {same_out}")
-    assert same_codes and same_state and same_out, "Lava and neurodeploy.sim disagree"
-    return 0
+
+    def identical(res) -> dict:
+        return {"codes of every layer": all(np.array_equal(res.codes[k], v.numpy()) for k, v in sim.codes.items()),
+                "readout state": np.array_equal(res.readout_state, sim.output_state.numpy().reshape(n_lava, -1)),
+                "outputs": np.array_equal(res.outputs, sim.output.numpy())}
+    return _ours_vs_lava("neurodeploy.sim.sws", x, n_lava, lambda xs: simulate(graph, xs),
+                         lambda xs: sws_lava.run_lava(graph, xs, record_digits=False), identical, args.repeat)
 
 
 def bench_reverb(args) -> int:
@@ -173,25 +183,14 @@ def bench_reverb(args) -> int:
     n_lava = max(2, min(args.lava_samples, len(x)))
     print(f"reverb digits CNN: {len(graph.layers)} layers, T = {t}, {args.payload_bits}-bit payloads; "
           f"lava-nc {lava_version}, torch {torch.__version__}, {torch.get_num_threads()} torch threads")
-    ours_t = _best_of(lambda: nd.simulate(graph, x), args.repeat)
-    ours_rate = len(x) / ours_t
-    reverb_lava.run_lava(graph, x[:1])          # untimed: the first Lava run pays imports and forks
-    one = reverb_lava.run_lava(graph, x[:1])
-    res = reverb_lava.run_lava(graph, x[:n_lava])
-    e2e_rate = n_lava / res.total_seconds
-    marginal = (n_lava - 1) / max(res.total_seconds - one.total_seconds, 1e-9)
     sim = rsim.run(rsim.prepare(graph), x[:n_lava])
-    same_trains = all(np.array_equal(res.trains[k], v.numpy()) for k, v in sim.trains.items())
-    same_state = np.array_equal(res.readout_state, sim.readout_state.numpy().reshape(n_lava, -1))
-    same_out = np.array_equal(res.output, nd.simulate(graph, x[:n_lava]))
-    print(f"ours  (neurodeploy.sim.reverb): {len(x)} samples in {ours_t:.3f} s -> {ours_rate:10.1f} samples/s")
-    print(f"lava  (Loihi2SimCfg fixed_pt): {n_lava} samples in {res.total_seconds:.2f} s end-to-end "
-          f"({res.steps} steps) -> {e2e_rate:8.3f} samples/s; marginal {marginal:8.3f} samples/s")
-    print(f"speed-up of ours: {ours_rate / e2e_rate:,.0f}x end-to-end, {ours_rate / marginal:,.0f}x marginal")
-    print(f"identical on {n_lava} samples: payload trains {same_trains}, readout state {same_state}, "
-          f"outputs {same_out}")
-    assert same_trains and same_state and same_out, "Lava and neurodeploy.sim disagree"
-    return 0
+
+    def identical(res) -> dict:
+        return {"payload trains": all(np.array_equal(res.trains[k], v.numpy()) for k, v in sim.trains.items()),
+                "readout state": np.array_equal(res.readout_state, sim.readout_state.numpy().reshape(n_lava, -1)),
+                "outputs": np.array_equal(res.output, nd.simulate(graph, x[:n_lava]))}
+    return _ours_vs_lava("neurodeploy.sim.reverb", x, n_lava, lambda xs: nd.simulate(graph, xs),
+                         lambda xs: reverb_lava.run_lava(graph, xs), identical, args.repeat)
 
 
 if __name__ == "__main__":

@@ -25,29 +25,20 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))
+from finetune_digits_qcfs import build_relu_model  # noqa: E402
+from train_digits import onnx_predict, setup, torch_accuracy as accuracy  # noqa: E402
 from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn.qat import export_qat_onnx, freeze, prepare_qat  # noqa: E402
 
 SEED = 0
 
 
-def setup(seed: int) -> None:
-    torch.set_num_threads(2)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-
-
-def build_model() -> nn.Sequential:
-    """Conv-BN-ReLU x2 with average pooling (sws has no max-pool rule), then a linear readout."""
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.AvgPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 2 * 2, 10),
-    )
+# the float network is finetune_digits_qcfs.py's ReLU CNN (Conv-BN-ReLU x2 with average pooling,
+# sws has no max-pool rule, then a linear readout); seeding and threads as train_digits.py
+build_model = build_relu_model
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, seed: int,
@@ -71,18 +62,6 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: f
             opt.step()
             sched.step()
     return time.perf_counter() - t0
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    model.eval()
-    return float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
-
-
-def onnx_accuracy(path: str, x: np.ndarray, y: np.ndarray) -> float:
-    import onnxruntime as ort
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return float((sess.run(["output"], {"input": x})[0].argmax(1) == y).mean())
 
 
 def main(argv=None) -> dict:
@@ -117,11 +96,10 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "digits_qat.onnx")
     export_qat_onnx(qat, torch.from_numpy(xte[:1]), path)
-    acc_onnx = onnx_accuracy(path, xte, yte)
+    out = onnx_predict(path, xte)            # onnxruntime on the QDQ file, once
+    acc_onnx = float((out.argmax(1) == yte).mean())
     with torch.no_grad():
         ref = qat.eval()(torch.from_numpy(xte)).numpy()
-    import onnxruntime as ort
-    out = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(["output"], {"input": xte})[0]
     meta = {
         "model": "digits_qat", "seed": args.seed, "epochs": args.epochs, "qat_epochs": args.qat_epochs,
         "architecture": str(build_model()), "qconfig": "quint8 0..255 per-tensor activations, qint8 -127..127 per-tensor symmetric weights",
