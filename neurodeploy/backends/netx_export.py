@@ -43,6 +43,7 @@ from ..errors import NeurodeployError
 from ..ir import sdnn as sd
 from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
+from .netx_layers import NetxLayers, write_str
 
 POOL_WEIGHT = 64            # 1 << state_exp: a pool layer's act is 64 x its window sum
 
@@ -94,19 +95,11 @@ def input_shift(graph: SpikingGraph) -> int:
     return int(graph.neuron_layers()[0].branches[0].weight_exp)
 
 
-def _str(g, key: str, value: str) -> None:
-    g.create_dataset(key, (1,), "S10", [value.encode("ascii")])
-
-
 def _neuron(g, vth: int, sigma_output: bool = False) -> None:
-    _str(g, "neuron/type", "SDNN")
+    write_str(g, "neuron/type", "SDNN")
     g.create_dataset("neuron/vThMant", data=np.int64(vth))
     if sigma_output:
         g.create_dataset("neuron/sigma_output", data=True)
-
-
-def _shape(shape) -> np.ndarray:
-    return np.asarray(shape, dtype=np.int64)
 
 
 def fold_pool(ops: list, in_shape: tuple) -> list:
@@ -137,24 +130,13 @@ def fold_pool(ops: list, in_shape: tuple) -> list:
 
 
 def _write(graph: SpikingGraph, h) -> int:
-    L = h.create_group("layer")
-    idx = 0
-
-    def new(kind: str):
-        nonlocal idx
-        g = L.create_group(str(idx))
-        idx += 1
-        _str(g, "type", kind)
-        return g
-
+    layers = NetxLayers(h)
     shape = tuple(graph.input.shape)
     first_ops = fold_pool(graph.neuron_layers()[0].branches[0].ops, shape)
     flat_input = isinstance(first_ops[0], syn.Flatten)
     if flat_input:      # the input Delta is silent anyway: give it the flat shape, no flatten layer
         shape = (int(np.prod(shape)),)
-    g = new("input")
-    g.create_dataset("shape", data=_shape(shape))
-    _neuron(g, 0)
+    _neuron(layers.input(shape), 0)
     for li, layer in enumerate(graph.neuron_layers()):
         ops = fold_pool(layer.branches[0].ops, shape) if li else first_ops
         if li == 0 and flat_input:
@@ -168,13 +150,10 @@ def _write(graph: SpikingGraph, h) -> int:
                 shape = (c, (hh - kh) // sh + 1, (ww - kw) // sw + 1)
                 w = np.zeros((c, c, kh, kw), dtype=np.int64)
                 w[np.arange(c), np.arange(c)] = POOL_WEIGHT
-                g = new("conv")
-                _conv_fields(g, shape, c, c, (kh, kw), (sh, sw), (0, 0), (1, 1), 1, w)
-                _neuron(g, 0)
+                _neuron(layers.conv(shape, c, (sh, sw), (0, 0), (1, 1), 1, w), 0)
             elif isinstance(op, syn.Flatten):
                 shape = (int(np.prod(shape)),)
-                g = new("flatten")
-                g.create_dataset("shape", data=_shape((shape[0], 1, 1)))
+                layers.flatten(shape[0])
             elif isinstance(op, syn.Conv):
                 w = np.asarray(op.weight, dtype=np.int64)
                 c, hh, ww = shape
@@ -182,16 +161,10 @@ def _write(graph: SpikingGraph, h) -> int:
                 (ph, pw), (sh, sw), (dh, dw) = op.padding, op.stride, op.dilation
                 shape = (w.shape[0], (hh + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
                          (ww + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
-                g = new("conv")
-                _conv_fields(g, shape, c, w.shape[0], (kh, kw), op.stride, op.padding, op.dilation, op.groups, w)
+                g = layers.conv(shape, c, op.stride, op.padding, op.dilation, op.groups, w)
             elif isinstance(op, syn.Dense):
-                w = np.asarray(op.weight, dtype=np.int64)
-                shape = (w.shape[0],)
-                g = new("dense")
-                g.create_dataset("shape", data=_shape(shape))
-                g.create_dataset("inFeatures", data=np.int64(w.shape[1]))
-                g.create_dataset("outFeatures", data=np.int64(w.shape[0]))
-                g.create_dataset("weight", data=w)
+                g = layers.dense(op.weight)
+                shape = (int(np.asarray(op.weight).shape[0]),)
             if last_weighted:
                 assert i == len(ops) - 1, "the weighted op must end the branch"
                 if tuple(shape) != tuple(layer.shape):
@@ -204,19 +177,7 @@ def _write(graph: SpikingGraph, h) -> int:
     h.attrs["neurodeploy_input_shift"] = input_shift(graph)
     h.attrs["neurodeploy_readout_bias"] = np.asarray(graph.output.bias, dtype=np.int64)
     h.attrs["neurodeploy_output_scale"] = float(graph.output.neuron.output_scale)
-    return idx
-
-
-def _conv_fields(g, shape, c_in, c_out, kernel, stride, padding, dilation, groups, w) -> None:
-    g.create_dataset("shape", data=_shape(shape))
-    g.create_dataset("inChannels", data=np.int64(c_in))
-    g.create_dataset("outChannels", data=np.int64(c_out))
-    g.create_dataset("kernelSize", data=_shape(kernel))
-    g.create_dataset("stride", data=_shape(stride))
-    g.create_dataset("padding", data=_shape(padding))
-    g.create_dataset("dilation", data=_shape(dilation))
-    g.create_dataset("groups", data=np.int64(groups))
-    g.create_dataset("weight", data=np.asarray(w, dtype=np.int64))
+    return layers.count
 
 
 def export_netx(graph: SpikingGraph, path: str | Path) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backends.netx_layers import NetxLayers, write_str
 from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
 from ..ir import cuba as cb
 from ..ir import float_graph as fg
@@ -202,7 +203,7 @@ def compile_lif(model, example_input, timesteps: int, calibration: np.ndarray | 
 
 
 def _netx_neuron(g, neuron) -> None:
-    g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+    write_str(g, "neuron/type", "CUBA")
     g.create_dataset("neuron/iDecay", data=int(neuron.du) + 1)        # netx: du = iDecay - 1
     g.create_dataset("neuron/vDecay", data=int(neuron.dv))
     g.create_dataset("neuron/vThMant", data=int(neuron.v_th_mant))
@@ -232,18 +233,8 @@ def export_netx(graph: SpikingGraph, path) -> dict:
     enc = graph.input
     prev, shape = enc.name, tuple(enc.shape)
     with h5py.File(path, "w") as h:
-        layers = h.create_group("layer")
-        idx = 0
-
-        def group(kind: str):
-            nonlocal idx
-            g = layers.create_group(str(idx))
-            idx += 1
-            g.create_dataset("type", (1,), "S10", [kind.encode()])
-            return g
-
-        g = group("input")
-        g.create_dataset("shape", data=np.asarray(shape, dtype=np.int64))
+        layers = NetxLayers(h)
+        layers.input(shape)
         for layer in graph.neuron_layers():
             if len(layer.branches) != 1 or layer.branches[0].source != prev:
                 raise UnsupportedError("NetX holds sequential networks only", f"layer '{layer.name}'")
@@ -253,30 +244,17 @@ def export_netx(graph: SpikingGraph, path) -> dict:
             st = plan.stages[0]
             if isinstance(st, ConvStage):
                 w = np.asarray(st.weight, dtype=np.int64) << int(st.shift)
-                g = group("conv")
-                g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-                g.create_dataset("inChannels", data=int(shape[0]))
-                g.create_dataset("outChannels", data=int(layer.shape[0]))
-                g.create_dataset("kernelSize", data=np.asarray(w.shape[2:], dtype=np.int64))
-                g.create_dataset("stride", data=np.asarray(st.stride, dtype=np.int64))
-                g.create_dataset("padding", data=np.asarray(st.padding, dtype=np.int64))
-                g.create_dataset("dilation", data=np.asarray(st.dilation, dtype=np.int64))
-                g.create_dataset("groups", data=int(st.groups))
+                g = layers.conv(layer.shape, shape[0], st.stride, st.padding, st.dilation, st.groups, w)
             elif isinstance(st, DenseStage):
                 w = np.asarray(st.weight, dtype=np.int64) << int(st.shift)
                 if np.any(w % 2) or w.max(initial=0) > 254 or w.min(initial=0) < -256:
                     raise UnsupportedError("Dense weights are not even integers in [-256, 254] (weight_exp != 1)",
                                            f"layer '{layer.name}'", "compile with Cuba(netx=True)")
                 if len(shape) == 3:
-                    f = group("flatten")
-                    f.create_dataset("shape", data=np.asarray([int(np.prod(shape)), 1, 1], dtype=np.int64))
-                g = group("dense")
-                g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-                g.create_dataset("inFeatures", data=int(np.prod(shape)))
-                g.create_dataset("outFeatures", data=int(np.prod(layer.shape)))
+                    layers.flatten(int(np.prod(shape)))
+                g = layers.dense(w.reshape(int(np.prod(layer.shape)), -1))
             else:
                 raise UnsupportedError(f"{type(st).__name__} has no NetX layer", f"layer '{layer.name}'")
-            g.create_dataset("weight", data=w)
             g.create_dataset("bias", data=np.asarray(layer.bias_mant, dtype=np.int64))
             if layer.bias_exp != cb.NETX_BIAS_EXP:
                 raise UnsupportedError(f"bias_exp {layer.bias_exp} (NetX uses 6)", f"layer '{layer.name}'")
