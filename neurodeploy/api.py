@@ -154,15 +154,10 @@ def _is_qat_module(model) -> bool:
 def _module_graph(model, example_input) -> fg.FloatGraph:
     """An nn.Module -> FloatGraph, by the front end its neurons need: spiking models (ReverB
     modules, LIF neurons) get their own per-step leaves before export; ANNs go to torch.export."""
-    from .frontends.torch_reverb import is_reverb_model, load_reverb_model
-    from .nn.lif import LIF
-    if is_reverb_model(model):
-        return load_reverb_model(model, example_input)
-    if any(isinstance(m, LIF) for m in model.modules()):
-        from .frontends.torch_lif import load_lif_model
-        return load_lif_model(model, example_input)
+    from .frontends.per_step import spiking_front_end
     from .frontends.torch_frontend import load_torch
-    return load_torch(model, example_input)
+    front_end = spiking_front_end(model)
+    return load_torch(model, example_input) if front_end is None else front_end.load_model(model, example_input)
 
 
 def compile_graph(graph: fg.FloatGraph, target: str, scheme: str, options: CompileOptions,

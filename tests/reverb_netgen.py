@@ -92,7 +92,7 @@ def random_inputs(graph: SpikingGraph, n: int, seed: int = 0) -> np.ndarray:
 def max_branch_sum(graph: SpikingGraph) -> float:
     """Worst-case |branch sum| over all branches (static bound, payloads at their maximum)."""
     pmax = {graph.input.name: graph.input.neuron.code_max}
-    pmax.update({l.name: l.neuron.payload_max for l in graph.neuron_layers() if isinstance(l.neuron, rv.ReverbNeuron)})
+    pmax.update({l.name: l.neuron.max_payload for l in graph.neuron_layers() if isinstance(l.neuron, rv.ReverbNeuron)})
     shapes = {l.name: tuple(l.shape) for l in graph.layers}
     worst = 0.0
     for layer in graph.neuron_layers():

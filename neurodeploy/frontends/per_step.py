@@ -15,18 +15,23 @@ from torch import nn
 from ..errors import UnsupportedError
 
 
-def spiking_per_step(model: nn.Module) -> nn.Module | None:
-    """The per-step copy of a trained SNN (ReverB modules or LIF neurons, each an opaque custom op),
-    or None for an ANN (which torch.export takes as it is)."""
+def spiking_front_end(model: nn.Module):
+    """The front-end module for a trained SNN: `torch_reverb` (ReverB modules), `torch_lif` (LIF
+    neurons), or None for an ANN (which torch.export takes as it is).  Both modules offer
+    `per_step_model(model)` and `load_model(model, example_input)`."""
     from ..nn.lif import LIF
-    from .torch_reverb import is_reverb_model
-    if is_reverb_model(model):
-        from .torch_reverb import per_step_model
-        return per_step_model(model)
+    from . import torch_lif, torch_reverb
+    if torch_reverb.is_reverb_model(model):
+        return torch_reverb
     if any(isinstance(m, LIF) for m in model.modules()):
-        from .torch_lif import per_step_model
-        return per_step_model(model)
+        return torch_lif
     return None
+
+
+def spiking_per_step(model: nn.Module) -> nn.Module | None:
+    """The per-step copy of a trained SNN (each neuron an opaque custom op), or None for an ANN."""
+    front_end = spiking_front_end(model)
+    return None if front_end is None else front_end.per_step_model(model)
 
 
 def register_spiking_ops() -> None:

@@ -99,3 +99,6 @@ def load_lif_model(model: nn.Module, example_input, source: str = "") -> fg.Floa
 def lif_params(graph: fg.FloatGraph) -> dict:
     """LIF node name -> its LIFAct."""
     return {n: graph.op(n) for n in graph.topo_order() if isinstance(graph.op(n), LIFAct)}
+
+
+load_model = load_lif_model      # the name frontends.per_step.spiking_front_end callers use

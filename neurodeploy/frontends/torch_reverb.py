@@ -189,3 +189,6 @@ def load_reverb_model(model: nn.Module, example_input, source: str = ""):
         else torch.as_tensor(np.asarray(example_input, dtype=np.float32))
     step = per_step_model(model)
     return tf.graph_from_program(tf.export_module(step, x, source), source)
+
+
+load_model = load_reverb_model      # the name frontends.per_step.spiking_front_end callers use

@@ -144,10 +144,9 @@ class ReverbNeuron:
     start_step: int = 0
 
     @property
-    def payload_max(self) -> int:
+    def max_payload(self) -> int:
+        """2^payload_bits − 1, the largest payload (sim.engine reads it on every payload-sending neuron)."""
         return (1 << int(self.payload_bits)) - 1
-
-    max_payload = payload_max      # the name sim.engine reads on every payload-sending neuron
 
     @property
     def decay(self) -> float:

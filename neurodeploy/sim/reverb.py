@@ -103,7 +103,7 @@ def neuron_run(a_in: torch.Tensor, bias: torch.Tensor, neuron: rv.ReverbNeuron,
         v = decay(v, neuron.dv)
         v = torch.clamp(v + a_in[:, t] + bias, -rv.STATE_MAX, rv.STATE_MAX)
         fired = v >= vth
-        out.append(torch.where(fired, emit(v, mant, neuron.out_shift, neuron.payload_max), zero))
+        out.append(torch.where(fired, emit(v, mant, neuron.out_shift, neuron.max_payload), zero))
         v = torch.where(fired, zero, v)
     return torch.stack(out, dim=1), v
 
@@ -135,16 +135,6 @@ def timesteps(graph: SpikingGraph) -> int:
             raise NeurodeployError(f"layer runs {lt} local steps, the encoder {t}", f"layer '{layer.name}'",
                                    "all reverb layers must share the timesteps T")
     return t
-
-
-def payload_max(graph: SpikingGraph) -> dict:
-    """Largest payload each spiking layer can send: code_max for the encoder, 2^payload_bits − 1
-    for a ReverbNeuron."""
-    out = {graph.input.name: int(graph.input.neuron.code_max)}
-    for layer in graph.neuron_layers():
-        if isinstance(layer.neuron, rv.ReverbNeuron):
-            out[layer.name] = int(layer.neuron.payload_max)
-    return out
 
 
 def prepare(graph: SpikingGraph, device: str = "cpu") -> engine.Prepared:
@@ -217,7 +207,7 @@ def run(prep: engine.Prepared, x: np.ndarray) -> ReverbRun:
         a_in = layer_input(prep, layer, trains, n, t)
         bias = engine._bias(layer, a_in[:, 0])
         if isinstance(layer.neuron, rv.ReverbReadout):
-            state = a_in.sum(dim=1) + t * bias   # v += a_in + b at each of the T steps
+            state = a_in.sum(dim=1) + layer.neuron.total_bias(bias)   # v += a_in + b at each of the T steps
             break
         if not isinstance(layer.neuron, rv.ReverbNeuron):
             raise NeurodeployError(f"the reverb simulator has no kernel for {type(layer.neuron).__name__}",

@@ -402,7 +402,7 @@ def build(graph, x: np.ndarray) -> ReverbLavaNetwork:
         else:
             proc = ReverbNeuronProc(shape=lshape, dv=int(n_.dv), vth=_field(n_.v_th_mant, layer.shape),
                                     out_mant=_field(n_.out_mant, layer.shape), out_shift=int(n_.out_shift),
-                                    payload_max=int(n_.payload_max), bias=bias, period=period,
+                                    payload_max=int(n_.max_payload), bias=bias, period=period,
                                     gate=int(n_.start_step), steps=t, name=layer.name)
         custom.append(proc)
         neurons[layer.name] = proc
