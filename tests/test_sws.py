@@ -9,7 +9,8 @@ import torch
 
 from neurodeploy.frontends.onnx_frontend import load_onnx
 from neurodeploy.ir import tsa as tsa_ir
-from neurodeploy.schemes.sws import Sws, SwsOptions
+from neurodeploy.schemes import CompileOptions
+from neurodeploy.schemes.sws import Sws
 from neurodeploy.sim import engine
 from neurodeploy.sim import sws
 from neurodeploy.target import load_target
@@ -153,7 +154,7 @@ def test_relu_decision_blocks_negative_totals():
 def _compile(model, tc, ts, **kw):
     calib = np.load(MODELS / (model.replace("_qcfs", "") + "_calib_x.npy"))
     return Sws().compile(load_onnx(MODELS / f"{model}.onnx"), load_target("loihi2"),
-                         SwsOptions(calibration=calib, coding_steps=tc, silent_steps=ts, **kw))
+                         CompileOptions(calibration=calib, coding_steps=tc, silent_steps=ts, **kw))
 
 
 def test_digits_snn_agrees_with_quantised_ann():
@@ -232,7 +233,7 @@ def test_registered_scheme_compiles_saves_and_verifies(tmp_path):
     from neurodeploy.reports.verify import verify
     calib = np.load(MODELS / "digits_calib_x.npy")
     net = compile_model(MODELS / "digits_qcfs.onnx", "loihi2", "sws",
-                        SwsOptions(calibration=calib, coding_steps=8, silent_steps=2))
+                        CompileOptions(calibration=calib, coding_steps=8, silent_steps=2))
     save_artifact(net, tmp_path / "o")
     net = serialize.load(tmp_path / "o")
     assert isinstance(net.input.neuron, tsa_ir.TSAEncoder) and isinstance(net.layers[1].neuron, tsa_ir.TSA)
@@ -271,7 +272,7 @@ def test_calibrated_state_bound_is_finer_and_does_not_overflow_on_test_data(mode
     cal = np.load(MODELS_DIR / f"{calib}_calib_x.npy")
     x = np.load(MODELS_DIR / f"{calib}_test_x.npy")[:150]
     graph, target = load_onnx(MODELS_DIR / f"{model}.onnx"), load_target("loihi2")
-    nets = {m: Sws().compile(graph, target, SwsOptions(calibration=cal, state_bound=m)) for m in ("static", "calibrated")}
+    nets = {m: Sws().compile(graph, target, CompileOptions(calibration=cal, state_bound=m)) for m in ("static", "calibrated")}
     qs, qc = nets["static"].meta["quantisation"], nets["calibrated"].meta["quantisation"]
     hidden = [l.name for l in nets["static"].neuron_layers() if not l.is_readout]
     assert all(qc[h]["unit"] >= qs[h]["unit"] for h in hidden)
@@ -289,19 +290,19 @@ def test_calibrated_state_bound_is_finer_and_does_not_overflow_on_test_data(mode
 def test_state_bound_option_default_and_errors(tmp_path):
     graph, target = load_onnx(MODELS_DIR / "digits_qcfs.onnx"), load_target("loihi2")
     cal = np.load(MODELS_DIR / "digits_calib_x.npy")
-    assert Sws().compile(graph, target, SwsOptions(calibration=cal)).meta["sws"]["state_bound"] == "calibrated"
+    assert Sws().compile(graph, target, CompileOptions(calibration=cal)).meta["sws"]["state_bound"] == "calibrated"
     qat = load_onnx(MODELS_DIR / "digits_qat.onnx")            # QDQ: no calibration needed -> static
-    net = Sws().compile(qat, target, SwsOptions())
+    net = Sws().compile(qat, target, CompileOptions())
     assert net.meta["sws"]["state_bound"] == "static" and net.meta["sws"]["state_margin"] is None
     from neurodeploy.errors import NeurodeployError
     with pytest.raises(NeurodeployError, match="calibrated state bound needs calibration samples"):
-        Sws().compile(qat, target, SwsOptions(state_bound="calibrated"))
+        Sws().compile(qat, target, CompileOptions(state_bound="calibrated"))
     with pytest.raises(NeurodeployError, match="state bound 'tight' is not known"):
-        Sws().compile(graph, target, SwsOptions(calibration=cal, state_bound="tight"))
+        Sws().compile(graph, target, CompileOptions(calibration=cal, state_bound="tight"))
     with pytest.raises(NeurodeployError, match="state margin 0.5 is below 1"):
-        Sws().compile(graph, target, SwsOptions(calibration=cal, state_margin=0.5))
+        Sws().compile(graph, target, CompileOptions(calibration=cal, state_margin=0.5))
     with pytest.raises(NeurodeployError, match="calibration samples have shape"):
-        Sws().compile(qat, target, SwsOptions(calibration=cal[:, 0], state_bound="calibrated"))
+        Sws().compile(qat, target, CompileOptions(calibration=cal[:, 0], state_bound="calibrated"))
 
 
 def test_quantise_layer_refuses_weights_that_all_round_to_zero():
@@ -332,12 +333,12 @@ def test_verify_reports_state_overflows(tmp_path):
     x = netgen.random_inputs((12,), 64, seed=7)
     y = np.zeros(len(x), dtype=np.int64)
     net = compile_model(tmp_path / "m.onnx", "loihi2", "sws",
-                        SwsOptions(calibration=x[:1] * 0.1, state_bound="calibrated", state_margin=1.0,
+                        CompileOptions(calibration=x[:1] * 0.1, state_bound="calibrated", state_margin=1.0,
                                    coding_steps=8, silent_steps=2))
     r = verify(net, tmp_path / "m.onnx", x, y)
     want = {k: v for k, v in sws.state_overflows(net, x).items() if v}
     assert want and r["state_overflows"] == want
     assert "STATE OVERFLOW" in verify_text(r)
-    static = compile_model(tmp_path / "m.onnx", "loihi2", "sws", SwsOptions(calibration=x, state_bound="static"))
+    static = compile_model(tmp_path / "m.onnx", "loihi2", "sws", CompileOptions(calibration=x, state_bound="static"))
     r = verify(static, tmp_path / "m.onnx", x, y)
     assert r["state_overflows"] == {} and "STATE OVERFLOW" not in verify_text(r)

@@ -16,7 +16,7 @@ import netgen
 from neurodeploy.compiler import compile_model
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import tsa as tsa_ir
-from neurodeploy.schemes import CompileOptions as SwsOptions
+from neurodeploy.schemes import CompileOptions
 from neurodeploy.sim import engine, sws
 
 pytestmark = pytest.mark.lava
@@ -60,7 +60,7 @@ def _assert_exact(mod, net, x, fold=True, record_digits=True):
 
 
 def _compile(path, tc=8, ts=2, beta=2):
-    return compile_model(path, "loihi2", "sws", SwsOptions(coding_steps=tc, silent_steps=ts, beta=beta))
+    return compile_model(path, "loihi2", "sws", CompileOptions(coding_steps=tc, silent_steps=ts, beta=beta))
 
 
 # --------------------------------------------------------------------------- neuron arithmetic
@@ -106,7 +106,7 @@ def test_schedule_is_sim_schedule_plus_synapse_delays(sws_lava):
     0-based steps); frames enter every Tc + Ts steps; skip paths are delayed."""
     calib = np.load(MODELS / "digits_resnet_calib_x.npy")
     net = compile_model(MODELS / "digits_resnet_qcfs.onnx", "loihi2", "sws",
-                        SwsOptions(calibration=calib, coding_steps=8, silent_steps=2))
+                        CompileOptions(calibration=calib, coding_steps=8, silent_steps=2))
     plan = sws_lava.plan_sws(net)
     sch = sws.schedule(net)
     assert plan.period == sch["throughput_steps"] == 10
@@ -165,7 +165,7 @@ def test_full_threshold_ablation_bit_exact(sws_lava, tmp_path):
     """The paper's ablation (threshold θ instead of θ/2) reaches the process model through its Var."""
     x = _random_net("dense", tmp_path / "m.onnx", seed=5)
     net = compile_model(tmp_path / "m.onnx", "loihi2", "sws",
-                        SwsOptions(coding_steps=8, silent_steps=1, full_threshold=True))
+                        CompileOptions(coding_steps=8, silent_steps=1, full_threshold=True))
     assert all(l.neuron.full_threshold for l in net.neuron_layers() if not l.is_readout)
     _assert_exact(sws_lava, net, x, record_digits=False)
 
@@ -173,7 +173,7 @@ def test_full_threshold_ablation_bit_exact(sws_lava, tmp_path):
 def test_digits_bit_exact_with_lava(sws_lava):
     calib = np.load(MODELS / "digits_calib_x.npy")
     net = compile_model(MODELS / "digits_qcfs.onnx", "loihi2", "sws",
-                        SwsOptions(calibration=calib, coding_steps=8, silent_steps=2))
+                        CompileOptions(calibration=calib, coding_steps=8, silent_steps=2))
     x = np.load(MODELS / "digits_test_x.npy")[:3]
     _assert_exact(sws_lava, net, x)
 
@@ -181,7 +181,7 @@ def test_digits_bit_exact_with_lava(sws_lava):
 def test_digits_resnet_bit_exact_with_lava(sws_lava):
     calib = np.load(MODELS / "digits_resnet_calib_x.npy")
     net = compile_model(MODELS / "digits_resnet_qcfs.onnx", "loihi2", "sws",
-                        SwsOptions(calibration=calib, coding_steps=8, silent_steps=1))
+                        CompileOptions(calibration=calib, coding_steps=8, silent_steps=1))
     x = np.load(MODELS / "digits_resnet_test_x.npy")[:3]
     _assert_exact(sws_lava, net, x, record_digits=False)      # no spike sinks: codes from the neurons' E
 
@@ -191,7 +191,7 @@ def test_refuses_other_schemes_and_wide_state(sws_lava, tmp_path):
     onnx.save(netgen.dense_net(0), tmp_path / "m.onnx")
     with pytest.raises(NeurodeployError, match="`sws` graphs only"):
         sws_lava.check_graph(compile_model(tmp_path / "m.onnx", "loihi2", "bitplane"))
-    wide = compile_model(tmp_path / "m.onnx", "cpu", "sws", SwsOptions(coding_steps=8, silent_steps=1))
+    wide = compile_model(tmp_path / "m.onnx", "cpu", "sws", CompileOptions(coding_steps=8, silent_steps=1))
     with pytest.raises(NeurodeployError, match="int32"):
         sws_lava.check_graph(wide)
 
@@ -265,7 +265,7 @@ def test_state_overflow_is_bit_exact_with_lava(sws_lava, tmp_path):
     onnx.save(netgen.dense_net(0), tmp_path / "m.onnx")
     x = netgen.random_inputs((12,), 64, seed=7)
     net = compile_model(tmp_path / "m.onnx", "loihi2", "sws",
-                        SwsOptions(calibration=x[:1] * 0.1, state_bound="calibrated", state_margin=1.0,
+                        CompileOptions(calibration=x[:1] * 0.1, state_bound="calibrated", state_margin=1.0,
                                    coding_steps=8, silent_steps=2))
     xs = x[:4]
     over = sws.state_overflows(net, xs)

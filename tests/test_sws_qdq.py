@@ -14,7 +14,8 @@ from neurodeploy.frontends.onnx_frontend import load_onnx
 from neurodeploy.ir import synapses as syn
 from neurodeploy.passes import run_passes
 from neurodeploy.passes.lower import lower
-from neurodeploy.schemes.sws import Sws, SwsOptions
+from neurodeploy.schemes import CompileOptions
+from neurodeploy.schemes.sws import Sws
 from neurodeploy.sim import engine, sws
 from neurodeploy.sim.reference import reference
 from neurodeploy.target import load_target
@@ -72,7 +73,7 @@ class _Builder:
 
 
 def _compile(path, tc=8, ts=2, target="cpu"):
-    return Sws().compile(load_onnx(path), load_target(target), SwsOptions(coding_steps=tc, silent_steps=ts))
+    return Sws().compile(load_onnx(path), load_target(target), CompileOptions(coding_steps=tc, silent_steps=ts))
 
 
 def _onnx_run(path, x, names):
@@ -177,7 +178,7 @@ def test_digits_qat_end_to_end(tmp_path):
     from neurodeploy.ir import serialize
     from neurodeploy.reports.verify import verify
     path = MODELS / "digits_qat.onnx"
-    net = compile_model(path, "loihi2", "sws", SwsOptions(coding_steps=8, silent_steps=2))
+    net = compile_model(path, "loihi2", "sws", CompileOptions(coding_steps=8, silent_steps=2))
     save_artifact(net, tmp_path / "o")
     net = serialize.load(tmp_path / "o")
     x, y = np.load(MODELS / "digits_test_x.npy"), np.load(MODELS / "digits_test_y.npy")
@@ -326,7 +327,7 @@ def test_digits_qat_calibrated_state_bound_moves_codes_towards_onnxruntime():
     cal = np.load(MODELS / "digits_calib_x.npy")
     agree = {}
     for mode in ("static", "calibrated"):
-        net = Sws().compile(load_onnx(path), load_target("loihi2"), SwsOptions(calibration=cal, state_bound=mode))
+        net = Sws().compile(load_onnx(path), load_target("loihi2"), CompileOptions(calibration=cal, state_bound=mode))
         ref, _ = reference(net, x)
         over: dict = {}
         r = sws.run_batch(engine.prepare(net), x, overflows=over)

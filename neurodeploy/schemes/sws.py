@@ -78,8 +78,7 @@ DEFAULT_SILENT_STEPS = 2
 
 
 # CompileOptions carries every sws knob (coding_steps, silent_steps, beta, full_threshold,
-# state_bound, state_margin); the old name stays for existing callers.
-SwsOptions = CompileOptions
+# state_bound, state_margin).
 
 STATE_BOUNDS = ("static", "calibrated")
 # Fixed-point scale of the float membrane pass (`_unit_peak`): currents in code steps times
