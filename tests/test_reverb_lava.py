@@ -116,7 +116,6 @@ def _small_model(seed: int, binary_last: bool = False):
 
 @pytest.mark.parametrize("t,bits,binary_last", [(2, 8, False), (4, 16, False), (3, 12, True)])
 def test_compiled_model_bit_exact(t, bits, binary_last):
-    pytest.importorskip("neurodeploy.schemes.reverb", reason="the reverb compiler has not landed")
     import neurodeploy as nd
     model = _small_model(t, binary_last)
     if binary_last:
