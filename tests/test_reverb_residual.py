@@ -2,7 +2,6 @@
 compiling to multi-branch layers (schemes/reverb.py), fixed point vs float, Lava vs our simulator."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -155,14 +154,11 @@ def _trained_residual():
 
 @pytest.fixture(scope="module")
 def trained_residual():
-    t0 = time.perf_counter()
-    out = _trained_residual()
-    return out + (time.perf_counter() - t0,)
+    return _trained_residual()
 
 
 def test_trained_residual_model_compiles_and_agrees_with_the_float_snn(trained_residual):
-    m, net, xte, yte, seconds = trained_residual
-    assert seconds < 20.0
+    m, net, xte, yte = trained_residual
     g = net.graph
     res = [l for l in g.neuron_layers() if len(l.branches) == 2]
     assert [l.name for l in res] == ["conv3", "conv5"]            # the second neuron of each block
@@ -200,7 +196,7 @@ def test_memory_report_counts_shortcuts_as_non_binary(trained_residual):
     assert "real_synapses" not in rows["conv2"]
     assert rows["conv2"]["bytes_1bit"] == -(-rows["conv2"]["synapses"] // 8)
     # the chip report's per-core synaptic memory stores the shortcut at 8 bits, the ±1 conv at 2
-    _, _, xte, _, _ = trained_residual
+    _, _, xte, _ = trained_residual
     layers = {r["name"]: r for r in cost_report(net.graph, xte[:8])["layers"]}
     r = rows["conv3"]
     want = -(-((r["synapses"] - r["real_synapses"]) * mem["binary_weight_bits_stored"] + r["real_synapses"] * 8) // 8)
@@ -213,7 +209,7 @@ def test_residual_model_in_lava_is_bit_exact(trained_residual):
         from neurodeploy.backends.lava import reverb_lava
     except Exception as exc:  # pragma: no cover - depends on the environment
         pytest.skip(f"lava-nc not importable: {exc}")
-    _, net, xte, _, _ = trained_residual
+    _, net, xte, _ = trained_residual
     x = xte[:3]
     ours = rsim.run(rsim.prepare(net.graph), x)
     lava = reverb_lava.run_lava(net.graph, x)
@@ -222,4 +218,3 @@ def test_residual_model_in_lava_is_bit_exact(trained_residual):
         np.testing.assert_array_equal(lava.trains[name], tr.numpy(), err_msg=f"payload train of {name}")
     assert int((lava.trains["conv3"] != 0).sum()) > 0 and int((lava.trains["conv5"] != 0).sum()) > 0
     np.testing.assert_array_equal(lava.readout_state, ours.readout_state.numpy().reshape(len(x), -1))
-    assert lava.total_seconds < 60.0

@@ -82,7 +82,12 @@ def _onnx_run(path, x, names):
     model = onnx.load(str(path))
     for name in names:
         model.graph.output.append(onnx.ValueInfoProto(name=name))
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    # The QDQ model's own semantics (float ops between DequantizeLinear and QuantizeLinear), not
+    # onnxruntime's fused integer kernels: those are chosen per CPU (u8s8 on AVX2 saturates its
+    # int16 pair sums, VNNI does not), so the optimised codes differ between Intel and AMD.
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return sess.run(names, {"input": x.astype(np.float32)})
 
 

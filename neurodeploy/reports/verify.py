@@ -31,6 +31,9 @@ def run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int = 256) -> np
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.log_severity_level = 3
+    # the model as written: no fusion into integer kernels, which onnxruntime picks per CPU (a QDQ
+    # Conv becomes a u8s8 QLinearConv whose AVX2 kernel saturates where VNNI does not)
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
