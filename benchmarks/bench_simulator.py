@@ -23,7 +23,7 @@ from neurodeploy.reports.verify import run_onnx
 from neurodeploy.sim import bitplane as bp
 from neurodeploy.sim import engine
 from neurodeploy.sim.reference import reference
-from neurodeploy.sim.synapse_ops import apply_ops
+from neurodeploy.ir.synapse_ops import apply_ops
 
 
 def step_by_step(net, x: np.ndarray) -> np.ndarray:

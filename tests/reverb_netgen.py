@@ -17,7 +17,7 @@ import numpy as np
 from neurodeploy.ir import reverb as rv
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
-from neurodeploy.sim.synapse_ops import abs_bound
+from neurodeploy.ir.synapse_ops import abs_bound
 
 
 def _signs(rng, shape):

@@ -23,7 +23,7 @@ from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch
 from neurodeploy.sim import bitplane as bp
 from neurodeploy.sim.engine import prepare, run_batch
-from neurodeploy.sim.synapse_ops import apply_ops
+from neurodeploy.ir.synapse_ops import apply_ops
 
 pytestmark = pytest.mark.lava
 

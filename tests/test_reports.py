@@ -26,7 +26,7 @@ from neurodeploy.reports import costs, energy, schema
 from neurodeploy.reports.html import to_html
 from neurodeploy.reports.markdown import to_markdown
 from neurodeploy.schemes import CompileOptions
-from neurodeploy.sim.synapse_ops import apply_ops
+from neurodeploy.ir.synapse_ops import apply_ops
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "digits_qcfs.onnx"

@@ -86,7 +86,7 @@ from ..ir import neurons as nrn
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, SpikingGraph
 from ..sim import rate as rate_kernels
-from ..sim.synapse_ops import apply_op
+from ..ir.synapse_ops import apply_op
 
 V_INIT_MODES = ("bias", "drop")
 READOUT_MODES = ("integrator", "current")

@@ -87,8 +87,8 @@ def _chan(a, x: torch.Tensor) -> torch.Tensor:
 
 
 def eval_stateless(op, xs: list[torch.Tensor]) -> torch.Tensor:
-    """One step of a stateless op (binary layers here, the rest by `sim.float_eval.eval_op`)."""
-    from ..sim.float_eval import eval_op
+    """One step of a stateless op (binary layers here, the rest by `ir.float_eval.eval_op`)."""
+    from .float_eval import eval_op
     x = xs[0] if xs else None
     if isinstance(op, BinaryConv):
         w = _t(op.weight) * _t(op.alpha).reshape(1, -1, 1, 1)

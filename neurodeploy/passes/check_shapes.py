@@ -86,7 +86,7 @@ def _one(graph: fg.FloatGraph, name: str, shapes: dict) -> dict:
 def _eval_multi(sub: fg.FloatGraph, in_shapes: list) -> tuple:
     import torch
 
-    from ..sim.float_eval import eval_op
+    from ..ir.float_eval import eval_op
     xs = [torch.zeros((1,) + tuple(s), dtype=torch.float64) for s in in_shapes]
     name = sub.output
     try:

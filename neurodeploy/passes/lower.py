@@ -17,7 +17,7 @@ from ..errors import UnsupportedError
 from ..ir import float_graph as fg
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder
-from ..sim.float_eval import infer_shapes
+from ..ir.float_eval import infer_shapes
 
 
 @dataclass

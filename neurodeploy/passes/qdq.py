@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import float_graph as fg
-from ..sim.float_eval import infer_shapes
+from ..ir.float_eval import infer_shapes
 
 QDQ_ORIGIN = "QuantizeLinear/DequantizeLinear"      # FloatGraph.origin of a QDQ quantiser (front end)
 QDQ_ZERO_POINT_ORIGIN = "QDQ zero point"

@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import TargetLimitError
 from ..ir import synapses as syn
 from ..ir.spiking import Branch
-from ..sim.synapse_ops import abs_bound
+from ..ir.synapse_ops import abs_bound
 from ..target import Target
 
 

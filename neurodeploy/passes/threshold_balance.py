@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import NeurodeployError
 from ..ir import float_graph as fg
-from ..sim.float_eval import evaluate
+from ..ir.float_eval import evaluate
 
 
 def threshold_balance(graph: fg.FloatGraph, calibration: np.ndarray | None, timesteps: int,

@@ -33,7 +33,7 @@ from ..ir.spiking import Layer, SpikingGraph
 from ..sim import bitplane as bp
 from ..sim import engine
 from ..sim.reference import reference
-from ..sim.synapse_ops import apply_op, apply_ops
+from ..ir.synapse_ops import apply_op, apply_ops
 from . import energy as en
 
 SCHEMA_VERSION = 1

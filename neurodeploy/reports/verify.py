@@ -22,7 +22,7 @@ from ..passes import run_passes
 from ..progress import progress_bar
 from ..schemes import get_scheme
 from ..sim import engine
-from ..sim.float_eval import evaluate, quant_codes
+from ..ir.float_eval import evaluate, quant_codes
 from ..sim.reference import reference
 
 

@@ -33,7 +33,7 @@ from ..passes import run_passes
 from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
 from ..passes.quantize import round_half_away
-from ..sim.synapse_ops import abs_bound
+from ..ir.synapse_ops import abs_bound
 from ..target import Target
 from .base import CompileOptions, Scheme
 

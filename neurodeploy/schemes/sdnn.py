@@ -53,7 +53,7 @@ from ..passes import run_passes
 from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
 from ..passes.quantize import round_half_away
-from ..sim.float_eval import evaluate
+from ..ir.float_eval import evaluate
 from ..sim.rate import depth
 from ..target import Target
 from .base import CompileOptions, Scheme

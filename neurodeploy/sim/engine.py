@@ -20,7 +20,7 @@ from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, Layer, SpikingGraph
 from . import bitplane as bp
 from . import rate
-from .synapse_ops import abs_bound, apply_ops
+from ..ir.synapse_ops import abs_bound, apply_ops
 
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53

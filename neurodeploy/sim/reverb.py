@@ -47,7 +47,7 @@ from ..ir import reverb as rv
 from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
 from . import engine
-from .synapse_ops import apply_ops
+from ..ir.synapse_ops import apply_ops
 
 WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
 

@@ -26,7 +26,7 @@ from ..ir import neurons as nrn
 from ..ir import synapses as syn
 from ..ir import tsa as tsa_ir
 from ..ir.spiking import SpikingGraph
-from .synapse_ops import apply_ops
+from ..ir.synapse_ops import apply_ops
 
 
 # ---------------------------------------------------------------------------- encoder

@@ -48,7 +48,7 @@ from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import neurons as nrn
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import SpikingGraph
-from neurodeploy.sim.synapse_ops import abs_bound, apply_ops
+from neurodeploy.ir.synapse_ops import abs_bound, apply_ops
 
 GRADED_MESSAGE_BITS = 24           # graded-spike payload between relay stages (target payload_bits)
 MAX_CONV_KERNEL = 127              # Lava Conv kernel_size is an int8 Var
