@@ -86,6 +86,7 @@ from ..ir import neurons as nrn
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, SpikingGraph
 from ..sim import rate as rate_kernels
+from ..sim.core import depth
 from ..ir.synapse_ops import apply_op
 
 V_INIT_MODES = ("bias", "drop")
@@ -94,7 +95,7 @@ READOUT_MODES = ("integrator", "current")
 
 def run_steps(net: SpikingGraph) -> int:
     """Steps one sample takes: the encoder's T plus the synapse hops to the readout."""
-    return int(net.input.neuron.n_steps) + rate_kernels.depth(net)
+    return int(net.input.neuron.n_steps) + depth(net)
 
 
 def check_expressible(net: SpikingGraph, where: str = "") -> None:
@@ -126,7 +127,7 @@ def check_expressible(net: SpikingGraph, where: str = "") -> None:
 def input_spikes(net: SpikingGraph, x: np.ndarray) -> np.ndarray:
     """The exported graph's input for float samples x (N, *shape): the rate encoder's spikes,
     float32 (steps, N, *shape) with steps = run_steps(net) (T steps of spikes, then zeros)."""
-    from ..sim.engine import input_codes
+    from ..sim.core import input_codes
     enc = net.input
     k = input_codes(enc, torch.as_tensor(np.array(x, copy=True)))
     t_in = int(enc.neuron.n_steps)
@@ -333,7 +334,7 @@ def to_nir(net: SpikingGraph, v_init: str = "bias", readout: str = "integrator",
         "producer": f"neurodeploy {__version__}",
         "scheme": net.scheme, "target": net.target,
         "dt": 1.0, "time_steps": int(steps), "input_steps": int(enc.neuron.n_steps),
-        "depth": int(rate_kernels.depth(net)),
+        "depth": int(depth(net)),
         "units": "integer: weights = mantissa * 2**weight_exp, thresholds = v_th_mant, per-step biases",
         "input": "rate-encoder spike trains (time_steps, *shape): T steps of spikes then zeros "
                  "(neurodeploy.backends.nir_export.input_spikes)",

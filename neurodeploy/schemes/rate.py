@@ -24,7 +24,7 @@ from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
 from ..passes.quantize import quantise_layer
 from ..passes.threshold_balance import threshold_balance
-from ..sim.rate import depth
+from ..sim.core import depth
 from ..target import Target
 from .base import CompileOptions, Scheme
 

@@ -54,7 +54,7 @@ from ..passes.input_quant import insert_input_quantiser
 from ..passes.lower import lower
 from ..passes.quantize import round_half_away
 from ..ir.float_eval import evaluate
-from ..sim.rate import depth
+from ..sim.core import depth
 from ..target import Target
 from .base import CompileOptions, Scheme
 

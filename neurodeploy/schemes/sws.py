@@ -68,7 +68,7 @@ from ..passes.qdq import is_qdq, quantise_on_grid
 from ..passes.quantize import quantise_layer
 from ..passes.threshold_balance import threshold_balance
 from ..sim import sws as sws_sim
-from ..sim.engine import input_codes
+from ..sim.core import input_codes
 from ..ir.synapse_ops import abs_bound, apply_ops
 from ..target import Target
 from .base import CompileOptions, Scheme

@@ -5,10 +5,14 @@ most significant bit first.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import NeurodeployError
 from ..ir import neurons as nrn
+from ..ir.synapse_ops import apply_ops
+from . import core
 
 
 def encode_planes(codes: torch.Tensor, n_steps: int) -> torch.Tensor:
@@ -66,3 +70,44 @@ def bitserial_maxpool(planes: torch.Tensor, kernel: tuple, stride: tuple) -> tor
     oh = (h - kernel[0]) // stride[0] + 1
     ow = (w - kernel[1]) // stride[1] + 1
     return torch.stack(out, dim=1).reshape(n, t, c, oh, ow).to(torch.uint8)
+
+
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
+    """One batch of a `bitplane` network: codes = the decoded bit planes of every layer."""
+    graph = prep.graph
+    planes: dict[str, torch.Tensor] = {}
+    codes, spikes = {}, {}
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)   # copy: x may be a read-only memmap
+    enc = graph.input
+    k0 = core.input_codes(enc, xt)
+    planes[enc.name] = encode_planes(k0, enc.neuron.n_steps)
+    spikes[enc.name] = int(planes[enc.name].sum())
+    if record_codes:
+        codes[enc.name] = k0
+    n = xt.shape[0]
+    u = None
+    for layer in graph.neuron_layers():
+        u = None
+        for pb in prep.branches[layer.name]:
+            p = planes[pb.source]
+            if pb.bitserial_maxpool is not None:
+                p = bitserial_maxpool(p, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
+            t = p.shape[1]
+            flat = p.reshape((n * t,) + tuple(p.shape[2:])).to(pb.dtype)
+            current = apply_ops(pb.ops, flat, pb.weights).to(torch.int64)
+            acc = horner(current.reshape((n, t) + tuple(current.shape[1:]))) << pb.weight_exp
+            u = acc if u is None else u + acc
+        u = u + core.layer_bias(layer, u)
+        if isinstance(layer.neuron, nrn.Readout):
+            break
+        if not isinstance(layer.neuron, nrn.BitplaneIF):
+            raise NeurodeployError(f"the simulator has no kernel for {type(layer.neuron).__name__}",
+                                   f"layer '{layer.name}'")
+        out = emit(u, layer.neuron)
+        planes[layer.name] = out
+        spikes[layer.name] = int(out.sum())
+        if record_codes:
+            codes[layer.name] = decode_planes(out)
+    readout = graph.output
+    value = (u.to(torch.float64) * float(readout.neuron.output_scale)).to(torch.float32)
+    return core.BatchResult(value.reshape(n, -1), u, codes, spikes)

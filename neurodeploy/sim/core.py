@@ -1,9 +1,11 @@
-"""The vectorised fixed-point simulator: runs a `SpikingGraph` on batches of inputs.
+"""The simulator's core, shared by every scheme's kernel: no scheme knowledge here.
 
 Integer state lives in torch int64 tensors.  Synapse ops run as float convolutions /
 matmuls on spike planes, which is exact because every partial sum is an integer below
 2^24 (float32) or 2^53 (float64): `prepare` bounds each branch statically and picks the
-fastest exact dtype.  The T planes of a layer go through the synapses in one batched call.
+fastest exact dtype.  A kernel (`run_batch` of a scheme) sends the T planes of a layer
+through the synapses in one batched call (`branch_current`), decodes the input with
+`input_codes`, adds `layer_bias` and returns a `BatchResult`; `sim.engine` picks the kernel.
 """
 from __future__ import annotations
 
@@ -13,13 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import NeurodeployError
-from ..ir import neurons as nrn
-from ..ir.cuba import CubaEncoder
-from ..ir.tsa import TSAEncoder
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, Layer, SpikingGraph
-from . import bitplane as bp
-from . import rate
 from ..ir.synapse_ops import abs_bound, apply_ops
 
 FLOAT32_EXACT = 1 << 24
@@ -59,7 +56,7 @@ def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
             mp = None
             if ops and isinstance(ops[0], syn.MaxPool):
                 mp, ops = ops[0], ops[1:]
-            bound = float(np.max(abs_bound(ops, _shape_after(mp, shapes[b.source]), p_max[b.source])))
+            bound = float(np.max(abs_bound(ops, shape_after(mp, shapes[b.source]), p_max[b.source])))
             if bound < FLOAT32_EXACT:
                 dtype = torch.float32
             elif bound < FLOAT64_EXACT:
@@ -74,7 +71,8 @@ def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
     return prep
 
 
-def _shape_after(mp, shape):
+def shape_after(mp: syn.MaxPool | None, shape: tuple) -> tuple:
+    """Shape of a (C, H, W) source after a leading max pool split off by `prepare` (None: unchanged)."""
     if mp is None:
         return shape
     c, h, w = shape
@@ -90,7 +88,8 @@ def input_codes(enc: InputEncoder, x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(k, 0, enc.neuron.code_max).to(torch.int64)
 
 
-def _bias(layer: Layer, like: torch.Tensor) -> torch.Tensor:
+def layer_bias(layer: Layer, like: torch.Tensor) -> torch.Tensor:
+    """The layer's integer bias (bias_mant << bias_exp) shaped to add to `like` (N, C, ...)."""
     b = torch.as_tensor(layer.bias, dtype=torch.int64, device=like.device)
     return b.reshape((1, -1) + (1,) * (like.ndim - 2))
 
@@ -105,112 +104,9 @@ class BatchResult:
                                                     # (schemes whose bound can be exceeded: sws calibrated)
 
 
-def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
-    """Run one batch; codes are the decoded value of each layer's spikes (bit planes -> code,
-    rate -> spike count)."""
-    from ..ir import sdnn as _sd          # here, not at the top: sim.sdnn imports this module
-    if isinstance(prep.graph.input.neuron, _sd.DeltaEncoder):
-        from .sdnn import run_sdnn
-        return run_sdnn(prep, x, record_codes)
-    if isinstance(prep.graph.input.neuron, nrn.RateEncoder):
-        return _run_rate(prep, x, record_codes)
-    if isinstance(prep.graph.input.neuron, CubaEncoder):
-        from . import cuba
-        return cuba.run_batch(prep, x, record_codes)
-    if isinstance(prep.graph.input.neuron, TSAEncoder):
-        from . import sws
-        return sws.run_batch(prep, x, record_codes)
-    from ..ir.reverb import ReverbEncoder
-    if isinstance(prep.graph.input.neuron, ReverbEncoder):
-        from . import reverb
-        return reverb.run_batch(prep, x, record_codes)
-    return _run_bitplane(prep, x, record_codes)
-
-
-def _branch_current(pb: PreparedBranch, spikes: torch.Tensor) -> torch.Tensor:
+def branch_current(pb: PreparedBranch, spikes: torch.Tensor) -> torch.Tensor:
     """Integer current of one branch for one batch of spike tensors (N, *shape)."""
     return apply_ops(pb.ops, spikes.to(pb.dtype), pb.weights).to(torch.int64) << pb.weight_exp
-
-
-def _run_rate(prep: Prepared, x: np.ndarray, record_codes: bool) -> BatchResult:
-    graph = prep.graph
-    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
-    enc = graph.input
-    k0 = input_codes(enc, xt)
-    n = xt.shape[0]
-    t_in = enc.neuron.n_steps
-    layers = graph.neuron_layers()
-    zeros = {l.name: torch.zeros((n,) + tuple(l.shape), dtype=torch.int64, device=prep.device) for l in layers}
-    # the readout starts at its bias; IF neurons at v_init and add their bias every step
-    v = {l.name: (zeros[l.name] + _bias(l, zeros[l.name])) if l.is_readout else zeros[l.name] + l.neuron.v_init
-         for l in layers}
-    step_bias = {l.name: _bias(l, zeros[l.name]) for l in layers if not l.is_readout}
-    v_enc = torch.full_like(k0, t_in // 2)
-    prev = {l.name: torch.zeros((n,) + tuple(l.shape), dtype=torch.uint8, device=prep.device) for l in layers}
-    prev[enc.name] = torch.zeros_like(k0, dtype=torch.uint8)
-    counts = {name: torch.zeros_like(t, dtype=torch.int64) for name, t in prev.items()}
-    for t in range(t_in + rate.depth(graph)):
-        now = {}
-        if t < t_in:
-            v_enc, s = rate.encoder_step(v_enc, k0, t_in)
-            now[enc.name] = s.to(torch.uint8)
-        else:
-            now[enc.name] = torch.zeros_like(prev[enc.name])
-        for layer in layers:
-            current = sum(_branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
-            if layer.is_readout:
-                v[layer.name] = v[layer.name] + current
-                continue
-            v[layer.name], s = rate.if_step(v[layer.name], current + step_bias[layer.name], layer.neuron)
-            now[layer.name] = s.to(torch.uint8)
-        for name, s in now.items():
-            counts[name] += s
-        prev.update(now)
-    u = v[graph.output.name]
-    value = (u.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
-    codes = {name: c for name, c in counts.items() if name != graph.output.name} if record_codes else {}
-    spikes = {name: int(c.sum()) for name, c in counts.items() if name != graph.output.name}
-    return BatchResult(value.reshape(n, -1), u, codes, spikes)
-
-
-def _run_bitplane(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
-    graph = prep.graph
-    planes: dict[str, torch.Tensor] = {}
-    codes, spikes = {}, {}
-    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)   # copy: x may be a read-only memmap
-    enc = graph.input
-    k0 = input_codes(enc, xt)
-    planes[enc.name] = bp.encode_planes(k0, enc.neuron.n_steps)
-    spikes[enc.name] = int(planes[enc.name].sum())
-    if record_codes:
-        codes[enc.name] = k0
-    n = xt.shape[0]
-    u = None
-    for layer in graph.neuron_layers():
-        u = None
-        for pb in prep.branches[layer.name]:
-            p = planes[pb.source]
-            if pb.bitserial_maxpool is not None:
-                p = bp.bitserial_maxpool(p, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
-            t = p.shape[1]
-            flat = p.reshape((n * t,) + tuple(p.shape[2:])).to(pb.dtype)
-            current = apply_ops(pb.ops, flat, pb.weights).to(torch.int64)
-            acc = bp.horner(current.reshape((n, t) + tuple(current.shape[1:]))) << pb.weight_exp
-            u = acc if u is None else u + acc
-        u = u + _bias(layer, u)
-        if isinstance(layer.neuron, nrn.Readout):
-            break
-        if not isinstance(layer.neuron, nrn.BitplaneIF):
-            raise NeurodeployError(f"the simulator has no kernel for {type(layer.neuron).__name__}",
-                                   f"layer '{layer.name}'")
-        out = bp.emit(u, layer.neuron)
-        planes[layer.name] = out
-        spikes[layer.name] = int(out.sum())
-        if record_codes:
-            codes[layer.name] = bp.decode_planes(out)
-    readout = graph.output
-    value = (u.to(torch.float64) * float(readout.neuron.output_scale)).to(torch.float32)
-    return BatchResult(value.reshape(n, -1), u, codes, spikes)
 
 
 def iter_batches(x: np.ndarray, batch_size: int):
@@ -218,17 +114,22 @@ def iter_batches(x: np.ndarray, batch_size: int):
         yield start, x[start:start + batch_size]
 
 
-def simulate(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu",
-             progress: bool = False) -> tuple[np.ndarray, dict]:
-    """Outputs (N, outputs) float32 and total spikes per layer, streaming in batches."""
-    from ..progress import progress_bar
-    prep = prepare(graph, device)
-    outs, totals = [], {}
-    with progress_bar(total=len(x), desc="simulate", unit="sample", enabled=progress) as bar:
-        for _, xb in iter_batches(x, batch_size):
-            r = run_batch(prep, xb, record_codes=False)
-            outs.append(r.output.cpu().numpy())
-            for k, v in r.spikes.items():
-                totals[k] = totals.get(k, 0) + v
-            bar.update(len(xb))
-    return np.concatenate(outs, axis=0), totals
+def depth(graph: SpikingGraph) -> int:
+    """Synapse hops on the longest path from the encoder to the readout."""
+    hops = {graph.input.name: 0}
+    for layer in graph.neuron_layers():
+        hops[layer.name] = 1 + max(hops[b.source] for b in layer.branches)
+    return hops[graph.output.name]
+
+
+def fanout(ops: list, src_shape: tuple) -> np.ndarray:
+    """Synapses leaving each source element of a branch (paths through the ops with nonzero
+    weight; equal to the connection count when pooling windows do not overlap), float64 (*src_shape)."""
+    ind = []
+    for op in ops:
+        if isinstance(op, syn.WEIGHTED):
+            op = type(op)(**{**op.__dict__, "weight": (np.asarray(op.weight) != 0).astype(np.float64)})
+        ind.append(op)
+    x = torch.ones((1,) + tuple(src_shape), dtype=torch.float64, requires_grad=True)
+    apply_ops(ind, x).sum().backward()
+    return x.grad[0].numpy()

@@ -6,12 +6,6 @@ emitted one step earlier (each Dense/Conv synapse delays by one step), then upda
 (`ir.cuba.CubaLIF`) and emits.  The encoder sends its graded codes k at every step
 1..n_steps.  The readout is a CubaReadout (a LIF that never fires); its v after n_steps
 steps minus its v after window_start steps, times output_scale, is the output.
-
-Engine dispatch (sim/engine.run_batch):
-    from ..ir.cuba import CubaEncoder
-    if isinstance(prep.graph.input.neuron, CubaEncoder):
-        from . import cuba
-        return cuba.run_batch(prep, x, record_codes)
 """
 from __future__ import annotations
 
@@ -22,7 +16,7 @@ import torch
 
 from ..ir import cuba as cb
 from ..ir.spiking import SpikingGraph
-from . import engine
+from . import core
 
 
 def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
@@ -51,20 +45,20 @@ class Trace:
     codes: np.ndarray     # int64 input codes (N, *shape)
 
 
-def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False):
+def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False):
     """Run the whole sample (n_steps steps); returns (readout value v(R) - v(window_start), spike
     counts per layer, input codes, Trace or None)."""
     graph: SpikingGraph = prep.graph
     enc = graph.input
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
-    k = engine.input_codes(enc, xt)
+    k = core.input_codes(enc, xt)
     n = xt.shape[0]
     layers = graph.neuron_layers()
     dev = prep.device
     zeros = {l.name: torch.zeros((n,) + tuple(l.shape), dtype=torch.int64, device=dev) for l in layers}
     u = dict(zeros)
     v = dict(zeros)
-    bias = {l.name: engine._bias(l, zeros[l.name]) for l in layers}
+    bias = {l.name: core.layer_bias(l, zeros[l.name]) for l in layers}
     prev = {l.name: torch.zeros_like(zeros[l.name], dtype=torch.uint8) for l in layers}
     prev[enc.name] = torch.zeros_like(k)
     counts = {l.name: torch.zeros_like(zeros[l.name]) for l in layers if not l.is_readout}
@@ -76,7 +70,7 @@ def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False):
     for step in range(1, enc.neuron.n_steps + 1):
         now = {enc.name: k}
         for layer in layers:
-            a_in = sum(engine._branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
+            a_in = sum(core.branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
             u[layer.name], v[layer.name], s = lif_step(u[layer.name], v[layer.name], a_in, bias[layer.name],
                                                        layer.neuron)
             if layer.is_readout:
@@ -97,8 +91,8 @@ def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False):
     return v[out] - v_start, counts, k, tr
 
 
-def run_batch(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True) -> engine.BatchResult:
-    """engine.run_batch for cuba graphs: output = readout v * output_scale; codes = spike counts."""
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
+    """The `cuba` kernel (sim.engine.run_batch): output = readout v * output_scale; codes = spike counts."""
     graph = prep.graph
     vout, counts, k, _ = simulate_steps(prep, x)
     n = vout.shape[0]
@@ -108,18 +102,18 @@ def run_batch(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True) -
         codes = {graph.input.name: k, **counts}
     spikes = {name: int(c.sum()) for name, c in counts.items()}
     spikes[graph.input.name] = int((k > 0).sum()) * graph.input.neuron.n_steps   # graded messages sent
-    return engine.BatchResult(value.reshape(n, -1), vout, codes, spikes)
+    return core.BatchResult(value.reshape(n, -1), vout, codes, spikes)
 
 
 def trace(graph: SpikingGraph, x: np.ndarray, device: str = "cpu") -> Trace:
     """Per-step spikes of every layer and the readout's v after every step."""
-    prep = engine.prepare(graph, device)
+    prep = core.prepare(graph, device)
     return simulate_steps(prep, x, trace=True)[3]
 
 
 def simulate(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """Outputs (N, outputs) float32, without going through engine.run_batch's dispatch."""
-    prep = engine.prepare(graph, device)
+    """Outputs (N, outputs) float32, without going through sim.engine's dispatch."""
+    prep = core.prepare(graph, device)
     outs = [run_batch(prep, x[i:i + batch_size], record_codes=False).output.cpu().numpy()
             for i in range(0, len(x), batch_size)]
     return np.concatenate(outs, axis=0)
@@ -170,7 +164,7 @@ def build_lava(graph: SpikingGraph, x_one: np.ndarray):
 
     enc = graph.input
     steps = int(enc.neuron.n_steps)
-    k = engine.input_codes(enc, torch.as_tensor(np.asarray(x_one)[None])).numpy()[0]
+    k = core.input_codes(enc, torch.as_tensor(np.asarray(x_one)[None])).numpy()[0]
     kl = k.transpose(2, 1, 0) if k.ndim == 3 else k
     source = Source(data=np.repeat(kl[..., None], steps, axis=-1).astype(np.int32))
     ports, shapes, lifs, sinks = {enc.name: source.s_out}, {enc.name: tuple(enc.shape)}, {}, {}
@@ -273,7 +267,7 @@ def run_netx(graph: SpikingGraph, x: np.ndarray, path) -> LavaTrace:
     vs = []
     for xi in np.asarray(x):
         net = netx.hdf5.Network(net_config=str(path), input_message_bits=info["input_message_bits"])
-        k = engine.input_codes(graph.input, torch.as_tensor(xi[None])).numpy()[0]
+        k = core.input_codes(graph.input, torch.as_tensor(xi[None])).numpy()[0]
         kl = k.transpose(2, 1, 0) if k.ndim == 3 else k
         src = Source(data=np.repeat(kl[..., None], steps, axis=-1).astype(np.int32))
         src.s_out.connect(net.inp)

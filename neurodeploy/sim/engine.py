@@ -1,3 +1,60 @@
-"""The simulator's public entry points (`prepare`, `run_batch`, `simulate`); the code is in `sim/core.py`."""
-from .core import *  # noqa: F401,F403
-from .core import _bias, _branch_current, _run_bitplane, _run_rate, _shape_after  # noqa: F401
+"""The simulator's entry points: prepare a `SpikingGraph`, run batches through its scheme's kernel.
+
+    prep = prepare(graph, "cpu"); r = run_batch(prep, x)       # r: sim.core.BatchResult
+    outputs, spikes = simulate(graph, x, batch_size=256)
+
+The kernels (one per scheme) and the core they share are in `sim/core.py`; this module only
+picks the kernel of the graph's scheme and streams the batches.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import neurons as nrn
+from ..ir.cuba import CubaEncoder
+from ..ir.spiking import SpikingGraph
+from ..ir.tsa import TSAEncoder
+from .core import BatchResult, Prepared, PreparedBranch, input_codes, iter_batches, prepare
+
+__all__ = ["BatchResult", "Prepared", "PreparedBranch", "input_codes", "iter_batches", "prepare", "run_batch",
+           "simulate"]
+
+
+def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
+    """Run one batch; codes are the decoded value of each layer's spikes (bit planes -> code,
+    rate -> spike count)."""
+    from ..ir import sdnn as _sd
+    if isinstance(prep.graph.input.neuron, _sd.DeltaEncoder):
+        from .sdnn import run_sdnn
+        return run_sdnn(prep, x, record_codes)
+    if isinstance(prep.graph.input.neuron, nrn.RateEncoder):
+        from . import rate
+        return rate.run_batch(prep, x, record_codes)
+    if isinstance(prep.graph.input.neuron, CubaEncoder):
+        from . import cuba
+        return cuba.run_batch(prep, x, record_codes)
+    if isinstance(prep.graph.input.neuron, TSAEncoder):
+        from . import sws
+        return sws.run_batch(prep, x, record_codes)
+    from ..ir.reverb import ReverbEncoder
+    if isinstance(prep.graph.input.neuron, ReverbEncoder):
+        from . import reverb
+        return reverb.run_batch(prep, x, record_codes)
+    from . import bitplane
+    return bitplane.run_batch(prep, x, record_codes)
+
+
+def simulate(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu",
+             progress: bool = False) -> tuple[np.ndarray, dict]:
+    """Outputs (N, outputs) float32 and total spikes per layer, streaming in batches."""
+    from ..progress import progress_bar
+    prep = prepare(graph, device)
+    outs, totals = [], {}
+    with progress_bar(total=len(x), desc="simulate", unit="sample", enabled=progress) as bar:
+        for _, xb in iter_batches(x, batch_size):
+            r = run_batch(prep, xb, record_codes=False)
+            outs.append(r.output.cpu().numpy())
+            for k, v in r.spikes.items():
+                totals[k] = totals.get(k, 0) + v
+            bar.update(len(xb))
+    return np.concatenate(outs, axis=0), totals

@@ -46,7 +46,7 @@ from ..errors import NeurodeployError
 from ..ir import reverb as rv
 from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
-from . import engine
+from . import core
 from ..ir.synapse_ops import apply_ops
 
 WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
@@ -137,9 +137,9 @@ def timesteps(graph: SpikingGraph) -> int:
     return t
 
 
-def prepare(graph: SpikingGraph, device: str = "cpu") -> engine.Prepared:
-    """engine.prepare (its dtypes are sized by each source's `max_payload`)."""
-    return engine.prepare(graph, device)
+def prepare(graph: SpikingGraph, device: str = "cpu") -> core.Prepared:
+    """core.prepare (its dtypes are sized by each source's `max_payload`)."""
+    return core.prepare(graph, device)
 
 
 def lava_wraps(ops: list, src_shape: tuple) -> bool:
@@ -154,10 +154,10 @@ def wrap(x: torch.Tensor, bits: int = WRAP_BITS) -> torch.Tensor:
     return torch.remainder(x + (1 << (bits - 1)), 1 << bits) - (1 << (bits - 1))
 
 
-def branch_current(pb: engine.PreparedBranch, payloads: torch.Tensor, src_shape: tuple) -> torch.Tensor:
+def branch_current(pb: core.PreparedBranch, payloads: torch.Tensor, src_shape: tuple) -> torch.Tensor:
     """(W_mant · payload) << weight_exp of one branch for a batch of payload tensors (M, *shape)."""
     p = payloads
-    if pb.bitserial_maxpool is not None:          # engine.prepare splits a leading MaxPool off
+    if pb.bitserial_maxpool is not None:          # core.prepare splits a leading MaxPool off
         mp = pb.bitserial_maxpool
         p = F.max_pool2d(p.to(pb.dtype), mp.kernel, mp.stride)
     c = apply_ops(pb.ops, p.to(pb.dtype), pb.weights).to(torch.int64) << int(pb.weight_exp)
@@ -165,7 +165,7 @@ def branch_current(pb: engine.PreparedBranch, payloads: torch.Tensor, src_shape:
     return wrap(c) if lava_wraps(ops, src_shape) else c
 
 
-def layer_input(prep: engine.Prepared, layer, trains: dict, n: int, t: int) -> torch.Tensor:
+def layer_input(prep: core.Prepared, layer, trains: dict, n: int, t: int) -> torch.Tensor:
     """Σ_branches (W · payload_src(τ)) << weight_exp for every local step τ: (N, T, *shape) int64."""
     shapes = {l.name: tuple(l.shape) for l in prep.graph.layers}
     total = None
@@ -190,7 +190,7 @@ class ReverbRun:
     membranes: dict         # ReverbNeuron layer -> final v (N, *shape)
 
 
-def run(prep: engine.Prepared, x: np.ndarray) -> ReverbRun:
+def run(prep: core.Prepared, x: np.ndarray) -> ReverbRun:
     """Simulate one batch layer by layer (see the module docstring for why that is exact)."""
     graph = prep.graph
     enc = graph.input
@@ -199,13 +199,13 @@ def run(prep: engine.Prepared, x: np.ndarray) -> ReverbRun:
     t = timesteps(graph)
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)   # copy: x may be a read-only memmap
     n = xt.shape[0]
-    k0 = engine.input_codes(enc, xt)
+    k0 = core.input_codes(enc, xt)
     trains = {enc.name: k0.unsqueeze(1).expand((n, t) + tuple(k0.shape[1:]))}   # the code at every step
     membranes = {}
     state = None
     for layer in graph.neuron_layers():
         a_in = layer_input(prep, layer, trains, n, t)
-        bias = engine._bias(layer, a_in[:, 0])
+        bias = core.layer_bias(layer, a_in[:, 0])
         if isinstance(layer.neuron, rv.ReverbReadout):
             state = a_in.sum(dim=1) + layer.neuron.total_bias(bias)   # v += a_in + b at each of the T steps
             break
@@ -231,8 +231,8 @@ def spike_counts(train: torch.Tensor) -> torch.Tensor:
     return (train != 0).sum(dim=1).to(torch.int64)
 
 
-def run_batch(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True) -> engine.BatchResult:
-    """engine.run_batch for `reverb` networks.
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
+    """The `reverb` kernel (sim.engine.run_batch).
 
     output = readout v · output_scale; output_state = readout v (int64);
     codes[layer] = per-neuron count of nonzero payloads over the T steps (the encoder included:
@@ -242,17 +242,11 @@ def run_batch(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True) -
     r = run(prep, x)
     counts = {name: spike_counts(tr) for name, tr in r.trains.items()}
     spikes = {name: int(c.sum()) for name, c in counts.items()}
-    return engine.BatchResult(readout_value(prep.graph, r.readout_state), r.readout_state,
+    return core.BatchResult(readout_value(prep.graph, r.readout_state), r.readout_state,
                               counts if record_codes else {}, spikes)
 
 
 # ---------------------------------------------------------------------------- activity
-
-def _fanout(ops: list, src_shape: tuple) -> np.ndarray:
-    """Synapses (nonzero weights) leaving each element of a branch's input, float64 (*shape)."""
-    from .sws import _fanout as fan
-    return fan(ops, src_shape)
-
 
 @dataclass
 class Activity:
@@ -279,9 +273,9 @@ def activity(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: 
     prep = prepare(graph, device)
     shapes = {l.name: tuple(l.shape) for l in graph.layers}
     consumers = [(pb, layer) for layer in graph.neuron_layers() for pb in prep.branches[layer.name]]
-    fans = [_fanout(pb.ops, engine._shape_after(pb.bitserial_maxpool, shapes[pb.source])) for pb, _ in consumers]
+    fans = [core.fanout(pb.ops, core.shape_after(pb.bitserial_maxpool, shapes[pb.source])) for pb, _ in consumers]
     spikes, synops = {}, {}
-    for _, xb in engine.iter_batches(x, batch_size):
+    for _, xb in core.iter_batches(x, batch_size):
         r = run(prep, xb)
         for name, tr in r.trains.items():
             spikes[name] = spikes.get(name, 0.0) + float((tr != 0).sum())

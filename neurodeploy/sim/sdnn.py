@@ -15,13 +15,12 @@ import torch
 from ..ir import sdnn as sd
 from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
-from . import engine
-from .rate import depth
+from . import core
 
 
 def settle_steps(graph: SpikingGraph) -> int:
     """Steps after which every layer has settled (input sent at step 0)."""
-    return depth(graph) + 1
+    return core.depth(graph) + 1
 
 
 def sigma_delta_step(state: dict, a_in: torch.Tensor, bias: torch.Tensor, neuron: sd.SigmaDelta) -> torch.Tensor:
@@ -44,22 +43,22 @@ def wrap24(x: torch.Tensor) -> torch.Tensor:
 def branch_current(pb, payload: torch.Tensor) -> torch.Tensor:
     """W . payload of one branch; a convolution's output wraps at 24 bits as in Lava's
     fixed-point Conv (conv/models.py L78-79; Dense does not wrap)."""
-    c = engine._branch_current(pb, payload)
+    c = core.branch_current(pb, payload)
     if any(isinstance(op, syn.Conv) for op in pb.ops):
         c = wrap24(c)
     return c
 
 
-def run_sdnn(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True,
+def run_sdnn(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
              n_steps: int | None = None, trace: list | None = None,
-             states: dict | None = None) -> engine.BatchResult:
+             states: dict | None = None) -> core.BatchResult:
     """Run one batch for `n_steps` (default: until settled).  `trace`, if a list, receives
     per step a dict layer -> payload tensor; `states`, if a dict, receives per layer the final
     {"sigma", "act", "residue"} tensors (for comparisons with Lava)."""
     graph = prep.graph
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     enc = graph.input
-    k0 = engine.input_codes(enc, xt)
+    k0 = core.input_codes(enc, xt)
     n = xt.shape[0]
     layers = graph.neuron_layers()
     dev = prep.device
@@ -69,7 +68,7 @@ def run_sdnn(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True,
 
     state = {l.name: {"sigma": zeros(l.shape), "act": zeros(l.shape), "residue": zeros(l.shape)}
              for l in layers}
-    bias = {l.name: engine._bias(l, zeros(l.shape)) for l in layers}
+    bias = {l.name: core.layer_bias(l, zeros(l.shape)) for l in layers}
     prev = {l.name: zeros(l.shape) for l in layers}
     prev[enc.name] = torch.zeros_like(k0)
     codes = {name: torch.zeros_like(t) for name, t in prev.items()}
@@ -96,5 +95,5 @@ def run_sdnn(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True,
     value = (u.to(torch.float64) * float(out.neuron.output_scale)).to(torch.float32)
     codes.pop(out.name, None)
     spikes.pop(out.name, None)
-    return engine.BatchResult(value.reshape(n, -1), u, codes if record_codes else {}, spikes)
+    return core.BatchResult(value.reshape(n, -1), u, codes if record_codes else {}, spikes)
 

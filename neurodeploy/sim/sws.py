@@ -23,10 +23,9 @@ import torch
 
 from ..errors import NeurodeployError
 from ..ir import neurons as nrn
-from ..ir import synapses as syn
 from ..ir import tsa as tsa_ir
 from ..ir.spiking import SpikingGraph
-from ..ir.synapse_ops import apply_ops
+from . import core
 
 
 # ---------------------------------------------------------------------------- encoder
@@ -173,7 +172,6 @@ def schedule(graph: SpikingGraph) -> dict:
 
 def _currents(prep, layer, digits: dict, n: int, tc: int) -> torch.Tensor:
     """Σ_branches (W_mant · a_src(τ)) << weight_exp for every input step τ: (N, Tc, *shape)."""
-    from .engine import _branch_current
     total = None
     for pb in prep.branches[layer.name]:
         if pb.bitserial_maxpool is not None:
@@ -181,7 +179,7 @@ def _currents(prep, layer, digits: dict, n: int, tc: int) -> torch.Tensor:
                                    f"layer '{layer.name}'", "use average pooling")
         p = digits[pb.source]
         flat = p.reshape((n * tc,) + tuple(p.shape[2:]))
-        c = _branch_current(pb, flat)
+        c = core.branch_current(pb, flat)
         c = c.reshape((n, tc) + tuple(c.shape[1:]))
         total = c if total is None else total + c
     return total
@@ -209,14 +207,13 @@ def _run(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = Fal
          overflows: dict | None = None):
     """Layer after layer over whole digit planes.  overflows: if given, layer -> number of
     neurons x samples whose state wrapped (at the target's state width) is added to it."""
-    from .engine import input_codes
     graph = prep.graph
     bits = state_bits_of(graph)
     enc = graph.input
     beta, tc = int(enc.neuron.beta), int(enc.neuron.coding_steps)
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     n = xt.shape[0]
-    k0 = input_codes(enc, xt)
+    k0 = core.input_codes(enc, xt)
     digits = {enc.name: encode_digits(k0, beta, tc)}
     codes = {enc.name: k0} if record_codes else {}
     u = None
@@ -244,10 +241,9 @@ def _run(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = Fal
 
 
 def run_batch(prep, x: np.ndarray, record_codes: bool = True, overflows: dict | None = None):
-    """engine.run_batch for `sws` networks: codes = decoded value of each layer's digits,
+    """The `sws` kernel (sim.engine.run_batch): codes = decoded value of each layer's digits,
     spikes = number of nonzero (±1) digits; `overflows` (optional dict) accumulates the state
     overflows per layer (see `_run`)."""
-    from .engine import BatchResult
     graph = prep.graph
     counts = {l.name: 0 for l in graph.neuron_layers()}
     u, codes, spikes, _ = _run(prep, x, record_codes, overflows=counts)
@@ -256,7 +252,7 @@ def run_batch(prep, x: np.ndarray, record_codes: bool = True, overflows: dict | 
             overflows[name] = overflows.get(name, 0) + c
     n = u.shape[0]
     value = (u.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
-    return BatchResult(value.reshape(n, -1), u, codes, spikes, counts)
+    return core.BatchResult(value.reshape(n, -1), u, codes, spikes, counts)
 
 
 def state_overflows(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu") -> dict:
@@ -267,10 +263,9 @@ def state_overflows(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, d
     margin, and those neurons' codes (and everything downstream) may be wrong: the SNN still
     equals Lava / the chip bit for bit, but no longer the quantised ANN.
     """
-    from .engine import iter_batches, prepare
-    prep = prepare(graph, device)
+    prep = core.prepare(graph, device)
     counts = {l.name: 0 for l in graph.neuron_layers()}
-    for _, xb in iter_batches(x, batch_size):
+    for _, xb in core.iter_batches(x, batch_size):
         _run(prep, xb, record_codes=False, overflows=counts)
     return counts
 
@@ -286,19 +281,6 @@ def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- operations (Eq. 10)
-
-def _fanout(ops: list, src_shape: tuple) -> np.ndarray:
-    """Synapses leaving each source element of a branch (paths through the ops with nonzero
-    weight; equal to the connection count when pooling windows do not overlap)."""
-    ind = []
-    for op in ops:
-        if isinstance(op, syn.WEIGHTED):
-            op = type(op)(**{**op.__dict__, "weight": (np.asarray(op.weight) != 0).astype(np.float64)})
-        ind.append(op)
-    x = torch.ones((1,) + tuple(src_shape), dtype=torch.float64, requires_grad=True)
-    apply_ops(ind, x).sum().backward()
-    return x.grad[0].numpy()
-
 
 @dataclass
 class OpsPerFrame:
@@ -320,8 +302,7 @@ def ops_per_frame(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, dev
     does none.  Synaptic ops: each ±1 spike of a layer (the encoder's digits included when
     count_encoder) costs its fan-out.
     """
-    from .engine import iter_batches, prepare
-    prep = prepare(graph, device)
+    prep = core.prepare(graph, device)
     consumers: dict[str, list] = {}
     for layer in graph.neuron_layers():
         for b in layer.branches:
@@ -329,12 +310,12 @@ def ops_per_frame(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, dev
     fan = {}
     for l in graph.layers:
         if l.name in consumers:
-            fan[l.name] = sum(_fanout(b.ops, l.shape) for b in consumers[l.name])
+            fan[l.name] = sum(core.fanout(b.ops, l.shape) for b in consumers[l.name])
     tc = int(graph.input.neuron.coding_steps)
     per = {}
     syn_total = {name: 0.0 for name in fan}
     spk_total = {name: 0 for name in fan}
-    for _, xb in iter_batches(x, batch_size):
+    for _, xb in core.iter_batches(x, batch_size):
         _, _, _, digits = _run(prep, xb, record_codes=False, keep_digits=True)
         for name, dg in digits.items():
             cnt = (dg != 0).sum(dim=1).to(torch.float64).cpu().numpy()     # (N, *shape)

@@ -143,7 +143,7 @@ def _adapt(port, from_shape: tuple, to_shape: tuple):
 def input_planes(graph, x: np.ndarray) -> np.ndarray:
     """BitplaneEncoder planes (N, T, *shape) uint8, codes exactly as the simulator computes them."""
     from neurodeploy.sim.bitplane import encode_planes
-    from neurodeploy.sim.engine import input_codes
+    from neurodeploy.sim.core import input_codes
     enc = graph.input
     codes = input_codes(enc, torch.as_tensor(np.asarray(x)))
     return encode_planes(codes, enc.neuron.n_steps).numpy().astype(np.uint8)

@@ -1,5 +1,5 @@
 """Run `rate`-scheme graphs in Lava's CPU simulation (Loihi2SimCfg(select_tag="fixed_pt")), bit-exact
-with `neurodeploy.sim.engine._run_rate`.
+with `neurodeploy.sim.rate.run_batch`.
 
 One Lava network per sample (fresh state), stock processes except where noted:
 
@@ -39,7 +39,7 @@ import torch
 from neurodeploy.backends.lava.compat import ensure_lava
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import neurons as nrn
-from neurodeploy.sim import engine, rate
+from neurodeploy.sim import core, rate
 
 ensure_lava()
 
@@ -135,7 +135,7 @@ def encoder_trains(graph, x_one: np.ndarray) -> np.ndarray:
     """The RateEncoder's spikes of one sample, uint8 (T, *IR shape): exactly `sim.rate.encoder_step`."""
     enc = graph.input
     t_in = int(enc.neuron.n_steps)
-    k = engine.input_codes(enc, torch.as_tensor(np.asarray(x_one)[None]))[0]
+    k = core.input_codes(enc, torch.as_tensor(np.asarray(x_one)[None]))[0]
     v = torch.full_like(k, t_in // 2)
     out = []
     for _ in range(t_in):
@@ -187,7 +187,7 @@ def build_lava(graph, x_one: np.ndarray, neuron_model: str = "auto"):
     check_graph(graph, neuron_model)
     enc = graph.input
     t_in = int(enc.neuron.n_steps)
-    steps = t_in + rate.depth(graph)
+    steps = t_in + core.depth(graph)
     trains = encoder_trains(graph, x_one)                               # (T, C, H, W) / (T, F)
     data = np.zeros(_lava_shape(enc.shape) + (steps,), dtype=np.int32)
     for t in range(t_in):

@@ -12,7 +12,7 @@ active window, so the samples do not interact.
 Processes (stock where Lava has one):
 
 * input: a stock `lava.proc.io.source.RingBuffer` sends the ReverbEncoder's codes (computed
-  on the host, `sim.engine.input_codes`) as graded payloads at local steps 1..T, nothing
+  on the host, `sim.core.input_codes`) as graded payloads at local steps 1..T, nothing
   (zeros) in the rest of the window;
 * synapses: one stock `Dense` / `Conv` per IR branch with num_message_bits = 24 (graded:
   a_accum = W · payload), via `mapping.map_branch` (pooling/flatten folded into the weights).
@@ -50,7 +50,7 @@ import torch
 from neurodeploy.backends.lava.compat import ensure_lava
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import reverb as rv
-from neurodeploy.sim import engine
+from neurodeploy.sim import core
 
 ensure_lava()
 
@@ -269,7 +269,7 @@ def check_graph(graph) -> dict:
 
 def encoder_payloads(graph, x: np.ndarray) -> np.ndarray:
     """Host side of the ReverbEncoder: int64 codes (N, *IR shape), sent at each of the T steps."""
-    return engine.input_codes(graph.input, torch.as_tensor(np.array(x, copy=True))).numpy()
+    return core.input_codes(graph.input, torch.as_tensor(np.array(x, copy=True))).numpy()
 
 
 # --------------------------------------------------------------------------- network

@@ -413,7 +413,7 @@ def plan_sws(graph, fold: bool = True) -> SwsPlan:
 # --------------------------------------------------------------------------- network
 def input_digits(graph, x: np.ndarray) -> np.ndarray:
     """TSAEncoder digits (N, Tc, *shape) int8, exactly as `sim.sws` computes them."""
-    from neurodeploy.sim.engine import input_codes
+    from neurodeploy.sim.core import input_codes
     from neurodeploy.sim.sws import encode_digits
     enc = graph.input
     codes = input_codes(enc, torch.as_tensor(np.array(x, copy=True)))
