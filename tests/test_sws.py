@@ -310,8 +310,8 @@ def test_quantise_layer_refuses_weights_that_all_round_to_zero():
     TargetLimitError naming the layer, not a layer that silently computes its bias alone."""
     from neurodeploy.errors import TargetLimitError
     from neurodeploy.ir import synapses as syn
-    from neurodeploy.passes.lower import RealBranch
-    from neurodeploy.passes.quantize import quantise_layer
+    from neurodeploy.lowering.lower import RealBranch
+    from neurodeploy.lowering.quantize import quantise_layer
     dense = syn.Dense(weight=np.full((3, 4), 1e-7))
     branch = RealBranch("input", [dense], np.float64(1.0), True)
     with pytest.raises(TargetLimitError, match=r"layer 'tiny'.*every weight of this layer rounds to 0"):

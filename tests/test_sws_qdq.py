@@ -13,7 +13,7 @@ from neurodeploy.errors import NeurodeployError, UnsupportedError
 from neurodeploy.frontends.onnx_frontend import load_onnx
 from neurodeploy.ir import synapses as syn
 from neurodeploy.passes import run_passes
-from neurodeploy.passes.lower import lower
+from neurodeploy.lowering.lower import lower
 from neurodeploy.schemes import CompileOptions
 from neurodeploy.schemes.sws import Sws
 from neurodeploy.sim import engine, sws

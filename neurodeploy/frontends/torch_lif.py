@@ -11,7 +11,7 @@ below (through the front end's own `handler` registry, no edit of torch_frontend
 turns each call into a `LIFAct` node.
 
 `LIFAct` subclasses `float_graph.QuantAct` with in_scale = 1/v_th, offset 0, levels 1,
-out_step 1: `passes.lower` then cuts the graph at every LIF exactly as at a quantised
+out_step 1: `lowering.lower` then cuts the graph at every LIF exactly as at a quantised
 activation, and the weights of the layer it feeds come out in units of that LIF's threshold
 (spikes are 0/1).  The LIF's own parameters (decay, v_th, reset, strict) ride along.
 """
@@ -59,7 +59,7 @@ class LIFAct(fg.QuantAct):
     """A LIF layer in the float graph: spikes s = [v > v_th] (strict) of v = decay*v + I.
 
     As a QuantAct (code = clip(floor(I / v_th), 0, 1), out_step 1) it is the cut point of
-    `passes.lower`; the compile schemes read decay / v_th / reset / strict.
+    `lowering.lower`; the compile schemes read decay / v_th / reset / strict.
     """
     decay: float = 0.0
     v_th: float = 1.0

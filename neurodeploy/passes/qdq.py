@@ -175,7 +175,7 @@ def weight_grid(weight: np.ndarray) -> tuple[float, np.ndarray] | None:
 
 def quantise_on_grid(name: str, real_branches: list, bias_real: np.ndarray, code_max: int,
                      src_shapes: dict, src_max: dict, target, state_bound=None, unit_cap: int | None = None):
-    """`passes.quantize.quantise_layer` for a layer whose weights are integers n times one step m.
+    """`lowering.quantize.quantise_layer` for a layer whose weights are integers n times one step m.
 
     The generic quantiser rounds every weight to its mantissa (a relative error up to half a
     mantissa step per weight, which moves ~1% of 8-bit codes on a 16-bit target).  Here the
@@ -187,8 +187,8 @@ def quantise_on_grid(name: str, real_branches: list, bias_real: np.ndarray, code
     unit_cap as in `quantise_layer` (a calibrated state bound instead of the static one; D <= unit_cap).
     """
     from ..ir import synapses as syn
-    from .lower import RealBranch
-    from .quantize import _result, _try
+    from ..lowering.lower import RealBranch
+    from ..lowering.quantize import _result, _try
 
     if len(real_branches) != 1:
         return None

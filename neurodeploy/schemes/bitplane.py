@@ -14,9 +14,9 @@ from ..ir import float_graph as fg
 from ..ir import neurons as nrn
 from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from ..passes import run_passes
-from ..passes.input_quant import insert_input_quantiser
-from ..passes.lower import lower
-from ..passes.quantize import _bias_format, quantise_layer, round_half_away
+from ..lowering.input_quant import insert_input_quantiser
+from ..lowering.lower import lower
+from ..lowering.quantize import _bias_format, quantise_layer, round_half_away
 from ..target import Target
 from .base import CompileOptions, Scheme
 

@@ -30,9 +30,9 @@ from ..ir import float_graph as fg
 from ..ir import synapses as syn
 from ..ir.spiking import Branch, Layer, SpikingGraph
 from ..passes import run_passes
-from ..passes.input_quant import insert_input_quantiser
-from ..passes.lower import lower
-from ..passes.quantize import round_half_away
+from ..lowering.input_quant import insert_input_quantiser
+from ..lowering.lower import lower
+from ..lowering.quantize import round_half_away
 from ..ir.synapse_ops import abs_bound
 from ..target import Target
 from .base import CompileOptions, Scheme

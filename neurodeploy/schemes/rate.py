@@ -20,10 +20,10 @@ from ..ir import neurons as nrn
 from ..ir import synapses as syn
 from ..ir.spiking import Layer, SpikingGraph
 from ..passes import run_passes
-from ..passes.input_quant import insert_input_quantiser
-from ..passes.lower import lower
-from ..passes.quantize import quantise_layer
-from ..passes.threshold_balance import threshold_balance
+from ..lowering.input_quant import insert_input_quantiser
+from ..lowering.lower import lower
+from ..lowering.quantize import quantise_layer
+from ..lowering.threshold_balance import threshold_balance
 from ..sim.core import depth
 from ..target import Target
 from .base import CompileOptions, Scheme

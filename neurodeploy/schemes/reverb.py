@@ -68,7 +68,7 @@ from ..ir import reverb_float as rf
 from ..ir import synapses as syn
 from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from ..passes.fold_reverb import fold_reverb, node_shapes, sequential_chain
-from ..passes.quantize import round_half_away
+from ..lowering.quantize import round_half_away
 from ..target import Target
 from .base import CompileOptions, Scheme
 

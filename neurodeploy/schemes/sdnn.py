@@ -50,9 +50,9 @@ from ..ir import sdnn as sd
 from ..ir import synapses as syn
 from ..ir.spiking import Branch, Layer, SpikingGraph
 from ..passes import run_passes
-from ..passes.input_quant import insert_input_quantiser
-from ..passes.lower import lower
-from ..passes.quantize import round_half_away
+from ..lowering.input_quant import insert_input_quantiser
+from ..lowering.lower import lower
+from ..lowering.quantize import round_half_away
 from ..ir.float_eval import evaluate
 from ..sim.core import depth
 from ..target import Target
