@@ -196,7 +196,7 @@ def test_digits_qat_end_to_end(tmp_path):
 
 
 def test_digits_qat_integer_codes_are_the_onnxruntime_codes():
-    """Per-tensor int8 weights are kept as integers (`passes.qdq.quantise_on_grid`): on a target
+    """Per-tensor int8 weights are kept as integers (`lowering.grid.quantise_on_grid`): on a target
     wide enough for them (cpu) the quantised ANN's codes are onnxruntime's uint8 codes exactly."""
     path = MODELS / "digits_qat.onnx"
     names = [n.output[0] for n in onnx.load(str(path)).graph.node

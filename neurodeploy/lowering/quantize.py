@@ -40,7 +40,7 @@ class QuantisedLayer:
                 "weight_rel_error": self.weight_rel_error, "bias_max_error": self.bias_max_error}
 
 
-def _bias_format(bias_int: np.ndarray, target: Target):
+def bias_format(bias_int: np.ndarray, target: Target):
     """Smallest bias_exp such that bias_int >> bias_exp fits the signed mantissa."""
     for exp in range(0, target.bias_exp_max + 1):
         mant = round_half_away(bias_int / float(1 << exp))
@@ -49,7 +49,7 @@ def _bias_format(bias_int: np.ndarray, target: Target):
     return None, None
 
 
-def _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound=None):
+def quantise_at(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound=None):
     """Quantise at (unit D, weight exponent e); None where a format or the state bound does not fit.
 
     state_bound: None = the static worst case max_j(Σ|W_j|·src_max·2^e + |b_j|) (and code_max·D);
@@ -66,7 +66,7 @@ def _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, tar
             ops.append(op)
         branches.append(Branch(b.source, ops, exp))
         bound = bound + abs_bound(ops, src_shapes[b.source], src_max[b.source]) * float(1 << exp)
-    bias_mant, bias_exp = _bias_format(round_half_away(bias_real * unit), target)
+    bias_mant, bias_exp = bias_format(round_half_away(bias_real * unit), target)
     if bias_mant is None:
         return None
     if state_bound is not None:
@@ -92,7 +92,7 @@ def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_m
     |w_mant| <= 2^(mant_bits-1) - 1; the bias becomes round(b * D) = bias_mant << bias_exp;
     D <= the threshold mantissa maximum; and the worst-case |U| must fit state_bits.  The
     largest e (hence largest D, finest steps) that satisfies all of them wins.
-    state_bound: see `_try` (None = static worst case); unit_cap: an upper limit on D (the
+    state_bound: see `quantise_at` (None = static worst case); unit_cap: an upper limit on D (the
     caller's estimate of the largest unit its state bound allows; saves trying finer ones).
     prefer_large_unit: among equal weight steps take the larger D instead of the smaller
     exponent (a finer bias: `sws` spreads its bias over S = 255 steps, multiplying its
@@ -117,19 +117,19 @@ def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_m
     for step, exp in candidates:
         if not np.isfinite(step):
             continue
-        got = _try(real_branches, bias_real, unit_for(exp), exp, src_shapes, src_max, code_max, target,
+        got = quantise_at(real_branches, bias_real, unit_for(exp), exp, src_shapes, src_max, code_max, target,
                    state_bound)
         if got is not None:
-            return _check_weights(name, _result(real_branches, bias_real, unit_for(exp), exp, got), w_max)
+            return _check_weights(name, layer_result(real_branches, bias_real, unit_for(exp), exp, got), w_max)
     # Nothing fits at full precision: shrink the unit at the smallest usable exponent.
     usable = [e for s, e in candidates if np.isfinite(s)]
     if usable:
         exp = min(usable)
         unit = unit_for(exp) * 3 // 4
         while unit >= 1:
-            got = _try(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound)
+            got = quantise_at(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound)
             if got is not None:
-                result = _result(real_branches, bias_real, unit, exp, got)
+                result = layer_result(real_branches, bias_real, unit, exp, got)
                 if result.weight_rel_error <= MAX_SHRUNK_WEIGHT_ERROR:
                     return result
                 break            # it fits only by rounding the weights away: refuse below
@@ -157,7 +157,7 @@ def _check_weights(name: str, q: QuantisedLayer, w_max: float) -> QuantisedLayer
     return q
 
 
-def _result(real_branches, bias_real, unit, exp, got) -> QuantisedLayer:
+def layer_result(real_branches, bias_real, unit, exp, got) -> QuantisedLayer:
     branches, bias_mant, bias_exp, bound = got
     w_err, b_err = _errors(real_branches, branches, bias_real, bias_mant, bias_exp, unit, exp)
     return QuantisedLayer(branches, bias_mant, bias_exp, unit, exp, bound, w_err, b_err)

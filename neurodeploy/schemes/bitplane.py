@@ -16,7 +16,7 @@ from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from ..passes import run_passes
 from ..lowering.input_quant import insert_input_quantiser
 from ..lowering.lower import lower
-from ..lowering.quantize import _bias_format, quantise_layer, round_half_away
+from ..lowering.quantize import bias_format, quantise_layer, round_half_away
 from ..target import Target
 from .base import CompileOptions, Scheme
 
@@ -123,7 +123,7 @@ def truncate_timesteps(layers: list, timesteps: int, target: Target) -> tuple[li
                                        "threshold mantissa", f"layer '{layer.name}'", "use more time steps")
             bias = bias + (unit >> 1 if d else 0)
             neuron = nrn.BitplaneIF(unit, neuron.code_max >> d, neuron.n_steps - d)
-        bias_mant, bias_exp = _bias_format(bias, target)
+        bias_mant, bias_exp = bias_format(bias, target)
         if bias_mant is None:
             raise NeurodeployError("bias does not fit the target's bias format after truncation",
                                    f"layer '{layer.name}'", "use more time steps")

@@ -64,7 +64,8 @@ from ..ir.spiking import Layer, SpikingGraph
 from ..passes import run_passes
 from ..lowering.input_quant import insert_input_quantiser
 from ..lowering.lower import lower
-from ..passes.qdq import is_qdq, quantise_on_grid
+from ..passes.qdq import is_qdq
+from ..lowering.grid import quantise_on_grid
 from ..lowering.quantize import quantise_layer
 from ..lowering.threshold_balance import threshold_balance
 from ..sim import sws as sws_sim
@@ -164,7 +165,7 @@ def _integer_run(branches, bias_mant, bias_exp, neuron: tsa_ir.TSA, digits: dict
 
 def _calibrated_bound(neuron: tsa_ir.TSA, digits: dict, shapes: dict, target: Target, margin: float,
                       unit_peak: float):
-    """state_bound callable for `quantise_layer` / `quantise_on_grid` (see `lowering.quantize._try`):
+    """state_bound callable for `quantise_layer` / `quantise_on_grid` (see `lowering.quantize.quantise_at`):
     max(margin x the integer membrane peak over the calibration set, the static bound of one
     step's current Σ|W|·2^e + |b|, which a synapse must carry without wrapping)."""
     def bound(branches, bias_mant, bias_exp, unit, exp):
