@@ -1,20 +1,11 @@
-"""Coding schemes: which passes run, which neurons the layers get, what the scheme guarantees."""
+"""Coding schemes: which passes run, which neurons the layers get, what the scheme guarantees.
+
+One package per scheme (`schemes/<name>/`), registered by name in `neurodeploy/registry.py`
+and reached through `get_scheme(name)`; `base.py` is the interface every scheme implements.
+"""
 from __future__ import annotations
 
-from ..errors import NeurodeployError
+from ..registry import SCHEMES, get_scheme, register
 from .base import CompileOptions, Scheme
-from .bitplane import Bitplane
-from .cuba import Cuba
-from .rate import Rate
-from .reverb import Reverb
-from .sdnn import Sdnn
-from .sws import Sws
 
-SCHEMES: dict[str, Scheme] = {s.name: s for s in (Bitplane(), Rate(), Cuba(), Sws(), Sdnn(), Reverb())}
-
-
-def get_scheme(name: str) -> Scheme:
-    if name not in SCHEMES:
-        raise NeurodeployError(f"unknown scheme '{name}'", "--scheme",
-                               f"available schemes: {', '.join(sorted(SCHEMES))}")
-    return SCHEMES[name]
+__all__ = ["SCHEMES", "CompileOptions", "Scheme", "get_scheme", "register"]

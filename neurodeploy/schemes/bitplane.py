@@ -130,3 +130,6 @@ def truncate_timesteps(layers: list, timesteps: int, target: Target) -> tuple[li
         out.append(Layer(layer.name, layer.shape, branches, bias_mant, bias_exp, neuron,
                          np.asarray(layer.value_step) * float(1 << dropped.get(layer.name, 0)), layer.float_node))
     return out, dropped
+
+
+SCHEME = Bitplane()

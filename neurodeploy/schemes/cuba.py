@@ -263,3 +263,6 @@ def export_netx(graph: SpikingGraph, path) -> dict:
     return {"input_message_bits": max(1, int(enc.neuron.code_max).bit_length()) if enc.neuron.code_max > 1 else 0,
             "n_steps": int(enc.neuron.n_steps), "window_start": int(getattr(graph.output.neuron, "window_start", 0)),
             "output_scale": float(graph.output.neuron.output_scale)}
+
+
+SCHEME = Cuba()

@@ -94,3 +94,6 @@ def _hops(real_layers, input_name: str) -> int:
     for rl in real_layers:
         hops[rl.name] = 1 + max(hops[b.source] for b in rl.branches)
     return hops[real_layers[-1].name]
+
+
+SCHEME = Rate()

@@ -246,3 +246,6 @@ def _unit_activations(graph: fg.FloatGraph, calibration, percentile: float):
                                        out_step=np.asarray(1.0)))
         graph.origin[name] = f"{graph.origin.get(name, 'activation')} -> sdnn ReLU"
     return graph, {n: max(lam, neg_range.get(n, 0.0)) for n, lam in lams.items()}
+
+
+SCHEME = Sdnn()

@@ -323,3 +323,6 @@ class Sws(Scheme):
 
     def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
         return all(v == 0 for v in layer_mismatches.values())
+
+
+SCHEME = Sws()
