@@ -30,7 +30,7 @@ from ..errors import NeurodeployError
 from ..ir import neurons as nrn
 from ..ir import synapses as syn
 from ..ir.spiking import Layer, SpikingGraph
-from ..sim import bitplane as bp
+from ..schemes.bitplane import kernel as bp
 from ..sim import engine
 from ..sim.reference import reference
 from ..ir.synapse_ops import apply_op, apply_ops

@@ -40,7 +40,7 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
     if isinstance(prep.graph.input.neuron, ReverbEncoder):
         from . import reverb
         return reverb.run_batch(prep, x, record_codes)
-    from . import bitplane
+    from ..schemes.bitplane import kernel as bitplane
     return bitplane.run_batch(prep, x, record_codes)
 
 

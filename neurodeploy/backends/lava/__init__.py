@@ -23,13 +23,13 @@ __all__ = ["ensure_lava", "build", "run_lava", "plan_network", "LavaResult", "La
 
 def build(compiled_dir_or_graph, x, fold: bool = True, record_planes: bool = True):
     """Connected Lava processes for a compiled network with the samples `x` queued (see network.build)."""
-    from neurodeploy.backends.lava.network import build as _build
+    from neurodeploy.schemes.bitplane.lava import build as _build
     return _build(compiled_dir_or_graph, x, fold=fold, record_planes=record_planes)
 
 
 def run_lava(graph, x, fold: bool = True, record_planes: bool = True):
     """Run `x` (N, *input shape) through Lava; returns a `LavaResult` (see network.run_lava)."""
-    from neurodeploy.backends.lava.network import run_lava as _run
+    from neurodeploy.schemes.bitplane.lava import run_lava as _run
     return _run(graph, x, fold=fold, record_planes=record_planes)
 
 
@@ -41,6 +41,6 @@ def plan_network(graph, fold: bool = True):
 
 def __getattr__(name):
     if name in ("LavaResult", "LavaNetwork"):
-        from neurodeploy.backends.lava import network
+        from neurodeploy.schemes.bitplane import lava as network
         return getattr(network, name)
     raise AttributeError(name)

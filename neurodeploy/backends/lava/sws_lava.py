@@ -76,7 +76,7 @@ from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
-from neurodeploy.backends.lava.network import LavaNetwork, _adapt, _lava_bias  # noqa: E402
+from neurodeploy.schemes.bitplane.lava import LavaNetwork, _adapt, _lava_bias  # noqa: E402
 from neurodeploy.backends.lava.processes import GradedRelay, _GuardedModel, delayed, wrap_signed  # noqa: E402
 
 TERNARY_MESSAGE_BITS = 2        # graded payload of a ternary digit: −1, 0, +1 in two's complement

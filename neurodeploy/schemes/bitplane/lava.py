@@ -142,7 +142,7 @@ def _adapt(port, from_shape: tuple, to_shape: tuple):
 
 def input_planes(graph, x: np.ndarray) -> np.ndarray:
     """BitplaneEncoder planes (N, T, *shape) uint8, codes exactly as the simulator computes them."""
-    from neurodeploy.sim.bitplane import encode_planes
+    from neurodeploy.schemes.bitplane.kernel import encode_planes
     from neurodeploy.sim.core import input_codes
     enc = graph.input
     codes = input_codes(enc, torch.as_tensor(np.asarray(x)))

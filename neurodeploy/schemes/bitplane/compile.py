@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NeurodeployError
-from ..ir import float_graph as fg
-from ..ir import neurons as nrn
-from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
-from ..passes import run_passes
-from ..lowering.input_quant import insert_input_quantiser
-from ..lowering.lower import lower
-from ..lowering.quantize import bias_format, quantise_layer, round_half_away
-from ..target import Target
-from .base import CompileOptions, Scheme
+from ...errors import NeurodeployError
+from ...ir import float_graph as fg
+from ...ir import neurons as nrn
+from ...ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
+from ...passes import run_passes
+from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.lower import lower
+from ...lowering.quantize import bias_format, quantise_layer, round_half_away
+from ...target import Target
+from ..base import CompileOptions, Scheme
 
 
 def steps_for_levels(levels: int) -> int:

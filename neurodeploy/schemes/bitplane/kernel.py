@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import NeurodeployError
-from ..ir import neurons as nrn
-from ..ir.synapse_ops import apply_ops
-from . import core
+from ...errors import NeurodeployError
+from ...ir import neurons as nrn
+from ...ir.synapse_ops import apply_ops
+from ...sim import core
 
 
 def encode_planes(codes: torch.Tensor, n_steps: int) -> torch.Tensor:
