@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from neurodeploy.backends.lava import ensure_lava, plan_network, run_lava  # noqa: E402
 from neurodeploy.compiler import compile_model  # noqa: E402
-from neurodeploy.sim import bitplane as bp  # noqa: E402
+from neurodeploy.schemes.bitplane import kernel as bp  # noqa: E402
 from neurodeploy.sim.engine import prepare, run_batch, simulate  # noqa: E402
 
 

@@ -20,7 +20,7 @@ import torch
 from neurodeploy.compiler import compile_model
 from neurodeploy.ir import neurons as nrn
 from neurodeploy.reports.verify import run_onnx
-from neurodeploy.sim import bitplane as bp
+from neurodeploy.schemes.bitplane import kernel as bp
 from neurodeploy.sim import engine
 from neurodeploy.sim.reference import reference
 from neurodeploy.ir.synapse_ops import apply_ops

@@ -191,7 +191,7 @@ def _simulate_lava(net, x: np.ndarray) -> tuple[np.ndarray, dict]:
         res = run_lava(net, x)
         return res.outputs, {name: int(p.sum()) for name, p in res.planes.items()}
     if net.scheme == "rate":
-        from .backends.lava.rate_lava import run_lava as run_rate_lava
+        from .schemes.rate.lava import run_lava as run_rate_lava
         res = run_rate_lava(net, x)
         return res.output, {name: int(c.sum()) for name, c in res.counts.items()}
     if net.scheme == "sws":

@@ -21,7 +21,7 @@ from neurodeploy.compiler import compile_model
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch
-from neurodeploy.sim import bitplane as bp
+from neurodeploy.schemes.bitplane import kernel as bp
 from neurodeploy.sim.engine import prepare, run_batch
 from neurodeploy.ir.synapse_ops import apply_ops
 

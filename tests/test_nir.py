@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 import netgen
 from neurodeploy import cli
-from neurodeploy.backends import nir_export as ne
+from neurodeploy.schemes.rate import export as ne
 from neurodeploy.compiler import compile_model, save_artifact
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.schemes import CompileOptions

@@ -15,7 +15,7 @@ def _lava_or_skip():
         ensure_lava()
         import lava.proc.lif.process  # noqa: F401
         import lava.proc.dense.process  # noqa: F401
-        from neurodeploy.backends.lava import rate_lava  # noqa: F401
+        from neurodeploy.schemes.rate import lava as rate_lava  # noqa: F401
     except Exception as exc:  # pragma: no cover - depends on the environment
         pytest.skip(f"lava-nc not importable: {exc}")
 
@@ -37,7 +37,7 @@ def _relu_mlp(path, seed=0):
 
 
 def _assert_exact(net, x, neuron_model="auto"):
-    from neurodeploy.backends.lava import rate_lava
+    from neurodeploy.schemes.rate import lava as rate_lava
     ours = engine.run_batch(engine.prepare(net), x)
     lava = rate_lava.run_lava(net, x, neuron_model)
     names = [net.input.name] + [l.name for l in net.neuron_layers() if not l.is_readout]
@@ -85,7 +85,7 @@ def test_digits_rate_bit_exact_with_lava():
 
 def test_subtract_reset_refused_by_stock_lif(tmp_path):
     _lava_or_skip()
-    from neurodeploy.backends.lava import rate_lava
+    from neurodeploy.schemes.rate import lava as rate_lava
     from neurodeploy.errors import NeurodeployError
     _relu_mlp(tmp_path / "m.onnx")
     net = compile_model(tmp_path / "m.onnx", "loihi2", "rate",

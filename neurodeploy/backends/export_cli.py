@@ -15,7 +15,7 @@ from ..errors import NeurodeployError
 
 
 def _export_nir(net, out: Path, args) -> str:
-    from .nir_export import check_expressible, export_nir, run_steps
+    from ..schemes.rate.export import check_expressible, export_nir, run_steps
     check_expressible(net, str(args.compiled))
     export_nir(net, out, v_init=args.v_init, readout=args.readout, delays=args.delays)
     return (f"wrote {out} (NIR, {len(net.neuron_layers())} layers, run {run_steps(net)} steps of dt=1; "

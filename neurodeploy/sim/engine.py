@@ -28,7 +28,7 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
         from .sdnn import run_sdnn
         return run_sdnn(prep, x, record_codes)
     if isinstance(prep.graph.input.neuron, nrn.RateEncoder):
-        from . import rate
+        from ..schemes.rate import kernel as rate
         return rate.run_batch(prep, x, record_codes)
     if isinstance(prep.graph.input.neuron, CubaEncoder):
         from . import cuba

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ir import neurons as nrn
-from . import core
+from ...ir import neurons as nrn
+from ...sim import core
 
 
 def encoder_step(v: torch.Tensor, codes: torch.Tensor, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,14 +80,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
-from ..errors import NeurodeployError, UnsupportedError
-from ..ir import neurons as nrn
-from ..ir import synapses as syn
-from ..ir.spiking import InputEncoder, SpikingGraph
-from ..sim import rate as rate_kernels
-from ..sim.core import depth
-from ..ir.synapse_ops import apply_op
+from ... import __version__
+from ...errors import NeurodeployError, UnsupportedError
+from ...ir import neurons as nrn
+from ...ir import synapses as syn
+from ...ir.spiking import InputEncoder, SpikingGraph
+from . import kernel as rate_kernels
+from ...sim.core import depth
+from ...ir.synapse_ops import apply_op
 
 V_INIT_MODES = ("bias", "drop")
 READOUT_MODES = ("integrator", "current")
@@ -127,7 +127,7 @@ def check_expressible(net: SpikingGraph, where: str = "") -> None:
 def input_spikes(net: SpikingGraph, x: np.ndarray) -> np.ndarray:
     """The exported graph's input for float samples x (N, *shape): the rate encoder's spikes,
     float32 (steps, N, *shape) with steps = run_steps(net) (T steps of spikes, then zeros)."""
-    from ..sim.core import input_codes
+    from ...sim.core import input_codes
     enc = net.input
     k = input_codes(enc, torch.as_tensor(np.array(x, copy=True)))
     t_in = int(enc.neuron.n_steps)
@@ -355,7 +355,7 @@ def export_nir(net: SpikingGraph, path: str | Path, v_init: str = "bias", readou
     path = Path(path)
     if path.is_dir():
         raise NeurodeployError("is a directory", str(path), "pass a file name for the NIR graph, e.g. net.nir")
-    from ..fsutil import atomic_file
+    from ...fsutil import atomic_file
     with atomic_file(path) as tmp:
         nir.write(str(tmp), graph)
     return path

@@ -39,7 +39,8 @@ import torch
 from neurodeploy.backends.lava.compat import ensure_lava
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import neurons as nrn
-from neurodeploy.sim import core, rate
+from neurodeploy.sim import core
+from neurodeploy.schemes.rate import kernel as rate
 
 ensure_lava()
 

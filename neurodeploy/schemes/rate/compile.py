@@ -14,19 +14,19 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import NeurodeployError, UnsupportedError
-from ..ir import float_graph as fg
-from ..ir import neurons as nrn
-from ..ir import synapses as syn
-from ..ir.spiking import Layer, SpikingGraph
-from ..passes import run_passes
-from ..lowering.input_quant import insert_input_quantiser
-from ..lowering.lower import lower
-from ..lowering.quantize import quantise_layer
-from ..lowering.threshold_balance import threshold_balance
-from ..sim.core import depth
-from ..target import Target
-from .base import CompileOptions, Scheme
+from ...errors import NeurodeployError, UnsupportedError
+from ...ir import float_graph as fg
+from ...ir import neurons as nrn
+from ...ir import synapses as syn
+from ...ir.spiking import Layer, SpikingGraph
+from ...passes import run_passes
+from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.lower import lower
+from ...lowering.quantize import quantise_layer
+from ...lowering.threshold_balance import threshold_balance
+from ...sim.core import depth
+from ...target import Target
+from ..base import CompileOptions, Scheme
 
 DEFAULT_TIMESTEPS = 32
 
