@@ -139,7 +139,7 @@ def _ours_vs_lava(label: str, x: np.ndarray, n_lava: int, ours, lava, identical,
 
 def bench_sws(args) -> int:
     """Ours vs Lava on an sws network (TSA neurons; images/s, same run, codes checked identical)."""
-    from neurodeploy.backends.lava import sws_lava
+    from neurodeploy.schemes.sws import lava as sws_lava
     from neurodeploy.schemes import CompileOptions
 
     lava_version = ensure_lava()

@@ -195,7 +195,7 @@ def _simulate_lava(net, x: np.ndarray) -> tuple[np.ndarray, dict]:
         res = run_rate_lava(net, x)
         return res.output, {name: int(c.sum()) for name, c in res.counts.items()}
     if net.scheme == "sws":
-        from .backends.lava.sws_lava import run_lava as run_sws_lava
+        from .schemes.sws.lava import run_lava as run_sws_lava
         res = run_sws_lava(net, x, record_digits=False)     # codes from the neurons, no spike sinks
         return res.outputs, res.spikes
     if net.scheme == "reverb":

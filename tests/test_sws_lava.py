@@ -15,9 +15,10 @@ import torch
 import netgen
 from neurodeploy.compiler import compile_model
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.ir import tsa as tsa_ir
+from neurodeploy.schemes.sws import neurons as tsa_ir
 from neurodeploy.schemes import CompileOptions
-from neurodeploy.sim import engine, sws
+from neurodeploy.sim import engine
+from neurodeploy.schemes.sws import kernel as sws
 
 pytestmark = pytest.mark.lava
 
@@ -30,7 +31,7 @@ def sws_lava():
     try:
         from neurodeploy.backends.lava.compat import ensure_lava
         ensure_lava()
-        from neurodeploy.backends.lava import sws_lava as mod
+        from neurodeploy.schemes.sws import lava as mod
     except Exception as exc:  # pragma: no cover - depends on the environment
         pytest.skip(f"lava-nc not importable: {exc}")
     return mod

@@ -15,8 +15,9 @@ from neurodeploy.ir import synapses as syn
 from neurodeploy.passes import run_passes
 from neurodeploy.lowering.lower import lower
 from neurodeploy.schemes import CompileOptions
-from neurodeploy.schemes.sws import Sws
-from neurodeploy.sim import engine, sws
+from neurodeploy.schemes.sws.compile import Sws
+from neurodeploy.sim import engine
+from neurodeploy.schemes.sws import kernel as sws
 from neurodeploy.sim.reference import reference
 from neurodeploy.target import load_target
 

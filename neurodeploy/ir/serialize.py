@@ -20,7 +20,7 @@ from . import neurons, spiking, synapses
 
 from . import sdnn as _sdnn  # noqa: F401,E402  (registers DeltaEncoder, SigmaDelta, Sigma in NEURON_TYPES)
 from . import cuba as _cuba  # noqa: F401,E402  (registers CubaEncoder, CubaLIF, CubaReadout in NEURON_TYPES)
-from . import tsa as _tsa  # noqa: F401,E402  (registers TSAEncoder, TSA in NEURON_TYPES)
+from ..schemes.sws import neurons as _tsa  # noqa: F401,E402  (registers TSAEncoder, TSA in NEURON_TYPES)
 from . import reverb as _reverb  # noqa: F401,E402  (registers ReverbEncoder, ReverbNeuron, ReverbReadout)
 
 IR_FILE, PARAMS_FILE = "ir.json", "params.npz"

@@ -13,7 +13,7 @@ import numpy as np
 from ..ir import neurons as nrn
 from ..ir.cuba import CubaEncoder
 from ..ir.spiking import SpikingGraph
-from ..ir.tsa import TSAEncoder
+from ..schemes.sws.neurons import TSAEncoder
 from .core import BatchResult, Prepared, PreparedBranch, input_codes, iter_batches, prepare
 
 __all__ = ["BatchResult", "Prepared", "PreparedBranch", "input_codes", "iter_batches", "prepare", "run_batch",
@@ -34,7 +34,7 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
         from . import cuba
         return cuba.run_batch(prep, x, record_codes)
     if isinstance(prep.graph.input.neuron, TSAEncoder):
-        from . import sws
+        from ..schemes.sws import kernel as sws
         return sws.run_batch(prep, x, record_codes)
     from ..ir.reverb import ReverbEncoder
     if isinstance(prep.graph.input.neuron, ReverbEncoder):

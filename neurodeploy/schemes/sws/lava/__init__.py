@@ -63,7 +63,7 @@ from neurodeploy.backends.lava.mapping import (GRADED_MESSAGE_BITS, ConvStage, D
                                                from_lava, lava_shape, load_graph, map_branch, to_lava)
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import neurons as nrn
-from neurodeploy.ir import tsa as tsa_ir
+from neurodeploy.schemes.sws import neurons as tsa_ir
 
 ensure_lava()
 
@@ -414,7 +414,7 @@ def plan_sws(graph, fold: bool = True) -> SwsPlan:
 def input_digits(graph, x: np.ndarray) -> np.ndarray:
     """TSAEncoder digits (N, Tc, *shape) int8, exactly as `sim.sws` computes them."""
     from neurodeploy.sim.core import input_codes
-    from neurodeploy.sim.sws import encode_digits
+    from neurodeploy.schemes.sws.kernel import encode_digits
     enc = graph.input
     codes = input_codes(enc, torch.as_tensor(np.array(x, copy=True)))
     return encode_digits(codes, int(enc.neuron.beta), int(enc.neuron.coding_steps)).numpy().astype(np.int8)

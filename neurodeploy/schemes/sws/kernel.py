@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import NeurodeployError
-from ..ir import neurons as nrn
-from ..ir import tsa as tsa_ir
-from ..ir.spiking import SpikingGraph
-from . import core
+from ...errors import NeurodeployError
+from ...ir import neurons as nrn
+from . import neurons as tsa_ir
+from ...ir.spiking import SpikingGraph
+from ...sim import core
 
 
 # ---------------------------------------------------------------------------- encoder
@@ -276,7 +276,7 @@ def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict, np.ndarray]:
     """Integer quantised ANN of an `sws` network: sim/reference.py, whose layers defer to the
     TSA neuron's `reference_code` (round half up: clip(floor((2U + D) / 2D), 0, Q)) and whose
     U includes S x the per-step bias through `total_bias`."""
-    from .reference import reference as integer_reference
+    from ...sim.reference import reference as integer_reference
     return integer_reference(graph, x)
 
 

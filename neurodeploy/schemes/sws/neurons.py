@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import neurons as nrn
+from ...ir import neurons as nrn
 
 
 def digit_weight_sum(beta: int, coding_steps: int) -> int:

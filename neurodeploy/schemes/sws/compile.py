@@ -55,24 +55,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
-from ..ir import float_graph as fg
-from ..ir import neurons as nrn
-from ..ir import synapses as syn
-from ..ir import tsa as tsa_ir
-from ..ir.spiking import Layer, SpikingGraph
-from ..passes import run_passes
-from ..lowering.input_quant import insert_input_quantiser
-from ..lowering.lower import lower
-from ..passes.qdq import is_qdq
-from ..lowering.grid import quantise_on_grid
-from ..lowering.quantize import quantise_layer
-from ..lowering.threshold_balance import threshold_balance
-from ..sim import sws as sws_sim
-from ..sim.core import input_codes
-from ..ir.synapse_ops import abs_bound, apply_ops
-from ..target import Target
-from .base import CompileOptions, Scheme
+from ...errors import NeurodeployError, TargetLimitError, UnsupportedError
+from ...ir import float_graph as fg
+from ...ir import neurons as nrn
+from ...ir import synapses as syn
+from . import neurons as tsa_ir
+from ...ir.spiking import Layer, SpikingGraph
+from ...passes import run_passes
+from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.lower import lower
+from ...passes.qdq import is_qdq
+from ...lowering.grid import quantise_on_grid
+from ...lowering.quantize import quantise_layer
+from ...lowering.threshold_balance import threshold_balance
+from . import kernel as sws_sim
+from ...sim.core import input_codes
+from ...ir.synapse_ops import abs_bound, apply_ops
+from ...target import Target
+from ..base import CompileOptions, Scheme
 
 DEFAULT_CODING_STEPS = 8
 DEFAULT_SILENT_STEPS = 2
