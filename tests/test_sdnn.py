@@ -18,11 +18,11 @@ import netgen  # noqa: E402
 
 from neurodeploy.errors import NeurodeployError, UnsupportedError  # noqa: E402
 from neurodeploy.frontends.onnx_frontend import load_onnx  # noqa: E402
-from neurodeploy.ir import sdnn as sd  # noqa: E402
+from neurodeploy.schemes.sdnn import neurons as sd  # noqa: E402
 from neurodeploy.schemes.base import CompileOptions  # noqa: E402
-from neurodeploy.schemes.sdnn import Sdnn, exact_layers  # noqa: E402
+from neurodeploy.schemes.sdnn.compile import Sdnn, exact_layers  # noqa: E402
 from neurodeploy.sim import engine  # noqa: E402
-from neurodeploy.sim import sdnn as ssd  # noqa: E402
+from neurodeploy.schemes.sdnn import kernel as ssd  # noqa: E402
 from neurodeploy.sim.engine import input_codes  # noqa: E402
 from neurodeploy.sim.reference import reference  # noqa: E402
 from neurodeploy.target import load_target  # noqa: E402
@@ -149,7 +149,7 @@ def test_serialization_roundtrip(digits, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- NetX file
 def test_netx_file_structure(digits, tmp_path):
     h5py = pytest.importorskip("h5py")
-    from neurodeploy.backends.netx_export import export_netx
+    from neurodeploy.schemes.sdnn.export import export_netx
     n = export_netx(digits, tmp_path / "d.net")
     with h5py.File(tmp_path / "d.net", "r") as h:
         types = [h[f"layer/{i}/type"][0].decode() for i in range(n)]
@@ -165,13 +165,13 @@ def test_netx_file_structure(digits, tmp_path):
 
 def test_netx_cli_entry(digits, tmp_path):
     pytest.importorskip("h5py")
-    from neurodeploy.backends.netx_export import cli_export
+    from neurodeploy.schemes.sdnn.export import cli_export
     line = cli_export(digits, tmp_path / "d.net", None)
     assert "NetX" in line and (tmp_path / "d.net").is_file()
 
 
 def test_netx_refuses_residual_and_other_schemes(tmp_path):
-    from neurodeploy.backends.netx_export import export_netx
+    from neurodeploy.schemes.sdnn.export import export_netx
     net = _compile(netgen.residual_net(0), netgen.random_inputs((3, 8, 8), 32), tmp_path=tmp_path)
     with pytest.raises(NeurodeployError, match="residual"):
         export_netx(net, tmp_path / "r.net")
@@ -190,7 +190,7 @@ def netx():
         import lava.lib.dl.netx  # noqa: F401
     except Exception as exc:                         # noqa: BLE001
         pytest.skip(f"lava-nc / lava-dl netx not importable: {exc}")
-    from neurodeploy.backends import netx_export
+    from neurodeploy.schemes.sdnn import export as netx_export
     return netx_export
 
 

@@ -28,7 +28,7 @@ def _cuba_netx(net, path) -> dict:
 
 
 def _sdnn_netx(net, path) -> dict:
-    from .netx_export import export_netx
+    from ..schemes.sdnn.export import export_netx
     return export_netx(net, path)
 
 

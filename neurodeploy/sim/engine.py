@@ -23,9 +23,9 @@ __all__ = ["BatchResult", "Prepared", "PreparedBranch", "input_codes", "iter_bat
 def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
     """Run one batch; codes are the decoded value of each layer's spikes (bit planes -> code,
     rate -> spike count)."""
-    from ..ir import sdnn as _sd
+    from ..schemes.sdnn import neurons as _sd
     if isinstance(prep.graph.input.neuron, _sd.DeltaEncoder):
-        from .sdnn import run_sdnn
+        from ..schemes.sdnn.kernel import run_sdnn
         return run_sdnn(prep, x, record_codes)
     if isinstance(prep.graph.input.neuron, nrn.RateEncoder):
         from ..schemes.rate import kernel as rate

@@ -39,18 +39,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NeurodeployError
-from ..ir import sdnn as sd
-from ..ir import synapses as syn
-from ..ir.spiking import SpikingGraph
-from .netx_layers import NetxLayers, write_str
+from ...errors import NeurodeployError
+from . import neurons as sd
+from ...ir import synapses as syn
+from ...ir.spiking import SpikingGraph
+from ...backends.netx_layers import NetxLayers, write_str
 
 POOL_WEIGHT = 64            # 1 << state_exp: a pool layer's act is 64 x its window sum
 
 
 def cli_export(net: SpikingGraph, out, args=None) -> str:
     """`neurodeploy export DIR --format netx -o FILE` (export_cli.EXPORTERS["netx"])."""
-    from ..sim.sdnn import settle_steps
+    from .kernel import settle_steps
     check_expressible(net, str(getattr(args, "compiled", "netx export")))
     n = export_netx(net, out)
     return (f"wrote {out} (NetX HDF5, {n} layers, SDNN; load with lava.lib.dl.netx.hdf5.Network(net_config=...); "
@@ -185,7 +185,7 @@ def export_netx(graph: SpikingGraph, path: str | Path) -> int:
     number of NetX layers (pool layers included)."""
     import h5py
     check_expressible(graph)
-    from ..fsutil import atomic_file
+    from ...fsutil import atomic_file
     with atomic_file(path) as tmp, h5py.File(tmp, "w") as h:
         n = _write(graph, h)
     return n
@@ -222,7 +222,7 @@ def run_netx(path: str | Path, codes: np.ndarray, n_steps: int) -> dict:
     "acts": [per NetX block its neuron's act in our layout (C,H,W)/(F,), None for Sigma],
     "dense": [per NetX Dense synapse (weights, weight_exp) as Lava holds them after the run]}."""
     import h5py
-    from .lava.compat import ensure_lava
+    from ...backends.lava.compat import ensure_lava
     ensure_lava()
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps

@@ -44,19 +44,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
-from ..ir import float_graph as fg
-from ..ir import sdnn as sd
-from ..ir import synapses as syn
-from ..ir.spiking import Branch, Layer, SpikingGraph
-from ..passes import run_passes
-from ..lowering.input_quant import insert_input_quantiser
-from ..lowering.lower import lower
-from ..lowering.quantize import round_half_away
-from ..ir.float_eval import evaluate
-from ..sim.core import depth
-from ..target import Target
-from .base import CompileOptions, Scheme
+from ...errors import NeurodeployError, TargetLimitError, UnsupportedError
+from ...ir import float_graph as fg
+from . import neurons as sd
+from ...ir import synapses as syn
+from ...ir.spiking import Branch, Layer, SpikingGraph
+from ...passes import run_passes
+from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.lower import lower
+from ...lowering.quantize import round_half_away
+from ...ir.float_eval import evaluate
+from ...sim.core import depth
+from ...target import Target
+from ..base import CompileOptions, Scheme
 
 SPIKE_EXP = STATE_EXP = 6      # what NetX hard-codes (hdf5.py L170-189)
 HEADROOM = 8                   # act range kept above the calibrated activation range

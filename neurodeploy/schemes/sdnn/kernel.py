@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ir import sdnn as sd
-from ..ir import synapses as syn
-from ..ir.spiking import SpikingGraph
-from . import core
+from . import neurons as sd
+from ...ir import synapses as syn
+from ...ir.spiking import SpikingGraph
+from ...sim import core
 
 
 def settle_steps(graph: SpikingGraph) -> int:
