@@ -27,8 +27,8 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from neurodeploy.nn.lif import LIF, SpikingSequential  # noqa: E402
 from neurodeploy.reports.verify import compare_accuracy  # noqa: E402
-from neurodeploy.schemes.cuba import compile_lif  # noqa: E402
-from neurodeploy.sim import cuba as sim_cuba  # noqa: E402
+from neurodeploy.schemes.cuba.compile import compile_lif  # noqa: E402
+from neurodeploy.schemes.cuba import kernel as sim_cuba  # noqa: E402
 from neurodeploy.train import digits, fit  # noqa: E402
 
 

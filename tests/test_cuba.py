@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.frontends.torch_lif import LIFAct, load_lif_model
-from neurodeploy.ir import cuba as cb
+from neurodeploy.schemes.cuba.front import LIFAct, load_lif_model
+from neurodeploy.schemes.cuba import neurons as cb
 from neurodeploy.ir import synapses as syn
 from neurodeploy.nn.lif import LIF, SpikingSequential
 from neurodeploy.schemes.base import CompileOptions
 from neurodeploy.reports.verify import compare_accuracy
-from neurodeploy.schemes.cuba import Cuba, compile_lif
-from neurodeploy.sim import cuba as sim_cuba
+from neurodeploy.schemes.cuba.compile import Cuba, compile_lif
+from neurodeploy.schemes.cuba import kernel as sim_cuba
 from neurodeploy.sim import engine
 from neurodeploy.target import load_target
 from neurodeploy.train.data import digits

@@ -23,7 +23,7 @@ def _export_nir(net, out: Path, args) -> str:
 
 
 def _cuba_netx(net, path) -> dict:
-    from ..schemes.cuba import export_netx
+    from ..schemes.cuba.compile import export_netx
     return export_netx(net, path)
 
 

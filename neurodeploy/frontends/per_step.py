@@ -20,7 +20,8 @@ def spiking_front_end(model: nn.Module):
     neurons), or None for an ANN (which torch.export takes as it is).  Both modules offer
     `per_step_model(model)` and `load_model(model, example_input)`."""
     from ..nn.lif import LIF
-    from . import torch_lif, torch_reverb
+    from ..schemes.cuba import front as torch_lif
+    from . import torch_reverb
     if torch_reverb.is_reverb_model(model):
         return torch_reverb
     if any(isinstance(m, LIF) for m in model.modules()):
@@ -37,7 +38,8 @@ def spiking_per_step(model: nn.Module) -> nn.Module | None:
 def register_spiking_ops() -> None:
     """Register the spiking custom ops and their front-end handlers (reading a `.pt2` program
     saved from a per-step SNN needs them before torch.export.load)."""
-    from . import torch_lif, torch_reverb  # noqa: F401  (importing registers)
+    from ..schemes.cuba import front as torch_lif
+    from . import torch_reverb  # noqa: F401  (importing registers)
 
 
 def per_step_copy(model: nn.Module, leaf_for: Callable[[nn.Module], nn.Module | None], neuron_hint: str) -> nn.Module:

@@ -19,7 +19,7 @@ from ..errors import NeurodeployError
 from . import neurons, spiking, synapses
 
 from ..schemes.sdnn import neurons as _sdnn  # noqa: F401,E402  (registers DeltaEncoder, SigmaDelta, Sigma in NEURON_TYPES)
-from . import cuba as _cuba  # noqa: F401,E402  (registers CubaEncoder, CubaLIF, CubaReadout in NEURON_TYPES)
+from ..schemes.cuba import neurons as _cuba  # noqa: F401,E402  (registers CubaEncoder, CubaLIF, CubaReadout in NEURON_TYPES)
 from ..schemes.sws import neurons as _tsa  # noqa: F401,E402  (registers TSAEncoder, TSA in NEURON_TYPES)
 from . import reverb as _reverb  # noqa: F401,E402  (registers ReverbEncoder, ReverbNeuron, ReverbReadout)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import neurons as nrn
-from ..ir.cuba import CubaEncoder
+from ..schemes.cuba.neurons import CubaEncoder
 from ..ir.spiking import SpikingGraph
 from ..schemes.sws.neurons import TSAEncoder
 from .core import BatchResult, Prepared, PreparedBranch, input_codes, iter_batches, prepare
@@ -31,7 +31,7 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
         from ..schemes.rate import kernel as rate
         return rate.run_batch(prep, x, record_codes)
     if isinstance(prep.graph.input.neuron, CubaEncoder):
-        from . import cuba
+        from ..schemes.cuba import kernel as cuba
         return cuba.run_batch(prep, x, record_codes)
     if isinstance(prep.graph.input.neuron, TSAEncoder):
         from ..schemes.sws import kernel as sws

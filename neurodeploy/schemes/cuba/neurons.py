@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import neurons as nrn
+from ...ir import neurons as nrn
 
 DECAY_SHIFT = 12          # du, dv are 12-bit fractions of 4096 (lif/models.py L104-105)
 DECAY_UNITY = 1 << DECAY_SHIFT

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..ir import float_graph as fg
-from . import torch_frontend as tf
-from .per_step import per_step_copy
+from ...ir import float_graph as fg
+from ...frontends import torch_frontend as tf
+from ...frontends.per_step import per_step_copy
 
 _RESETS = ("subtract", "zero")
 
@@ -80,7 +80,7 @@ def _lif_handler(node, ctx, a):
 
 def per_step_model(model: nn.Module) -> nn.Module:
     """A copy of `model` that runs one time step on (N, ...) tensors, each LIF an opaque leaf."""
-    from ..nn.lif import LIF
+    from ...nn.lif import LIF
     return per_step_copy(model, lambda m: LIFLeaf(m) if isinstance(m, LIF) else None, "use neurodeploy.nn.LIF")
 
 

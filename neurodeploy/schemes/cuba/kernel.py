@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..ir import cuba as cb
-from ..ir.spiking import SpikingGraph
-from . import core
+from . import neurons as cb
+from ...ir.spiking import SpikingGraph
+from ...sim import core
 
 
 def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
@@ -257,7 +257,7 @@ def run_netx(graph: SpikingGraph, x: np.ndarray, path) -> LavaTrace:
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.monitor.process import Monitor
 
-    from ..schemes.cuba import export_netx
+    from .compile import export_netx
 
     t0 = time.perf_counter()
     info = export_netx(graph, path)

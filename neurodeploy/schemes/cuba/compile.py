@@ -23,23 +23,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends.netx_layers import NetxLayers, write_str
-from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
-from ..ir import cuba as cb
-from ..ir import float_graph as fg
-from ..ir import synapses as syn
-from ..ir.spiking import Branch, Layer, SpikingGraph
-from ..passes import run_passes
-from ..lowering.input_quant import insert_input_quantiser
-from ..lowering.lower import lower
-from ..lowering.quantize import round_half_away
-from ..ir.synapse_ops import abs_bound
-from ..target import Target
-from .base import CompileOptions, Scheme
+from ...backends.netx_layers import NetxLayers, write_str
+from ...errors import NeurodeployError, TargetLimitError, UnsupportedError
+from . import neurons as cb
+from ...ir import float_graph as fg
+from ...ir import synapses as syn
+from ...ir.spiking import Branch, Layer, SpikingGraph
+from ...passes import run_passes
+from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.lower import lower
+from ...lowering.quantize import round_half_away
+from ...ir.synapse_ops import abs_bound
+from ...target import Target
+from ..base import CompileOptions, Scheme
 
 
 def _lif_act():
-    from ..frontends.torch_lif import LIFAct
+    from .front import LIFAct
     return LIFAct
 
 
@@ -194,8 +194,8 @@ class Cuba(Scheme):
 def compile_lif(model, example_input, timesteps: int, calibration: np.ndarray | None = None, input_bits: int = 8,
                 target: str = "loihi2", netx: bool = True) -> SpikingGraph:
     """Convenience: LIF torch model -> cuba SpikingGraph (front end + this scheme)."""
-    from ..frontends.torch_lif import load_lif_model
-    from ..target import load_target
+    from .front import load_lif_model
+    from ...target import load_target
     graph = load_lif_model(model, example_input)
     cal = calibration if calibration is not None else np.asarray(example_input)
     opts = CompileOptions(calibration=cal, timesteps=timesteps, input_bits=input_bits)
@@ -225,7 +225,7 @@ def export_netx(graph: SpikingGraph, path) -> dict:
     """
     import h5py
 
-    from ..backends.lava.mapping import ConvStage, DenseStage, map_branch
+    from ...backends.lava.mapping import ConvStage, DenseStage, map_branch
 
     if graph.scheme != "cuba":
         raise NeurodeployError(f"a '{graph.scheme}' network cannot be exported to NetX", "export_netx",
