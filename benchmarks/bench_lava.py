@@ -165,8 +165,8 @@ def bench_reverb(args) -> int:
     import json
 
     import neurodeploy as nd
-    from neurodeploy.backends.lava import reverb_lava
-    from neurodeploy.sim import reverb as rsim
+    from neurodeploy.schemes.reverb import lava as reverb_lava
+    from neurodeploy.schemes.reverb import kernel as rsim
     sys.path.insert(0, str(ROOT / "models"))
     import train_digits_reverb as tdr
 

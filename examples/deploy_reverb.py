@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(ROOT, "models"))
 import neurodeploy as nd  # noqa: E402
 from neurodeploy.reports.costs import binary_weight_memory  # noqa: E402
 from neurodeploy.sim import engine  # noqa: E402
-from neurodeploy.sim import reverb as sim_reverb  # noqa: E402
+from neurodeploy.schemes.reverb import kernel as sim_reverb  # noqa: E402
 from neurodeploy.train.data import digits  # noqa: E402
 from train_digits_reverb import build_model  # noqa: E402
 
@@ -46,7 +46,7 @@ def load_trained() -> tuple[torch.nn.Module, dict]:
 
 def lava_check(net, x: np.ndarray) -> None:
     """Every payload train and the read-out state: Lava vs our simulator (raises on a difference)."""
-    from neurodeploy.backends.lava.reverb_lava import run_lava
+    from neurodeploy.schemes.reverb.lava import run_lava
     lava = run_lava(net.graph, x)
     ours = sim_reverb.run(engine.prepare(net.graph), x)
     for name, train in ours.trains.items():

@@ -199,7 +199,7 @@ def _simulate_lava(net, x: np.ndarray) -> tuple[np.ndarray, dict]:
         res = run_sws_lava(net, x, record_digits=False)     # codes from the neurons, no spike sinks
         return res.outputs, res.spikes
     if net.scheme == "reverb":
-        from .backends.lava.reverb_lava import run_lava as run_reverb_lava
+        from .schemes.reverb.lava import run_lava as run_reverb_lava
         res = run_reverb_lava(net, x)
         return res.output, {name: int((p != 0).sum()) for name, p in res.trains.items()}
     raise NeurodeployError(f"--engine lava runs bitplane, rate, sws and reverb networks, not {net.scheme}", "--engine",

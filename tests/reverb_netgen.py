@@ -14,7 +14,7 @@ layer shape (`ir.reverb.neuron_field`'s third form), instead of per channel (C,)
 """
 import numpy as np
 
-from neurodeploy.ir import reverb as rv
+from neurodeploy.schemes.reverb import neurons as rv
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from neurodeploy.ir.synapse_ops import abs_bound

@@ -28,7 +28,7 @@ def test_cuda_matches_cpu_bit_for_bit(model):
 def test_reverb_cuda_matches_cpu_bit_for_bit(seed):
     """The reverb simulator's payload trains and readout state on the GPU equal the CPU's."""
     import reverb_netgen
-    from neurodeploy.sim import reverb as sim_reverb
+    from neurodeploy.schemes.reverb import kernel as sim_reverb
     graph = reverb_netgen.random_graph(seed, t=4, payload_bits=16, per_neuron=bool(seed % 2))
     x = reverb_netgen.random_inputs(graph, 64, seed)
     cpu = sim_reverb.run(engine.prepare(graph, "cpu"), x)

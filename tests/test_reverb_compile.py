@@ -12,16 +12,16 @@ from torch import nn
 
 import neurodeploy as nd
 from neurodeploy.errors import NeurodeployError, UnsupportedError
-from neurodeploy.frontends.torch_reverb import load_reverb_model
+from neurodeploy.schemes.reverb.front import load_reverb_model
 from neurodeploy.ir import float_graph as fg
-from neurodeploy.ir import reverb as rv
-from neurodeploy.ir import reverb_float as rf
+from neurodeploy.schemes.reverb import neurons as rv
+from neurodeploy.schemes.reverb import float_model as rf
 from neurodeploy.ir import serialize
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import InputEncoder, Layer
 from neurodeploy.nn.lif import LIF, SpikingSequential
 from neurodeploy.nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
-from neurodeploy.passes.fold_reverb import fold_reverb
+from neurodeploy.schemes.reverb.fold import fold_reverb
 from neurodeploy.reports.costs import binary_weight_memory
 from neurodeploy.train.fit import predict
 

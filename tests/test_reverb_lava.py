@@ -10,7 +10,7 @@ import reverb_netgen
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch
-from neurodeploy.sim import reverb as rsim
+from neurodeploy.schemes.reverb import kernel as rsim
 
 pytestmark = pytest.mark.lava
 
@@ -20,7 +20,7 @@ def _lava_or_skip():
         from neurodeploy.backends.lava.compat import ensure_lava
         ensure_lava()
         import lava.proc.dense.process  # noqa: F401
-        from neurodeploy.backends.lava import reverb_lava  # noqa: F401
+        from neurodeploy.schemes.reverb import lava as reverb_lava  # noqa: F401
     except Exception as exc:  # pragma: no cover - depends on the environment
         pytest.skip(f"lava-nc not importable: {exc}", allow_module_level=True)
 
@@ -29,7 +29,7 @@ _lava_or_skip()
 
 
 def _assert_exact(graph, x):
-    from neurodeploy.backends.lava import reverb_lava
+    from neurodeploy.schemes.reverb import lava as reverb_lava
     ours = rsim.run(rsim.prepare(graph), x)
     lava = reverb_lava.run_lava(graph, x)
     assert set(lava.trains) == set(ours.trains)
@@ -78,7 +78,7 @@ def test_skip_branch_is_delayed_to_stay_layer_synchronous():
 
 
 def test_wrong_start_step_is_refused_before_running():
-    from neurodeploy.backends.lava import reverb_lava
+    from neurodeploy.schemes.reverb import lava as reverb_lava
     graph = reverb_netgen.random_graph(0, 2, 8)
     graph.layers[2].neuron.start_step = 1                      # fc1 reads conv1 (depth 1): must be 2
     with pytest.raises(NeurodeployError, match="start_step"):

@@ -10,15 +10,15 @@ from torch import nn
 
 import neurodeploy as nd
 from neurodeploy.errors import UnsupportedError
-from neurodeploy.frontends.torch_reverb import load_reverb_model
+from neurodeploy.schemes.reverb.front import load_reverb_model
 from neurodeploy.ir import float_graph as fg
-from neurodeploy.ir import reverb_float as rf
+from neurodeploy.schemes.reverb import float_model as rf
 from neurodeploy.ir import synapses as syn
 from neurodeploy.nn.lif import SpikingSequential
 from neurodeploy.nn.reverb import BinaryConv2d, ReverBBasicBlock, ReverBNeuron
-from neurodeploy.passes.fold_reverb import fold_reverb
+from neurodeploy.schemes.reverb.fold import fold_reverb
 from neurodeploy.reports.costs import binary_weight_memory, cost_report
-from neurodeploy.sim import reverb as rsim
+from neurodeploy.schemes.reverb import kernel as rsim
 from neurodeploy.train.fit import predict
 
 
@@ -206,7 +206,7 @@ def test_memory_report_counts_shortcuts_as_non_binary(trained_residual):
 @pytest.mark.lava
 def test_residual_model_in_lava_is_bit_exact(trained_residual):
     try:
-        from neurodeploy.backends.lava import reverb_lava
+        from neurodeploy.schemes.reverb import lava as reverb_lava
     except Exception as exc:  # pragma: no cover - depends on the environment
         pytest.skip(f"lava-nc not importable: {exc}")
     _, net, xte, _ = trained_residual

@@ -13,11 +13,11 @@ import torch
 import neurodeploy as nd
 import reverb_netgen
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.ir import reverb as rv
+from neurodeploy.schemes.reverb import neurons as rv
 from neurodeploy.ir import serialize
 from neurodeploy.ir import synapses as syn
 from neurodeploy.sim import engine
-from neurodeploy.sim import reverb as rsim
+from neurodeploy.schemes.reverb import kernel as rsim
 
 ROOT = Path(__file__).resolve().parent.parent
 

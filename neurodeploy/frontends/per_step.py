@@ -21,7 +21,7 @@ def spiking_front_end(model: nn.Module):
     `per_step_model(model)` and `load_model(model, example_input)`."""
     from ..nn.lif import LIF
     from ..schemes.cuba import front as torch_lif
-    from . import torch_reverb
+    from ..schemes.reverb import front as torch_reverb
     if torch_reverb.is_reverb_model(model):
         return torch_reverb
     if any(isinstance(m, LIF) for m in model.modules()):
@@ -39,7 +39,7 @@ def register_spiking_ops() -> None:
     """Register the spiking custom ops and their front-end handlers (reading a `.pt2` program
     saved from a per-step SNN needs them before torch.export.load)."""
     from ..schemes.cuba import front as torch_lif
-    from . import torch_reverb  # noqa: F401  (importing registers)
+    from ..schemes.reverb import front as torch_reverb  # noqa: F401  (importing registers)
 
 
 def per_step_copy(model: nn.Module, leaf_for: Callable[[nn.Module], nn.Module | None], neuron_hint: str) -> nn.Module:

@@ -21,7 +21,7 @@ from . import neurons, spiking, synapses
 from ..schemes.sdnn import neurons as _sdnn  # noqa: F401,E402  (registers DeltaEncoder, SigmaDelta, Sigma in NEURON_TYPES)
 from ..schemes.cuba import neurons as _cuba  # noqa: F401,E402  (registers CubaEncoder, CubaLIF, CubaReadout in NEURON_TYPES)
 from ..schemes.sws import neurons as _tsa  # noqa: F401,E402  (registers TSAEncoder, TSA in NEURON_TYPES)
-from . import reverb as _reverb  # noqa: F401,E402  (registers ReverbEncoder, ReverbNeuron, ReverbReadout)
+from ..schemes.reverb import neurons as _reverb  # noqa: F401,E402  (registers ReverbEncoder, ReverbNeuron, ReverbReadout)
 
 IR_FILE, PARAMS_FILE = "ir.json", "params.npz"
 _TYPES = {**neurons.NEURON_TYPES, **synapses.SYNAPSE_TYPES,

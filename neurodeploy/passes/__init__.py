@@ -9,7 +9,7 @@ from .fold_bn import fold_bn
 from .fuse_quant_act import fuse_quant_act
 from .simplify import drop_redundant_relu
 from .bias_shift import bias_shift
-from .fold_reverb import fold_reverb
+from ..schemes.reverb.fold import fold_reverb
 from .qdq import fold_linear_affine, fold_zero_points, strip_output_quantiser
 
 PASSES = {p.__name__: p for p in (fold_bn, fuse_quant_act, drop_redundant_relu, bias_shift,

@@ -225,7 +225,7 @@ def _float_snn_from_file(path: Path, graph: SpikingGraph, x: np.ndarray, t: int,
                                "verify from Python: neurodeploy.verify(net, model, x, y) with the trained nn.Module"
                                if graph.scheme != "reverb" else "pass the .pt2 file nn.export_program wrote")
     from ..frontends.torch_frontend import load_pt2
-    from ..ir import reverb_float
+    from ..schemes.reverb import float_model as reverb_float
     fgraph = load_pt2(path)
     outs = [reverb_float.run(fgraph, xb, t) for _, xb in engine.iter_batches(x, batch_size)]
     return np.concatenate([np.asarray(o, dtype=np.float64).reshape(len(o), -1) for o in outs])

@@ -36,9 +36,9 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
     if isinstance(prep.graph.input.neuron, TSAEncoder):
         from ..schemes.sws import kernel as sws
         return sws.run_batch(prep, x, record_codes)
-    from ..ir.reverb import ReverbEncoder
+    from ..schemes.reverb.neurons import ReverbEncoder
     if isinstance(prep.graph.input.neuron, ReverbEncoder):
-        from . import reverb
+        from ..schemes.reverb import kernel as reverb
         return reverb.run_batch(prep, x, record_codes)
     from ..schemes.bitplane import kernel as bitplane
     return bitplane.run_batch(prep, x, record_codes)

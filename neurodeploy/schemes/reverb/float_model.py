@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import float_graph as fg
+from ...ir import float_graph as fg
 
 
 @dataclass
@@ -88,7 +88,7 @@ def _chan(a, x: torch.Tensor) -> torch.Tensor:
 
 def eval_stateless(op, xs: list[torch.Tensor]) -> torch.Tensor:
     """One step of a stateless op (binary layers here, the rest by `ir.float_eval.eval_op`)."""
-    from .float_eval import eval_op
+    from ...ir.float_eval import eval_op
     x = xs[0] if xs else None
     if isinstance(op, BinaryConv):
         w = _t(op.weight) * _t(op.alpha).reshape(1, -1, 1, 1)

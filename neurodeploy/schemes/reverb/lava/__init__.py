@@ -49,7 +49,7 @@ import torch
 
 from neurodeploy.backends.lava.compat import ensure_lava
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.ir import reverb as rv
+from neurodeploy.schemes.reverb import neurons as rv
 from neurodeploy.sim import core
 
 ensure_lava()

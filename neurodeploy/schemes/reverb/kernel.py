@@ -42,12 +42,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import NeurodeployError
-from ..ir import reverb as rv
-from ..ir import synapses as syn
-from ..ir.spiking import SpikingGraph
-from . import core
-from ..ir.synapse_ops import apply_ops
+from ...errors import NeurodeployError
+from . import neurons as rv
+from ...ir import synapses as syn
+from ...ir.spiking import SpikingGraph
+from ...sim import core
+from ...ir.synapse_ops import apply_ops
 
 WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import neurons as nrn
+from ...ir import neurons as nrn
 
 DECAY_SHIFT = 12            # decay as a 12-bit fraction of 4096, as Loihi's dv
 DECAY_UNITY = 1 << DECAY_SHIFT

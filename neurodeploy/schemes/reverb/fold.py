@@ -51,9 +51,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UnsupportedError
-from ..ir import float_graph as fg
-from ..ir import reverb_float as rf
+from ...errors import UnsupportedError
+from ...ir import float_graph as fg
+from . import float_model as rf
 
 # ops allowed between a neuron (or the input) and the next weighted layer: they commute with
 # a non-negative per-channel scale

@@ -61,16 +61,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import NeurodeployError, TargetLimitError, UnsupportedError
-from ..ir import float_graph as fg
-from ..ir import reverb as rv
-from ..ir import reverb_float as rf
-from ..ir import synapses as syn
-from ..ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
-from ..passes.fold_reverb import fold_reverb, node_shapes, sequential_chain
-from ..lowering.quantize import round_half_away
-from ..target import Target
-from .base import CompileOptions, Scheme
+from ...errors import NeurodeployError, TargetLimitError, UnsupportedError
+from ...ir import float_graph as fg
+from . import neurons as rv
+from . import float_model as rf
+from ...ir import synapses as syn
+from ...ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
+from .fold import fold_reverb, node_shapes, sequential_chain
+from ...lowering.quantize import round_half_away
+from ...target import Target
+from ..base import CompileOptions, Scheme
 
 DEFAULT_TIMESTEPS = 4        # the T of the ReverB paper's CIFAR runs and of models/ training
 MARGIN = 2.0                 # headroom of the 24-bit state over the calibration maxima

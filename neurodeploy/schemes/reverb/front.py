@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UnsupportedError
-from ..ir import reverb_float as rf
-from . import torch_frontend as tf
-from .per_step import per_step_copy
+from ...errors import UnsupportedError
+from . import float_model as rf
+from ...frontends import torch_frontend as tf
+from ...frontends.per_step import per_step_copy
 
 
 @torch.library.custom_op("neurodeploy::reverb", mutates_args=())
@@ -124,14 +124,14 @@ class BinaryLinearLeaf(nn.Module):
 
 def is_reverb_model(model) -> bool:
     """True when `model` holds a ReverB neuron or a binary layer (`neurodeploy.nn.reverb`)."""
-    from ..nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
+    from ...nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
     return isinstance(model, nn.Module) and any(
         isinstance(m, (ReverBNeuron, BinaryConv2d, BinaryLinear)) for m in model.modules())
 
 
 def per_step_model(model: nn.Module) -> nn.Module:
     """A copy of `model` that runs one time step on (N, ...) tensors, with the ReverB modules as leaves."""
-    from ..nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
+    from ...nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
     leaves = ((ReverBNeuron, ReverbLeaf), (BinaryConv2d, BinaryConvLeaf), (BinaryLinear, BinaryLinearLeaf))
     return per_step_copy(model, lambda m: next((leaf(m) for cls, leaf in leaves if isinstance(m, cls)), None),
                          "use neurodeploy.nn.ReverBNeuron (or compile LIF networks with --scheme cuba)")
