@@ -64,7 +64,7 @@ from train_digits_lif import build_model as build_lif  # noqa: E402
 import neurodeploy as nd  # noqa: E402
 from neurodeploy.errors import NeurodeployError  # noqa: E402
 from neurodeploy.reports.costs import cost_report  # noqa: E402
-from neurodeploy.schemes.cuba.compile import compile_lif  # noqa: E402
+from neurodeploy.schemes.cuba import compile_lif  # noqa: E402
 from neurodeploy.train.data import digits  # noqa: E402
 from neurodeploy.train.fit import fit, predict  # noqa: E402
 

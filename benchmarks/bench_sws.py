@@ -39,7 +39,7 @@ from neurodeploy.errors import UnsupportedError  # noqa: E402
 from neurodeploy.frontends.onnx_frontend import load_onnx  # noqa: E402
 from neurodeploy.reports.verify import run_onnx  # noqa: E402
 from neurodeploy.schemes import CompileOptions  # noqa: E402
-from neurodeploy.schemes.sws.compile import Sws  # noqa: E402
+from neurodeploy.schemes.sws import Sws  # noqa: E402
 from neurodeploy.sim import engine  # noqa: E402
 from neurodeploy.schemes.sws import kernel as sws  # noqa: E402
 from neurodeploy.target import load_target  # noqa: E402

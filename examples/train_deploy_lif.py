@@ -27,7 +27,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from neurodeploy.nn.lif import LIF, SpikingSequential  # noqa: E402
 from neurodeploy.reports.verify import compare_accuracy  # noqa: E402
-from neurodeploy.schemes.cuba.compile import compile_lif  # noqa: E402
+from neurodeploy.schemes.cuba import compile_lif  # noqa: E402
 from neurodeploy.schemes.cuba import kernel as sim_cuba  # noqa: E402
 from neurodeploy.train import digits, fit  # noqa: E402
 
@@ -93,7 +93,8 @@ def main(argv=None) -> dict:
             return result
         x = xte[:args.lava]
         ours = sim_cuba.trace(net, x)
-        lava = sim_cuba.run_lava(net, x)
+        from neurodeploy.schemes.cuba import lava as cuba_lava
+        lava = cuba_lava.run_lava(net, x)
         same = all(np.array_equal(lava.spikes[k], v) for k, v in ours.spikes.items()) \
             and np.array_equal(lava.readout_v, ours.readout_v)
         result["lava_bit_exact"] = bool(same)

@@ -12,19 +12,16 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .errors import NeurodeployError
 from .ir import float_graph as fg
 from .ir.spiking import SpikingGraph
-from .schemes import CompileOptions, get_scheme
-from .target import load_target
+from .registry import get_scheme
 
 __all__ = ["CompiledNet", "compile", "simulate", "verify", "load"]
 
@@ -80,24 +77,13 @@ def _numpy(x, what: str) -> np.ndarray:
     return np.asarray(x)
 
 
-def _option_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(CompileOptions)]
-
-
-def _options(options: dict) -> CompileOptions:
-    """CompileOptions from keyword arguments (the CLI's compile options, with Python names)."""
-    names = _option_names()
-    unknown = sorted(set(options) - set(names))
-    if unknown:
-        raise NeurodeployError(f"unknown option(s) {', '.join(unknown)}", "neurodeploy.compile",
-                               f"options are: {', '.join(names)}")
+def _options(scheme: str, options: dict):
+    """The scheme's options from keyword arguments (the CLI's flags with Python names), checked by
+    the scheme: a name no scheme has, or an option of another scheme, is refused."""
     options = dict(options)
     if options.get("calibration") is not None:
         options["calibration"] = _numpy(options["calibration"], "calibration").astype(np.float32)
-    bits = int(options.get("input_bits", CompileOptions.input_bits))
-    if bits < 1 or bits > 16:
-        raise NeurodeployError(f"input_bits={bits} out of range", "neurodeploy.compile", "use 1..16")
-    return CompileOptions(**options)
+    return get_scheme(scheme).options(options)
 
 
 def _tensors_sha256(tensors: dict) -> str:
@@ -116,18 +102,8 @@ def _tensors_sha256(tensors: dict) -> str:
 def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
     """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram."""
     if isinstance(model, (str, Path)):
-        path = Path(model)
-        suffix = path.suffix.lower()
-        from .frontends.onnx_frontend import load_onnx, model_sha256
-        if suffix == ".onnx":
-            graph = load_onnx(path)
-        elif suffix == ".pt2":
-            from .frontends.torch_frontend import load_pt2
-            graph = load_pt2(path)
-        else:
-            raise NeurodeployError(f"unsupported model format '{path.suffix}'", str(path),
-                                   "pass an .onnx file, a .pt2 file (torch.export.save) or an nn.Module")
-        return graph, {"file": path.name, "sha256": model_sha256(path)}
+        from .compiler import load_model, model_meta       # the command line's dispatch by suffix
+        return load_model(model), model_meta(model)
     import torch
     from .frontends.torch_frontend import load_torch
     if isinstance(model, torch.export.ExportedProgram):
@@ -160,27 +136,6 @@ def _module_graph(model, example_input) -> fg.FloatGraph:
     return load_torch(model, example_input) if front_end is None else front_end.load_model(model, example_input)
 
 
-def compile_graph(graph: fg.FloatGraph, target: str, scheme: str, options: CompileOptions,
-                  model_meta: dict) -> SpikingGraph:
-    """The scheme's compile step on a float graph, with the same metadata as `compiler.compile_model`."""
-    from . import compiler
-    shared = getattr(compiler, "compile_graph", None)    # once compiler.py has it (see the report)
-    if shared is not None:
-        return shared(graph, target, scheme, options, model_meta)
-    tgt = load_target(target)
-    sch = get_scheme(scheme)
-    net = sch.compile(graph, tgt, options)
-    net.meta.update({
-        "neurodeploy_version": __version__,
-        "model": model_meta,
-        "options": {"target": tgt.name, "scheme": sch.name,
-                    **{k: getattr(options, k) for k in _option_names() if k != "calibration"},
-                    "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
-        "target_spec": tgt.to_dict(),
-    })
-    return net
-
-
 def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str = "bitplane",
             **options) -> CompiledNet:
     """Compile a trained model into a spiking network.
@@ -190,24 +145,25 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
     export), a `torch.export.ExportedProgram`, or a path to an `.onnx` / `.pt2` file.
     target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (or any registered
     scheme, e.g. "rate").
-    options: the fields of `neurodeploy.schemes.CompileOptions` (the CLI's compile options):
-    calibration (samples shaped like the input, array or tensor, for the input quantiser when the
-    model has none), timesteps, input_bits (default 8), lossy, and scheme-specific ones.
-    An `.onnx` path is compiled exactly as `neurodeploy compile` does; PyTorch models go through
+    options: the scheme's options (the CLI's compile flags with Python names, see
+    `get_scheme(scheme).Options`): calibration (samples shaped like the input, array or tensor,
+    for the input quantiser when the model has none), timesteps, input_bits (default 8), chips,
+    and the scheme's own (lossy, reset, payload_bits, ...); an option the scheme does not have is
+    refused.  A path is compiled exactly as `neurodeploy compile` does; PyTorch models go through
     `neurodeploy.frontends.torch_frontend`, which builds the same float graph.
     """
     if _is_qat_module(model_or_path):
         # PyTorch QAT (fake-quant modules): through its QDQ ONNX export, the paper's 8-bit ANN
-        from .nn.qat import compile_qat
-        return compile_qat(model_or_path, example_input, target=target, scheme=scheme, **options)
-    opts = _options(options)
-    if isinstance(model_or_path, (str, Path)) and Path(model_or_path).suffix.lower() == ".onnx":
-        from .compiler import compile_model          # exactly `neurodeploy compile`
-        from .frontends.onnx_frontend import load_onnx
-        return CompiledNet(compile_model(model_or_path, target, scheme, opts), load_onnx(model_or_path))
+        import tempfile
+
+        from .nn.qat import export_qat_onnx
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_qat_onnx(model_or_path, example_input, Path(tmp) / "qat.onnx")
+            return compile(path, target=target, scheme=scheme, **options)
+    opts = _options(scheme, options)
     graph, model_meta = _float_graph(model_or_path, example_input)
-    net = compile_graph(graph, target, scheme, opts, model_meta)
-    return CompiledNet(net, graph)
+    from .compiler import compile_graph
+    return CompiledNet(compile_graph(graph, target, scheme, opts, model_meta), graph)
 
 
 # --- simulate ------------------------------------------------------------------------------
@@ -318,7 +274,7 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
     graph = _spiking(net)
     x = _inputs(x, graph)
     y = check_labels(_numpy(y, "labels"), len(x), "y")
-    if not getattr(get_scheme(graph.scheme), "ann_reference", True):
+    if not get_scheme(graph.scheme).ann_reference:
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
         from .reports.verify import compare_accuracy
         r = compare_accuracy(model, graph, x, y, batch_size=batch_size)

@@ -23,59 +23,87 @@ typical use:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr and exit status 2, like every other user
+    error (`neurodeploy compile: error: ...`); --help still prints the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _scheme_name(text: str) -> str:
+    """--scheme's type: a registered scheme's name (argparse then also checks `choices`)."""
+    from .registry import scheme_names
+    if text not in scheme_names():
+        raise argparse.ArgumentTypeError(f"unknown scheme '{text}' (available schemes: "
+                                         f"{', '.join(sorted(scheme_names()))})")
+    return text
+
+
 def _add_compile(sub):
+    from .registry import all_schemes
+    schemes = all_schemes()
     p = sub.add_parser(
         "compile", help="compile an ONNX or PyTorch (.pt2) model into a spiking network directory",
         description="Compile a trained model (ONNX, or a PyTorch program saved with torch.export.save) "
                     "into a spiking network for a target chip. "
                     "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
-                    "summary.md; it is written atomically (temp dir + rename).",
+                    "summary.md; it is written atomically (temp dir + rename). "
+                    "The options after --scheme are each scheme's own (marked [scheme]); an option the "
+                    "chosen scheme does not have is refused.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="the trained model: .onnx, or .pt2 written by torch.export.save")
     p.add_argument("--target", default="loihi2",
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
-    p.add_argument("--scheme", default="bitplane",
-                   help="coding scheme: bitplane = error-free conversion of a QCFS-trained ANN (default); "
-                        "rate = integrate-and-fire rate coding over --timesteps steps (default 32)")
+    p.add_argument("--scheme", default="bitplane", type=_scheme_name, choices=[s.name for s in schemes],
+                   help="coding scheme: " + "; ".join(f"{s.name} = {s.title}" for s in schemes))
     p.add_argument("-o", "--output", required=True, help="output directory (created or replaced)")
-    p.add_argument("--calibration", metavar="X.npy",
-                   help="float32 samples shaped like the input, batch first; sets the input quantiser's "
-                        "range when the model does not start with one")
-    p.add_argument("--timesteps", type=int,
-                   help="time steps per layer where the scheme allows a choice; bitplane derives "
-                        "T = ceil(log2(Q+1)) from the QCFS levels Q and accepts fewer only with --lossy")
-    p.add_argument("--lossy", action="store_true",
-                   help="allow --timesteps below what exactness needs (layers emit only their top bits, "
-                        "rounded); verify then reports the mismatches and exits 1")
-    p.add_argument("--reset", choices=["subtract", "zero"], default="subtract",
-                   help="rate: reset by subtracting the threshold (keeps the residue; custom neuron on "
-                        "Loihi 2) or to zero (Loihi's stock LIF; loses the residue)")
-    p.add_argument("--percentile", type=float, default=99.9,
-                   help="rate: threshold balancing sets each ReLU's λ to this percentile of its "
-                        "calibration inputs (default 99.9)")
-    p.add_argument("--coding-steps", type=int,
-                   help="sws: coding steps Tc (ternary digits per value, activations get 2^Tc-1 levels; "
-                        "default --timesteps or 8)")
-    p.add_argument("--silent-steps", type=int,
-                   help="sws: silent steps Ts of every TSA layer (default 2; latency Tc + Ts*layers)")
-    p.add_argument("--beta", type=int, choices=[2, 3], default=2,
-                   help="sws: amplification factor of the TSA neurons (2 = a shift, default; 3 = shift + add)")
-    p.add_argument("--state-bound", choices=["static", "calibrated"],
-                   help="sws: size the threshold unit D against the target's state width from the worst case "
-                        "(static: no input can overflow, coarse D) or from the membrane peak over the "
-                        "--calibration samples times --state-margin (calibrated: finer D, closer to the "
-                        "quantised model; inputs far outside the calibration data can overflow, which "
-                        "the simulator counts). Default: calibrated when --calibration is given, else static")
-    p.add_argument("--state-margin", type=float, default=4.0,
-                   help="sws, calibrated state bound: headroom factor over the calibration peak (default 4)")
-    p.add_argument("--payload-bits", type=int, default=16,
-                   help="reverb: bits of a graded spike's payload, 1..24 (default 16; Loihi 2 carries up to 24)")
-    p.add_argument("--input-bits", type=int, default=8,
-                   help="width of the input quantiser inserted when the model has none (default 8)")
-    p.add_argument("--chips", type=int, default=1,
-                   help="chips available (default 1); compile fails, naming the largest layers, when the "
-                        "network needs more cores than these chips have")
+    add_option_flags(p, schemes)
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
+
+
+def add_option_flags(p, schemes: list) -> None:
+    """One flag per option field of the schemes' options classes (`schemes.base.option` metadata);
+    a flag several schemes share is added once.  Defaults are left out (argparse.SUPPRESS), so that
+    `given_options` sees exactly the flags the user gave and the scheme can refuse foreign ones."""
+    from .schemes.base import CommonOptions, flag, option_fields
+    common = {f.name for f in option_fields(CommonOptions)}
+    owners: dict[str, list] = {}
+    fields: dict = {}
+    for s in schemes:
+        for f in option_fields(s.Options):
+            owners.setdefault(f.name, []).append(s.name)
+            fields.setdefault(f.name, f)
+    for name, f in fields.items():
+        meta = f.metadata
+        help_text = meta.get("help", "")
+        if name == "timesteps":
+            help_text += ": " + "; ".join(f"{s.name}: {s.timesteps_help}" for s in schemes if s.timesteps_help)
+        elif name not in common:
+            help_text = f"[{', '.join(owners[name])}] {help_text}"
+        kw = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        if meta.get("type") is None and isinstance(f.default, bool):
+            kw["action"] = "store_true"
+        else:
+            kw["type"] = str if meta.get("cli") == "npy" else meta.get("type")
+            if meta.get("choices") is not None:
+                kw["choices"] = list(meta["choices"])
+            if meta.get("metavar"):
+                kw["metavar"] = meta["metavar"]
+        p.add_argument(flag(name), **kw)
+
+
+def given_options(args) -> dict:
+    """The scheme options the user gave on the command line (name -> value), calibration loaded."""
+    from .arrays import load_npy
+    from .registry import all_schemes
+    from .schemes.base import option_fields
+    names = {f.name: f for s in all_schemes() for f in option_fields(s.Options)}
+    given = {n: getattr(args, n) for n in names if hasattr(args, n)}
+    for n, value in list(given.items()):
+        if names[n].metadata.get("cli") == "npy":
+            given[n] = load_npy(value, f"{n} samples")
+    return given
 
 
 def _add_simulate(sub):
@@ -94,7 +122,7 @@ def _add_simulate(sub):
     p.add_argument("--engine", choices=["neurodeploy", "lava"], default="neurodeploy",
                    help="neurodeploy = our vectorised simulator (default); lava = Intel Lava's own CPU "
                         "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
-                        "(bitplane, rate, sws and reverb networks; slow: a few samples per second)")
+                        "(the schemes with Lava processes; slow: a few samples per second)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")
 
 
@@ -116,7 +144,7 @@ def _add_verify(sub):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="neurodeploy", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compile trained ANNs (ONNX) to spiking networks for Loihi 2 and simulate them "
                     "bit for bit on a CPU.")
@@ -131,21 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_compile(args) -> int:
-    from .arrays import load_npy
     from .compiler import compile_model, save_artifact
     from .reports.summary import layer_rows, summary_markdown
-    from .schemes import CompileOptions
 
-    calib = load_npy(args.calibration, "calibration samples") if args.calibration else None
-    if args.input_bits < 1 or args.input_bits > 16:
-        raise NeurodeployError(f"--input-bits {args.input_bits} out of range", "--input-bits", "use 1..16")
+    options = given_options(args)
     t0 = time.perf_counter()
-    net = compile_model(args.model, args.target, args.scheme,
-                        CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits,
-                                       lossy=args.lossy, reset=args.reset, percentile=args.percentile,
-                                       coding_steps=args.coding_steps, silent_steps=args.silent_steps,
-                                       chips=args.chips, payload_bits=args.payload_bits, beta=args.beta,
-                                       state_bound=args.state_bound, state_margin=args.state_margin))
+    net = compile_model(args.model, args.target, args.scheme, options)
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0
@@ -186,25 +205,13 @@ def cmd_simulate(args) -> int:
 
 def _simulate_lava(net, x: np.ndarray) -> tuple[np.ndarray, dict]:
     """Run the emitted Lava processes in Loihi2SimCfg(select_tag="fixed_pt")."""
-    if net.scheme == "bitplane":
-        from .backends.lava import run_lava
-        res = run_lava(net, x)
-        return res.outputs, {name: int(p.sum()) for name, p in res.planes.items()}
-    if net.scheme == "rate":
-        from .schemes.rate.lava import run_lava as run_rate_lava
-        res = run_rate_lava(net, x)
-        return res.output, {name: int(c.sum()) for name, c in res.counts.items()}
-    if net.scheme == "sws":
-        from .schemes.sws.lava import run_lava as run_sws_lava
-        res = run_sws_lava(net, x, record_digits=False)     # codes from the neurons, no spike sinks
-        return res.outputs, res.spikes
-    if net.scheme == "reverb":
-        from .schemes.reverb.lava import run_lava as run_reverb_lava
-        res = run_reverb_lava(net, x)
-        return res.output, {name: int((p != 0).sum()) for name, p in res.trains.items()}
-    raise NeurodeployError(f"--engine lava runs bitplane, rate, sws and reverb networks, not {net.scheme}", "--engine",
-                           "for cuba/sdnn use their NetX export (neurodeploy export DIR --format netx) "
-                           "or the Python API (neurodeploy.sim.cuba.run_lava)")
+    from .registry import all_schemes, get_scheme
+    scheme = get_scheme(net.scheme)
+    if not scheme.has_lava:
+        runs = ", ".join(s.name for s in all_schemes() if s.has_lava)
+        raise NeurodeployError(f"--engine lava runs {runs} networks, not {net.scheme}", "--engine",
+                               scheme.no_lava_hint)
+    return scheme.simulate_lava(net, x)
 
 
 def _save_npy_atomic(path: str, arr: np.ndarray) -> None:

@@ -13,10 +13,16 @@ from .frontends.onnx_frontend import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
-from .schemes import CompileOptions, get_scheme
+from .registry import get_scheme
 from .target import load_target
 
 MANIFEST_KEYS = ("neurodeploy_version", "model", "options")
+
+# What meta["options"] records besides target, scheme and calibration_samples: these keys for every
+# scheme, each scheme's own value where it has the option and this value where it does not (the
+# record kept its form from before per-scheme options).
+RECORDED_OPTIONS = {"timesteps": None, "input_bits": 8, "lossy": False, "reset": "subtract", "percentile": 99.9,
+                    "coding_steps": None, "silent_steps": None, "payload_bits": 16}
 
 
 MODEL_FORMATS = (".onnx", ".pt2")
@@ -35,22 +41,27 @@ def load_model(model_path: str | Path) -> fg.FloatGraph:
                            "pass an .onnx file or a .pt2 file saved with torch.export.save")
 
 
+def model_meta(model_path: str | Path) -> dict:
+    """meta["model"] of a model file: its name and sha256."""
+    model_path = Path(model_path)
+    return {"file": model_path.name, "sha256": model_sha256(model_path)}
+
+
 def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "bitplane",
-                  options: CompileOptions | None = None, model_meta: dict | None = None) -> SpikingGraph:
-    """Compile a float graph from any front end; `model_meta` ({"file", "sha256"}) names its source."""
-    options = options or CompileOptions()
+                  options=None, model_meta: dict | None = None) -> SpikingGraph:
+    """Compile a float graph from any front end; `model_meta` ({"file", "sha256"}) names its source.
+
+    options: the scheme's options class, a dict of option values or a `CompileOptions` (checked
+    by the scheme: an option it does not have is refused)."""
     tgt = load_target(target)
     sch = get_scheme(scheme)
+    options = sch.options(options)
     net = sch.compile(graph, tgt, options)
     net.meta.update({
         "neurodeploy_version": __version__,
         "model": dict(model_meta or {}),
-        "options": {"target": tgt.name, "scheme": sch.name, "timesteps": options.timesteps,
-                    "input_bits": options.input_bits, "lossy": options.lossy, "reset": options.reset,
-                    "percentile": options.percentile,
-                    "coding_steps": getattr(options, "coding_steps", None),
-                    "silent_steps": getattr(options, "silent_steps", None),
-                    "payload_bits": getattr(options, "payload_bits", None),
+        "options": {"target": tgt.name, "scheme": sch.name,
+                    **{k: getattr(options, k, default) for k, default in RECORDED_OPTIONS.items()},
                     "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
         "target_spec": tgt.to_dict(),
     })
@@ -62,16 +73,16 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
 
 
 def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",
-                  options: CompileOptions | None = None) -> SpikingGraph:
+                  options=None) -> SpikingGraph:
+    """`neurodeploy compile`: a model file -> SpikingGraph (options as in `compile_graph`)."""
     model_path = Path(model_path)
     if model_path.suffix.lower() not in MODEL_FORMATS:
         raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
                                "pass an .onnx file or a .pt2 file saved with torch.export.save")
-    load_target(target)          # report a bad --target / --scheme before reading the model
-    get_scheme(scheme)
+    load_target(target)          # report a bad --target / --scheme / option before reading the model
+    options = get_scheme(scheme).options(options)
     graph = load_model(model_path)
-    return compile_graph(graph, target, scheme, options,
-                         {"file": model_path.name, "sha256": model_sha256(model_path)})
+    return compile_graph(graph, target, scheme, options, model_meta(model_path))
 
 
 def _is_artifact(path: Path) -> bool:

@@ -223,7 +223,7 @@ def test_top_level_package_exposes_the_api():
 
 
 def test_compile_routes_a_qat_module_through_its_qdq_export(tmp_path):
-    """nd.compile(qat_module) is compile_qat: the same integer network as the exported QDQ file."""
+    """nd.compile(qat_module) goes through its QDQ export: the same integer network as the exported QDQ file."""
     from neurodeploy.ir.serialize import save
     from neurodeploy.nn import qat
     torch.manual_seed(0)
@@ -276,7 +276,7 @@ def test_reverb_verifies_from_its_pt2_on_the_command_line(tmp_path):
     import subprocess
     import train_digits_reverb as tm
     from neurodeploy.nn.program import export_program
-    from neurodeploy.reports.verify import _float_snn_from_file
+    from neurodeploy.reports.verify import float_snn_from_file
     from neurodeploy.train.fit import predict
     model = tm.build_model()
     model.load_state_dict(torch.load(ROOT / "models" / "digits_reverb.pt", weights_only=True))
@@ -284,7 +284,7 @@ def test_reverb_verifies_from_its_pt2_on_the_command_line(tmp_path):
     export_program(model, torch.from_numpy(X[:2]), tmp_path / "snn.pt2")
     net = nd.compile(model, X[:2], scheme="reverb", timesteps=4, calibration=X[:200])
     net.save(tmp_path / "net")
-    from_file = _float_snn_from_file(tmp_path / "snn.pt2", net.graph, X[:100], 4, 64)
+    from_file = float_snn_from_file(tmp_path / "snn.pt2", net.graph, X[:100], 4, 64)
     np.testing.assert_allclose(from_file, predict(model, X[:100], 4), rtol=1e-4, atol=1e-5)
     np.save(tmp_path / "y.npy", Y)
     r = subprocess.run([sys.executable, "-m", "neurodeploy", "verify", str(tmp_path / "net"), "--model",
@@ -297,10 +297,10 @@ def test_reverb_verifies_from_its_pt2_on_the_command_line(tmp_path):
 
 
 def test_cuba_verify_from_a_file_says_to_use_python(tmp_path):
-    from neurodeploy.reports.verify import _float_snn_from_file
+    from neurodeploy.reports.verify import float_snn_from_file
     import train_digits_lif as tl
     model = tl.build_model()
     model.load_state_dict(torch.load(ROOT / "models" / "digits_lif.pt", weights_only=True))
     net = nd.compile(model.eval(), X[:2], scheme="cuba", timesteps=4, calibration=X[:200])
     with pytest.raises(NeurodeployError, match="nn.Module"):
-        _float_snn_from_file(tmp_path / "lif.pt2", net.graph, X[:4], 4, 4)
+        float_snn_from_file(tmp_path / "lif.pt2", net.graph, X[:4], 4, 4)

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from neurodeploy.ir.neurons import BitplaneIF
+from neurodeploy.schemes.bitplane.neurons import BitplaneIF
 from neurodeploy.schemes.bitplane import kernel as bp
 
 # theta = 7, T = 3 (Q = 7 codes 0..7), step Delta = theta / 2^T = 7/8.  We run the integer

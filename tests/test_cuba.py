@@ -16,7 +16,7 @@ from neurodeploy.ir import synapses as syn
 from neurodeploy.nn.lif import LIF, SpikingSequential
 from neurodeploy.schemes.base import CompileOptions
 from neurodeploy.reports.verify import compare_accuracy
-from neurodeploy.schemes.cuba.compile import Cuba, compile_lif
+from neurodeploy.schemes.cuba import Cuba, compile_lif
 from neurodeploy.schemes.cuba import kernel as sim_cuba
 from neurodeploy.sim import engine
 from neurodeploy.target import load_target
@@ -192,12 +192,6 @@ def test_random_nets_compile_and_spike():
             assert 0 < s.mean() < 1, (kind, name)        # the test nets do spike, and not always
 
 
-def _dispatch_integrated() -> bool:
-    import inspect
-    return "CubaEncoder" in inspect.getsource(engine.run_batch)
-
-
-@pytest.mark.skipif(not _dispatch_integrated(), reason="engine.run_batch does not dispatch cuba graphs yet")
 def test_engine_dispatch(digits_graph, data):
     x = data[2][:20]
     out, spikes = engine.simulate(digits_graph, x, batch_size=7)
@@ -207,8 +201,7 @@ def test_engine_dispatch(digits_graph, data):
 
 def test_serialize_round_trip(digits_graph, data, tmp_path):
     from neurodeploy.ir import serialize
-    if "CubaLIF" not in serialize._TYPES:
-        pytest.skip("ir.serialize does not know the cuba neuron types yet")
+    assert "CubaLIF" in serialize.known_types()
     (tmp_path / "net").mkdir()
     serialize.save(digits_graph, tmp_path / "net")
     back = serialize.load(tmp_path / "net")
@@ -230,7 +223,8 @@ def _lava_or_skip():
 
 def _assert_bit_exact(graph, x, netx_path=None):
     ours = sim_cuba.trace(graph, x)
-    lava = sim_cuba.run_lava(graph, x) if netx_path is None else sim_cuba.run_netx(graph, x, netx_path)
+    from neurodeploy.schemes.cuba import lava as cuba_lava
+    lava = cuba_lava.run_lava(graph, x) if netx_path is None else cuba_lava.run_netx(graph, x, netx_path)
     for name, s in ours.spikes.items():
         np.testing.assert_array_equal(lava.spikes[name], s, err_msg=f"spikes of {name}")
     np.testing.assert_array_equal(lava.readout_v, ours.readout_v)

@@ -6,7 +6,7 @@ import pytest
 import netgen
 from neurodeploy.compiler import compile_model
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.ir import neurons as nrn
+from neurodeploy.schemes.rate.neurons import RateIF
 from neurodeploy.ir import synapses as syn
 from neurodeploy.reports.verify import verify
 from neurodeploy.schemes import CompileOptions
@@ -65,7 +65,7 @@ def test_rate_engine_equals_independent_loop(tmp_path, reset, timesteps):
     cal = netgen.random_inputs((10,), 64, seed=3)
     net = compile_model(tmp_path / "m.onnx", "loihi2", "rate",
                         CompileOptions(calibration=cal, timesteps=timesteps, reset=reset))
-    assert all(isinstance(l.neuron, nrn.RateIF) for l in net.neuron_layers()[:-1])
+    assert all(isinstance(l.neuron, RateIF) for l in net.neuron_layers()[:-1])
     x = netgen.random_inputs((10,), 16, seed=4)
     r = engine.run_batch(engine.prepare(net), x)
     assert np.array_equal(r.output_state.numpy(), _loop(net, x))

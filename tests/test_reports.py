@@ -26,6 +26,7 @@ from neurodeploy.reports import costs, energy, schema
 from neurodeploy.reports.html import to_html
 from neurodeploy.reports.markdown import to_markdown
 from neurodeploy.schemes import CompileOptions
+from neurodeploy.schemes.bitplane.neurons import BitplaneEncoder, BitplaneIF
 from neurodeploy.ir.synapse_ops import apply_ops
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +42,10 @@ Y = ROOT / "models" / "digits_test_y.npy"
 
 def tiny_net(neurons_per_core=1024, memory_per_core=1 << 20, cores_per_chip=128) -> SpikingGraph:
     enc = InputEncoder("input", (1, 4, 4), np.asarray(3.0), np.asarray(0.5), np.asarray(1 / 3),
-                       nrn.BitplaneEncoder(code_max=3, n_steps=2))
+                       BitplaneEncoder(code_max=3, n_steps=2))
     conv = Layer("conv", (2, 4, 4),
                  [Branch("input", [syn.Conv(np.ones((2, 1, 3, 3), np.int64), (1, 1), (1, 1))], 0)],
-                 np.zeros(2, np.int64), 0, nrn.BitplaneIF(v_th_mant=1, code_max=3, n_steps=2))
+                 np.zeros(2, np.int64), 0, BitplaneIF(v_th_mant=1, code_max=3, n_steps=2))
     w = np.arange(24, dtype=np.int64).reshape(3, 8) - 12
     out = Layer("readout", (3,), [Branch("conv", [syn.SumPool((2, 2), (2, 2)), syn.Flatten(), syn.Dense(w)], 0)],
                 np.zeros(3, np.int64), 0, nrn.Readout(output_scale=1.0))

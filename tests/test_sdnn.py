@@ -20,7 +20,8 @@ from neurodeploy.errors import NeurodeployError, UnsupportedError  # noqa: E402
 from neurodeploy.frontends.onnx_frontend import load_onnx  # noqa: E402
 from neurodeploy.schemes.sdnn import neurons as sd  # noqa: E402
 from neurodeploy.schemes.base import CompileOptions  # noqa: E402
-from neurodeploy.schemes.sdnn.compile import Sdnn, exact_layers  # noqa: E402
+from neurodeploy.schemes.sdnn import Sdnn  # noqa: E402
+from neurodeploy.schemes.sdnn.compile import exact_layers  # noqa: E402
 from neurodeploy.sim import engine  # noqa: E402
 from neurodeploy.schemes.sdnn import kernel as ssd  # noqa: E402
 from neurodeploy.sim.engine import input_codes  # noqa: E402
@@ -133,10 +134,10 @@ def test_maxpool_refused(tmp_path):
         _compile(m, netgen.random_inputs((2, 8, 8), 16), tmp_path=tmp_path)
 
 
-def test_serialization_roundtrip(digits, tmp_path, monkeypatch):
+def test_serialization_roundtrip(digits, tmp_path):
     from neurodeploy.ir import serialize
-    for cls in (sd.DeltaEncoder, sd.SigmaDelta, sd.Sigma):      # until ir/neurons registers them
-        monkeypatch.setitem(serialize._TYPES, cls.__name__, cls)
+    for cls in (sd.DeltaEncoder, sd.SigmaDelta, sd.Sigma):      # known through the registered sdnn scheme
+        assert serialize.known_types()[cls.__name__] is cls
     (tmp_path / "net").mkdir()
     serialize.save(digits, tmp_path / "net")
     back = serialize.load(tmp_path / "net")

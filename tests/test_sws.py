@@ -10,7 +10,7 @@ import torch
 from neurodeploy.frontends.onnx_frontend import load_onnx
 from neurodeploy.schemes.sws import neurons as tsa_ir
 from neurodeploy.schemes import CompileOptions
-from neurodeploy.schemes.sws.compile import Sws
+from neurodeploy.schemes.sws import Sws
 from neurodeploy.sim import engine
 from neurodeploy.schemes.sws import kernel as sws
 from neurodeploy.target import load_target

@@ -14,8 +14,9 @@ from neurodeploy.frontends.onnx_frontend import load_onnx
 from neurodeploy.ir import synapses as syn
 from neurodeploy.passes import run_passes
 from neurodeploy.lowering.lower import lower
+import neurodeploy as nd
 from neurodeploy.schemes import CompileOptions
-from neurodeploy.schemes.sws.compile import Sws
+from neurodeploy.schemes.sws import Sws
 from neurodeploy.sim import engine
 from neurodeploy.schemes.sws import kernel as sws
 from neurodeploy.sim.reference import reference
@@ -226,7 +227,7 @@ def test_qat_helper_fuses_exports_and_compiles(tmp_path):
     path = qat.export_qat_onnx(q, x, tmp_path / "q.onnx")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert ops.count("QuantizeLinear") >= 4 and "BatchNormalization" in ops
-    net = qat.compile_qat(q, x, target="cpu", scheme="sws", coding_steps=8, silent_steps=2)
+    net = nd.compile(q, x, target="cpu", scheme="sws", coding_steps=8, silent_steps=2)   # through its QDQ export
     r = sws.run_batch(engine.prepare(net.graph), x.numpy())
     codes = _onnx_run(path, x.numpy(), [n.output[0] for n in onnx.load(str(path)).graph.node
                                          if n.op_type == "QuantizeLinear" and "activation" in n.output[0]][:2])

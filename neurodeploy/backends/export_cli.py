@@ -1,9 +1,10 @@
 """`neurodeploy export DIR --format FMT -o FILE`: write a compiled network in another tool's format.
 
 Registered by neurodeploy/cli.py through EXTRA_COMMANDS ("neurodeploy.backends.export_cli").
-Each format is one entry of EXPORTERS: a callable (net, output path, args) -> one-line
-summary, which raises NeurodeployError for what the format cannot express and writes its
-file atomically (temp file + rename: no half-written output on any error).
+Each scheme lists the formats it writes (`Scheme.exporters`: format -> writer(net, path, args),
+which raises NeurodeployError for what the format cannot express); this module writes the file
+atomically (temp file + rename: no half-written output on any error) and refuses a format the
+network's scheme does not have, saying which schemes do.
 """
 from __future__ import annotations
 
@@ -14,57 +15,45 @@ from pathlib import Path
 from ..errors import NeurodeployError
 
 
-def _export_nir(net, out: Path, args) -> str:
-    from ..schemes.rate.export import check_expressible, export_nir, run_steps
-    check_expressible(net, str(args.compiled))
-    export_nir(net, out, v_init=args.v_init, readout=args.readout, delays=args.delays)
-    return (f"wrote {out} (NIR, {len(net.neuron_layers())} layers, run {run_steps(net)} steps of dt=1; "
-            f"input = rate-encoder spikes, see neurodeploy.backends.nir_export)")
+# format -> (its name in messages, what networks it can hold); each scheme says which formats it writes
+# (`Scheme.exporters`) and, where it is worth saying, why it has no such file (`Scheme.why_no_export`)
+FORMATS = {"nir": ("NIR", "NIR holds the rate scheme's IF neurons and synapses"),
+           "netx": ("NetX", "netx builds only input, conv, flatten and dense layers of CUBA or sigma-delta neurons")}
 
 
-def _cuba_netx(net, path) -> dict:
-    from ..schemes.cuba.compile import export_netx
-    return export_netx(net, path)
-
-
-def _sdnn_netx(net, path) -> dict:
-    from ..schemes.sdnn.export import export_netx
-    return export_netx(net, path)
-
-
-# scheme -> writer(graph, path) -> info dict, for the schemes NetX (Lava-DL) can express
-NETX_WRITERS = {"cuba": _cuba_netx, "sdnn": _sdnn_netx}
-
-
-def _export_netx(net, out: Path, args) -> str:
+def export(net, out: Path, fmt: str, args, where: str = "") -> str:
+    """Write `net` as `fmt` to `out` atomically through its scheme's writer; returns the summary line."""
     from ..fsutil import atomic_file
-    if net.scheme not in NETX_WRITERS:
-        raise NeurodeployError(f"a {net.scheme} network has no NetX equivalent (netx builds only input, conv, "
-                               "flatten and dense layers of CUBA or sigma-delta neurons)", str(args.compiled),
-                               f"NetX export supports the schemes {', '.join(sorted(NETX_WRITERS))}")
+    from ..registry import all_schemes, get_scheme
+    scheme = get_scheme(net.scheme)
+    writer = scheme.exporters.get(fmt)
+    title, holds = FORMATS[fmt]
+    if writer is None:
+        able = [s.name for s in all_schemes() if fmt in s.exporters]
+        why = scheme.why_no_export.get(fmt, holds)
+        raise NeurodeployError(f"a {net.scheme} network has no {title} equivalent ({why})", where or f"--format {fmt}",
+                               f"{title} export supports the schemes {', '.join(able)}: compile with --scheme "
+                               f"{' or '.join(able)} to export to {title}")
     with atomic_file(out) as tmp:
-        info = NETX_WRITERS[net.scheme](net, tmp)
-    return f"wrote {out} (Lava-DL NetX HDF5, {net.scheme}; load with netx.hdf5.Network: {info})"
-
-
-# format -> exporter(net, output path, parsed args) -> summary line
-EXPORTERS = {"nir": _export_nir, "netx": _export_netx}
+        what = writer(net, tmp, args)
+    return f"wrote {out} ({what})"
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "export", help="write a compiled network in an interchange format (nir)",
+        "export", help="write a compiled network in an interchange format (nir, netx)",
         description="Write a compiled network in another tool's format. "
                     "nir: the Neuromorphic Intermediate Representation (HDF5, read with nir.read) for the "
                     "rate scheme: IF neurons, Conv2d/Affine/SumPool2d/Flatten synapses, an integrator readout, "
                     "all in the network's integer units with dt = 1. The bitplane scheme has no NIR "
                     "equivalent. NIR cannot hold the subtractive reset, the initial potential or (unless "
-                    "--delays) the one-step synaptic delay; see neurodeploy/backends/nir_export.py.",
+                    "--delays) the one-step synaptic delay; see neurodeploy/schemes/rate/export.py. "
+                    "netx: Lava-DL NetX HDF5 of sdnn and cuba networks.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  neurodeploy compile m.onnx --scheme rate --timesteps 16 -o out/\n"
                "  neurodeploy export out/ --format nir -o net.nir")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
-    p.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="output format")
+    p.add_argument("--format", required=True, choices=sorted(FORMATS), help="output format")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (atomically)")
     p.add_argument("--v-init", choices=("bias", "drop"), default="bias",
                    help="nir: NIR has no initial potential; 'bias' (default) spreads each IF layer's v_init "
@@ -81,13 +70,12 @@ def register(sub) -> None:
 def cmd_export(args) -> int:
     from ..ir.serialize import load
 
-    exporter = EXPORTERS.get(args.format)
-    if exporter is None:   # argparse's choices already refuse it; kept for callers of cmd_export
+    if args.format not in FORMATS:   # argparse's choices already refuse it; kept for callers of cmd_export
         raise NeurodeployError(f"unknown export format '{args.format}'", "--format",
-                               f"use one of {', '.join(sorted(EXPORTERS))}")
+                               f"use one of {', '.join(sorted(FORMATS))}")
     out = Path(args.output)
     if out.is_dir():
         raise NeurodeployError("is a directory", str(out), "pass a file name, e.g. -o net.nir")
     net = load(args.compiled)
-    print(exporter(net, out, args), file=sys.stderr)
+    print(export(net, out, args.format, args, str(args.compiled)), file=sys.stderr)
     return 0

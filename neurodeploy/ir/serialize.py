@@ -2,7 +2,9 @@
 
 Generic and versioned, in the manner of NIR: every dataclass becomes {"type": ClassName,
 ...fields}; numpy arrays are stored in the npz under a path-like key and referenced from
-the JSON.  The npz is written with fixed timestamps so that the same graph always gives
+the JSON.  Class names are read back through the IR's own types (synapses, layers,
+`Readout`) and the neuron types of the registered schemes (`registry.neuron_types`).
+The npz is written with fixed timestamps so that the same graph always gives
 byte-identical files.  `load` refuses a directory written by another IR version.
 """
 from __future__ import annotations
@@ -15,17 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import registry
 from ..errors import NeurodeployError
 from . import neurons, spiking, synapses
 
-from ..schemes.sdnn import neurons as _sdnn  # noqa: F401,E402  (registers DeltaEncoder, SigmaDelta, Sigma in NEURON_TYPES)
-from ..schemes.cuba import neurons as _cuba  # noqa: F401,E402  (registers CubaEncoder, CubaLIF, CubaReadout in NEURON_TYPES)
-from ..schemes.sws import neurons as _tsa  # noqa: F401,E402  (registers TSAEncoder, TSA in NEURON_TYPES)
-from ..schemes.reverb import neurons as _reverb  # noqa: F401,E402  (registers ReverbEncoder, ReverbNeuron, ReverbReadout)
-
 IR_FILE, PARAMS_FILE = "ir.json", "params.npz"
-_TYPES = {**neurons.NEURON_TYPES, **synapses.SYNAPSE_TYPES,
-          **{c.__name__: c for c in (spiking.Branch, spiking.InputEncoder, spiking.Layer)}}
+_IR_TYPES = {**synapses.SYNAPSE_TYPES, neurons.Readout.__name__: neurons.Readout,
+             **{c.__name__: c for c in (spiking.Branch, spiking.InputEncoder, spiking.Layer)}}
+
+
+def known_types() -> dict[str, type]:
+    """Class name -> class of everything an ir.json may hold: the IR's own dataclasses and the
+    neuron types of every registered scheme."""
+    return {**registry.neuron_types(), **_IR_TYPES}
 
 
 def _encode(obj, key: str, arrays: dict):
@@ -49,19 +53,21 @@ def _encode(obj, key: str, arrays: dict):
     return obj
 
 
-def _decode(obj, arrays):
+def _decode(obj, arrays, types: dict):
     if isinstance(obj, list):
-        return [_decode(v, arrays) for v in obj]
+        return [_decode(v, arrays, types) for v in obj]
     if isinstance(obj, dict):
         if "array" in obj and len(obj) == 1:
             return arrays[obj["array"]]
         if "tuple" in obj and len(obj) == 1:
-            return tuple(_decode(v, arrays) for v in obj["tuple"])
+            return tuple(_decode(v, arrays, types) for v in obj["tuple"])
         if "dict" in obj and len(obj) == 1:
-            return {k: _decode(v, arrays) for k, v in obj["dict"].items()}
+            return {k: _decode(v, arrays, types) for k, v in obj["dict"].items()}
         if "type" in obj:
-            cls = _TYPES[obj["type"]]
-            return cls(**{k: _decode(v, arrays) for k, v in obj.items() if k != "type"})
+            cls = types.get(obj["type"])
+            if cls is None:
+                raise KeyError(f"unknown type {obj['type']!r} (from a scheme this neurodeploy does not have?)")
+            return cls(**{k: _decode(v, arrays, types) for k, v in obj.items() if k != "type"})
     return obj
 
 
@@ -114,8 +120,9 @@ def load(directory: str | Path) -> spiking.SpikingGraph:
     try:
         with np.load(directory / PARAMS_FILE, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        layers = [_decode(l, arrays) for l in doc["layers"]]
-        meta = _decode(doc["meta"], arrays)
+        types = known_types()
+        layers = [_decode(l, arrays, types) for l in doc["layers"]]
+        meta = _decode(doc["meta"], arrays, types)
     except (KeyError, ValueError, OSError, zipfile.BadZipFile, TypeError) as exc:
         raise NeurodeployError(f"compiled network is damaged ({type(exc).__name__}: {exc})",
                                str(directory), "compile the model again") from None

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from . import neurons as nrn
 
 IR_VERSION = 1
 
@@ -37,7 +36,7 @@ class InputEncoder:
     in_scale: np.ndarray          # scalar or per channel (C,)
     offset: np.ndarray            # scalar or per channel
     value_step: np.ndarray        # ANN value of one code step (scalar or per channel)
-    neuron: object                # e.g. neurons.BitplaneEncoder
+    neuron: object                # the scheme's encoder (an ir.neurons.Neuron)
     float_node: str = ""
 
 
@@ -49,7 +48,7 @@ class Layer:
     branches: list
     bias_mant: np.ndarray         # int64, per channel (C,) or per feature (F,)
     bias_exp: int
-    neuron: object                # neurons.BitplaneIF, neurons.Readout, ...
+    neuron: object                # an ir.neurons.Neuron of the scheme, or a Readout
     value_step: np.ndarray = field(default_factory=lambda: np.zeros(()))  # ANN value per code step
     float_node: str = ""          # the float-graph node whose value this layer reproduces
 
@@ -60,7 +59,7 @@ class Layer:
 
     @property
     def is_readout(self) -> bool:
-        return isinstance(self.neuron, nrn.Readout)
+        return self.neuron.is_readout
 
 
 @dataclass

@@ -6,7 +6,7 @@ from .export import export_onnx, fold_batchnorm, verify_onnx
 from .lif import LIF, SpikingNeuron, SpikingSequential, multistep, reset_net, set_mode
 from .program import export_program
 from .qcfs import QCFS, relu_to_qcfs
-from .qat import compile_qat, export_qat_onnx, prepare_qat
+from .qat import export_qat_onnx, prepare_qat
 from .reverb import BinaryConv2d, BinaryLinear, ReverBBasicBlock, ReverBNeuron
 from .surrogate import ATan, Rectangle, Sigmoid, Surrogate
 
@@ -14,4 +14,4 @@ __all__ = ["QCFS", "relu_to_qcfs", "export_onnx", "fold_batchnorm", "verify_onnx
            "LIF", "SpikingNeuron", "SpikingSequential", "multistep", "reset_net", "set_mode",
            "Surrogate", "Sigmoid", "ATan", "Rectangle",
            "BinaryConv2d", "BinaryLinear", "ReverBNeuron",
-           "prepare_qat", "export_qat_onnx", "compile_qat"]
+           "prepare_qat", "export_qat_onnx"]

@@ -6,7 +6,7 @@ fused, the default QAT qconfig, 8-bit activations.  The workflow here:
     qat = prepare_qat(model)                  # QuantStub/DeQuantStub, fusion, fake quantisers
     ... train qat as usual (a few epochs) ...
     export_qat_onnx(qat, example, "model_qat.onnx")      # QuantizeLinear/DequantizeLinear ONNX
-    neurodeploy compile model_qat.onnx --scheme sws       # or compile_qat(qat, example)
+    neurodeploy compile model_qat.onnx --scheme sws       # or nd.compile(qat, example, scheme="sws")
 
 Activations are quint8 0..255 per tensor (MovingAverageMinMax observer, zero point 0 after a
 ReLU) and weights qint8 symmetric in -127..127 (per tensor as qnnpack, or per output channel as
@@ -15,13 +15,12 @@ per-channel ones go through its generic weight quantisation).  PyTorch's fbgemm/
 0..127, to avoid an overflow of x86 VNNI kernels); it is not used here because Loihi has no
 such overflow and the paper's Tc = 8 coding carries 255 levels.
 
-`nd.compile(qat_model, ...)` (torch.export front end) does not understand fake-quant modules;
-`compile_qat` exports to QDQ ONNX in a temporary directory and compiles that file.
+The torch.export front end does not understand fake-quant modules: `nd.compile(qat_model, ...)`
+exports to QDQ ONNX in a temporary directory and compiles that file.
 """
 from __future__ import annotations
 
 import copy
-import tempfile
 from pathlib import Path
 
 import torch
@@ -139,11 +138,3 @@ def export_qat_onnx(qat: nn.Module, example: torch.Tensor, path: str | Path, ops
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     return path
-
-
-def compile_qat(qat: nn.Module, example: torch.Tensor, target: str = "loihi2", scheme: str = "sws", **options):
-    """`neurodeploy.compile` of a QAT model, through its QDQ ONNX export (a temporary file)."""
-    from .. import api
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_qat_onnx(qat, example, Path(tmp) / "qat.onnx")
-        return api.compile(path, target=target, scheme=scheme, **options)

@@ -3,8 +3,9 @@
     neurodeploy compare model.onnx --target loihi2 --input x.npy --labels y.npy \
         --schemes bitplane,rate -o compare/
 
-Each scheme runs with the parameters where choosing them is the point swept (rate: T;
-bitplane: its exact T and, as lossy variants, fewer steps).  Every configuration is
+Each scheme runs with the parameters where choosing them is the point swept (its
+`Scheme.compare_configs`: rate sweeps T; bitplane runs its exact T and, as lossy variants,
+fewer steps; the others run once).  Every configuration is
 compiled into compare/<config>/, costed with `cost_report` on the same inputs, and lands
 as one row: scheme, parameters, accuracy, Δ vs the float ANN, latency, energy per
 inference under one named model, synaptic memory, cores.  compare/ also gets
@@ -24,39 +25,35 @@ from ..compiler import compile_model, save_artifact
 from ..errors import NeurodeployError
 from ..progress import progress_bar
 from ..reports.summary import summary_markdown
-from ..schemes import SCHEMES, CompileOptions
+from ..registry import all_schemes, get_scheme
 from .costs import cost_report
 from .html import CHECK_SCRIPT, CSS, _figure, _table
 
-DEFAULT_SWEEPS = {"rate": [4, 8, 16, 32, 64], "bitplane": [None]}
 PLOT_ENERGY_MODEL = "cmos45_horowitz"
 
 
-def configurations(schemes: list[str], rate_timesteps: list[int], bitplane_lossy: list[int]) -> list[dict]:
+def configurations(schemes: list[str], sweeps: dict | None = None) -> list[dict]:
+    """[{"scheme", "name", "options"}] for each scheme: its own configurations (`Scheme.compare_configs`)
+    over the list `sweeps[scheme]` (its `compare_sweep` flag's values; None = the scheme's default)."""
     configs = []
     for s in schemes:
-        if s not in SCHEMES:
-            raise NeurodeployError(f"unknown scheme '{s}'", "--schemes", f"available: {', '.join(sorted(SCHEMES))}")
-        if s == "rate":
-            configs += [{"scheme": "rate", "name": f"rate_T{t}", "options": {"timesteps": t}} for t in rate_timesteps]
-        elif s == "bitplane":
-            configs.append({"scheme": "bitplane", "name": "bitplane", "options": {}})
-            configs += [{"scheme": "bitplane", "name": f"bitplane_lossy_T{t}", "options": {"timesteps": t, "lossy": True}}
-                        for t in bitplane_lossy]
-        else:
-            configs.append({"scheme": s, "name": s, "options": {}})
+        try:
+            scheme = get_scheme(s)
+        except NeurodeployError as exc:
+            raise NeurodeployError(exc.what, "--schemes", exc.hint) from None
+        configs += [{"scheme": s, **c} for c in scheme.compare_configs((sweeps or {}).get(s))]
     return configs
 
 
 def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: list[str], out_dir: str,
-                calibration: np.ndarray | None = None, rate_timesteps: list[int] | None = None,
-                bitplane_lossy: list[int] | None = None, batch_size: int = 256, progress: bool = False) -> dict:
-    configs = configurations(schemes, rate_timesteps or DEFAULT_SWEEPS["rate"], bitplane_lossy or [])
+                calibration: np.ndarray | None = None, sweeps: dict | None = None, batch_size: int = 256,
+                progress: bool = False) -> dict:
+    configs = configurations(schemes, sweeps)
     rows, skipped = [], []
     out = Path(out_dir)
     with progress_bar(total=len(configs), desc="compare", unit="config", enabled=progress) as bar:
         for c in configs:
-            opts = CompileOptions(calibration=calibration, **c["options"])
+            opts = {"calibration": calibration, **c["options"]}
             try:
                 net = compile_model(model, target, c["scheme"], opts)
             except NeurodeployError as exc:       # a scheme that cannot take this model: say why
@@ -174,8 +171,11 @@ def register(sub) -> None:
     p.add_argument("--input", required=True, metavar="X.npy")
     p.add_argument("--labels", required=True, metavar="Y.npy")
     p.add_argument("--schemes", default="bitplane,rate", help="comma-separated (default bitplane,rate)")
-    p.add_argument("--rate-timesteps", default="4,8,16,32,64", help="T values for rate (default 4,8,16,32,64)")
-    p.add_argument("--bitplane-lossy", default="", help="lossy bitplane step counts to add, e.g. 2,3")
+    for scheme in all_schemes():          # each scheme's own sweep, e.g. rate's T values
+        if scheme.compare_sweep is not None:
+            flag, help_text, default = scheme.compare_sweep
+            p.add_argument(flag, dest=f"sweep_{scheme.name}", default=",".join(map(str, default)),
+                           help=f"{help_text} (default {','.join(map(str, default)) or 'none'})")
     p.add_argument("--calibration", metavar="X.npy", help="samples for input range / ReLU thresholds")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -200,9 +200,10 @@ def cmd_compare(args) -> int:
     if out.exists() and not out.is_dir():
         raise NeurodeployError("exists and is not a directory", str(out), "choose another -o")
     out.mkdir(parents=True, exist_ok=True)
+    sweeps = {s.name: _ints(getattr(args, f"sweep_{s.name}"), s.compare_sweep[0])
+              for s in all_schemes() if s.compare_sweep is not None}
     d = run_compare(args.model, args.target, x, y, [s.strip() for s in args.schemes.split(",") if s.strip()],
-                    str(out), cal, _ints(args.rate_timesteps, "--rate-timesteps"),
-                    _ints(args.bitplane_lossy, "--bitplane-lossy"), progress=True)
+                    str(out), cal, sweeps, progress=True)
     md = to_markdown(d)
     _write(out / "compare.md", md)
     _write(out / "compare.json", json.dumps(d, indent=1) + "\n")

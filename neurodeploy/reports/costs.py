@@ -27,7 +27,7 @@ import torch
 
 from .. import __version__
 from ..errors import NeurodeployError
-from ..ir import neurons as nrn
+from ..schemes.bitplane.neurons import BitplaneEncoder, BitplaneIF
 from ..ir import synapses as syn
 from ..ir.spiking import Layer, SpikingGraph
 from ..schemes.bitplane import kernel as bp
@@ -315,7 +315,7 @@ def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
 
 # --- timing -----------------------------------------------------------------------------------
 
-PHASED = (nrn.BitplaneEncoder, nrn.BitplaneIF)    # accumulate, then emit T planes, layer by layer
+PHASED = (BitplaneEncoder, BitplaneIF)    # accumulate, then emit T planes, layer by layer
 
 
 def _schedule(net: SpikingGraph) -> dict:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import neurons as nrn
+from ..errors import NeurodeployError
 from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
+from ..registry import get_scheme
 
 
 def layer_rows(net: SpikingGraph) -> list[dict]:
@@ -25,7 +26,7 @@ def layer_rows(net: SpikingGraph) -> list[dict]:
             row["weight_exp"] = b.weight_exp
         if layer.name in q:
             row["weight_rel_error"] = q[layer.name]["weight_rel_error"]
-        if isinstance(n, nrn.Readout):
+        if n.is_readout:
             row["output_scale"] = n.output_scale
         rows.append(row)
     return rows
@@ -61,32 +62,24 @@ def summary_markdown(net: SpikingGraph) -> str:
 
 
 def _scheme_lines(net: SpikingGraph) -> list[str]:
-    """What the scheme chose that a reader should know: the sws state bound (a calibrated one
-    can overflow on inputs unlike the calibration data), reverb's payload widths, compile notes."""
-    lines = []
-    sws = net.meta.get("sws") or {}
-    if sws.get("state_bound"):
-        how = ("static: no input can overflow the state" if sws["state_bound"] == "static" else
-               f"calibrated on {sws.get('calibration_samples')} samples x margin {sws.get('state_margin')}: "
-               "inputs unlike them can overflow (verify counts it; --state-bound static rules it out)")
-        lines.append(f"- TSA state bound: {how}")
-    if net.meta.get("payload_bits"):
-        used = {k: v["payload_bits_used"] for k, v in net.meta.get("quantisation", {}).items()
-                if "payload_bits_used" in v}
-        lines.append(f"- graded-spike payloads: {net.meta['payload_bits']} bits asked; used "
-                     + ", ".join(f"{k} {v}" for k, v in used.items()))
-    lines += [f"- note: {n}" for n in net.meta.get("notes", [])]
-    return lines
+    """What the scheme chose that a reader should know (`Scheme.summary_lines`: the sws state bound,
+    reverb's payload widths), then the compile notes."""
+    try:
+        lines = get_scheme(net.scheme).summary_lines(net)
+    except NeurodeployError:      # a graph of a scheme this neurodeploy does not have
+        lines = []
+    return lines + [f"- note: {n}" for n in net.meta.get("notes", [])]
 
 
 def _chip_schedule(net: SpikingGraph) -> list[str]:
-    """The Loihi/Lava schedule, where the Lava back-end maps the network: every synapse stage
-    adds one step of delay, so one sample takes longer than the layers' time steps add up to."""
-    from ..backends.lava.mapping import plan_network
-    from ..errors import NeurodeployError
+    """The Loihi/Lava schedule, where the scheme's Lava back-end plans one (`Scheme.lava_period`):
+    every synapse stage adds one step of delay, so one sample takes longer than the layers' time
+    steps add up to."""
     try:
-        period = plan_network(net).period
-    except NeurodeployError:      # a scheme or op the Lava back-end does not map: say nothing
+        period = get_scheme(net.scheme).lava_period(net)
+    except NeurodeployError:      # an op the Lava back-end does not map: say nothing
+        return []
+    if period is None:
         return []
     return [f"- on Loihi 2 via the Lava back-end (1-step synaptic delays, layer by layer): one sample every "
             f"{period} steps"]

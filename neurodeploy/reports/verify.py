@@ -20,7 +20,7 @@ from ..ir import float_graph as fg
 from ..ir.spiking import SpikingGraph
 from ..passes import run_passes
 from ..progress import progress_bar
-from ..schemes import get_scheme
+from ..registry import get_scheme
 from ..sim import engine
 from ..ir.float_eval import evaluate, quant_codes
 from ..sim.reference import reference
@@ -82,7 +82,7 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
     front end's graph as `float_graph`, and `model_path` is then only the label in the report.
     """
     scheme = get_scheme(net.scheme)
-    if not getattr(scheme, "ann_reference", True):
+    if not scheme.ann_reference:
         raise NeurodeployError(f"a {net.scheme} network is a trained SNN with no quantised ANN to verify against",
                                "verify", "compare float-SNN and fixed-point-SNN accuracy with "
                                "neurodeploy.reports.verify.compare_accuracy (or neurodeploy.verify)")
@@ -206,7 +206,7 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
     from ..train.fit import predict
     t = timesteps or int(graph.input.neuron.timesteps)
     if isinstance(model, (str, Path)):
-        f = _float_snn_from_file(Path(model), graph, np.asarray(x, dtype=np.float32), t, batch_size)
+        f = float_snn_from_file(Path(model), graph, np.asarray(x, dtype=np.float32), t, batch_size)
     else:
         f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
     q = engine.simulate(graph, np.asarray(x, dtype=np.float32), batch_size=batch_size)[0]
@@ -217,18 +217,10 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
     return out
 
 
-def _float_snn_from_file(path: Path, graph: SpikingGraph, x: np.ndarray, t: int, batch_size: int) -> np.ndarray:
-    """The float SNN's outputs (mean over T) from a saved per-step program: reverb only (its
-    float graph carries the neurons' τ and V_th, which `ir.reverb_float.run` steps through)."""
-    if graph.scheme != "reverb" or path.suffix.lower() != ".pt2":
-        raise NeurodeployError(f"cannot run the float {graph.scheme} SNN from '{path.name}'", str(path),
-                               "verify from Python: neurodeploy.verify(net, model, x, y) with the trained nn.Module"
-                               if graph.scheme != "reverb" else "pass the .pt2 file nn.export_program wrote")
-    from ..frontends.torch_frontend import load_pt2
-    from ..schemes.reverb import float_model as reverb_float
-    fgraph = load_pt2(path)
-    outs = [reverb_float.run(fgraph, xb, t) for _, xb in engine.iter_batches(x, batch_size)]
-    return np.concatenate([np.asarray(o, dtype=np.float64).reshape(len(o), -1) for o in outs])
+def float_snn_from_file(path: Path, graph: SpikingGraph, x: np.ndarray, t: int, batch_size: int) -> np.ndarray:
+    """The float SNN's outputs (mean over T) from a saved model file, where the network's scheme can
+    run one (`Scheme.float_snn_outputs`: reverb from the per-step .pt2 program)."""
+    return get_scheme(graph.scheme).float_snn_outputs(path, graph, x, t, batch_size)
 
 
 def snn_verify_text(r: dict) -> str:

@@ -1,48 +1,261 @@
-"""The interface every coding scheme implements."""
+"""The interface every coding scheme implements, and the options it is configured with.
+
+A scheme is one package, `neurodeploy/schemes/<name>/`, registered by name in
+`neurodeploy/registry.py`:
+
+    __init__.py   SCHEME = <Name>(): the Scheme subclass below, light to import (its methods
+                  import the heavy modules when they are called)
+    options.py    <Name>Options(CommonOptions): the options it takes
+    neurons.py    its IR neurons: dataclasses with integer fields, subclasses of ir.neurons.Neuron
+    compile.py    its flow: float passes -> lower -> quantise to the target -> SpikingGraph
+    kernel.py     its simulator kernel: run_batch(prep, x, record_codes) -> sim.core.BatchResult
+    lava/         its Lava processes (a subpackage with absolute imports only: Lava's compiler
+                  re-executes every module in the directory of a Process); imported lazily
+    costs.py, export.py, front.py, ...   what else it has (spike model of the cost report,
+                  exports to other formats, the PyTorch front end of its trained models)
+
+Everything outside a scheme's package (cli, api, verify, reports, exports, the simulator's
+dispatch) reaches it only through `registry.get_scheme(name)` and the attributes and methods of
+`Scheme` below: it never compares scheme names or tests neuron types.  A new scheme is one
+package plus one line in `registry.BUILTIN` (or `registry.register(SCHEME)` at run time).
+
+Options.  Each scheme has one dataclass of options, a subclass of `CommonOptions` (calibration,
+timesteps, input_bits, chips); every field is made with `option()`, whose metadata (help text,
+choices, range, metavar) is what the command line's flags are built from (`cli.py`) and what
+`Scheme.options` checks.  An option that the chosen scheme does not have is refused, on the
+command line and in `neurodeploy.compile(..., **options)` alike.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
-import numpy as np
+from ..errors import NeurodeployError
 
-from ..ir import float_graph as fg
-from ..ir.spiking import SpikingGraph
-from ..target import Target
+
+def option(default=None, help: str = "", *, type=None, choices=None, range=None, metavar=None, cli: str = ""):
+    """A field of an options dataclass with what the command line and the checks need.
+
+    type: the parser of a command-line value (int, float, str; omitted for flags: bool fields
+    become `--flag`); choices: the values the command line accepts; range (lo, hi) (None = an
+    unbounded side): checked by `Scheme.options`; cli="npy": the flag takes a .npy path whose
+    array is the value."""
+    return field(default=default, metadata={"help": help, "type": type, "choices": choices, "range": range,
+                                            "metavar": metavar, "cli": cli})
+
+
+def percentile_option():
+    """The threshold-balancing percentile (`lowering.threshold_balance`), for schemes that balance
+    the ranges of ReLU activations from calibration data."""
+    return option(99.9, "threshold balancing sets each ReLU's range λ to this percentile of its calibration "
+                        "inputs (default 99.9)", type=float, range=(0, 100), metavar="P")
+
+
+@dataclass
+class CommonOptions:
+    """Options every scheme takes (those a scheme does not use, it refuses in __post_init__)."""
+    calibration: object = option(None, "float32 samples shaped like the input, batch first; sets the input "
+                                       "quantiser's range when the model does not start with one (and the "
+                                       "activation ranges of schemes that calibrate them)",
+                                 metavar="X.npy", cli="npy")
+    timesteps: int | None = option(None, "time steps, where the scheme lets you choose (omitted: the scheme's own "
+                                         "choice)", type=int, metavar="T")
+    input_bits: int = option(8, "width of the input quantiser inserted when the model has none (default 8)",
+                             type=int, range=(1, 16), metavar="BITS")
+    chips: int = option(1, "chips available (default 1); compile fails, naming the largest layers, when the "
+                           "network needs more cores than these chips have", type=int, range=(1, None),
+                        metavar="N")
+
+
+def option_fields(options_cls) -> list:
+    """The dataclass fields of an options class, common ones first."""
+    return list(dataclasses.fields(options_cls))
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_option(name: str, value, f) -> None:
+    """Refuse a value outside the field's range (NeurodeployError naming the flag).  Choices are
+    the command line's to enforce (argparse); a scheme's flow checks the values it interprets."""
+    meta = f.metadata
+    if value is None:
+        return
+    rng = meta.get("range")
+    if rng is not None:
+        lo, hi = rng
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = f"{lo if lo is not None else ''}..{hi if hi is not None else ''}"
+            raise NeurodeployError(f"{name}={value} out of range", flag(name), f"use {span}")
 
 
 @dataclass
 class CompileOptions:
-    calibration: np.ndarray | None = None   # samples shaped like the input (N, ...)
-    timesteps: int | None = None            # scheme-specific; None = the scheme's exact choice
-    input_bits: int = 8                     # width of the input quantiser when the model has none
-    lossy: bool = False                     # allow fewer time steps than exactness needs
-    reset: str = "subtract"                 # rate: "subtract" (soft) or "zero" (Loihi's stock LIF)
-    percentile: float = 99.9                # rate: threshold balancing percentile of ReLU inputs
-    coding_steps: int | None = None         # sws: Tc digits per value (None = --timesteps or 8)
-    silent_steps: int | None = None         # sws: Ts silent steps per TSA layer (None = 2)
-    beta: int = 2                           # sws: amplification factor β (2: a shift; 3: shift + add)
-    full_threshold: bool = False            # sws ablation only: firing threshold θ instead of θ/2
-    state_bound: str | None = None          # sws: how D is sized against the state width: "static" (worst
-                                            # case, never overflows), "calibrated" (largest membrane over the
-                                            # calibration samples x state_margin; out-of-distribution inputs
-                                            # can overflow), None = calibrated when calibration samples are
-                                            # given, else static
-    state_margin: float = 4.0               # sws calibrated: headroom factor over the calibration peak
-    chips: int = 1                          # chips available: compile fails when more cores are needed
-    payload_bits: int = 16                  # reverb: width of a graded spike's payload (1..24 on Loihi 2);
-                                            # 16 = lava-dl's SDNN default, keeps v (24 bits) room for fan-in
+    """Every option of every built-in scheme in one flat class (the form before per-scheme options).
+
+    Still accepted wherever options are (`compiler.compile_model`, `Scheme.compile`): each scheme
+    takes the fields it has and refuses a field it does not have when it is not at its default
+    here.  New code passes the scheme's own options class (`get_scheme(name).Options`) or a dict."""
+    calibration: object = None
+    timesteps: int | None = None
+    input_bits: int = 8
+    lossy: bool = False
+    reset: str = "subtract"
+    percentile: float = 99.9
+    coding_steps: int | None = None
+    silent_steps: int | None = None
+    beta: int = 2
+    full_threshold: bool = False
+    state_bound: str | None = None
+    state_margin: float = 4.0
+    chips: int = 1
+    payload_bits: int = 16
 
 
 class Scheme:
-    """A scheme turns a float graph into a spiking graph for a target."""
+    """A coding scheme: an instance of a subclass, registered by name (`neurodeploy.registry`).
+
+    Attributes a scheme sets:
+        name            its registry name (`--scheme NAME`)
+        title           one line for `--scheme`'s help
+        Options         its options dataclass (a `CommonOptions` subclass)
+        neuron_types    its IR neuron classes (the serialiser reads and writes these)
+        passes          float-graph passes that keep the model's function (fold BN, fuse quantisers,
+                        ...), in order: its flow starts with them and `verify` re-runs them on the
+                        float model to compare layer by layer
+        guarantee       what `verify` checks, in words
+        exact           does it promise equality with the quantised ANN?
+        ann_reference   False for trained SNNs (cuba, reverb): verify compares float SNN and
+                        fixed-point SNN instead of a quantised ANN
+        timesteps_help  what --timesteps means for it ("" when it takes none)
+        exporters       format -> writer(net, path, args) -> a few words on what was written
+                        ("netx", "nir"; `neurodeploy export`)
+        why_no_export   format -> why this scheme's networks have no such file (for the error)
+        compare_sweep   (flag, help, default) of the list `neurodeploy compare` sweeps, or None
+
+    Methods: `build` (the compile flow; `compile` checks the options first), `run_batch` (the
+    simulator kernel), and the optional hooks below, each with the default a scheme without
+    that feature gets.
+    """
 
     name: str = ""
-    passes: list[str] = []          # float-graph passes, in order (neurodeploy/passes)
-    guarantee: str = ""             # what `verify` checks, in words
-    exact: bool = True              # does the scheme promise equality with the quantised ANN?
+    title: str = ""
+    Options: type = CommonOptions
+    neuron_types: tuple = ()
+    passes: list[str] = []
+    guarantee: str = ""
+    exact: bool = True
+    ann_reference: bool = True
+    timesteps_help: str = ""
+    exporters: dict = {}
+    why_no_export: dict = {}
+    compare_sweep: tuple | None = None
 
-    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
+    # --- options ----------------------------------------------------------------------------
+    def options(self, given=None):
+        """This scheme's options from None (defaults), an instance of `self.Options`, a dict of
+        option values (the command line's given flags, `neurodeploy.compile`'s keyword arguments)
+        or a flat `CompileOptions`.  Refuses names no scheme knows and options of other schemes."""
+        if isinstance(given, self.Options):
+            opts = given
+        else:
+            opts = self.Options(**self._option_values(given))
+        for f in option_fields(self.Options):
+            check_option(f.name, getattr(opts, f.name), f)
+        return opts
+
+    def _option_values(self, given) -> dict:
+        mine = {f.name for f in option_fields(self.Options)}
+        if given is None:
+            return {}
+        if isinstance(given, CompileOptions):
+            defaults = CompileOptions()
+            values = {f.name: getattr(given, f.name) for f in dataclasses.fields(given)}
+            used = {k: v for k, v in values.items() if k in mine}
+            foreign = [k for k, v in values.items() if k not in mine and _differs(v, getattr(defaults, k))]
+        elif isinstance(given, dict):
+            used = {k: v for k, v in given.items() if k in mine}
+            foreign = [k for k in given if k not in mine]
+        elif dataclasses.is_dataclass(given):        # another scheme's options class
+            used = {f.name: getattr(given, f.name) for f in dataclasses.fields(given) if f.name in mine}
+            foreign = [f.name for f in dataclasses.fields(given) if f.name not in mine
+                       and _differs(getattr(given, f.name), f.default)]
+        else:
+            raise NeurodeployError(f"options must be a dict or {self.Options.__name__}, not {type(given).__name__}",
+                                   f"scheme '{self.name}'")
+        if foreign:
+            self._refuse(foreign)
+        return used
+
+    def _refuse(self, names: list[str]) -> None:
+        from ..registry import all_schemes
+        owners = {n: [s.name for s in all_schemes() if n in {f.name for f in option_fields(s.Options)}]
+                  for n in names}
+        unknown = [n for n in names if not owners[n]]
+        mine = ", ".join(flag(f.name) for f in option_fields(self.Options))
+        if unknown:
+            raise NeurodeployError(f"unknown option(s) {', '.join(unknown)}", f"scheme '{self.name}'",
+                                   f"the {self.name} scheme's options are {mine}")
+        n = names[0]
+        raise NeurodeployError(f"the {self.name} scheme has no option {n} ({flag(n)}; an option of "
+                               f"{', '.join(owners[n])})", flag(n), f"drop it; {self.name}'s options are {mine}")
+
+    # --- compile ----------------------------------------------------------------------------
+    def compile(self, graph, target, options=None):
+        """Float graph -> SpikingGraph for `target` (a `target.Target`), with this scheme's options."""
+        return self.build(graph, target, self.options(options))
+
+    def build(self, graph, target, options):
+        """The scheme's flow on checked options (`compile.py` of its package)."""
         raise NotImplementedError
 
-    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
-        raise NotImplementedError
+    def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
+        """Does verify's per-layer result (layer -> conversion mismatches) keep the guarantee?"""
+        return True
+
+    # --- simulation -------------------------------------------------------------------------
+    def run_batch(self, prep, x, record_codes: bool = True):
+        """The simulator kernel: one batch of a prepared network -> `sim.core.BatchResult`."""
+        raise NotImplementedError(f"the {self.name} scheme has no simulator kernel")
+
+    def simulate_lava(self, net, x):
+        """Lava's own fixed-point run of the emitted processes: (outputs (N, outputs), spikes per layer)."""
+        raise NeurodeployError(f"no Lava processes for the {self.name} scheme", "--engine lava",
+                               self.no_lava_hint)
+
+    no_lava_hint: str = "use the neurodeploy engine"
+
+    @property
+    def has_lava(self) -> bool:
+        return type(self).simulate_lava is not Scheme.simulate_lava
+
+    # --- reports ----------------------------------------------------------------------------
+    def summary_lines(self, net) -> list[str]:
+        """What the compile summary should say about this scheme's choices (Markdown bullets)."""
+        return []
+
+    def lava_period(self, net) -> int | None:
+        """Steps per sample on Loihi 2 through the Lava back-end's schedule, where it has one."""
+        return None
+
+    def compare_configs(self, sweep: list | None) -> list[dict]:
+        """`neurodeploy compare`'s configurations of this scheme: [{"name", "options"}]."""
+        return [{"name": self.name, "options": {}}]
+
+    def float_snn_outputs(self, path, graph, x, timesteps: int, batch_size: int):
+        """The float SNN's outputs from a saved model file (trained-SNN schemes that can read one)."""
+        raise NeurodeployError(f"cannot run the float {self.name} SNN from '{path.name}'", str(path),
+                               "verify from Python: neurodeploy.verify(net, model, x, y) with the trained nn.Module")
+
+    def __repr__(self) -> str:
+        return f"<scheme {self.name}>"
+
+
+def _differs(a, b) -> bool:
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    try:
+        return bool(a != b)
+    except (TypeError, ValueError):       # arrays
+        return True

@@ -48,7 +48,7 @@ def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
     dev = torch.device(device)
     prep = Prepared(graph, dev)
     shapes = {l.name: l.shape for l in graph.layers}
-    p_max = {l.name: float(getattr(l.neuron, "max_payload", 1)) for l in graph.layers}
+    p_max = {l.name: float(l.neuron.max_payload) for l in graph.layers}
     for layer in graph.neuron_layers():
         out = []
         for b in layer.branches:

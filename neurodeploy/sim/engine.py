@@ -3,17 +3,16 @@
     prep = prepare(graph, "cpu"); r = run_batch(prep, x)       # r: sim.core.BatchResult
     outputs, spikes = simulate(graph, x, batch_size=256)
 
-The kernels (one per scheme) and the core they share are in `sim/core.py`; this module only
-picks the kernel of the graph's scheme and streams the batches.
+Each scheme's kernel is in its package (`schemes/<name>/kernel.py`), the core they share in
+`sim/core.py`; this module only picks the kernel of the graph's scheme (through the registry)
+and streams the batches.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir import neurons as nrn
-from ..schemes.cuba.neurons import CubaEncoder
 from ..ir.spiking import SpikingGraph
-from ..schemes.sws.neurons import TSAEncoder
+from ..registry import get_scheme
 from .core import BatchResult, Prepared, PreparedBranch, input_codes, iter_batches, prepare
 
 __all__ = ["BatchResult", "Prepared", "PreparedBranch", "input_codes", "iter_batches", "prepare", "run_batch",
@@ -21,27 +20,9 @@ __all__ = ["BatchResult", "Prepared", "PreparedBranch", "input_codes", "iter_bat
 
 
 def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
-    """Run one batch; codes are the decoded value of each layer's spikes (bit planes -> code,
-    rate -> spike count)."""
-    from ..schemes.sdnn import neurons as _sd
-    if isinstance(prep.graph.input.neuron, _sd.DeltaEncoder):
-        from ..schemes.sdnn.kernel import run_sdnn
-        return run_sdnn(prep, x, record_codes)
-    if isinstance(prep.graph.input.neuron, nrn.RateEncoder):
-        from ..schemes.rate import kernel as rate
-        return rate.run_batch(prep, x, record_codes)
-    if isinstance(prep.graph.input.neuron, CubaEncoder):
-        from ..schemes.cuba import kernel as cuba
-        return cuba.run_batch(prep, x, record_codes)
-    if isinstance(prep.graph.input.neuron, TSAEncoder):
-        from ..schemes.sws import kernel as sws
-        return sws.run_batch(prep, x, record_codes)
-    from ..schemes.reverb.neurons import ReverbEncoder
-    if isinstance(prep.graph.input.neuron, ReverbEncoder):
-        from ..schemes.reverb import kernel as reverb
-        return reverb.run_batch(prep, x, record_codes)
-    from ..schemes.bitplane import kernel as bitplane
-    return bitplane.run_batch(prep, x, record_codes)
+    """Run one batch through the kernel of the graph's scheme; codes are the decoded value of each
+    layer's spikes (bit planes -> code, rate -> spike count, ...)."""
+    return get_scheme(prep.graph.scheme).run_batch(prep, x, record_codes)
 
 
 def simulate(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu",

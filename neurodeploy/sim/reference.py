@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..ir import neurons as nrn
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, SpikingGraph
 
@@ -74,11 +73,7 @@ def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict[str, np.ndarray]
             u = u + v * (1 << b.weight_exp)
         bias = layer.neuron.total_bias(layer.bias)
         u = u + bias.reshape((1, -1) + (1,) * (np.ndim(u) - 2))
-        if isinstance(layer.neuron, nrn.Readout):
+        if layer.is_readout:
             return codes, u
-        if hasattr(layer.neuron, "reference_code"):      # sws: round half up (ir/tsa.py)
-            codes[layer.name] = layer.neuron.reference_code(u)
-            continue
-        d = layer.neuron.v_th_mant
-        codes[layer.name] = np.clip(np.floor_divide(u, d), 0, layer.neuron.code_max)
+        codes[layer.name] = layer.neuron.reference_code(u)     # floor(U / D), clipped; sws rounds
     return codes, u

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.ir import neurons as nrn
+from neurodeploy.schemes.bitplane.neurons import BitplaneEncoder, BitplaneIF
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import SpikingGraph
 from neurodeploy.ir.synapse_ops import abs_bound, apply_ops
@@ -420,15 +420,15 @@ def plan_network(graph: SpikingGraph, fold: bool = True, mant_max: int | None = 
     if mant_max is None:
         mant_max = _target_mant_max(graph)
     enc = graph.input
-    if not isinstance(enc.neuron, nrn.BitplaneEncoder):
+    if not isinstance(enc.neuron, BitplaneEncoder):
         raise NeurodeployError(f"input encoder {type(enc.neuron).__name__} is not supported", enc.name)
     layers: dict[str, LayerPlan] = {
         enc.name: LayerPlan(enc.name, tuple(enc.shape), "input", enc.neuron.n_steps, [], 0, -1, 0)}
     shapes = {enc.name: tuple(enc.shape)}
     for layer in graph.neuron_layers():
-        if isinstance(layer.neuron, nrn.BitplaneIF):
+        if isinstance(layer.neuron, BitplaneIF):
             kind, n = "if", layer.neuron.n_steps
-        elif isinstance(layer.neuron, nrn.Readout):
+        elif layer.is_readout:
             kind, n = "readout", 0
         else:
             raise NeurodeployError(f"neuron model {type(layer.neuron).__name__} has no Lava process", layer.name)

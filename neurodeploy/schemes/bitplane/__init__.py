@@ -1,5 +1,52 @@
-"""`bitplane`: error-free conversion of a QCFS-trained ANN (compile.py: the flow, kernel.py: the
-simulator's neurons, lava.py: its Lava processes)."""
-from .compile import SCHEME, Bitplane, steps_for_levels, truncate_timesteps
+"""`bitplane`: error-free ANN-to-SNN conversion of a QCFS-trained ANN (Datta et al.; digest §2).
 
-__all__ = ["SCHEME", "Bitplane", "steps_for_levels", "truncate_timesteps"]
+options.py  its options          neurons.py  BitplaneEncoder, BitplaneIF
+compile.py  the flow             kernel.py   the simulator (bit planes, Horner sums, emission)
+lava/       its Lava network     costs.py    its spike model for the cost report
+"""
+from __future__ import annotations
+
+from ..base import Scheme
+from .neurons import BitplaneEncoder, BitplaneIF
+from .options import BitplaneOptions
+
+
+class Bitplane(Scheme):
+    name = "bitplane"
+    title = "error-free conversion of a QCFS-trained ANN (default)"
+    Options = BitplaneOptions
+    neuron_types = (BitplaneEncoder, BitplaneIF)
+    passes = ["fold_bn", "fuse_quant_act", "drop_redundant_relu", "bias_shift"]
+    guarantee = "every layer's decoded spikes equal the quantised ANN's integer codes (zero mismatches)"
+    exact = True
+    timesteps_help = "T = ceil(log2(Q+1)) from the QCFS levels Q; fewer only with --lossy"
+    why_no_export = {"nir": "its neurons accumulate bit planes with doubling, U <- 2U + I, then emit MSB first "
+                            "against halving thresholds: NIR has no such primitive"}
+    compare_sweep = ("--bitplane-lossy", "lossy bitplane step counts to add, e.g. 2,3", [])
+
+    def build(self, graph, target, options):
+        from .compile import build
+        return build(self, graph, target, options)
+
+    def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
+        return all(v == 0 for v in layer_mismatches.values())
+
+    def run_batch(self, prep, x, record_codes: bool = True):
+        from .kernel import run_batch
+        return run_batch(prep, x, record_codes)
+
+    def simulate_lava(self, net, x):
+        from .lava import run_lava
+        res = run_lava(net, x)
+        return res.outputs, {name: int(p.sum()) for name, p in res.planes.items()}
+
+    def lava_period(self, net) -> int:
+        from ...backends.lava.mapping import plan_network
+        return plan_network(net).period
+
+    def compare_configs(self, sweep: list | None) -> list[dict]:
+        return [{"name": "bitplane", "options": {}}] + [
+            {"name": f"bitplane_lossy_T{t}", "options": {"timesteps": t, "lossy": True}} for t in (sweep or [])]
+
+
+SCHEME = Bitplane()

@@ -12,13 +12,13 @@ import numpy as np
 from ...errors import NeurodeployError
 from ...ir import float_graph as fg
 from ...ir import neurons as nrn
+from .neurons import BitplaneEncoder, BitplaneIF
 from ...ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from ...passes import run_passes
 from ...lowering.input_quant import insert_input_quantiser
 from ...lowering.lower import lower
 from ...lowering.quantize import bias_format, quantise_layer, round_half_away
 from ...target import Target
-from ..base import CompileOptions, Scheme
 
 
 def steps_for_levels(levels: int) -> int:
@@ -26,63 +26,56 @@ def steps_for_levels(levels: int) -> int:
     return int(levels).bit_length()
 
 
-class Bitplane(Scheme):
-    name = "bitplane"
-    passes = ["fold_bn", "fuse_quant_act", "drop_redundant_relu", "bias_shift"]
-    guarantee = "every layer's decoded spikes equal the quantised ANN's integer codes (zero mismatches)"
+def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
+    """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
+    graph = run_passes(graph, scheme.passes)
+    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+    enc, real_layers = lower(graph)
+    needed = max(steps_for_levels(l.quant.levels) for l in [enc] + [r for r in real_layers if r.quant])
+    if options.timesteps is not None and options.timesteps != needed:
+        if options.timesteps > needed:
+            raise NeurodeployError(
+                f"--timesteps {options.timesteps} is more than the {needed} this model's quantisation "
+                "levels need", graph.source, f"omit --timesteps (bitplane uses T = {needed})")
+        if options.timesteps < 1 or not options.lossy:
+            raise NeurodeployError(
+                f"--timesteps {options.timesteps} is fewer than the {needed} steps the model's "
+                f"quantisation levels need for an exact result", graph.source,
+                "omit --timesteps, or add --lossy to accept a result that is not error-free")
 
-    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
-        graph = run_passes(graph, self.passes)
-        graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
-        enc, real_layers = lower(graph)
-        needed = max(steps_for_levels(l.quant.levels) for l in [enc] + [r for r in real_layers if r.quant])
-        if options.timesteps is not None and options.timesteps != needed:
-            if options.timesteps > needed:
-                raise NeurodeployError(
-                    f"--timesteps {options.timesteps} is more than the {needed} this model's quantisation "
-                    "levels need", graph.source, f"omit --timesteps (bitplane uses T = {needed})")
-            if options.timesteps < 1 or not options.lossy:
-                raise NeurodeployError(
-                    f"--timesteps {options.timesteps} is fewer than the {needed} steps the model's "
-                    f"quantisation levels need for an exact result", graph.source,
-                    "omit --timesteps, or add --lossy to accept a result that is not error-free")
-
-        layers = [enc.encoder(nrn.BitplaneEncoder(enc.quant.levels, steps_for_levels(enc.quant.levels)))]
-        shapes = {enc.name: enc.shape}
-        code_max = {enc.name: enc.quant.levels}
-        quant_report = {}
-        for rl in real_layers:
-            q = quantise_layer(rl.name, rl.branches, rl.bias, rl.quant.levels if rl.quant else None,
-                               shapes, code_max, target)
-            if rl.quant is None:
-                neuron = nrn.Readout(output_scale=1.0 / q.unit)
-                value_step = np.asarray(1.0 / q.unit)
-            else:
-                neuron = nrn.BitplaneIF(v_th_mant=q.unit, code_max=rl.quant.levels,
-                                        n_steps=steps_for_levels(rl.quant.levels))
-                value_step = np.asarray(rl.quant.out_step)
-                code_max[rl.name] = rl.quant.levels
-            shapes[rl.name] = rl.shape
-            layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron,
-                                value_step, rl.float_node))
-            quant_report[rl.name] = q.report()
-        steps = [layers[0].neuron.n_steps] + [l.neuron.n_steps for l in layers[1:] if not l.is_readout]
-        meta = {"time_steps_per_layer": {l.name: l.neuron.n_steps for l in layers if not getattr(l, "is_readout", False)},
-                "latency_steps": int(sum(steps)),
-                "throughput_steps": int(max(steps)),
-                "quantisation": quant_report}
-        if options.timesteps is not None and options.timesteps < needed:
-            # the exact network stays in the artifact as the quantised ANN verify compares with
-            meta["reference_layers"] = layers
-            layers, dropped = truncate_timesteps(layers, options.timesteps, target)
-            meta["lossy"] = {"timesteps": options.timesteps, "exact_timesteps": needed, "dropped_bits": dropped}
-            steps = [min(s, options.timesteps) for s in steps]
-            meta["time_steps_per_layer"] = {k: min(v, options.timesteps) for k, v in meta["time_steps_per_layer"].items()}
-            meta["latency_steps"], meta["throughput_steps"] = int(sum(steps)), int(max(steps))
-        return SpikingGraph(self.name, target.name, layers, meta)
-
-    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
-        return all(v == 0 for v in layer_mismatches.values())
+    layers = [enc.encoder(BitplaneEncoder(enc.quant.levels, steps_for_levels(enc.quant.levels)))]
+    shapes = {enc.name: enc.shape}
+    code_max = {enc.name: enc.quant.levels}
+    quant_report = {}
+    for rl in real_layers:
+        q = quantise_layer(rl.name, rl.branches, rl.bias, rl.quant.levels if rl.quant else None,
+                           shapes, code_max, target)
+        if rl.quant is None:
+            neuron = nrn.Readout(output_scale=1.0 / q.unit)
+            value_step = np.asarray(1.0 / q.unit)
+        else:
+            neuron = BitplaneIF(v_th_mant=q.unit, code_max=rl.quant.levels,
+                                    n_steps=steps_for_levels(rl.quant.levels))
+            value_step = np.asarray(rl.quant.out_step)
+            code_max[rl.name] = rl.quant.levels
+        shapes[rl.name] = rl.shape
+        layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron,
+                            value_step, rl.float_node))
+        quant_report[rl.name] = q.report()
+    steps = [layers[0].neuron.n_steps] + [l.neuron.n_steps for l in layers[1:] if not l.is_readout]
+    meta = {"time_steps_per_layer": {l.name: l.neuron.n_steps for l in layers if not getattr(l, "is_readout", False)},
+            "latency_steps": int(sum(steps)),
+            "throughput_steps": int(max(steps)),
+            "quantisation": quant_report}
+    if options.timesteps is not None and options.timesteps < needed:
+        # the exact network stays in the artifact as the quantised ANN verify compares with
+        meta["reference_layers"] = layers
+        layers, dropped = truncate_timesteps(layers, options.timesteps, target)
+        meta["lossy"] = {"timesteps": options.timesteps, "exact_timesteps": needed, "dropped_bits": dropped}
+        steps = [min(s, options.timesteps) for s in steps]
+        meta["time_steps_per_layer"] = {k: min(v, options.timesteps) for k, v in meta["time_steps_per_layer"].items()}
+        meta["latency_steps"], meta["throughput_steps"] = int(sum(steps)), int(max(steps))
+    return SpikingGraph(scheme.name, target.name, layers, meta)
 
 
 def truncate_timesteps(layers: list, timesteps: int, target: Target) -> tuple[list, dict]:
@@ -100,7 +93,7 @@ def truncate_timesteps(layers: list, timesteps: int, target: Target) -> tuple[li
     scale = float(1 << d)
     out = [InputEncoder(enc.name, enc.shape, np.asarray(enc.in_scale) / scale,
                         np.asarray(enc.offset) / scale + (0.5 if d else 0.0), np.asarray(enc.value_step) * scale,
-                        nrn.BitplaneEncoder(enc.neuron.code_max >> d, enc.neuron.n_steps - d), enc.float_node)]
+                        BitplaneEncoder(enc.neuron.code_max >> d, enc.neuron.n_steps - d), enc.float_node)]
     for layer in layers[1:]:
         # receivers scale what they get back up by 2^d through weight_exp; where that would
         # exceed the target's exponent range, the layer's own unit and bias shrink instead
@@ -122,7 +115,7 @@ def truncate_timesteps(layers: list, timesteps: int, target: Target) -> tuple[li
                 raise NeurodeployError(f"threshold {unit} exceeds the target's {target.v_th_mant_bits}-bit "
                                        "threshold mantissa", f"layer '{layer.name}'", "use more time steps")
             bias = bias + (unit >> 1 if d else 0)
-            neuron = nrn.BitplaneIF(unit, neuron.code_max >> d, neuron.n_steps - d)
+            neuron = BitplaneIF(unit, neuron.code_max >> d, neuron.n_steps - d)
         bias_mant, bias_exp = bias_format(bias, target)
         if bias_mant is None:
             raise NeurodeployError("bias does not fit the target's bias format after truncation",
@@ -130,6 +123,3 @@ def truncate_timesteps(layers: list, timesteps: int, target: Target) -> tuple[li
         out.append(Layer(layer.name, layer.shape, branches, bias_mant, bias_exp, neuron,
                          np.asarray(layer.value_step) * float(1 << dropped.get(layer.name, 0)), layer.float_node))
     return out, dropped
-
-
-SCHEME = Bitplane()

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import NeurodeployError
-from ...ir import neurons as nrn
+from .neurons import BitplaneIF
 from ...ir.synapse_ops import apply_ops
 from ...sim import core
 
@@ -29,7 +29,7 @@ def horner(plane_currents: torch.Tensor) -> torch.Tensor:
     return u
 
 
-def emit(u: torch.Tensor, neuron: nrn.BitplaneIF) -> torch.Tensor:
+def emit(u: torch.Tensor, neuron: BitplaneIF) -> torch.Tensor:
     """Emission phase of BitplaneIF: clamp, then thresholds D*2^(T-1) ... D, subtract on spike."""
     u = torch.minimum(u, torch.as_tensor(neuron.code_max * neuron.v_th_mant, dtype=u.dtype, device=u.device))
     planes = []
@@ -98,9 +98,9 @@ def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> 
             acc = horner(current.reshape((n, t) + tuple(current.shape[1:]))) << pb.weight_exp
             u = acc if u is None else u + acc
         u = u + core.layer_bias(layer, u)
-        if isinstance(layer.neuron, nrn.Readout):
+        if layer.is_readout:
             break
-        if not isinstance(layer.neuron, nrn.BitplaneIF):
+        if not isinstance(layer.neuron, BitplaneIF):
             raise NeurodeployError(f"the simulator has no kernel for {type(layer.neuron).__name__}",
                                    f"layer '{layer.name}'")
         out = emit(u, layer.neuron)

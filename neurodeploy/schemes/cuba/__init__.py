@@ -1,6 +1,56 @@
-"""`cuba`: trained LIF SNNs on Loihi 2's stock CUBA LIF (compile.py: the flow and NetX export,
-neurons.py: Lava's LIF arithmetic, kernel.py: the simulator and stock-Lava runs, front.py: the
-PyTorch front end of LIF networks)."""
-from .compile import SCHEME, Cuba, compile_lif
+"""`cuba`: a LIF SNN trained in neurodeploy (`nn.LIF`, `train.fit`) on Loihi 2's stock CUBA LIF.
 
-__all__ = ["SCHEME", "Cuba", "compile_lif"]
+options.py  its options          neurons.py  CubaEncoder, CubaLIF, CubaReadout (Lava's arithmetic)
+compile.py  the flow             kernel.py   the simulator (lock step, bit-exact with Lava's LIF)
+front.py    the PyTorch front end of LIF networks
+export.py   NetX HDF5            lava/       the network in stock Lava processes, and NetX in Lava
+"""
+from __future__ import annotations
+
+from ..base import Scheme
+from .neurons import CubaEncoder, CubaLIF, CubaReadout
+from .options import CubaOptions
+
+
+def _export_netx(net, path, args) -> str:
+    from .export import export_netx
+    info = export_netx(net, path)
+    return f"Lava-DL NetX HDF5, {net.scheme}; load with netx.hdf5.Network: {info}"
+
+
+class Cuba(Scheme):
+    """`netx=True` (default): every layer is also expressible in a NetX HDF5 file (`export.export_netx`)."""
+    name = "cuba"
+    title = "a trained LIF SNN on Loihi 2's stock CUBA LIF (--timesteps = its T)"
+    Options = CubaOptions
+    neuron_types = (CubaEncoder, CubaLIF, CubaReadout)
+    ann_reference = False      # a trained SNN: no quantised ANN to verify against (reports.verify.compare_accuracy)
+    passes = ["fold_bn"]
+    guarantee = ("none: the fixed-point CUBA SNN approximates the float LIF SNN (quantised weights/bias/input, "
+                 "Loihi's decay rounding, 1-step synaptic delays); verify reports both accuracies")
+    exact = False
+    timesteps_help = "the T the LIF network was trained with (required)"
+    exporters = {"netx": _export_netx}
+    no_lava_hint = ("export it to NetX (neurodeploy export DIR --format netx), or run it in stock Lava from Python "
+                    "(neurodeploy.schemes.cuba.lava.run_lava)")
+
+    def __init__(self, netx: bool = True):
+        self.netx = bool(netx)
+
+    def build(self, graph, target, options):
+        from .compile import build
+        return build(self, graph, target, options)
+
+    def run_batch(self, prep, x, record_codes: bool = True):
+        from .kernel import run_batch
+        return run_batch(prep, x, record_codes)
+
+
+SCHEME = Cuba()
+
+
+def __getattr__(name):
+    if name == "compile_lif":         # LIF torch model -> cuba SpikingGraph, without loading the flow at import
+        from .compile import compile_lif
+        return compile_lif
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...backends.netx_layers import NetxLayers, write_str
 from ...errors import NeurodeployError, TargetLimitError, UnsupportedError
 from . import neurons as cb
 from ...ir import float_graph as fg
@@ -35,7 +34,7 @@ from ...lowering.lower import lower
 from ...lowering.quantize import round_half_away
 from ...ir.synapse_ops import abs_bound
 from ...target import Target
-from ..base import CompileOptions, Scheme
+from .options import CubaOptions
 
 
 def _lif_act():
@@ -121,74 +120,60 @@ def _depth(real_layers, input_name: str) -> int:
     return hops[real_layers[-1].name]
 
 
-class Cuba(Scheme):
-    """`netx=True` (default): every layer is also expressible in a NetX HDF5 file (`export_netx`)."""
-    name = "cuba"
-    ann_reference = False      # a trained SNN: no quantised ANN to verify against (reports.verify.compare_accuracy)
-    passes = ["fold_bn"]
-    guarantee = ("none: the fixed-point CUBA SNN approximates the float LIF SNN (quantised weights/bias/input, "
-                 "Loihi's decay rounding, 1-step synaptic delays); verify reports both accuracies")
-    exact = False
-
-    def __init__(self, netx: bool = True):
-        self.netx = bool(netx)
-
-    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
-        t = options.timesteps
-        if t is None or t < 1:
-            raise NeurodeployError("the cuba scheme needs the number of time steps the LIF network averages over",
-                                   "--timesteps", "pass the T the model was trained with (e.g. --timesteps 4)")
-        LIFAct = _lif_act()
-        lifs = [n for n in graph.topo_order() if isinstance(graph.op(n), LIFAct)]
-        if not lifs:
-            raise UnsupportedError("the model has no LIF layer", graph.source,
-                                   "the cuba scheme compiles LIF networks (frontends.torch_lif.load_lif_model)")
-        graph = run_passes(graph, self.passes)
-        graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
-        enc, real_layers = lower(graph)
-        notes = []
-        for rl in real_layers:
-            for b in rl.branches:
-                if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                    raise UnsupportedError("max pooling has no stock Loihi synapse", f"layer '{rl.name}'",
-                                           "use average pooling")
-            if rl.quant is not None and not isinstance(rl.quant, LIFAct):
-                raise UnsupportedError(f"{type(rl.quant).__name__} is not a LIF layer", f"layer '{rl.name}'",
-                                       "the cuba scheme compiles networks of neurodeploy.nn.LIF neurons only")
-            if rl.quant is not None and (rl.quant.reset != "zero" or not rl.quant.strict):
-                notes.append(f"{rl.name}: trained with reset={rl.quant.reset!r}, strict={rl.quant.strict}; "
-                             "Loihi's LIF resets to 0 and fires on v > v_th")
-        depth = _depth(real_layers, enc.name)
-        run_steps = t + depth
-        layers = [enc.encoder(cb.CubaEncoder(code_max=int(enc.quant.levels), n_steps=run_steps, timesteps=t))]
-        shapes, src_max = {enc.name: enc.shape}, {enc.name: float(enc.quant.levels)}
-        report = {}
-        for rl in real_layers:
-            if rl.quant is None:
-                # v(R) - v(depth) = 64 D (sum over the last T steps of W s + T b): the float mean times 64 D T
-                q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, run_steps, self.netx)
-                neuron = cb.CubaReadout(output_scale=1.0 / ((1 << cb.ACT_SHIFT) * q.unit * t), window_start=depth)
-                step = np.asarray(1.0 / q.unit)
-            else:
-                q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, 1, self.netx)
-                dv = int(round_half_away(cb.DECAY_UNITY * (1.0 - rl.quant.decay)))
-                if dv > cb.DECAY_UNITY - 1:   # decay 0 (no memory) needs dv = 4096, one more than 12 bits
-                    notes.append(f"{rl.name}: decay {rl.quant.decay} -> dv 4095 (v keeps v >> 12 per step)")
-                neuron = cb.CubaLIF(du=cb.DECAY_UNITY - 1, dv=min(max(dv, 0), cb.DECAY_UNITY - 1), v_th_mant=q.unit)
-                step = np.asarray(1.0)
-            shapes[rl.name], src_max[rl.name] = rl.shape, 1.0
-            layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant.astype(np.int64), cb.NETX_BIAS_EXP,
-                                neuron, step, rl.float_node))
-            report[rl.name] = {"weight_exp": q.weight_exp, "unit": q.unit, "a_in_bound": q.a_in_bound,
-                               "weight_rel_error": q.weight_rel_error, "bias_max_error": q.bias_max_error}
-        net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
-        net.meta.update({"timesteps": t, "latency_steps": run_steps, "throughput_steps": run_steps,
-                         "time_steps_per_layer": {l.name: run_steps for l in layers[:-1]},
-                         "depth": depth, "notes": notes})
-        return net
-
-    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
-        return True
+def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
+    """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
+    t = options.timesteps
+    if t is None or t < 1:
+        raise NeurodeployError("the cuba scheme needs the number of time steps the LIF network averages over",
+                               "--timesteps", "pass the T the model was trained with (e.g. --timesteps 4)")
+    LIFAct = _lif_act()
+    lifs = [n for n in graph.topo_order() if isinstance(graph.op(n), LIFAct)]
+    if not lifs:
+        raise UnsupportedError("the model has no LIF layer", graph.source,
+                               "the cuba scheme compiles LIF networks (frontends.torch_lif.load_lif_model)")
+    graph = run_passes(graph, scheme.passes)
+    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+    enc, real_layers = lower(graph)
+    notes = []
+    for rl in real_layers:
+        for b in rl.branches:
+            if any(isinstance(op, syn.MaxPool) for op in b.ops):
+                raise UnsupportedError("max pooling has no stock Loihi synapse", f"layer '{rl.name}'",
+                                       "use average pooling")
+        if rl.quant is not None and not isinstance(rl.quant, LIFAct):
+            raise UnsupportedError(f"{type(rl.quant).__name__} is not a LIF layer", f"layer '{rl.name}'",
+                                   "the cuba scheme compiles networks of neurodeploy.nn.LIF neurons only")
+        if rl.quant is not None and (rl.quant.reset != "zero" or not rl.quant.strict):
+            notes.append(f"{rl.name}: trained with reset={rl.quant.reset!r}, strict={rl.quant.strict}; "
+                         "Loihi's LIF resets to 0 and fires on v > v_th")
+    depth = _depth(real_layers, enc.name)
+    run_steps = t + depth
+    layers = [enc.encoder(cb.CubaEncoder(code_max=int(enc.quant.levels), n_steps=run_steps, timesteps=t))]
+    shapes, src_max = {enc.name: enc.shape}, {enc.name: float(enc.quant.levels)}
+    report = {}
+    for rl in real_layers:
+        if rl.quant is None:
+            # v(R) - v(depth) = 64 D (sum over the last T steps of W s + T b): the float mean times 64 D T
+            q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, run_steps, scheme.netx)
+            neuron = cb.CubaReadout(output_scale=1.0 / ((1 << cb.ACT_SHIFT) * q.unit * t), window_start=depth)
+            step = np.asarray(1.0 / q.unit)
+        else:
+            q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, 1, scheme.netx)
+            dv = int(round_half_away(cb.DECAY_UNITY * (1.0 - rl.quant.decay)))
+            if dv > cb.DECAY_UNITY - 1:   # decay 0 (no memory) needs dv = 4096, one more than 12 bits
+                notes.append(f"{rl.name}: decay {rl.quant.decay} -> dv 4095 (v keeps v >> 12 per step)")
+            neuron = cb.CubaLIF(du=cb.DECAY_UNITY - 1, dv=min(max(dv, 0), cb.DECAY_UNITY - 1), v_th_mant=q.unit)
+            step = np.asarray(1.0)
+        shapes[rl.name], src_max[rl.name] = rl.shape, 1.0
+        layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant.astype(np.int64), cb.NETX_BIAS_EXP,
+                            neuron, step, rl.float_node))
+        report[rl.name] = {"weight_exp": q.weight_exp, "unit": q.unit, "a_in_bound": q.a_in_bound,
+                           "weight_rel_error": q.weight_rel_error, "bias_max_error": q.bias_max_error}
+    net = SpikingGraph(scheme.name, target.name, layers, {"quantisation": report})
+    net.meta.update({"timesteps": t, "latency_steps": run_steps, "throughput_steps": run_steps,
+                     "time_steps_per_layer": {l.name: run_steps for l in layers[:-1]},
+                     "depth": depth, "notes": notes})
+    return net
 
 
 def compile_lif(model, example_input, timesteps: int, calibration: np.ndarray | None = None, input_bits: int = 8,
@@ -198,71 +183,6 @@ def compile_lif(model, example_input, timesteps: int, calibration: np.ndarray | 
     from ...target import load_target
     graph = load_lif_model(model, example_input)
     cal = calibration if calibration is not None else np.asarray(example_input)
-    opts = CompileOptions(calibration=cal, timesteps=timesteps, input_bits=input_bits)
+    from . import Cuba
+    opts = CubaOptions(calibration=cal, timesteps=timesteps, input_bits=input_bits)
     return Cuba(netx).compile(graph, load_target(target), opts)
-
-
-def _netx_neuron(g, neuron) -> None:
-    write_str(g, "neuron/type", "CUBA")
-    g.create_dataset("neuron/iDecay", data=int(neuron.du) + 1)        # netx: du = iDecay - 1
-    g.create_dataset("neuron/vDecay", data=int(neuron.dv))
-    g.create_dataset("neuron/vThMant", data=int(neuron.v_th_mant))
-    g.create_dataset("neuron/refDelay", data=1)                      # ignored by netx
-    g.create_dataset("neuron/gradedSpike", data=False)
-
-
-def export_netx(graph: SpikingGraph, path) -> dict:
-    """Write a compiled sequential cuba network as a Lava-DL NetX HDF5 file (loihi.md §D).
-
-    Layers: `input` (shape only), then per layer one `conv` (kernel W_mant << weight_exp in
-    PyTorch OIHW layout, pooling folded in by `backends.lava.mapping.map_branch`) or
-    `dense` (weights 2 W_mant, i.e. weight_exp must be 1; preceded by a `flatten` when the
-    source is (C, H, W)), each with its CUBA neuron group and `bias` = bias_mant (netx uses
-    bias_exp 6).  Load with ``netx.hdf5.Network(net_config=path, input_message_bits=B)``
-    with B >= the input codes' bits (graded input).  The host feeds the input codes at every
-    one of `n_steps` steps and reads the last layer's v after step window_start and n_steps.
-    Returns {"input_message_bits", "n_steps", "window_start", "output_scale"}.
-    """
-    import h5py
-
-    from ...backends.lava.mapping import ConvStage, DenseStage, map_branch
-
-    if graph.scheme != "cuba":
-        raise NeurodeployError(f"a '{graph.scheme}' network cannot be exported to NetX", "export_netx",
-                               "compile with --scheme cuba")
-    enc = graph.input
-    prev, shape = enc.name, tuple(enc.shape)
-    with h5py.File(path, "w") as h:
-        layers = NetxLayers(h)
-        layers.input(shape)
-        for layer in graph.neuron_layers():
-            if len(layer.branches) != 1 or layer.branches[0].source != prev:
-                raise UnsupportedError("NetX holds sequential networks only", f"layer '{layer.name}'")
-            plan = map_branch(layer.branches[0], shape)
-            if len(plan.stages) != 1:
-                raise UnsupportedError("the synapses do not fold into one Conv/Dense", f"layer '{layer.name}'")
-            st = plan.stages[0]
-            if isinstance(st, ConvStage):
-                w = np.asarray(st.weight, dtype=np.int64) << int(st.shift)
-                g = layers.conv(layer.shape, shape[0], st.stride, st.padding, st.dilation, st.groups, w)
-            elif isinstance(st, DenseStage):
-                w = np.asarray(st.weight, dtype=np.int64) << int(st.shift)
-                if np.any(w % 2) or w.max(initial=0) > 254 or w.min(initial=0) < -256:
-                    raise UnsupportedError("Dense weights are not even integers in [-256, 254] (weight_exp != 1)",
-                                           f"layer '{layer.name}'", "compile with Cuba(netx=True)")
-                if len(shape) == 3:
-                    layers.flatten(int(np.prod(shape)))
-                g = layers.dense(w.reshape(int(np.prod(layer.shape)), -1))
-            else:
-                raise UnsupportedError(f"{type(st).__name__} has no NetX layer", f"layer '{layer.name}'")
-            g.create_dataset("bias", data=np.asarray(layer.bias_mant, dtype=np.int64))
-            if layer.bias_exp != cb.NETX_BIAS_EXP:
-                raise UnsupportedError(f"bias_exp {layer.bias_exp} (NetX uses 6)", f"layer '{layer.name}'")
-            _netx_neuron(g, layer.neuron)
-            prev, shape = layer.name, tuple(layer.shape)
-    return {"input_message_bits": max(1, int(enc.neuron.code_max).bit_length()) if enc.neuron.code_max > 1 else 0,
-            "n_steps": int(enc.neuron.n_steps), "window_start": int(getattr(graph.output.neuron, "window_start", 0)),
-            "output_scale": float(graph.output.neuron.output_scale)}
-
-
-SCHEME = Cuba()

@@ -12,14 +12,12 @@ All integers are in Lava's own units (lava-nc 0.10.0 `lava/proc/lif/models.py`,
 * bias   -- the layer's `bias_mant << bias_exp`, added to v every step, NOT shifted by 6.
   NetX always uses bias_exp = 6 (so bias_mant is in `a_in` units); the `cuba` scheme does too.
 
-This module registers its neuron types in `ir.neurons.NEURON_TYPES` when it is imported (so
-that `ir.serialize` can read and write them).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ir import neurons as nrn
+from ...ir.neurons import Neuron, Readout
 
 DECAY_SHIFT = 12          # du, dv are 12-bit fractions of 4096 (lif/models.py L104-105)
 DECAY_UNITY = 1 << DECAY_SHIFT
@@ -36,7 +34,7 @@ A_IN_MAX = (1 << 17) - 1  # |a_in| above this makes u = a_in << 6 wrap (24-bit)
 
 
 @dataclass
-class CubaEncoder:
+class CubaEncoder(Neuron):
     """Input encoder of the `cuba` scheme (host / spike injector).
 
     code k = clip(floor(x * in_scale + offset), 0, code_max) per input element, sent as a
@@ -56,7 +54,7 @@ class CubaEncoder:
 
 
 @dataclass
-class CubaLIF:
+class CubaLIF(Neuron):
     """Loihi's stock current-based LIF (Lava `LIF`, `PyLifModelBitAcc`), one update per step.
 
     Per step, with the layer's effective bias b = bias_mant << bias_exp (Lava L110-122):
@@ -77,9 +75,6 @@ class CubaLIF:
     dv: int
     v_th_mant: int
 
-    def total_bias(self, bias):
-        return bias
-
     @property
     def decay(self) -> float:
         """The float decay lambda this dv stands for."""
@@ -87,7 +82,7 @@ class CubaLIF:
 
 
 @dataclass
-class CubaReadout(nrn.Readout):
+class CubaReadout(Readout):
     """Non-spiking readout of the `cuba` scheme: a stock Lava LIF that never reaches its threshold.
 
     Same arithmetic as `CubaLIF` (du = 4095, dv = 0: v integrates a_in << 6 + bias every
@@ -102,12 +97,3 @@ class CubaReadout(nrn.Readout):
     dv: int = 0
     v_th_mant: int = VTH_MAX
     window_start: int = 0
-
-
-def register() -> None:
-    """Make the types known to ir.serialize (idempotent)."""
-    for cls in (CubaEncoder, CubaLIF, CubaReadout):
-        nrn.NEURON_TYPES.setdefault(cls.__name__, cls)
-
-
-register()

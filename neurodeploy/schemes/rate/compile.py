@@ -17,6 +17,7 @@ import numpy as np
 from ...errors import NeurodeployError, UnsupportedError
 from ...ir import float_graph as fg
 from ...ir import neurons as nrn
+from .neurons import RateEncoder, RateIF
 from ...ir import synapses as syn
 from ...ir.spiking import Layer, SpikingGraph
 from ...passes import run_passes
@@ -26,66 +27,57 @@ from ...lowering.quantize import quantise_layer
 from ...lowering.threshold_balance import threshold_balance
 from ...sim.core import depth
 from ...target import Target
-from ..base import CompileOptions, Scheme
 
 DEFAULT_TIMESTEPS = 32
 
 
-class Rate(Scheme):
-    name = "rate"
-    passes = ["fold_bn", "fuse_quant_act", "drop_redundant_relu"]
-    guarantee = "none: rate coding approximates the quantised ANN (mismatches are expected)"
-    exact = False
-
-    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
-        t = options.timesteps or DEFAULT_TIMESTEPS
-        if t < 1:
-            raise NeurodeployError(f"--timesteps {t} must be positive", "--timesteps")
-        if options.reset not in ("subtract", "zero"):
-            raise NeurodeployError(f"unknown reset '{options.reset}'", "--reset", "use subtract or zero")
-        graph = run_passes(graph, self.passes)
-        graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
-        graph = threshold_balance(graph, options.calibration, t, options.percentile)
-        enc, real_layers = lower(graph)
-        # A LIF's input enters its 24-bit state shifted left by act_shift (6 on Loihi: lif/models.py
-        # L155), so our integer state has state_bits - act_shift bits.
-        shift = int(target.raw.get("neuron", {}).get("lif_act_shift", 0))
-        tgt = dataclasses.replace(target, state_bits=target.state_bits - shift)
-        layers = [enc.encoder(nrn.RateEncoder(t, t))]
-        # Size the state for the whole sample, not one step: a neuron driven far below zero must
-        # not saturate (a saturated state forgets how negative it was and then fires on later
-        # positive input), so |v| <= |v_init| + sum |W| * T must fit, as for codes 0..T.
-        shapes, count_max = {enc.name: enc.shape}, {enc.name: t}
-        report = {}
-        n_run = t + _hops(real_layers, enc.name)
-        for rl in real_layers:
-            for b in rl.branches:
-                if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                    raise UnsupportedError("max pooling of spike trains is not the max of their rates",
-                                           f"layer '{rl.name}'", "use average pooling or the bitplane scheme")
-            if rl.quant is None:       # the readout adds its bias once
-                q = quantise_layer(rl.name, rl.branches, rl.bias, None, shapes, count_max, tgt)
-                neuron, step = nrn.Readout(output_scale=1.0 / q.unit), np.asarray(1.0 / q.unit)
-            else:
-                # the ANN bias is spread over the run's steps (a constant current, as Loihi's
-                # bias); the rounding offset becomes the initial potential
-                offset = float(np.max(rl.quant.offset))
-                q = quantise_layer(rl.name, rl.branches, (rl.bias - offset) / n_run, t, shapes, count_max, tgt)
-                neuron = nrn.RateIF(v_th_mant=q.unit, code_max=t, v_init=int(round(offset * q.unit)),
-                                    bias_steps=n_run, reset=options.reset, state_bits=tgt.state_bits)
-                step = np.asarray(rl.quant.out_step)
-            shapes[rl.name], count_max[rl.name] = rl.shape, t
-            layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
-            report[rl.name] = q.report()
-        net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
-        hops = depth(net)
-        net.meta.update({"time_steps_per_layer": {l.name: t for l in layers if not getattr(l, "is_readout", False)},
-                         "latency_steps": t + hops, "throughput_steps": t, "reset": options.reset,
-                         "rate_timesteps": t})
-        return net
-
-    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
-        return True
+def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
+    """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
+    t = options.timesteps or DEFAULT_TIMESTEPS
+    if t < 1:
+        raise NeurodeployError(f"--timesteps {t} must be positive", "--timesteps")
+    if options.reset not in ("subtract", "zero"):
+        raise NeurodeployError(f"unknown reset '{options.reset}'", "--reset", "use subtract or zero")
+    graph = run_passes(graph, scheme.passes)
+    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+    graph = threshold_balance(graph, options.calibration, t, options.percentile)
+    enc, real_layers = lower(graph)
+    # A LIF's input enters its 24-bit state shifted left by act_shift (6 on Loihi: lif/models.py
+    # L155), so our integer state has state_bits - act_shift bits.
+    shift = int(target.raw.get("neuron", {}).get("lif_act_shift", 0))
+    tgt = dataclasses.replace(target, state_bits=target.state_bits - shift)
+    layers = [enc.encoder(RateEncoder(t, t))]
+    # Size the state for the whole sample, not one step: a neuron driven far below zero must
+    # not saturate (a saturated state forgets how negative it was and then fires on later
+    # positive input), so |v| <= |v_init| + sum |W| * T must fit, as for codes 0..T.
+    shapes, count_max = {enc.name: enc.shape}, {enc.name: t}
+    report = {}
+    n_run = t + _hops(real_layers, enc.name)
+    for rl in real_layers:
+        for b in rl.branches:
+            if any(isinstance(op, syn.MaxPool) for op in b.ops):
+                raise UnsupportedError("max pooling of spike trains is not the max of their rates",
+                                       f"layer '{rl.name}'", "use average pooling or the bitplane scheme")
+        if rl.quant is None:       # the readout adds its bias once
+            q = quantise_layer(rl.name, rl.branches, rl.bias, None, shapes, count_max, tgt)
+            neuron, step = nrn.Readout(output_scale=1.0 / q.unit), np.asarray(1.0 / q.unit)
+        else:
+            # the ANN bias is spread over the run's steps (a constant current, as Loihi's
+            # bias); the rounding offset becomes the initial potential
+            offset = float(np.max(rl.quant.offset))
+            q = quantise_layer(rl.name, rl.branches, (rl.bias - offset) / n_run, t, shapes, count_max, tgt)
+            neuron = RateIF(v_th_mant=q.unit, code_max=t, v_init=int(round(offset * q.unit)),
+                                bias_steps=n_run, reset=options.reset, state_bits=tgt.state_bits)
+            step = np.asarray(rl.quant.out_step)
+        shapes[rl.name], count_max[rl.name] = rl.shape, t
+        layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
+        report[rl.name] = q.report()
+    net = SpikingGraph(scheme.name, target.name, layers, {"quantisation": report})
+    hops = depth(net)
+    net.meta.update({"time_steps_per_layer": {l.name: t for l in layers if not getattr(l, "is_readout", False)},
+                     "latency_steps": t + hops, "throughput_steps": t, "reset": options.reset,
+                     "rate_timesteps": t})
+    return net
 
 
 def _hops(real_layers, input_name: str) -> int:
@@ -94,6 +86,3 @@ def _hops(real_layers, input_name: str) -> int:
     for rl in real_layers:
         hops[rl.name] = 1 + max(hops[b.source] for b in rl.branches)
     return hops[real_layers[-1].name]
-
-
-SCHEME = Rate()

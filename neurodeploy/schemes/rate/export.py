@@ -82,7 +82,8 @@ import torch
 
 from ... import __version__
 from ...errors import NeurodeployError, UnsupportedError
-from ...ir import neurons as nrn
+from ...registry import get_scheme
+from .neurons import RateEncoder, RateIF
 from ...ir import synapses as syn
 from ...ir.spiking import InputEncoder, SpikingGraph
 from . import kernel as rate_kernels
@@ -101,20 +102,19 @@ def run_steps(net: SpikingGraph) -> int:
 def check_expressible(net: SpikingGraph, where: str = "") -> None:
     """Raise a NeurodeployError unless `net` has a NIR equivalent (the `rate` scheme)."""
     where = where or f"scheme '{net.scheme}'"
-    if net.scheme == "bitplane" or isinstance(net.input.neuron, nrn.BitplaneEncoder):
-        raise UnsupportedError(
-            "a bitplane network has no NIR equivalent (its neurons accumulate bit planes with doubling, "
-            "U <- 2U + I, then emit MSB first against halving thresholds: NIR has no such primitive)",
-            where, "compile with --scheme rate to export to NIR")
-    if not isinstance(net.input.neuron, nrn.RateEncoder):
+    if net.scheme != "rate":
+        why = get_scheme(net.scheme).why_no_export.get("nir")
+        raise UnsupportedError(f"a {net.scheme} network has no NIR equivalent" + (f" ({why})" if why else ""),
+                               where, "compile with --scheme rate to export to NIR")
+    if not isinstance(net.input.neuron, RateEncoder):
         raise UnsupportedError(f"input encoder {type(net.input.neuron).__name__} has no NIR equivalent",
                                where, "compile with --scheme rate to export to NIR")
     layers = net.neuron_layers()
     for layer in layers:
         last = layer is layers[-1]
-        if last and not isinstance(layer.neuron, nrn.Readout):
+        if last and not layer.is_readout:
             raise UnsupportedError("the last layer is not a readout", f"layer '{layer.name}'")
-        if not last and not isinstance(layer.neuron, nrn.RateIF):
+        if not last and not isinstance(layer.neuron, RateIF):
             raise UnsupportedError(f"neuron {type(layer.neuron).__name__} has no NIR equivalent",
                                    f"layer '{layer.name}'", "compile with --scheme rate to export to NIR")
         for b in layer.branches:
@@ -329,7 +329,7 @@ def to_nir(net: SpikingGraph, v_init: str = "bias", readout: str = "integrator",
                                              "fires_on": "v >= v_th_mant (exported as v > v_th_mant - 0.5)"})
         node_of[layer.name] = target
         shapes[layer.name] = shape
-    resets = sorted({l.neuron.reset for l in net.neuron_layers() if isinstance(l.neuron, nrn.RateIF)})
+    resets = sorted({l.neuron.reset for l in net.neuron_layers() if isinstance(l.neuron, RateIF)})
     meta = {
         "producer": f"neurodeploy {__version__}",
         "scheme": net.scheme, "target": net.target,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...ir import neurons as nrn
+from .neurons import RateIF
 from ...sim import core
 
 
@@ -21,7 +21,7 @@ def encoder_step(v: torch.Tensor, codes: torch.Tensor, n_steps: int) -> tuple[to
     return v - s.to(v.dtype) * n_steps, s
 
 
-def if_step(v: torch.Tensor, current: torch.Tensor, neuron: nrn.RateIF) -> tuple[torch.Tensor, torch.Tensor]:
+def if_step(v: torch.Tensor, current: torch.Tensor, neuron: RateIF) -> tuple[torch.Tensor, torch.Tensor]:
     """RateIF: integrate, saturate to the state range, fire on v >= v_th_mant, reset."""
     limit = (1 << (neuron.state_bits - 1)) - 1
     v = torch.clamp(v + current, -limit, limit)

@@ -70,7 +70,6 @@ from ...ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from .fold import fold_reverb, node_shapes, sequential_chain
 from ...lowering.quantize import round_half_away
 from ...target import Target
-from ..base import CompileOptions, Scheme
 
 DEFAULT_TIMESTEPS = 4        # the T of the ReverB paper's CIFAR runs and of models/ training
 MARGIN = 2.0                 # headroom of the 24-bit state over the calibration maxima
@@ -349,157 +348,142 @@ def calibrate(folded: fg.FloatGraph, x: np.ndarray, timesteps: int) -> dict:
     return cal.stats
 
 
-class Reverb(Scheme):
-    """Binary (1-bit) synapses, graded (payload) spikes, per-channel (or per-neuron) emission scales."""
-    name = "reverb"
-    ann_reference = False      # a trained SNN: the reference is the float SNN (compare_accuracy)
-    passes = ["fold_reverb"]
-    guarantee = ("none: the fixed-point ReverB SNN approximates the float SNN (payload, weight, bias and threshold "
-                 "rounding, Loihi's leak rounding); verify reports both accuracies and their agreement")
-    exact = False
+def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
+    """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
+    t = DEFAULT_TIMESTEPS if options.timesteps is None else int(options.timesteps)
+    if t < 1:
+        raise NeurodeployError(f"timesteps={t}", "--timesteps",
+                               "use the T the ReverB model was trained with (>= 1)")
+    bits = int(options.payload_bits)
+    limit = min(rv.MAX_PAYLOAD_BITS, target.payload_bits if target.graded_spikes else 0)
+    if not 1 <= bits <= limit:
+        raise NeurodeployError(f"payload_bits={bits} out of range", "--payload-bits",
+                               f"target '{target.name}' carries graded spikes of 1..{limit} bits" if limit else
+                               f"target '{target.name}' has no graded spikes: the reverb scheme needs them")
+    if not any(isinstance(graph.op(n), rf.ReverbAct) for n in graph.topo_order()):
+        raise UnsupportedError("the model has no ReverB neuron", graph.source,
+                               "the reverb scheme compiles networks of neurodeploy.nn.ReverBNeuron "
+                               "(frontends.torch_reverb.load_reverb_model)")
+    if options.calibration is None:
+        raise NeurodeployError("the reverb scheme needs calibration data to choose its payload units",
+                               "--calibration", "pass samples shaped like the input (e.g. the training set)")
+    cal_x = np.asarray(options.calibration, dtype=np.float64)
+    if float(cal_x.min()) < 0:
+        raise UnsupportedError(f"the calibration inputs reach {float(cal_x.min()):.4g} < 0; ReverB inputs are "
+                               "sent as unsigned graded payloads", graph.source,
+                               "shift/scale the inputs to be >= 0 (e.g. pixels in [0, 1])")
+    folded = fold_reverb(graph)
+    enc_node, stages = plan(folded)
+    stats = calibrate(folded, cal_x, t)
+    shapes_of = node_shapes(folded)
+    shapes = {"input": tuple(folded.op(folded.input_nodes()[0]).shape)}
+    notes: list[str] = []
 
-    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
-        t = DEFAULT_TIMESTEPS if options.timesteps is None else int(options.timesteps)
-        if t < 1:
-            raise NeurodeployError(f"timesteps={t}", "--timesteps",
-                                   "use the T the ReverB model was trained with (>= 1)")
-        bits = int(options.payload_bits)
-        limit = min(rv.MAX_PAYLOAD_BITS, target.payload_bits if target.graded_spikes else 0)
-        if not 1 <= bits <= limit:
-            raise NeurodeployError(f"payload_bits={bits} out of range", "--payload-bits",
-                                   f"target '{target.name}' carries graded spikes of 1..{limit} bits" if limit else
-                                   f"target '{target.name}' has no graded spikes: the reverb scheme needs them")
-        if not any(isinstance(graph.op(n), rf.ReverbAct) for n in graph.topo_order()):
-            raise UnsupportedError("the model has no ReverB neuron", graph.source,
-                                   "the reverb scheme compiles networks of neurodeploy.nn.ReverBNeuron "
-                                   "(frontends.torch_reverb.load_reverb_model)")
-        if options.calibration is None:
-            raise NeurodeployError("the reverb scheme needs calibration data to choose its payload units",
-                                   "--calibration", "pass samples shaped like the input (e.g. the training set)")
-        cal_x = np.asarray(options.calibration, dtype=np.float64)
-        if float(cal_x.min()) < 0:
-            raise UnsupportedError(f"the calibration inputs reach {float(cal_x.min()):.4g} < 0; ReverB inputs are "
-                                   "sent as unsigned graded payloads", graph.source,
-                                   "shift/scale the inputs to be >= 0 (e.g. pixels in [0, 1])")
-        folded = fold_reverb(graph)
-        enc_node, stages = plan(folded)
-        stats = calibrate(folded, cal_x, t)
-        shapes_of = node_shapes(folded)
-        shapes = {"input": tuple(folded.op(folded.input_nodes()[0]).shape)}
-        notes: list[str] = []
+    # ---- pass 1: weights, pooling and the payload unit of every source -------------------
+    built = {}
+    for st in stages:
+        op = folded.op(st.weighted)
+        w_int, g = _weights(op, target)
+        ops, pool = _branch_ops(folded, st, shapes[st.source], w_int)
+        st.pool = pool
+        shapes[st.name] = shapes_of[st.weighted]
+        if st.act is not None:
+            m = max(stats[st.act].u_max, stats[st.weighted].emit_max)
+            if st.shortcut is not None:     # each branch's current and their sum stay in the state too
+                m = max(m, stats[st.shortcut.node].emit_max, stats[st.shortcut.join].emit_max)
+            cmax = float(np.max(np.abs(folded.op(st.act).bias), initial=0.0))
+        else:
+            cmax = float(np.max(np.abs(op.bias), initial=0.0))
+            m = max(stats[st.weighted].sum_max, stats[st.weighted].emit_max + cmax)
+        built[st.name] = (op, ops, g, m, cmax)
+    units, eff_bits = {}, {}
+    bias_lim = float(target.bias_mant_max) * float(1 << target.bias_exp_max)
+    state_max = float(min(rv.STATE_MAX, target.state_max))
+    for st in stages:
+        _, _, g, m, cmax = built[st.name]
+        levels = (1 << int(options.input_bits)) - 1 if st.source == "input" else (1 << bits) - 1
+        e = stats[st.stats_src].emit_max
+        need = [e / levels, m * MARGIN / (g * st.pool * state_max), cmax / (g * st.pool * bias_lim)]
+        u = max(need)
+        if u <= 0:
+            u = 1.0                      # the source never emits and the consumer is silent
+        if e > 0 and e / u < 1.0:
+            raise TargetLimitError(
+                f"the 24-bit state of layer '{st.name}' cannot hold its input range even with 1-level payloads "
+                f"from '{st.source}' (membrane up to {m:.4g}, graded spikes up to {e:.4g})",
+                f"layer '{st.source}'", "retrain with BatchNorm/smaller fan-in, or check the calibration data")
+        units[st.source] = u
+        eff_bits[st.source] = int(round(e / u)).bit_length() if e > 0 else 0
+        if u > need[0] * (1 + 1e-9) and e > 0:
+            why = "24-bit state" if need[1] >= need[2] else "bias (13-bit mantissa << 7)"
+            notes.append(f"{st.source}: payload unit coarsened so that layer '{st.name}' keeps its {why}: "
+                         f"{eff_bits[st.source]} of {levels.bit_length()} payload bits used")
 
-        # ---- pass 1: weights, pooling and the payload unit of every source -------------------
-        built = {}
-        for st in stages:
-            op = folded.op(st.weighted)
-            w_int, g = _weights(op, target)
-            ops, pool = _branch_ops(folded, st, shapes[st.source], w_int)
-            st.pool = pool
-            shapes[st.name] = shapes_of[st.weighted]
-            if st.act is not None:
-                m = max(stats[st.act].u_max, stats[st.weighted].emit_max)
-                if st.shortcut is not None:     # each branch's current and their sum stay in the state too
-                    m = max(m, stats[st.shortcut.node].emit_max, stats[st.shortcut.join].emit_max)
-                cmax = float(np.max(np.abs(folded.op(st.act).bias), initial=0.0))
-            else:
-                cmax = float(np.max(np.abs(op.bias), initial=0.0))
-                m = max(stats[st.weighted].sum_max, stats[st.weighted].emit_max + cmax)
-            built[st.name] = (op, ops, g, m, cmax)
-        units, eff_bits = {}, {}
-        bias_lim = float(target.bias_mant_max) * float(1 << target.bias_exp_max)
-        state_max = float(min(rv.STATE_MAX, target.state_max))
-        for st in stages:
-            _, _, g, m, cmax = built[st.name]
-            levels = (1 << int(options.input_bits)) - 1 if st.source == "input" else (1 << bits) - 1
-            e = stats[st.stats_src].emit_max
-            need = [e / levels, m * MARGIN / (g * st.pool * state_max), cmax / (g * st.pool * bias_lim)]
-            u = max(need)
-            if u <= 0:
-                u = 1.0                      # the source never emits and the consumer is silent
-            if e > 0 and e / u < 1.0:
-                raise TargetLimitError(
-                    f"the 24-bit state of layer '{st.name}' cannot hold its input range even with 1-level payloads "
-                    f"from '{st.source}' (membrane up to {m:.4g}, graded spikes up to {e:.4g})",
-                    f"layer '{st.source}'", "retrain with BatchNorm/smaller fan-in, or check the calibration data")
-            units[st.source] = u
-            eff_bits[st.source] = int(round(e / u)).bit_length() if e > 0 else 0
-            if u > need[0] * (1 + 1e-9) and e > 0:
-                why = "24-bit state" if need[1] >= need[2] else "bias (13-bit mantissa << 7)"
-                notes.append(f"{st.source}: payload unit coarsened so that layer '{st.name}' keeps its {why}: "
-                             f"{eff_bits[st.source]} of {levels.bit_length()} payload bits used")
-
-        # ---- pass 2: the IR layers ------------------------------------------------------------
-        kin = np.asarray(folded.op(enc_node).factor, np.float64) if enc_node != "input" else np.asarray(1.0)
-        u0 = units["input"]
-        code_max = (1 << int(options.input_bits)) - 1
-        step = np.where(kin > 0, u0 / np.where(kin > 0, kin, 1.0), 0.0)
-        layers = [InputEncoder("input", shapes["input"], kin / u0, np.asarray(0.5), step,
-                               rv.ReverbEncoder(code_max=code_max, timesteps=t), float_node=enc_node)]
-        report = {"input": {"payload_unit": u0, "payload_bits_used": eff_bits["input"], "code_max": code_max,
-                            "weight_rel_error": None}}
-        binary_layers, real_branches = [], {}
-        for st in stages:
-            op, ops, g, m, cmax = built[st.name]
-            in_unit = units[st.source] * g * st.pool
-            branches, sc_row = [Branch(st.source, ops, 0)], None
-            if st.shortcut is not None:
-                k, in_unit, sc_branch, sc_row = _shortcut_branch(folded, st, units, in_unit, m, cmax, target, notes)
-                branches = [Branch(st.source, ops, k), sc_branch]
-                real_branches[st.name] = [1]
-            if st.act is None:
-                bias_mant, bias_exp = _bias(st.name, np.asarray(op.bias, np.float64) / in_unit, target)
-                neuron = rv.ReverbReadout(output_scale=in_unit / t, timesteps=t, start_step=st.depth)
-                value_step = np.asarray(in_unit / t)
-                row = {}
-            else:
-                act = folded.op(st.act)
-                c = shapes[st.name][0]
-                theta = np.broadcast_to(np.asarray(act.threshold, np.float64), (c,)) / in_unit
-                vth = np.ceil(theta - 1e-9 * np.maximum(1.0, np.abs(theta)))
-                if np.any(vth > rv.STATE_MAX):
-                    notes.append(f"{st.name}: thresholds above the 24-bit state capped at 2^23 - 1 (never reached "
-                                 "on the calibration data)")
-                vth = np.clip(vth, 0, rv.STATE_MAX).astype(np.int64)
-                bias_mant, bias_exp = _bias(st.name, np.broadcast_to(np.asarray(act.bias, np.float64), (c,)) / in_unit,
-                                            target)
-                kappa = _emission_scale(act.emit_scale, shapes[st.name])
-                out_mant, out_shift, mbits = _emission(st.name, kappa * in_unit / units[st.name], notes)
-                dv = rv.decay_mant_for(act.tau)
-                if dv > rv.DECAY_UNITY - 1:
-                    notes.append(f"{st.name}: tau {act.tau} -> dv 4095 (v keeps v >> 12 per step)")
-                    dv = rv.DECAY_UNITY - 1
-                neuron = rv.ReverbNeuron(dv=int(dv), v_th_mant=vth, out_mant=out_mant.astype(np.int64),
-                                         out_shift=int(out_shift), payload_bits=bits, timesteps=t, start_step=st.depth)
-                value_step = np.asarray(units[st.name])
-                row = {"payload_unit": units[st.name], "payload_bits_used": eff_bits[st.name],
-                       "out_shift": int(out_shift), "out_mant_min_bits": mbits,
-                       "tau": act.tau, "dv": int(dv)}
-            if sc_row is not None:
-                row = {**row, "shortcut": sc_row}
-            layers.append(Layer(st.name, shapes[st.name], branches, bias_mant.astype(np.int64),
-                                int(bias_exp),
-                                neuron, value_step, st.act or st.weighted))
-            if st.binary:
-                binary_layers.append(st.name)
-            report[st.name] = {**row, "binary": st.binary, "in_unit": in_unit, "weight_step": g,
-                               "weight_rel_error": _weight_rel_error(op, ops, g),
-                               "bias_exp": int(bias_exp), "v_max_calibration": m / in_unit,
-                               "state_headroom": float(rv.STATE_MAX / max(m / in_unit, 1.0))}
-        depth = stages[-1].depth
-        net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
-        # no pipelining: a layer's v must be 0 when the next sample's first payload arrives, and
-        # nothing but a spike resets it, so samples follow each other (as in the cuba scheme)
-        net.meta.update({"timesteps": t, "payload_bits": bits, "latency_steps": t + depth,
-                         "throughput_steps": t + depth,
-                         "time_steps_per_layer": {l.name: t for l in layers[:-1]}, "depth": depth,
-                         "binary_layers": binary_layers, "notes": notes})
-        if real_branches:          # residual shortcuts: 8-bit branches of binary layers (reports/costs.py)
-            net.meta["real_branches"] = real_branches
-        return net
-
-    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
-        return True
-
-
-
-SCHEME = Reverb()
+    # ---- pass 2: the IR layers ------------------------------------------------------------
+    kin = np.asarray(folded.op(enc_node).factor, np.float64) if enc_node != "input" else np.asarray(1.0)
+    u0 = units["input"]
+    code_max = (1 << int(options.input_bits)) - 1
+    step = np.where(kin > 0, u0 / np.where(kin > 0, kin, 1.0), 0.0)
+    layers = [InputEncoder("input", shapes["input"], kin / u0, np.asarray(0.5), step,
+                           rv.ReverbEncoder(code_max=code_max, timesteps=t), float_node=enc_node)]
+    report = {"input": {"payload_unit": u0, "payload_bits_used": eff_bits["input"], "code_max": code_max,
+                        "weight_rel_error": None}}
+    binary_layers, real_branches = [], {}
+    for st in stages:
+        op, ops, g, m, cmax = built[st.name]
+        in_unit = units[st.source] * g * st.pool
+        branches, sc_row = [Branch(st.source, ops, 0)], None
+        if st.shortcut is not None:
+            k, in_unit, sc_branch, sc_row = _shortcut_branch(folded, st, units, in_unit, m, cmax, target, notes)
+            branches = [Branch(st.source, ops, k), sc_branch]
+            real_branches[st.name] = [1]
+        if st.act is None:
+            bias_mant, bias_exp = _bias(st.name, np.asarray(op.bias, np.float64) / in_unit, target)
+            neuron = rv.ReverbReadout(output_scale=in_unit / t, timesteps=t, start_step=st.depth)
+            value_step = np.asarray(in_unit / t)
+            row = {}
+        else:
+            act = folded.op(st.act)
+            c = shapes[st.name][0]
+            theta = np.broadcast_to(np.asarray(act.threshold, np.float64), (c,)) / in_unit
+            vth = np.ceil(theta - 1e-9 * np.maximum(1.0, np.abs(theta)))
+            if np.any(vth > rv.STATE_MAX):
+                notes.append(f"{st.name}: thresholds above the 24-bit state capped at 2^23 - 1 (never reached "
+                             "on the calibration data)")
+            vth = np.clip(vth, 0, rv.STATE_MAX).astype(np.int64)
+            bias_mant, bias_exp = _bias(st.name, np.broadcast_to(np.asarray(act.bias, np.float64), (c,)) / in_unit,
+                                        target)
+            kappa = _emission_scale(act.emit_scale, shapes[st.name])
+            out_mant, out_shift, mbits = _emission(st.name, kappa * in_unit / units[st.name], notes)
+            dv = rv.decay_mant_for(act.tau)
+            if dv > rv.DECAY_UNITY - 1:
+                notes.append(f"{st.name}: tau {act.tau} -> dv 4095 (v keeps v >> 12 per step)")
+                dv = rv.DECAY_UNITY - 1
+            neuron = rv.ReverbNeuron(dv=int(dv), v_th_mant=vth, out_mant=out_mant.astype(np.int64),
+                                     out_shift=int(out_shift), payload_bits=bits, timesteps=t, start_step=st.depth)
+            value_step = np.asarray(units[st.name])
+            row = {"payload_unit": units[st.name], "payload_bits_used": eff_bits[st.name],
+                   "out_shift": int(out_shift), "out_mant_min_bits": mbits,
+                   "tau": act.tau, "dv": int(dv)}
+        if sc_row is not None:
+            row = {**row, "shortcut": sc_row}
+        layers.append(Layer(st.name, shapes[st.name], branches, bias_mant.astype(np.int64),
+                            int(bias_exp),
+                            neuron, value_step, st.act or st.weighted))
+        if st.binary:
+            binary_layers.append(st.name)
+        report[st.name] = {**row, "binary": st.binary, "in_unit": in_unit, "weight_step": g,
+                           "weight_rel_error": _weight_rel_error(op, ops, g),
+                           "bias_exp": int(bias_exp), "v_max_calibration": m / in_unit,
+                           "state_headroom": float(rv.STATE_MAX / max(m / in_unit, 1.0))}
+    depth = stages[-1].depth
+    net = SpikingGraph(scheme.name, target.name, layers, {"quantisation": report})
+    # no pipelining: a layer's v must be 0 when the next sample's first payload arrives, and
+    # nothing but a spike resets it, so samples follow each other (as in the cuba scheme)
+    net.meta.update({"timesteps": t, "payload_bits": bits, "latency_steps": t + depth,
+                     "throughput_steps": t + depth,
+                     "time_steps_per_layer": {l.name: t for l in layers[:-1]}, "depth": depth,
+                     "binary_layers": binary_layers, "notes": notes})
+    if real_branches:          # residual shortcuts: 8-bit branches of binary layers (reports/costs.py)
+        net.meta["real_branches"] = real_branches
+    return net

@@ -8,9 +8,8 @@ the channel scales that the folding removed from the synapses reappear as one mu
 *emitted spike* (`out_mant`, `out_shift` below), the "fold into the previous layer's
 activation" of the paper.
 
-Plain dataclasses with integer fields, like `ir/neurons.py`; `neurodeploy/sim/reverb.py`
-implements this arithmetic and the Lava process model in `backends/lava/reverb_lava.py`
-must compute the very same integers.
+Plain dataclasses with integer fields (`ir.neurons.Neuron`); `kernel.py` implements this
+arithmetic and the Lava process model in `lava/` must compute the very same integers.
 
 Units.  A layer's membrane `v` is an integer in units of its input payload: a graded spike
 with payload p on a synapse of mantissa w adds (w · p) << weight_exp to `a_in` (Lava's
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...ir import neurons as nrn
+from ...ir.neurons import Neuron, Readout
 
 DECAY_SHIFT = 12            # decay as a 12-bit fraction of 4096, as Loihi's dv
 DECAY_UNITY = 1 << DECAY_SHIFT
@@ -86,7 +85,7 @@ def emit_payload(v: np.ndarray, out_mant: np.ndarray, out_shift: int, payload_ma
 
 
 @dataclass
-class ReverbEncoder:
+class ReverbEncoder(Neuron):
     """Input encoder (host / spike injector): code k = clip(floor(x·in_scale + offset), 0, code_max)
     of every input element, sent as a graded spike with payload k at each of the T steps
     (a static input is a constant current in the float model).  Zero codes send nothing."""
@@ -104,7 +103,7 @@ class ReverbEncoder:
 
 
 @dataclass
-class ReverbNeuron:
+class ReverbNeuron(Neuron):
     """Graded-spike neuron with hard reset, one update per local step t = 1..T.
 
     Per step, with a_in the synaptic input of this step and b = bias_mant << bias_exp::
@@ -154,12 +153,9 @@ class ReverbNeuron:
 
     n_steps = property(lambda self: self.timesteps)
 
-    def total_bias(self, bias):
-        return bias
-
 
 @dataclass
-class ReverbReadout(nrn.Readout):
+class ReverbReadout(Readout):
     """Non-spiking integrator: v += a_in + b at each of the T local steps (no leak, no reset).
 
     The reported value is v · output_scale after the last local step, output_scale =
@@ -172,12 +168,3 @@ class ReverbReadout(nrn.Readout):
         """What the run adds besides the synaptic input: the bias at each of the T steps
         (unlike the base `Readout`, whose U starts at the bias once)."""
         return bias * int(self.timesteps)
-
-
-def register() -> None:
-    """Make the types known to ir.serialize (idempotent)."""
-    for cls in (ReverbEncoder, ReverbNeuron, ReverbReadout):
-        nrn.NEURON_TYPES.setdefault(cls.__name__, cls)
-
-
-register()

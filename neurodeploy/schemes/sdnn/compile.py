@@ -56,90 +56,72 @@ from ...lowering.quantize import round_half_away
 from ...ir.float_eval import evaluate
 from ...sim.core import depth
 from ...target import Target
-from ..base import CompileOptions, Scheme
 
 SPIKE_EXP = STATE_EXP = 6      # what NetX hard-codes (hdf5.py L170-189)
 HEADROOM = 8                   # act range kept above the calibrated activation range
 
 
-class Sdnn(Scheme):
-    name = "sdnn"
-    passes = ["fold_bn", "fuse_quant_act", "drop_redundant_relu"]
-    guarantee = ("bit-exact with Lava's fixed-point SigmaDelta/Sigma; settled codes equal the integer ReLU "
-                 "network (floor(act/64)) up to one hop after the first layer with a positive bias (all "
-                 "layers when no hidden bias is positive; vth = 0); deeper layers may differ by an LSB "
-                 "per early spike (reported, not a failure)")
-    exact = True
-
-    def __init__(self, vth: int = 0):
-        if vth < 0:
-            raise NeurodeployError(f"sdnn threshold {vth} must be >= 0", "sdnn vth")
-        self.vth = int(vth)
-
-    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
-        graph = run_passes(graph, self.passes)
-        graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
-        out_range = 0.0
-        if options.calibration is not None:
-            vals = evaluate(graph, np.asarray(options.calibration, dtype=np.float64), keep={graph.output})
-            out_range = float(np.max(np.abs(vals[graph.output])))
-        graph, lams = _unit_activations(graph, options.calibration, options.percentile)
-        enc, real_layers = lower(graph)
-        m_max = target.weight_mant_max
-        code_max = target.state_max >> STATE_EXP
-        layers = [enc.encoder(sd.DeltaEncoder(int(enc.quant.levels)))]
-        # The injector sends each input code shifted left by `in_shift` (the first synapses'
-        # weight_exp), so that the first layer's 8-bit weights can reach the fine value step its
-        # activation range asks for (otherwise its codes stay tiny next to the 64-LSB bias unit).
-        in_shift = _input_shift(real_layers, enc.name, lams, code_max, m_max)
-        step = {enc.name: 1.0 / (1 << in_shift)}      # ANN units per input payload LSB (x code step)
-        report = {}
-        for rl in real_layers:
-            for b in rl.branches:
-                if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                    raise UnsupportedError("max pooling of sigma-delta payloads is not the max of activations",
-                                           f"layer '{rl.name}'", "use average pooling or the bitplane scheme")
-            w_abs = max(float(np.max(np.abs(syn.weighted_op(b.ops).weight))) * step[b.source]
-                        for b in rl.branches)
-            if rl.quant is None:
-                # the readout's sigma is a 24-bit register on the chip: keep 2x headroom over the
-                # calibrated output range (Lava's CPU model would not wrap, Loihi would)
-                unit = max(w_abs / (2 * m_max) if w_abs > 0 else 1.0, 2.0 * out_range / target.state_max)
-                branches = [_scaled(b, step[b.source] / unit / 2, 2, m_max, in_shift if b.source == enc.name else 0)
-                            for b in rl.branches]
-                bias = round_half_away(np.asarray(rl.bias) / unit)
-                neuron, value_step = sd.Sigma(output_scale=unit), np.asarray(unit)
-                bias_out = bias
-            else:
-                lam = lams[rl.float_node]
-                s = max(lam * HEADROOM / code_max, 32.0 * w_abs / m_max)
-                if not np.isfinite(s) or s <= 0:
-                    s = 1.0
-                branches = [_scaled(b, 32.0 * step[b.source] / s, 2, m_max, in_shift if b.source == enc.name else 0)
-                            for b in rl.branches]
-                bias_out = round_half_away(np.asarray(rl.bias) / s / (1 << SPIKE_EXP))
-                if np.any(np.abs(bias_out) > (1 << 15) - 1):
-                    raise TargetLimitError("bias does not fit Lava's 16-bit SigmaDelta bias", f"layer '{rl.name}'",
-                                           "use smaller biases")
-                neuron = sd.SigmaDelta(vth=self.vth, code_max=int(code_max), spike_exp=SPIKE_EXP,
-                                       state_exp=STATE_EXP)
-                value_step, unit = np.asarray(s), s
-                step[rl.name] = s
-            layers.append(Layer(rl.name, rl.shape, branches, np.asarray(bias_out, dtype=np.int64), 0, neuron,
-                                value_step, rl.float_node))
-            report[rl.name] = {"value_step": float(unit), "weight_rel_error": _rel_err(rl, branches, step, unit),
-                               "bias_max_error": float(np.max(np.abs(
-                                   np.asarray(rl.bias) / unit - bias_out * (1 if rl.quant is None else 64))))}
-        net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
-        hops = depth(net)
-        # samples run back to back as input deltas settle exactly only one at a time: no pipelining
-        net.meta.update({"latency_steps": hops + 1, "throughput_steps": hops + 1, "sdnn_vth": self.vth,
-                         "sdnn_exps": [SPIKE_EXP, STATE_EXP], "sdnn_input_shift": in_shift})
-        return net
-
-    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
-        exact = exact_layers(graph)
-        return all(n == 0 for name, n in layer_mismatches.items() if name in exact)
+def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
+    """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
+    graph = run_passes(graph, scheme.passes)
+    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+    out_range = 0.0
+    if options.calibration is not None:
+        vals = evaluate(graph, np.asarray(options.calibration, dtype=np.float64), keep={graph.output})
+        out_range = float(np.max(np.abs(vals[graph.output])))
+    graph, lams = _unit_activations(graph, options.calibration, options.percentile)
+    enc, real_layers = lower(graph)
+    m_max = target.weight_mant_max
+    code_max = target.state_max >> STATE_EXP
+    layers = [enc.encoder(sd.DeltaEncoder(int(enc.quant.levels)))]
+    # The injector sends each input code shifted left by `in_shift` (the first synapses'
+    # weight_exp), so that the first layer's 8-bit weights can reach the fine value step its
+    # activation range asks for (otherwise its codes stay tiny next to the 64-LSB bias unit).
+    in_shift = _input_shift(real_layers, enc.name, lams, code_max, m_max)
+    step = {enc.name: 1.0 / (1 << in_shift)}      # ANN units per input payload LSB (x code step)
+    report = {}
+    for rl in real_layers:
+        for b in rl.branches:
+            if any(isinstance(op, syn.MaxPool) for op in b.ops):
+                raise UnsupportedError("max pooling of sigma-delta payloads is not the max of activations",
+                                       f"layer '{rl.name}'", "use average pooling or the bitplane scheme")
+        w_abs = max(float(np.max(np.abs(syn.weighted_op(b.ops).weight))) * step[b.source]
+                    for b in rl.branches)
+        if rl.quant is None:
+            # the readout's sigma is a 24-bit register on the chip: keep 2x headroom over the
+            # calibrated output range (Lava's CPU model would not wrap, Loihi would)
+            unit = max(w_abs / (2 * m_max) if w_abs > 0 else 1.0, 2.0 * out_range / target.state_max)
+            branches = [_scaled(b, step[b.source] / unit / 2, 2, m_max, in_shift if b.source == enc.name else 0)
+                        for b in rl.branches]
+            bias = round_half_away(np.asarray(rl.bias) / unit)
+            neuron, value_step = sd.Sigma(output_scale=unit), np.asarray(unit)
+            bias_out = bias
+        else:
+            lam = lams[rl.float_node]
+            s = max(lam * HEADROOM / code_max, 32.0 * w_abs / m_max)
+            if not np.isfinite(s) or s <= 0:
+                s = 1.0
+            branches = [_scaled(b, 32.0 * step[b.source] / s, 2, m_max, in_shift if b.source == enc.name else 0)
+                        for b in rl.branches]
+            bias_out = round_half_away(np.asarray(rl.bias) / s / (1 << SPIKE_EXP))
+            if np.any(np.abs(bias_out) > (1 << 15) - 1):
+                raise TargetLimitError("bias does not fit Lava's 16-bit SigmaDelta bias", f"layer '{rl.name}'",
+                                       "use smaller biases")
+            neuron = sd.SigmaDelta(vth=scheme.vth, code_max=int(code_max), spike_exp=SPIKE_EXP,
+                                   state_exp=STATE_EXP)
+            value_step, unit = np.asarray(s), s
+            step[rl.name] = s
+        layers.append(Layer(rl.name, rl.shape, branches, np.asarray(bias_out, dtype=np.int64), 0, neuron,
+                            value_step, rl.float_node))
+        report[rl.name] = {"value_step": float(unit), "weight_rel_error": _rel_err(rl, branches, step, unit),
+                           "bias_max_error": float(np.max(np.abs(
+                               np.asarray(rl.bias) / unit - bias_out * (1 if rl.quant is None else 64))))}
+    net = SpikingGraph(scheme.name, target.name, layers, {"quantisation": report})
+    hops = depth(net)
+    # samples run back to back as input deltas settle exactly only one at a time: no pipelining
+    net.meta.update({"latency_steps": hops + 1, "throughput_steps": hops + 1, "sdnn_vth": scheme.vth,
+                     "sdnn_exps": [SPIKE_EXP, STATE_EXP], "sdnn_input_shift": in_shift})
+    return net
 
 
 def exact_layers(graph: SpikingGraph) -> set:
@@ -246,6 +228,3 @@ def _unit_activations(graph: fg.FloatGraph, calibration, percentile: float):
                                        out_step=np.asarray(1.0)))
         graph.origin[name] = f"{graph.origin.get(name, 'activation')} -> sdnn ReLU"
     return graph, {n: max(lam, neg_range.get(n, 0.0)) for n, lam in lams.items()}
-
-
-SCHEME = Sdnn()

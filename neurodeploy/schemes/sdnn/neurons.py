@@ -16,12 +16,11 @@ by code that inspects annotations at run time.
 """
 from dataclasses import dataclass
 
-from neurodeploy.ir import neurons as nrn
-from neurodeploy.ir.neurons import Readout
+from neurodeploy.ir.neurons import Neuron, Readout
 
 
 @dataclass
-class DeltaEncoder:
+class DeltaEncoder(Neuron):
     """Host-side input encoder (the spike injector feeding the first synapses).
 
     code k = clip(floor(x * in_scale + offset), 0, code_max) per input element.  A static
@@ -44,7 +43,7 @@ class DeltaEncoder:
 
 
 @dataclass
-class SigmaDelta:
+class SigmaDelta(Neuron):
     """Sigma-delta ReLU neuron (Lava PySigmaDeltaModelFixed, act_mode RELU, cum_error False).
 
     Per step, with K = spike_exp + state_exp (12 under NetX), B = bias << K (the layer's
@@ -93,15 +92,3 @@ class Sigma(Readout):
 
     Lava's Sigma has no bias, so the layer's integer bias is added on the host:
     output value = (sigma + bias) * output_scale, after the network has settled."""
-
-
-NEURON_TYPES = {c.__name__: c for c in (DeltaEncoder, SigmaDelta, Sigma)}
-
-
-def register() -> None:
-    """Make the types known to ir.neurons.NEURON_TYPES / ir.serialize (idempotent)."""
-    for name, cls in NEURON_TYPES.items():
-        nrn.NEURON_TYPES.setdefault(name, cls)
-
-
-register()

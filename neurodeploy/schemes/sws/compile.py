@@ -27,7 +27,7 @@ layer's bias (`passes.qdq.fold_zero_points`); the QDQ pair on the model output i
 (the readout reads its potential).  A QDQ model needs Tc = 8 with β = 2 (its codes have 255
 levels); other Tc raise an error rather than silently re-quantising the trained model.
 
-State bound (`CompileOptions.state_bound`, `--state-bound`): the integer unit D sets how finely
+State bound (`SwsOptions.state_bound`, `--state-bound`): the integer unit D sets how finely
 the weights Ŵ·C_i/C_o and the per-step bias b̃/S are represented (the bias error is multiplied
 by S = 255), and the membrane, which must fit the target's signed state (24 bits on Loihi 2),
 grows with D.  A ReLU-blocked neuron keeps its whole negative input, amplified by β^Ts, so
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -72,14 +71,11 @@ from . import kernel as sws_sim
 from ...sim.core import input_codes
 from ...ir.synapse_ops import abs_bound, apply_ops
 from ...target import Target
-from ..base import CompileOptions, Scheme
+from .options import SwsOptions
 
 DEFAULT_CODING_STEPS = 8
 DEFAULT_SILENT_STEPS = 2
 
-
-# CompileOptions carries every sws knob (coding_steps, silent_steps, beta, full_threshold,
-# state_bound, state_margin).
 
 STATE_BOUNDS = ("static", "calibrated")
 # Fixed-point scale of the float membrane pass (`_unit_peak`): currents in code steps times
@@ -87,7 +83,7 @@ STATE_BOUNDS = ("static", "calibrated")
 _PEAK_SCALE = 1 << 20
 
 
-def sws_params(options: CompileOptions) -> tuple[int, int, int, bool]:
+def sws_params(options: SwsOptions) -> tuple[int, int, int, bool]:
     tc = getattr(options, "coding_steps", None) or options.timesteps or DEFAULT_CODING_STEPS
     ts = getattr(options, "silent_steps", None)
     ts = DEFAULT_SILENT_STEPS if ts is None else ts
@@ -95,7 +91,7 @@ def sws_params(options: CompileOptions) -> tuple[int, int, int, bool]:
     return int(tc), int(ts), beta, bool(getattr(options, "full_threshold", False))
 
 
-def state_bound_mode(options: CompileOptions) -> str:
+def state_bound_mode(options: SwsOptions) -> str:
     """"static" or "calibrated" (module docstring, "State bound"); None picks calibrated when
     calibration samples are given, else static."""
     mode = getattr(options, "state_bound", None)
@@ -230,99 +226,86 @@ def _qdq_quantisers(graph: fg.FloatGraph, q_levels: int, tc: int, beta: int) -> 
     return qdq
 
 
-class Sws(Scheme):
-    name = "sws"
-    passes = ["fold_linear_affine", "fold_bn", "fuse_quant_act", "drop_redundant_relu",
-              "strip_output_quantiser", "fold_zero_points"]
-    guarantee = ("every layer's decoded ternary digits equal the quantised ANN's rounded codes while no "
-                 "TSA neuron falls behind (guaranteed for Ts >= Tc-1); mismatches are reported")
-    exact = False
-
-    def compile(self, graph: fg.FloatGraph, target: Target, options: CompileOptions) -> SpikingGraph:
-        tc, ts, beta, full = sws_params(options)
-        if tc < 1 or ts < 0:
-            raise NeurodeployError(f"coding steps {tc} / silent steps {ts} out of range", "--coding-steps",
-                                   "use Tc >= 1 and Ts >= 0")
-        if beta not in (2, 3):
-            raise NeurodeployError(f"beta {beta} is not supported", "--beta", "use 2 (a shift) or 3")
-        q_levels = tsa_ir.digit_weight_sum(beta, tc)
-        graph = run_passes(graph, self.passes)
-        qdq = _qdq_quantisers(graph, q_levels, tc, beta)
-        graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
-        graph = threshold_balance(graph, options.calibration, q_levels, options.percentile)
-        for name, op in qdq.items():      # the model's own quantisers, not re-calibrated ones
-            graph.set_op(name, op)
-        mode, margin = state_bound_mode(options), float(getattr(options, "state_margin", 4.0))
-        enc, real_layers = lower(graph)
-        # static bound: the TSA membrane holds up to beta^Ts times a layer's partial sums (plus
-        # one unit of rounding headroom): reserve those bits of the state.  The readout (no
-        # silent period) is always sized this way.
-        reserve = int(math.ceil(ts * math.log2(beta))) + 1
-        tgt = dataclasses.replace(target, state_bits=target.state_bits - reserve)
-        layers = [enc.encoder(tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc))]
-        cal = _calibration_digits(layers[0], options.calibration, beta, tc) if mode == "calibrated" else None
-        shapes, code_max = {enc.name: enc.shape}, {enc.name: q_levels}
-        report = {}
-        for rl in real_layers:
-            for b in rl.branches:
-                if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                    raise UnsupportedError("max pooling of ternary digit trains is not supported (the paper "
-                                           "gives no rule)", f"layer '{rl.name}'", "use average pooling")
-            if rl.quant is None:
-                q = quantise_layer(rl.name, rl.branches, rl.bias, None, shapes, code_max, tgt)
-                neuron, step = nrn.Readout(output_scale=1.0 / q.unit), np.asarray(1.0 / q.unit)
-            else:
-                # lowering puts the quantiser's offset into the bias (code = floor(U)); the TSA
-                # rounds by itself (floor(U + 1/2)), so remove 1/2 of it, and spread the bias over
-                # the Tc input steps.  The rest of the offset is a QDQ zero point (Eq. 17's Z_o).
-                bias_real = (rl.bias - 0.5) / q_levels
-                proto = tsa_ir.TSA(theta_mant=1, code_max=q_levels, beta=beta, coding_steps=tc,
-                                   silent_steps=ts, relu=True, full_threshold=full)
-                qt, kw = tgt, {}
-                if cal is not None:
-                    unit_peak = _unit_peak(rl.branches, bias_real, proto, cal)
-                    qt = target                      # the measured peak includes the β^Ts amplification
-                    kw = {"state_bound": _calibrated_bound(proto, cal, shapes, target, margin, unit_peak),
-                          "unit_cap": max(1, int(target.state_max / (margin * unit_peak))) if unit_peak > 0 else None}
-                # a QDQ layer's weights are the model's 8-bit integers times one step: keep them
-                q = quantise_on_grid(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, qt, **kw) \
-                    if rl.float_node in qdq else None
-                if q is None:
-                    q = quantise_layer(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, qt,
-                                       prefer_large_unit=True, **kw)
-                neuron = dataclasses.replace(proto, theta_mant=q.unit)
-                step = np.asarray(rl.quant.out_step)
-                code_max[rl.name] = q_levels
-                bound = tsa_state_bound(q.branches, q.bias_mant.astype(np.int64) << q.bias_exp, neuron, shapes)
-                extra = {"state_bound": bound, "state_bound_mode": mode}
-                if cal is None and bound > target.state_max:
-                    raise TargetLimitError(f"the TSA membrane can reach {bound} > the target's "
-                                           f"{target.state_bits}-bit state", f"layer '{rl.name}'",
-                                           "use fewer silent steps, fewer coding steps or --target cpu")
-                if cal is not None:       # the next layers calibrate on this layer's own digits
-                    cal[rl.name], peak = _integer_run(q.branches, q.bias_mant, q.bias_exp, neuron, cal,
-                                                      target.state_bits)
-                    extra["state_peak_calibration"] = peak
-            shapes[rl.name] = rl.shape
-            layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
-            report[rl.name] = {**q.report(), **(extra if rl.quant is not None else {})}
-        net = SpikingGraph(self.name, target.name, layers, {"quantisation": report})
-        sch = sws_sim.schedule(net)
-        net.meta.update({
-            "time_steps_per_layer": {l.name: (l.neuron.steps if isinstance(l.neuron, tsa_ir.TSA) else tc)
-                                     for l in layers if not getattr(l, "is_readout", False)},
-            "latency_steps": sch["latency_steps"], "throughput_steps": sch["throughput_steps"],
-            "sws": {"beta": beta, "coding_steps": tc, "silent_steps": ts, "levels": q_levels,
-                    "full_threshold": full, "state_bound": mode,
-                    "state_margin": margin if mode == "calibrated" else None,
-                    "calibration_samples": int(len(options.calibration)) if mode == "calibrated" else None,
-                    "offsets": sch["offsets"], "branch_delays": sch["branch_delays"],
-                    "tsa_layers_on_longest_path": sch["tsa_layers_on_longest_path"]},
-        })
-        return net
-
-    def guarantee_holds(self, graph: SpikingGraph, layer_mismatches: dict[str, int]) -> bool:
-        return all(v == 0 for v in layer_mismatches.values())
-
-
-SCHEME = Sws()
+def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
+    """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
+    tc, ts, beta, full = sws_params(options)
+    if tc < 1 or ts < 0:
+        raise NeurodeployError(f"coding steps {tc} / silent steps {ts} out of range", "--coding-steps",
+                               "use Tc >= 1 and Ts >= 0")
+    if beta not in (2, 3):
+        raise NeurodeployError(f"beta {beta} is not supported", "--beta", "use 2 (a shift) or 3")
+    q_levels = tsa_ir.digit_weight_sum(beta, tc)
+    graph = run_passes(graph, scheme.passes)
+    qdq = _qdq_quantisers(graph, q_levels, tc, beta)
+    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+    graph = threshold_balance(graph, options.calibration, q_levels, options.percentile)
+    for name, op in qdq.items():      # the model's own quantisers, not re-calibrated ones
+        graph.set_op(name, op)
+    mode, margin = state_bound_mode(options), float(getattr(options, "state_margin", 4.0))
+    enc, real_layers = lower(graph)
+    # static bound: the TSA membrane holds up to beta^Ts times a layer's partial sums (plus
+    # one unit of rounding headroom): reserve those bits of the state.  The readout (no
+    # silent period) is always sized this way.
+    reserve = int(math.ceil(ts * math.log2(beta))) + 1
+    tgt = dataclasses.replace(target, state_bits=target.state_bits - reserve)
+    layers = [enc.encoder(tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc))]
+    cal = _calibration_digits(layers[0], options.calibration, beta, tc) if mode == "calibrated" else None
+    shapes, code_max = {enc.name: enc.shape}, {enc.name: q_levels}
+    report = {}
+    for rl in real_layers:
+        for b in rl.branches:
+            if any(isinstance(op, syn.MaxPool) for op in b.ops):
+                raise UnsupportedError("max pooling of ternary digit trains is not supported (the paper "
+                                       "gives no rule)", f"layer '{rl.name}'", "use average pooling")
+        if rl.quant is None:
+            q = quantise_layer(rl.name, rl.branches, rl.bias, None, shapes, code_max, tgt)
+            neuron, step = nrn.Readout(output_scale=1.0 / q.unit), np.asarray(1.0 / q.unit)
+        else:
+            # lowering puts the quantiser's offset into the bias (code = floor(U)); the TSA
+            # rounds by itself (floor(U + 1/2)), so remove 1/2 of it, and spread the bias over
+            # the Tc input steps.  The rest of the offset is a QDQ zero point (Eq. 17's Z_o).
+            bias_real = (rl.bias - 0.5) / q_levels
+            proto = tsa_ir.TSA(theta_mant=1, code_max=q_levels, beta=beta, coding_steps=tc,
+                               silent_steps=ts, relu=True, full_threshold=full)
+            qt, kw = tgt, {}
+            if cal is not None:
+                unit_peak = _unit_peak(rl.branches, bias_real, proto, cal)
+                qt = target                      # the measured peak includes the β^Ts amplification
+                kw = {"state_bound": _calibrated_bound(proto, cal, shapes, target, margin, unit_peak),
+                      "unit_cap": max(1, int(target.state_max / (margin * unit_peak))) if unit_peak > 0 else None}
+            # a QDQ layer's weights are the model's 8-bit integers times one step: keep them
+            q = quantise_on_grid(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, qt, **kw) \
+                if rl.float_node in qdq else None
+            if q is None:
+                q = quantise_layer(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, qt,
+                                   prefer_large_unit=True, **kw)
+            neuron = dataclasses.replace(proto, theta_mant=q.unit)
+            step = np.asarray(rl.quant.out_step)
+            code_max[rl.name] = q_levels
+            bound = tsa_state_bound(q.branches, q.bias_mant.astype(np.int64) << q.bias_exp, neuron, shapes)
+            extra = {"state_bound": bound, "state_bound_mode": mode}
+            if cal is None and bound > target.state_max:
+                raise TargetLimitError(f"the TSA membrane can reach {bound} > the target's "
+                                       f"{target.state_bits}-bit state", f"layer '{rl.name}'",
+                                       "use fewer silent steps, fewer coding steps or --target cpu")
+            if cal is not None:       # the next layers calibrate on this layer's own digits
+                cal[rl.name], peak = _integer_run(q.branches, q.bias_mant, q.bias_exp, neuron, cal,
+                                                  target.state_bits)
+                extra["state_peak_calibration"] = peak
+        shapes[rl.name] = rl.shape
+        layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
+        report[rl.name] = {**q.report(), **(extra if rl.quant is not None else {})}
+    net = SpikingGraph(scheme.name, target.name, layers, {"quantisation": report})
+    sch = sws_sim.schedule(net)
+    net.meta.update({
+        "time_steps_per_layer": {l.name: (l.neuron.steps if isinstance(l.neuron, tsa_ir.TSA) else tc)
+                                 for l in layers if not getattr(l, "is_readout", False)},
+        "latency_steps": sch["latency_steps"], "throughput_steps": sch["throughput_steps"],
+        "sws": {"beta": beta, "coding_steps": tc, "silent_steps": ts, "levels": q_levels,
+                "full_threshold": full, "state_bound": mode,
+                "state_margin": margin if mode == "calibrated" else None,
+                "calibration_samples": int(len(options.calibration)) if mode == "calibrated" else None,
+                "offsets": sch["offsets"], "branch_delays": sch["branch_delays"],
+                "tsa_layers_on_longest_path": sch["tsa_layers_on_longest_path"]},
+    })
+    return net

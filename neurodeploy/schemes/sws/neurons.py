@@ -1,7 +1,7 @@
 """Neurons of the `sws` scheme: stepwise weighted spikes and the TSA neuron (digest §3).
 
-Plain dataclasses with integer fields, like `ir/neurons.py`; the integer arithmetic they
-document is what `neurodeploy/sim/sws.py` implements (and a Lava process model must).
+Plain dataclasses with integer fields (`ir.neurons.Neuron`); the integer arithmetic they
+document is what `kernel.py` implements (and a Lava process model must).
 
 Notation: β = `beta` (2: a left shift; 3 allowed), Tc = `coding_steps`, Ts = `silent_steps`,
 D = `theta_mant` (the spike amplitude θ as an integer state unit), S = Σ_{τ=1..Tc} β^(Tc−τ)
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ir import neurons as nrn
+from ...ir.neurons import Neuron
 
 
 def digit_weight_sum(beta: int, coding_steps: int) -> int:
@@ -20,7 +20,7 @@ def digit_weight_sum(beta: int, coding_steps: int) -> int:
 
 
 @dataclass
-class TSAEncoder:
+class TSAEncoder(Neuron):
     """Input encoder of `sws` (runs on the host / spike injector).
 
     code P = clip(floor(x * in_scale + offset), 0, code_max), code_max = S, then P is
@@ -45,7 +45,7 @@ class TSAEncoder:
 
 
 @dataclass
-class TSA:
+class TSA(Neuron):
     """Ternary-spike amplifying neuron (Eqs. 3–7) in integer arithmetic.
 
     Local time t = 1 .. Tc + Ts.  Input digits of the source layers arrive at t = 1..Tc;
@@ -101,15 +101,3 @@ class TSA:
         import numpy as np
         d = int(self.theta_mant)
         return np.clip(np.floor_divide(2 * np.asarray(u, dtype=np.int64) + d, 2 * d), 0, self.code_max)
-
-
-NEURON_TYPES = {c.__name__: c for c in (TSAEncoder, TSA)}
-
-
-def register() -> None:
-    """Make the types known to ir.serialize (idempotent)."""
-    for name, cls in NEURON_TYPES.items():
-        nrn.NEURON_TYPES.setdefault(name, cls)
-
-
-register()

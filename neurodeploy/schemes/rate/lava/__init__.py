@@ -38,7 +38,7 @@ import torch
 
 from neurodeploy.backends.lava.compat import ensure_lava
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.ir import neurons as nrn
+from neurodeploy.schemes.rate.neurons import RateEncoder, RateIF
 from neurodeploy.sim import core
 from neurodeploy.schemes.rate import kernel as rate
 
@@ -146,13 +146,13 @@ def encoder_trains(graph, x_one: np.ndarray) -> np.ndarray:
 
 
 def check_graph(graph, neuron_model: str = "auto") -> None:
-    if not isinstance(graph.input.neuron, nrn.RateEncoder):
+    if not isinstance(graph.input.neuron, RateEncoder):
         raise NeurodeployError("rate_lava runs `rate` graphs only", f"input encoder {type(graph.input.neuron).__name__}")
     for layer in graph.neuron_layers():
         if layer.is_readout:
             continue
         n = layer.neuron
-        if not isinstance(n, nrn.RateIF):
+        if not isinstance(n, RateIF):
             raise NeurodeployError(f"no stock Lava model for {type(n).__name__}", f"layer '{layer.name}'")
         if n.reset not in ("zero", "subtract"):
             raise NeurodeployError(f"unknown reset {n.reset!r}", f"layer '{layer.name}'")

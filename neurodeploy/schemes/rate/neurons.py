@@ -1,0 +1,47 @@
+"""Neurons of the `rate` scheme: the rate encoder and the integrate-and-fire neuron.
+
+Plain dataclasses with integer fields (`ir.neurons.Neuron`); `kernel.py` implements their
+arithmetic step by step and `lava/` as Lava processes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ir.neurons import Neuron
+
+
+@dataclass
+class RateEncoder(Neuron):
+    """Input encoder of the `rate` scheme (host / spike injector).
+
+    code k = clip(floor(x * in_scale + offset), 0, code_max) with code_max = n_steps; an IF
+    neuron with constant input k, threshold n_steps and initial potential n_steps // 2 then
+    emits exactly k spikes, evenly spread, in steps 1..n_steps (v <- v + k; s = [v >= T];
+    v <- v - s*T).
+    """
+    code_max: int
+    n_steps: int
+
+
+@dataclass
+class RateIF(Neuron):
+    """Integrate-and-fire neuron of the `rate` scheme, one update per time step.
+
+    v starts at v_init (half a threshold, so that spike counts round like QCFS); every one
+    of the run's bias_steps steps  v <- v + I(t) + bias  with the layer's per-step bias and
+    I(t) = sum over branches of (W_mant * s_src(t-1)) << weight_exp (every synapse delays by
+    one step, as on Loihi); v saturates at the state range; s = [v >= v_th_mant]; on a spike
+    v <- v - v_th_mant (reset="subtract") or v <- 0 (reset="zero", Loihi's stock LIF).
+    The quantised ANN it approximates: code = clip(floor((W.k + bias*bias_steps + v_init)
+    / v_th_mant), 0, code_max), with code_max = T.
+    """
+    v_th_mant: int
+    code_max: int
+    v_init: int = 0
+    bias_steps: int = 1
+    reset: str = "subtract"
+    state_bits: int = 24
+
+    def total_bias(self, bias):
+        """What the whole run adds to v besides the synaptic input."""
+        return bias * self.bias_steps + self.v_init
