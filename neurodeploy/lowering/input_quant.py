@@ -1,16 +1,20 @@
 """Give the network input a quantiser when the model does not start with one."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ..errors import NeurodeployError
 from ..ir import float_graph as fg
+from ..passes import Pass, starts_with_quantiser
 
 
-def starts_with_quantiser(graph: fg.FloatGraph) -> bool:
-    (inp,) = graph.input_nodes()
-    cons = graph.consumers(inp)
-    return len(cons) == 1 and isinstance(graph.op(cons[0]), fg.QuantAct)
+def input_quantiser(calibration: np.ndarray | None, bits: int) -> Pass:
+    """`insert_input_quantiser` with the compile's calibration data and input width, as a step of a
+    scheme's flow (after the quantisers are fused: a QCFS on the pixels is the input's quantiser)."""
+    return Pass("input_quantiser", partial(insert_input_quantiser, calibration=calibration, bits=bits),
+                requires=("quantisers_fused",), ensures=("input_quantised",))
 
 
 def insert_input_quantiser(graph: fg.FloatGraph, calibration: np.ndarray | None, bits: int) -> fg.FloatGraph:

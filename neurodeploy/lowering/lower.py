@@ -18,6 +18,7 @@ from ..ir import float_graph as fg
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder
 from ..ir.float_eval import infer_shapes
+from ..passes import check
 
 
 @dataclass
@@ -181,8 +182,13 @@ class _Lowering:
         return RealLayer(name, shape, branches, bias, quant, name)
 
 
+REQUIRES = ("bn_folded", "quantisers_fused", "input_quantised")
+
+
 def lower(graph: fg.FloatGraph) -> tuple[RealInput, list[RealLayer]]:
-    """Float graph (BN folded, quantisers fused) -> input encoder + layers, topologically."""
+    """Float graph (BN folded, quantisers fused, the input quantised) -> input encoder + layers,
+    topologically."""
+    check(graph, REQUIRES, "lower requires")
     low = _Lowering(graph)
     (inp,) = graph.input_nodes()
     cons = graph.consumers(inp)

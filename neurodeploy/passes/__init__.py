@@ -1,22 +1,94 @@
-"""Conversion passes: named, pure functions FloatGraph -> FloatGraph.
+"""Conversion passes: named, pure functions FloatGraph -> FloatGraph, and the pass manager.
 
-Each pass's docstring says what it preserves.  Schemes list the passes they run
-(neurodeploy/schemes); `run_passes` applies them in order and records their names.
+Each pass's docstring says what it preserves.  A `Pass` also states what it requires of its input
+graph and what it ensures of its output, as names of graph properties (`PROPERTIES`); `run_passes`
+checks both around every pass (as torch.fx's PassBase does), so that a flow in the wrong order
+fails at the pass that was misplaced, not three stages later with wrong numbers.  The shared
+passes are registered by name in `PASSES`; a scheme lists them by name (`Scheme.passes`) and may
+add its own `Pass` objects (reverb's `fold_reverb`) and the lowering steps that read calibration
+data (`lowering.input_quant.input_quantiser`, `lowering.threshold_balance.balance_thresholds`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
+from ..ir import float_graph as fg
+from .bias_shift import bias_shift
 from .fold_bn import fold_bn
 from .fuse_quant_act import fuse_quant_act
-from .simplify import drop_redundant_relu
-from .bias_shift import bias_shift
-from ..schemes.reverb.fold import fold_reverb
 from .qdq import fold_linear_affine, fold_zero_points, strip_output_quantiser
-
-PASSES = {p.__name__: p for p in (fold_bn, fuse_quant_act, drop_redundant_relu, bias_shift,
-                                  fold_linear_affine, strip_output_quantiser, fold_zero_points, fold_reverb)}
+from .simplify import drop_redundant_relu
 
 
-def run_passes(graph, names: list[str]):
-    for name in names:
-        graph = PASSES[name](graph)
+def _none_of(*types) -> Callable[[fg.FloatGraph], bool]:
+    return lambda g: not any(isinstance(g.op(n), types) for n in g.topo_order())
+
+
+def starts_with_quantiser(graph: fg.FloatGraph) -> bool:
+    """The network input feeds exactly one quantiser (the input encoder's codes)."""
+    (inp,) = graph.input_nodes()
+    cons = graph.consumers(inp)
+    return len(cons) == 1 and isinstance(graph.op(cons[0]), fg.QuantAct)
+
+
+# graph property -> predicate; what passes require and ensure
+PROPERTIES: dict[str, Callable[[fg.FloatGraph], bool]] = {
+    "bn_folded": _none_of(fg.BatchNorm),                 # no BatchNorm left (folded into weights)
+    "quantisers_fused": _none_of(fg.Floor),              # every floor chain is one QuantAct
+    "activations_quantised": _none_of(fg.Relu),          # every activation is a quantiser (ReLUs balanced)
+    "input_quantised": starts_with_quantiser,            # the input feeds one quantiser
+}
+
+
+class FlowError(RuntimeError):
+    """A scheme's flow runs a pass whose requirement does not hold, or a pass broke its promise: a
+    bug in neurodeploy (a mis-ordered flow), not in the user's model."""
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A graph -> graph function with the properties it requires of its input and ensures of its output."""
+    name: str
+    fn: Callable[[fg.FloatGraph], fg.FloatGraph]
+    requires: tuple[str, ...] = ()
+    ensures: tuple[str, ...] = ()
+
+    def __call__(self, graph: fg.FloatGraph) -> fg.FloatGraph:
+        return self.fn(graph)
+
+
+def check(graph: fg.FloatGraph, properties, what: str) -> None:
+    """Raise FlowError unless every named property holds for `graph` (`what`: who needs them)."""
+    missing = [p for p in properties if not PROPERTIES[p](graph)]
+    if missing:
+        raise FlowError(f"{what}: {', '.join(missing)} does not hold (a pass that ensures it must run first)")
+
+
+PASSES: dict[str, Pass] = {p.name: p for p in (
+    Pass("fold_linear_affine", fold_linear_affine),
+    Pass("fold_bn", fold_bn, ensures=("bn_folded",)),
+    Pass("fuse_quant_act", fuse_quant_act, ensures=("quantisers_fused",)),
+    Pass("drop_redundant_relu", drop_redundant_relu, requires=("quantisers_fused",)),
+    Pass("bias_shift", bias_shift, requires=("bn_folded", "quantisers_fused")),
+    Pass("strip_output_quantiser", strip_output_quantiser),
+    Pass("fold_zero_points", fold_zero_points),
+)}
+
+
+def get_pass(p) -> Pass:
+    """A registered pass by name, or a Pass (or a plain graph -> graph function) as it is."""
+    if isinstance(p, str):
+        return PASSES[p]
+    return p if isinstance(p, Pass) else Pass(getattr(p, "__name__", "pass"), p)
+
+
+def run_passes(graph: fg.FloatGraph, passes) -> fg.FloatGraph:
+    """Run `passes` (names of registered passes, Pass objects) in order, checking each one's
+    `requires` before and `ensures` after it."""
+    for p in passes:
+        p = get_pass(p)
+        check(graph, p.requires, f"pass '{p.name}' requires")
+        graph = p(graph)
+        check(graph, p.ensures, f"pass '{p.name}' ensures")
     return graph

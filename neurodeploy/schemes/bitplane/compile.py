@@ -15,7 +15,7 @@ from ...ir import neurons as nrn
 from .neurons import BitplaneEncoder, BitplaneIF
 from ...ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from ...passes import run_passes
-from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.input_quant import input_quantiser
 from ...lowering.lower import lower
 from ...lowering.quantize import bias_format, quantise_layer, round_half_away
 from ...target import Target
@@ -28,8 +28,7 @@ def steps_for_levels(levels: int) -> int:
 
 def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
     """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
-    graph = run_passes(graph, scheme.passes)
-    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+    graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits)])
     enc, real_layers = lower(graph)
     needed = max(steps_for_levels(l.quant.levels) for l in [enc] + [r for r in real_layers if r.quant])
     if options.timesteps is not None and options.timesteps != needed:

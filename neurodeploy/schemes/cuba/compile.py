@@ -29,7 +29,7 @@ from ...ir import float_graph as fg
 from ...ir import synapses as syn
 from ...ir.spiking import Branch, Layer, SpikingGraph
 from ...passes import run_passes
-from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.input_quant import input_quantiser
 from ...lowering.lower import lower
 from ...lowering.quantize import round_half_away
 from ...ir.synapse_ops import abs_bound
@@ -131,8 +131,7 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     if not lifs:
         raise UnsupportedError("the model has no LIF layer", graph.source,
                                "the cuba scheme compiles LIF networks (frontends.torch_lif.load_lif_model)")
-    graph = run_passes(graph, scheme.passes)
-    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+    graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits)])
     enc, real_layers = lower(graph)
     notes = []
     for rl in real_layers:

@@ -21,10 +21,10 @@ from .neurons import RateEncoder, RateIF
 from ...ir import synapses as syn
 from ...ir.spiking import Layer, SpikingGraph
 from ...passes import run_passes
-from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.input_quant import input_quantiser
 from ...lowering.lower import lower
 from ...lowering.quantize import quantise_layer
-from ...lowering.threshold_balance import threshold_balance
+from ...lowering.threshold_balance import balance_thresholds
 from ...sim.core import depth
 from ...target import Target
 
@@ -38,9 +38,8 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
         raise NeurodeployError(f"--timesteps {t} must be positive", "--timesteps")
     if options.reset not in ("subtract", "zero"):
         raise NeurodeployError(f"unknown reset '{options.reset}'", "--reset", "use subtract or zero")
-    graph = run_passes(graph, scheme.passes)
-    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
-    graph = threshold_balance(graph, options.calibration, t, options.percentile)
+    graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits),
+                               balance_thresholds(options.calibration, t, options.percentile)])
     enc, real_layers = lower(graph)
     # A LIF's input enters its 24-bit state shifted left by act_shift (6 on Loihi: lif/models.py
     # L155), so our integer state has state_bits - act_shift bits.

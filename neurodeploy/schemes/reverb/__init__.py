@@ -28,8 +28,8 @@ class Reverb(Scheme):
 
     @property
     def passes(self) -> list:
-        from .fold import fold_reverb
-        return [fold_reverb]
+        from .fold import FOLD_REVERB
+        return [FOLD_REVERB]
 
     def build(self, graph, target, options):
         from .compile import build

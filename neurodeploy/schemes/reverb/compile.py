@@ -67,7 +67,8 @@ from . import neurons as rv
 from . import float_model as rf
 from ...ir import synapses as syn
 from ...ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
-from .fold import fold_reverb, node_shapes, sequential_chain
+from ...passes import run_passes
+from .fold import node_shapes, sequential_chain
 from ...lowering.quantize import round_half_away
 from ...target import Target
 
@@ -372,7 +373,7 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
         raise UnsupportedError(f"the calibration inputs reach {float(cal_x.min()):.4g} < 0; ReverB inputs are "
                                "sent as unsigned graded payloads", graph.source,
                                "shift/scale the inputs to be >= 0 (e.g. pixels in [0, 1])")
-    folded = fold_reverb(graph)
+    folded = run_passes(graph, scheme.passes)
     enc_node, stages = plan(folded)
     stats = calibrate(folded, cal_x, t)
     shapes_of = node_shapes(folded)

@@ -53,6 +53,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ...ir import float_graph as fg
+from ...passes import Pass
 from . import float_model as rf
 
 # ops allowed between a neuron (or the input) and the next weighted layer: they commute with
@@ -204,6 +205,10 @@ def _fold_chain(graph: fg.FloatGraph) -> fg.FloatGraph:
         if isinstance(op, rf.BINARY):
             assert np.all(np.abs(op.weight) == 1.0), f"{name}: folding left a weight that is not ±1"
     return graph
+
+
+# the reverb scheme's flow runs it as a checked pass: afterwards no BatchNorm is left
+FOLD_REVERB = Pass("fold_reverb", fold_reverb, ensures=("bn_folded",))
 
 
 # --- residual basic blocks (step 4) ---------------------------------------------------------------

@@ -50,7 +50,7 @@ from . import neurons as sd
 from ...ir import synapses as syn
 from ...ir.spiking import Branch, Layer, SpikingGraph
 from ...passes import run_passes
-from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.input_quant import input_quantiser
 from ...lowering.lower import lower
 from ...lowering.quantize import round_half_away
 from ...ir.float_eval import evaluate
@@ -63,8 +63,7 @@ HEADROOM = 8                   # act range kept above the calibrated activation 
 
 def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
     """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
-    graph = run_passes(graph, scheme.passes)
-    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
+    graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits)])
     out_range = 0.0
     if options.calibration is not None:
         vals = evaluate(graph, np.asarray(options.calibration, dtype=np.float64), keep={graph.output})

@@ -61,12 +61,12 @@ from ...ir import synapses as syn
 from . import neurons as tsa_ir
 from ...ir.spiking import Layer, SpikingGraph
 from ...passes import run_passes
-from ...lowering.input_quant import insert_input_quantiser
+from ...lowering.input_quant import input_quantiser
 from ...lowering.lower import lower
 from ...passes.qdq import is_qdq
 from ...lowering.grid import quantise_on_grid
 from ...lowering.quantize import quantise_layer
-from ...lowering.threshold_balance import threshold_balance
+from ...lowering.threshold_balance import balance_thresholds
 from . import kernel as sws_sim
 from ...sim.core import input_codes
 from ...ir.synapse_ops import abs_bound, apply_ops
@@ -237,10 +237,9 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     q_levels = tsa_ir.digit_weight_sum(beta, tc)
     graph = run_passes(graph, scheme.passes)
     qdq = _qdq_quantisers(graph, q_levels, tc, beta)
-    graph = insert_input_quantiser(graph, options.calibration, options.input_bits)
-    graph = threshold_balance(graph, options.calibration, q_levels, options.percentile)
-    for name, op in qdq.items():      # the model's own quantisers, not re-calibrated ones
-        graph.set_op(name, op)
+    # the model's own (QDQ) quantisers keep their levels and steps: they are not re-calibrated
+    graph = run_passes(graph, [input_quantiser(options.calibration, options.input_bits),
+                               balance_thresholds(options.calibration, q_levels, options.percentile, keep=qdq)])
     mode, margin = state_bound_mode(options), float(getattr(options, "state_margin", 4.0))
     enc, real_layers = lower(graph)
     # static bound: the TSA membrane holds up to beta^Ts times a layer's partial sums (plus
