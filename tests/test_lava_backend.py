@@ -341,7 +341,7 @@ def test_build_api_and_digits_model(lava):
 
 def test_failing_process_model_raises_instead_of_hanging(tmp_path, lava, monkeypatch):
     """Lava deadlocks when a model raises mid-network; ours report through their `error` Var."""
-    from neurodeploy.backends.lava import processes
+    from neurodeploy.schemes.bitplane.lava import processes
     graph = _compile(tmp_path, _dense(2))
     x = netgen.random_inputs(graph.input.shape, 2, seed=5)
 

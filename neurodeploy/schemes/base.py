@@ -135,8 +135,9 @@ class Scheme:
         compare_sweep   (flag, help, default) of the list `neurodeploy compare` sweeps, or None
 
     Methods: `build` (the compile flow; `compile` checks the options first), `run_batch` (the
-    simulator kernel), and the optional hooks below, each with the default a scheme without
-    that feature gets.
+    simulator kernel), and the optional hooks below (`lava`, `simulate_lava`, `summary_lines`,
+    `lava_period`, `compare_configs`, `float_snn_outputs`), each with the default a scheme
+    without that feature gets.
     """
 
     name: str = ""
@@ -219,8 +220,14 @@ class Scheme:
         """The simulator kernel: one batch of a prepared network -> `sim.core.BatchResult`."""
         raise NotImplementedError(f"the {self.name} scheme has no simulator kernel")
 
+    def lava(self):
+        """The scheme's Lava back end (its `lava` package: `build`, `run_lava`, ...), imported now."""
+        raise NeurodeployError(f"no Lava back end for the {self.name} scheme", "neurodeploy.backends.lava",
+                               self.no_lava_hint)
+
     def simulate_lava(self, net, x):
-        """Lava's own fixed-point run of the emitted processes: (outputs (N, outputs), spikes per layer)."""
+        """Lava's own fixed-point run of the emitted processes, for `neurodeploy simulate --engine lava`:
+        (outputs (N, outputs), spikes per layer)."""
         raise NeurodeployError(f"no Lava processes for the {self.name} scheme", "--engine lava",
                                self.no_lava_hint)
 

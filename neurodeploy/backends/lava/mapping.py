@@ -1,7 +1,8 @@
-"""Map a bitplane `SpikingGraph` onto Lava: synapse stages per branch and a time schedule.
+"""Map a `SpikingGraph`'s synapses onto Lava: synapse stages per branch, and the plan structures.
 
-Host-side planning only (numpy / torch, no Lava import); `network.py` turns the plan into
-Lava processes.  Shapes here are in IR (PyTorch) order: (C, H, W) or (F,).  Lava tensors
+Host-side planning only (numpy / torch, no Lava import), shared by the schemes' Lava back ends;
+each scheme plans its own time schedule (`schemes.bitplane.lava.plan.plan_network` for the
+layer-by-layer bit-plane schedule described below).  Shapes here are in IR (PyTorch) order: (C, H, W) or (F,).  Lava tensors
 are (W, H, C); `lava_shape` converts.
 
 Synapse ops -> Lava (exact in every case, checked on the integers):
@@ -45,7 +46,6 @@ import numpy as np
 import torch
 
 from neurodeploy.errors import NeurodeployError
-from neurodeploy.schemes.bitplane.neurons import BitplaneEncoder, BitplaneIF
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import SpikingGraph
 from neurodeploy.ir.synapse_ops import abs_bound, apply_ops
@@ -411,49 +411,8 @@ def _weighted_before(ops) -> bool:
     return any(isinstance(op, syn.WEIGHTED) for op in ops)
 
 
-# --------------------------------------------------------------------------- schedule
-def plan_network(graph: SpikingGraph, fold: bool = True, mant_max: int | None = None) -> NetworkPlan:
-    """Stages for every branch and the local time schedule of one sample."""
-    if graph.scheme != "bitplane":
-        raise NeurodeployError(f"the Lava backend supports the bitplane scheme, not '{graph.scheme}'",
-                               "neurodeploy.backends.lava")
-    if mant_max is None:
-        mant_max = _target_mant_max(graph)
-    enc = graph.input
-    if not isinstance(enc.neuron, BitplaneEncoder):
-        raise NeurodeployError(f"input encoder {type(enc.neuron).__name__} is not supported", enc.name)
-    layers: dict[str, LayerPlan] = {
-        enc.name: LayerPlan(enc.name, tuple(enc.shape), "input", enc.neuron.n_steps, [], 0, -1, 0)}
-    shapes = {enc.name: tuple(enc.shape)}
-    for layer in graph.neuron_layers():
-        if isinstance(layer.neuron, BitplaneIF):
-            kind, n = "if", layer.neuron.n_steps
-        elif layer.is_readout:
-            kind, n = "readout", 0
-        else:
-            raise NeurodeployError(f"neuron model {type(layer.neuron).__name__} has no Lava process", layer.name)
-        plans = [map_branch(b, shapes[b.source], mant_max, fold) for b in layer.branches]
-        if not plans:
-            raise NeurodeployError("layer without inputs", layer.name)
-        for p in plans:
-            last = p.stages[-1]
-            if tuple(last.out_shape) != tuple(layer.shape) and \
-                    int(np.prod(last.out_shape)) != int(np.prod(layer.shape)):
-                raise NeurodeployError(f"branch output {last.out_shape} does not match the layer shape {layer.shape}",
-                                       layer.name)
-        arrival = [layers[p.source].emit_start + layers[p.source].n_steps - 1 + p.latency for p in plans]
-        acc_end = max(arrival)
-        for p, a in zip(plans, arrival):
-            p.delay = acc_end - a
-        acc_start = acc_end - max(layers[p.source].n_steps for p in plans) + 1
-        layers[layer.name] = LayerPlan(layer.name, tuple(layer.shape), kind, n, plans, acc_start, acc_end,
-                                       acc_end + 1)
-        shapes[layer.name] = tuple(layer.shape)
-    busy = max(max(lp.acc_end, lp.emit_start + lp.n_steps - 1) for lp in layers.values())
-    return NetworkPlan(graph, layers, busy + 1)
-
-
-def _target_mant_max(graph: SpikingGraph) -> int:
+def target_mant_max(graph: SpikingGraph) -> int:
+    """The largest weight mantissa of the graph's target (8-bit signed: 127 when it names none)."""
     spec = graph.meta.get("target_spec") if isinstance(graph.meta, dict) else None
     try:
         bits = int(spec["weights"]["mant_bits"])

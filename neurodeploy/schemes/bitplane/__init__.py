@@ -2,7 +2,7 @@
 
 options.py  its options          neurons.py  BitplaneEncoder, BitplaneIF
 compile.py  the flow             kernel.py   the simulator (bit planes, Horner sums, emission)
-lava/       its Lava network     costs.py    its spike model for the cost report
+lava/       its Lava processes, schedule and network
 """
 from __future__ import annotations
 
@@ -31,17 +31,21 @@ class Bitplane(Scheme):
     def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
         return all(v == 0 for v in layer_mismatches.values())
 
+    def lava(self):
+        from . import lava
+        return lava
+
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)
 
     def simulate_lava(self, net, x):
-        from .lava import run_lava
+        from .lava.network import run_lava
         res = run_lava(net, x)
         return res.outputs, {name: int(p.sum()) for name, p in res.planes.items()}
 
     def lava_period(self, net) -> int:
-        from ...backends.lava.mapping import plan_network
+        from .lava.plan import plan_network
         return plan_network(net).period
 
     def compare_configs(self, sweep: list | None) -> list[dict]:

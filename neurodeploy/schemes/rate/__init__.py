@@ -35,6 +35,10 @@ class Rate(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    def lava(self):
+        from . import lava
+        return lava
+
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)

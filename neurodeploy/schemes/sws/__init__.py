@@ -31,6 +31,10 @@ class Sws(Scheme):
     def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
         return all(v == 0 for v in layer_mismatches.values())
 
+    def lava(self):
+        from . import lava
+        return lava
+
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)

@@ -37,7 +37,7 @@ start_step must equal 1 + the largest start_step of its sources (the encoder is 
 which is what the compiler emits; anything else is refused.
 
 Hazards (lava-nc 0.10): a process model that raises deadlocks run(), so the custom models
-inherit `processes._GuardedModel` (errors set the `error` Var, zeros are sent, the host
+inherit `processes.GuardedModel` (errors set the `error` Var, zeros are sent, the host
 raises); Lava re-executes sibling modules of this package while it looks for models, hence
 absolute imports, no `from __future__ import annotations`, and no Var named `start`.
 """
@@ -64,14 +64,10 @@ from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
 from neurodeploy.backends.lava.mapping import from_lava, lava_shape, to_lava  # noqa: E402
-from neurodeploy.backends.lava.processes import _GuardedModel  # noqa: E402
+from neurodeploy.backends.lava.processes import GuardedModel, scalar_var  # noqa: E402
 
 GRADED_BITS = 24            # num_message_bits of every synapse: payloads are up to 24-bit
 INT32_MAX = (1 << 31) - 1
-
-
-def _scalar(init) -> Var:
-    return Var(shape=(1,), init=int(init))
 
 
 def _field(a, ir_shape: tuple) -> np.ndarray:
@@ -102,12 +98,12 @@ class ReverbNeuronProc(AbstractProcess):
         self.bias = Var(shape=shape, init=bias)
         self.vth = Var(shape=shape, init=vth)
         self.out_mant = Var(shape=shape, init=out_mant)
-        self.dv = _scalar(dv)
-        self.out_shift = _scalar(out_shift)
-        self.payload_max = _scalar(payload_max)
-        self.period = _scalar(period)
-        self.gate = _scalar(gate)
-        self.steps = _scalar(steps)
+        self.dv = scalar_var(dv)
+        self.out_shift = scalar_var(out_shift)
+        self.payload_max = scalar_var(payload_max)
+        self.period = scalar_var(period)
+        self.gate = scalar_var(gate)
+        self.steps = scalar_var(steps)
 
 
 def _active_step(model) -> int:
@@ -119,7 +115,7 @@ def _active_step(model) -> int:
 @implements(proc=ReverbNeuronProc, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyReverbNeuronModelFixed(_GuardedModel):
+class PyReverbNeuronModelFixed(GuardedModel):
     """Per active step (ir.reverb.ReverbNeuron): leak toward 0, add a_in + bias with 24-bit
     saturation, fire where v >= vth, send the rounded, clipped v·out_mant >> out_shift, reset."""
 
@@ -158,20 +154,20 @@ class ReverbReadoutProc(AbstractProcess):
                  n_samples: int, name=None):
         super().__init__(shape=shape, name=name)
         self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)       # unconnected; _GuardedModel sends every step
+        self.s_out = OutPort(shape=shape)       # unconnected; GuardedModel sends every step
         self.error = Var(shape=(1,), init=0)
         self.v = Var(shape=shape, init=0)
         self.v_final = Var(shape=(int(n_samples),) + tuple(shape), init=0)
         self.bias = Var(shape=shape, init=bias)
-        self.period = _scalar(period)
-        self.gate = _scalar(gate)
-        self.steps = _scalar(steps)
+        self.period = scalar_var(period)
+        self.gate = scalar_var(gate)
+        self.steps = scalar_var(steps)
 
 
 @implements(proc=ReverbReadoutProc, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyReverbReadoutModelFixed(_GuardedModel):
+class PyReverbReadoutModelFixed(GuardedModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
@@ -215,7 +211,7 @@ class GradedMaxPool(AbstractProcess):
 @implements(proc=GradedMaxPool, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyGradedMaxPoolModelFixed(_GuardedModel):
+class PyGradedMaxPoolModelFixed(GuardedModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     _in_name = "s_in"

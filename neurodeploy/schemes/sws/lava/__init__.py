@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from neurodeploy.backends.lava.compat import ensure_lava
-from neurodeploy.backends.lava.mapping import (GRADED_MESSAGE_BITS, ConvStage, DenseStage, _target_mant_max,
+from neurodeploy.backends.lava.mapping import (GRADED_MESSAGE_BITS, ConvStage, DenseStage, target_mant_max,
                                                from_lava, lava_shape, load_graph, map_branch, to_lava)
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import neurons as nrn
@@ -76,8 +76,8 @@ from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
-from neurodeploy.schemes.bitplane.lava import LavaNetwork, _adapt, _lava_bias  # noqa: E402
-from neurodeploy.backends.lava.processes import GradedRelay, _GuardedModel, delayed, wrap_signed  # noqa: E402
+from neurodeploy.backends.lava.network import LavaNetwork, adapt_port, lava_bias  # noqa: E402
+from neurodeploy.backends.lava.processes import GradedRelay, GuardedModel, delayed, scalar_var, wrap_signed  # noqa: E402
 
 TERNARY_MESSAGE_BITS = 2        # graded payload of a ternary digit: −1, 0, +1 in two's complement
 DEFAULT_STATE_BITS = 24         # Loihi 2's neuron state registers when the graph names no target
@@ -87,7 +87,7 @@ MAX_STATE_BITS = 32             # Lava's ports and the Vars here are int32
 # --------------------------------------------------------------------------- neuron arithmetic
 # Pure numpy (no Lava): the process models call these, and the tests check them against
 # `sim.sws.tsa_run` directly, because an exception inside a running model cannot be seen
-# until the run ends (processes._GuardedModel).
+# until the run ends (processes.GuardedModel).
 
 @dataclass(frozen=True)
 class TSAParams:
@@ -165,10 +165,6 @@ def readout_update(v: np.ndarray, a_in: np.ndarray, bias: np.ndarray, t: int, be
 
 
 # --------------------------------------------------------------------------- processes
-def _scalar(value) -> Var:
-    return Var(shape=(1,), init=int(value))
-
-
 class TSANeuron(AbstractProcess):
     """A layer of TSA neurons (`ir.tsa.TSA`), Lava shape (W, H, C) or (F,).
 
@@ -196,17 +192,17 @@ class TSANeuron(AbstractProcess):
         self.code_log = Var(shape=tuple(shape) + (int(n_frames),), init=0)
         self.spike_count = Var(shape=shape, init=0)
         self.bias_mant = Var(shape=shape, init=np.broadcast_to(np.asarray(bias_mant), shape).astype(np.int32))
-        self.bias_exp = _scalar(bias_exp)
-        self.theta_mant = _scalar(params.theta_mant)
-        self.code_max = _scalar(params.code_max)
-        self.beta = _scalar(params.beta)
-        self.coding_steps = _scalar(params.coding_steps)
-        self.silent_steps = _scalar(params.silent_steps)
-        self.relu = _scalar(params.relu)
-        self.full_threshold = _scalar(params.full_threshold)
-        self.state_bits = _scalar(params.state_bits)
-        self.period = _scalar(period)
-        self.first_step = _scalar(first_step)
+        self.bias_exp = scalar_var(bias_exp)
+        self.theta_mant = scalar_var(params.theta_mant)
+        self.code_max = scalar_var(params.code_max)
+        self.beta = scalar_var(params.beta)
+        self.coding_steps = scalar_var(params.coding_steps)
+        self.silent_steps = scalar_var(params.silent_steps)
+        self.relu = scalar_var(params.relu)
+        self.full_threshold = scalar_var(params.full_threshold)
+        self.state_bits = scalar_var(params.state_bits)
+        self.period = scalar_var(period)
+        self.first_step = scalar_var(first_step)
 
 
 class SwsReadout(AbstractProcess):
@@ -221,12 +217,12 @@ class SwsReadout(AbstractProcess):
         self.error = Var(shape=(1,), init=0)
         self.v = Var(shape=shape, init=0)
         self.bias_mant = Var(shape=shape, init=np.broadcast_to(np.asarray(bias_mant), shape).astype(np.int32))
-        self.bias_exp = _scalar(bias_exp)
-        self.beta = _scalar(beta)
-        self.coding_steps = _scalar(coding_steps)
-        self.state_bits = _scalar(state_bits)
-        self.period = _scalar(period)
-        self.first_step = _scalar(first_step)
+        self.bias_exp = scalar_var(bias_exp)
+        self.beta = scalar_var(beta)
+        self.coding_steps = scalar_var(coding_steps)
+        self.state_bits = scalar_var(state_bits)
+        self.period = scalar_var(period)
+        self.first_step = scalar_var(first_step)
 
 
 def _int(var) -> int:
@@ -236,7 +232,7 @@ def _int(var) -> int:
 @implements(proc=TSANeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyTSAModelFixed(_GuardedModel):
+class PyTSAModelFixed(GuardedModel):
     """Bit-exact TSA layer: `tsa_update` at every local step 1..Tc+Ts, idle afterwards."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
@@ -284,7 +280,7 @@ class PyTSAModelFixed(_GuardedModel):
 @implements(proc=SwsReadout, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PySwsReadoutModelFixed(_GuardedModel):
+class PySwsReadoutModelFixed(GuardedModel):
     """Bit-exact `sws` readout: `readout_update` at local steps 1..Tc, V sent at t = Tc."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
@@ -384,7 +380,7 @@ def plan_sws(graph, fold: bool = True) -> SwsPlan:
     check_graph(graph)
     enc = graph.input
     beta, tc = int(enc.neuron.beta), int(enc.neuron.coding_steps)
-    mant_max = _target_mant_max(graph)
+    mant_max = target_mant_max(graph)
     layers = {enc.name: SwsLayerPlan(enc.name, tuple(enc.shape), "input", [], 0, 0, tc)}
     busy_end, ts_max = tc - 1, 0
     for layer in graph.neuron_layers():
@@ -448,10 +444,10 @@ def _connect_branch(bp, src: SwsLayerPlan, port, neuron, layer) -> list:
         # the first stage carries ternary digits, later ones relayed partial sums
         syn = _synapse(st, GRADED_MESSAGE_BITS if i else TERNARY_MESSAGE_BITS, f"{layer.name}<{bp.source}:syn{i}")
         target = (int(np.prod(st.in_shape)),) if isinstance(st, DenseStage) else st.in_shape
-        _adapt(port, shape, target).connect(syn.s_in)
+        adapt_port(port, shape, target).connect(syn.s_in)
         port, shape = syn.a_out, st.out_shape
         made.append(syn)
-    _adapt(port, shape, layer.shape).connect(neuron.a_in)
+    adapt_port(port, shape, layer.shape).connect(neuron.a_in)
     return made
 
 
@@ -535,13 +531,13 @@ def build(graph_or_dir, x: np.ndarray, fold: bool = True, record_digits: bool = 
 def _neuron(layer, lp: SwsLayerPlan, plan: SwsPlan, n_frames: int):
     shape = lava_shape(layer.shape)
     if lp.kind == "readout":
-        return SwsReadout(shape=shape, bias_mant=_lava_bias(layer), bias_exp=int(layer.bias_exp), beta=plan.beta,
+        return SwsReadout(shape=shape, bias_mant=lava_bias(layer), bias_exp=int(layer.bias_exp), beta=plan.beta,
                           coding_steps=plan.coding_steps, state_bits=plan.state_bits, period=plan.period,
                           first_step=lp.first_step, name=layer.name)
     n = layer.neuron
     params = TSAParams(int(n.theta_mant), int(n.code_max), int(n.beta), int(n.coding_steps), int(n.silent_steps),
                        bool(n.relu), bool(n.full_threshold), plan.state_bits)
-    return TSANeuron(shape=shape, bias_mant=_lava_bias(layer), bias_exp=int(layer.bias_exp), params=params,
+    return TSANeuron(shape=shape, bias_mant=lava_bias(layer), bias_exp=int(layer.bias_exp), params=params,
                      period=plan.period, first_step=lp.first_step, n_frames=n_frames, name=layer.name)
 
 
