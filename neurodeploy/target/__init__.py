@@ -9,9 +9,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import NeurodeployError
+from ..errors import NeurodeployError
 
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+TARGETS_DIR = Path(__file__).resolve().parent.parent.parent / "targets"
 
 
 @dataclass(frozen=True)
