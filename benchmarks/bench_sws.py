@@ -41,6 +41,7 @@ from neurodeploy.reports.verify import run_onnx  # noqa: E402
 from neurodeploy.schemes import CompileOptions  # noqa: E402
 from neurodeploy.schemes.sws import Sws  # noqa: E402
 from neurodeploy.sim import engine  # noqa: E402
+from neurodeploy.schemes.sws import costs as sws_costs  # noqa: E402
 from neurodeploy.schemes.sws import kernel as sws  # noqa: E402
 from neurodeploy.target import load_target  # noqa: E402
 
@@ -61,7 +62,7 @@ def run_one(model, graph, x, y, calib, tc, ts, full=False, with_ops=True, bound=
     hidden = [l.name for l in net.neuron_layers() if not l.is_readout]
     mm = sum(int(np.count_nonzero(r.codes[n].numpy() != codes[n])) for n in hidden)
     el = sum(int(codes[n].size) for n in hidden)
-    ops = sws.ops_per_frame(net, x) if with_ops else None
+    ops = sws_costs.ops_per_frame(net, x) if with_ops else None
     units = [int(net.meta["quantisation"][n]["unit"]) for n in hidden]
     return {"model": model, "Tc": tc, "Ts": ts, "threshold": "theta" if full else "theta/2",
             "state_bound": bound, "min_unit": min(units), "overflows": int(sum(overflows.values())),

@@ -29,7 +29,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "models"))
 import neurodeploy as nd  # noqa: E402
-from neurodeploy.reports.costs import binary_weight_memory  # noqa: E402
+from neurodeploy.reports.memory import binary_weight_memory  # noqa: E402
 from neurodeploy.sim import engine  # noqa: E402
 from neurodeploy.schemes.reverb import kernel as sim_reverb  # noqa: E402
 from neurodeploy.train.data import digits  # noqa: E402

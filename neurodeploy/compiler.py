@@ -15,6 +15,7 @@ from .ir import serialize
 from .ir.spiking import SpikingGraph
 from .registry import get_scheme
 from .target import load_target
+from .target.allocation import check_fits
 
 MANIFEST_KEYS = ("neurodeploy_version", "model", "options")
 
@@ -66,7 +67,6 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
         "target_spec": tgt.to_dict(),
     })
     # a network larger than the chip(s) stops here, naming the largest layers
-    from .reports.costs import check_fits
     net.meta["allocation"] = check_fits(net, options.chips)
     net.meta["options"]["chips"] = options.chips
     return net

@@ -23,6 +23,7 @@ from neurodeploy.ir import neurons as nrn
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from neurodeploy.reports import costs, energy, schema
+from neurodeploy.target import allocation
 from neurodeploy.reports.html import to_html
 from neurodeploy.reports.markdown import to_markdown
 from neurodeploy.schemes import CompileOptions
@@ -151,7 +152,7 @@ def _dense_connectivity(ops, src_shape):
     """Brute force: push every one-hot source through the ones-weight chain."""
     n = int(np.prod(src_shape))
     eye = torch.eye(n, dtype=torch.float64).reshape((n,) + tuple(src_shape))
-    return (apply_ops(costs._ones(ops), eye).reshape(n, -1) > 0).numpy()     # (src, tgt)
+    return (apply_ops(allocation.ones(ops), eye).reshape(n, -1) > 0).numpy()     # (src, tgt)
 
 
 @pytest.mark.parametrize("ops,src_shape", [
@@ -164,7 +165,7 @@ def _dense_connectivity(ops, src_shape):
 ])
 def test_connectivity_matches_brute_force(ops, src_shape):
     m = _dense_connectivity(ops, src_shape)
-    c = costs.Connectivity(costs._ones(ops), src_shape, m.shape[1], costs._paths_unique(ops)).build()
+    c = allocation.Connectivity(allocation.ones(ops), src_shape, m.shape[1], allocation.paths_unique(ops)).build()
     assert np.array_equal(c.fan_in, m.sum(0)) and np.array_equal(c.fan_out, m.sum(1))
     bounds = [(0, 3), (3, m.shape[1] // 2), (m.shape[1] // 2, m.shape[1])]
     want = np.stack([m[:, a:b].any(1) for a, b in bounds], 1).sum(1)

@@ -22,7 +22,7 @@ from neurodeploy.ir.spiking import InputEncoder, Layer
 from neurodeploy.nn.lif import LIF, SpikingSequential
 from neurodeploy.nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
 from neurodeploy.schemes.reverb.fold import fold_reverb
-from neurodeploy.reports.costs import binary_weight_memory
+from neurodeploy.reports.memory import binary_weight_memory
 from neurodeploy.train.fit import predict
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,8 @@ from neurodeploy.ir import synapses as syn
 from neurodeploy.nn.lif import SpikingSequential
 from neurodeploy.nn.reverb import BinaryConv2d, ReverBBasicBlock, ReverBNeuron
 from neurodeploy.schemes.reverb.fold import fold_reverb
-from neurodeploy.reports.costs import binary_weight_memory, cost_report
+from neurodeploy.reports.costs import cost_report
+from neurodeploy.reports.memory import binary_weight_memory
 from neurodeploy.schemes.reverb import kernel as rsim
 from neurodeploy.train.fit import predict
 

@@ -17,6 +17,7 @@ from neurodeploy.schemes.reverb import neurons as rv
 from neurodeploy.ir import serialize
 from neurodeploy.ir import synapses as syn
 from neurodeploy.sim import engine
+from neurodeploy.schemes.reverb import costs as reverb_costs
 from neurodeploy.schemes.reverb import kernel as rsim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,7 +282,7 @@ def test_run_batch_codes_count_nonzero_payloads():
 def test_activity_counts_synaptic_ops():
     graph = reverb_netgen.random_graph(9, 2, 8, "sum", hidden=5, outputs=3)
     x = reverb_netgen.random_inputs(graph, 4, 9)
-    act = rsim.activity(graph, x, batch_size=3)
+    act = reverb_costs.activity(graph, x, batch_size=3)
     run = rsim.run(rsim.prepare(graph), x)
     fc1 = run.trains["fc1"].numpy()
     # every fc1 payload reaches all 3 readout synapses (±1 weights, none zero)

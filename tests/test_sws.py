@@ -12,6 +12,7 @@ from neurodeploy.schemes.sws import neurons as tsa_ir
 from neurodeploy.schemes import CompileOptions
 from neurodeploy.schemes.sws import Sws
 from neurodeploy.sim import engine
+from neurodeploy.schemes.sws import costs as sws_costs
 from neurodeploy.schemes.sws import kernel as sws
 from neurodeploy.target import load_target
 
@@ -186,7 +187,7 @@ def test_resnet_skip_paths_are_delayed():
 def test_ops_per_frame():
     net = _compile("digits_qcfs", 8, 2)
     x = np.load(MODELS / "digits_test_x.npy")[:50]
-    ops = sws.ops_per_frame(net, x)
+    ops = sws_costs.ops_per_frame(net, x)
     hidden = [l for l in net.neuron_layers() if not l.is_readout]
     assert ops.amplifications == sum(10 * int(np.prod(l.shape)) for l in hidden) + 8 * 10
     # the input's synops: each nonzero digit of a pixel reaches 8 channels x (up to) 9 positions

@@ -42,7 +42,7 @@ def _assert_exact(mod, net, x, fold=True, record_digits=True):
     of every layer (input included), the readout's V and the outputs."""
     prep = engine.prepare(net)
     ours = sws.run_batch(prep, x)
-    _, _, _, ours_digits = sws._run(prep, x, record_codes=False, keep_digits=True)
+    _, _, _, ours_digits = sws.run_digits(prep, x, record_codes=False, keep_digits=True)
     lava = mod.run_lava(net, x, fold=fold, record_digits=record_digits)
     assert set(lava.codes) == set(ours.codes) == set(ours_digits) == set(lava.spikes)
     for name, c in ours.codes.items():

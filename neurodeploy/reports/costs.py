@@ -20,24 +20,25 @@ Assumptions are listed in the report itself (`assumptions`), so that they travel
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import __version__
 from ..errors import NeurodeployError
-from ..schemes.bitplane.neurons import BitplaneEncoder, BitplaneIF
 from ..ir import synapses as syn
 from ..ir.spiking import Layer, SpikingGraph
-from ..schemes.bitplane import kernel as bp
-from ..sim import engine
-from ..sim.reference import reference
-from ..ir.synapse_ops import apply_op, apply_ops
+from ..ir.synapse_ops import apply_op
+from ..registry import get_scheme
+from ..target.allocation import (BranchConnectivity, allocate, branch_connectivity, chip_limits, ones,
+                                 shape_after_ops, synapse_bits)
 from . import energy as en
+from .activity import activity
+from .memory import binary_weight_memory
+from .schedule import schedule
 
 SCHEMA_VERSION = 1
-EXPLICIT_LIMIT = 50_000_000        # one-hot probe elements per chunk when paths are not unique
 
 ASSUMPTIONS = [
     "Synapses: one per (source neuron, target neuron) pair that a branch's op chain joins; pooling "
@@ -76,105 +77,14 @@ ASSUMPTIONS = [
 ]
 
 
-# --- structure --------------------------------------------------------------------------------
-
-def _ones(ops: list) -> list:
-    """The op chain with every weight replaced by 1: its linear map counts paths."""
-    return [replace(op, weight=np.ones(np.shape(op.weight))) if isinstance(op, syn.WEIGHTED) else op
-            for op in ops]
-
-
-def _paths_unique(ops: list) -> bool:
-    """True when no source-target pair is joined by more than one path, so that the path-count
-    map of the chain is the 0/1 connectivity: pooling windows that do not overlap before the
-    one weighted op, nothing but Flatten after it."""
-    weighted_seen = False
-    for op in ops:
-        if isinstance(op, syn.Flatten):
-            continue
-        if isinstance(op, syn.WEIGHTED):
-            if weighted_seen:
-                return False
-            weighted_seen = True
-        elif weighted_seen or isinstance(op, syn.MaxPool):
-            return False
-        elif isinstance(op, syn.SumPool) and (op.stride[0] < op.kernel[0] or op.stride[1] < op.kernel[1]):
-            return False
-    return True
-
-
-@dataclass
-class Connectivity:
-    """0/1 connectivity of one branch between its (possibly max-pooled) sources and its targets."""
-    ops: list                      # ones-weight chain
-    src_shape: tuple
-    n_tgt: int
-    unique_paths: bool
-    fan_in: np.ndarray = field(default=None)    # (n_tgt,) synapses into each target neuron
-    fan_out: np.ndarray = field(default=None)   # (n_src,) synapses out of each source neuron
-    _pairs: tuple = None                         # (src idx, tgt idx) when paths are not unique
-
-    @property
-    def n_src(self) -> int:
-        return int(np.prod(self.src_shape))
-
-    def build(self) -> "Connectivity":
-        if self.unique_paths:
-            x = torch.ones((1,) + tuple(self.src_shape), dtype=torch.float64, requires_grad=True)
-            y = apply_ops(self.ops, x).reshape(-1)
-            (g,) = torch.autograd.grad(y.sum(), x)
-            self.fan_in = np.rint(y.detach().numpy()).astype(np.int64)
-            self.fan_out = np.rint(g.reshape(-1).numpy()).astype(np.int64)
-        else:
-            rows, cols = [], []
-            chunk = max(1, EXPLICIT_LIMIT // max(1, self.n_src + self.n_tgt))
-            for start in range(0, self.n_src, chunk):
-                b = min(chunk, self.n_src - start)
-                x = torch.zeros((b, self.n_src), dtype=torch.float64)
-                x[torch.arange(b), start + torch.arange(b)] = 1.0
-                with torch.no_grad():
-                    y = apply_ops(self.ops, x.reshape((b,) + tuple(self.src_shape))).reshape(b, -1)
-                nz = torch.nonzero(y > 0).numpy()
-                rows.append(nz[:, 0] + start)
-                cols.append(nz[:, 1])
-            src, tgt = np.concatenate(rows), np.concatenate(cols)
-            self._pairs = (src, tgt)
-            self.fan_in = np.bincount(tgt, minlength=self.n_tgt).astype(np.int64)
-            self.fan_out = np.bincount(src, minlength=self.n_src).astype(np.int64)
-        return self
-
-    def dest_cores(self, bounds: list[tuple[int, int]]) -> np.ndarray:
-        """(n_src,) number of target cores (flattened target ranges) each source reaches."""
-        if len(bounds) <= 1:
-            return (self.fan_out > 0).astype(np.int64)
-        out = np.zeros(self.n_src, np.int64)
-        if self._pairs is not None:
-            src, tgt = self._pairs
-            core_of = np.zeros(self.n_tgt, np.int64)
-            for c, (a, b) in enumerate(bounds):
-                core_of[a:b] = c
-            pairs = np.unique(src * len(bounds) + core_of[tgt])
-            np.add.at(out, pairs // len(bounds), 1)
-            return out
-        x = torch.ones((1,) + tuple(self.src_shape), dtype=torch.float64, requires_grad=True)
-        y = apply_ops(self.ops, x).reshape(-1)
-        for a, b in bounds:
-            (g,) = torch.autograd.grad(y[a:b].sum(), x, retain_graph=True)
-            out += (g.reshape(-1).numpy() > 0.5)
-        return out
-
-
-def _shape_after(ops: list, shape: tuple) -> tuple:
-    x = torch.zeros((1,) + tuple(shape), dtype=torch.float64)
-    return tuple(apply_ops(_ones(ops), x).shape[1:])
-
+# --- the ANN's operations on each branch ------------------------------------------------------
 
 def _ann_ops(ops: list, src_shape: tuple) -> dict:
     """The ANN's operations for one branch: MACs of its weighted op, pooling adds/compares
     (each op counted on an all-ones input of its own input shape: valid taps only)."""
     counts = {"mac": 0, "pool_add": 0, "pool_compare": 0}
     shape = tuple(src_shape)
-    for op in _ones(ops):
+    for op in ones(ops):
         x = torch.ones((1,) + shape, dtype=torch.float64)
         if isinstance(op, syn.WEIGHTED):
             counts["mac"] += int(round(float(apply_op(op, x).sum())))
@@ -183,252 +93,21 @@ def _ann_ops(ops: list, src_shape: tuple) -> dict:
         elif isinstance(op, syn.MaxPool):
             taps = torch.nn.functional.avg_pool2d(x, op.kernel, op.stride, divisor_override=1)
             counts["pool_compare"] += int(round(float(taps.sum())))
-        shape = _shape_after([op], shape)
+        shape = shape_after_ops([op], shape)
     return counts
 
 
 @dataclass
-class BranchInfo:
-    source: str
-    maxpool: syn.MaxPool | None
-    conn: Connectivity
-    ann: dict
+class BranchInfo(BranchConnectivity):
+    """A branch's connectivity (`target.allocation`) and the ANN's operations on it."""
+    ann: dict = None
 
 
 def _branches(net: SpikingGraph) -> dict[str, list[BranchInfo]]:
     shapes = {l.name: tuple(l.shape) for l in net.layers}
-    out = {}
-    for layer in net.neuron_layers():
-        infos = []
-        n_tgt = int(np.prod(layer.shape))
-        for b in layer.branches:
-            ops = list(b.ops)
-            mp = ops.pop(0) if ops and isinstance(ops[0], syn.MaxPool) else None
-            src_shape = shapes[b.source] if mp is None else _shape_after([mp], shapes[b.source])
-            conn = Connectivity(_ones(ops), src_shape, n_tgt, _paths_unique(ops)).build()
-            if int(np.prod(_shape_after(ops, src_shape))) != n_tgt:
-                raise NeurodeployError(f"branch from '{b.source}' yields {int(np.prod(_shape_after(ops, src_shape)))} "
-                                       f"values for {n_tgt} neurons", f"layer '{layer.name}'",
-                                       "the compiled network is inconsistent: compile it again")
-            infos.append(BranchInfo(b.source, mp, conn, _ann_ops(list(b.ops), shapes[b.source])))
-        out[layer.name] = infos
-    return out
-
-
-# --- target, memory and cores -----------------------------------------------------------------
-
-@dataclass
-class ChipLimits:
-    name: str
-    description: str
-    weight_bits: int
-    cores_per_chip: int            # 0 = unlimited
-    neurons_per_core: int
-    memory_bytes_per_core: int
-    binary_weight_bits: int = 0    # bits the target stores per ±1 weight (0: the file gives none)
-
-
-def _limits(net: SpikingGraph) -> ChipLimits:
-    spec = net.meta.get("target_spec")
-    if not spec:
-        from ..target import load_target
-        spec = load_target(net.target).to_dict()
-    try:
-        c = spec["chip"]
-        return ChipLimits(spec.get("name", net.target), spec.get("description", ""), int(spec["weights"]["mant_bits"]),
-                          int(c["cores_per_chip"]), int(c["neurons_per_core"]),
-                          int(c["synaptic_memory_bytes_per_core"]),
-                          int(spec.get("synapse_formats", {}).get("binary_weight_bits", 0)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise NeurodeployError(f"the target description lacks {exc}", f"target '{net.target}'",
-                               "compile the model again with a complete target file") from None
-
-
-def _layer_bits(net: SpikingGraph, lim: ChipLimits, layer: str, index_bits: int) -> int:
-    """Bits stored per synapse of `layer`: the target's ±1 format for the binary (±1) layers a
-    scheme lists in meta["binary_layers"] (reverb), its weight mantissa otherwise; plus index bits."""
-    binary = layer in net.meta.get("binary_layers", ()) and lim.binary_weight_bits
-    return (lim.binary_weight_bits if binary else lim.weight_bits) + int(index_bits)
-
-
-def _synapse_bits(net: SpikingGraph, lim: ChipLimits, layer, infos: list, index_bits: int) -> np.ndarray:
-    """Synapse bits stored per target neuron of `layer` (int64, flattened): Σ over its branches of
-    fan-in × bits per synapse, where a real-valued branch of a binary layer (meta["real_branches"]:
-    a residual shortcut) counts at the weight mantissa, not the ±1 format."""
-    real = net.meta.get("real_branches", {}).get(layer.name, ())
-    full = _layer_bits(net, lim, layer.name, index_bits)
-    return sum(bi.conn.fan_in.astype(np.int64) * (lim.weight_bits + int(index_bits) if i in real else full)
-               for i, bi in enumerate(infos))
-
-
-def _allocate(bits_per_neuron: np.ndarray, lim: ChipLimits) -> tuple[list, str | None]:
-    """Greedy cores for one layer: list of (start, end) flattened neuron ranges, or a problem."""
-    n = len(bits_per_neuron)
-    per_core = lim.neurons_per_core or n
-    cap = lim.memory_bytes_per_core * 8 if lim.memory_bytes_per_core else math.inf
-    worst = int(bits_per_neuron.max()) if n else 0
-    if worst > cap:
-        return [(0, n)], (f"one neuron needs {math.ceil(worst / 8)} bytes of synapses, more than the "
-                          f"{lim.memory_bytes_per_core} bytes of a core")
-    bounds, start = [], 0
-    cum = np.concatenate([[0], np.cumsum(bits_per_neuron, dtype=np.float64)])
-    while start < n:
-        end = min(n, start + per_core)
-        end = min(end, int(np.searchsorted(cum, cum[start] + cap, side="right")) - 1)
-        bounds.append((start, end))
-        start = end
-    return bounds, None
-
-
-def core_allocation(net: SpikingGraph, index_bits: int = 0) -> tuple[dict, list[str], int, ChipLimits]:
-    """Cores per layer (greedy, one layer per core), the per-layer problems, total cores, limits."""
-    lim = _limits(net)
-    bits = lim.weight_bits + int(index_bits)
-    branches = _branches(net)
-    cores, problems = {}, []
-    for layer in net.neuron_layers():
-        fan_in = sum(bi.conn.fan_in for bi in branches[layer.name])
-        bounds, problem = _allocate(_synapse_bits(net, lim, layer, branches[layer.name], index_bits), lim)
-        cores[layer.name] = len(bounds)
-        if problem:
-            problems.append(f"layer '{layer.name}': {problem}")
-    return cores, problems, sum(cores.values()), lim
-
-
-def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
-    """Raise TargetLimitError naming the offending layers when the network does not fit `chips`
-    chips of its target; return the allocation otherwise."""
-    from ..errors import TargetLimitError
-    cores, problems, total, lim = core_allocation(net)
-    if problems:
-        raise TargetLimitError("; ".join(problems), f"target '{lim.name}'",
-                               "shrink those layers' fan-in or use a target with more synaptic memory per core")
-    if lim.cores_per_chip and total > lim.cores_per_chip * chips:
-        worst = sorted(cores.items(), key=lambda kv: -kv[1])[:3]
-        raise TargetLimitError(
-            f"the network needs {total} cores but {chips} chip(s) have {lim.cores_per_chip * chips} "
-            f"({total - lim.cores_per_chip * chips} too many; largest layers: "
-            + ", ".join(f"{n} {c} cores" for n, c in worst) + ")",
-            f"target '{lim.name}'", "pass --chips N for a multi-chip system or make the network smaller")
-    return {"cores": cores, "total_cores": total}
-
-
-# --- timing -----------------------------------------------------------------------------------
-
-PHASED = (BitplaneEncoder, BitplaneIF)    # accumulate, then emit T planes, layer by layer
-
-
-def _schedule(net: SpikingGraph) -> dict:
-    """Per layer: emission window (start, end) or None, steps in which it accumulates, active steps,
-    and the step after which its output is complete ("ready").
-
-    Bit-plane neurons have phases: a layer accumulates while its sources emit, then emits its own
-    T planes.  Neuron models without phases (rate: every layer updates every step) are active in
-    every step of the inference; their windows are None and they are resolved in cost_report."""
-    out, windows = {}, {}
-    enc = net.input
-    if isinstance(enc.neuron, PHASED):
-        t_in = int(enc.neuron.n_steps)
-        windows[enc.name] = (0, t_in)
-        out[enc.name] = {"emit": (0, t_in), "accumulate_steps": 0, "active_steps": t_in, "ready": t_in}
-    else:
-        windows[enc.name] = None
-        out[enc.name] = {"emit": None, "accumulate_steps": 0, "active_steps": None, "ready": None}
-    for layer in net.neuron_layers():
-        src = [windows[b.source] for b in layer.branches]
-        phased = all(w is not None for w in src) and (layer.is_readout or isinstance(layer.neuron, PHASED))
-        if not phased:
-            windows[layer.name] = None
-            out[layer.name] = {"emit": None, "accumulate_steps": None, "active_steps": None, "ready": None}
-            continue
-        acc = set().union(*(range(a, b) for a, b in src))
-        start = max(b for _, b in src)
-        t = 0 if layer.is_readout else int(layer.neuron.n_steps)
-        windows[layer.name] = (start, start + t)
-        out[layer.name] = {"emit": None if layer.is_readout else (start, start + t),
-                           "accumulate_steps": len(acc), "active_steps": len(acc | set(range(start, start + t))),
-                           "ready": start + t}
-    return out
-
-
-# --- activity ---------------------------------------------------------------------------------
-
-# How each neuron model's spikes are rebuilt from the simulator's decoded codes (N, *shape):
-# bit-plane neurons emit the binary digits of their code, MSB first (exact spike trains); for the
-# models named in COUNT_CODED the code is the neuron's spike count (no timing).  Each rebuild is
-# checked against the simulator's spike total before it is used.
-COUNT_CODED = {"RateEncoder", "RateIF"}
-
-
-def _spike_trains(neuron, codes: torch.Tensor) -> torch.Tensor | None:
-    """(N, T, *shape) 0/1 spike planes, where the neuron model makes that exact."""
-    if isinstance(neuron, PHASED):
-        return bp.encode_planes(codes, neuron.n_steps)
-    return None
-
-
-def _spike_counts(neuron, codes: torch.Tensor, trains: torch.Tensor | None) -> torch.Tensor | None:
-    """(N, n_neurons) spikes of each neuron."""
-    n = codes.shape[0]
-    if trains is not None:
-        return trains.reshape(n, trains.shape[1], -1).sum(1)
-    if type(neuron).__name__ in COUNT_CODED:
-        return codes.reshape(n, -1)
-    return None
-
-
-def _activity(net: SpikingGraph, x: np.ndarray, batch_size: int, device: str, branches: dict,
-              dest: dict, labels: np.ndarray | None) -> dict:
-    """Per-sample counts from the simulation: spikes per layer, synaptic ops and spike messages
-    per branch (exact per-neuron fan-out where the planes can be rebuilt, else spikes x mean fan-out)."""
-    prep = engine.prepare(net, device)
-    n = len(x)
-    senders = [net.input.name] + [l.name for l in net.neuron_layers() if not l.is_readout]
-    spikes = {k: np.zeros(n) for k in senders}
-    synops = {(l, i): np.zeros(n) for l, infos in branches.items() for i in range(len(infos))}
-    msgs = {k: np.zeros(n) for k in synops}
-    exact = True
-    preds, qpreds = [], []
-    neuron_of = {l.name: l.neuron for l in net.layers}
-    for start, xb in engine.iter_batches(x, batch_size):
-        r = engine.run_batch(prep, xb, record_codes=True)
-        nb = len(xb)
-        sl = slice(start, start + nb)
-        trains, counts = {}, {}
-        for name in senders:
-            codes = r.codes[name]
-            tr = _spike_trains(neuron_of[name], codes)
-            c = _spike_counts(neuron_of[name], codes, tr)
-            if c is not None and int(c.sum()) != r.spikes[name]:
-                tr = c = None                             # the rebuild disagrees with the simulator: drop it
-            trains[name], counts[name] = tr, c
-            spikes[name][sl] = (c.sum(1).cpu().numpy() if c is not None
-                                else r.spikes[name] / nb)  # else only the batch total is known
-        for lname, infos in branches.items():
-            for i, bi in enumerate(infos):
-                if bi.maxpool is not None and trains[bi.source] is not None:
-                    p = bp.bitserial_maxpool(trains[bi.source], bi.maxpool.kernel, bi.maxpool.stride)
-                    per_src = p.reshape(nb, p.shape[1], -1).sum(1)
-                else:
-                    per_src = counts[bi.source] if bi.maxpool is None else None
-                if per_src is None:
-                    exact = False
-                    mean_fan = bi.conn.fan_out.mean() if bi.conn.n_src else 0.0
-                    synops[(lname, i)][sl] = spikes[bi.source][sl] * mean_fan
-                    msgs[(lname, i)][sl] = spikes[bi.source][sl] * dest[(lname, i)].mean()
-                    continue
-                per_src = per_src.to(torch.float64).cpu().numpy()
-                synops[(lname, i)][sl] = per_src @ bi.conn.fan_out.astype(np.float64)
-                msgs[(lname, i)][sl] = per_src @ dest[(lname, i)].astype(np.float64)
-        if labels is not None:
-            preds.append(r.output.cpu().numpy().argmax(1))
-            _, u = reference(net, xb)
-            qpreds.append(u.reshape(nb, -1).argmax(1))
-    acc = None
-    if labels is not None:
-        acc = {"snn": float(np.mean(np.concatenate(preds) == labels)),
-               "quantised_ann": float(np.mean(np.concatenate(qpreds) == labels))}
-    return {"spikes": spikes, "synops": synops, "msgs": msgs, "exact": exact, "accuracy": acc}
+    return {name: [BranchInfo(bc.source, bc.maxpool, bc.conn, bc.ops, _ann_ops(bc.ops, shapes[bc.source]))
+                   for bc in infos]
+            for name, infos in branch_connectivity(net).items()}
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -462,10 +141,11 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     if model_path is not None and labels is None:
         raise NeurodeployError("the float model's accuracy needs labels", "--model", "pass --labels too")
     models = en.load_models(energy_models)
-    lim = _limits(net)
+    scheme = get_scheme(net.scheme)
+    lim = chip_limits(net)
     bits = lim.weight_bits + int(index_bits)
     branches = _branches(net)
-    sched = _schedule(net)
+    sched = schedule(net, scheme.phased)
     latency = net.meta.get("latency_steps")
     if latency is None:
         ready = [s["ready"] for s in sched.values() if s["ready"] is not None]
@@ -484,13 +164,13 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     alloc, problems = {}, []
     for layer in net.neuron_layers():
         fan_in = sum(bi.conn.fan_in for bi in branches[layer.name])
-        bounds, problem = _allocate(_synapse_bits(net, lim, layer, branches[layer.name], index_bits), lim)
+        bounds, problem = allocate(synapse_bits(net, lim, layer, branches[layer.name], index_bits), lim)
         alloc[layer.name] = (bounds, fan_in)
         if problem:
             problems.append(f"layer '{layer.name}': {problem}")
     dest = {(l, i): bi.conn.dest_cores(alloc[l][0]) for l, infos in branches.items() for i, bi in enumerate(infos)}
 
-    act = _activity(net, x, batch_size, device, branches, dest, labels)
+    act = activity(net, scheme, x, batch_size, device, branches, dest, labels)
     accuracy = act["accuracy"]
     if accuracy is not None:
         accuracy["float_ann"] = None
@@ -543,7 +223,7 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
             row["synapses"] = int(fan_in.sum())
             row["unique_weights"] = int(sum(np.size(syn.weighted_op(b.ops).weight) for b in layer.branches))
             row["biases"] = int(np.size(layer.bias_mant))
-            nbits = _synapse_bits(net, lim, layer, branches[layer.name], index_bits)
+            nbits = synapse_bits(net, lim, layer, branches[layer.name], index_bits)
             core_bits = [int(nbits[a:b].sum()) for a, b in bounds]
             row["synaptic_memory_bytes"] = int(sum(math.ceil(v / 8) for v in core_bits))
             row["cores"] = len(bounds)
@@ -627,60 +307,6 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     if "binary_layers" in net.meta:
         report["binary_weights"] = binary_weight_memory(net, index_bits, branches)
     return _jsonable(report)
-
-
-# --- binary (±1) synapses --------------------------------------------------------------------
-
-BINARY_STATEMENT = (
-    "'1 bit' is the information content of a ±1 weight (the ReverB paper's count); 'stored' uses the bits the "
-    "target file says the chip stores per ±1 weight (synapse_formats.binary_weight_bits); '8 bit' is the same "
-    "synapses at the target's weight mantissa. Index bits per synapse and per-axon headers of sparse formats are "
-    "not counted unless --index-bits is given; convolutional layers are counted as explicit synapses (as everywhere "
-    "in this report), their unique weights apart.")
-
-
-def binary_weight_memory(net: SpikingGraph, index_bits: int = 0, branches: dict | None = None) -> dict:
-    """Synaptic memory of a network with ±1 layers (meta["binary_layers"]), by layer and in total, at three
-    weight widths: 1 bit (information content), as the target stores a ±1 weight
-    (`synapse_formats.binary_weight_bits` of the target file, Loihi 2: 2 bits, see BINARY_STATEMENT), and
-    the target's weight mantissa (8 bits on Loihi 2) for every layer.  Non-binary layers, and the
-    real-valued branches of binary layers (meta["real_branches"]: residual shortcuts), count at the
-    weight mantissa in all three.  Bytes are ceil(bits / 8) per layer; `index_bits` is added per synapse."""
-    lim = _limits(net)
-    branches = branches if branches is not None else _branches(net)
-    binary = set(net.meta.get("binary_layers", ()))
-    real = net.meta.get("real_branches", {})      # {layer: [branch index]}: real-valued branches of a binary layer
-    stored_bits = lim.binary_weight_bits or lim.weight_bits
-    rows = []
-    for layer in net.neuron_layers():
-        is_bin = layer.name in binary
-        # per branch: a residual layer's ±1 conv branch counts as binary, its real shortcut at the mantissa width
-        bin_of = [is_bin and i not in real.get(layer.name, ()) for i in range(len(layer.branches))]
-        syn_n = [int(bi.conn.fan_in.sum()) for bi in branches[layer.name]]
-        uniq_n = [int(np.size(syn.weighted_op(b.ops).weight)) for b in layer.branches]
-        synapses, unique = int(sum(syn_n)), int(sum(uniq_n))
-        row = {"name": layer.name, "binary": is_bin, "synapses": synapses, "unique_weights": unique}
-        if layer.name in real:
-            row["real_synapses"] = int(sum(n for n, b in zip(syn_n, bin_of) if not b))
-        for k in ("1bit", "stored", "8bit"):
-            bits = [lim.weight_bits if not b or k == "8bit" else (1 if k == "1bit" else stored_bits) for b in bin_of]
-            row[f"bytes_{k}"] = math.ceil(sum(n * (w + int(index_bits)) for n, w in zip(syn_n, bits)) / 8)
-            row[f"unique_bytes_{k}"] = math.ceil(sum(n * w for n, w in zip(uniq_n, bits)) / 8)
-        rows.append(row)
-    tot = {k: sum(r[k] for r in rows) for k in ("synapses", "unique_weights", "bytes_1bit", "bytes_stored",
-                                                "bytes_8bit", "unique_bytes_1bit", "unique_bytes_stored",
-                                                "unique_bytes_8bit")}
-    ratio = (lambda a, b: float(a) / float(b) if b else None)
-    spec = net.meta.get("target_spec") or {}
-    if not spec:
-        from ..target import load_target
-        spec = load_target(net.target).to_dict()
-    note = spec.get("synapse_formats", {}).get("binary_note", "the target file does not say how it stores ±1 weights")
-    return {"binary_layers": sorted(binary), "weight_bits": lim.weight_bits, "binary_weight_bits_stored": stored_bits,
-            "index_bits": int(index_bits), "layers": rows, "totals": tot,
-            "ratio_8bit_over_stored": ratio(tot["bytes_8bit"], tot["bytes_stored"]),
-            "ratio_8bit_over_1bit": ratio(tot["bytes_8bit"], tot["bytes_1bit"]),
-            "statement": f"{BINARY_STATEMENT} Target {lim.name}: {note}"}
 
 
 def _counters(row: dict) -> dict:

@@ -237,6 +237,25 @@ class Scheme:
     def has_lava(self) -> bool:
         return type(self).simulate_lava is not Scheme.simulate_lava
 
+    # --- the cost report's spike model -----------------------------------------------------------
+    phased: bool = False    # layers accumulate while their sources emit, then emit their own n_steps planes
+                            # (layer by layer); otherwise every layer is active in every step
+
+    def spike_trains(self, neuron, codes):
+        """A layer's 0/1 spikes (N, T, *shape) rebuilt from the simulator's decoded codes, where the
+        neuron model makes that exact; None otherwise."""
+        return None
+
+    def spike_counts(self, neuron, codes, trains):
+        """Spikes per neuron (N, neurons): summed from `trains` where there are any; None where the
+        codes do not tell (a scheme whose codes are spike counts returns them)."""
+        return None if trains is None else trains.reshape(codes.shape[0], trains.shape[1], -1).sum(1)
+
+    def pooled_spike_counts(self, trains, maxpool):
+        """Spikes per neuron (N, neurons) that pass a branch's leading max pool of the source's
+        `trains`; None where the scheme cannot tell."""
+        return None
+
     # --- reports ----------------------------------------------------------------------------
     def summary_lines(self, net) -> list[str]:
         """What the compile summary should say about this scheme's choices (Markdown bullets)."""

@@ -23,6 +23,7 @@ class Bitplane(Scheme):
     why_no_export = {"nir": "its neurons accumulate bit planes with doubling, U <- 2U + I, then emit MSB first "
                             "against halving thresholds: NIR has no such primitive"}
     compare_sweep = ("--bitplane-lossy", "lossy bitplane step counts to add, e.g. 2,3", [])
+    phased = True           # accumulate the sources' planes, then emit T planes, layer by layer
 
     def build(self, graph, target, options):
         from .compile import build
@@ -47,6 +48,17 @@ class Bitplane(Scheme):
     def lava_period(self, net) -> int:
         from .lava.plan import plan_network
         return plan_network(net).period
+
+    def spike_trains(self, neuron, codes):
+        """A code's binary digits, MSB first: exactly the spikes the neuron emitted."""
+        from .kernel import encode_planes
+        return encode_planes(codes, neuron.n_steps)
+
+    def pooled_spike_counts(self, trains, maxpool):
+        """The bit-serial max pool's output spikes per neuron."""
+        from .kernel import bitserial_maxpool
+        p = bitserial_maxpool(trains, maxpool.kernel, maxpool.stride)
+        return p.reshape(p.shape[0], p.shape[1], -1).sum(1)
 
     def compare_configs(self, sweep: list | None) -> list[dict]:
         return [{"name": "bitplane", "options": {}}] + [

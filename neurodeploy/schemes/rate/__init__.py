@@ -48,6 +48,10 @@ class Rate(Scheme):
         res = run_lava(net, x)
         return res.output, {name: int(c.sum()) for name, c in res.counts.items()}
 
+    def spike_counts(self, neuron, codes, trains):
+        """A rate neuron's code is its spike count (no timing)."""
+        return codes.reshape(codes.shape[0], -1)
+
     def compare_configs(self, sweep: list | None) -> list[dict]:
         ts = sweep or self.compare_sweep[2]
         return [{"name": f"rate_T{t}", "options": {"timesteps": t}} for t in ts]

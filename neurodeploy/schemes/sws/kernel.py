@@ -16,8 +16,6 @@ lock-step schedule; `schedule()` gives the offsets and delays.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -203,8 +201,8 @@ def _readout(cur: torch.Tensor, bias: torch.Tensor, beta: int, state_bits: int |
     return v, wrapped
 
 
-def _run(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False,
-         overflows: dict | None = None):
+def run_digits(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False,
+               overflows: dict | None = None):
     """Layer after layer over whole digit planes.  overflows: if given, layer -> number of
     neurons x samples whose state wrapped (at the target's state width) is added to it."""
     graph = prep.graph
@@ -246,7 +244,7 @@ def run_batch(prep, x: np.ndarray, record_codes: bool = True, overflows: dict | 
     overflows per layer (see `_run`)."""
     graph = prep.graph
     counts = {l.name: 0 for l in graph.neuron_layers()}
-    u, codes, spikes, _ = _run(prep, x, record_codes, overflows=counts)
+    u, codes, spikes, _ = run_digits(prep, x, record_codes, overflows=counts)
     if overflows is not None:
         for name, c in counts.items():
             overflows[name] = overflows.get(name, 0) + c
@@ -266,7 +264,7 @@ def state_overflows(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, d
     prep = core.prepare(graph, device)
     counts = {l.name: 0 for l in graph.neuron_layers()}
     for _, xb in core.iter_batches(x, batch_size):
-        _run(prep, xb, record_codes=False, overflows=counts)
+        run_digits(prep, xb, record_codes=False, overflows=counts)
     return counts
 
 
@@ -278,63 +276,3 @@ def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict, np.ndarray]:
     U includes S x the per-step bias through `total_bias`."""
     from ...sim.reference import reference as integer_reference
     return integer_reference(graph, x)
-
-
-# ---------------------------------------------------------------------------- operations (Eq. 10)
-
-@dataclass
-class OpsPerFrame:
-    amplifications: float           # Σ_l steps_l · N_l  (first term of Eq. 10)
-    synaptic_ops: float             # Σ_l Σ_τ f_out · n^l(τ)  (second term), mean per frame
-    per_layer: dict                 # layer -> {"neurons", "steps", "spikes", "synops"}
-
-    @property
-    def total(self) -> float:
-        return self.amplifications + self.synaptic_ops
-
-
-def ops_per_frame(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu",
-                  count_encoder: bool = True) -> OpsPerFrame:
-    """Operations per frame as the paper's Eq. 10, from a simulation of x.
-
-    Amplifications: every TSA neuron updates (β·u) once per local step, Tc + Ts steps for a
-    hidden layer, Tc for the readout (which amplifies but does not spike); the host encoder
-    does none.  Synaptic ops: each ±1 spike of a layer (the encoder's digits included when
-    count_encoder) costs its fan-out.
-    """
-    prep = core.prepare(graph, device)
-    consumers: dict[str, list] = {}
-    for layer in graph.neuron_layers():
-        for b in layer.branches:
-            consumers.setdefault(b.source, []).append(b)
-    fan = {}
-    for l in graph.layers:
-        if l.name in consumers:
-            fan[l.name] = sum(core.fanout(b.ops, l.shape) for b in consumers[l.name])
-    tc = int(graph.input.neuron.coding_steps)
-    per = {}
-    syn_total = {name: 0.0 for name in fan}
-    spk_total = {name: 0 for name in fan}
-    for _, xb in core.iter_batches(x, batch_size):
-        _, _, _, digits = _run(prep, xb, record_codes=False, keep_digits=True)
-        for name, dg in digits.items():
-            cnt = (dg != 0).sum(dim=1).to(torch.float64).cpu().numpy()     # (N, *shape)
-            spk_total[name] += int(cnt.sum())
-            syn_total[name] += float((cnt * fan[name][None]).sum())
-    n = len(x)
-    amps = 0.0
-    for l in graph.layers:
-        neurons = int(np.prod(l.shape))
-        if l is graph.input:
-            steps = 0
-        elif getattr(l, "is_readout", False):
-            steps = tc
-        else:
-            steps = int(l.neuron.steps)
-        amps += steps * neurons
-        skip = l is graph.input and not count_encoder
-        per[l.name] = {"neurons": neurons, "steps": steps,
-                       "spikes": spk_total.get(l.name, 0) / n,
-                       "synops": 0.0 if skip else syn_total.get(l.name, 0.0) / n}
-    synops = sum(v["synops"] for v in per.values())
-    return OpsPerFrame(float(amps), float(synops), per)

@@ -1,0 +1,242 @@
+"""Core allocation: which cores of a target a compiled network needs, from its synapses.
+
+The structure of the network (`Connectivity`: which source neuron reaches which target neuron
+through a branch's op chain, pooling folded in) and the target's limits (`ChipLimits`: neurons and
+synaptic memory per core, cores per chip) give a greedy allocation, layer by layer, one layer per
+core: `core_allocation`.  `check_fits` is the compiler's check (a network larger than its chips
+stops with the largest layers named); the cost report prices the same allocation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from ..errors import NeurodeployError, TargetLimitError
+from ..ir import synapses as syn
+from ..ir.spiking import SpikingGraph
+from ..ir.synapse_ops import apply_ops
+
+EXPLICIT_LIMIT = 50_000_000        # one-hot probe elements per chunk when paths are not unique
+
+
+# --- structure --------------------------------------------------------------------------------
+
+def ones(ops: list) -> list:
+    """The op chain with every weight replaced by 1: its linear map counts paths."""
+    return [replace(op, weight=np.ones(np.shape(op.weight))) if isinstance(op, syn.WEIGHTED) else op
+            for op in ops]
+
+
+def paths_unique(ops: list) -> bool:
+    """True when no source-target pair is joined by more than one path, so that the path-count
+    map of the chain is the 0/1 connectivity: pooling windows that do not overlap before the
+    one weighted op, nothing but Flatten after it."""
+    weighted_seen = False
+    for op in ops:
+        if isinstance(op, syn.Flatten):
+            continue
+        if isinstance(op, syn.WEIGHTED):
+            if weighted_seen:
+                return False
+            weighted_seen = True
+        elif weighted_seen or isinstance(op, syn.MaxPool):
+            return False
+        elif isinstance(op, syn.SumPool) and (op.stride[0] < op.kernel[0] or op.stride[1] < op.kernel[1]):
+            return False
+    return True
+
+
+@dataclass
+class Connectivity:
+    """0/1 connectivity of one branch between its (possibly max-pooled) sources and its targets."""
+    ops: list                      # ones-weight chain
+    src_shape: tuple
+    n_tgt: int
+    unique_paths: bool
+    fan_in: np.ndarray = field(default=None)    # (n_tgt,) synapses into each target neuron
+    fan_out: np.ndarray = field(default=None)   # (n_src,) synapses out of each source neuron
+    _pairs: tuple = None                         # (src idx, tgt idx) when paths are not unique
+
+    @property
+    def n_src(self) -> int:
+        return int(np.prod(self.src_shape))
+
+    def build(self) -> "Connectivity":
+        if self.unique_paths:
+            x = torch.ones((1,) + tuple(self.src_shape), dtype=torch.float64, requires_grad=True)
+            y = apply_ops(self.ops, x).reshape(-1)
+            (g,) = torch.autograd.grad(y.sum(), x)
+            self.fan_in = np.rint(y.detach().numpy()).astype(np.int64)
+            self.fan_out = np.rint(g.reshape(-1).numpy()).astype(np.int64)
+        else:
+            rows, cols = [], []
+            chunk = max(1, EXPLICIT_LIMIT // max(1, self.n_src + self.n_tgt))
+            for start in range(0, self.n_src, chunk):
+                b = min(chunk, self.n_src - start)
+                x = torch.zeros((b, self.n_src), dtype=torch.float64)
+                x[torch.arange(b), start + torch.arange(b)] = 1.0
+                with torch.no_grad():
+                    y = apply_ops(self.ops, x.reshape((b,) + tuple(self.src_shape))).reshape(b, -1)
+                nz = torch.nonzero(y > 0).numpy()
+                rows.append(nz[:, 0] + start)
+                cols.append(nz[:, 1])
+            src, tgt = np.concatenate(rows), np.concatenate(cols)
+            self._pairs = (src, tgt)
+            self.fan_in = np.bincount(tgt, minlength=self.n_tgt).astype(np.int64)
+            self.fan_out = np.bincount(src, minlength=self.n_src).astype(np.int64)
+        return self
+
+    def dest_cores(self, bounds: list[tuple[int, int]]) -> np.ndarray:
+        """(n_src,) number of target cores (flattened target ranges) each source reaches."""
+        if len(bounds) <= 1:
+            return (self.fan_out > 0).astype(np.int64)
+        out = np.zeros(self.n_src, np.int64)
+        if self._pairs is not None:
+            src, tgt = self._pairs
+            core_of = np.zeros(self.n_tgt, np.int64)
+            for c, (a, b) in enumerate(bounds):
+                core_of[a:b] = c
+            pairs = np.unique(src * len(bounds) + core_of[tgt])
+            np.add.at(out, pairs // len(bounds), 1)
+            return out
+        x = torch.ones((1,) + tuple(self.src_shape), dtype=torch.float64, requires_grad=True)
+        y = apply_ops(self.ops, x).reshape(-1)
+        for a, b in bounds:
+            (g,) = torch.autograd.grad(y[a:b].sum(), x, retain_graph=True)
+            out += (g.reshape(-1).numpy() > 0.5)
+        return out
+
+
+def shape_after_ops(ops: list, shape: tuple) -> tuple:
+    x = torch.zeros((1,) + tuple(shape), dtype=torch.float64)
+    return tuple(apply_ops(ones(ops), x).shape[1:])
+
+
+@dataclass
+class BranchConnectivity:
+    """One branch of a layer: its source, a leading max pool (split off: it acts on the source's
+    spikes, before the synapses) and the 0/1 connectivity of the rest of its op chain."""
+    source: str
+    maxpool: syn.MaxPool | None
+    conn: Connectivity
+    ops: list                      # the branch's whole op chain (max pool included)
+
+
+def branch_connectivity(net: SpikingGraph) -> dict[str, list[BranchConnectivity]]:
+    """Layer -> its branches' connectivity (NeurodeployError when a branch does not fit its layer)."""
+    shapes = {l.name: tuple(l.shape) for l in net.layers}
+    out = {}
+    for layer in net.neuron_layers():
+        infos = []
+        n_tgt = int(np.prod(layer.shape))
+        for b in layer.branches:
+            ops = list(b.ops)
+            mp = ops.pop(0) if ops and isinstance(ops[0], syn.MaxPool) else None
+            src_shape = shapes[b.source] if mp is None else shape_after_ops([mp], shapes[b.source])
+            conn = Connectivity(ones(ops), src_shape, n_tgt, paths_unique(ops)).build()
+            if int(np.prod(shape_after_ops(ops, src_shape))) != n_tgt:
+                raise NeurodeployError(f"branch from '{b.source}' yields {int(np.prod(shape_after_ops(ops, src_shape)))} "
+                                       f"values for {n_tgt} neurons", f"layer '{layer.name}'",
+                                       "the compiled network is inconsistent: compile it again")
+            infos.append(BranchConnectivity(b.source, mp, conn, list(b.ops)))
+        out[layer.name] = infos
+    return out
+
+
+# --- target, memory and cores -----------------------------------------------------------------
+
+@dataclass
+class ChipLimits:
+    name: str
+    description: str
+    weight_bits: int
+    cores_per_chip: int            # 0 = unlimited
+    neurons_per_core: int
+    memory_bytes_per_core: int
+    binary_weight_bits: int = 0    # bits the target stores per ±1 weight (0: the file gives none)
+
+
+def chip_limits(net: SpikingGraph) -> ChipLimits:
+    """The limits of the graph's target (from its recorded target_spec, else its target file)."""
+    spec = net.meta.get("target_spec")
+    if not spec:
+        from . import load_target
+        spec = load_target(net.target).to_dict()
+    try:
+        c = spec["chip"]
+        return ChipLimits(spec.get("name", net.target), spec.get("description", ""), int(spec["weights"]["mant_bits"]),
+                          int(c["cores_per_chip"]), int(c["neurons_per_core"]),
+                          int(c["synaptic_memory_bytes_per_core"]),
+                          int(spec.get("synapse_formats", {}).get("binary_weight_bits", 0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NeurodeployError(f"the target description lacks {exc}", f"target '{net.target}'",
+                               "compile the model again with a complete target file") from None
+
+
+def layer_bits(net: SpikingGraph, lim: ChipLimits, layer: str, index_bits: int) -> int:
+    """Bits stored per synapse of `layer`: the target's ±1 format for the binary (±1) layers a
+    scheme lists in meta["binary_layers"] (reverb), its weight mantissa otherwise; plus index bits."""
+    binary = layer in net.meta.get("binary_layers", ()) and lim.binary_weight_bits
+    return (lim.binary_weight_bits if binary else lim.weight_bits) + int(index_bits)
+
+
+def synapse_bits(net: SpikingGraph, lim: ChipLimits, layer, infos: list, index_bits: int) -> np.ndarray:
+    """Synapse bits stored per target neuron of `layer` (int64, flattened): Σ over its branches of
+    fan-in × bits per synapse, where a real-valued branch of a binary layer (meta["real_branches"]:
+    a residual shortcut) counts at the weight mantissa, not the ±1 format."""
+    real = net.meta.get("real_branches", {}).get(layer.name, ())
+    full = layer_bits(net, lim, layer.name, index_bits)
+    return sum(bi.conn.fan_in.astype(np.int64) * (lim.weight_bits + int(index_bits) if i in real else full)
+               for i, bi in enumerate(infos))
+
+
+def allocate(bits_per_neuron: np.ndarray, lim: ChipLimits) -> tuple[list, str | None]:
+    """Greedy cores for one layer: list of (start, end) flattened neuron ranges, or a problem."""
+    n = len(bits_per_neuron)
+    per_core = lim.neurons_per_core or n
+    cap = lim.memory_bytes_per_core * 8 if lim.memory_bytes_per_core else math.inf
+    worst = int(bits_per_neuron.max()) if n else 0
+    if worst > cap:
+        return [(0, n)], (f"one neuron needs {math.ceil(worst / 8)} bytes of synapses, more than the "
+                          f"{lim.memory_bytes_per_core} bytes of a core")
+    bounds, start = [], 0
+    cum = np.concatenate([[0], np.cumsum(bits_per_neuron, dtype=np.float64)])
+    while start < n:
+        end = min(n, start + per_core)
+        end = min(end, int(np.searchsorted(cum, cum[start] + cap, side="right")) - 1)
+        bounds.append((start, end))
+        start = end
+    return bounds, None
+
+
+def core_allocation(net: SpikingGraph, index_bits: int = 0) -> tuple[dict, list[str], int, ChipLimits]:
+    """Cores per layer (greedy, one layer per core), the per-layer problems, total cores, limits."""
+    lim = chip_limits(net)
+    branches = branch_connectivity(net)
+    cores, problems = {}, []
+    for layer in net.neuron_layers():
+        bounds, problem = allocate(synapse_bits(net, lim, layer, branches[layer.name], index_bits), lim)
+        cores[layer.name] = len(bounds)
+        if problem:
+            problems.append(f"layer '{layer.name}': {problem}")
+    return cores, problems, sum(cores.values()), lim
+
+
+def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
+    """Raise TargetLimitError naming the offending layers when the network does not fit `chips`
+    chips of its target; return the allocation otherwise."""
+    cores, problems, total, lim = core_allocation(net)
+    if problems:
+        raise TargetLimitError("; ".join(problems), f"target '{lim.name}'",
+                               "shrink those layers' fan-in or use a target with more synaptic memory per core")
+    if lim.cores_per_chip and total > lim.cores_per_chip * chips:
+        worst = sorted(cores.items(), key=lambda kv: -kv[1])[:3]
+        raise TargetLimitError(
+            f"the network needs {total} cores but {chips} chip(s) have {lim.cores_per_chip * chips} "
+            f"({total - lim.cores_per_chip * chips} too many; largest layers: "
+            + ", ".join(f"{n} {c} cores" for n, c in worst) + ")",
+            f"target '{lim.name}'", "pass --chips N for a multi-chip system or make the network smaller")
+    return {"cores": cores, "total_cores": total}
