@@ -105,7 +105,7 @@ def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
         from .compiler import load_model, model_meta       # the command line's dispatch by suffix
         return load_model(model), model_meta(model)
     import torch
-    from .frontends.torch_frontend import load_torch
+    from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
         graph = load_torch(model, None)
         return graph, {"file": "ExportedProgram", "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
@@ -131,7 +131,7 @@ def _module_graph(model, example_input) -> fg.FloatGraph:
     """An nn.Module -> FloatGraph, by the front end its neurons need: spiking models (ReverB
     modules, LIF neurons) get their own per-step leaves before export; ANNs go to torch.export."""
     from .frontends.per_step import spiking_front_end
-    from .frontends.torch_frontend import load_torch
+    from .frontends.torch import load_torch
     front_end = spiking_front_end(model)
     return load_torch(model, example_input) if front_end is None else front_end.load_model(model, example_input)
 
@@ -150,7 +150,7 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
     for the input quantiser when the model has none), timesteps, input_bits (default 8), chips,
     and the scheme's own (lossy, reset, payload_bits, ...); an option the scheme does not have is
     refused.  A path is compiled exactly as `neurodeploy compile` does; PyTorch models go through
-    `neurodeploy.frontends.torch_frontend`, which builds the same float graph.
+    `neurodeploy.frontends.torch`, which builds the same float graph.
     """
     if _is_qat_module(model_or_path):
         # PyTorch QAT (fake-quant modules): through its QDQ ONNX export, the paper's 8-bit ANN
@@ -290,12 +290,12 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
         if path.suffix.lower() != ".pt2":
             raise NeurodeployError(f"unsupported model format '{path.suffix}'", str(path),
                                    "pass the .onnx / .pt2 file or the nn.Module the network was compiled from")
-        from .frontends.torch_frontend import graph_from_program, load_program
+        from .frontends.torch import graph_from_program, load_program
         program = load_program(path)
         return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path)),
                               x, y, str(path), batch_size, device, progress)
     import torch
-    from .frontends.torch_frontend import load_torch
+    from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
         float_graph, label = load_torch(model, None), "ExportedProgram"
     elif isinstance(model, torch.nn.Module):

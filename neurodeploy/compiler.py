@@ -34,7 +34,7 @@ def load_model(model_path: str | Path) -> fg.FloatGraph:
     model_path = Path(model_path)
     suffix = model_path.suffix.lower()
     if suffix == ".pt2":
-        from .frontends.torch_frontend import load_pt2
+        from .frontends.torch import load_pt2
         return load_pt2(model_path)
     if suffix == ".onnx":
         return load_onnx(model_path)

@@ -1,9 +1,14 @@
-"""The per-step copy of a time-first spiking model, shared by the LIF and ReverB front ends.
+"""Trained SNNs in PyTorch: which scheme's front end reads a model, and the per-step copy they share.
 
 A spiking model (`neurodeploy.nn.lif` convention) maps (T, N, ...) to (T, N, classes) and
 applies every stateless layer to each step alike; the compiler needs that per-step network
 with each neuron (and, for ReverB, each binary layer) replaced by an opaque leaf module that
 calls a custom op the front end's handler turns into a float-graph node.
+
+A scheme with such a front end returns it from `Scheme.front_end()` (`schemes/cuba/front.py`:
+LIF networks, `schemes/reverb/front.py`: ReverB networks): a module with `claims(model)`,
+`per_step_model(model)` and `load_model(model, example_input)`; importing it registers its custom
+ops and their float-graph handlers.  This module asks the registered schemes for them.
 """
 from __future__ import annotations
 
@@ -15,18 +20,21 @@ from torch import nn
 from ..errors import UnsupportedError
 
 
+def spiking_front_ends() -> list:
+    """The spiking front ends of every registered scheme (imported: their custom ops are registered)."""
+    from ..registry import all_schemes
+    return [fe for fe in (s.front_end() for s in all_schemes()) if fe is not None]
+
+
 def spiking_front_end(model: nn.Module):
-    """The front-end module for a trained SNN: `torch_reverb` (ReverB modules), `torch_lif` (LIF
-    neurons), or None for an ANN (which torch.export takes as it is).  Both modules offer
-    `per_step_model(model)` and `load_model(model, example_input)`."""
-    from ..nn.lif import LIF
-    from ..schemes.cuba import front as torch_lif
-    from ..schemes.reverb import front as torch_reverb
-    if torch_reverb.is_reverb_model(model):
-        return torch_reverb
-    if any(isinstance(m, LIF) for m in model.modules()):
-        return torch_lif
-    return None
+    """The front end of the scheme whose spiking modules `model` holds (LIF neurons: cuba; ReverB
+    neurons and binary layers: reverb), or None for an ANN (which torch.export takes as it is)."""
+    claims = [fe for fe in spiking_front_ends() if fe.claims(model)]
+    if len(claims) > 1:
+        raise UnsupportedError("the model mixes the spiking modules of several schemes' front ends ("
+                               + ", ".join(fe.__name__ for fe in claims) + ")", type(model).__name__,
+                               "use the neurons of one scheme: neurodeploy.nn.LIF (cuba) or the ReverB modules (reverb)")
+    return claims[0] if claims else None
 
 
 def spiking_per_step(model: nn.Module) -> nn.Module | None:
@@ -38,8 +46,7 @@ def spiking_per_step(model: nn.Module) -> nn.Module | None:
 def register_spiking_ops() -> None:
     """Register the spiking custom ops and their front-end handlers (reading a `.pt2` program
     saved from a per-step SNN needs them before torch.export.load)."""
-    from ..schemes.cuba import front as torch_lif
-    from ..schemes.reverb import front as torch_reverb  # noqa: F401  (importing registers)
+    spiking_front_ends()
 
 
 def per_step_copy(model: nn.Module, leaf_for: Callable[[nn.Module], nn.Module | None], neuron_hint: str) -> nn.Module:

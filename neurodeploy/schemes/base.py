@@ -135,9 +135,9 @@ class Scheme:
         compare_sweep   (flag, help, default) of the list `neurodeploy compare` sweeps, or None
 
     Methods: `build` (the compile flow; `compile` checks the options first), `run_batch` (the
-    simulator kernel), and the optional hooks below (`lava`, `simulate_lava`, `summary_lines`,
-    `lava_period`, `compare_configs`, `float_snn_outputs`), each with the default a scheme
-    without that feature gets.
+    simulator kernel), and the optional hooks below (`lava`, `simulate_lava`, the cost report's
+    spike model, `summary_lines`, `lava_period`, `compare_configs`, `front_end`,
+    `float_snn_outputs`), each with the default a scheme without that feature gets.
     """
 
     name: str = ""
@@ -268,6 +268,11 @@ class Scheme:
     def compare_configs(self, sweep: list | None) -> list[dict]:
         """`neurodeploy compare`'s configurations of this scheme: [{"name", "options"}]."""
         return [{"name": self.name, "options": {}}]
+
+    def front_end(self):
+        """The PyTorch front end of the trained SNNs this scheme compiles (a module with `claims(model)`,
+        `per_step_model(model)`, `load_model(model, example_input)`; `frontends.per_step`), or None."""
+        return None
 
     def float_snn_outputs(self, path, graph, x, timesteps: int, batch_size: int):
         """The float SNN's outputs from a saved model file (trained-SNN schemes that can read one)."""

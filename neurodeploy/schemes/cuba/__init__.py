@@ -45,6 +45,10 @@ class Cuba(Scheme):
         from . import lava
         return lava
 
+    def front_end(self):
+        from . import front
+        return front
+
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)

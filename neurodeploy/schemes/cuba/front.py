@@ -5,9 +5,9 @@ each step alike; what the compiler needs is that per-step network with every LIF
 opaque activation.  `load_lif_model` builds it (a `SpikingSequential` becomes an
 `nn.Sequential`; any other model keeps its structure) with each `LIF` replaced by a leaf
 module that calls the custom op ``neurodeploy::lif`` (identity-shaped, never executed for
-real values), exports it with `torch_frontend.export_module` on an (N, ...) example input,
-and converts it with `torch_frontend.graph_from_program`.  The ``lif`` handler registered
-below (through the front end's own `handler` registry, no edit of torch_frontend.py)
+real values), exports it with `frontends.torch.export_module` on an (N, ...) example input,
+and converts it with `frontends.torch.graph_from_program`.  The ``lif`` handler registered
+below (through the front end's own `handler` registry, no edit of frontends/torch)
 turns each call into a `LIFAct` node.
 
 `LIFAct` subclasses `float_graph.QuantAct` with in_scale = 1/v_th, offset 0, levels 1,
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ...ir import float_graph as fg
-from ...frontends import torch_frontend as tf
+from ...frontends import torch as tf
 from ...frontends.per_step import per_step_copy
 
 _RESETS = ("subtract", "zero")
@@ -78,6 +78,12 @@ def _lif_handler(node, ctx, a):
     return ctx.add(op, [x])
 
 
+def claims(model) -> bool:
+    """True when `model` holds a LIF neuron (`neurodeploy.nn.LIF`): a network for this front end."""
+    from ...nn.lif import LIF
+    return isinstance(model, nn.Module) and any(isinstance(m, LIF) for m in model.modules())
+
+
 def per_step_model(model: nn.Module) -> nn.Module:
     """A copy of `model` that runs one time step on (N, ...) tensors, each LIF an opaque leaf."""
     from ...nn.lif import LIF
@@ -101,4 +107,4 @@ def lif_params(graph: fg.FloatGraph) -> dict:
     return {n: graph.op(n) for n in graph.topo_order() if isinstance(graph.op(n), LIFAct)}
 
 
-load_model = load_lif_model      # the name frontends.per_step.spiking_front_end callers use
+load_model = load_lif_model      # the name frontends.per_step's callers use

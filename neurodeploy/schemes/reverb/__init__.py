@@ -39,6 +39,10 @@ class Reverb(Scheme):
         from . import lava
         return lava
 
+    def front_end(self):
+        from . import front
+        return front
+
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)
@@ -62,7 +66,7 @@ class Reverb(Scheme):
         its float graph carries the neurons' τ and V_th, which `float_model.run` steps through."""
         import numpy as np
 
-        from ...frontends.torch_frontend import load_pt2
+        from ...frontends.torch import load_pt2
         from ...sim.core import iter_batches
         from .float_model import run
         if path.suffix.lower() != ".pt2":

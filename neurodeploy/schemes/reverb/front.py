@@ -12,7 +12,7 @@ model (a `SpikingSequential` becomes an `nn.Sequential`) and swaps
   could no longer show that the synapses stay ±1.)
 
 Everything else (nn.Conv2d / nn.Linear as real-valued layers, BatchNorm, AvgPool, MaxPool,
-Flatten, the `+` of a residual block -> `fg.Add`) goes through the ordinary `torch_frontend`
+Flatten, the `+` of a residual block -> `fg.Add`) goes through the ordinary `frontends.torch`
 handlers (`nn.reverb.ReverBBasicBlock` runs its layers one step at a time on 4-D input, so its
 per-step copy traces like any residual CNN); the three handlers below are
 registered through its `handler` registry.  `api._float_graph` routes a module to
@@ -26,7 +26,7 @@ from torch import nn
 
 from ...errors import UnsupportedError
 from . import float_model as rf
-from ...frontends import torch_frontend as tf
+from ...frontends import torch as tf
 from ...frontends.per_step import per_step_copy
 
 
@@ -191,4 +191,5 @@ def load_reverb_model(model: nn.Module, example_input, source: str = ""):
     return tf.graph_from_program(tf.export_module(step, x, source), source)
 
 
-load_model = load_reverb_model      # the name frontends.per_step.spiking_front_end callers use
+load_model = load_reverb_model      # the name frontends.per_step's callers use
+claims = is_reverb_model

@@ -62,8 +62,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NeurodeployError, UnsupportedError
-from ..ir import float_graph as fg
+from ...errors import NeurodeployError, UnsupportedError
+from ...ir import float_graph as fg
 
 SUPPORTED_MODULES = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "QCFS", "AvgPool2d",
                      "AdaptiveAvgPool2d", "MaxPool2d", "Flatten", "Identity", "Dropout"]
@@ -904,7 +904,7 @@ def load_program(path: str | Path):
     """Read a `.pt2` file written by `torch.export.save`, with clear errors."""
     import torch
 
-    from .per_step import register_spiking_ops
+    from ..per_step import register_spiking_ops
     path = str(path)
     if not Path(path).is_file():
         raise NeurodeployError("file not found", path, "check the path to the model")
