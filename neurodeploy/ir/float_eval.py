@@ -37,8 +37,8 @@ def eval_op(op, xs: list[torch.Tensor]) -> torch.Tensor:
     if isinstance(op, fg.Dense):
         return x @ _t(op.weight).T + _t(op.bias)
     if isinstance(op, fg.BatchNorm):
-        s = op.gamma / np.sqrt(op.var + op.eps)
-        return x * _chan(s, x) + _chan(op.beta - op.mean * s, x)
+        s, c = op.scale_shift()
+        return x * _chan(s, x) + _chan(c, x)
     if isinstance(op, fg.Relu):
         return torch.relu(x)
     if isinstance(op, fg.QuantAct):

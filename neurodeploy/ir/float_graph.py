@@ -50,6 +50,13 @@ class BatchNorm:
     var: np.ndarray
     eps: float = 1e-5
 
+    def scale_shift(self, bias=0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(s, c) with BN(y + bias) = s·y + c per channel: s = gamma / sqrt(var + eps) and
+        c = s·(bias − mean) + beta, in float64.  The one BatchNorm folding formula (passes.fold_bn,
+        reverb's fold, the float evaluation, nn.export.fold_batchnorm)."""
+        s = np.asarray(self.gamma, np.float64) / np.sqrt(np.asarray(self.var, np.float64) + self.eps)
+        return s, s * (np.asarray(bias, np.float64) - self.mean) + self.beta
+
 
 @dataclass
 class Relu:

@@ -21,6 +21,8 @@ import onnx
 import torch
 from torch import nn
 
+from ..ir import float_graph as fg
+
 __all__ = ["export_onnx", "fold_batchnorm", "verify_onnx"]
 
 DEFAULT_OPSET = 17
@@ -34,21 +36,22 @@ def _fold_pair(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
     """Fold eval-mode ``bn`` (applied right after ``layer``) into ``layer`` in place."""
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm without running statistics")
-    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
-    if bn.affine:
-        scale = scale * bn.weight.double()
-    shift = -bn.running_mean.double() * scale
-    if bn.affine:
-        shift = shift + bn.bias.double()
     w = layer.weight
     out_ch = w.shape[0]
     if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and layer.transposed:
         raise ValueError("transposed convolutions are not folded")
-    if scale.numel() != out_ch:
-        raise ValueError(f"BatchNorm has {scale.numel()} features but the layer {out_ch} outputs")
+    if bn.running_var.numel() != out_ch:
+        raise ValueError(f"BatchNorm has {bn.running_var.numel()} features but the layer {out_ch} outputs")
     bias = layer.bias.double() if layer.bias is not None else torch.zeros(out_ch, dtype=torch.float64)
+    ones, zeros = np.ones(out_ch), np.zeros(out_ch)
+    stats = fg.BatchNorm(gamma=bn.weight.double().cpu().numpy() if bn.affine else ones,
+                         beta=bn.bias.double().cpu().numpy() if bn.affine else zeros,
+                         mean=bn.running_mean.double().cpu().numpy(), var=bn.running_var.double().cpu().numpy(),
+                         eps=bn.eps)
+    s, c = stats.scale_shift(bias.cpu().numpy())          # the float graph's BN folding formula
+    scale = torch.from_numpy(s).to(w.device)
     new_w = w.double() * scale.reshape(-1, *([1] * (w.dim() - 1)))
-    new_b = bias * scale + shift
+    new_b = torch.from_numpy(c).to(w.device)
     layer.weight.copy_(new_w.to(w.dtype))
     if layer.bias is None:
         layer.bias = nn.Parameter(new_b.to(w.dtype).to(w.device))

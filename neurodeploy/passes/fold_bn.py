@@ -1,8 +1,6 @@
 """BatchNorm folding."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import UnsupportedError
 from ..ir import float_graph as fg
 
@@ -25,9 +23,8 @@ def fold_bn(graph: fg.FloatGraph) -> fg.FloatGraph:
             raise UnsupportedError(
                 "BatchNormalization does not directly follow a Conv/Gemm with no other consumer",
                 graph.where(name), "place BatchNorm right after a convolution or linear layer")
-        s = op.gamma / np.sqrt(op.var + op.eps)
+        s, b = op.scale_shift(src_op.bias)
         w = src_op.weight * s.reshape((-1,) + (1,) * (src_op.weight.ndim - 1))
-        b = s * (src_op.bias - op.mean) + op.beta
         graph.set_op(src, type(src_op)(**{**src_op.__dict__, "weight": w, "bias": b}))
         graph.bypass(name)
     return graph

@@ -86,11 +86,6 @@ def sequential_chain(graph: fg.FloatGraph) -> list[str]:
     return order
 
 
-def _bn_scale_shift(bn: fg.BatchNorm, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(bn.gamma, np.float64) / np.sqrt(np.asarray(bn.var, np.float64) + bn.eps)
-    return s, s * (np.asarray(bias, np.float64) - bn.mean) + bn.beta
-
-
 def _flip_out(op, flip: np.ndarray):
     """Negate the ±1 weights of the output channels where flip is True."""
     w = np.array(op.weight, dtype=np.float64)
@@ -132,7 +127,7 @@ def _fold_chain(graph: fg.FloatGraph) -> fg.FloatGraph:
         nxt = chain[i + 1] if i + 1 < len(chain) else None
         bn = graph.op(nxt) if nxt is not None and isinstance(graph.op(nxt), fg.BatchNorm) else None
         bias = np.asarray(op.bias, np.float64)
-        s, c = (np.ones_like(bias), bias) if bn is None else _bn_scale_shift(bn, bias)
+        s, c = (np.ones_like(bias), bias) if bn is None else bn.scale_shift(bias)
         if bn is not None:
             graph.bypass(nxt)
             chain.remove(nxt)
@@ -267,7 +262,7 @@ def _cut_shortcut(graph: fg.FloatGraph, add: str) -> dict:
                                graph.where(conv1), "retrain (α must not vanish) or prune those channels")
     op2 = graph.op(w2)
     b2 = np.asarray(op2.bias, np.float64)
-    s2 = np.ones_like(b2) if bn2 is None else _bn_scale_shift(graph.op(bn2), b2)[0]
+    s2 = np.ones_like(b2) if bn2 is None else graph.op(bn2).scale_shift(b2)[0]
     if np.any(s2 == 0):
         raise UnsupportedError(f"BatchNorm γ = 0 in channel(s) {np.flatnonzero(s2 == 0).tolist()}",
                                graph.where(w2), "a channel with zero BN scale is constant: retrain or prune it")
@@ -280,7 +275,7 @@ def _cut_shortcut(graph: fg.FloatGraph, add: str) -> dict:
     else:
         sop = graph.op(w_sc)
         b = np.asarray(sop.bias, np.float64)
-        s, c = (np.ones_like(b), b) if bn_sc is None else _bn_scale_shift(graph.op(bn_sc), b)
+        s, c = (np.ones_like(b), b) if bn_sc is None else graph.op(bn_sc).scale_shift(b)
         w = np.asarray(sop.weight, np.float64) * (s / a2).reshape(-1, 1, 1, 1) / a1.reshape(1, -1, 1, 1)
         op, bias, name = fg.Conv(**{**sop.__dict__, "weight": w, "bias": np.zeros_like(b)}), c / a2, w_sc
     origin = graph.origin.get(w_sc or add, "identity shortcut")
