@@ -14,10 +14,10 @@ identical on the samples both ran.
 
 With --scheme sws the --model (default digits_qcfs.onnx) is compiled with scheme="sws"
 (Tc = 8, Ts = 2, calibrated state bound from models/digits_calib_x.npy); Lava pipelines the
-frames in one network (backends/lava/sws_lava.py) and every layer's codes are checked identical.
+frames in one network (schemes/sws/lava/) and every layer's codes are checked identical.
 With --scheme reverb the network is the trained ReverB CNN (models/digits_reverb.pt, T from
 its .json) compiled with scheme="reverb"; Lava runs its samples back to back in one network
-(backends/lava/reverb_lava.py) and every layer's payload trains are checked identical.
+(schemes/reverb/lava/) and every layer's payload trains are checked identical.
 """
 import argparse
 import os
@@ -156,7 +156,7 @@ def bench_sws(args) -> int:
         return {"codes of every layer": all(np.array_equal(res.codes[k], v.numpy()) for k, v in sim.codes.items()),
                 "readout state": np.array_equal(res.readout_state, sim.output_state.numpy().reshape(n_lava, -1)),
                 "outputs": np.array_equal(res.outputs, sim.output.numpy())}
-    return _ours_vs_lava("neurodeploy.sim.sws", x, n_lava, lambda xs: simulate(graph, xs),
+    return _ours_vs_lava("neurodeploy.schemes.sws.kernel", x, n_lava, lambda xs: simulate(graph, xs),
                          lambda xs: sws_lava.run_lava(graph, xs, record_digits=False), identical, args.repeat)
 
 
@@ -189,7 +189,7 @@ def bench_reverb(args) -> int:
         return {"payload trains": all(np.array_equal(res.trains[k], v.numpy()) for k, v in sim.trains.items()),
                 "readout state": np.array_equal(res.readout_state, sim.readout_state.numpy().reshape(n_lava, -1)),
                 "outputs": np.array_equal(res.output, nd.simulate(graph, x[:n_lava]))}
-    return _ours_vs_lava("neurodeploy.sim.reverb", x, n_lava, lambda xs: nd.simulate(graph, xs),
+    return _ours_vs_lava("neurodeploy.schemes.reverb.kernel", x, n_lava, lambda xs: nd.simulate(graph, xs),
                          lambda xs: reverb_lava.run_lava(graph, xs), identical, args.repeat)
 
 

@@ -6,8 +6,8 @@
 
 For every model (sklearn digits test split, 450 samples) and every (Tc, Ts):
 * **Q-ANN** -- accuracy of the integer quantised ANN the scheme compiles (every activation
-  re-quantised to 2^Tc - 1 levels, 8-bit weights; `sim.sws.reference`),
-* **SNN** -- accuracy of the stepwise-weighted-spike simulation (`sim.sws.run_batch`),
+  re-quantised to 2^Tc - 1 levels, 8-bit weights; `schemes.sws.kernel.reference`),
+* **SNN** -- accuracy of the stepwise-weighted-spike simulation (`schemes.sws.kernel.run_batch`),
 * **agree** -- SNN vs quantised-ANN prediction agreement,
 * **code mm** -- fraction of hidden-layer activations whose decoded digits differ from the
   quantised ANN's codes (conversion error),

@@ -6,7 +6,7 @@
 1. loads `models/digits_reverb.pt` (trained by `models/train_digits_reverb.py`: a real-valued
    first conv, a binary hidden conv with α per input channel, BatchNorm, ReverB neurons with
    τ = 0.25, V_th = 0, a real-valued read-out; T from its json);
-2. compiles it with the `reverb` scheme: BatchNorm and α folded away (`passes.fold_reverb`,
+2. compiles it with the `reverb` scheme: BatchNorm and α folded away (`schemes.reverb.fold`,
    every hidden synapse exactly ±1), graded spikes as `--payload-bits` integers, the channel
    scales as one multiply per emitted spike;
 3. runs the fixed-point SNN in neurodeploy's simulator on the digits test split and prints

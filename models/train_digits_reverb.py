@@ -60,7 +60,7 @@ def build_model(channels=(16, 32), neuron: dict | None = None, classes: int = 10
     convolution / the read-out linear layer binary as well.  The read-out is then a plain
     ``BinaryLinear`` with one α per input feature (the 128 = 32×2×2 flattened positions, as in
     the paper); the compiler folds it into per-neuron emission scales of the second ReverB
-    layer (``passes.fold_reverb``).
+    layer (``schemes.reverb.fold``).
     """
     cfg = dict(NEURON, **(neuron or {}))
 

@@ -10,7 +10,7 @@ estimated from its fan-in and its input payload range, and thresholds, out_mant/
 and biases are drawn relative to it.  Branch sums stay below 2^23 (no 24-bit wrap), which
 `max_branch_sum` lets a test assert.  start_step = hop depth (1, 2, 3), as the compiler sets it.
 With per_neuron=True conv1's v_th_mant and out_mant are drawn per neuron, the full (C, H, W)
-layer shape (`ir.reverb.neuron_field`'s third form), instead of per channel (C,).
+layer shape (`schemes.reverb.neurons.neuron_field`'s third form), instead of per channel (C,).
 """
 import numpy as np
 

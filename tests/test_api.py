@@ -272,7 +272,7 @@ def test_trained_snn_as_pt2_compiles_from_the_command_line(tmp_path, scheme):
 
 def test_reverb_verifies_from_its_pt2_on_the_command_line(tmp_path):
     """`neurodeploy verify DIR --model snn.pt2` runs the float ReverB SNN from its per-step program
-    (ir.reverb_float over T steps): the same outputs as the nn.Module, the same report as nd.verify."""
+    (schemes.reverb.float_model over T steps): the same outputs as the nn.Module, the same report as nd.verify."""
     import subprocess
     import train_digits_reverb as tm
     from neurodeploy.nn.program import export_program

@@ -1,5 +1,5 @@
-"""The `reverb` scheme in Lava's fixed_pt CPU simulation (backends/lava/reverb_lava.py):
-bit-exact with our simulator (sim/reverb.py) on every layer's payload train and the
+"""The `reverb` scheme in Lava's fixed_pt CPU simulation (schemes/reverb/lava/):
+bit-exact with our simulator (schemes/reverb/kernel.py) on every layer's payload train and the
 readout state, on random reverb graphs and on a small compiled model."""
 import copy
 

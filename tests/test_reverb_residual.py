@@ -1,5 +1,5 @@
-"""Residual ReverB networks (`nn.reverb.ReverBBasicBlock`): folding (passes/fold_reverb.py step 4),
-compiling to multi-branch layers (schemes/reverb.py), fixed point vs float, Lava vs our simulator."""
+"""Residual ReverB networks (`nn.reverb.ReverBBasicBlock`): folding (schemes/reverb/fold.py step 4),
+compiling to multi-branch layers (schemes/reverb/compile.py), fixed point vs float, Lava vs our simulator."""
 from __future__ import annotations
 
 

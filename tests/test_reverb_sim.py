@@ -1,6 +1,6 @@
-"""The `reverb` simulator (neurodeploy/sim/reverb.py): hand-checked integer traces of the
+"""The `reverb` simulator (neurodeploy/schemes/reverb/kernel.py): hand-checked integer traces of the
 ReverbNeuron, and random reverb networks through nd.simulate against an independent
-per-sample numpy loop written from the `neurodeploy.ir.reverb` docstrings."""
+per-sample numpy loop written from the `neurodeploy.schemes.reverb.neurons` docstrings."""
 import os
 import subprocess
 import sys
@@ -100,7 +100,7 @@ def test_per_channel_threshold_and_out_mant():
 
 
 def test_per_neuron_threshold_and_out_mant():
-    # a (C, H, W) = (2, 1, 2) layer whose v_th_mant and out_mant are per neuron (ir.reverb.neuron_field)
+    # a (C, H, W) = (2, 1, 2) layer whose v_th_mant and out_mant are per neuron (schemes.reverb.neurons.neuron_field)
     neuron = rv.ReverbNeuron(dv=0, v_th_mant=np.array([[[5, 0]], [[50, 7]]]), out_mant=np.array([[[1, 3]], [[2, 5]]]),
                              out_shift=1, payload_bits=8, timesteps=1)
     a = torch.tensor([[[6, 4]], [[40, 7]]]).reshape(1, 1, 2, 1, 2)           # (N, T, C, H, W)
@@ -179,7 +179,7 @@ def _chan(a, shape):
 
 
 def reference_forward(graph, x_one):
-    """One sample, written from ir/reverb.py: payload trains {layer: (T, *shape)} and readout v."""
+    """One sample, written from schemes/reverb/neurons.py: payload trains {layer: (T, *shape)} and readout v."""
     enc = graph.input
     t_steps = enc.neuron.timesteps
     code = np.clip(np.floor(x_one.astype(np.float64) * float(enc.in_scale) + float(enc.offset)),
@@ -237,7 +237,7 @@ def test_per_neuron_fields_match_independent_loop(seed, t, bits, pool):
 
 
 def _check_against_loop(graph, seed):
-    """nd.simulate and sim.reverb.run vs `reference_forward`, every layer's payload train and the readout."""
+    """nd.simulate and schemes.reverb.kernel.run vs `reference_forward`, every layer's payload train and the readout."""
     assert reverb_netgen.max_branch_sum(graph) < 1 << 23
     x = reverb_netgen.random_inputs(graph, 6, seed)
     y = nd.simulate(graph, x, batch_size=4)                   # two batches

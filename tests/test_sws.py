@@ -325,7 +325,7 @@ def test_quantise_layer_refuses_weights_that_all_round_to_zero():
 def test_verify_reports_state_overflows(tmp_path):
     """A calibrated bound from one dim calibration sample and no margin: ordinary inputs wrap the
     24-bit membranes; verify counts the wrapped neurons per layer (the same count as
-    sim.sws.state_overflows) and names the cause in its text."""
+    schemes.sws.kernel.state_overflows) and names the cause in its text."""
     import onnx
     from neurodeploy.compiler import compile_model
     from neurodeploy.reports.verify import verify, verify_text

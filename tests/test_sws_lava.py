@@ -1,5 +1,5 @@
 """The `sws` scheme (TSA neurons, ternary graded spikes) in Lava's fixed_pt CPU simulation:
-bit-exact with our simulator `neurodeploy.sim.sws` - every layer's digits and decoded codes,
+bit-exact with our simulator `neurodeploy.schemes.sws.kernel` - every layer's digits and decoded codes,
 and the readout's weighted potential V - on random QCFS nets and the digits models.
 
 Lava runs every process in a forked OS process: the networks are small and run a few
@@ -38,7 +38,7 @@ def sws_lava():
 
 
 def _assert_exact(mod, net, x, fold=True, record_digits=True):
-    """Lava vs sim.sws: codes (the neurons' E), spike counts and - when recorded - the digits
+    """Lava vs schemes.sws.kernel: codes (the neurons' E), spike counts and - when recorded - the digits
     of every layer (input included), the readout's V and the outputs."""
     prep = engine.prepare(net)
     ours = sws.run_batch(prep, x)
@@ -69,7 +69,7 @@ def _compile(path, tc=8, ts=2, beta=2):
 @pytest.mark.parametrize("ts", [0, 1, 2, 3])
 @pytest.mark.parametrize("relu,full,below_s", [(True, False, 0), (False, False, 0), (True, True, 5)])
 def test_process_model_arithmetic_matches_simulator(sws_lava, beta, tc, ts, relu, full, below_s):
-    """tsa_update (what PyTSAModelFixed runs each step) vs sim.sws.tsa_run: digits and final u,
+    """tsa_update (what PyTSAModelFixed runs each step) vs schemes.sws.kernel.tsa_run: digits and final u,
     stale state at t = 1 ignored, currents after Tc ignored, code_max < S blocks +1 spikes."""
     rng = np.random.default_rng(ts + 10 * beta)
     s = tsa_ir.digit_weight_sum(beta, tc)
@@ -235,7 +235,7 @@ def test_cli_simulate_engine_lava_sws(sws_lava, tmp_path):
 # --------------------------------------------------------------------------- state overflow
 @pytest.mark.parametrize("bits", [10, 14])
 def test_wrapping_arithmetic_matches_simulator(sws_lava, bits):
-    """With a state register too narrow for the currents, tsa_update (Lava) and sim.sws.tsa_run
+    """With a state register too narrow for the currents, tsa_update (Lava) and schemes.sws.kernel.tsa_run
     wrap identically: same digits, same final u, and the simulator flags the wrapped neurons."""
     rng = np.random.default_rng(bits)
     tc, ts = 6, 2

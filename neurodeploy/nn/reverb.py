@@ -9,7 +9,7 @@ the membrane potential of the neuron that emitted it.
   trainable α indexed by the **input** channel (shape 1×C_in×1×1 for a convolution, 1×F_in
   for a linear layer, the paper's rebuttal correction): ``conv(O, α⊙sign W) =
   conv(α⊙O, sign W)``, so after training α moves into the previous layer's spikes and the
-  synapses stay ±1 (`passes.fold_reverb`).  The latent real W learns through the clipped
+  synapses stay ±1 (`schemes.reverb.fold`).  The latent real W learns through the clipped
   straight-through estimator ``d sign(W)/dW = 1{|W| ≤ 1}`` (the BNN standard; the paper does
   not say which STE).
 * :class:`ReverBNeuron` -- ``U = τ·U + I``; where ``U ≥ V_th`` the neuron emits ``U`` (not 1)
@@ -20,7 +20,7 @@ the membrane potential of the neuron that emitted it.
   ``h = neuron1(bn1(conv1(x)));  y = neuron2(bn2(conv2(h)) + shortcut(x))`` with binary 3x3
   convolutions and a real-valued shortcut (identity, or a 1x1 ``nn.Conv2d`` + BatchNorm
   downsample when the stride or the channel count changes).  The add is a membrane current
-  (before neuron2).  x must be the graded spikes of a ReverB neuron (`passes.fold_reverb`).
+  (before neuron2).  x must be the graded spikes of a ReverB neuron (`schemes.reverb.fold`).
 
 Time convention: the one of :mod:`neurodeploy.nn.lif` -- tensors are ``(T, N, ...)``, time
 first; the binary layers are stateless and run step-wise inside
@@ -157,11 +157,11 @@ class ReverBBasicBlock(nn.Module):
     shortcut = identity when ``stride == 1`` and the channel counts agree, else a real-valued
     1x1 ``nn.Conv2d`` (stride ``stride``, no bias) + ``nn.BatchNorm2d``.  The shortcut stays
     real-valued because after folding it must carry the inverse of conv1's α and of bn2's
-    scale (`passes.fold_reverb`); on the chip it is an 8-bit synapse branch.
+    scale (`schemes.reverb.fold`); on the chip it is an 8-bit synapse branch.
 
     Takes ``(T, N, C, H, W)`` sequences (stateless layers step-wise, ``multistep = True`` so
     that `SpikingSequential` hands it the whole sequence) and, inside the compiler's per-step
-    copy (`frontends.torch_reverb`), single steps ``(N, C, H, W)``.
+    copy (`schemes.reverb.front`), single steps ``(N, C, H, W)``.
     """
     multistep = True
 

@@ -27,7 +27,7 @@ from ..progress import progress_bar
 from ..reports.summary import summary_markdown
 from ..registry import all_schemes, get_scheme
 from .costs import cost_report
-from .html import CHECK_SCRIPT, CSS, _figure, _table
+from .html import CHECK_SCRIPT, CSS, html_figure, html_table
 
 PLOT_ENERGY_MODEL = "cmos45_horowitz"
 
@@ -142,10 +142,10 @@ def to_html(d: dict) -> str:
     heads, rows = table(d)
     parts = [f"<h1>Which scheme? {esc(Path(d['model']).name)} on {esc(d['target'])}</h1>",
              f"<p>{d['samples']} samples; float ANN accuracy {100 * d['float_accuracy']:.2f}%.</p>",
-             _table(heads, rows),
-             _figure(_front(d, "latency_steps", "latency (time steps per sample)", False), "fig-latency",
+             html_table(heads, rows),
+             html_figure(_front(d, "latency_steps", "latency (time steps per sample)", False), "fig-latency",
                      "Accuracy vs latency; the dashed line is the float ANN"),
-             _figure(_front(d, "energy", f"energy per inference (pJ, {d['energy_model_plotted']} model)", True),
+             html_figure(_front(d, "energy", f"energy per inference (pJ, {d['energy_model_plotted']} model)", True),
                      "fig-energy", f"Accuracy vs energy under the {d['energy_model_plotted']} model only")]
     if d["skipped"]:
         parts.append("<ul>" + "".join(f"<li>{esc(s['config'])}: {esc(s['reason'])}</li>" for s in d["skipped"]) + "</ul>")

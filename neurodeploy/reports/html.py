@@ -143,7 +143,7 @@ def ops_figure(d: dict) -> Figure:
     return fig
 
 
-def _table(headers, rows) -> str:
+def html_table(headers, rows) -> str:
     def cell(v):
         text = html.escape(str(v))
         if text.startswith("**") and text.endswith("**"):
@@ -157,7 +157,7 @@ def _table(headers, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _figure(fig: Figure | None, ident: str, caption: str) -> str:
+def html_figure(fig: Figure | None, ident: str, caption: str) -> str:
     if fig is None:
         return ""
     return (f'<figure id="{ident}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(fig)}">'
@@ -174,27 +174,27 @@ def figures(d: dict) -> list[tuple[str, Figure | None, str]]:
 def to_html(d: dict) -> str:
     e, t, mm, al = d["energy"], d["timing"], d["memory_model"], d["allocation"]
     esc = html.escape
-    figs = {ident: _figure(fig, ident, cap) for ident, fig, cap in figures(d)}
+    figs = {ident: html_figure(fig, ident, cap) for ident, fig, cap in figures(d)}
     parts = [f"<h1>{esc(tb.title(d))}</h1>",
              f"<p class='note'>neurodeploy {esc(d['neurodeploy_version'])}; model sha256 "
              f"<code>{esc(str(d['network']['model_sha256']))}</code>; target: {esc(d['network']['target_description'])}. "
              f"{d['samples']} samples simulated bit-exactly; activity and energy are means per inference.</p>",
-             "<h2>Summary</h2>", _table(*tb.summary_table(d))]
+             "<h2>Summary</h2>", html_table(*tb.summary_table(d))]
     acc = tb.accuracy_table(d)
     if acc:
-        parts += ["<p>Accuracy on the given labels:</p>", _table(*acc)]
+        parts += ["<p>Accuracy on the given labels:</p>", html_table(*acc)]
     parts += ["<h2>Energy per inference</h2>"]
     if e["statement"]:
         parts.append(f"<p class='statement'><strong>Target {esc(e['target'])}:</strong> {esc(e['statement'])}</p>")
     parts += [f"<p>Each figure comes from one named model and only that model; it is not a figure for "
               f"{esc(e['target'])} unless its role says <code>target</code>.</p>",
-              _table(*tb.energy_models_table(d)), figs["fig-energy"]]
+              html_table(*tb.energy_models_table(d)), figs["fig-energy"]]
     for m in e["models"]:
         parts += [f"<h3><code>{esc(m['name'])}</code>: {esc(m['title'])}</h3>",
                   f"<p class='note'>Chip {esc(m['chip'])} ({esc(m['role'])}); {esc(m['status'])}. "
                   f"Source: {esc(m['source'])}.</p>",
-                  _table(*tb.energy_price_table(m)), _table(*tb.energy_layer_table(d, m))]
-    parts += ["<h2>Structure and memory</h2>", _table(*tb.structure_table(d)),
+                  html_table(*tb.energy_price_table(m)), html_table(*tb.energy_layer_table(d, m))]
+    parts += ["<h2>Structure and memory</h2>", html_table(*tb.structure_table(d)),
               f"<p>Synaptic memory: {mm['bits_per_synapse']} bits per synapse ({mm['weight_bits']}-bit weight "
               f"mantissa + {mm['index_bits']} index bits); {esc(mm['format'])}.</p>"]
     if al["unlimited"]:
@@ -205,7 +205,7 @@ def to_html(d: dict) -> str:
                      f"{tb.count(al['cores_per_chip'])} cores per chip: {al['cores']} cores on {al['chips']} "
                      f"chip{'s' if al['chips'] != 1 else ''}, {'fits' if al['fits_target'] else 'does NOT fit'}.</p>")
     parts += [f"<p class='statement'>problem: {esc(p)}</p>" for p in al["problems"]]
-    parts += [figs["fig-memory"], "<h2>Activity per inference</h2>", _table(*tb.activity_table(d)),
+    parts += [figs["fig-memory"], "<h2>Activity per inference</h2>", html_table(*tb.activity_table(d)),
               f"<p class='note'>{esc(d['activity']['note'])}</p>", figs["fig-spikes"], figs["fig-ops"],
               "<h2>Timing</h2><ul>",
               f"<li>latency: {t['latency_steps']} time steps per sample ({esc(t['mode'])})</li>",

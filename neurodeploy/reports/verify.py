@@ -199,7 +199,7 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
     For any trained-SNN scheme (cuba, reverb): the input encoder's neuron carries `timesteps`
     and `sim.engine` dispatches the graph to its simulator.  `model` is the time-first
     nn.Module (run by `train.predict`) or, for reverb, the `.pt2` file `nn.export_program`
-    wrote (its float graph run for T steps by `ir.reverb_float.run`).
+    wrote (its float graph run for T steps by `schemes.reverb.float_model.run`).
     Returns {"float_accuracy", "fixed_accuracy", "agreement", "float_out", "fixed_out"}
     (accuracies None without labels).
     """

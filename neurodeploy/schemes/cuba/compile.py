@@ -1,8 +1,8 @@
 """`cuba`: a LIF SNN trained in neurodeploy (`nn.LIF`, `train.fit`) on Loihi 2's stock CUBA LIF.
 
-The float SNN (front end: `frontends.torch_lif.load_lif_model`) already spikes; this scheme
+The float SNN (front end: `schemes.cuba.front.load_lif_model`) already spikes; this scheme
 only maps it to the chip's formats: BatchNorm folded into the weights, each LIF layer a
-`ir.cuba.CubaLIF` with dv = round(4096 (1 - lambda)), du = 4095 (no current state:
+`schemes.cuba.neurons.CubaLIF` with dv = round(4096 (1 - lambda)), du = 4095 (no current state:
 u = a_in << 6 every step), threshold v_th_mant = D (17-bit) and real weights w (in units of
 the threshold) as 8-bit mantissas w_mant = round(w D / 2^e) << e, the bias as
 bias_mant = round(b D) with bias_exp = 6 (NetX's choice; bias_mant in a_in units).  The
@@ -130,7 +130,7 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     lifs = [n for n in graph.topo_order() if isinstance(graph.op(n), LIFAct)]
     if not lifs:
         raise UnsupportedError("the model has no LIF layer", graph.source,
-                               "the cuba scheme compiles LIF networks (frontends.torch_lif.load_lif_model)")
+                               "the cuba scheme compiles LIF networks (schemes.cuba.front.load_lif_model)")
     graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits)])
     enc, real_layers = lower(graph)
     notes = []

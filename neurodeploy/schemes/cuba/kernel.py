@@ -3,7 +3,7 @@
 Time runs in lock step like Loihi's cores (and Lava's LoihiProtocol): at step t a layer
 receives a_in = sum over branches of (W_mant . s_src(t-1)) << weight_exp, what its sources
 emitted one step earlier (each Dense/Conv synapse delays by one step), then updates u, v
-(`ir.cuba.CubaLIF`) and emits.  The encoder sends its graded codes k at every step
+(`schemes.cuba.neurons.CubaLIF`) and emits.  The encoder sends its graded codes k at every step
 1..n_steps.  The readout is a CubaReadout (a LIF that never fires); its v after n_steps
 steps minus its v after window_start steps, times output_scale, is the output.
 """

@@ -1,8 +1,8 @@
 """`reverb`: a trained ReverB-SNN (binary synapses, graded spikes; digest §4) on Loihi 2.
 
-Pipeline: front end `frontends.torch_reverb` -> `passes.fold_reverb` (BN and α leave the
+Pipeline: front end `schemes.reverb.front` -> `schemes.reverb.fold` (BN and α leave the
 synapses, which stay ±1) -> this scheme, which maps the folded float network to the
-integer neurons of `ir.reverb` (the spec of the arithmetic):
+integer neurons of `schemes.reverb.neurons` (the spec of the arithmetic):
 
 * Payload units (value of one payload LSB), one per spiking layer (the consumer's ±1
   synapses add payloads of all its input channels, so they must share one unit): from a
@@ -35,7 +35,7 @@ integer neurons of `ir.reverb` (the spec of the arithmetic):
   max pooling directly after a neuron stays a MaxPool of payloads (one unit per layer).
 * Time: layer-synchronous T local steps; start_step = hop depth (every synapse delays one
   step on the chip); the readout integrates T steps, output_scale = in_unit / T.
-* Residual basic blocks (`passes.fold_reverb` step 4): the block's second neuron becomes a
+* Residual basic blocks (`schemes.reverb.fold` step 4): the block's second neuron becomes a
   two-branch `Layer`: branch 0 its binary conv2 from h, branch 1 the folded real-valued
   shortcut from the block input x (identity -> `ChannelScale`, 1x1 conv -> `Conv`), both
   adding into the one membrane unit in_unit.  x's payload unit is fixed by its binary
@@ -364,7 +364,7 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     if not any(isinstance(graph.op(n), rf.ReverbAct) for n in graph.topo_order()):
         raise UnsupportedError("the model has no ReverB neuron", graph.source,
                                "the reverb scheme compiles networks of neurodeploy.nn.ReverBNeuron "
-                               "(frontends.torch_reverb.load_reverb_model)")
+                               "(schemes.reverb.front.load_reverb_model)")
     if options.calibration is None:
         raise NeurodeployError("the reverb scheme needs calibration data to choose its payload units",
                                "--calibration", "pass samples shaped like the input (e.g. the training set)")

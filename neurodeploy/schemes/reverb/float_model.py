@@ -1,7 +1,7 @@
 """Float-graph ops of ReverB networks and their float semantics over T time steps.
 
-The PyTorch front end (`frontends.torch_reverb`) turns `nn.reverb.BinaryConv2d` /
-`BinaryLinear` / `ReverBNeuron` into the ops below; `passes.fold_reverb` rewrites them into
+The PyTorch front end (`schemes.reverb.front`) turns `nn.reverb.BinaryConv2d` /
+`BinaryLinear` / `ReverBNeuron` into the ops below; `schemes.reverb.fold` rewrites them into
 the folded form the `reverb` scheme quantises.  Both forms run on :func:`run`, the float
 reference of the scheme: the same (T, N, ...) semantics as `nn.lif.SpikingSequential`
 (every stateless op applied to each step alike, layer-synchronous, static input repeated
@@ -55,11 +55,11 @@ class ReverbAct:
         U = U · (1 − f)                 # hard reset to 0
 
     Trained form (front end): bias 0, threshold = V_th (scalar), emit_scale 1.  Folded form
-    (`passes.fold_reverb`): U is Ũ = U/|s| of digest §4.3, threshold V_th/|s_c|, bias c_c/|s_c|
+    (`schemes.reverb.fold`): U is Ũ = U/|s| of digest §4.3, threshold V_th/|s_c|, bias c_c/|s_c|
     and emit_scale κ_c = |s_c|·|α_c| per channel (C,) (per feature (F,) after a dense layer).
     Where the consumer's α varies within a channel (a BinaryLinear after a Flatten: α per
     flattened feature) emit_scale is per neuron, the layer's full shape (C, H, W).  Every
-    field broadcasts by the rule of `ir.reverb.neuron_field`.
+    field broadcasts by the rule of `schemes.reverb.neurons.neuron_field`.
     """
     tau: float
     threshold: np.ndarray
@@ -77,7 +77,7 @@ def _t(a) -> torch.Tensor:
 
 def _chan(a, x: torch.Tensor) -> torch.Tensor:
     """A scalar, per-channel (C,) or per-neuron (one sample's shape) array shaped to broadcast
-    against the batch x (N, ...): the rule of `ir.reverb.neuron_field`."""
+    against the batch x (N, ...): the rule of `schemes.reverb.neurons.neuron_field`."""
     t = _t(a)
     if t.ndim == 0:
         return t

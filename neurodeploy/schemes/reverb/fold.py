@@ -1,7 +1,7 @@
 """ReverB re-parameterisation (digest §4.3): BatchNorm and α leave the synapses, which stay ±1.
 
 `fold_reverb(graph)` takes the front end's graph of a sequential ReverB network
-(`frontends.torch_reverb`) and returns the folded form that the `reverb` scheme quantises:
+(`schemes.reverb.front`) and returns the folded form that the `reverb` scheme quantises:
 
 1. BN into the neuron (step 2).  A binary layer followed by BatchNorm computes
    BN(J) = s·J + c per channel, s = γ/√(var+ε), c = s·(b − μ) + β (b: the layer's bias).
@@ -24,7 +24,7 @@ Real-valued Conv/Dense layers (allowed first/last layers) fold their BatchNorm i
 weights as usual (`fold_bn`'s formula); their neuron gets threshold V_th, bias b', scale 1.
 
 Preserves: the network's output (mean over T of the last layer) and every neuron's firing
-pattern, up to float rounding (~1e-12 relative in float64, `ir.reverb_float.run`).
+pattern, up to float rounding (~1e-12 relative in float64, `schemes.reverb.float_model.run`).
 Guarantees: every binary weight is exactly ±1 afterwards (checked), every emit_scale ≥ 0.
 Residual basic blocks (`nn.reverb.ReverBBasicBlock`: h = n1(bn1(conv1(x))),
 y = n2(bn2(conv2(h)) + shortcut(x)), digest §4.5 "α folding across branches"):
@@ -317,7 +317,7 @@ def _attach_shortcut(folded: fg.FloatGraph, cut: dict) -> None:
 
 
 def node_shapes(graph: fg.FloatGraph) -> dict:
-    """Per-sample output shape of every node (binary ops and neurons evaluated by ir.reverb_float)."""
+    """Per-sample output shape of every node (binary ops and neurons evaluated by schemes.reverb.float_model)."""
     import torch
     out, values = {}, {}
     for name in graph.topo_order():

@@ -1,6 +1,6 @@
 """PyTorch front end for ReverB networks (`neurodeploy.nn.reverb`, time-first models) -> `FloatGraph`.
 
-Like `torch_lif`: the compiler needs the per-step network, so `per_step_model` copies the
+Like `schemes.cuba.front`: the compiler needs the per-step network, so `per_step_model` copies the
 model (a `SpikingSequential` becomes an `nn.Sequential`) and swaps
 
 * each `ReverBNeuron` for a leaf calling the custom op ``neurodeploy::reverb`` -> a

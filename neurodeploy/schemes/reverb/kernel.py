@@ -1,6 +1,6 @@
 """Kernels and run loop of the `reverb` scheme (binary synapses, graded spikes; digest §4).
 
-The integer arithmetic is specified by `neurodeploy.ir.reverb` (ReverbEncoder,
+The integer arithmetic is specified by `neurodeploy.schemes.reverb.neurons` (ReverbEncoder,
 ReverbNeuron, ReverbReadout); this module runs it vectorised over a batch, int64 state in
 torch tensors.
 
@@ -28,10 +28,10 @@ own local step t.  Every neuron therefore sees exactly the input sequence of the
 model's same-step recurrence, only shifted; as no state changes while a layer is gated, the
 integers are identical.  Hence we may simulate layer after layer, each over its T local
 steps, without ever looking at start_step (it only matters to the chip schedule:
-`backends/lava/reverb_lava.py` uses it).  A layer whose branches come from sources at
+`schemes/reverb/lava/` uses it).  A layer whose branches come from sources at
 different hop depths (a residual block's shortcut; `layer_input` sums every branch's
 current into the one membrane unit) needs a delay on the shorter branches on the chip
-(`backends/lava/reverb_lava.py` inserts a DelayLine); the simulator computes the
+(`schemes/reverb/lava/` inserts a DelayLine); the simulator computes the
 layer-synchronous (float-model) function regardless.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
 
 def _per_neuron(a, like: torch.Tensor) -> torch.Tensor:
     """A scalar, per-channel (C,) or per-neuron (layer shape) int64 field, broadcast by the rule
-    of `ir.reverb.neuron_field` to one step's shape and given a batch axis: (1, *shape)."""
+    of `schemes.reverb.neurons.neuron_field` to one step's shape and given a batch axis: (1, *shape)."""
     full = np.array(rv.neuron_field(a, tuple(like.shape[1:])))      # a writable copy for torch
     return torch.as_tensor(full, device=like.device).unsqueeze(0)
 
@@ -89,7 +89,7 @@ def neuron_run(a_in: torch.Tensor, bias: torch.Tensor, neuron: rv.ReverbNeuron,
     a_in: int64 synaptic input (N, T, *shape), one slice per local step.
     bias: int64 bias_mant << bias_exp, broadcastable to one step (N, *shape).
     Returns (payloads int64 (N, T, *shape), final membrane v (N, *shape)).  Per step
-    (ir.reverb.ReverbNeuron): leak toward 0, add input + bias with 24-bit saturation, fire
+    (schemes.reverb.neurons.ReverbNeuron): leak toward 0, add input + bias with 24-bit saturation, fire
     where v ≥ v_th_mant, emit the rounded, clipped v·out_mant >> out_shift, reset to 0.
     """
     a_in = a_in.to(torch.int64)

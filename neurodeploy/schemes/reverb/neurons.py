@@ -2,7 +2,7 @@
 
 ReverB-SNN (Guo et al., ICML 2025; digest §4): a neuron integrates with decay τ, and when
 its membrane U reaches V_th it emits U itself as a graded spike and resets to 0.  After the
-re-parameterisation (α and BatchNorm folded away, `passes.fold_reverb`) every synapse of a
+re-parameterisation (α and BatchNorm folded away, `schemes.reverb.fold`) every synapse of a
 binary layer is +1 or −1, so the synaptic work is additions and subtractions of payloads;
 the channel scales that the folding removed from the synapses reappear as one multiply per
 *emitted spike* (`out_mant`, `out_shift` below), the "fold into the previous layer's

@@ -1,7 +1,7 @@
 """`sdnn`: sigma-delta neural networks with graded spikes, Lava-DL's native way to run ANNs.
 
 Every hidden activation becomes a ReLU `SigmaDelta` neuron (lava/proc/sdn, the arithmetic is
-in `ir/sdnn.py`) that sends the *changes* of its activation as graded payloads; the readout
+in `schemes/sdnn/neurons.py`) that sends the *changes* of its activation as graded payloads; the readout
 is a `Sigma` accumulator.  QCFS activations are run as plain ReLUs (Lava's SigmaDelta has no
 clip and no quantiser); ReLU models need --calibration.
 

@@ -55,7 +55,7 @@ def cli_export(net: SpikingGraph, out, args=None) -> str:
     n = export_netx(net, out)
     return (f"wrote {out} (NetX HDF5, {n} layers, SDNN; load with lava.lib.dl.netx.hdf5.Network(net_config=...); "
             f"inject input codes << {input_shift(net)} into net.layers[1].inp at the first step, settled after "
-            f"{settle_steps(net) + extra_delay(net)} steps; see neurodeploy.backends.netx_export)")
+            f"{settle_steps(net) + extra_delay(net)} steps; see neurodeploy.schemes.sdnn.export)")
 
 
 def check_expressible(graph: SpikingGraph, where: str = "netx export") -> None:
@@ -215,7 +215,7 @@ def block_index(graph: SpikingGraph) -> dict:
 def run_netx(path: str | Path, codes: np.ndarray, n_steps: int) -> dict:
     """Run one sample through the NetX file in Lava (Loihi2SimCfg fixed_pt).  The codes are
     sent at Lava's first step; the network has settled after exactly
-    `sim.sdnn.settle_steps(graph) + extra_delay(graph)` steps (checked in tests/test_sdnn.py).
+    `schemes.sdnn.kernel.settle_steps(graph) + extra_delay(graph)` steps (checked in tests/test_sdnn.py).
 
     `codes` is the input encoder's integer codes in our (C,H,W) / (F,) layout.  Returns
     {"sigma": readout sigma (flattened, CHW order), "output_state": sigma + readout bias,

@@ -1,7 +1,7 @@
 """Kernels of the `sdnn` scheme: sigma-delta neurons with graded spikes, bit-exact with Lava.
 
 Lock-step like Loihi's cores: at step t every layer receives W . payload_src(t-1) (each
-synapse delays by one step) and updates as `ir.sdnn.SigmaDelta` documents.  The input
+synapse delays by one step) and updates as `schemes.sdnn.neurons.SigmaDelta` documents.  The input
 encoder sends its codes once, at step 0.  A feed-forward network has settled after
 depth + 1 steps (depth = synapse hops on the longest path): nothing changes afterwards.
 `codes` per layer = the sum of its payloads (its settled activation), the input's codes

@@ -13,7 +13,7 @@ value code·λ/Q, with λ = the trained QCFS range (levels × step) or, for a Re
 `percentile` of its calibration inputs (the same balancing as `rate`).  The layer's integer
 pre-activation is U = Σ W_mant·codes << e + S·b (b the per-step bias of Eq. 19, rounded to
 the target's bias format) and its code is clip(floor((2U + D)/2D), 0, Q) (round half up,
-`ir.tsa.TSA.reference_code`).  The TSA neuron reproduces it exactly while it never falls
+`schemes.sws.neurons.TSA.reference_code`).  The TSA neuron reproduces it exactly while it never falls
 behind (guaranteed for Ts ≥ Tc − 1, in practice already for Ts ≥ 1); verify reports the
 conversion mismatches.
 
@@ -41,7 +41,7 @@ grows with D.  A ReLU-blocked neuron keeps its whole negative input, amplified b
   calibration sets), must fit the state; one step's current Σ|W|·2^e + |b| keeps the static
   bound (synapses never wrap).  Inputs far outside the calibration data CAN overflow: the
   state wraps (two's complement, as the Lava process model and the chip's registers do; the
-  simulator models it bit for bit and counts it, `sim.sws.state_overflows`), and the
+  simulator models it bit for bit and counts it, `schemes.sws.kernel.state_overflows`), and the
   affected codes then differ from the quantised ANN.
 - default (None): calibrated when calibration samples are given (`--calibration`; float models
   need them anyway), else static; a QDQ model compiled without `--calibration` stays static.
@@ -151,7 +151,7 @@ def _unit_peak(real_branches, bias_real, neuron: tsa_ir.TSA, digits: dict) -> fl
 
 
 def _integer_run(branches, bias_mant, bias_exp, neuron: tsa_ir.TSA, digits: dict, state_bits: int | None):
-    """The quantised layer on the calibration digits, as `sim.sws` runs it: (digits, peak |m|)."""
+    """The quantised layer on the calibration digits, as `schemes.sws.kernel` runs it: (digits, peak |m|)."""
     z = _branch_currents(branches, digits, weight_exp=True)
     z = z + _per_step(np.asarray(bias_mant, dtype=np.float64) * float(1 << bias_exp), z)
     peak: list = []

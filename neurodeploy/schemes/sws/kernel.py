@@ -60,7 +60,7 @@ def decode_digits(digits: torch.Tensor, beta: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------- TSA neuron
 
 # The state registers (u of a TSA neuron, V of the readout) are `state_bits` wide and wrap in
-# two's complement on overflow, as the Lava process models do (`backends.lava.sws_lava`, the
+# two's complement on overflow, as the Lava process models do (`schemes.sws.lava`, the
 # same `processes.wrap_signed`): with a calibrated state bound (`schemes.sws`) an input unlike
 # the calibration set can overflow, and simulator and Lava must then still agree bit for bit.
 # Widths of 63 bits or more (e.g. --target cpu's 48 are below; int64 itself) are not wrapped.
@@ -89,8 +89,8 @@ def tsa_run(z: torch.Tensor, neuron: tsa_ir.TSA, peak: list | None = None, state
 
     z: integer currents (N, Tc, *shape) for the input steps (synaptic input + per-step bias).
     Returns (digits (N, Tc, *shape) int8, final membrane u).  Exact integer arithmetic, see
-    `ir.tsa.TSA`; m and u wrap at `state_bits` (signed) like the Lava process model
-    (`sws_lava.tsa_update`), None = no wrap.  `peak`, if given, gets the largest |m| seen
+    `schemes.sws.neurons.TSA`; m and u wrap at `state_bits` (signed) like the Lava process model
+    (`lava.tsa_update`), None = no wrap.  `peak`, if given, gets the largest |m| seen
     (before wrapping) appended (state-range checks); `overflow` gets a bool tensor (N, *shape):
     which neurons' state wrapped at least once in the frame.
     """
@@ -190,7 +190,7 @@ def _bias_steps(layer, like: torch.Tensor) -> torch.Tensor:
 
 def _readout(cur: torch.Tensor, bias: torch.Tensor, beta: int, state_bits: int | None):
     """The readout's weighted potential V (N, *shape) and its overflow mask: V ← β·V + a_in for
-    the Tc input steps, + bias at the last one, wrapped each step like `sws_lava.readout_update`."""
+    the Tc input steps, + bias at the last one, wrapped each step like `lava.readout_update`."""
     tc = cur.shape[1]
     v = torch.zeros_like(cur[:, 0])
     wrapped = torch.zeros_like(v, dtype=torch.bool)

@@ -1,10 +1,10 @@
 """Run `rate`-scheme graphs in Lava's CPU simulation (Loihi2SimCfg(select_tag="fixed_pt")), bit-exact
-with `neurodeploy.sim.rate.run_batch`.
+with `neurodeploy.schemes.rate.kernel.run_batch`.
 
 One Lava network per sample (fresh state), stock processes except where noted:
 
 * input: the RateEncoder's spike trains (v <- v + k; s = [v >= T]; v <- v - s*T, v starting at
-  T // 2: exactly `sim.rate.encoder_step`) are precomputed on the host and injected by a
+  T // 2: exactly `schemes.rate.kernel.encoder_step`) are precomputed on the host and injected by a
   `lava.proc.io.source.RingBuffer` (steps 1..T, zeros for the remaining `depth` steps);
 * synapses: one stock Dense / Conv per IR branch (`mapping.map_branch` folds pooling/flatten);
   like our simulator, each Dense/Conv delays by one step;
@@ -13,7 +13,7 @@ One Lava network per sample (fresh state), stock processes except where noted:
   64*v_init, bias_mant << bias_exp = 64 * our per-step bias.  Lava's v is then exactly 64 x our v
   and  v_lava > (vth << 6)  <=>  v >= v_th_mant;  the reset to 0 is the same.
 * RateIF with reset="subtract" (or any RateIF with neuron_model="custom"): `RateIFProc`, a small
-  fixed_pt ProcessModel defined here that runs `sim.rate.if_step` in our units, saturation
+  fixed_pt ProcessModel defined here that runs `schemes.rate.kernel.if_step` in our units, saturation
   included (an emulation on Lava's CPU backend, not a Loihi 2 microcode neuron);
 * readout: the readout's branches feed a `lava.proc.io.sink.RingBuffer` (int32 per step); U is
   the readout bias plus the sum over all T + depth steps of what arrives, exactly our readout's
@@ -133,7 +133,7 @@ def bias_for_lava(bias: np.ndarray) -> tuple:
 
 
 def encoder_trains(graph, x_one: np.ndarray) -> np.ndarray:
-    """The RateEncoder's spikes of one sample, uint8 (T, *IR shape): exactly `sim.rate.encoder_step`."""
+    """The RateEncoder's spikes of one sample, uint8 (T, *IR shape): exactly `schemes.rate.kernel.encoder_step`."""
     enc = graph.input
     t_in = int(enc.neuron.n_steps)
     k = core.input_codes(enc, torch.as_tensor(np.asarray(x_one)[None]))[0]

@@ -1,5 +1,5 @@
 """Run `reverb` graphs (binary synapses, graded spikes) in Lava's CPU simulation
-(Loihi2SimCfg(select_tag="fixed_pt")), bit-exact with `neurodeploy.sim.reverb`.
+(Loihi2SimCfg(select_tag="fixed_pt")), bit-exact with `neurodeploy.schemes.reverb.kernel`.
 
     res = run_lava(graph, x)         # ReverbLavaResult: per-layer payload trains, readout v
     net = build(graph, x); net.run(); res = net.collect(); net.stop()
@@ -17,17 +17,17 @@ Processes (stock where Lava has one):
 * synapses: one stock `Dense` / `Conv` per IR branch with num_message_bits = 24 (graded:
   a_accum = W · payload), via `mapping.map_branch` (pooling/flatten folded into the weights).
   Conv kernels are stored as W_mant << weight_exp with weight_exp = 0 (Lava's CPU Conv
-  ignores weight_exp) and the Conv output wraps at 24 bits, which `sim.reverb` mirrors;
+  ignores weight_exp) and the Conv output wraps at 24 bits, which `schemes.reverb.kernel` mirrors;
   Dense weights as (2·W_mant, weight_exp − 1), exact through Lava's 8-bit weight clip and
   MIXED-sign LSB truncation (mapping.DenseStage).  Each Dense/Conv delays by one step;
 * a leading MaxPool of a branch: `GradedMaxPool` (custom, no delay), the window max of the
   payloads; Lava has no stock max pooling;
-* ReverbNeuron: `ReverbNeuronProc` (custom fixed_pt model: the `ir.reverb.ReverbNeuron`
+* ReverbNeuron: `ReverbNeuronProc` (custom fixed_pt model: the `schemes.reverb.neurons.ReverbNeuron`
   update with the spec's own numpy helpers `decay_toward_zero` / `emit_payload`), active
   at local steps start_step + 1 .. start_step + T, gated off (input ignored, nothing sent,
   no leak) otherwise.  On Loihi 2 a microcode neuron program with one 24-bit state register,
   a threshold and an out_mant per neuron (the IR's per-channel or per-neuron fields,
-  broadcast by `ir.reverb.neuron_field`), a shared out_shift, sending graded spikes;
+  broadcast by `schemes.reverb.neurons.neuron_field`), a shared out_shift, sending graded spikes;
 * ReverbReadout: `ReverbReadoutProc` (custom): v += a_in + bias in its T active steps; the
   final v of each sample is kept in the Var `v_final` (int32 per sample), read by the host.
 
@@ -72,7 +72,7 @@ INT32_MAX = (1 << 31) - 1
 
 def _field(a, ir_shape: tuple) -> np.ndarray:
     """Scalar / per-channel (C,) / per-neuron (IR layer shape) integers -> int32 array of the
-    Lava shape (the broadcasting rule of `ir.reverb.neuron_field`; a neuron Var holds one
+    Lava shape (the broadcasting rule of `schemes.reverb.neurons.neuron_field`; a neuron Var holds one
     value per neuron either way)."""
     full = rv.neuron_field(a, tuple(ir_shape))
     if np.abs(full).max(initial=0) > INT32_MAX:
@@ -82,7 +82,7 @@ def _field(a, ir_shape: tuple) -> np.ndarray:
 
 # --------------------------------------------------------------------------- neuron
 class ReverbNeuronProc(AbstractProcess):
-    """`ir.reverb.ReverbNeuron` group (Lava shape).  Active at local steps gate+1 .. gate+steps
+    """`schemes.reverb.neurons.ReverbNeuron` group (Lava shape).  Active at local steps gate+1 .. gate+steps
     of each `period`-step sample window; v restarts at 0 on the first active step.
 
     Vars: v (24-bit state), bias (bias_mant << bias_exp), vth, out_mant (per neuron);
@@ -116,7 +116,7 @@ def _active_step(model) -> int:
 @requires(CPU)
 @tag("fixed_pt")
 class PyReverbNeuronModelFixed(GuardedModel):
-    """Per active step (ir.reverb.ReverbNeuron): leak toward 0, add a_in + bias with 24-bit
+    """Per active step (schemes.reverb.neurons.ReverbNeuron): leak toward 0, add a_in + bias with 24-bit
     saturation, fire where v >= vth, send the rounded, clipped v·out_mant >> out_shift, reset."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
@@ -147,7 +147,7 @@ class PyReverbNeuronModelFixed(GuardedModel):
 
 # --------------------------------------------------------------------------- readout
 class ReverbReadoutProc(AbstractProcess):
-    """`ir.reverb.ReverbReadout` group: v += a_in + bias in its T active steps; after the last
+    """`schemes.reverb.neurons.ReverbReadout` group: v += a_in + bias in its T active steps; after the last
     one the sample's v goes to v_final[sample] (int32, (n_samples, *shape))."""
 
     def __init__(self, *, shape: tuple, bias: np.ndarray, period: int, gate: int, steps: int,
@@ -437,7 +437,7 @@ def build(graph, x: np.ndarray) -> ReverbLavaNetwork:
 
 def run_lava(graph, x: np.ndarray) -> ReverbLavaResult:
     """Run the samples of x through Lava (fixed_pt) back to back: payload trains of every layer
-    (encoder included) and the readout v, comparable with `sim.reverb.run`."""
+    (encoder included) and the readout v, comparable with `schemes.reverb.kernel.run`."""
     t0 = time.perf_counter()
     net = build(graph, x)
     try:

@@ -1,20 +1,20 @@
 """Run `sws` graphs (ternary self-amplifying TSA neurons) in Lava's CPU simulation
-(`Loihi2SimCfg(select_tag="fixed_pt")`), bit-exact with `neurodeploy.sim.sws`.
+(`Loihi2SimCfg(select_tag="fixed_pt")`), bit-exact with `neurodeploy.schemes.sws.kernel`.
 
 Processes (one Lava network for all samples, frames pipelined one every `period` steps):
 
-* input: the TSAEncoder's digits (host expansion, `sim.sws.encode_digits`: binary for β = 2,
+* input: the TSAEncoder's digits (host expansion, `schemes.sws.kernel.encode_digits`: binary for β = 2,
   balanced ternary for β = 3) injected by a `lava.proc.io.source.RingBuffer`;
 * synapses: stock `Dense` / `Conv` per IR branch (`mapping.map_branch`: pooling folded into
   the kernel where exact, otherwise `GradedRelay` stages), `DelayLine` on a skip path;
-* `TSANeuron`: the TSA neuron of `ir.tsa.TSA` as a fixed_pt ProcessModel (defined here):
+* `TSANeuron`: the TSA neuron of `schemes.sws.neurons.TSA` as a fixed_pt ProcessModel (defined here):
   β amplification (a left shift for β = 2, shift-and-add for β = 3), per-step bias for the
   Tc input steps, silent period, thresholds compared as 2m against β^Ts·D, subtraction of
   a·D·β^Ts, the relu block of −1 spikes and the +1 block at code_max via the running emitted
   total E.  On Loihi 2 this is a small microcode neuron program; Lava has no stock one (its
   TernaryLIF uses strict thresholds, resets to 0 and cannot amplify).
 * `SwsReadout`: the non-spiking output layer: V ← β·V + a_in for its Tc input steps, + bias
-  once, exactly as `sim.sws` reads the weighted potential; V is sent once per frame as a
+  once, exactly as `schemes.sws.kernel` reads the weighted potential; V is sent once per frame as a
   graded spike to a sink (on the chip the host would read the neuron state).
 
 Negative spikes: **graded spikes on one port**, payload a ∈ {−1, 0, +1} (two's complement,
@@ -32,11 +32,11 @@ The encoder sends digit τ of frame n at k = n·P + τ − 1.  A branch with L s
 delivers a digit sent at k at k + L.  A layer's local step t = 1 (its first input digit)
 is `first_step` = max over its branches of (emit_start(source) + L); branches that arrive
 earlier get a `DelayLine` of the difference (the skip paths of residual nets: Ts per TSA
-layer they skip, as in `sim.sws.schedule`, plus one step per synapse stage they skip).  A TSA layer receives z(t) at k = first_step + t − 1 and sends
+layer they skip, as in `schemes.sws.kernel.schedule`, plus one step per synapse stage they skip).  A TSA layer receives z(t) at k = first_step + t − 1 and sends
 digit j = t − Ts in the same step, so emit_start = first_step + Ts; the readout's V is
 complete at first_step + Tc − 1.  Every layer works with t = (k − first_step) mod P + 1, so
 frames enter every P = Tc + max Ts steps (the scheme's throughput) and N samples take
-(N − 1)·P + span steps.  This is `sim.sws.schedule` plus Lava's one-step synapse delays.
+(N − 1)·P + span steps.  This is `schemes.sws.kernel.schedule` plus Lava's one-step synapse delays.
 
 Read-back: the readout's V from a sink on its s_out; each TSA layer's decoded code E and
 spike count from probe Vars of the neuron (`TSANeuron`); with record_digits (default) also
@@ -45,7 +45,7 @@ every layer's ternary spikes from sinks (slow to read for large layers: the CLI 
 State: u, V are the target's `state_bits` signed registers (24 on Loihi 2), wrapped on
 overflow like `processes.wrap_signed`.  The static state bound keeps them in range; with the
 calibrated one (`schemes.sws`) an input unlike the calibration data can overflow, and
-`sim.sws` wraps at the same width at the same points (m after amplify + input, u after the
+`schemes.sws.kernel` wraps at the same width at the same points (m after amplify + input, u after the
 reset, V every step), so the two stay bit-exact either way.  Lava's ports are int32: graphs with
 state_bits > 32 (e.g. --target cpu) are refused.
 
@@ -86,12 +86,12 @@ MAX_STATE_BITS = 32             # Lava's ports and the Vars here are int32
 
 # --------------------------------------------------------------------------- neuron arithmetic
 # Pure numpy (no Lava): the process models call these, and the tests check them against
-# `sim.sws.tsa_run` directly, because an exception inside a running model cannot be seen
+# `schemes.sws.kernel.tsa_run` directly, because an exception inside a running model cannot be seen
 # until the run ends (processes.GuardedModel).
 
 @dataclass(frozen=True)
 class TSAParams:
-    """Integer constants of one TSA layer (`ir.tsa.TSA`), all small non-negative ints."""
+    """Integer constants of one TSA layer (`schemes.sws.neurons.TSA`), all small non-negative ints."""
     theta_mant: int             # D, the spike amplitude θ in state units
     code_max: int               # largest decoded value E may reach
     beta: int                   # 2 (shift) or 3 (shift + add)
@@ -166,7 +166,7 @@ def readout_update(v: np.ndarray, a_in: np.ndarray, bias: np.ndarray, t: int, be
 
 # --------------------------------------------------------------------------- processes
 class TSANeuron(AbstractProcess):
-    """A layer of TSA neurons (`ir.tsa.TSA`), Lava shape (W, H, C) or (F,).
+    """A layer of TSA neurons (`schemes.sws.neurons.TSA`), Lava shape (W, H, C) or (F,).
 
     a_in: the summed synaptic input (graded); s_out: ternary graded spikes (payload −1/0/+1).
     State u (membrane) and e_total (emitted total E, ≤ code_max); per-neuron bias_mant
@@ -408,7 +408,7 @@ def plan_sws(graph, fold: bool = True) -> SwsPlan:
 
 # --------------------------------------------------------------------------- network
 def input_digits(graph, x: np.ndarray) -> np.ndarray:
-    """TSAEncoder digits (N, Tc, *shape) int8, exactly as `sim.sws` computes them."""
+    """TSAEncoder digits (N, Tc, *shape) int8, exactly as `schemes.sws.kernel` computes them."""
     from neurodeploy.sim.core import input_codes
     from neurodeploy.schemes.sws.kernel import encode_digits
     enc = graph.input
@@ -543,12 +543,12 @@ def _neuron(layer, lp: SwsLayerPlan, plan: SwsPlan, n_frames: int):
 
 @dataclass
 class SwsLavaResult:
-    outputs: np.ndarray            # float32 (N, outputs): V * output_scale (as sim.sws.run_batch)
+    outputs: np.ndarray            # float32 (N, outputs): V * output_scale (as schemes.sws.kernel.run_batch)
     readout_state: np.ndarray      # int64 (N, outputs): the readout's weighted potential V
     codes: dict                    # layer -> int64 (N, *shape): decoded value E = Σ a_j β^(Tc−j), input included
     digits: dict                   # layer -> int8 (N, Tc, *shape): the ternary spikes sent (input only
                                    # unless record_digits)
-    spikes: dict                   # layer -> nonzero (±1) digits, all samples (as sim.sws counts them)
+    spikes: dict                   # layer -> nonzero (±1) digits, all samples (as schemes.sws.kernel counts them)
     period: int                    # steps between frames
     steps: int                     # steps simulated
     run_seconds: float             # proc.run (Lava compile + simulate)
@@ -564,7 +564,7 @@ def decode(digits: np.ndarray, beta: int) -> np.ndarray:
 
 def run_lava(graph_or_dir, x: np.ndarray, fold: bool = True, record_digits: bool = True) -> SwsLavaResult:
     """Run the N samples of x through Lava (fixed_pt), frames pipelined; per-layer decoded codes
-    (input codes included), spike counts and the readout's V, as `sim.sws.run_batch` gives them.
+    (input codes included), spike counts and the readout's V, as `schemes.sws.kernel.run_batch` gives them.
     record_digits=False skips the spike sinks (the slowest part to read back for big layers);
     the codes then come from the neurons' E alone."""
     t0 = time.perf_counter()
