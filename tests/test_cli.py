@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,7 +11,8 @@ from onnx import TensorProto, helper
 
 import netgen
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 MODEL = ROOT / "models" / "digits_qcfs.onnx"
 X = ROOT / "models" / "digits_test_x.npy"
 Y = ROOT / "models" / "digits_test_y.npy"
@@ -184,12 +184,7 @@ def test_fewer_timesteps_only_with_lossy_and_verify_says_not_exact(tmp_path):
 
 
 @pytest.mark.lava
-def test_simulate_engine_lava_equals_ours(tmp_path):
-    from neurodeploy.backends.lava.compat import ensure_lava
-    try:
-        ensure_lava()
-    except Exception as exc:  # lava not installed here
-        pytest.skip(f"lava unavailable: {exc}")
+def test_simulate_engine_lava_equals_ours(tmp_path, lava):
     out = tmp_path / "out"
     assert run("compile", MODEL, "-o", out).returncode == 0
     np.save(tmp_path / "x.npy", np.load(X)[:2])
@@ -245,12 +240,7 @@ def test_interrupted_compile_leaves_no_output(tmp_path, monkeypatch):
 
 
 @pytest.mark.lava
-def test_simulate_engine_lava_rate_network(tmp_path):
-    from neurodeploy.backends.lava.compat import ensure_lava
-    try:
-        ensure_lava()
-    except Exception as exc:
-        pytest.skip(f"lava unavailable: {exc}")
+def test_simulate_engine_lava_rate_network(tmp_path, lava):
     out = tmp_path / "out"
     r = run("compile", MODEL, "--scheme", "rate", "--timesteps", "8", "--reset", "zero", "-o", out)
     assert r.returncode == 0, r.stderr

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from neurodeploy.schemes.cuba import kernel as sim_cuba
 from neurodeploy.sim import engine
 from neurodeploy.target import load_target
 from neurodeploy.train.data import digits
+from conftest import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
 
 
@@ -211,16 +210,6 @@ def test_serialize_round_trip(digits_graph, data, tmp_path):
 
 
 # --------------------------------------------------------------------------- bit-exact against stock Lava
-def _lava_or_skip():
-    try:
-        from neurodeploy.backends.lava.compat import ensure_lava
-        ensure_lava()
-        import lava.proc.lif.process  # noqa: F401
-        import lava.proc.dense.process  # noqa: F401
-    except Exception as exc:                             # noqa: BLE001
-        pytest.skip(f"lava-nc not importable: {exc}")
-
-
 def _assert_bit_exact(graph, x, netx_path=None):
     ours = sim_cuba.trace(graph, x)
     from neurodeploy.schemes.cuba import lava as cuba_lava
@@ -234,8 +223,7 @@ def _assert_bit_exact(graph, x, netx_path=None):
 
 @pytest.mark.lava
 @pytest.mark.parametrize("kind", ["dense", "conv"])
-def test_random_net_bit_exact_with_lava(kind):
-    _lava_or_skip()
+def test_random_net_bit_exact_with_lava(kind, lava):
     m = _random_net(kind, 3)
     x = _random_input(kind, 3, 4)
     g = compile_lif(m, x, timesteps=5, calibration=_random_input(kind, 64, 5), input_bits=6)
@@ -244,30 +232,18 @@ def test_random_net_bit_exact_with_lava(kind):
 
 
 @pytest.mark.lava
-def test_digits_lif_bit_exact_with_lava(digits_graph, data):
-    _lava_or_skip()
+def test_digits_lif_bit_exact_with_lava(digits_graph, data, lava):
     _assert_bit_exact(digits_graph, data[2][:2])
 
 
 @pytest.mark.lava
-def test_digits_lif_netx_hdf5_bit_exact(digits_graph, data, tmp_path):
+def test_digits_lif_netx_hdf5_bit_exact(digits_graph, data, tmp_path, netx):
     """The NetX export loads in lava.lib.dl.netx and runs bit-exactly like our simulator."""
-    _lava_or_skip()
-    try:
-        import h5py  # noqa: F401
-        from lava.lib.dl import netx  # noqa: F401
-    except Exception as exc:                             # noqa: BLE001
-        pytest.skip(f"lava-dl netx not importable: {exc}")
     _assert_bit_exact(digits_graph, data[2][2:4], tmp_path / "digits_lif.net")
 
 
 @pytest.mark.lava
-def test_random_dense_net_netx_bit_exact(tmp_path):
-    _lava_or_skip()
-    try:
-        from lava.lib.dl import netx  # noqa: F401
-    except Exception as exc:                             # noqa: BLE001
-        pytest.skip(f"lava-dl netx not importable: {exc}")
+def test_random_dense_net_netx_bit_exact(tmp_path, netx):
     m = _random_net("dense", 7)
     x = _random_input("dense", 2, 8)
     g = compile_lif(m, x, timesteps=5, calibration=_random_input("dense", 64, 9), input_bits=6)

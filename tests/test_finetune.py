@@ -1,6 +1,5 @@
 """ReLU model -> QCFS (relu_to_qcfs) -> short fine-tune -> bitplane SNN that verifies exactly."""
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,8 @@ from neurodeploy import api as nd
 from neurodeploy.nn import QCFS
 from neurodeploy.train.finetune import accuracy, finetune_qcfs
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "models"))
 import finetune_digits_qcfs as fd  # noqa: E402
 import train_digits as td  # noqa: E402

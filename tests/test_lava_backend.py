@@ -27,24 +27,12 @@ from neurodeploy.ir.synapse_ops import apply_ops
 
 pytestmark = pytest.mark.lava
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
-
-
-def _lava_importable() -> str | None:
-    try:
-        from neurodeploy.backends.lava import ensure_lava
-        ensure_lava()
-    except Exception as exc:                         # noqa: BLE001
-        return f"lava-nc not importable: {exc}"
-    return None
+from conftest import MODELS, ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def lava():
-    reason = _lava_importable()
-    if reason:
-        pytest.skip(reason)
+def lava(lava):
+    """The Lava back end module (conftest's `lava`: skipped only when lava-nc is not installed)."""
     import neurodeploy.backends.lava as backend
     return backend
 

@@ -30,7 +30,6 @@ v_reset alone costs 55 points, no delays 7, no v_init 13.
 import logging
 import warnings
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -45,10 +44,10 @@ from neurodeploy.compiler import compile_model, save_artifact
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.schemes import CompileOptions
 from neurodeploy.sim.engine import simulate
+from conftest import ROOT  # noqa: E402
 
 nir = pytest.importorskip("nir")
 
-ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "models" / "digits_qcfs.onnx"
 DIGITS_X = ROOT / "models" / "digits_test_x.npy"
 RESNET = ROOT / "models" / "digits_resnet_qcfs.onnx"

@@ -1,5 +1,4 @@
 """The pass manager: each pass's `requires` is checked before it and its `ensures` after it."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +8,8 @@ from neurodeploy.ir import float_graph as fg
 from neurodeploy.lowering.input_quant import input_quantiser
 from neurodeploy.lowering.lower import lower
 from neurodeploy.passes import PASSES, FlowError, Pass, run_passes
+from conftest import MODELS  # noqa: E402
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 def graph():

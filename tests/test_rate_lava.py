@@ -9,17 +9,6 @@ from neurodeploy.schemes import CompileOptions
 from neurodeploy.sim import engine
 
 
-def _lava_or_skip():
-    try:
-        from neurodeploy.backends.lava.compat import ensure_lava
-        ensure_lava()
-        import lava.proc.lif.process  # noqa: F401
-        import lava.proc.dense.process  # noqa: F401
-        from neurodeploy.schemes.rate import lava as rate_lava  # noqa: F401
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(f"lava-nc not importable: {exc}")
-
-
 def _relu_conv(path, seed=0):
     b = netgen.NetBuilder((2, 6, 6), seed)
     x = b.node("Relu", [b.conv("input", 2, 4, scale=2.0)])
@@ -67,8 +56,7 @@ def _build(kind, path):
 
 @pytest.mark.lava
 @pytest.mark.parametrize("kind", ["relu_mlp", "relu_conv", "qcfs_dense", "qcfs_conv"])
-def test_random_rate_net_bit_exact_with_lava(tmp_path, kind):
-    _lava_or_skip()
+def test_random_rate_net_bit_exact_with_lava(tmp_path, kind, lava):
     cal, x = _build(kind, tmp_path / "m.onnx")
     net = compile_model(tmp_path / "m.onnx", "loihi2", "rate",
                         CompileOptions(timesteps=8, reset="zero", calibration=cal))
@@ -76,15 +64,13 @@ def test_random_rate_net_bit_exact_with_lava(tmp_path, kind):
 
 
 @pytest.mark.lava
-def test_digits_rate_bit_exact_with_lava():
-    _lava_or_skip()
+def test_digits_rate_bit_exact_with_lava(lava):
     net = compile_model("models/digits_qcfs.onnx", "loihi2", "rate", CompileOptions(timesteps=8, reset="zero"))
     x = np.load("models/digits_test_x.npy")[:2]
     _assert_exact(net, x)
 
 
-def test_subtract_reset_refused_by_stock_lif(tmp_path):
-    _lava_or_skip()
+def test_subtract_reset_refused_by_stock_lif(tmp_path, lava):
     from neurodeploy.schemes.rate import lava as rate_lava
     from neurodeploy.errors import NeurodeployError
     _relu_mlp(tmp_path / "m.onnx")
@@ -98,9 +84,8 @@ def test_subtract_reset_refused_by_stock_lif(tmp_path):
 @pytest.mark.lava
 @pytest.mark.parametrize("kind", ["relu_mlp", "qcfs_conv"])
 @pytest.mark.parametrize("reset,model", [("subtract", "auto"), ("zero", "custom")])
-def test_custom_rate_if_bit_exact_with_lava(tmp_path, kind, reset, model):
+def test_custom_rate_if_bit_exact_with_lava(tmp_path, kind, reset, model, lava):
     """reset="subtract" (custom RateIFProc) and the custom model for reset="zero"."""
-    _lava_or_skip()
     cal, x = _build(kind, tmp_path / "m.onnx")
     net = compile_model(tmp_path / "m.onnx", "loihi2", "rate",
                         CompileOptions(timesteps=8, reset=reset, calibration=cal))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +23,8 @@ from neurodeploy.nn.reverb import BinaryConv2d, BinaryLinear, ReverBNeuron
 from neurodeploy.schemes.reverb.fold import fold_reverb
 from neurodeploy.reports.memory import binary_weight_memory
 from neurodeploy.train.fit import predict
+from conftest import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _randomise(m: nn.Module, seed: int) -> nn.Module:

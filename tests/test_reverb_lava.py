@@ -12,20 +12,7 @@ from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch
 from neurodeploy.schemes.reverb import kernel as rsim
 
-pytestmark = pytest.mark.lava
-
-
-def _lava_or_skip():
-    try:
-        from neurodeploy.backends.lava.compat import ensure_lava
-        ensure_lava()
-        import lava.proc.dense.process  # noqa: F401
-        from neurodeploy.schemes.reverb import lava as reverb_lava  # noqa: F401
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(f"lava-nc not importable: {exc}", allow_module_level=True)
-
-
-_lava_or_skip()
+pytestmark = [pytest.mark.lava, pytest.mark.usefixtures("lava")]
 
 
 def _assert_exact(graph, x):

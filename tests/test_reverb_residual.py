@@ -205,11 +205,8 @@ def test_memory_report_counts_shortcuts_as_non_binary(trained_residual):
 
 
 @pytest.mark.lava
-def test_residual_model_in_lava_is_bit_exact(trained_residual):
-    try:
-        from neurodeploy.schemes.reverb import lava as reverb_lava
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(f"lava-nc not importable: {exc}")
+def test_residual_model_in_lava_is_bit_exact(trained_residual, lava):
+    from neurodeploy.schemes.reverb import lava as reverb_lava
     _, net, xte, _ = trained_residual
     x = xte[:3]
     ours = rsim.run(rsim.prepare(net.graph), x)

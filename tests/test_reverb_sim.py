@@ -4,7 +4,6 @@ per-sample numpy loop written from the `neurodeploy.schemes.reverb.neurons` docs
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,8 @@ from neurodeploy.ir import synapses as syn
 from neurodeploy.sim import engine
 from neurodeploy.schemes.reverb import costs as reverb_costs
 from neurodeploy.schemes.reverb import kernel as rsim
+from conftest import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- one neuron by hand

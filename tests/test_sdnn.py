@@ -27,9 +27,8 @@ from neurodeploy.schemes.sdnn import kernel as ssd  # noqa: E402
 from neurodeploy.sim.engine import input_codes  # noqa: E402
 from neurodeploy.sim.reference import reference  # noqa: E402
 from neurodeploy.target import load_target  # noqa: E402
+from conftest import MODELS  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
 
 
 def _compile(model, cal, vth=0, tmp_path=None):
@@ -184,13 +183,8 @@ def test_netx_refuses_residual_and_other_schemes(tmp_path):
 
 # --------------------------------------------------------------------------- NetX in Lava
 @pytest.fixture(scope="module")
-def netx():
-    try:
-        from neurodeploy.backends.lava import ensure_lava
-        ensure_lava()
-        import lava.lib.dl.netx  # noqa: F401
-    except Exception as exc:                         # noqa: BLE001
-        pytest.skip(f"lava-nc / lava-dl netx not importable: {exc}")
+def nx(netx):
+    """Our NetX export module, with lava-dl's NetX importable (conftest's `netx`)."""
     from neurodeploy.schemes.sdnn import export as netx_export
     return netx_export
 
@@ -216,26 +210,26 @@ def _check_bit_exact(nx, net, x, path):
 
 
 @pytest.mark.lava
-def test_netx_digits_bit_exact(netx, digits, tmp_path):
+def test_netx_digits_bit_exact(nx, digits, tmp_path):
     x = np.load(MODELS / "digits_test_x.npy")[:2]
-    _check_bit_exact(netx, digits, x, tmp_path / "d.net")
+    _check_bit_exact(nx, digits, x, tmp_path / "d.net")
 
 
 @pytest.mark.lava
-def test_netx_random_dense_net_bit_exact(netx, tmp_path):
+def test_netx_random_dense_net_bit_exact(nx, tmp_path):
     """Three dense hidden layers (a transient-rounding case): still bit-exact with Lava."""
     net = _compile(netgen.dense_net(0), netgen.random_inputs((12,), 64, seed=3), tmp_path=tmp_path)
-    _check_bit_exact(netx, net, netgen.random_inputs((12,), 2, seed=4), tmp_path / "n.net")
+    _check_bit_exact(nx, net, netgen.random_inputs((12,), 2, seed=4), tmp_path / "n.net")
 
 
 @pytest.mark.lava
-def test_netx_relu_conv_net_bit_exact(netx, tmp_path):
+def test_netx_relu_conv_net_bit_exact(nx, tmp_path):
     net = _compile(_relu_net(), netgen.random_inputs((2, 8, 8), 64, seed=3), tmp_path=tmp_path)
-    _check_bit_exact(netx, net, netgen.random_inputs((2, 8, 8), 1, seed=4), tmp_path / "c.net")
+    _check_bit_exact(nx, net, netgen.random_inputs((2, 8, 8), 1, seed=4), tmp_path / "c.net")
 
 
 @pytest.mark.lava
-def test_netx_unfolded_pool_and_flat_input_bit_exact(netx, tmp_path):
+def test_netx_unfolded_pool_and_flat_input_bit_exact(nx, tmp_path):
     """A 2x2 pool on a 9x9 map cannot be folded into the next conv: it becomes its own NetX
     conv layer (one step later); and an image input flattened straight into a dense layer."""
     b = netgen.NetBuilder((2, 9, 9), 7)
@@ -243,18 +237,18 @@ def test_netx_unfolded_pool_and_flat_input_bit_exact(netx, tmp_path):
     x = b.qcfs(b.conv(x, 2, 4, scale=2.0), 15, 1.5)
     x = b.qcfs(b.conv(b.avgpool(x), 4, 6, scale=2.0), 15, 1.0)
     net = _compile(b.model(b.gemm(b.flatten(x), 6 * 4 * 4, 3), 3), None, tmp_path=tmp_path)
-    assert netx.extra_delay(net) == 1
-    _check_bit_exact(netx, net, netgen.random_inputs((2, 9, 9), 2, seed=4), tmp_path / "p.net")
+    assert nx.extra_delay(net) == 1
+    _check_bit_exact(nx, net, netgen.random_inputs((2, 9, 9), 2, seed=4), tmp_path / "p.net")
 
     b = netgen.NetBuilder((1, 4, 4), 8)
     x = b.qcfs("input", 15, 1.0)
     x = b.qcfs(b.gemm(b.flatten(x), 16, 10, scale=2.0), 15, 1.5)
     net = _compile(b.model(b.gemm(x, 10, 3), 3), None, tmp_path=tmp_path)
-    _check_bit_exact(netx, net, netgen.random_inputs((1, 4, 4), 2, seed=4), tmp_path / "f.net")
+    _check_bit_exact(nx, net, netgen.random_inputs((1, 4, 4), 2, seed=4), tmp_path / "f.net")
 
 
 @pytest.mark.lava
-def test_netx_dead_zone_bit_exact(netx, tmp_path):
+def test_netx_dead_zone_bit_exact(nx, tmp_path):
     """vth = 1: changes below 64 payload LSBs stay in the residue, in Lava as in our simulator."""
     net = _compile(MODELS / "digits_qcfs.onnx", np.load(MODELS / "digits_calib_x.npy"), vth=1)
-    _check_bit_exact(netx, net, np.load(MODELS / "digits_test_x.npy")[:1], tmp_path / "v.net")
+    _check_bit_exact(nx, net, np.load(MODELS / "digits_test_x.npy")[:1], tmp_path / "v.net")

@@ -1,7 +1,6 @@
 """The `sws` scheme (stepwise weighted spikes, TSA neuron): hand vectors of digest §3.8,
 exactness of the integer neuron, and SNN vs quantised ANN on the digits models."""
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from neurodeploy.sim import engine
 from neurodeploy.schemes.sws import costs as sws_costs
 from neurodeploy.schemes.sws import kernel as sws
 from neurodeploy.target import load_target
+from conftest import MODELS  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def _val(digits, beta=2):
@@ -224,11 +223,10 @@ def test_cuda_matches_cpu():
 
 
 def test_registered_scheme_compiles_saves_and_verifies(tmp_path):
-    """Activates once `sws` is registered (schemes.SCHEMES, ir.neurons.NEURON_TYPES,
-    engine.run_batch, sim.reference)."""
+    """`sws` through the registry: compile, save, load (its neuron types), verify (engine.run_batch,
+    sim.reference)."""
     from neurodeploy.schemes import SCHEMES
-    if "sws" not in SCHEMES:
-        pytest.skip("sws not registered yet")
+    assert "sws" in SCHEMES
     from neurodeploy.compiler import compile_model, save_artifact
     from neurodeploy.ir import serialize
     from neurodeploy.reports.verify import verify
@@ -261,7 +259,6 @@ def test_tsa_run_wraps_the_state_register_by_hand():
     assert u64.tolist() == [-300, 0]
 
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 @pytest.mark.parametrize("model,calib", [("digits_qcfs", "digits"), ("digits_resnet_qcfs", "digits_resnet")])
@@ -270,9 +267,9 @@ def test_calibrated_state_bound_is_finer_and_does_not_overflow_on_test_data(mode
     margin: every TSA layer gets a unit at least as fine as the static bound's, the recorded
     peak x margin fits the 24-bit state, the test split never overflows, and the SNN still
     equals its quantised ANN at least as well as with the static bound."""
-    cal = np.load(MODELS_DIR / f"{calib}_calib_x.npy")
-    x = np.load(MODELS_DIR / f"{calib}_test_x.npy")[:150]
-    graph, target = load_onnx(MODELS_DIR / f"{model}.onnx"), load_target("loihi2")
+    cal = np.load(MODELS / f"{calib}_calib_x.npy")
+    x = np.load(MODELS / f"{calib}_test_x.npy")[:150]
+    graph, target = load_onnx(MODELS / f"{model}.onnx"), load_target("loihi2")
     nets = {m: Sws().compile(graph, target, CompileOptions(calibration=cal, state_bound=m)) for m in ("static", "calibrated")}
     qs, qc = nets["static"].meta["quantisation"], nets["calibrated"].meta["quantisation"]
     hidden = [l.name for l in nets["static"].neuron_layers() if not l.is_readout]
@@ -289,10 +286,10 @@ def test_calibrated_state_bound_is_finer_and_does_not_overflow_on_test_data(mode
 
 
 def test_state_bound_option_default_and_errors(tmp_path):
-    graph, target = load_onnx(MODELS_DIR / "digits_qcfs.onnx"), load_target("loihi2")
-    cal = np.load(MODELS_DIR / "digits_calib_x.npy")
+    graph, target = load_onnx(MODELS / "digits_qcfs.onnx"), load_target("loihi2")
+    cal = np.load(MODELS / "digits_calib_x.npy")
     assert Sws().compile(graph, target, CompileOptions(calibration=cal)).meta["sws"]["state_bound"] == "calibrated"
-    qat = load_onnx(MODELS_DIR / "digits_qat.onnx")            # QDQ: no calibration needed -> static
+    qat = load_onnx(MODELS / "digits_qat.onnx")            # QDQ: no calibration needed -> static
     net = Sws().compile(qat, target, CompileOptions())
     assert net.meta["sws"]["state_bound"] == "static" and net.meta["sws"]["state_margin"] is None
     from neurodeploy.errors import NeurodeployError

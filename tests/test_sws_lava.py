@@ -22,18 +22,12 @@ from neurodeploy.schemes.sws import kernel as sws
 
 pytestmark = pytest.mark.lava
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
+from conftest import MODELS, ROOT
 
 
 @pytest.fixture(scope="module")
-def sws_lava():
-    try:
-        from neurodeploy.backends.lava.compat import ensure_lava
-        ensure_lava()
-        from neurodeploy.schemes.sws import lava as mod
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(f"lava-nc not importable: {exc}")
+def sws_lava(lava):
+    from neurodeploy.schemes.sws import lava as mod
     return mod
 
 

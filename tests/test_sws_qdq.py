@@ -21,8 +21,8 @@ from neurodeploy.sim import engine
 from neurodeploy.schemes.sws import kernel as sws
 from neurodeploy.sim.reference import reference
 from neurodeploy.target import load_target
+from conftest import MODELS  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 # --------------------------------------------------------------- building QDQ models by hand

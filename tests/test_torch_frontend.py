@@ -25,7 +25,8 @@ from neurodeploy.frontends.torch import load_pt2, load_torch
 from neurodeploy.ir import serialize
 from neurodeploy.nn import QCFS, export_onnx
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "models"))
 import train_digits as td  # noqa: E402
 import train_digits_resnet as tr  # noqa: E402
