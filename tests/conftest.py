@@ -1,9 +1,19 @@
-"""Shared pytest set-up: the --runslow switch and small helpers."""
-import os
+"""Shared pytest set-up: one float code path on every CPU, the --runslow switch.
+
+Every expected value in this suite must hold on any x86-64 CPU (Intel or AMD, AVX2 or AVX-512,
+any core count).  Tests that train a model, or compare float results of PyTorch, would otherwise
+see the CPU's BLAS kernels and thread count in their last bits, and training grows those bits into
+different weights.  So the whole session runs on the pinned path of
+`neurodeploy.reproducible.pin_cpu_numerics` (one thread, MKL's CNR branch COMPATIBLE, no
+oneDNN/NNPACK, ATen's AVX2 kernels), set here before anything imports torch; the `neurodeploy`
+commands the tests start inherit it (NEURODEPLOY_PIN_NUMERICS=1).  onnxruntime picks its kernels
+per CPU whatever we do: comparisons with it carry tolerances derived from float32 arithmetic.
+"""
+from neurodeploy.reproducible import pin_cpu_numerics
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+pin_cpu_numerics()
 
 
 def pytest_addoption(parser):
@@ -17,14 +27,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Torch on one intra-op thread for a module of tiny-tensor tests: on a shared 2-core machine
-    a second thread mostly waits.  Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

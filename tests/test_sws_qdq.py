@@ -320,10 +320,13 @@ def test_reduce_range_clip_is_a_127_level_quantiser_and_sws_says_so(tmp_path):
 
 
 def test_digits_qat_calibrated_state_bound_moves_codes_towards_onnxruntime():
-    """On Loihi 2's 24-bit state the static worst-case bound forces a coarse unit D (conv2: D ~ 126,
+    """On Loihi 2's 24-bit state the static worst-case bound forces a coarse unit D (conv2: D ~ 131,
     ~half its codes off onnxruntime's); sized from the membrane peak over the calibration samples
     (x 4 margin) D grows and the quantised ANN's codes move towards the QDQ model's on every
-    layer, with no state overflow on the test split and the SNN equal to its quantised ANN."""
+    layer, with no state overflow on the test split.  The SNN reproduces its quantised ANN up to
+    the TSA neurons that fall behind at Ts = 2 (exact only from Ts = Tc − 1, schemes/sws.py):
+    measured 1 (static) and 6 (calibrated) conv2 codes of 115 200, each 1-2 steps off, held to
+    the bound of test_digits_qat_end_to_end."""
     path = MODELS / "digits_qat.onnx"
     names = [n.output[0] for n in onnx.load(str(path)).graph.node
              if n.op_type == "QuantizeLinear" and "activation_post_process" in n.output[0]]
@@ -338,7 +341,7 @@ def test_digits_qat_calibrated_state_bound_moves_codes_towards_onnxruntime():
         r = sws.run_batch(engine.prepare(net), x, overflows=over)
         assert sum(over.values()) == 0, over
         for name in want:
-            assert np.array_equal(r.codes[name].numpy(), ref[name]), name
+            assert np.sum(r.codes[name].numpy() != ref[name]) <= 1e-3 * ref[name].size, name
         agree[mode] = {name: float(np.mean(ref[name] == w)) for name, w in want.items()}
     for name in want:
         assert agree["calibrated"][name] > agree["static"][name] + 0.01, agree
