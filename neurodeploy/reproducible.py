@@ -21,9 +21,12 @@ per CPU, and each path rounds in its own way:
 - every threaded reduction splits its sum by thread count: one thread.
 
 Checked op by op (matmuls, convolutions forward and backward, BatchNorm, pooling, softmax,
-cross-entropy, the optimisers, float32 and float64): the same bits natively (AVX-512, AMX) and
-under qemu-x86_64 -cpu EPYC-Milan / Haswell; ``python models/train_digits.py`` writes the same
-files on all three.
+cross-entropy, exp/log/tanh/sigmoid/erf, Adam/AdamW/SGD, float32 and float64): the same bits
+natively (AVX-512, AMX) and under qemu-x86_64 -cpu EPYC-Milan / Haswell, except two this module
+does not pin because nothing here uses them: ``torch.log`` in float64 (MKL VML again) and numpy's
+float64 exp/log (numpy's own AVX-512 loops; ``NPY_DISABLE_CPU_FEATURES`` before numpy is
+imported would pin those).  ``python models/train_digits.py`` writes the same files natively and
+under EPYC-Milan.
 
 Cost, measured here (2 shared cores, `models/train_digits.py`'s 40 epochs, PyTorch 2.14): one
 thread on the default kernels 4.0-4.2 s; pinned 4.2-4.4 s (+4%); pinned with ATen's unvectorised
