@@ -74,9 +74,9 @@ def pin_cpu_numerics() -> None:
     os.environ.update(PINNED_ENV)
     import torch
 
-    if not torch.backends.cpu.get_cpu_capability() == "AVX2":
+    if torch.backends.cpu.get_cpu_capability() != "AVX2":
         late = f"ATen uses {torch.backends.cpu.get_cpu_capability()} kernels"
-        if not torch._C._cpu._is_avx2_supported():
+        if not torch.cpu._is_avx2_supported():
             raise RuntimeError(f"pin_cpu_numerics: this CPU has no AVX2 ({late}); the pinned path needs it")
         raise RuntimeError(f"pin_cpu_numerics() came too late: {late} (torch had already computed in this "
                            "process); call it before torch runs, e.g. first thing in the script")
