@@ -15,7 +15,8 @@
    conversion mismatches on every layer).
 
 Prints the four accuracies; ``--out DIR`` also saves the compiled network there.
-Deterministic; 5-20 s on 2 shared cores (20 ReLU epochs, 30 fine-tuning epochs).
+The same numbers on any x86-64 CPU (`train_digits.setup` pins the float code path); 10-15 s on one
+core (20 ReLU epochs, 30 fine-tuning epochs).
 """
 
 from __future__ import annotations

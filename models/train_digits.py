@@ -11,6 +11,11 @@ accuracies there are computed with onnxruntime on the exported files).
 
 Inputs are pixel/16.  The first layer is a fixed QCFS(16, lam=1) input
 quantiser, exact on these inputs: its integer codes are the pixel values 0..16.
+
+The same files, bit for bit, on any x86-64 CPU with AVX2 (Intel or AMD, any core count): `setup`
+pins the float code path first (`neurodeploy.reproducible.pin_cpu_numerics`, one thread); about
+4 s of training on one core.  (Two intra-op threads made it 35x slower on a loaded 2-core machine,
+140 s instead of 4 s: every tiny kernel waits for the other thread.)
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from neurodeploy.reproducible import numerics_settings, pin_cpu_numerics  # noqa: E402
 from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn import QCFS, export_onnx  # noqa: E402
 
@@ -34,8 +40,10 @@ LEVELS = 15
 
 
 def setup(seed: int) -> None:
-    torch.set_num_threads(2)
-    torch.use_deterministic_algorithms(True)
+    """Seed every generator and pin the float arithmetic to one code path on every x86-64 CPU
+    (one thread, MKL's CNR branch COMPATIBLE, ATen's AVX2 kernels: `neurodeploy.reproducible`),
+    so that retraining writes the committed files bit for bit; before torch computes anything."""
+    pin_cpu_numerics()
     torch.manual_seed(seed)
     np.random.seed(seed)
 
@@ -110,10 +118,10 @@ def torch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def onnx_predict(path: str, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return sess.run(["output"], {"input": x})[0]
+    """onnxruntime's output on ``x``, the model as written: `neurodeploy verify`'s own runner (no
+    fusion of a QDQ model into the integer kernels onnxruntime picks per CPU)."""
+    from neurodeploy.reports.verify import run_onnx
+    return run_onnx(path, x)
 
 
 def export_all(model: nn.Module, prefix: str, out: str, data, meta: dict, data_prefix: str = "digits") -> dict:
@@ -151,6 +159,7 @@ def export_all(model: nn.Module, prefix: str, out: str, data, meta: dict, data_p
     meta["files"] = sorted([os.path.basename(p), os.path.basename(pf), f"{prefix}.pt", f"{prefix}.json",
                             *data_files])
     meta["torch_version"] = torch.__version__
+    meta["numerics"] = numerics_settings()
     write_model_card(os.path.join(out, f"{prefix}.json"), meta,
                      ("test_accuracy", "test_accuracy_torch", "test_accuracy_onnx_folded",
                       "max_abs_diff_vs_torch_onnx", "max_abs_diff_vs_torch_onnx_folded",

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from neurodeploy.reproducible import numerics_settings, pin_cpu_numerics  # noqa: E402
 from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn.lif import LIF, SpikingSequential  # noqa: E402
 from neurodeploy.nn.surrogate import Sigmoid  # noqa: E402
@@ -74,11 +75,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: tiny tensors)")
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
+    pin_cpu_numerics()      # one float code path on every x86-64 CPU: the committed files bit for bit
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     xtr, ytr, xte, yte = digits(args.seed)
@@ -121,6 +120,7 @@ def main(argv=None) -> dict:
                      if k != "peak_memory_what"} for h in hist],
         "files": ["digits_lif.json", "digits_lif.pt"],
         "torch_version": torch.__version__,
+        "numerics": numerics_settings(),
     }
     write_model_card(os.path.join(args.out, "digits_lif.json"), meta,
                      ("method", "timesteps", "test_accuracy", "train_accuracy",

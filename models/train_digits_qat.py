@@ -11,7 +11,8 @@ the split of models/train_digits.py (digits_test_x.npy / digits_test_y.npy, inpu
 Recipe (the SWS paper's A.2, scaled down): float training (Adam, cosine), then
 `neurodeploy.nn.qat.prepare_qat` (Conv+BN+ReLU fused, quint8 activations, qint8 weights), QAT
 with a small learning rate; BN statistics frozen after 3 QAT epochs, scales/zero points 2
-epochs later.  Deterministic for a given seed (single-threaded-safe ops, fixed generators).
+epochs later.  Deterministic for a given seed, the same bits on any x86-64 CPU (fixed generators,
+the float code path pinned by ``train_digits.setup``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 from finetune_digits_qcfs import build_relu_model  # noqa: E402
 from train_digits import onnx_predict, setup, torch_accuracy as accuracy  # noqa: E402
+from neurodeploy.reproducible import numerics_settings  # noqa: E402
 from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn.qat import export_qat_onnx, freeze, prepare_qat  # noqa: E402
 
@@ -37,7 +39,7 @@ SEED = 0
 
 
 # the float network is finetune_digits_qcfs.py's ReLU CNN (Conv-BN-ReLU x2 with average pooling,
-# sws has no max-pool rule, then a linear readout); seeding and threads as train_digits.py
+# sws has no max-pool rule, then a linear readout); seeding and float code path as train_digits.py
 build_model = build_relu_model
 
 
@@ -109,6 +111,7 @@ def main(argv=None) -> dict:
         "max_abs_diff_onnx_vs_torch": float(np.abs(out - ref).max()),
         "train_time_s": round(t_float + t_qat, 3), "n_train": int(len(xtr)), "n_test": int(len(xte)),
         "files": ["digits_qat.onnx", "digits_qat.json"], "torch_version": torch.__version__,
+        "numerics": numerics_settings(),
     }
     write_model_card(os.path.join(args.out, "digits_qat.json"), meta,
                      ("test_accuracy_float_relu", "test_accuracy_qat_torch",

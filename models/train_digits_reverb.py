@@ -2,7 +2,7 @@
 """Train a small ReverB-SNN CNN (binary weights, graded spikes) on scikit-learn's 8x8 digits.
 
     python models/train_digits_reverb.py [--epochs N] [--timesteps T] [--method bptt|rate_M]
-        [--lr LR] [--seed S] [--out models/] [--threads 1] [--binary-first] [--binary-last] [--v-th V]
+        [--lr LR] [--seed S] [--out models/] [--binary-first] [--binary-last] [--v-th V]
 
 Writes ``digits_reverb.pt`` (state_dict) and ``digits_reverb.json`` (configuration,
 accuracies, training history) to ``--out``.
@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from neurodeploy.reproducible import numerics_settings, pin_cpu_numerics  # noqa: E402
 from neurodeploy.train.checkpoint import write_model_card  # noqa: E402
 from neurodeploy.nn.lif import SpikingSequential  # noqa: E402
 from neurodeploy.nn.reverb import BinaryConv2d, BinaryLinear, ReverBBasicBlock, ReverBNeuron  # noqa: E402
@@ -155,14 +156,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--binary-last", action="store_true", help="binarise the read-out linear layer too")
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: tiny tensors)")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
+    pin_cpu_numerics()      # one float code path on every x86-64 CPU: the committed files bit for bit
     np.random.seed(args.seed)
     data = digits(args.seed)
     print(f"digits: {len(data[0])} train / {len(data[2])} test, seed {args.seed}", flush=True)
@@ -196,12 +195,12 @@ def main(argv=None) -> dict:
         "test_accuracy": res["test_accuracy"],
         "train_accuracy": res["train_accuracy"],
         "train_time_s": res["train_time_s"],
-        "threads": args.threads,
         "n_train": int(len(data[0])),
         "n_test": int(len(data[2])),
         "history": res["history"],
         "files": ["digits_reverb.json", "digits_reverb.pt"],
         "torch_version": torch.__version__,
+        "numerics": numerics_settings(),
     }
     write_model_card(os.path.join(args.out, "digits_reverb.json"), meta,
                      ("method", "timesteps", "test_accuracy", "train_accuracy",

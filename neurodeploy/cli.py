@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from . import __version__
 from .errors import NeurodeployError
+from .reproducible import PIN_ENV_VAR, pin_cpu_numerics
 
 EPILOG = """\
 typical use:
@@ -244,6 +246,8 @@ EXTRA_COMMANDS: list[str] = ["neurodeploy.reports.report_cli", "neurodeploy.repo
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.environ.get(PIN_ENV_VAR) == "1":      # the same float bits on any x86-64 CPU (tests set it)
+        pin_cpu_numerics()
     try:
         func = COMMANDS.get(args.command) or args.func
         return func(args)

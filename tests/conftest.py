@@ -1,17 +1,28 @@
-"""Shared pytest set-up: the --runslow switch, the repository's paths, the Lava fixtures and the digits data.
+"""Shared pytest set-up: one float code path on every CPU, the --runslow switch, the repository's
+paths, the Lava fixtures and the digits data.
+
+Every expected value in this suite must hold on any x86-64 CPU (Intel or AMD, AVX2 or AVX-512,
+any core count).  Tests that train a model, or compare float results of PyTorch, would otherwise
+see the CPU's BLAS kernels and thread count in their last bits, and training grows those bits into
+different weights.  So the whole session runs on the pinned path of
+`neurodeploy.reproducible.pin_cpu_numerics` (one thread, MKL's CNR branch COMPATIBLE, no
+oneDNN/NNPACK, ATen's AVX2 kernels), set here before anything imports torch; the `neurodeploy`
+commands the tests start inherit it (NEURODEPLOY_PIN_NUMERICS=1).  onnxruntime picks its kernels
+per CPU whatever we do: comparisons with it carry tolerances derived from float32 arithmetic.
 
 Tests import the paths (`from conftest import ROOT, MODELS, DATA`) and ask for the fixtures by name:
 `lava` (Lava installed, with neurodeploy's compatibility hook: skipped only when lava-nc is not
 installed at all; any other failure fails the test), `netx` (the same for lava-dl's NetX), and
 `digits` (the digits test split the models in models/ were trained for).
 """
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+from neurodeploy.reproducible import pin_cpu_numerics
+
+pin_cpu_numerics()
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -29,17 +40,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Torch on one intra-op thread for a module of tiny-tensor tests: on a shared 2-core machine
-    a second thread mostly waits.  Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

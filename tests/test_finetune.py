@@ -22,9 +22,6 @@ def digits():
     return td.load_data(0)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def _relu_model(digits, epochs=4):
     xtr, ytr, _, _ = digits
     torch.manual_seed(0)

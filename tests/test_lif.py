@@ -12,9 +12,6 @@ from neurodeploy.nn.surrogate import ATan, Rectangle, Sigmoid, heaviside
 RESETS = list(itertools.product(["subtract", "zero"], [True, False]))  # (reset, detach_reset)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def record(neuron: SpikingNeuron, currents: torch.Tensor):
     """Run a record pass; return (spikes, rate, kappa)."""
     reset_net(neuron)

@@ -288,7 +288,8 @@ def test_norse_reproduces_digits_predictions(tmp_path, reset, bound):
     g = write_read(ne.to_nir(net, readout="current"), tmp_path)
     theirs = norse_run(g, ne.input_spikes(net, x))
     a = agreement(theirs, ours)
-    # measured 98.9% (zero) / 97.6% (subtract) with norse 1.1.0 + nirtorch 2.6
+    # measured 97.1% (zero) / 96.2% (subtract) with norse 1.1.0 + nirtorch 2.6 on the digits model
+    # of models/train_digits.py (the same on any CPU: pinned float path, tests/conftest.py)
     assert a >= bound, a
     # and Norse's semantics are what NIR says: our interpreter in NIR mode gives the same sums
     _, nir_mode = interpret(g, ne.input_spikes(net, x[:60]), ours=False)
@@ -320,7 +321,7 @@ def test_norse_from_nir_on_the_sequential_model(tmp_path):
     assert np.allclose(np.stack(sums), norse_run(nir.read(path), spikes), atol=1e-3)
 
 
-@pytest.mark.parametrize("reset,measured", [("zero", 0.731), ("subtract", 0.438)])
+@pytest.mark.parametrize("reset,measured", [("zero", 0.771), ("subtract", 0.609)])
 def test_norse_residual_is_a_known_gap(tmp_path, reset, measured):
     """The residual digits model loses much more through NIR (no delays: skip and main paths
     arrive together; no subtractive reset).  Pinned so a change is noticed either way."""
@@ -340,7 +341,7 @@ def test_v_init_in_the_bias_beats_dropping_it(tmp_path):
     spikes = ne.input_spikes(net, x)
     a = {vi: agreement(norse_run(write_read(ne.to_nir(net, v_init=vi, readout="current"), tmp_path, vi + ".nir"),
                                  spikes), ours) for vi in ("bias", "drop")}
-    assert a["bias"] > a["drop"], a       # measured 97.6% vs 95.3%
+    assert a["bias"] > a["drop"], a       # measured 96.2% vs 93.8%
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def test_rate_on_digits_converges_with_time_steps():
         r = verify(net, "models/digits_qcfs.onnx", x, y)
         assert r["layers"][0]["conversion_mismatches"] == 0      # the input encoder is exact
         acc[t, reset] = r["accuracy"]["snn"]
-    # measured: T=4 0.918, T=16 0.987 (subtract), T=16 0.964 (reset to zero loses the residue)
+    # measured: T=4 0.880, T=16 0.987 (subtract), T=16 0.951 (reset to zero loses the residue)
     assert acc[16, "subtract"] >= 0.97
     assert acc[16, "zero"] >= 0.93
     assert acc[4, "subtract"] < acc[16, "subtract"]

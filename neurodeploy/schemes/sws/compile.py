@@ -34,7 +34,7 @@ grows with D.  A ReLU-blocked neuron keeps its whole negative input, amplified b
 |m| reaches about β^Ts·|U|·D for a pre-activation of U code steps.
 - "static": D from the worst case β^Ts·S·(Σ|W|·2^e + |b| + D) over all inputs (3 state bits
   reserved for β^Ts): no input can overflow, but wide layers get a coarse D (digits_qat conv2:
-  D = 126, ~47% of its codes off onnxruntime's).
+  D = 131, ~46% of its codes off onnxruntime's).
 - "calibrated": the membrane's peak |m| over the calibration samples (the float pass of
   `_unit_peak`, linear in D, then the chosen D re-checked with the integer run), times
   `state_margin` (default 4: the digits test splits peak at most 1.2x their 256-sample
