@@ -118,7 +118,7 @@ def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
     if isinstance(model, (str, Path)):
         path = Path(model)
         suffix = path.suffix.lower()
-        from .frontends.onnx_frontend import load_onnx, model_sha256
+        from .frontends.onnx import load_onnx, model_sha256
         if suffix == ".onnx":
             graph = load_onnx(path)
         elif suffix == ".pt2":
@@ -203,7 +203,7 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
     opts = _options(options)
     if isinstance(model_or_path, (str, Path)) and Path(model_or_path).suffix.lower() == ".onnx":
         from .compiler import compile_model          # exactly `neurodeploy compile`
-        from .frontends.onnx_frontend import load_onnx
+        from .frontends.onnx import load_onnx
         return CompiledNet(compile_model(model_or_path, target, scheme, opts), load_onnx(model_or_path))
     graph, model_meta = _float_graph(model_or_path, example_input)
     net = compile_graph(graph, target, scheme, opts, model_meta)

@@ -9,7 +9,7 @@ from pathlib import Path
 from . import __version__
 from .errors import NeurodeployError
 from .fsutil import public_mode
-from .frontends.onnx_frontend import load_onnx, model_sha256
+from .frontends.onnx import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph

@@ -10,7 +10,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from neurodeploy.errors import NeurodeployError, UnsupportedError
-from neurodeploy.frontends.onnx_frontend import load_onnx
+from neurodeploy.frontends.onnx import load_onnx
 from neurodeploy.ir import synapses as syn
 from neurodeploy.passes import run_passes
 from neurodeploy.passes.lower import lower

@@ -20,7 +20,7 @@ from torch import nn
 
 from neurodeploy.compiler import compile_model
 from neurodeploy.errors import NeurodeployError, UnsupportedError
-from neurodeploy.frontends.onnx_frontend import load_onnx
+from neurodeploy.frontends.onnx import load_onnx
 from neurodeploy.frontends.torch_frontend import load_pt2, load_torch
 from neurodeploy.ir import serialize
 from neurodeploy.nn import QCFS, export_onnx

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NeurodeployError
-from ..frontends.onnx_frontend import load_onnx
+from ..frontends.onnx import load_onnx
 from ..ir import float_graph as fg
 from ..ir.spiking import SpikingGraph
 from ..passes import run_passes

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NeurodeployError, UnsupportedError
-from ..ir import float_graph as fg
-from ..passes.check_shapes import check_shapes
-from ..passes.qdq import QDQ_ORIGIN, QDQ_ZERO_POINT_ORIGIN
+from ...errors import NeurodeployError, UnsupportedError
+from ...ir import float_graph as fg
+from ...passes.check_shapes import check_shapes
+from ...passes.qdq import QDQ_ORIGIN, QDQ_ZERO_POINT_ORIGIN
 
 HANDLERS = {}
 
