@@ -202,9 +202,8 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
         return compile_qat(model_or_path, example_input, target=target, scheme=scheme, **options)
     opts = _options(options)
     if isinstance(model_or_path, (str, Path)) and Path(model_or_path).suffix.lower() == ".onnx":
-        from .compiler import compile_model          # exactly `neurodeploy compile`
-        from .frontends.onnx import load_onnx
-        return CompiledNet(compile_model(model_or_path, target, scheme, opts), load_onnx(model_or_path))
+        from .compiler import compile_model_graph    # exactly `neurodeploy compile`
+        return CompiledNet(*compile_model_graph(model_or_path, target, scheme, opts))
     graph, model_meta = _float_graph(model_or_path, example_input)
     net = compile_graph(graph, target, scheme, opts, model_meta)
     return CompiledNet(net, graph)

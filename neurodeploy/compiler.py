@@ -7,12 +7,13 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import NeurodeployError
+from .errors import NeurodeployError, UnsupportedError
 from .fsutil import public_mode
 from .frontends.onnx import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
+from .passes import FRONT_END_PASSES, run_passes
 from .schemes import CompileOptions, get_scheme
 from .target import load_target
 
@@ -22,15 +23,16 @@ MANIFEST_KEYS = ("neurodeploy_version", "model", "options")
 MODEL_FORMATS = (".onnx", ".pt2")
 
 
-def load_model(model_path: str | Path) -> fg.FloatGraph:
-    """The float graph of a model file: .onnx (ONNX front end) or .pt2 (torch.export.save; PyTorch front end)."""
+def load_model(model_path: str | Path, probe=None) -> fg.FloatGraph:
+    """The float graph of a model file: .onnx (ONNX front end) or .pt2 (torch.export.save; PyTorch
+    front end), proven against the source framework on `probe` (calibration samples) or seeded inputs."""
     model_path = Path(model_path)
     suffix = model_path.suffix.lower()
     if suffix == ".pt2":
         from .frontends.torch_frontend import load_pt2
-        return load_pt2(model_path)
+        return load_pt2(model_path, probe=probe)
     if suffix == ".onnx":
-        return load_onnx(model_path)
+        return load_onnx(model_path, probe=probe)
     raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
                            "pass an .onnx file or a .pt2 file saved with torch.export.save")
 
@@ -41,7 +43,13 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
     options = options or CompileOptions()
     tgt = load_target(target)
     sch = get_scheme(scheme)
-    net = sch.compile(graph, tgt, options)
+    graph = run_passes(graph, FRONT_END_PASSES)
+    try:
+        net = sch.compile(graph, tgt, options)
+    except UnsupportedError as exc:      # name the scheme that cannot take the op
+        raise UnsupportedError(f"{exc.what} (scheme '{sch.name}')", exc.where, exc.hint) from None
+    if graph.notes:
+        net.meta["front_end_notes"] = list(graph.notes)
     net.meta.update({
         "neurodeploy_version": __version__,
         "model": dict(model_meta or {}),
@@ -63,15 +71,23 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
 
 def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",
                   options: CompileOptions | None = None) -> SpikingGraph:
+    return compile_model_graph(model_path, target, scheme, options)[0]
+
+
+def compile_model_graph(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",
+                        options: CompileOptions | None = None) -> tuple[SpikingGraph, fg.FloatGraph]:
+    """`compile_model`, also returning the (proven) float graph it compiled."""
     model_path = Path(model_path)
     if model_path.suffix.lower() not in MODEL_FORMATS:
         raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
                                "pass an .onnx file or a .pt2 file saved with torch.export.save")
+    options = options or CompileOptions()
     load_target(target)          # report a bad --target / --scheme before reading the model
     get_scheme(scheme)
-    graph = load_model(model_path)
-    return compile_graph(graph, target, scheme, options,
-                         {"file": model_path.name, "sha256": model_sha256(model_path)})
+    graph = load_model(model_path, options.calibration)
+    net = compile_graph(graph, target, scheme, options,
+                        {"file": model_path.name, "sha256": model_sha256(model_path)})
+    return net, graph
 
 
 def _is_artifact(path: Path) -> bool:

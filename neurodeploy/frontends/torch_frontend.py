@@ -917,6 +917,6 @@ def load_program(path: str | Path):
             from None
 
 
-def load_pt2(path: str | Path) -> fg.FloatGraph:
+def load_pt2(path: str | Path, probe=None) -> fg.FloatGraph:
     """A `.pt2` file (torch.export.save) -> `FloatGraph`."""
     return graph_from_program(load_program(path), str(path))

@@ -11,9 +11,14 @@ from .simplify import drop_redundant_relu
 from .bias_shift import bias_shift
 from .fold_reverb import fold_reverb
 from .qdq import fold_linear_affine, fold_zero_points, strip_output_quantiser
+from .layout import drop_output_softmax, select_as_conv
 
 PASSES = {p.__name__: p for p in (fold_bn, fuse_quant_act, drop_redundant_relu, bias_shift,
-                                  fold_linear_affine, strip_output_quantiser, fold_zero_points, fold_reverb)}
+                                  fold_linear_affine, strip_output_quantiser, fold_zero_points, fold_reverb,
+                                  drop_output_softmax, select_as_conv)}
+
+# run on every front end's graph before the scheme's own passes (compiler.compile_graph)
+FRONT_END_PASSES = ["drop_output_softmax", "select_as_conv"]
 
 
 def run_passes(graph, names: list[str]):
