@@ -51,8 +51,8 @@ def probe_inputs(input_shape: tuple, samples: np.ndarray | None = None) -> np.nd
     return np.concatenate(have + [extra]) if have else extra
 
 
-def _gamma(k: float) -> float:
-    return k * U32 / (1.0 - k * U32)
+def _gamma(k: float, unit: float = U32) -> float:
+    return k * unit / (1.0 - k * unit)
 
 
 def _abs_op(op, with_bias: bool):
@@ -101,7 +101,7 @@ def _near_step(t: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
     return (dist <= slack) | (dist == 0)
 
 
-def _bound(op, xs: list[torch.Tensor], errs: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+def _bound(op, xs: list[torch.Tensor], errs: list[torch.Tensor], y: torch.Tensor, unit: float = U32) -> torch.Tensor:
     """Elementwise bound on |our value - the reference's| for one op (see the module docstring)."""
     x = xs[0] if xs else None
     e = errs[0] if errs else None
@@ -110,10 +110,10 @@ def _bound(op, xs: list[torch.Tensor], errs: list[torch.Tensor], y: torch.Tensor
     if isinstance(op, fg.QuantAct):
         scale = _chan(np.abs(np.asarray(op.in_scale, dtype=np.float64)), x)
         t = x * _chan(op.in_scale, x) + _chan(op.offset, x)
-        slack = e * scale + 4 * U32 * (torch.abs(x) * scale + torch.abs(t))
+        slack = e * scale + 4 * unit * (torch.abs(x) * scale + torch.abs(t))
         # one step where the code may flip, plus DequantizeLinear's rounding of (k - z)·s
         return (_near_step(t, slack).to(y.dtype) * torch.abs(_chan(op.out_step, x))
-                + (_gamma(2) + U64_MARGIN) * torch.abs(y))
+                + (_gamma(2, unit) + U64_MARGIN) * torch.abs(y))
     k = _roundings(op, x if x is not None else y)
     if isinstance(op, fg.BatchNorm):
         s, c = _bn_terms(op, x)
@@ -136,7 +136,7 @@ def _bound(op, xs: list[torch.Tensor], errs: list[torch.Tensor], y: torch.Tensor
         if isinstance(op, fg.Pad):
             carried = torch.nan_to_num(carried, neginf=0.0)
             magnitude = torch.nan_to_num(magnitude, neginf=0.0)
-    return carried + (_gamma(k) + U64_MARGIN) * magnitude + (TINY if k else 0.0)
+    return carried + (_gamma(k, unit) + U64_MARGIN) * magnitude + (TINY if k else 0.0)
 
 
 class ProofError(UnsupportedError):
@@ -144,9 +144,10 @@ class ProofError(UnsupportedError):
 
 
 def prove(graph: fg.FloatGraph, x: np.ndarray, reference: dict[str, np.ndarray], label: dict[str, str],
-          runner: str) -> dict:
+          runner: str, unit_roundoff: float = U32) -> dict:
     """Compare the teacher-forced float graph with `reference` (graph node -> the source's value on
-    x, batch first); `label[node]` names the source's tensor.  Returns {node: max |difference|}."""
+    x, batch first); `label[node]` names the source's tensor; `unit_roundoff` is the reference's
+    (float32: 2^-24).  Returns {node: max |difference|}."""
     forced: dict[str, tuple] = {}
     diffs = {}
     remaining = {n: len(graph.consumers(n)) for n in graph.g}
@@ -160,7 +161,7 @@ def prove(graph: fg.FloatGraph, x: np.ndarray, reference: dict[str, np.ndarray],
             xs = [forced[i][0] for i in ins]
             errs = [forced[i][1] for i in ins]
             y = eval_op(op, xs)
-            err = _bound(op, xs, errs, y)
+            err = _bound(op, xs, errs, y, unit_roundoff)
             for i in ins:
                 remaining[i] -= 1
                 if remaining[i] == 0:

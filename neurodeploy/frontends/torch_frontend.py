@@ -64,6 +64,7 @@ import numpy as np
 
 from ..errors import NeurodeployError, UnsupportedError
 from ..ir import float_graph as fg
+from .constants import BroadcastError, broadcast_constant
 
 SUPPORTED_MODULES = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "QCFS", "AvgPool2d",
                      "AdaptiveAvgPool2d", "MaxPool2d", "Flatten", "Identity", "Dropout"]
@@ -102,25 +103,6 @@ def _supported_hint() -> str:
 class _T:
     """A tensor computed by the float graph (node `name`)."""
     name: str
-
-
-@dataclass
-class _Select:
-    """A pending strided slice / zero channel pad of graph node `src` (option-A shortcuts).
-
-    Output channel o is input channel chan[o] (-1: a zero channel); rows and columns are
-    taken every stride[0] / stride[1] starting at 0.  Materialised as a 1x1 Conv on use.
-    """
-    src: str
-    c_in: int                    # channels of src
-    chan: np.ndarray
-    stride: tuple
-    shape: tuple                 # per-sample output shape (C, H, W)
-    fx_name: str                 # the node whose name the Conv takes
-    made: str | None = None
-
-    def is_identity(self) -> bool:
-        return self.stride == (1, 1) and np.array_equal(self.chan, np.arange(self.c_in))
 
 
 @dataclass
@@ -169,9 +151,7 @@ class _Ctx:
         return a
 
     def tensor(self, v, what: str = "input") -> str:
-        """The graph node of a tensor value (materialising a pending selection)."""
-        if isinstance(v, _Select):
-            return self.materialise(v)
+        """The graph node of a tensor value."""
         if isinstance(v, _T):
             return v.name
         if v is None:
@@ -213,22 +193,6 @@ class _Ctx:
         self.created.append(name)
         self.node_fx[name] = fx_name or self.node.name
         return _T(name)
-
-    def materialise(self, sel: _Select) -> str:
-        if sel.made:
-            return sel.made
-        if sel.is_identity():
-            sel.made = sel.src
-            return sel.made
-        w = np.zeros((len(sel.chan), sel.c_in, 1, 1))
-        for o, c in enumerate(sel.chan):
-            if c >= 0:
-                w[o, c, 0, 0] = 1.0
-        conv = fg.Conv(weight=w, bias=np.zeros(len(sel.chan)), stride=tuple(sel.stride), padding=(0, 0))
-        sel.made = self.add(conv, [sel.src], fx_name=sel.fx_name).name
-        self.graph.origin[sel.made] = "strided slice + zero channel pad as a fixed 1x1 Conv"
-        return sel.made
-
 
 def _pair(v, default=None) -> tuple:
     if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
@@ -420,19 +384,29 @@ def _hardtanh(node, ctx, a):
                    [ctx.tensor(ctx.resolve(a["self"]))])
 
 
+@handler("relu6", "relu6_")
+def _relu6(node, ctx, a):
+    return ctx.add(fg.Clip(0.0, 6.0), [ctx.tensor(ctx.resolve(a["self"]))])
+
+
 def _is_tensor_value(v) -> bool:
-    return isinstance(v, (_T, _Select)) or v is None
+    return isinstance(v, _T) or v is None
 
 
-def _per_channel(ctx, arr: np.ndarray, x_rank: int) -> np.ndarray:
-    """A broadcastable constant as a scalar () or per-channel (C,) array (as ONNX's front end)."""
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.size == 1:
-        return arr.reshape(())
-    full = (1,) * (x_rank - arr.ndim) + arr.shape if arr.ndim <= x_rank else None
-    if full is None or any(d != 1 for i, d in enumerate(full) if i != 1):
-        raise ctx.unsupported(f"constant of shape {tuple(arr.shape)} is neither scalar nor per-channel")
-    return arr.reshape(-1)
+def _operand(ctx, c, t_arg) -> np.ndarray:
+    """A constant operand broadcast against the tensor `t_arg` (as the ONNX front end does)."""
+    full = tuple(1 if d is None else d for d in ctx.shape(t_arg))
+    try:
+        return broadcast_constant(c, full)
+    except BroadcastError as exc:
+        raise ctx.unsupported(str(exc), "use a scalar or per-channel constant") from None
+
+
+def _negate(ctx, src: str) -> str:
+    """-x as Scale(-1), named after the current node (the ONNX front end writes the same)."""
+    name = ctx.node.name + "_neg"
+    ctx.info[name] = ctx.info[ctx.node.name]
+    return ctx.add(fg.Scale(np.asarray(-1.0)), [src], fx_name=name).name
 
 
 @handler("mul", "mul_", "div", "div_")
@@ -442,79 +416,185 @@ def _mul_div(node, ctx, a):
     if a.get("rounding_mode") is not None:
         raise ctx.unsupported(f"division with rounding_mode='{a['rounding_mode']}'")
     if _is_tensor_value(x) and _is_tensor_value(y):
-        raise ctx.unsupported(f"{op} of two computed tensors",
+        raise ctx.unsupported(f"{op} of two computed tensors (a gate or attention)",
                               "only multiplication/division by a constant is supported")
     const_first = not _is_tensor_value(x)
     t_arg, c = (a["other"], x) if const_first else (a["self"], y)
     c = ctx.const(c, f"{op} operand")
     if op == "div":
         if const_first:
-            raise ctx.unsupported("division of a constant by a tensor")
+            raise ctx.unsupported("division of a constant by a tensor (a reciprocal)", NONLINEAR_HINT)
         c = 1.0 / c
     src = ctx.tensor(ctx.resolve(t_arg))
-    return ctx.add(fg.Scale(_per_channel(ctx, c, _rank(ctx, t_arg))), [src])
+    return ctx.add(fg.Scale(_operand(ctx, c, t_arg)), [src])
 
 
-@handler("add", "add_", "sub", "sub_")
+@handler("add", "add_", "sub", "sub_", "rsub")
 def _add_sub(node, ctx, a):
     op = node.target.overloadpacket.__name__.rstrip("_")
-    x, y = ctx.resolve(a["self"]), ctx.resolve(a["other"])
+    x_arg, y_arg = a["self"], a["other"]
+    if op == "rsub":                       # rsub(x, c) = c - x
+        op, x_arg, y_arg = "sub", y_arg, x_arg
+    x, y = ctx.resolve(x_arg), ctx.resolve(y_arg)
     alpha = a.get("alpha", 1)
     if _is_tensor_value(x) and _is_tensor_value(y):
-        if op == "sub" or alpha != 1:
-            raise ctx.unsupported(f"{op} of two computed tensors" + (f" with alpha={alpha}" if alpha != 1 else ""),
-                                  "only a + b of two tensors (a residual join) is supported")
-        return ctx.add(fg.Add(), [ctx.tensor(x, "first operand"), ctx.tensor(y, "second operand")])
+        if alpha != 1:
+            raise ctx.unsupported(f"{op} of two computed tensors with alpha={alpha}")
+        if ctx.shape(x_arg) != ctx.shape(y_arg):
+            raise ctx.unsupported(f"{op} of tensors of shapes {list(ctx.shape(x_arg))} and "
+                                  f"{list(ctx.shape(y_arg))} (broadcast between activations)",
+                                  "only residual joins of equal shapes are supported")
+        b = ctx.tensor(y, "second operand")
+        if op == "sub":
+            b = _negate(ctx, b)
+        return ctx.add(fg.Add(), [ctx.tensor(x, "first operand"), b])
     const_first = not _is_tensor_value(x)
-    if op == "sub" and const_first:
-        raise ctx.unsupported("constant minus tensor")
-    t_arg, c = (a["other"], x) if const_first else (a["self"], y)
+    t_val, c = (y, x) if const_first else (x, y)
+    t_arg = y_arg if const_first else x_arg
     c = ctx.const(c, f"{op} operand")
     if alpha != 1:
         c = c * float(alpha)
-    amount = _per_channel(ctx, -c if op == "sub" else c, _rank(ctx, t_arg))
-    src = ctx.tensor(ctx.resolve(t_arg))
+    src = ctx.tensor(t_val)
+    if op == "sub":
+        if const_first:                    # c - x = (-1)·x + c
+            src = _negate(ctx, src)
+        else:
+            c = -c
+    amount = _operand(ctx, c, t_arg)
     src_op = ctx.graph.op(src)
     # A MatMul followed by Add(bias) is a Dense layer with a bias (as in the ONNX front end).
     if (op == "add" and isinstance(src_op, fg.Dense) and not ctx.graph.consumers(src)
-            and amount.ndim <= 1 and not np.any(src_op.bias)):
+            and len(getattr(t_arg, "users", ())) == 1 and amount.ndim <= 1 and not np.any(src_op.bias)):
         ctx.graph.set_op(src, fg.Dense(src_op.weight, np.broadcast_to(amount, src_op.bias.shape).copy()))
         return _T(src)
     return ctx.add(fg.Shift(amount), [src])
+
+
+def _relabel(ctx, x_arg):
+    """A reshape within each sample: Flatten to (N, F), Reshape otherwise, nothing if the same."""
+    ins, outs = ctx.shape(x_arg), ctx.out_shape()
+    v = ctx.resolve(x_arg)
+    if not ins or not outs or None in ins[1:] or None in outs[1:] or len(outs) < 2 or ins[0] != outs[0] \
+            or math.prod(ins[1:]) != math.prod(outs[1:]):
+        raise ctx.unsupported(f"reshape {list(ins)} -> {list(outs)} moves values between samples",
+                              "reshape each sample: keep the batch as the first dimension")
+    if tuple(outs[1:]) == tuple(ins[1:]):
+        return v
+    if len(outs) == 2:
+        return ctx.add(fg.Flatten(), [ctx.tensor(v)])
+    return ctx.add(fg.Reshape(tuple(outs[1:])), [ctx.tensor(v)])
 
 
 @handler("flatten")
 def _flatten(node, ctx, a):
     x_arg = a["self"] if "self" in a else a["input"]
     r = _rank(ctx, x_arg)
-    start, end = int(a.get("start_dim", 0)), int(a.get("end_dim", -1))
-    start, end = start % max(r, 1), end % max(r, 1)
-    if r < 2 or start != 1 or end != r - 1:
-        raise ctx.unsupported(f"flatten(start_dim={a.get('start_dim', 0)}, end_dim={a.get('end_dim', -1)}) "
-                              f"of a rank-{r} tensor", "only flattening all but the batch dimension is supported")
-    return ctx.add(fg.Flatten(), [ctx.tensor(ctx.resolve(x_arg))])
+    start = int(a.get("start_dim", 0)) % max(r, 1)
+    if r >= 2 and start == 0:
+        raise ctx.unsupported(f"flatten(start_dim={a.get('start_dim', 0)}) mixes the batch with other axes",
+                              "flatten from dimension 1: torch.flatten(x, 1)")
+    return _relabel(ctx, x_arg)
 
 
-@handler("view", "reshape", "_unsafe_view", "_reshape_alias", "view_copy", "squeeze")
+@handler("view", "reshape", "_unsafe_view", "_reshape_alias", "view_copy", "squeeze", "squeeze_copy",
+         "unsqueeze", "unsqueeze_copy", "unflatten")
 def _reshape(node, ctx, a):
-    x_arg = a["self"]
-    ins, outs = ctx.shape(x_arg), ctx.out_shape()
-    if (len(ins) >= 2 and len(outs) == 2 and None not in ins[1:] and outs[1] is not None
-            and outs[1] == math.prod(ins[1:])):
-        return ctx.add(fg.Flatten(), [ctx.tensor(ctx.resolve(x_arg))])
-    raise ctx.unsupported(f"reshape {list(ins)} -> {list(outs)} is not a flatten",
-                          "only x.view(N, -1) / x.reshape(N, -1) / torch.flatten(x, 1) is supported")
+    return _relabel(ctx, a["self"])
+
+
+@handler("permute", "permute_copy", "transpose", "transpose_copy", "t", "swapaxes", "movedim")
+def _permute(node, ctx, a):
+    import torch
+    x_arg = node.args[0]
+    r = _rank(ctx, x_arg)
+    # the permutation: run the op on an empty tensor whose dimensions all differ in size
+    sizes = list(range(2, r + 2))
+    perm = tuple(sizes.index(d) for d in node.target(torch.empty(sizes), *node.args[1:], **node.kwargs).shape)
+    if perm[0] != 0:
+        raise ctx.unsupported(f"a permutation {list(perm)} that moves the batch dimension",
+                              "only permutations within a sample are supported")
+    v = ctx.resolve(x_arg)
+    if list(perm) == list(range(r)):
+        return v
+    return ctx.add(fg.Transpose(tuple(p - 1 for p in perm[1:])), [ctx.tensor(v)])
+
+
+@handler("cat", "concat", "concatenate")
+def _cat(node, ctx, a):
+    tensors = ctx.resolve(a["tensors"])
+    r = _rank(ctx, node)
+    dim = int(a.get("dim", 0)) % max(r, 1)
+    if dim == 0:
+        raise ctx.unsupported("concatenating along the batch dimension")
+    if not all(isinstance(t, _T) for t in tensors):
+        raise ctx.unsupported("concatenating a constant with computed tensors")
+    if len(tensors) == 1:
+        return tensors[0]
+    return ctx.add(fg.Concat(dim - 1), [t.name for t in tensors])
+
+
+@handler("split", "split_with_sizes", "chunk", "tensor_split", "unsafe_split", "unsafe_split_with_sizes")
+def _split(node, ctx, a):
+    shape = ctx.shape(a["self"])
+    dim = int(a.get("dim", 0)) % max(len(shape), 1)
+    if dim == 0:
+        raise ctx.unsupported("splitting the batch dimension")
+    src = ctx.tensor(ctx.resolve(a["self"]))
+    outs, start = [], 0
+    for k, val in enumerate(ctx.node.meta["val"]):
+        size = int(val.shape[dim])
+        lo, hi, steps = _full_range(shape[1:])
+        lo[dim - 1], hi[dim - 1] = start, start + size
+        name = f"{ctx.node.name}_{k}"
+        ctx.info[name] = ctx.info[ctx.node.name]
+        outs.append(ctx.add(fg.Slice(tuple(lo), tuple(hi), tuple(steps)), [src], fx_name=name))
+        start += size
+    return outs
+
+
+@handler("softmax", "_softmax", "log_softmax", "_log_softmax", "special_softmax", "special_log_softmax")
+def _softmax(node, ctx, a):
+    x_arg = a["self"] if "self" in a else a["input"]
+    r = _rank(ctx, x_arg)
+    dim = int(a["dim"]) % max(r, 1)
+    if dim == 0:
+        raise ctx.unsupported("softmax over the batch dimension")
+    log = "log" in node.target.overloadpacket.__name__
+    return ctx.add(fg.Softmax(dim - 1, log), [ctx.tensor(ctx.resolve(x_arg))])
+
+
+def _pool_window(ctx, a, kernel) -> tuple:
+    """stride, padding, dilation of a 2-D pooling call."""
+    return (_pair(a.get("stride"), kernel), _pair(a.get("padding"), (0, 0)), _pair(a.get("dilation"), (1, 1)))
+
+
+def _ceil_extra(ctx, in_hw, kernel, stride, padding, dilation) -> tuple:
+    """Extra end padding that makes floor-mode windows give export's (ceil-mode) output size."""
+    out_hw = ctx.out_shape()[2:]
+    return tuple(max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p))
+                 for o, n, k, s, p, d in zip(out_hw, in_hw, kernel, stride, padding, dilation))
+
+
+def _pre_pad(ctx, src: str, pads: tuple, value: float) -> str:
+    """(top, left, bottom, right) padding as its own node, named after the current node."""
+    name = ctx.node.name + "_pad"
+    ctx.info[name] = ctx.info[ctx.node.name]
+    top, left, bottom, right = pads
+    return ctx.add(fg.Pad(((0, 0), (top, bottom), (left, right)), value), [src], fx_name=name).name
 
 
 @handler("avg_pool2d")
 def _avgpool(node, ctx, a):
-    if a.get("ceil_mode"):
-        raise ctx.unsupported("AvgPool2d with ceil_mode=True")
     if a.get("divisor_override") is not None:
         raise ctx.unsupported("AvgPool2d with divisor_override")
     k = _pair(a["kernel_size"])
-    return ctx.add(fg.AvgPool(k, _pair(a.get("stride"), k), _pair(a.get("padding"), (0, 0)),
-                              bool(a.get("count_include_pad", True))), [ctx.tensor(ctx.resolve(a["self"]))])
+    stride, padding, _ = _pool_window(ctx, a, k)
+    in_hw = ctx.shape(a["self"])[2:]
+    if any(_ceil_extra(ctx, in_hw, k, stride, padding, (1, 1))):
+        raise ctx.unsupported("AvgPool2d with ceil_mode=True adding partial windows",
+                              "use ceil_mode=False, or pad the input so that the windows tile it")
+    include = bool(a.get("count_include_pad", True)) or not any(padding)
+    return ctx.add(fg.AvgPool(k, stride, padding, include), [ctx.tensor(ctx.resolve(a["self"]))])
 
 
 @handler("adaptive_avg_pool2d", "_adaptive_avg_pool2d")
@@ -526,7 +606,7 @@ def _adaptive(node, ctx, a):
         return ctx.add(fg.GlobalAvgPool(), [x])
     if len(ins) == 4 and None not in ins[2:] and all(o and i % o == 0 for i, o in zip(ins[2:], out)):
         k = tuple(i // o for i, o in zip(ins[2:], out))
-        return ctx.add(fg.AvgPool(k, k, (0, 0), False), [x])
+        return ctx.add(fg.AvgPool(k, k, (0, 0), True), [x])
     raise ctx.unsupported(f"AdaptiveAvgPool2d to {out} on an input of {ins[2:]} (not a uniform window)",
                           "use an output size that divides the input size, or 1")
 
@@ -539,21 +619,24 @@ def _mean(node, ctx, a):
     if r != 4 or not dims or sorted(int(d) % r for d in dims) != [2, 3]:
         raise ctx.unsupported(f"mean over dims {dims} of a rank-{r} tensor",
                               "only a global average over H and W, x.mean((2, 3)), is supported")
-    y = ctx.add(fg.GlobalAvgPool(), [ctx.tensor(ctx.resolve(x_arg))])
-    if a.get("keepdim"):
-        return y
-    name = ctx.node.name + "_flatten"          # (N, C, 1, 1) -> (N, C)
-    ctx.info[name] = ctx.info[ctx.node.name]
-    return ctx.add(fg.Flatten(), [y.name], fx_name=name)
+    if not a.get("keepdim"):               # (N, C, 1, 1) -> (N, C), named as the ONNX front end's
+        name = ctx.node.name + "_pool"
+        ctx.info[name] = ctx.info[ctx.node.name]
+        y = ctx.add(fg.GlobalAvgPool(), [ctx.tensor(ctx.resolve(x_arg))], fx_name=name)
+        return ctx.add(fg.Flatten(), [y.name])
+    return ctx.add(fg.GlobalAvgPool(), [ctx.tensor(ctx.resolve(x_arg))])
 
 
 def _maxpool(node, ctx, a):
-    if any(_pair(a.get("padding"), (0, 0))) or any(d != 1 for d in _pair(a.get("dilation"), (1, 1))) \
-            or a.get("ceil_mode"):
-        raise ctx.unsupported("MaxPool2d with padding, dilation or ceil_mode",
-                              "max pooling is exact only without padding (use padding=0)")
     k = _pair(a["kernel_size"])
-    return ctx.add(fg.MaxPool(k, _pair(a.get("stride"), k)), [ctx.tensor(ctx.resolve(a["self"]))])
+    stride, padding, dilation = _pool_window(ctx, a, k)
+    in_hw = ctx.shape(a["self"])[2:]
+    extra = _ceil_extra(ctx, in_hw, k, stride, padding, dilation) if a.get("ceil_mode") else (0, 0)
+    src = ctx.tensor(ctx.resolve(a["self"]))
+    if any(extra):
+        pads = (padding[0], padding[1], padding[0] + extra[0], padding[1] + extra[1])
+        src, padding = _pre_pad(ctx, src, pads, -math.inf), (0, 0)
+    return ctx.add(fg.MaxPool(k, stride, padding, dilation), [src])
 
 
 @handler("max_pool2d")
@@ -563,18 +646,40 @@ def _max_pool2d(node, ctx, a):
 
 @handler("max_pool2d_with_indices")
 def _max_pool2d_idx(node, ctx, a):
+    if len(node.users) and any(u.target is operator.getitem and u.args[1] == 1 for u in node.users):
+        raise ctx.unsupported("MaxPool2d with return_indices=True", "pool without returning indices")
     return (_maxpool(node, ctx, a), None)
 
 
-def _as_select(ctx, v, fx_arg) -> _Select:
-    if isinstance(v, _Select):
-        return v
-    name = ctx.tensor(v)
-    shape = ctx.shape(fx_arg)
-    if len(shape) != 4 or None in shape[1:]:
-        raise ctx.unsupported(f"slicing / padding a rank-{len(shape)} tensor",
-                              "only slices and channel padding of (N, C, H, W) activations are supported")
-    return _Select(name, shape[1], np.arange(shape[1]), (1, 1), tuple(shape[1:]), ctx.node.name)
+# Non-linearities no spiking scheme here can run: one clear refusal each (as the ONNX front end).
+NONLINEAR = {"sigmoid": "sigmoid", "hardsigmoid": "hard sigmoid", "hardswish": "hard swish", "silu": "SiLU",
+             "gelu": "GELU", "tanh": "tanh", "elu": "ELU", "selu": "SELU", "celu": "CELU", "mish": "mish",
+             "softplus": "softplus", "leaky_relu": "leaky ReLU", "prelu": "PReLU", "_prelu_kernel": "PReLU",
+             "rrelu": "RReLU", "exp": "exp", "log": "log", "pow": "pow", "sqrt": "sqrt", "rsqrt": "rsqrt",
+             "reciprocal": "reciprocal", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf",
+             "layer_norm": "layer normalisation", "native_layer_norm": "layer normalisation",
+             "group_norm": "group normalisation", "native_group_norm": "group normalisation",
+             "instance_norm": "instance normalisation", "bmm": "batched matmul (attention)",
+             "baddbmm": "batched matmul (attention)",
+             "scaled_dot_product_attention": "attention", "_scaled_dot_product_flash_attention": "attention",
+             "_scaled_dot_product_efficient_attention": "attention",
+             "_scaled_dot_product_flash_attention_for_cpu": "attention"}
+NONLINEAR_HINT = ("no spiking scheme here can run it: replace it with ReLU (or QCFS) and fine-tune, "
+                  "or keep it on the host after the network")
+
+
+def _nonlinear(node, ctx, a):
+    name = node.target.overloadpacket.__name__.rstrip("_")
+    raise ctx.unsupported(f"unsupported op aten.{name} ({NONLINEAR[name]}, a non-linearity)",
+                          f"{NONLINEAR_HINT}; {_supported_hint()}")
+
+
+for _name in NONLINEAR:
+    HANDLERS[_name] = HANDLERS[_name + "_"] = _nonlinear
+
+
+def _full_range(shape) -> tuple[list, list, list]:
+    return [0] * len(shape), list(shape), [1] * len(shape)
 
 
 @handler("slice")
@@ -582,51 +687,41 @@ def _slice(node, ctx, a):
     shape = ctx.shape(a["self"])
     r = len(shape)
     dim = int(a.get("dim", 0)) % max(r, 1)
-    size = shape[dim]
     start, end, step = a.get("start"), a.get("end"), int(a.get("step", 1))
     v = ctx.resolve(a["self"])
     if dim == 0:
+        size = shape[0]
         full = (slice(start, end, step).indices(size) == (0, size, 1) if size is not None
                 else start in (None, 0) and (end is None or end >= 2 ** 62) and step == 1)
         if not full:
-            raise ctx.unsupported("slicing the batch dimension")
+            raise ctx.unsupported("slicing the batch dimension", "only slices within a sample are supported")
         return v
-    if size is not None and slice(start, end, step).indices(size) == (0, size, 1):
+    if None in shape[1:]:
+        raise ctx.unsupported(f"slicing a tensor of dynamic shape {list(shape)}")
+    lo, hi, steps = _full_range(shape[1:])
+    a0, b0, _ = slice(start, end, step).indices(shape[dim])
+    if (a0, max(a0, b0), step) == (0, shape[dim], 1):
         return v
-    sel = _as_select(ctx, v, a["self"])
-    sel = _Select(sel.src, sel.c_in, sel.chan.copy(), sel.stride, sel.shape, node.name)
-    s0, s1, st = slice(start, end, step).indices(size)
-    if dim == 1:
-        sel.chan = sel.chan[s0:s1:st]
-    else:
-        if s0 != 0 or s1 != size:
-            raise ctx.unsupported(f"a spatial slice [{start}:{end}:{step}] that does not start at 0 and run to the end",
-                                  "only x[:, :, ::s, ::s] is supported")
-        stride = list(sel.stride)
-        stride[dim - 2] *= st
-        sel.stride = tuple(stride)
-    sel.shape = tuple(ctx.out_shape()[1:])
-    return sel
+    lo[dim - 1], hi[dim - 1], steps[dim - 1] = a0, max(a0, b0), step
+    return ctx.add(fg.Slice(tuple(lo), tuple(hi), tuple(steps)), [ctx.tensor(v)])
 
 
 def _pad(node, ctx, a, value):
     pad = [int(p) for p in a["pad"]]
-    if value not in (None, 0, 0.0):
-        raise ctx.unsupported(f"padding with the value {value}", "only zero padding is supported")
-    v = ctx.resolve(a["self"])
+    value = 0.0 if value is None else float(value)
     shape = ctx.shape(a["self"])
-    pairs = [pad[i:i + 2] for i in range(0, len(pad), 2)]    # last dim first
-    dims = [len(shape) - 1 - i for i in range(len(pairs))]
-    if len(shape) != 4 or any(p != [0, 0] for p, d in zip(pairs, dims) if d != 1):
-        raise ctx.unsupported(f"padding {pad} of a rank-{len(shape)} tensor",
-                              "only zero padding of the channel dimension, F.pad(x, (0, 0, 0, 0, p0, p1)), "
-                              "is supported (pad H/W with the convolution's padding)")
-    (c0, c1), = [p for p, d in zip(pairs, dims) if d == 1] or [[0, 0]]
-    if c0 < 0 or c1 < 0:
-        raise ctx.unsupported("negative (cropping) channel padding")
-    sel = _as_select(ctx, v, a["self"])
-    chan = np.concatenate([-np.ones(c0, dtype=np.int64), sel.chan, -np.ones(c1, dtype=np.int64)])
-    return _Select(sel.src, sel.c_in, chan, sel.stride, tuple(ctx.out_shape()[1:]), node.name)
+    pairs = [tuple(pad[i:i + 2]) for i in range(0, len(pad), 2)]    # last dim first
+    per_axis = [(0, 0)] * len(shape)
+    for i, pair in enumerate(pairs):
+        per_axis[len(shape) - 1 - i] = pair
+    if per_axis[0] != (0, 0):
+        raise ctx.unsupported("padding the batch dimension")
+    if any(p < 0 for pair in per_axis for p in pair):
+        raise ctx.unsupported(f"negative (cropping) padding {pad}", "crop with a slice")
+    v = ctx.resolve(a["self"])
+    if all(pair == (0, 0) for pair in per_axis):
+        return v
+    return ctx.add(fg.Pad(tuple(per_axis[1:]), value), [ctx.tensor(v)])
 
 
 @handler("constant_pad_nd")
@@ -637,7 +732,7 @@ def _constant_pad(node, ctx, a):
 @handler("pad")
 def _pad_op(node, ctx, a):
     if a.get("mode", "constant") != "constant":
-        raise ctx.unsupported(f"padding mode '{a.get('mode')}'", "only zero (constant) padding is supported")
+        raise ctx.unsupported(f"padding mode '{a.get('mode')}'", "only constant padding is supported")
     return _pad(node, ctx, a, a.get("value"))
 
 
@@ -719,8 +814,10 @@ def _check_finite(name: str, t, source: str) -> None:
                                "retrain or repair the model; the compiler cannot quantise non-finite weights")
 
 
-def graph_from_program(ep, source: str = "") -> fg.FloatGraph:
-    """An `ExportedProgram` -> `FloatGraph` (one input, one output, ops as in the ONNX front end)."""
+def graph_from_program(ep, source: str = "", probe=None, prove: bool = True) -> fg.FloatGraph:
+    """An `ExportedProgram` -> `FloatGraph` (one input, one output, ops as in the ONNX front end);
+    with `prove`, checked against the program itself on `probe` (samples shaped like the input;
+    default: seeded random inputs) -- see `frontends.proof`."""
     import networkx as nx
     from torch.export.graph_signature import InputKind, OutputKind
 
@@ -782,7 +879,7 @@ def graph_from_program(ep, source: str = "") -> fg.FloatGraph:
     idx = sig.output_specs.index(user_outputs[0])
     result = ctx.resolve(outs[idx])
     ctx.node = out_node
-    if not isinstance(result, (_T, _Select)):
+    if not isinstance(result, _T):
         raise UnsupportedError("the model output is a constant (or not a tensor)", source)
     graph.output = ctx.tensor(result)
     if graph.output == "input":
@@ -793,11 +890,71 @@ def graph_from_program(ep, source: str = "") -> fg.FloatGraph:
     nx.relabel_nodes(graph.g, mapping, copy=False)
     graph.origin = {mapping.get(k, k): v for k, v in graph.origin.items() if mapping.get(k, k) in graph.g}
     graph.output = mapping.get(graph.output, graph.output)
+    if prove and all(type(graph.op(n)).__name__ in fg.OP_TYPES for n in graph.g):
+        # (trained SNNs' graphs hold their neurons as opaque ops: their own verification covers them)
+        fx_of = {}
+        for n in nodes:                    # the last fx node standing for a graph node holds its value
+            v = ctx.env.get(n.name)
+            if isinstance(v, _T) and v.name in mapping:
+                fx_of[mapping[v.name]] = n.name
+        _prove_program(ep, graph, fx_of, probe)
     return graph
 
 
+def _program_values(ep, x: np.ndarray, names: set) -> dict:
+    """The program's value of every fx node in `names` on x (batch first), in chunks of a fixed
+    batch size where the program was exported with one."""
+    import torch
+    from torch.export.graph_signature import InputKind
+    user = [s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT][0]
+    val = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == user).meta.get("val")
+    fixed = int(val.shape[0]) if val is not None and isinstance(val.shape[0], int) else None
+    dtype = val.dtype if val is not None else torch.float32
+    module = ep.module()
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n.name in names and isinstance(out, torch.Tensor):
+                self.values.setdefault(n.name, []).append(out.detach().to("cpu", torch.float64).numpy())
+            return out
+    rec = Recorder(module)
+    rec.values = {}
+    step = fixed or len(x)
+    with torch.no_grad():
+        for start in range(0, len(x), step):
+            xb = np.asarray(x[start:start + step], dtype=np.float32)
+            n = len(xb)
+            if fixed and n < fixed:
+                xb = np.concatenate([xb, np.zeros((fixed - n,) + xb.shape[1:], np.float32)])
+            before = {k: len(v) for k, v in rec.values.items()}
+            rec.run(torch.from_numpy(xb).to(device=device, dtype=dtype))
+            for k, v in rec.values.items():
+                if len(v) > before.get(k, 0):
+                    v[-1] = v[-1][:n]
+    return {k: np.concatenate(v) for k, v in rec.values.items()}, dtype
+
+
+def _prove_program(ep, graph: fg.FloatGraph, fx_of: dict, probe) -> None:
+    import torch
+
+    from .proof import probe_inputs, prove
+    (inp,) = graph.input_nodes()
+    x = probe_inputs(graph.op(inp).shape, None if probe is None else np.asarray(probe, dtype=np.float32))
+    try:
+        values, dtype = _program_values(ep, x, set(fx_of.values()))
+    except Exception as exc:
+        raise NeurodeployError(f"the exported program cannot run on {len(x)} probe samples "
+                               f"({type(exc).__name__}: {_first_line(exc)[:160]})", graph.source,
+                               "export with a dynamic batch dimension, or pass calibration samples") from None
+    reference = {node: values[fx] for node, fx in fx_of.items() if fx in values}
+    unit = float(torch.finfo(dtype).eps) / 2 if dtype.is_floating_point else 2.0 ** -24
+    prove(graph, x, reference, fx_of, "the exported program", unit_roundoff=unit)
+
+
 def _has_graph_value(v) -> bool:
-    if isinstance(v, (_T, _Select)):
+    if isinstance(v, _T):
         return True
     if isinstance(v, (list, tuple)):
         return any(_has_graph_value(x) for x in v)
@@ -891,13 +1048,16 @@ def _module_source(model) -> str:
     return f"{type(model).__name__} (torch.nn.Module)"
 
 
-def load_torch(model, example_input, source: str = "") -> fg.FloatGraph:
-    """An `nn.Module` (exported with torch.export on `example_input`) -> `FloatGraph`."""
+def load_torch(model, example_input, source: str = "", probe=None, prove: bool = True) -> fg.FloatGraph:
+    """An `nn.Module` (exported with torch.export on `example_input`) -> `FloatGraph`, proven against
+    the exported program on `probe` (default: the example input and seeded random inputs)."""
     import torch
     if isinstance(model, torch.export.ExportedProgram):
-        return graph_from_program(model, source or "ExportedProgram")
+        return graph_from_program(model, source or "ExportedProgram", probe, prove)
     source = source or _module_source(model)
-    return graph_from_program(export_module(model, example_input, source), source)
+    if probe is None and example_input is not None:
+        probe = example_input.detach().cpu().numpy() if isinstance(example_input, torch.Tensor) else example_input
+    return graph_from_program(export_module(model, example_input, source), source, probe, prove)
 
 
 def load_program(path: str | Path):
@@ -917,6 +1077,6 @@ def load_program(path: str | Path):
             from None
 
 
-def load_pt2(path: str | Path, probe=None) -> fg.FloatGraph:
-    """A `.pt2` file (torch.export.save) -> `FloatGraph`."""
-    return graph_from_program(load_program(path), str(path))
+def load_pt2(path: str | Path, probe=None, prove: bool = True) -> fg.FloatGraph:
+    """A `.pt2` file (torch.export.save) -> `FloatGraph`, proven against the program."""
+    return graph_from_program(load_program(path), str(path), probe, prove)

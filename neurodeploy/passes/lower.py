@@ -92,6 +92,11 @@ class _Lowering:
             return b1 + b2, np.asarray(c1) + np.asarray(c2)
         branches, bias = self.terms(ins[0])
         in_shape = self.shapes[ins[0]]
+        if isinstance(op, (fg.Scale, fg.Shift)) and not fg.is_channel_constant(
+                op.factor if isinstance(op, fg.Scale) else op.amount):
+            raise UnsupportedError(f"{g.origin.get(name, type(op).__name__)} by a constant that varies along H or W "
+                                   "(not per channel) cannot be lowered", where,
+                                   "use a scalar or per-channel constant")
         if isinstance(op, (fg.Conv, fg.Dense)):
             if np.any(bias):
                 raise UnsupportedError("a bias or shift reaches a Conv/Gemm without an activation in between",
@@ -120,14 +125,17 @@ class _Lowering:
                 kernel, stride, pad = tuple(in_shape[1:]), tuple(in_shape[1:]), (0, 0)
             else:
                 kernel, stride, pad = op.kernel, op.stride, op.padding
-            if any(pad):
-                raise UnsupportedError("padded average pooling is not a uniform scale", where,
-                                       "use average pooling without padding")
+            if any(pad) or tuple(getattr(op, "dilation", (1, 1))) != (1, 1):
+                raise UnsupportedError("padded or dilated average pooling cannot be lowered", where,
+                                       "use average pooling without padding or dilation")
             for b in branches:
                 b.ops.append(syn.SumPool(tuple(kernel), tuple(stride), (0, 0)))
                 b.out_scale = b.out_scale / float(np.prod(kernel))
             return branches, bias
         if isinstance(op, fg.MaxPool):
+            if any(op.padding) or tuple(op.dilation) != (1, 1):
+                raise UnsupportedError("padded or dilated max pooling cannot be lowered", where,
+                                       "use max pooling without padding or dilation")
             for b in branches:
                 if b.ops or not np.all(np.asarray(b.out_scale) > 0):
                     raise UnsupportedError("MaxPool is exact only directly after a quantised activation",
@@ -143,8 +151,10 @@ class _Lowering:
             return branches, np.asarray(bias) + np.asarray(op.amount)
         if isinstance(op, fg.BatchNorm):
             raise UnsupportedError("BatchNorm left after folding", where)
-        raise UnsupportedError(f"{g.origin.get(name, type(op).__name__)} cannot be lowered to spiking layers",
-                               where, "the network must alternate linear ops and quantised activations")
+        raise UnsupportedError(f"{type(op).__name__} cannot be lowered to spiking layers", where,
+                               "the network must alternate linear ops (Conv, Gemm, pooling, residual adds) and "
+                               "quantised activations; this op is read and proven by the front end but has no "
+                               "spiking synapse yet")
 
     def layer(self, name: str, value_node: str, quant: fg.QuantAct | None) -> RealLayer:
         """Layer computing the code of `quant` applied to value(value_node)."""
