@@ -41,15 +41,16 @@ class RealLayer:
 @dataclass
 class RealInput:
     name: str
-    shape: tuple
+    shape: tuple                    # of the codes (padded)
     quant: fg.QuantAct
     float_node: str
+    pad: tuple = (0, 0, 0, 0)       # (top, bottom, left, right): zeros the host pads the input with
 
     def encoder(self, neuron) -> InputEncoder:
         """The IR input encoder of this quantiser, with the scheme's encoder neuron."""
         q = self.quant
         return InputEncoder(self.name, self.shape, np.asarray(q.in_scale), np.asarray(q.offset),
-                            np.asarray(q.out_step), neuron, float_node=self.float_node)
+                            np.asarray(q.out_step), neuron, float_node=self.float_node, pad=self.pad)
 
 
 def _expand_to_features(arr: np.ndarray, shape: tuple) -> np.ndarray:
@@ -196,9 +197,13 @@ def lower(graph: fg.FloatGraph) -> tuple[RealInput, list[RealLayer]]:
     low = _Lowering(graph)
     (inp,) = graph.input_nodes()
     cons = graph.consumers(inp)
+    pad = (0, 0, 0, 0)
+    if len(cons) == 1 and _is_input_padding(graph.op(cons[0])):   # the host pads (passes.input_quant)
+        (_, (top, bottom), (left, right)) = graph.op(cons[0]).pads
+        pad, cons = (top, bottom, left, right), graph.consumers(cons[0])
     if len(cons) != 1 or not isinstance(graph.op(cons[0]), fg.QuantAct):
         raise UnsupportedError("the input is not followed by exactly one quantiser", graph.where(inp))
-    enc = RealInput(cons[0], low.shapes[inp], graph.op(cons[0]), cons[0])
+    enc = RealInput(cons[0], low.shapes[cons[0]], graph.op(cons[0]), cons[0], pad)
     layers = []
     for name in graph.topo_order():
         op = graph.op(name)
@@ -212,6 +217,11 @@ def lower(graph: fg.FloatGraph) -> tuple[RealInput, list[RealLayer]]:
     layers.append(low.layer(out, out, None))
     _rename(enc, layers)
     return enc, layers
+
+
+def _is_input_padding(op) -> bool:
+    """A zero Pad of H and W only: the host encoder applies it (InputEncoder.pad)."""
+    return isinstance(op, fg.Pad) and op.value == 0.0 and len(op.pads) == 3 and op.pads[0] == (0, 0)
 
 
 def _rename(enc: RealInput, layers: list[RealLayer]) -> None:
