@@ -201,6 +201,14 @@ class FloatGraph:
     def add(self, name: str, op, inputs: list[str] = (), origin: str = "") -> str:
         if name in self.g:
             raise ValueError(f"duplicate node name {name}")
+        inputs = list(inputs)
+        for port, src in enumerate(inputs):
+            if src in inputs[:port]:
+                # one edge per pair of nodes: a repeated input (x + x, concat(x, x)) goes through
+                # an identity relay
+                relay = f"{name}_in{port}"
+                self.add(relay, Scale(np.asarray(1.0)), [src], origin="repeated input")
+                inputs[port] = relay
         self.g.add_node(name, op=op)
         for port, src in enumerate(inputs):
             self.g.add_edge(src, name, port=port)
