@@ -508,3 +508,43 @@ def test_user_errors_are_clear(tmp_path):
         load_pt2(bad)
     with pytest.raises(NeurodeployError, match="file not found"):
         load_pt2(tmp_path / "missing.pt2")
+
+
+class _Zoo(nn.Module):
+    """The newer ops in one network: padded max pooling, grouped conv, ReLU6, concat, channel
+    shuffle, a global mean, a softmax output."""
+
+    def __init__(self):
+        super().__init__()
+        self.q0 = QCFS(15, 1.0, trainable=False)
+        self.conv1, self.act1 = nn.Conv2d(2, 8, 3, padding=1), QCFS(7)
+        self.pool = nn.MaxPool2d(3, 2, padding=1)
+        self.conv2, self.relu6, self.act2 = nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.ReLU6(), QCFS(7)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.pool(self.act1(self.conv1(self.q0(x))))
+        z = torch.cat([x, self.act2(self.relu6(self.conv2(x)))], 1)
+        n, c, h, w = z.shape
+        z = z.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)     # channel shuffle
+        return torch.softmax(self.fc(z.mean((2, 3))), 1)
+
+
+def test_new_ops_give_one_graph_through_both_front_ends(tmp_path):
+    model = _randomise(_Zoo(), 6)
+    shape = (1, 2, 8, 8)
+    path = tmp_path / "zoo.onnx"
+    export_onnx(model, torch.zeros(shape), path)
+    g_torch, g_onnx = load_torch(model, torch.zeros(shape)), load_onnx(path)
+    ops = sorted(type(g_torch.op(n)).__name__ for n in g_torch.g)
+    for op in ("MaxPool", "Concat", "Reshape", "Transpose", "GlobalAvgPool", "Softmax", "Clip"):
+        assert op in ops, (op, ops)
+    assert graph_hash(g_torch) == graph_hash(g_onnx)
+    # today's lowering takes neither the concat nor the padded pool: both paths refuse alike
+    messages = []
+    for source in (model, path):
+        with pytest.raises(UnsupportedError, match="scheme 'bitplane'") as info:
+            from neurodeploy import api
+            api.compile(source, torch.zeros(shape))
+        messages.append(str(info.value).split(": ", 2)[-1])
+    assert messages[0] == messages[1]
