@@ -208,3 +208,12 @@ def _expand(node, ctx):
         raise ctx.refuse(node, f"Expand from {list(ctx.shape(node, node.input[0]))} to "
                          f"{list(ctx.shape(node, node.output[0]))}", "only elementwise ops on activations are supported")
     ctx.same(node, ctx.tensor(node.input[0]))
+
+
+@handler("Constant", attrs=("value", "value_float", "value_floats", "value_int", "value_ints"))
+def _constant(node, ctx):
+    """(normalise.fold lifts Constant nodes to initializers; this reads any it left)"""
+    import onnx
+    a = node.attribute[0]
+    value = onnx.numpy_helper.to_array(a.t) if a.name == "value" else np.asarray(onnx.helper.get_attribute_value(a))
+    ctx.consts[node.output[0]] = np.asarray(value)

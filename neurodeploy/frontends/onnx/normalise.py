@@ -104,15 +104,19 @@ def inference_mode(model) -> list[str]:
     for node in model.graph.node:
         where = f"'{node.name or node.output[0]}'"
         if node.op_type == "BatchNormalization":
-            for a in node.attribute:
-                if a.name == "training_mode" and a.i:
-                    if any(o in read for o in node.output[1:]):
-                        raise UnsupportedError("BatchNormalization in training mode whose running statistics are "
-                                               "read by other nodes", where, "export the model in eval mode")
-                    a.i = 0
-                    del node.output[1:]
-                    notes.append(f"BatchNormalization {where} was exported in training mode (batch statistics); "
-                                 "it is compiled with its running statistics, as in inference")
+            # training mode: training_mode=1 (opset >= 14), or the running/saved statistics as
+            # extra outputs (opsets 9-13, where their presence makes onnxruntime use batch statistics)
+            mode = next((a for a in node.attribute if a.name == "training_mode"), None)
+            training = bool(mode.i) if mode is not None else any(o for o in node.output[1:])
+            if training:
+                if any(o in read for o in node.output[1:]):
+                    raise UnsupportedError("BatchNormalization in training mode whose running statistics are "
+                                           "read by other nodes", where, "export the model in eval mode")
+                if mode is not None:
+                    mode.i = 0
+                del node.output[1:]
+                notes.append(f"BatchNormalization {where} was exported in training mode (batch statistics); "
+                             "it is compiled with its running statistics, as in inference")
         elif node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
             del node.input[2:]
             notes.append(f"Dropout {where} was exported in training mode; it is compiled as the identity, "
