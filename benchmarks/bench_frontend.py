@@ -85,11 +85,11 @@ def main() -> None:
         for label, p in paths.items():
             read = _best_of(lambda: load_onnx(p, prove=False), args.repeat)
             proven = _best_of(lambda: load_onnx(p), args.repeat)
-            total = _best_of(lambda: api.compile(p), args.repeat)
+            total = _best_of(lambda: api.compile(p, chips=8), args.repeat)
             rows.append((label, read, proven - read, total))
         read = _best_of(lambda: load_torch(model, x, prove=False), args.repeat)
         proven = _best_of(lambda: load_torch(model, x), args.repeat)
-        total = _best_of(lambda: api.compile(model, x), args.repeat)
+        total = _best_of(lambda: api.compile(model, x, chips=8), args.repeat)
         rows.append(("torch.export", read, proven - read, total))
     print(f"ResNet-20 (CIFAR, 3x32x32), seconds, best of {args.repeat} after 2 warm-ups, 1 thread")
     print(f"{'source':18s} {'read':>8s} {'proof':>8s} {'compile':>8s}  proof/compile  read/compile")
