@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from neurodeploy.frontends.onnx_frontend import load_onnx
+from neurodeploy.frontends.onnx import load_onnx
 from neurodeploy.ir import float_graph as fg
 from neurodeploy.lowering.input_quant import input_quantiser
 from neurodeploy.lowering.lower import lower
