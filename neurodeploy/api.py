@@ -201,6 +201,10 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
         from .nn.qat import compile_qat
         return compile_qat(model_or_path, example_input, target=target, scheme=scheme, **options)
     opts = _options(options)
+    from .frontends.netx import is_netx_path
+    if is_netx_path(model_or_path):                  # a Lava-DL NetX file: imported, exactly `neurodeploy compile`
+        from .compiler import compile_model
+        return CompiledNet(compile_model(model_or_path, target, scheme, opts))
     if isinstance(model_or_path, (str, Path)) and Path(model_or_path).suffix.lower() == ".onnx":
         from .compiler import compile_model          # exactly `neurodeploy compile`
         from .frontends.onnx_frontend import load_onnx
@@ -223,8 +227,8 @@ def _spiking(net) -> SpikingGraph:
 
 
 def _inputs(x, graph: SpikingGraph) -> np.ndarray:
-    from .arrays import check_inputs
-    return check_inputs(_numpy(x, "inputs"), graph.input.shape, "x")
+    from .arrays import check_inputs, sample_shape
+    return check_inputs(_numpy(x, "inputs"), sample_shape(graph), "x")
 
 
 def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .errors import NeurodeployError
+from .frontends.netx import cli as netx_cli
 
 EPILOG = """\
 typical use:
@@ -31,7 +32,8 @@ def _add_compile(sub):
                     "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
                     "summary.md; it is written atomically (temp dir + rename).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="the trained model: .onnx, or .pt2 written by torch.export.save")
+    p.add_argument("model", help="the trained model: .onnx, or .pt2 written by torch.export.save; or a Lava-DL "
+                                 "NetX file (.net), imported as it is (cuba/sdnn, no quantisation)")
     p.add_argument("--target", default="loihi2",
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
     p.add_argument("--scheme", default="bitplane",
@@ -76,6 +78,7 @@ def _add_compile(sub):
                    help="chips available (default 1); compile fails, naming the largest layers, when the "
                         "network needs more cores than these chips have")
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
+    netx_cli.add_arguments(p)
 
 
 def _add_simulate(sub):
@@ -145,7 +148,8 @@ def cmd_compile(args) -> int:
                                        lossy=args.lossy, reset=args.reset, percentile=args.percentile,
                                        coding_steps=args.coding_steps, silent_steps=args.silent_steps,
                                        chips=args.chips, payload_bits=args.payload_bits, beta=args.beta,
-                                       state_bound=args.state_bound, state_margin=args.state_margin))
+                                       state_bound=args.state_bound, state_margin=args.state_margin,
+                                       **netx_cli.options_from(args)))
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0
@@ -160,12 +164,12 @@ def cmd_compile(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .arrays import check_inputs, load_npy
+    from .arrays import check_inputs, load_npy, sample_shape
     from .ir.serialize import load
     from .sim.engine import simulate
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), sample_shape(net), args.input)
     t0 = time.perf_counter()
     if args.engine == "lava":
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
@@ -214,13 +218,13 @@ def _save_npy_atomic(path: str, arr: np.ndarray) -> None:
 
 
 def cmd_verify(args) -> int:
-    from .arrays import check_inputs, check_labels, load_npy
+    from .arrays import check_inputs, check_labels, load_npy, sample_shape
     from .ir.serialize import load
     from .api import verify               # .onnx: reports.verify.verify; .pt2: the float model in PyTorch
     from .reports.verify import snn_verify_text, verify_text
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), sample_shape(net), args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
     text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text

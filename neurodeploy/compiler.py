@@ -9,6 +9,7 @@ from pathlib import Path
 from . import __version__
 from .errors import NeurodeployError
 from .fsutil import public_mode
+from .frontends.netx import import_netx, is_netx_path
 from .frontends.onnx_frontend import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
@@ -64,6 +65,8 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
 def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",
                   options: CompileOptions | None = None) -> SpikingGraph:
     model_path = Path(model_path)
+    if is_netx_path(model_path):   # a Lava-DL NetX file is a spiking network already: read, not compiled
+        return import_netx(model_path, target, scheme, options)
     if model_path.suffix.lower() not in MODEL_FORMATS:
         raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
                                "pass an .onnx file or a .pt2 file saved with torch.export.save")

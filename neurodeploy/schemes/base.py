@@ -31,6 +31,12 @@ class CompileOptions:
     chips: int = 1                          # chips available: compile fails when more cores are needed
     payload_bits: int = 16                  # reverb: width of a graded spike's payload (1..24 on Loihi 2);
                                             # 16 = lava-dl's SDNN default, keeps v (24 bits) room for fan-in
+    # NetX import (frontends.netx): the arguments netx.hdf5.Network takes besides the file
+    reset_interval: int | None = None       # LIFReset every N steps (netx reset_interval); None: no reset
+    reset_offset: int = 0                   # netx reset_offset (block k resets at t % N == offset + 1 + k)
+    input_message_bits: int | None = None   # graded input into net.inp (netx input_message_bits; 0: spikes)
+    input_mode: str = "auto"                # input without an input neuron: "sequence" (a frame per step,
+                                            # auto's choice) or "constant" (CUBA: every step; SDNN: once)
 
 
 class Scheme:

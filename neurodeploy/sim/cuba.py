@@ -23,6 +23,7 @@ import torch
 from ..ir import cuba as cb
 from ..ir.spiking import SpikingGraph
 from . import engine
+from .sdnn import branch_current     # Lava's Dense/Conv: a convolution's output wraps at 24 bits
 
 
 def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
@@ -43,6 +44,12 @@ def lif_step(u: torch.Tensor, v: torch.Tensor, a_in: torch.Tensor, bias: torch.T
     return u, v, s
 
 
+def reset_due(neuron, step: int) -> bool:
+    """Lava's LIFReset zeroes u and v before the update of this step (time steps from 1)."""
+    every = int(getattr(neuron, "reset_interval", 0))
+    return every > 0 and step % every == int(neuron.reset_offset) % every
+
+
 @dataclass
 class Trace:
     """Everything a step-by-step comparison needs (IR layouts, numpy)."""
@@ -51,9 +58,11 @@ class Trace:
     codes: np.ndarray     # int64 input codes (N, *shape)
 
 
-def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False):
+def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False, probe=None):
     """Run the whole sample (n_steps steps); returns (readout value v(R) - v(window_start), spike
-    counts per layer, input codes, Trace or None)."""
+    counts per layer, input codes, Trace or None).  A readout whose `output` is "spikes" is
+    counted (and traced) like a hidden layer.  `probe(step, u, v)`, if given, sees every
+    layer's u and v (dicts of int64 tensors) after each step."""
     graph: SpikingGraph = prep.graph
     enc = graph.input
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
@@ -66,19 +75,32 @@ def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False):
     v = dict(zeros)
     bias = {l.name: engine._bias(l, zeros[l.name]) for l in layers}
     prev = {l.name: torch.zeros_like(zeros[l.name], dtype=torch.uint8) for l in layers}
-    prev[enc.name] = torch.zeros_like(k)
-    counts = {l.name: torch.zeros_like(zeros[l.name]) for l in layers if not l.is_readout}
-    rec = {l.name: [] for l in layers if not l.is_readout} if trace else None
+    sequence = bool(getattr(enc.neuron, "sequence", False))          # x: (N, n_steps, *shape)
+    prev[enc.name] = torch.zeros_like(k[:, 0] if sequence else k)
+    by_bias = getattr(enc.neuron, "drive", "spikes") == "bias"       # the codes are the fed layers' bias
+    for l in layers:
+        if by_bias and any(b.source == enc.name for b in l.branches):
+            bias[l.name] = bias[l.name] + (k << int(l.bias_exp))
+    counted = [l for l in layers if not l.is_readout or getattr(l.neuron, "output", "v") == "spikes"]
+    counts = {l.name: torch.zeros_like(zeros[l.name]) for l in counted}
+    rec = {l.name: [] for l in counted} if trace else None
     rv = [] if trace else None
     out = graph.output.name
     start = int(getattr(graph.output.neuron, "window_start", 0))
     v_start = zeros[out]
     for step in range(1, enc.neuron.n_steps + 1):
-        now = {enc.name: k}
+        now = {enc.name: k[:, step - 1] if sequence else k}
         for layer in layers:
-            a_in = sum(engine._branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
+            a_in = sum(branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name]
+                       if not (by_bias and pb.source == enc.name))
+            if reset_due(layer.neuron, step):
+                u[layer.name], v[layer.name] = zeros[layer.name], zeros[layer.name]
             u[layer.name], v[layer.name], s = lif_step(u[layer.name], v[layer.name], a_in, bias[layer.name],
                                                        layer.neuron)
+            if layer.name in counts:
+                counts[layer.name] += s
+                if trace:
+                    rec[layer.name].append(s.to(torch.uint8))
             if layer.is_readout:
                 if step == start:
                     v_start = v[layer.name].clone()
@@ -86,9 +108,8 @@ def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False):
                     rv.append(v[layer.name].clone())
                 continue
             now[layer.name] = s.to(torch.uint8)
-            counts[layer.name] += s
-            if trace:
-                rec[layer.name].append(now[layer.name])
+        if probe is not None:
+            probe(step, u, v)
         prev = now
     tr = None
     if trace:
@@ -98,16 +119,20 @@ def simulate_steps(prep: engine.Prepared, x: np.ndarray, trace: bool = False):
 
 
 def run_batch(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True) -> engine.BatchResult:
-    """engine.run_batch for cuba graphs: output = readout v * output_scale; codes = spike counts."""
+    """engine.run_batch for cuba graphs: output = readout v (or, for `output` "spikes", its spike
+    count) * output_scale; codes = spike counts."""
     graph = prep.graph
     vout, counts, k, _ = simulate_steps(prep, x)
     n = vout.shape[0]
+    if graph.output.name in counts:
+        vout = counts.pop(graph.output.name)
     value = (vout.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
     codes = {}
     if record_codes:
         codes = {graph.input.name: k, **counts}
     spikes = {name: int(c.sum()) for name, c in counts.items()}
-    spikes[graph.input.name] = int((k > 0).sum()) * graph.input.neuron.n_steps   # graded messages sent
+    sent = int((k != 0).sum())                                 # graded messages sent (or input spikes)
+    spikes[graph.input.name] = sent if getattr(graph.input.neuron, "sequence", False) else sent * graph.input.neuron.n_steps
     return engine.BatchResult(value.reshape(n, -1), vout, codes, spikes)
 
 
@@ -249,52 +274,21 @@ def run_lava(graph: SpikingGraph, x: np.ndarray) -> LavaTrace:
 
 
 def run_netx(graph: SpikingGraph, x: np.ndarray, path) -> LavaTrace:
-    """Export `graph` to a NetX HDF5 file at `path` (`schemes.cuba.export_netx`), load it with
-    `lava.lib.dl.netx.hdf5.Network` and run each sample of x (fixed_pt): per-step spikes of
-    every hidden layer and the last layer's v, as `run_lava` returns them."""
+    """Export `graph` to a NetX HDF5 file at `path` (`schemes.cuba.export_netx`) and run it the
+    standard way in Lava (`backends.netx_run`: netx.hdf5.Network, a source on net.inp, fixed_pt):
+    per-step spikes of every hidden layer and the last layer's v, as `run_lava` returns them
+    (one netx block per IR layer)."""
     import time
 
-    from neurodeploy.backends.lava.compat import ensure_lava
-    ensure_lava()
-    from lava.lib.dl import netx
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-    from lava.proc.monitor.process import Monitor
-
+    from ..backends.netx_run import run_netx as run_file
     from ..schemes.cuba import export_netx
 
     t0 = time.perf_counter()
-    info = export_netx(graph, path)
-    steps = info["n_steps"]
-    hidden = [l for l in graph.neuron_layers() if not l.is_readout]
-    spikes = {l.name: [] for l in hidden}
-    vs = []
-    for xi in np.asarray(x):
-        net = netx.hdf5.Network(net_config=str(path), input_message_bits=info["input_message_bits"])
-        k = engine.input_codes(graph.input, torch.as_tensor(xi[None])).numpy()[0]
-        kl = k.transpose(2, 1, 0) if k.ndim == 3 else k
-        src = Source(data=np.repeat(kl[..., None], steps, axis=-1).astype(np.int32))
-        src.s_out.connect(net.inp)
-        sinks = []
-        for block in net.layers[:-1]:
-            sink = Sink(shape=block.out.shape, buffer=steps)
-            block.out.connect(sink.a_in)
-            sinks.append(sink)
-        mon = Monitor()
-        neuron = net.layers[-1].neuron
-        mon.probe(neuron.v, steps)
-        try:
-            net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-            for layer, sink in zip(hidden, sinks):
-                d = np.asarray(sink.data.get()).astype(np.uint8)
-                spikes[layer.name].append(_from_lava(np.moveaxis(d, -1, 0), 1))
-            vs.append(np.asarray(mon.get_data()[neuron.name]["v"]).astype(np.int64).reshape(steps, -1))
-        finally:
-            net.stop()
-    start = info["window_start"]
-    v = np.stack(vs)
+    export_netx(graph, path)
+    r = run_file(graph, path, x, int(graph.input.neuron.n_steps))
+    spikes = {l.name: r.sent[i].astype(np.uint8) for i, l in enumerate(graph.neuron_layers()) if not l.is_readout}
+    start = int(getattr(graph.output.neuron, "window_start", 0))
+    v = r.readout_v
     v_start = v[:, start - 1] if start > 0 else np.zeros_like(v[:, 0])
-    out = ((v[:, -1] - v_start) * info["output_scale"]).astype(np.float32)
-    return LavaTrace({k: np.stack(s) for k, s in spikes.items()}, v, out, time.perf_counter() - t0)
+    out = ((v[:, -1] - v_start) * float(graph.output.neuron.output_scale)).astype(np.float32)
+    return LavaTrace(spikes, v, out, time.perf_counter() - t0)

@@ -82,12 +82,13 @@ def _shape_after(mp, shape):
 
 
 def input_codes(enc: InputEncoder, x: torch.Tensor) -> torch.Tensor:
-    """clip(floor(x*in_scale + offset), 0, code_max) in float64, as int64."""
+    """clip(floor(x*in_scale + offset), code_min, code_max) in float64, as int64 (code_min: 0 unless
+    the encoder has one: signed inputs of imported NetX networks)."""
     def chan(a):
         t = torch.as_tensor(np.asarray(a, dtype=np.float64), device=x.device)
         return t if t.ndim == 0 else t.reshape((1, -1) + (1,) * (x.ndim - 2))
     k = torch.floor(x.to(torch.float64) * chan(enc.in_scale) + chan(enc.offset))
-    return torch.clamp(k, 0, enc.neuron.code_max).to(torch.int64)
+    return torch.clamp(k, getattr(enc.neuron, "code_min", 0), enc.neuron.code_max).to(torch.int64)
 
 
 def _bias(layer: Layer, like: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,8 @@ def run_sdnn(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True,
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     enc = graph.input
     k0 = engine.input_codes(enc, xt)
+    if enc.neuron.vth:                  # Lava's Delta: a first delta below its threshold is never sent
+        k0 = torch.where(k0.abs() >= enc.neuron.vth, k0, torch.zeros_like(k0))
     n = xt.shape[0]
     layers = graph.neuron_layers()
     dev = prep.device

@@ -1,0 +1,25 @@
+"""The `neurodeploy compile` options of a NetX import: the arguments netx.hdf5.Network takes besides the file."""
+from __future__ import annotations
+
+from .build import INPUT_MODES
+
+
+def add_arguments(p) -> None:
+    g = p.add_argument_group("Lava-DL NetX files (.net): how netx.hdf5.Network would be called")
+    g.add_argument("--reset-interval", type=int, metavar="N",
+                   help="netx reset_interval: CUBA neurons reset u and v every N steps (Lava's LIFReset; "
+                        "block k at steps t with t %% N == reset_offset + 1 + k); default: no reset")
+    g.add_argument("--reset-offset", type=int, default=0, metavar="K", help="netx reset_offset (default 0)")
+    g.add_argument("--input-message-bits", type=int, metavar="B",
+                   help="netx input_message_bits: graded input of B bits into net.inp (default 0: binary "
+                        "spikes); for files without an input neuron")
+    g.add_argument("--input-mode", choices=INPUT_MODES, default="auto",
+                   help="input of a file without an input neuron: sequence = a frame per step, inputs shaped "
+                        "(N, T, ...) (auto for CUBA); constant = one frame, sent every step (CUBA) or once (SDNN, "
+                        "auto)")
+
+
+def options_from(args) -> dict:
+    """The CompileOptions fields these arguments set."""
+    return {"reset_interval": args.reset_interval, "reset_offset": args.reset_offset,
+            "input_message_bits": args.input_message_bits, "input_mode": args.input_mode}
