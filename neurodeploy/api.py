@@ -311,16 +311,25 @@ def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.
                              float_logits=float_logits, float_graph=float_graph)
 
 
-def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+def verify(net, model, x, y=None, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
     """Float model vs quantised ANN vs SNN on (x, y); the dict of `neurodeploy.reports.verify.verify`.
 
     model: the reference float model: an `nn.Module` or `ExportedProgram` (run by PyTorch; its
     float graph for the per-layer quantisation mismatches comes from the PyTorch front end), an
-    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path.
+    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path; or the NetX
+    file a network was imported from, which Lava itself runs as the reference
+    (`frontends.netx.verify`: bit-exact, layer by layer; labels optional).
     """
     from .arrays import check_labels
+    from .frontends.netx import is_netx_path
     graph = _spiking(net)
     x = _inputs(x, graph)
+    if is_netx_path(model):
+        from .frontends.netx.verify import verify_netx
+        y = None if y is None else check_labels(_numpy(y, "labels"), len(x), "y")
+        return verify_netx(graph, model, x, y, progress)
+    if y is None:
+        raise NeurodeployError("verify needs labels", "neurodeploy.verify", "pass y (integer labels)")
     y = check_labels(_numpy(y, "labels"), len(x), "y")
     if not getattr(get_scheme(graph.scheme), "ann_reference", True):
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN

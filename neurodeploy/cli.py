@@ -110,9 +110,11 @@ def _add_verify(sub):
                     "scheme's guarantee holds (bitplane: zero mismatches on every layer), 1 otherwise.")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--model", required=True,
-                   help="the model file (.onnx or .pt2) the directory was compiled from")
+                   help="the model file (.onnx or .pt2) the directory was compiled from; for a network imported "
+                        "from a Lava-DL NetX file, that .net file: Lava runs it as the reference (bit-exact, "
+                        "layer by layer; a few samples)")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
-    p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,)")
+    p.add_argument("--labels", metavar="Y.npy", help="integer labels (N,); required except for a NetX model")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -225,9 +227,11 @@ def cmd_verify(args) -> int:
 
     net = load(args.compiled)
     x = check_inputs(load_npy(args.input, "inputs", mmap=True), sample_shape(net), args.input)
-    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
+    y = None if args.labels is None else check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
     text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text
+    if result.get("netx"):
+        from .frontends.netx.verify import verify_text as text
     print(json.dumps(result, indent=1) if args.json else text(result))
     return 0 if result["guarantee_holds"] else 1
 

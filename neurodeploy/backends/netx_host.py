@@ -106,14 +106,15 @@ def codes(path: str | Path, x: np.ndarray) -> np.ndarray:
     return k << int(a["input_shift"])
 
 
-def encode(path: str | Path, x: np.ndarray) -> np.ndarray:
+def encode(path: str | Path, x: np.ndarray, n_steps: int | None = None) -> np.ndarray:
     """RingBuffer data for `net.inp`, one array per sample: int32 (N, *Lava shape, n_steps),
     Lava's (W, H, C) layout, flattened in PyTorch's (C, H, W) order when net.inp is flat.
+    `n_steps` (default: the file's) sets how long a constant input lasts.
 
     For mode "bias" the result is (N, *Lava shape): the input neuron's bias_mant per sample."""
     a = read(path)
     k = codes(path, x)
-    mode, steps = str(a["input_mode"]), int(a["n_steps"])
+    mode, steps = str(a["input_mode"]), int(n_steps or a["n_steps"])
     flat = _inp_is_flat(path)
 
     def lava(frame):                  # (C, H, W) -> (W, H, C); flat inputs in (C, H, W) order

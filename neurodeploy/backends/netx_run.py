@@ -86,13 +86,14 @@ def run_netx(graph, path: str | Path, x: np.ndarray, n_steps: int, final_vars: t
     # neurodeploy's own files say how inputs go in (netx_host.encode: the user's way); another
     # file takes the graph's codes as they are
     host = netx_host.read(path)
-    data = netx_host.encode(path, x) if host else None
+    data = netx_host.encode(path, x, n_steps) if host else None
     if head is None:
         kwargs["input_message_bits"] = int(host.get("input_message_bits", message_bits(
             int(getattr(enc, "code_min", 0)), int(enc.code_max))))
     sent, finals, vs, blocks, dense = None, None, [], [], []
     for i in range(len(codes)):
         net = netx.hdf5.Network(net_config=str(path), **kwargs)
+        _close_file(net)
         blocks = [type(b).__name__ for b in net.layers]
         src = None
         if head == "CUBA":
@@ -157,6 +158,14 @@ def _inp_frames(graph, k: np.ndarray, n_steps: int, inp_shape: tuple) -> np.ndar
         data = np.zeros(tuple(inp_shape) + (n_steps,), dtype=np.int64)
         data[..., 0] = lava(k)
     return data.astype(np.int32)
+
+
+def _close_file(net) -> None:
+    """netx reads everything while it builds the network but keeps the HDF5 file open for as long as
+    the Network lives (NetDict's h5py.File is never closed): close it (later writes to the path work)."""
+    f = getattr(getattr(net, "net_config", None), "f", None)
+    if f is not None:
+        f.close()
 
 
 def kill_runtime(proc) -> None:

@@ -422,12 +422,13 @@ def _activity(net: SpikingGraph, x: np.ndarray, batch_size: int, device: str, br
                 msgs[(lname, i)][sl] = per_src @ dest[(lname, i)].astype(np.float64)
         if labels is not None:
             preds.append(r.output.cpu().numpy().argmax(1))
-            _, u = reference(net, xb)
-            qpreds.append(u.reshape(nb, -1).argmax(1))
+            if "netx" not in net.meta:           # an imported NetX network has no quantised ANN
+                _, u = reference(net, xb)
+                qpreds.append(u.reshape(nb, -1).argmax(1))
     acc = None
     if labels is not None:
         acc = {"snn": float(np.mean(np.concatenate(preds) == labels)),
-               "quantised_ann": float(np.mean(np.concatenate(qpreds) == labels))}
+               "quantised_ann": float(np.mean(np.concatenate(qpreds) == labels)) if qpreds else None}
     return {"spikes": spikes, "synops": synops, "msgs": msgs, "exact": exact, "accuracy": acc}
 
 
@@ -495,7 +496,8 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     accuracy = act["accuracy"]
     if accuracy is not None:
         accuracy["float_ann"] = None
-        if model_path is not None:
+        from ..frontends.netx import is_netx_path
+        if model_path is not None and not is_netx_path(model_path):     # a NetX file has no float model
             from .verify import run_onnx
             try:
                 logits = run_onnx(model_path, x, batch_size)
@@ -507,7 +509,8 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
                                        f"{int(np.prod(net.output.shape))}", str(model_path),
                                        "pass the model the directory was compiled from")
             accuracy["float_ann"] = float(np.mean(logits.argmax(1) == labels))
-        accuracy["delta_snn_vs_quantised_ann"] = accuracy["snn"] - accuracy["quantised_ann"]
+        accuracy["delta_snn_vs_quantised_ann"] = (None if accuracy["quantised_ann"] is None
+                                                  else accuracy["snn"] - accuracy["quantised_ann"])
         accuracy["delta_snn_vs_float_ann"] = (None if accuracy["float_ann"] is None
                                               else accuracy["snn"] - accuracy["float_ann"])
 

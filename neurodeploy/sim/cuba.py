@@ -131,8 +131,11 @@ def run_batch(prep: engine.Prepared, x: np.ndarray, record_codes: bool = True) -
     if record_codes:
         codes = {graph.input.name: k, **counts}
     spikes = {name: int(c.sum()) for name, c in counts.items()}
+    enc = graph.input.neuron
     sent = int((k != 0).sum())                                 # graded messages sent (or input spikes)
-    spikes[graph.input.name] = sent if getattr(graph.input.neuron, "sequence", False) else sent * graph.input.neuron.n_steps
+    if getattr(enc, "drive", "spikes") == "bias":
+        sent = 0                                               # the codes are biases: no messages
+    spikes[graph.input.name] = sent if getattr(enc, "sequence", False) else sent * enc.n_steps
     return engine.BatchResult(value.reshape(n, -1), vout, codes, spikes)
 
 
@@ -194,6 +197,14 @@ def build_lava(graph: SpikingGraph, x_one: np.ndarray):
     from neurodeploy.errors import NeurodeployError
 
     enc = graph.input
+    imported = [what for what, on in (
+        ("LIFReset", any(getattr(l.neuron, "reset_interval", 0) for l in graph.neuron_layers())),
+        ("input by bias", getattr(enc.neuron, "drive", "spikes") == "bias"),
+        ("a frame per step", getattr(enc.neuron, "sequence", False)),
+        ("a spiking output layer", getattr(graph.output.neuron, "output", "v") == "spikes")) if on]
+    if imported:
+        raise NeurodeployError(f"these stock processes do not cover {', '.join(imported)}", "sim.cuba.build_lava",
+                               "run the network's NetX file in Lava instead (neurodeploy.backends.netx_run.run_netx)")
     steps = int(enc.neuron.n_steps)
     k = engine.input_codes(enc, torch.as_tensor(np.asarray(x_one)[None])).numpy()[0]
     kl = k.transpose(2, 1, 0) if k.ndim == 3 else k

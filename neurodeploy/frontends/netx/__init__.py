@@ -13,11 +13,26 @@ from pathlib import Path
 
 from ...errors import NeurodeployError
 
-NETX_SUFFIXES = (".net", ".h5", ".hdf5")
+NETX_SUFFIX = ".net"                     # slayer's and Lava-DL's name for NetX files
+HDF5_SUFFIXES = (".h5", ".hdf5")          # also NetX when the file holds a 'layer' group
 
 
 def is_netx_path(path) -> bool:
-    return isinstance(path, (str, Path)) and Path(path).suffix.lower() in NETX_SUFFIXES
+    """A `.net` file, or an `.h5` / `.hdf5` file that holds a NetX 'layer' group."""
+    if not isinstance(path, (str, Path)):
+        return False
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == NETX_SUFFIX:
+        return True
+    if suffix not in HDF5_SUFFIXES or not path.is_file():
+        return False
+    import h5py
+    try:
+        with h5py.File(path, "r") as h:
+            return isinstance(h.get("layer"), h5py.Group)
+    except OSError:
+        return False
 
 
 def import_netx(path, target: str = "loihi2", scheme: str | None = None, options=None):

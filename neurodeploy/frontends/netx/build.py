@@ -114,6 +114,8 @@ def build_graph(nf: NetxFile, options, target_name: str) -> SpikingGraph:
         bias = np.zeros(shape[0], dtype=np.int64) if l.bias is None else np.broadcast_to(l.bias, (shape[0],))
         wexp = first_exp if prev == encoder.name else 0
         is_last = i == last
+        if is_last and kind == "SDNN" and "neurodeploy_readout_bias" in host:     # added by the host
+            bias = np.asarray(host["neurodeploy_readout_bias"], dtype=np.int64).reshape(shape[0])
         nrn, bias_exp = _neuron(kind, neuron, is_last, reset, block, host, f"{where}: {l.where}", notes, name)
         ir_layers.append(Layer(name, shape, [Branch(prev, ops, wexp)], np.array(bias, dtype=np.int64), bias_exp,
                                nrn, np.asarray(1.0)))
@@ -288,6 +290,31 @@ def _meta(net: SpikingGraph, nf: NetxFile, kind: str, mode: str, options, notes:
                  "input_transform": dict(head.transform) if head is not None else {},
                  "t_sample": nf.t_sample, "spike_exp": SPIKE_EXP,
                  "from_neurodeploy": bool(nf.attrs)},
-        "notes": notes,
+        "notes": _describe(net, kind, mode, reset) + notes,
         "quantisation": {},
     })
+
+
+def _describe(net: SpikingGraph, kind: str, mode: str, reset: tuple) -> list[str]:
+    """What a reader of the compile summary needs to feed and read the imported network."""
+    from ...arrays import sample_shape
+    enc = net.input.neuron
+    shape = ", ".join(str(s) for s in sample_shape(net))
+    rng = f"integers {int(getattr(enc, 'code_min', 0))}..{int(enc.code_max)}"
+    how = {"bias": f"x (N, {shape}) is the input layer's bias_mant ({rng}), added every step",
+           "delta": f"x (N, {shape}) is what the input Delta receives ({rng}); the first synapses see x << 6 once",
+           "sequence": f"x (N, {shape}) holds one input frame per step ({rng})",
+           "constant": f"x (N, {shape}) is sent " + ("every step" if net.scheme == "cuba" else "once, at the first step")
+                       + f" ({rng})"}[mode]
+    lines = [f"imported from NetX ({kind} neurons, integers as in the file, "
+             f"bit-exact with netx.hdf5.Network in Lava fixed_pt): {how}"]
+    out = net.output.neuron
+    if net.scheme == "cuba":
+        what = "spike count" if getattr(out, "output", "v") == "spikes" else "voltage v"
+        lines.append(f"output: the last layer's {what} after {int(enc.n_steps)} steps, x {out.output_scale:g}")
+    else:
+        lines.append(f"output: the Sigma readout's sigma once settled, x {out.output_scale:g}")
+    if reset[0]:
+        lines.append(f"CUBA neurons reset every {reset[0]} steps (netx reset_interval; block k at t % {reset[0]} "
+                     f"== {reset[1]} + k)")
+    return lines

@@ -43,7 +43,8 @@ def lava_dense_weights(w: np.ndarray, where: str) -> tuple[np.ndarray, list[str]
     elif w_min >= 0:
         mode, scale = "excitatory", 255.0 / w_max
     else:
-        mode, signed, scale = "mixed", 1, min(127.0 / w_max, -128.0 / w_min)
+        # mixed with max 0 (all <= 0, some 0): netx's 127 / 0 is inf, the negative side decides
+        mode, signed, scale = "mixed", 1, min(127.0 / w_max if w_max else np.inf, -128.0 / w_min)
     sb = int(np.floor(np.log2(scale))) + signed
     if sb < 0:
         raise UnsupportedError(f"{mode} dense weights up to {max(abs(w_max), abs(w_min))} do not fit netx's 8-bit "
@@ -54,10 +55,18 @@ def lava_dense_weights(w: np.ndarray, where: str) -> tuple[np.ndarray, list[str]
     n -= signed
     num_weight_bits = 8 - sb - n
     packed = w << sb
-    lo, hi = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-255, 0)}[mode]
+    # Lava's Dense decides its own sign mode on the packed weights (max <= 0 is inhibitory, where
+    # netx said mixed when the max is exactly 0) and truncates 8 - num_weight_bits + its mixed flag bits
+    lava_mode = "excitatory" if packed.min() >= 0 else "inhibitory" if packed.max() <= 0 else "mixed"
+    t = 8 - num_weight_bits + (lava_mode == "mixed")
+    if t < 0:
+        raise UnsupportedError(f"netx packs these {mode} dense weights with {num_weight_bits} weight bits and Lava's "
+                               f"Dense, seeing them {lava_mode}, then shifts them by {t} bits, which zeroes them "
+                               "(lava-dl 0.6.0 and lava-nc 0.10.0 disagree on the sign mode)", where,
+                               "make the largest weight positive or all weights negative")
+    lo, hi = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-255, 0)}[lava_mode]
     packed = np.clip(packed, lo, hi)
-    t = 8 - num_weight_bits + signed
-    packed = -((-packed >> t) << t) if mode == "inhibitory" else (packed >> t) << t
+    packed = -((-packed >> t) << t) if lava_mode == "inhibitory" else (packed >> t) << t
     if np.any(packed % (1 << sb)):
         raise UnsupportedError("netx's weight packing loses bits of these dense weights (Lava floors each "
                                "sum after a right shift): no integer weights reproduce the layer", where,
