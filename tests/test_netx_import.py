@@ -319,9 +319,6 @@ def test_lava_dl_files_round_trip_byte_identical(lavadl, tmp_path, rel, opts):
 
 def test_own_networks_round_trip_byte_identical_and_simulate_alike(tmp_path):
     import test_sdnn as tsd
-    from neurodeploy.frontends.onnx_frontend import load_onnx
-    from neurodeploy.schemes.sdnn import Sdnn
-    from neurodeploy.target import load_target
     models = ROOT / "models"
     digits = tsd._compile(models / "digits_qcfs.onnx", np.load(models / "digits_calib_x.npy"))
     x = np.load(models / "digits_test_x.npy")[:16]
@@ -344,7 +341,17 @@ def test_own_networks_round_trip_byte_identical_and_simulate_alike(tmp_path):
     xs = tsd.netgen.random_inputs((2, 9, 9), 4, seed=4)
     assert torch.equal(ssd.run_sdnn(engine.prepare(net), xs).output_state,
                        ssd.run_sdnn(engine.prepare(back), xs).output_state)
-    assert Sdnn and load_onnx and load_target                      # imported for the helpers above
+    # an image flattened straight into a dense layer: netx holds the input flat, the file's
+    # neurodeploy_input_shape gives the frame back (x stays (N, 1, 4, 4))
+    b = tsd.netgen.NetBuilder((1, 4, 4), 8)
+    h = b.qcfs("input", 15, 1.0)
+    h = b.qcfs(b.gemm(b.flatten(h), 16, 10, scale=2.0), 15, 1.5)
+    net = tsd._compile(b.model(b.gemm(h, 10, 3), 3), None, tmp_path=tmp_path)
+    back, _ = _roundtrip(net, tmp_path, "flat")
+    assert back.input.shape == (1, 4, 4)
+    xs = tsd.netgen.random_inputs((1, 4, 4), 4, seed=4)
+    assert torch.equal(ssd.run_sdnn(engine.prepare(net), xs).output_state,
+                       ssd.run_sdnn(engine.prepare(back), xs).output_state)
 
 
 def test_own_cuba_network_round_trip(tmp_path):

@@ -5,6 +5,7 @@ back is a convention of whoever trained it.  neurodeploy writes its convention i
 file as root attributes (HDF5 attributes that netx ignores), so that the file is complete:
 
   neurodeploy_scheme              "cuba" | "sdnn"
+  neurodeploy_input_shape         one frame of x, (C, H, W) or (F,) (netx's input layer may hold it flat)
   neurodeploy_input_scale / _offset / _value_step   float64, scalar or per channel:
                                   codes = clip(floor(x * scale + offset), code_min, code_max)
   neurodeploy_input_code_min / _code_max   int
@@ -51,6 +52,7 @@ def host_attrs(graph, n_steps: int, shift: int, mode: str, output: str) -> dict:
     readout_bias = np.asarray(out.bias if graph.scheme == "sdnn" else np.zeros(out.shape[0]), dtype=np.int64)
     attrs = {
         "scheme": graph.scheme,
+        "input_shape": np.asarray(enc.shape, dtype=np.int64),
         "input_scale": np.asarray(enc.in_scale, dtype=np.float64),
         "input_offset": np.asarray(enc.offset, dtype=np.float64),
         "input_value_step": np.asarray(enc.value_step, dtype=np.float64),
@@ -99,6 +101,9 @@ def codes(path: str | Path, x: np.ndarray) -> np.ndarray:
     """The integer codes of x (N, *input shape) as the file's convention defines them (int64)."""
     a = read(path)
     x = np.asarray(x, dtype=np.float64)
+    frame = tuple(int(v) for v in a["input_shape"])
+    if tuple(x.shape[-len(frame):]) != frame:
+        raise ValueError(f"inputs shaped {x.shape} do not end in the file's input shape {frame}")
     k = np.floor(x * _chan(a["input_scale"], x.ndim) + _chan(a["input_offset"], x.ndim))
     k = np.clip(k, int(a["input_code_min"]), int(a["input_code_max"])).astype(np.int64)
     if int(a.get("input_vth", 0)):

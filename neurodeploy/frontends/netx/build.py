@@ -50,6 +50,7 @@ DELTA_INPUT_RANGE = (-(1 << 9), (1 << 9) - 1)      # x << 6 within a 16-bit grad
 BIAS_INPUT_RANGE = (-(1 << 12), (1 << 12) - 1)     # Lava LIF bias_mant: signed 13 bits
 NETX_DEFAULT_NEURON = NetxNeuron("CUBA", vth=1 << 17, i_decay=0, v_decay=4096)   # hdf5.py: `1 << 18 - 1`
 INPUT_MODES = ("auto", "sequence", "constant")
+SCHEME_OF = {"CUBA": "cuba", "SDNN": "sdnn"}       # the neuron family -> the scheme whose neurons hold it
 
 
 def _graded_range(bits: int) -> tuple[int, int]:
@@ -76,6 +77,13 @@ def build_graph(nf: NetxFile, options, target_name: str) -> SpikingGraph:
         raise NeurodeployError("no conv or dense layer", where)
     in_shape = _input_shape(head, body, where)
     host = nf.attrs                                           # neurodeploy's own export, else {}
+    flatten = False
+    if "neurodeploy_input_shape" in host:                     # the exported frame, which netx may hold flat
+        frame = tuple(int(v) for v in np.asarray(host["neurodeploy_input_shape"]).reshape(-1))
+        if int(np.prod(frame)) != int(np.prod(in_shape)):
+            raise NeurodeployError(f"neurodeploy_input_shape {frame} does not match the input layer {in_shape}", where)
+        flatten = len(frame) == 3 and len(in_shape) == 1       # an image flattened into the first dense layer
+        in_shape = frame
     mode, encoder, first_exp = _encoder(kind, head, host, in_shape, options, nf, notes)
     ir_layers: list = [encoder]
     netx_index = {}
@@ -93,7 +101,6 @@ def build_graph(nf: NetxFile, options, target_name: str) -> SpikingGraph:
         prev, block = "input0", 1
     elif head is not None and head.neuron is not None:
         block = 1                                             # the Delta is a block too (its reset offset)
-    flatten = False
     last = max(i for i, l in enumerate(body) if l.type in ("conv", "dense"))
     for i, l in enumerate(body):
         if l.type == "flatten":
@@ -121,7 +128,7 @@ def build_graph(nf: NetxFile, options, target_name: str) -> SpikingGraph:
                                nrn, np.asarray(1.0)))
         netx_index[name] = l.index
         prev, prev_shape, block = name, shape, block + 1
-    net = SpikingGraph(kind.lower() if kind == "SDNN" else "cuba", target_name, ir_layers)
+    net = SpikingGraph(SCHEME_OF[kind], target_name, ir_layers)
     _meta(net, nf, kind, mode, options, notes, netx_index, reset, head)
     return net
 
