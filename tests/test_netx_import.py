@@ -195,6 +195,32 @@ def test_cli_refuses_a_bad_file_in_one_line_without_output(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_import_options_apply_to_netx_files_only(tmp_path, capsys):
+    """A NetX file takes the import options (NetxOptions) and refuses a quantising scheme's; another
+    model file refuses the NetX-only ones; --scheme names the file's own scheme or nothing."""
+    from neurodeploy import api
+    from neurodeploy.cli import main
+    p = tmp_path / "c.net"
+    tiny_cuba(p)
+    cases = [(["compile", str(MODELS / "digits_qcfs.onnx"), "--reset-interval", "5"],
+              "--reset-interval applies to Lava-DL NetX files (.net) only"),
+             (["compile", str(p), "--timesteps", "4", "--calibration", str(MODELS / "digits_calib_x.npy")],
+              "a NetX file is imported as it is: --calibration does not apply"),
+             (["compile", str(p), "--timesteps", "4", "--scheme", "bitplane"],
+              "compiles to the cuba scheme, not bitplane")]
+    for argv, message in cases:
+        assert main(argv + ["-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "out").exists()
+    with pytest.raises(NeurodeployError, match="--lossy does not apply"):
+        api.compile(str(p), timesteps=4, lossy=True)
+    net = api.compile(str(p), timesteps=4, reset_interval=3, input_mode="constant")
+    assert net.graph.scheme == "cuba" and net.graph.meta["netx"]["input"] == "constant"
+    assert net.graph.neuron_layers()[0].neuron.reset_interval == 3
+    assert main(["compile", str(p), "--timesteps", "4", "--scheme", "cuba", "-o", str(tmp_path / "out")]) == 0
+
+
 # --------------------------------------------------------------------------- netx's dense weight packing
 @pytest.fixture(scope="module")
 def lava_netx(netx):
