@@ -8,7 +8,8 @@
 
 `model` may be an `nn.Module` (exported with torch.export on `example_input`), a
 `torch.export.ExportedProgram`, or a path to an `.onnx` file or a `.pt2` file written by
-`torch.export.save`.  Every user error is a `neurodeploy.NeurodeployError`.
+`torch.export.save`; or a Lava-DL NetX file (`.net`), a spiking network already, imported as it
+is.  Every user error is a `neurodeploy.NeurodeployError`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 from .errors import NeurodeployError
 from .ir import float_graph as fg
 from .ir.spiking import SpikingGraph
-from .registry import get_scheme
+from .registry import DEFAULT_SCHEME, get_scheme
 
 __all__ = ["CompiledNet", "compile", "simulate", "verify", "load"]
 
@@ -139,21 +140,23 @@ def _module_graph(model, example_input, probe=None) -> fg.FloatGraph:
     return load_torch(model, example_input, probe=probe)
 
 
-def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str = "bitplane",
+def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str | None = None,
             **options) -> CompiledNet:
     """Compile a trained model into a spiking network.
 
     model_or_path: an `nn.Module` (then `example_input`, a tensor shaped like a batch of inputs,
     is required; a QAT model from `neurodeploy.nn.prepare_qat` is compiled through its QDQ ONNX
     export), a `torch.export.ExportedProgram`, or a path to an `.onnx` / `.pt2` file.
-    target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (or any registered
-    scheme, e.g. "rate").
+    target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (the default) or any
+    registered scheme, e.g. "rate".
     options: the scheme's options (the CLI's compile flags with Python names, see
     `get_scheme(scheme).Options`): calibration (samples shaped like the input, array or tensor,
     for the input quantiser when the model has none), timesteps, input_bits (default 8), chips,
     and the scheme's own (lossy, reset, payload_bits, ...); an option the scheme does not have is
     refused.  A path is compiled exactly as `neurodeploy compile` does; PyTorch models go through
-    `neurodeploy.frontends.torch`, which builds the same float graph.
+    `neurodeploy.frontends.torch`, which builds the same float graph.  A Lava-DL NetX file is
+    imported exactly as `neurodeploy compile` does (`frontends.netx`: its own scheme, the options
+    of `frontends.netx.options.NetxOptions`: timesteps, reset_interval, input_mode, ...).
     """
     if _is_qat_module(model_or_path):
         # PyTorch QAT (fake-quant modules): through its QDQ ONNX export, the paper's 8-bit ANN
@@ -163,6 +166,11 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
         with tempfile.TemporaryDirectory() as tmp:
             path = export_qat_onnx(model_or_path, example_input, Path(tmp) / "qat.onnx")
             return compile(path, target=target, scheme=scheme, **options)
+    from .frontends.netx import is_netx_path
+    if is_netx_path(model_or_path):                  # a Lava-DL NetX file: imported, exactly `neurodeploy compile`
+        from .compiler import compile_model
+        return CompiledNet(compile_model(model_or_path, target, scheme, options))
+    scheme = scheme or DEFAULT_SCHEME
     opts = _options(scheme, options)
     graph, model_meta = _float_graph(model_or_path, example_input, opts.calibration)
     from .compiler import compile_graph
@@ -182,8 +190,8 @@ def _spiking(net) -> SpikingGraph:
 
 
 def _inputs(x, graph: SpikingGraph) -> np.ndarray:
-    from .arrays import check_inputs
-    return check_inputs(_numpy(x, "inputs"), graph.input.input_shape, "x")
+    from .arrays import check_inputs, sample_shape
+    return check_inputs(_numpy(x, "inputs"), sample_shape(graph), "x")
 
 
 def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
@@ -266,16 +274,25 @@ def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.
                              float_logits=float_logits, float_graph=float_graph)
 
 
-def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+def verify(net, model, x, y=None, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
     """Float model vs quantised ANN vs SNN on (x, y); the dict of `neurodeploy.reports.verify.verify`.
 
     model: the reference float model: an `nn.Module` or `ExportedProgram` (run by PyTorch; its
     float graph for the per-layer quantisation mismatches comes from the PyTorch front end), an
-    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path.
+    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path; or the NetX
+    file a network was imported from, which Lava itself runs as the reference
+    (`frontends.netx.verify`: bit-exact, layer by layer; labels optional).
     """
     from .arrays import check_labels
+    from .frontends.netx import is_netx_path
     graph = _spiking(net)
     x = _inputs(x, graph)
+    if is_netx_path(model):
+        from .frontends.netx.verify import verify_netx
+        y = None if y is None else check_labels(_numpy(y, "labels"), len(x), "y")
+        return verify_netx(graph, model, x, y, progress)
+    if y is None:
+        raise NeurodeployError("verify needs labels", "neurodeploy.verify", "pass y (integer labels)")
     y = check_labels(_numpy(y, "labels"), len(x), "y")
     if not get_scheme(graph.scheme).ann_reference:
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN

@@ -24,6 +24,15 @@ def load_npy(path: str | Path, what: str, mmap: bool = False) -> np.ndarray:
     return arr
 
 
+def sample_shape(graph) -> tuple:
+    """The shape of one input sample: the encoder's shape, or (n_steps, *shape) when it takes a
+    frame per step (an imported NetX network fed spike trains)."""
+    enc = graph.input
+    if enc.neuron.sequence:
+        return (int(enc.neuron.n_steps),) + tuple(enc.input_shape)
+    return tuple(enc.input_shape)
+
+
 def check_inputs(x: np.ndarray, shape: tuple, where: str, chunk: int = 4096) -> np.ndarray:
     """Inputs must be real numbers shaped (N, *shape) with no NaN/Inf.
 

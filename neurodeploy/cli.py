@@ -15,6 +15,7 @@ import numpy as np
 
 from . import __version__
 from .errors import NeurodeployError
+from .registry import DEFAULT_SCHEME
 from .reproducible import PIN_ENV_VAR, pin_cpu_numerics
 
 EPILOG = """\
@@ -48,39 +49,58 @@ def _add_compile(sub):
     p = sub.add_parser(
         "compile", help="compile an ONNX or PyTorch (.pt2) model into a spiking network directory",
         description="Compile a trained model (ONNX, or a PyTorch program saved with torch.export.save) "
-                    "into a spiking network for a target chip. "
+                    "into a spiking network for a target chip, or import a Lava-DL NetX file (a spiking "
+                    "network already: read as it is, no quantisation). "
                     "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
                     "summary.md; it is written atomically (temp dir + rename). "
                     "The options after --scheme are each scheme's own (marked [scheme]); an option the "
-                    "chosen scheme does not have is refused.",
+                    "chosen scheme does not have is refused; those marked [NetX files] apply to NetX files "
+                    "only: the arguments netx.hdf5.Network takes besides the file.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="the trained model: .onnx, or .pt2 written by torch.export.save")
+    p.add_argument("model", help="the trained model: .onnx, or .pt2 written by torch.export.save; or a Lava-DL "
+                                 "NetX file (.net), imported as it is (cuba/sdnn, no quantisation)")
     p.add_argument("--target", default="loihi2",
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
-    p.add_argument("--scheme", default="bitplane", type=_scheme_name, choices=[s.name for s in schemes],
-                   help="coding scheme: " + "; ".join(f"{s.name} = {s.title}" for s in schemes))
+    p.add_argument("--scheme", type=_scheme_name, choices=[s.name for s in schemes],
+                   help=f"coding scheme (default {DEFAULT_SCHEME}; a NetX file's own): "
+                        + "; ".join(f"{s.name} = {s.title}" for s in schemes))
     p.add_argument("-o", "--output", required=True, help="output directory (created or replaced)")
-    add_option_flags(p, schemes)
+    add_option_flags(p, schemes, front_end_options())
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
 
 
-def add_option_flags(p, schemes: list) -> None:
-    """One flag per option field of the schemes' options classes (`schemes.base.option` metadata);
-    a flag several schemes share is added once.  Defaults are left out (argparse.SUPPRESS), so that
-    `given_options` sees exactly the flags the user gave and the scheme can refuse foreign ones."""
+def front_end_options() -> dict:
+    """Options of the front ends that read spiking networks as they are (title -> option fields):
+    a Lava-DL NetX file's."""
+    from .frontends.netx.options import TITLE, netx_fields
+    return {TITLE: netx_fields()}
+
+
+def add_option_flags(p, schemes: list, extra: dict | None = None) -> None:
+    """One flag per option field of the schemes' options classes (`schemes.base.option` metadata)
+    and of `extra` (title -> fields of a front end's options); a flag several of them share is
+    added once.  Defaults are left out (argparse.SUPPRESS), so that `given_options` sees exactly
+    the flags the user gave and the scheme (or front end) can refuse foreign ones."""
     from .schemes.base import CommonOptions, flag, option_fields
     common = {f.name for f in option_fields(CommonOptions)}
     owners: dict[str, list] = {}
     fields: dict = {}
+    timesteps_help = [f"{s.name}: {s.timesteps_help}" for s in schemes if s.timesteps_help]
     for s in schemes:
         for f in option_fields(s.Options):
             owners.setdefault(f.name, []).append(s.name)
             fields.setdefault(f.name, f)
+    for title, extra_fields in (extra or {}).items():
+        for f in extra_fields:
+            owners.setdefault(f.name, []).append(title)
+            fields.setdefault(f.name, f)
+            if f.name == "timesteps":
+                timesteps_help.append(f"{title}: {f.metadata['help']}")
     for name, f in fields.items():
         meta = f.metadata
         help_text = meta.get("help", "")
         if name == "timesteps":
-            help_text += ": " + "; ".join(f"{s.name}: {s.timesteps_help}" for s in schemes if s.timesteps_help)
+            help_text += ": " + "; ".join(timesteps_help)
         elif name not in common:
             help_text = f"[{', '.join(owners[name])}] {help_text}"
         kw = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
@@ -96,11 +116,13 @@ def add_option_flags(p, schemes: list) -> None:
 
 
 def given_options(args) -> dict:
-    """The scheme options the user gave on the command line (name -> value), calibration loaded."""
+    """The scheme (and front-end) options the user gave on the command line (name -> value),
+    calibration loaded."""
     from .arrays import load_npy
     from .registry import all_schemes
     from .schemes.base import option_fields
-    names = {f.name: f for s in all_schemes() for f in option_fields(s.Options)}
+    names = {f.name: f for fields in front_end_options().values() for f in fields}
+    names.update({f.name: f for s in all_schemes() for f in option_fields(s.Options)})
     given = {n: getattr(args, n) for n in names if hasattr(args, n)}
     for n, value in list(given.items()):
         if names[n].metadata.get("cli") == "npy":
@@ -137,9 +159,11 @@ def _add_verify(sub):
                     "scheme's guarantee holds (bitplane: zero mismatches on every layer), 1 otherwise.")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--model", required=True,
-                   help="the model file (.onnx or .pt2) the directory was compiled from")
+                   help="the model file (.onnx or .pt2) the directory was compiled from; for a network imported "
+                        "from a Lava-DL NetX file, that .net file: Lava runs it as the reference (bit-exact, "
+                        "layer by layer; a few samples)")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
-    p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,)")
+    p.add_argument("--labels", metavar="Y.npy", help="integer labels (N,); required except for a NetX model")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -181,12 +205,12 @@ def cmd_compile(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .arrays import check_inputs, load_npy
+    from .arrays import check_inputs, load_npy, sample_shape
     from .ir.serialize import load
     from .sim.engine import simulate
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), sample_shape(net), args.input)
     t0 = time.perf_counter()
     if args.engine == "lava":
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
@@ -223,16 +247,18 @@ def _save_npy_atomic(path: str, arr: np.ndarray) -> None:
 
 
 def cmd_verify(args) -> int:
-    from .arrays import check_inputs, check_labels, load_npy
+    from .arrays import check_inputs, check_labels, load_npy, sample_shape
     from .ir.serialize import load
     from .api import verify               # .onnx: reports.verify.verify; .pt2: the float model in PyTorch
     from .reports.verify import snn_verify_text, verify_text
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
-    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), sample_shape(net), args.input)
+    y = None if args.labels is None else check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
     text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text
+    if result.get("netx"):                # a network imported from NetX, verified against Lava's run of the file
+        from .frontends.netx.verify import verify_text as text
     print(json.dumps(result, indent=1) if args.json else text(result))
     return 0 if result["guarantee_holds"] else 1
 

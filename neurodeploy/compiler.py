@@ -1,4 +1,6 @@
-"""The compile step as an API: model file (.onnx, .pt2) or float graph -> SpikingGraph -> artifact directory."""
+"""The compile step as an API: model file (.onnx, .pt2) or float graph -> SpikingGraph -> artifact directory.
+
+A Lava-DL NetX file is a spiking network already: `compile_model` imports it (`frontends.netx`)."""
 from __future__ import annotations
 
 import os
@@ -9,12 +11,14 @@ from pathlib import Path
 from . import __version__
 from .errors import NeurodeployError, UnsupportedError
 from .fsutil import public_mode
+from .frontends.netx import import_netx, is_netx_path
+from .frontends.netx.options import refuse_netx_only
 from .frontends.onnx import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
 from .passes import FRONT_END_PASSES, run_passes
-from .registry import get_scheme
+from .registry import DEFAULT_SCHEME, get_scheme
 from .target import load_target
 from .target.allocation import check_fits
 
@@ -50,7 +54,7 @@ def model_meta(model_path: str | Path) -> dict:
     return {"file": model_path.name, "sha256": model_sha256(model_path)}
 
 
-def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "bitplane",
+def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = DEFAULT_SCHEME,
                   options=None, model_meta: dict | None = None) -> SpikingGraph:
     """Compile a float graph from any front end; `model_meta` ({"file", "sha256"}) names its source.
 
@@ -80,13 +84,20 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
     return net
 
 
-def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",
+def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str | None = None,
                   options=None) -> SpikingGraph:
-    """`neurodeploy compile`: a model file -> SpikingGraph (options as in `compile_graph`)."""
+    """`neurodeploy compile`: a model file -> SpikingGraph (options as in `compile_graph`).
+
+    scheme None: `registry.DEFAULT_SCHEME`, or for a NetX file the scheme of its neurons; a NetX
+    file takes the options of `frontends.netx.options.NetxOptions` instead of a scheme's."""
     model_path = Path(model_path)
+    if is_netx_path(model_path):   # a Lava-DL NetX file is a spiking network already: read, not compiled
+        return import_netx(model_path, target, scheme, options)
     if model_path.suffix.lower() not in MODEL_FORMATS:
         raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
                                "pass an .onnx file or a .pt2 file saved with torch.export.save")
+    refuse_netx_only(options, model_path)
+    scheme = scheme or DEFAULT_SCHEME
     load_target(target)          # report a bad --target / --scheme / option before reading the model
     options = get_scheme(scheme).options(options)
     graph = load_model(model_path, options.calibration)

@@ -27,6 +27,8 @@ BUILTIN: dict[str, str] = {
     "reverb": "neurodeploy.schemes.reverb",
 }
 
+DEFAULT_SCHEME = "bitplane"     # what `compile` uses when no scheme is named (a NetX file: its own)
+
 _loaded: dict = {}            # name -> Scheme, for the built-ins already imported and the registered ones
 _registered: list[str] = []   # names registered at run time, in order
 

@@ -190,23 +190,28 @@ def nx(netx):
 
 
 def _check_bit_exact(nx, net, x, path):
+    """The exported file run the standard way (a source on net.inp, the output from net.out,
+    netx_host's encode/decode) equals our simulator, block by block."""
+    from neurodeploy.backends import netx_host
+    from neurodeploy.backends.netx_run import run_netx
     nx.export_netx(net, path)
     st: dict = {}
     r = ssd.run_sdnn(engine.prepare(net), x, states=st)
-    k = input_codes(net.input, torch.as_tensor(x)).numpy()
     n_steps = ssd.settle_steps(net) + nx.extra_delay(net)       # exactly when both have settled
+    assert netx_host.read(path)["n_steps"] == n_steps
     blocks = nx.block_index(net)
-    for i in range(len(x)):
-        out = nx.run_netx(path, k[i], n_steps)
-        assert np.array_equal(out["output_state"], r.output_state[i].numpy().reshape(-1))
-        for layer in net.neuron_layers():
-            if not layer.is_readout:
-                assert np.array_equal(out["acts"][blocks[layer.name]], st[layer.name]["act"][i].numpy()), layer.name
-        # NetX's optimize_weight_bits round-trips our dense weights exactly
-        dense_ours = [op.weight for ops in nx.netx_ops(net).values() for op in ops if type(op).__name__ == "Dense"]
-        assert len(dense_ours) == len(out["dense"])
-        for (w, e), ours in zip(out["dense"], dense_ours):
-            assert e <= 0 and np.array_equal(w, np.asarray(ours) << -e), (e, np.abs(w).max())
+    out = run_netx(net, path, x, n_steps, final_vars=("act",))
+    sigma = out.sent[-1][:, -1].reshape(len(x), -1)              # net.out at the last step: the readout's sigma
+    assert np.array_equal(sigma + net.output.bias.reshape(-1), r.output_state.numpy().reshape(len(x), -1))
+    np.testing.assert_array_equal(netx_host.decode(path, sigma), r.output.numpy())
+    for layer in net.neuron_layers():
+        if not layer.is_readout:
+            assert np.array_equal(out.final[blocks[layer.name]]["act"], st[layer.name]["act"].numpy()), layer.name
+    # NetX's optimize_weight_bits round-trips our dense weights exactly
+    dense_ours = [op.weight for ops in nx.netx_ops(net).values() for op in ops if type(op).__name__ == "Dense"]
+    assert len(dense_ours) == len(out.dense)
+    for (w, e), ours in zip(out.dense, dense_ours):
+        assert e <= 0 and np.array_equal(w, np.asarray(ours) << -e), (e, np.abs(w).max())
 
 
 @pytest.mark.lava

@@ -15,10 +15,18 @@ from pathlib import Path
 from ..errors import NeurodeployError
 
 
-# format -> (its name in messages, what networks it can hold); each scheme says which formats it writes
-# (`Scheme.exporters`) and, where it is worth saying, why it has no such file (`Scheme.why_no_export`)
-FORMATS = {"nir": ("NIR", "NIR holds the rate scheme's IF neurons and synapses"),
-           "netx": ("NetX", "netx builds only input, conv, flatten and dense layers of CUBA or sigma-delta neurons")}
+def _netx_howto(path: Path) -> str:
+    """How to run a written NetX file with lava-dl (from its neurodeploy_* attributes)."""
+    from .netx_host import instructions
+    return "; run it with lava-dl:\n" + "\n".join("  " + line for line in instructions(path).splitlines())
+
+
+# format -> (its name in messages, what networks it can hold, what to say about a written file or None);
+# each scheme says which formats it writes (`Scheme.exporters`) and, where it is worth saying, why it
+# has no such file (`Scheme.why_no_export`)
+FORMATS = {"nir": ("NIR", "NIR holds the rate scheme's IF neurons and synapses", None),
+           "netx": ("NetX", "netx builds only input, conv, flatten and dense layers of CUBA or sigma-delta neurons",
+                    _netx_howto)}
 
 
 def export(net, out: Path, fmt: str, args, where: str = "") -> str:
@@ -27,7 +35,7 @@ def export(net, out: Path, fmt: str, args, where: str = "") -> str:
     from ..registry import all_schemes, get_scheme
     scheme = get_scheme(net.scheme)
     writer = scheme.exporters.get(fmt)
-    title, holds = FORMATS[fmt]
+    title, holds, howto = FORMATS[fmt]
     if writer is None:
         able = [s.name for s in all_schemes() if fmt in s.exporters]
         why = scheme.why_no_export.get(fmt, holds)
@@ -36,7 +44,7 @@ def export(net, out: Path, fmt: str, args, where: str = "") -> str:
                                f"{' or '.join(able)} to export to {title}")
     with atomic_file(out) as tmp:
         what = writer(net, tmp, args)
-    return f"wrote {out} ({what})"
+    return f"wrote {out} ({what})" + (howto(out) if howto else "")
 
 
 def register(sub) -> None:
@@ -48,10 +56,19 @@ def register(sub) -> None:
                     "all in the network's integer units with dt = 1. The bitplane scheme has no NIR "
                     "equivalent. NIR cannot hold the subtractive reset, the initial potential or (unless "
                     "--delays) the one-step synaptic delay; see neurodeploy/schemes/rate/export.py. "
-                    "netx: Lava-DL NetX HDF5 of sdnn and cuba networks.",
+                    "netx: a Lava-DL NetX HDF5 file for the cuba and sdnn schemes (Loihi 2's stock CUBA LIF and "
+                    "sigma-delta neurons), run the standard way: netx.hdf5.Network(net_config=FILE, "
+                    "input_message_bits=B), a source on net.inp, the output from net.out (sdnn) or the last "
+                    "layer's v (cuba); the file's neurodeploy_* attributes hold B, the input encoding and the "
+                    "output decoding, which neurodeploy.backends.netx_host.encode/decode apply. Bit-exact with "
+                    "`neurodeploy simulate` in Lava fixed_pt; on a Loihi 2 system (Intel INRC, lava-loihi) the "
+                    "same script runs with Loihi2HwCfg. Importing lava.lib.dl.netx on Python 3.11 needs "
+                    "`from neurodeploy.lava import netx` (lava-nc 0.10 declares Python < 3.11).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  neurodeploy compile m.onnx --scheme rate --timesteps 16 -o out/\n"
-               "  neurodeploy export out/ --format nir -o net.nir")
+        epilog="examples:\n  neurodeploy compile m.onnx --scheme rate --timesteps 16 -o out/\n"
+               "  neurodeploy export out/ --format nir -o net.nir\n"
+               "  neurodeploy compile m.onnx --scheme sdnn --calibration x.npy -o out_sdnn/\n"
+               "  neurodeploy export out_sdnn/ --format netx -o net.net")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--format", required=True, choices=sorted(FORMATS), help="output format")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (atomically)")

@@ -22,6 +22,9 @@ class Neuron:
     max_payload = 1              # largest value one spike carries: 1 for binary/ternary spikes
                                  # (sim.core.prepare sizes exact float dtypes by it)
     float_code_offset = 0.5      # verify's float quantiser for this layer: 0.5 rounds, 0 floors
+    # encoders only (`sim.core.input_codes`, `arrays.sample_shape`):
+    code_min = 0                 # smallest input code: < 0 for signed graded input (imported NetX files)
+    sequence = False             # True: x holds one frame per time step, shaped (N, n_steps, *shape)
 
     def total_bias(self, bias):
         """What the whole run adds to the integer pre-activation U besides the synaptic input."""

@@ -61,10 +61,11 @@ def activity(net: SpikingGraph, scheme, x: np.ndarray, batch_size: int, device: 
                 msgs[(lname, i)][sl] = per_src @ dest[(lname, i)].astype(np.float64)
         if labels is not None:
             preds.append(r.output.cpu().numpy().argmax(1))
-            _, u = reference(net, xb)
-            qpreds.append(u.reshape(nb, -1).argmax(1))
+            if "netx" not in net.meta:           # an imported NetX network has no quantised ANN
+                _, u = reference(net, xb)
+                qpreds.append(u.reshape(nb, -1).argmax(1))
     acc = None
     if labels is not None:
         acc = {"snn": float(np.mean(np.concatenate(preds) == labels)),
-               "quantised_ann": float(np.mean(np.concatenate(qpreds) == labels))}
+               "quantised_ann": float(np.mean(np.concatenate(qpreds) == labels)) if qpreds else None}
     return {"spikes": spikes, "synops": synops, "msgs": msgs, "exact": exact, "accuracy": acc}

@@ -10,7 +10,8 @@ compiled into compare/<config>/, costed with `cost_report` on the same inputs, a
 as one row: scheme, parameters, accuracy, Δ vs the float ANN, latency, energy per
 inference under one named model, synaptic memory, cores.  compare/ also gets
 compare.md, compare.json and compare.html (accuracy-vs-latency and accuracy-vs-energy
-fronts with the ANN as a reference line).
+fronts with the ANN as a reference line).  A Lava-DL NetX file has one configuration, its own
+network as imported (`frontends.netx.compare`), and no float model.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from matplotlib.figure import Figure
 
 from ..compiler import compile_model, save_artifact
 from ..errors import NeurodeployError
+from ..frontends.netx import is_netx_path
 from ..progress import progress_bar
 from ..reports.summary import summary_markdown
 from ..registry import all_schemes, get_scheme
@@ -47,9 +49,13 @@ def configurations(schemes: list[str], sweeps: dict | None = None) -> list[dict]
 
 def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: list[str], out_dir: str,
                 calibration: np.ndarray | None = None, sweeps: dict | None = None, batch_size: int = 256,
-                progress: bool = False) -> dict:
+                progress: bool = False, netx_options: dict | None = None) -> dict:
+    """`netx_options`: the import options of a NetX `model` (`frontends.netx.options.NetxOptions` fields)."""
     configs = configurations(schemes, sweeps)
     rows, skipped = [], []
+    if is_netx_path(model):               # a Lava-DL NetX file: its own network, as imported
+        from ..frontends.netx.compare import compare_configs
+        configs, skipped = compare_configs(model, schemes, netx_options or {})
     out = Path(out_dir)
     with progress_bar(total=len(configs), desc="compare", unit="config", enabled=progress) as bar:
         for c in configs:
@@ -66,7 +72,8 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
             rows.append({"config": c["name"], "scheme": c["scheme"],
                          "parameters": {k: v for k, v in c["options"].items()},
                          "accuracy": s["accuracy"]["snn"], "float_accuracy": s["accuracy"]["float_ann"],
-                         "delta_vs_float_pp": 100 * s["accuracy"]["delta_snn_vs_float_ann"],
+                         "delta_vs_float_pp": None if s["accuracy"]["delta_snn_vs_float_ann"] is None
+                         else 100 * s["accuracy"]["delta_snn_vs_float_ann"],
                          "latency_steps": s["latency_steps"], "throughput_steps": s["throughput_steps"],
                          "energy_pj": {k: v["snn"] for k, v in s["energy_per_inference_pj"].items()},
                          "ann_energy_pj": energy.get("ann"),
@@ -89,6 +96,10 @@ def _fmt_energy(pj) -> str:
     return f"{pj:.3g} pJ"
 
 
+def _float_acc(d: dict) -> str:
+    return "- (no float model)" if d["float_accuracy"] is None else f"{100 * d['float_accuracy']:.2f}%"
+
+
 def table(d: dict) -> tuple[list, list]:
     heads = ["config", "scheme", "parameters", "accuracy", "Δ vs float ANN", "latency (steps)",
              "throughput (steps/sample)", f"energy / inference ({d['energy_model_plotted']})",
@@ -97,7 +108,8 @@ def table(d: dict) -> tuple[list, list]:
     for r in d["rows"]:
         params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items()) or "exact"
         rows.append([r["config"], r["scheme"], params, f"{100 * r['accuracy']:.2f}%",
-                     f"{r['delta_vs_float_pp']:+.2f} pp", r["latency_steps"], r["throughput_steps"],
+                     "-" if r["delta_vs_float_pp"] is None else f"{r['delta_vs_float_pp']:+.2f} pp",
+                     r["latency_steps"], r["throughput_steps"],
                      _fmt_energy(r["energy_pj"].get(d["energy_model_plotted"])),
                      f"{r['synaptic_memory_bytes']:,} B", r["cores"]])
     return heads, rows
@@ -106,7 +118,7 @@ def table(d: dict) -> tuple[list, list]:
 def to_markdown(d: dict) -> str:
     heads, rows = table(d)
     lines = [f"# Which scheme? {Path(d['model']).name} on {d['target']}", "",
-             f"{d['samples']} samples; float ANN accuracy {100 * d['float_accuracy']:.2f}%. Energy from the "
+             f"{d['samples']} samples; float ANN accuracy {_float_acc(d)}. Energy from the "
              f"`{d['energy_model_plotted']}` model (45 nm CMOS arithmetic only; Loihi 2 has no public "
              "per-operation figures) -- see each configuration's report for the other models.", "",
              "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
@@ -126,7 +138,8 @@ def _front(d: dict, xkey: str, xlabel: str, log: bool) -> Figure:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=scheme)
         for p in pts:
             ax.annotate(p[2], (p[0], p[1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.axhline(100 * d["float_accuracy"], color="#c05621", ls="--", label="float ANN")
+    if d["float_accuracy"] is not None:         # a NetX file has no float model
+        ax.axhline(100 * d["float_accuracy"], color="#c05621", ls="--", label="float ANN")
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -141,7 +154,7 @@ def to_html(d: dict) -> str:
     esc = html.escape
     heads, rows = table(d)
     parts = [f"<h1>Which scheme? {esc(Path(d['model']).name)} on {esc(d['target'])}</h1>",
-             f"<p>{d['samples']} samples; float ANN accuracy {100 * d['float_accuracy']:.2f}%.</p>",
+             f"<p>{d['samples']} samples; float ANN accuracy {_float_acc(d)}.</p>",
              html_table(heads, rows),
              html_figure(_front(d, "latency_steps", "latency (time steps per sample)", False), "fig-latency",
                      "Accuracy vs latency; the dashed line is the float ANN"),
@@ -166,7 +179,7 @@ def register(sub) -> None:
                     "fewer bitplane steps), simulate the inputs, and print one table: scheme, parameters, "
                     "accuracy, Δ vs the float ANN, latency, energy per inference (45 nm CMOS model), synaptic "
                     "memory, cores. Writes each compiled network and compare.{md,json,html} to -o DIR.")
-    p.add_argument("model", help="the ONNX model")
+    p.add_argument("model", help="the ONNX model (or a Lava-DL NetX file: its own network, one row)")
     p.add_argument("--target", default="loihi2")
     p.add_argument("--input", required=True, metavar="X.npy")
     p.add_argument("--labels", required=True, metavar="Y.npy")
@@ -179,6 +192,8 @@ def register(sub) -> None:
     p.add_argument("--calibration", metavar="X.npy", help="samples for input range / ReLU thresholds")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    from ..cli import add_option_flags, front_end_options
+    add_option_flags(p, [], front_end_options())        # a NetX file's import options
     p.set_defaults(func=cmd_compare)
 
 
@@ -191,8 +206,20 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def cmd_compare(args) -> int:
     from ..arrays import check_inputs, check_labels, load_npy
+    from ..frontends.netx.options import netx_fields
     from ..frontends.onnx import load_onnx
-    shape = load_onnx(args.model, prove=False).op("input").shape
+    from ..schemes.base import flag
+    netx_options = {f.name: getattr(args, f.name) for f in netx_fields() if hasattr(args, f.name)}
+    if is_netx_path(args.model):
+        from ..arrays import sample_shape
+        from ..frontends.netx import import_netx
+        shape = sample_shape(import_netx(args.model, args.target, None, netx_options))
+    else:
+        if netx_options:
+            name = next(iter(netx_options))
+            raise NeurodeployError(f"{flag(name)} applies to Lava-DL NetX files (.net) only", args.model,
+                                   f"drop {flag(name)}; compare sweeps each scheme's own parameters")
+        shape = load_onnx(args.model, prove=False).op("input").shape
     x = check_inputs(load_npy(args.input, "inputs"), shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     cal = load_npy(args.calibration, "calibration samples") if args.calibration else None
@@ -203,7 +230,7 @@ def cmd_compare(args) -> int:
     sweeps = {s.name: _ints(getattr(args, f"sweep_{s.name}"), s.compare_sweep[0])
               for s in all_schemes() if s.compare_sweep is not None}
     d = run_compare(args.model, args.target, x, y, [s.strip() for s in args.schemes.split(",") if s.strip()],
-                    str(out), cal, sweeps, progress=True)
+                    str(out), cal, sweeps, progress=True, netx_options=netx_options)
     md = to_markdown(d)
     _write(out / "compare.md", md)
     _write(out / "compare.json", json.dumps(d, indent=1) + "\n")

@@ -132,9 +132,10 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     x = np.asarray(x)
     if x.ndim < 1 or len(x) == 0:
         raise NeurodeployError("no samples", "inputs", "pass at least one sample")
-    if tuple(x.shape[1:]) != tuple(net.input.input_shape):
+    from ..arrays import sample_shape
+    if tuple(x.shape[1:]) != sample_shape(net):
         raise NeurodeployError(f"input shape {x.shape} does not match the network input (N, "
-                               f"{', '.join(map(str, net.input.input_shape))})", "inputs", "reshape the samples")
+                               f"{', '.join(map(str, sample_shape(net)))})", "inputs", "reshape the samples")
     if labels is not None and (np.ndim(labels) != 1 or len(labels) != len(x)):
         raise NeurodeployError(f"labels shaped {np.shape(labels)}, expected ({len(x)},)", "labels",
                                "pass one integer label per sample")
@@ -174,7 +175,8 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     accuracy = act["accuracy"]
     if accuracy is not None:
         accuracy["float_ann"] = None
-        if model_path is not None:
+        from ..frontends.netx import is_netx_path
+        if model_path is not None and not is_netx_path(model_path):     # a NetX file has no float model
             from .verify import run_onnx
             try:
                 logits = run_onnx(model_path, x, batch_size)
@@ -186,7 +188,8 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
                                        f"{int(np.prod(net.output.shape))}", str(model_path),
                                        "pass the model the directory was compiled from")
             accuracy["float_ann"] = float(np.mean(logits.argmax(1) == labels))
-        accuracy["delta_snn_vs_quantised_ann"] = accuracy["snn"] - accuracy["quantised_ann"]
+        accuracy["delta_snn_vs_quantised_ann"] = (None if accuracy["quantised_ann"] is None
+                                                  else accuracy["snn"] - accuracy["quantised_ann"])
         accuracy["delta_snn_vs_float_ann"] = (None if accuracy["float_ann"] is None
                                               else accuracy["snn"] - accuracy["float_ann"])
 

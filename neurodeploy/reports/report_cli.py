@@ -56,7 +56,7 @@ def render(d: dict, fmt: str) -> str:
 
 
 def cmd_report(args) -> int:
-    from ..arrays import check_inputs, check_labels, load_npy
+    from ..arrays import check_inputs, check_labels, load_npy, sample_shape
     from ..ir.serialize import load
     from .costs import cost_report
 
@@ -66,7 +66,7 @@ def cmd_report(args) -> int:
     if args.model and not Path(args.model).is_file():
         raise NeurodeployError("file not found", args.model, "pass the ONNX model the directory was compiled from")
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs"), net.input.input_shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs"), sample_shape(net), args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels) if args.labels else None
     d = cost_report(net, x, args.batch_size, device=args.device, labels=y, model_path=args.model,
                     energy_models=args.energy_model, index_bits=args.index_bits)

@@ -133,11 +133,13 @@ class Scheme:
                         ("netx", "nir"; `neurodeploy export`)
         why_no_export   format -> why this scheme's networks have no such file (for the error)
         compare_sweep   (flag, help, default) of the list `neurodeploy compare` sweeps, or None
+        netx_neurons    the Lava-DL NetX neuron types (a NetX file's `neuron/type`) whose networks
+                        import as this scheme's (`frontends.netx`; its `netx_files` hook builds them)
 
     Methods: `build` (the compile flow; `compile` checks the options first), `run_batch` (the
     simulator kernel), and the optional hooks below (`lava`, `simulate_lava`, the cost report's
     spike model, `summary_lines`, `lava_period`, `compare_configs`, `front_end`,
-    `float_snn_outputs`), each with the default a scheme without that feature gets.
+    `float_snn_outputs`, `netx_files`), each with the default a scheme without that feature gets.
     """
 
     name: str = ""
@@ -152,6 +154,7 @@ class Scheme:
     exporters: dict = {}
     why_no_export: dict = {}
     compare_sweep: tuple | None = None
+    netx_neurons: tuple = ()
 
     # --- options ----------------------------------------------------------------------------
     def options(self, given=None):
@@ -273,6 +276,13 @@ class Scheme:
         """The PyTorch front end of the trained SNNs this scheme compiles (a module with `claims(model)`,
         `per_step_model(model)`, `load_model(model, example_input)`; `frontends.per_step`), or None."""
         return None
+
+    def netx_files(self):
+        """The scheme's side of Lava-DL NetX files (its `netx` module: the neurons of an imported
+        file, how long to run it, what to compare with Lava), imported now; schemes whose
+        `netx_neurons` is empty have none."""
+        raise NeurodeployError(f"the {self.name} scheme cannot hold a Lava-DL NetX network", "neurodeploy.frontends.netx",
+                               "NetX files hold CUBA LIF or sigma-delta networks (schemes cuba, sdnn)")
 
     def float_snn_outputs(self, path, graph, x, timesteps: int, batch_size: int):
         """The float SNN's outputs from a saved model file (trained-SNN schemes that can read one)."""

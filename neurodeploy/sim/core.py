@@ -80,7 +80,8 @@ def shape_after(mp: syn.MaxPool | None, shape: tuple) -> tuple:
 
 
 def input_codes(enc: InputEncoder, x: torch.Tensor) -> torch.Tensor:
-    """clip(floor(x*in_scale + offset), 0, code_max) in float64, as int64."""
+    """clip(floor(x*in_scale + offset), code_min, code_max) in float64, as int64 (code_min: 0
+    unless the encoder has another: signed inputs of imported NetX networks)."""
     def chan(a):
         t = torch.as_tensor(np.asarray(a, dtype=np.float64), device=x.device)
         return t if t.ndim == 0 else t.reshape((1, -1) + (1,) * (x.ndim - 2))
@@ -89,7 +90,7 @@ def input_codes(enc: InputEncoder, x: torch.Tensor) -> torch.Tensor:
         top, bottom, left, right = enc.pad
         x = torch.nn.functional.pad(x, (left, right, top, bottom))
     k = torch.floor(x * chan(enc.in_scale) + chan(enc.offset))
-    return torch.clamp(k, 0, enc.neuron.code_max).to(torch.int64)
+    return torch.clamp(k, enc.neuron.code_min, enc.neuron.code_max).to(torch.int64)
 
 
 def layer_bias(layer: Layer, like: torch.Tensor) -> torch.Tensor:
@@ -111,6 +112,21 @@ class BatchResult:
 def branch_current(pb: PreparedBranch, spikes: torch.Tensor) -> torch.Tensor:
     """Integer current of one branch for one batch of spike tensors (N, *shape)."""
     return apply_ops(pb.ops, spikes.to(pb.dtype), pb.weights).to(torch.int64) << pb.weight_exp
+
+
+def wrap24(x: torch.Tensor) -> torch.Tensor:
+    """Lava's Conv sends signed_clamp(a_out, 24): wrap to the signed 24-bit range."""
+    return torch.remainder(x + (1 << 23), 1 << 24) - (1 << 23)
+
+
+def lava_branch_current(pb: PreparedBranch, payload: torch.Tensor) -> torch.Tensor:
+    """W . payload of one branch as Lava's fixed-point Dense and Conv processes deliver it (the
+    kernels of schemes that run on them): a convolution's output wraps at 24 bits (Lava's
+    conv/models.py L78-79); Dense does not wrap."""
+    c = branch_current(pb, payload)
+    if any(isinstance(op, syn.Conv) for op in pb.ops):
+        c = wrap24(c)
+    return c
 
 
 def iter_batches(x: np.ndarray, batch_size: int):

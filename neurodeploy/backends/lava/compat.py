@@ -22,6 +22,12 @@ Patches:
     result).  Without it every reshaped/flattened connection warns on 2.1-2.3 and fails
     on 2.4.
 
+  * ``lava.proc.conv.utils``: the fixed-point Conv model holds kernel size, stride, padding and
+    dilation as int8 arrays, and ``conv_scipy`` adds them to the input's width/height; under
+    NumPy >= 2's scalar promotion (NEP 50) a dimension above 127 (PilotNet's 200-wide input)
+    raises ``OverflowError: Python integer 200 out of bounds for int8``.  The patch casts the
+    four parameters to int64 at the top of ``conv_scipy`` (same values, no overflow).
+
   * ``lava.magma.runtime.message_infrastructure.multiprocessing``:
     ``mp.set_start_method('fork')`` -> ``(..., force=True)``, so that Lava can be imported after
     anything else in the process has fixed the multiprocessing context (e.g. training).
@@ -78,8 +84,18 @@ def _patch_start_method(src: str) -> str | None:
     return src.replace(old, "mp.set_start_method('fork', force=True)")
 
 
+def _patch_conv_utils(src: str) -> str | None:
+    old = "    input_shape = input_.shape\n"
+    if old not in src or not _numpy_at_least(2, 0):
+        return None
+    return src.replace(old, old + "    kernel_size, stride, padding, dilation = (np.asarray(a).astype(np.int64) for a in "
+                                  "(kernel_size, stride, padding, dilation))\n", 1)
+
+
 MP_INFRA = "lava.magma.runtime.message_infrastructure.multiprocessing"
-PATCHES = {VAR_MODEL: _patch_var_model, PORTS: _patch_ports, MP_INFRA: _patch_start_method}
+CONV_UTILS = "lava.proc.conv.utils"
+PATCHES = {VAR_MODEL: _patch_var_model, PORTS: _patch_ports, MP_INFRA: _patch_start_method,
+           CONV_UTILS: _patch_conv_utils}
 
 
 def _insert_after_future_imports(src: str, line: str) -> str:

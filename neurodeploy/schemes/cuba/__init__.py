@@ -4,6 +4,7 @@ options.py  its options          neurons.py  CubaEncoder, CubaLIF, CubaReadout (
 compile.py  the flow             kernel.py   the simulator (lock step, bit-exact with Lava's LIF)
 front.py    the PyTorch front end of LIF networks
 export.py   NetX HDF5            lava/       the network in stock Lava processes, and NetX in Lava
+netx.py     NetX files of CUBA LIF neurons in these neurons (the NetX front end asks it), and in Lava
 """
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from .options import CubaOptions
 
 def _export_netx(net, path, args) -> str:
     from .export import export_netx
-    info = export_netx(net, path)
-    return f"Lava-DL NetX HDF5, {net.scheme}; load with netx.hdf5.Network: {info}"
+    return f"Lava-DL NetX HDF5, {export_netx(net, path)} layers of CUBA LIF neurons"
 
 
 class Cuba(Scheme):
@@ -31,6 +31,7 @@ class Cuba(Scheme):
     exact = False
     timesteps_help = "the T the LIF network was trained with (required)"
     exporters = {"netx": _export_netx}
+    netx_neurons = ("CUBA",)       # NetX files of these neurons import as cuba networks (netx.py)
     no_lava_hint = ("export it to NetX (neurodeploy export DIR --format netx), or run it in stock Lava from Python "
                     "(neurodeploy.schemes.cuba.lava.run_lava)")
 
@@ -48,6 +49,10 @@ class Cuba(Scheme):
     def front_end(self):
         from . import front
         return front
+
+    def netx_files(self):
+        from . import netx
+        return netx
 
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch

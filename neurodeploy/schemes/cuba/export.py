@@ -1,4 +1,6 @@
-"""Lava-DL NetX HDF5 export of `cuba` networks (`lava.lib.dl.netx.hdf5.Network(net_config=path)`)."""
+"""Lava-DL NetX HDF5 export of `cuba` networks (`lava.lib.dl.netx.hdf5.Network(net_config=path)`), used
+the standard way: a source on `net.inp`, the host's side in the file's neurodeploy_* attributes
+(`backends.netx_host`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,31 +20,46 @@ def _netx_neuron(g, neuron) -> None:
     g.create_dataset("neuron/gradedSpike", data=False)
 
 
-def export_netx(graph: SpikingGraph, path) -> dict:
-    """Write a compiled sequential cuba network as a Lava-DL NetX HDF5 file (loihi.md §D).
+def export_netx(graph: SpikingGraph, path) -> int:
+    """Write a compiled sequential cuba network as a Lava-DL NetX HDF5 file (loihi.md §D); returns
+    the number of NetX layers.
 
-    Layers: `input` (shape only), then per layer one `conv` (kernel W_mant << weight_exp in
-    PyTorch OIHW layout, pooling folded in by `backends.lava.mapping.map_branch`) or
-    `dense` (weights 2 W_mant, i.e. weight_exp must be 1; preceded by a `flatten` when the
-    source is (C, H, W)), each with its CUBA neuron group and `bias` = bias_mant (netx uses
-    bias_exp 6).  Load with ``netx.hdf5.Network(net_config=path, input_message_bits=B)``
-    with B >= the input codes' bits (graded input).  The host feeds the input codes at every
-    one of `n_steps` steps and reads the last layer's v after step window_start and n_steps.
-    Returns {"input_message_bits", "n_steps", "window_start", "output_scale"}.
+    Layers: `input` (shape only, so that `net.inp` is the first synapses' port; or, when the
+    input drives the first layer's bias (an imported slayer network), an input layer with that
+    layer's CUBA neuron and netx's input `transform`), then per layer one `conv` (kernel
+    W_mant << weight_exp in PyTorch OIHW layout, pooling folded in by
+    `backends.lava.mapping.map_branch`) or `dense` (weights 2 W_mant, i.e. weight_exp must be
+    1; preceded by a `flatten` when the source is (C, H, W)), each with its CUBA neuron group
+    and `bias` = bias_mant (netx uses bias_exp 6).  Load with
+    ``netx.hdf5.Network(net_config=path, input_message_bits=B)`` (B >= the input codes' bits,
+    graded input; a resetting network also with its reset_interval / reset_offset); the host
+    feeds the input codes to `net.inp` at every one of `n_steps` steps (or a frame per step)
+    and reads the last layer's v after step window_start and n_steps.  The root attributes
+    (`backends.netx_host`) carry these numbers.
     """
     import h5py
 
     from ...backends.lava.mapping import ConvStage, DenseStage, map_branch
+    from ...backends.netx_host import host_attrs, write_attrs
 
     if graph.scheme != "cuba":
         raise NeurodeployError(f"a '{graph.scheme}' network cannot be exported to NetX", "export_netx",
                                "compile with --scheme cuba")
     enc = graph.input
     prev, shape = enc.name, tuple(enc.shape)
+    body = graph.neuron_layers()
+    by_bias = getattr(enc.neuron, "drive", "spikes") == "bias"
+    mode = "bias" if by_bias else "sequence" if enc.neuron.sequence else "constant"
     with h5py.File(path, "w") as h:
         layers = NetxLayers(h)
-        layers.input(shape)
-        for layer in graph.neuron_layers():
+        g = layers.input(shape)
+        if by_bias:                      # the first layer is the input layer's neuron
+            first, body = body[0], body[1:]
+            for key, value in graph.meta.get("netx", {}).get("input_transform", {}).items():
+                g.create_dataset(key, data=value)
+            _netx_neuron(g, first.neuron)
+            prev = first.name
+        for layer in body:
             if len(layer.branches) != 1 or layer.branches[0].source != prev:
                 raise UnsupportedError("NetX holds sequential networks only", f"layer '{layer.name}'")
             plan = map_branch(layer.branches[0], shape)
@@ -67,6 +84,20 @@ def export_netx(graph: SpikingGraph, path) -> dict:
                 raise UnsupportedError(f"bias_exp {layer.bias_exp} (NetX uses 6)", f"layer '{layer.name}'")
             _netx_neuron(g, layer.neuron)
             prev, shape = layer.name, tuple(layer.shape)
-    return {"input_message_bits": max(1, int(enc.neuron.code_max).bit_length()) if enc.neuron.code_max > 1 else 0,
-            "n_steps": int(enc.neuron.n_steps), "window_start": int(getattr(graph.output.neuron, "window_start", 0)),
-            "output_scale": float(graph.output.neuron.output_scale)}
+        write_attrs(h, host_attrs(graph, n_steps=int(enc.neuron.n_steps), shift=0, mode=mode,
+                                  output=getattr(graph.output.neuron, "output", "v"),
+                                  readout_bias=np.zeros(graph.output.shape[0], dtype=np.int64),
+                                  extra=_host_extra(graph)))
+        return layers.count
+
+
+def _host_extra(graph: SpikingGraph) -> dict:
+    """The cuba attributes of `backends.netx_host`: the trained T, the readout window and netx's
+    reset_interval / reset_offset (the first block resets at reset_offset + 1)."""
+    out = graph.output.neuron
+    every = int(getattr(out, "reset_interval", 0))
+    first = graph.neuron_layers()[0].neuron
+    return {"timesteps": np.int64(graph.input.neuron.timesteps),
+            "window_start": np.int64(getattr(out, "window_start", 0)),
+            "reset_interval": np.int64(every),
+            "reset_offset": np.int64(int(first.reset_offset) - 1 if every else 0)}

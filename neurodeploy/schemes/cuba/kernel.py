@@ -5,7 +5,11 @@ receives a_in = sum over branches of (W_mant . s_src(t-1)) << weight_exp, what i
 emitted one step earlier (each Dense/Conv synapse delays by one step), then updates u, v
 (`schemes.cuba.neurons.CubaLIF`) and emits.  The encoder sends its graded codes k at every step
 1..n_steps.  The readout is a CubaReadout (a LIF that never fires); its v after n_steps
-steps minus its v after window_start steps, times output_scale, is the output.
+steps minus its v after window_start steps, times output_scale, is the output.  Synaptic
+currents are what Lava's Dense/Conv deliver (`sim.core.lava_branch_current`: a convolution's
+output wraps at 24 bits).  Networks imported from NetX files may also reset (Lava's LIFReset),
+take a frame per step, feed the input as a bias, or count the readout's spikes (see
+`simulate_steps`).
 """
 from __future__ import annotations
 
@@ -37,6 +41,17 @@ def lif_step(u: torch.Tensor, v: torch.Tensor, a_in: torch.Tensor, bias: torch.T
     return u, v, s
 
 
+def reset_due(neuron, step: int) -> bool:
+    """Lava's LIFReset zeroes u and v before the update of this step (time steps from 1)."""
+    every = int(getattr(neuron, "reset_interval", 0))
+    return every > 0 and step % every == int(neuron.reset_offset) % every
+
+
+def spiking_output(graph: SpikingGraph) -> bool:
+    """Does the host count the readout's spikes (an imported NetX network whose output layer fires)?"""
+    return getattr(graph.output.neuron, "output", "v") == "spikes"
+
+
 @dataclass
 class Trace:
     """Everything a step-by-step comparison needs (IR layouts, numpy)."""
@@ -45,9 +60,15 @@ class Trace:
     codes: np.ndarray     # int64 input codes (N, *shape)
 
 
-def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False):
+def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False, probe=None):
     """Run the whole sample (n_steps steps); returns (readout value v(R) - v(window_start), spike
-    counts per layer, input codes, Trace or None)."""
+    counts per layer, input codes, Trace or None).  A readout whose `output` is "spikes" is
+    counted (and traced) like a hidden layer.  `probe(step, u, v)`, if given, sees every
+    layer's u and v (dicts of int64 tensors) after each step.
+
+    Inputs of imported NetX networks (`CubaEncoder`): `sequence` takes x (N, n_steps, *shape),
+    one frame per step; `drive` "bias" adds the codes to the bias of the layers the encoder
+    feeds instead of sending them through the synapses."""
     graph: SpikingGraph = prep.graph
     enc = graph.input
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
@@ -60,19 +81,32 @@ def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False):
     v = dict(zeros)
     bias = {l.name: core.layer_bias(l, zeros[l.name]) for l in layers}
     prev = {l.name: torch.zeros_like(zeros[l.name], dtype=torch.uint8) for l in layers}
-    prev[enc.name] = torch.zeros_like(k)
-    counts = {l.name: torch.zeros_like(zeros[l.name]) for l in layers if not l.is_readout}
-    rec = {l.name: [] for l in layers if not l.is_readout} if trace else None
+    sequence = bool(enc.neuron.sequence)                              # x: (N, n_steps, *shape)
+    prev[enc.name] = torch.zeros_like(k[:, 0] if sequence else k)
+    by_bias = getattr(enc.neuron, "drive", "spikes") == "bias"       # the codes are the fed layers' bias
+    for l in layers:
+        if by_bias and any(b.source == enc.name for b in l.branches):
+            bias[l.name] = bias[l.name] + (k << int(l.bias_exp))
+    counted = [l for l in layers if not l.is_readout or spiking_output(graph)]
+    counts = {l.name: torch.zeros_like(zeros[l.name]) for l in counted}
+    rec = {l.name: [] for l in counted} if trace else None
     rv = [] if trace else None
     out = graph.output.name
     start = int(getattr(graph.output.neuron, "window_start", 0))
     v_start = zeros[out]
     for step in range(1, enc.neuron.n_steps + 1):
-        now = {enc.name: k}
+        now = {enc.name: k[:, step - 1] if sequence else k}
         for layer in layers:
-            a_in = sum(core.branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
+            a_in = sum(core.lava_branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name]
+                       if not (by_bias and pb.source == enc.name))
+            if reset_due(layer.neuron, step):
+                u[layer.name], v[layer.name] = zeros[layer.name], zeros[layer.name]
             u[layer.name], v[layer.name], s = lif_step(u[layer.name], v[layer.name], a_in, bias[layer.name],
                                                        layer.neuron)
+            if layer.name in counts:
+                counts[layer.name] += s
+                if trace:
+                    rec[layer.name].append(s.to(torch.uint8))
             if layer.is_readout:
                 if step == start:
                     v_start = v[layer.name].clone()
@@ -80,9 +114,8 @@ def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False):
                     rv.append(v[layer.name].clone())
                 continue
             now[layer.name] = s.to(torch.uint8)
-            counts[layer.name] += s
-            if trace:
-                rec[layer.name].append(now[layer.name])
+        if probe is not None:
+            probe(step, u, v)
         prev = now
     tr = None
     if trace:
@@ -92,16 +125,23 @@ def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False):
 
 
 def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
-    """The `cuba` kernel (sim.engine.run_batch): output = readout v * output_scale; codes = spike counts."""
+    """The `cuba` kernel (sim.engine.run_batch): output = readout v (or, for `output` "spikes", its
+    spike count) * output_scale; codes = spike counts."""
     graph = prep.graph
     vout, counts, k, _ = simulate_steps(prep, x)
     n = vout.shape[0]
+    if graph.output.name in counts:
+        vout = counts.pop(graph.output.name)
     value = (vout.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
     codes = {}
     if record_codes:
         codes = {graph.input.name: k, **counts}
     spikes = {name: int(c.sum()) for name, c in counts.items()}
-    spikes[graph.input.name] = int((k > 0).sum()) * graph.input.neuron.n_steps   # graded messages sent
+    enc = graph.input.neuron
+    sent = int((k != 0).sum())                                 # graded messages sent (or input spikes)
+    if getattr(enc, "drive", "spikes") == "bias":
+        sent = 0                                               # the codes are biases: no messages
+    spikes[graph.input.name] = sent if enc.sequence else sent * enc.n_steps
     return core.BatchResult(value.reshape(n, -1), vout, codes, spikes)
 
 

@@ -42,15 +42,26 @@ class CubaEncoder(Neuron):
     feeds x as a constant current at every step).  `timesteps` is the T the float SNN was
     trained with and averages over; n_steps = T + depth (the pipeline fill of the 1-step
     synaptic delays, so that the readout receives all T steps of the last hidden layer).
+
+    Networks imported from Lava-DL NetX files (`frontends.netx`) use three more fields:
+    `code_min` < 0 for signed graded input; `sequence` = True when the input is a different
+    frame per step, x shaped (N, n_steps, *shape) (spike trains: step t sends x[:, t-1]);
+    `drive` = "bias" when the input enters as the bias of the layer it feeds instead of
+    through a synapse (NetX's input layer with a CUBA neuron, which Lava-DL drives through
+    its `bias_mant`): that layer adds k to its bias_mant from the first step on, and its
+    branch from the encoder (ChannelScale of ones) carries no current.
     """
     code_max: int
     n_steps: int
     timesteps: int
+    code_min: int = 0
+    sequence: bool = False
+    drive: str = "spikes"
 
     @property
     def max_payload(self) -> int:
         """Largest graded payload it sends (sim.engine sizes exact float dtypes by it)."""
-        return self.code_max
+        return max(self.code_max, -self.code_min)
 
 
 @dataclass
@@ -69,11 +80,18 @@ class CubaLIF(Neuron):
 
     du = 4095 makes u = a_in << 6 (no current state: the float LIF's input current); the
     float LIF's decay lambda is dv = round(4096 * (1 - lambda)).  Field names are Lava's;
-    NetX: iDecay = du + 1, vDecay = dv, vThMant = v_th_mant.
+    NetX: iDecay = du + 1, vDecay = dv, vThMant = v_th_mant (NetX files may hold iDecay 0,
+    i.e. du = -1: u never decays, and vDecay 4096: v keeps nothing; Lava computes both).
+
+    reset_interval > 0: Lava's `LIFReset` (NetX `Network(reset_interval=...)`): u and v are
+    set to 0 before the update of every step t (Lava's time step, from 1) with
+    t % reset_interval == reset_offset % reset_interval.
     """
     du: int
     dv: int
     v_th_mant: int
+    reset_interval: int = 0
+    reset_offset: int = 0
 
     @property
     def decay(self) -> float:
@@ -92,8 +110,16 @@ class CubaReadout(Readout):
     output_scale = 1 / (64 * D * T): the float model's mean over T of W s_t + b, summed over
     the T steps in which the last hidden layer's spikes answer the input (the host reads v
     twice; the first window_start = depth steps only carry the pipeline fill).
+
+    Imported NetX networks end in whatever LIF the file holds: its du/dv/threshold (and
+    reset, as `CubaLIF`) are kept, and `output` says what the host reads: "v" (as above) or
+    "spikes" (the number of spikes it fires over the run, for networks whose output layer
+    spikes).
     """
     du: int = DECAY_UNITY - 1
     dv: int = 0
     v_th_mant: int = VTH_MAX
     window_start: int = 0
+    reset_interval: int = 0
+    reset_offset: int = 0
+    output: str = "v"

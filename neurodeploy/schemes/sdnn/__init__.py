@@ -2,7 +2,8 @@
 
 options.py  its options          neurons.py  DeltaEncoder, SigmaDelta, Sigma (Lava's arithmetic)
 compile.py  the flow             kernel.py   the simulator (lock step, bit-exact with Lava)
-export.py   NetX HDF5 (Lava-DL), and running it in Lava
+export.py   NetX HDF5 (Lava-DL)
+netx.py     NetX files of sigma-delta neurons in these neurons (the NetX front end asks it), and in Lava
 """
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from .options import SdnnOptions
 
 def _export_netx(net, path, args) -> str:
     from .export import export_netx
-    info = export_netx(net, path)
-    return f"Lava-DL NetX HDF5, {net.scheme}; load with netx.hdf5.Network: {info}"
+    return f"Lava-DL NetX HDF5, {export_netx(net, path)} layers of sigma-delta neurons"
 
 
 class Sdnn(Scheme):
@@ -30,6 +30,7 @@ class Sdnn(Scheme):
                  "per early spike (reported, not a failure)")
     exact = True
     exporters = {"netx": _export_netx}
+    netx_neurons = ("SDNN",)       # NetX files of these neurons import as sdnn networks (netx.py)
     no_lava_hint = "export it to NetX (neurodeploy export DIR --format netx) and run that in Lava-DL"
 
     def __init__(self, vth: int = 0):
@@ -45,6 +46,10 @@ class Sdnn(Scheme):
         from .compile import exact_layers
         exact = exact_layers(graph)
         return all(n == 0 for name, n in layer_mismatches.items() if name in exact)
+
+    def netx_files(self):
+        from . import netx
+        return netx
 
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_sdnn

@@ -1,14 +1,17 @@
-"""Lava-DL NetX HDF5 export of `sdnn` networks (`lava.lib.dl.netx.hdf5.Network(net_config=path)`).
+"""Lava-DL NetX HDF5 export of `sdnn` networks, used the standard way:
+
+    net = netx.hdf5.Network(net_config=path, input_message_bits=B)   # B: the file's attribute
+    RingBuffer source -> net.inp ;  net.out -> RingBuffer sink       # Loihi2SimCfg fixed_pt or the chip
 
 What we write (lava-dl 0.6.0's reader, docs/loihi.md §D):
 
-  layer/0      type 'input', shape (C,H,W) or (F,), neuron SDNN vThMant 0 -> a Lava `Delta`.
-               NetX leaves its a_in unconnected, so it never sends anything; it is there
-               because it makes NetX build the first synapses with 16-bit graded input
-               (a plain input layer would give them binary input).  Feed the network by
-               connecting your own source to `net.layers[1].inp` (an InPort sums what all its
-               sources send), sending each input code shifted left by the root attribute
-               `neurodeploy_input_shift` at the first step and 0 afterwards (`run_netx` does).
+  layer/0      type 'input' with the shape (C,H,W) or (F,) and no neuron, so that netx makes
+               `net.inp` the first synapses' own port, taking graded input of
+               `input_message_bits` bits.  (An input layer with a neuron would make netx build
+               a Delta whose port it leaves unconnected: a source on net.inp then fails in Lava's
+               compiler.)  The host sends each input code shifted left by the first synapses'
+               weight_exp (`neurodeploy_input_shift`) at the first step and 0 afterwards: the
+               change of a static input, as a Delta encoder would send it.
   per layer    its branch ops in order:
                SumPool  -> folded into the next Conv / Flatten+Dense (`fold_pool`: a strided
                            convolution with the kernel repeated over the window; exact, no
@@ -25,9 +28,10 @@ What we write (lava-dl 0.6.0's reader, docs/loihi.md §D):
                Conv     -> 'conv' (weight OIHW, kernelSize/stride/padding/dilation (y, x),
                            groups), Dense -> 'dense' (weight (out, in))
                the weighted op carries the neuron: SDNN with vThMant = vth and `bias`
-               (integer, scaled by 2^12 in Lava); the readout is a dense/conv with
-               neuron/sigma_output -> Lava `Sigma`, and no bias (Sigma has none: add the
-               readout bias on the host, stored as `neurodeploy_readout_bias`).
+               (integer, scaled by 2^12 in Lava; left out when all 0); the readout is a
+               dense/conv with neuron/sigma_output -> Lava `Sigma`, whose sigma `net.out`
+               sends every step; Sigma has no bias: the host adds `neurodeploy_readout_bias`.
+  root attributes   the host side (input codes, shift, steps, output decoding): netx_host.
 Weights are the IR's integers: even numbers in [-254, 254], which NetX's
 `optimize_weight_bits` (dense) round-trips unchanged and the fixed-point Conv uses raw.
 Residual adds (a layer with more than one branch, or fed by a layer other than the one
@@ -39,23 +43,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ...backends.netx_host import host_attrs, write_attrs
+from ...backends.netx_layers import NetxLayers, write_str
 from ...errors import NeurodeployError
-from . import neurons as sd
 from ...ir import synapses as syn
 from ...ir.spiking import SpikingGraph
-from ...backends.netx_layers import NetxLayers, write_str
+from . import neurons as sd
 
 POOL_WEIGHT = 64            # 1 << state_exp: a pool layer's act is 64 x its window sum
 
 
 def cli_export(net: SpikingGraph, out, args=None) -> str:
-    """`neurodeploy export DIR --format netx -o FILE` (export_cli.EXPORTERS["netx"])."""
-    from .kernel import settle_steps
+    """`neurodeploy export DIR --format netx -o FILE` for sdnn networks: a readable summary."""
+    from ...backends.netx_host import instructions
     check_expressible(net, str(getattr(args, "compiled", "netx export")))
     n = export_netx(net, out)
-    return (f"wrote {out} (NetX HDF5, {n} layers, SDNN; load with lava.lib.dl.netx.hdf5.Network(net_config=...); "
-            f"inject input codes << {input_shift(net)} into net.layers[1].inp at the first step, settled after "
-            f"{settle_steps(net) + extra_delay(net)} steps; see neurodeploy.schemes.sdnn.export)")
+    return f"wrote {out}: Lava-DL NetX HDF5, {n} layers of sigma-delta neurons\n" + instructions(out)
 
 
 def check_expressible(graph: SpikingGraph, where: str = "netx export") -> None:
@@ -136,7 +139,7 @@ def _write(graph: SpikingGraph, h) -> int:
     flat_input = isinstance(first_ops[0], syn.Flatten)
     if flat_input:      # the input Delta is silent anyway: give it the flat shape, no flatten layer
         shape = (int(np.prod(shape)),)
-    _neuron(layers.input(shape), 0)
+    layers.input(shape)                 # no neuron: net.inp is the first synapses' port
     for li, layer in enumerate(graph.neuron_layers()):
         ops = fold_pool(layer.branches[0].ops, shape) if li else first_ops
         if li == 0 and flat_input:
@@ -172,11 +175,13 @@ def _write(graph: SpikingGraph, h) -> int:
                 if layer.is_readout:
                     _neuron(g, 0, sigma_output=True)
                 else:
-                    g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int64))
+                    if np.any(layer.bias):
+                        g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int64))
                     _neuron(g, int(layer.neuron.vth))
-    h.attrs["neurodeploy_input_shift"] = input_shift(graph)
-    h.attrs["neurodeploy_readout_bias"] = np.asarray(graph.output.bias, dtype=np.int64)
-    h.attrs["neurodeploy_output_scale"] = float(graph.output.neuron.output_scale)
+    from .kernel import settle_steps
+    write_attrs(h, host_attrs(graph, n_steps=settle_steps(graph) + extra_delay(graph), shift=input_shift(graph),
+                              mode="constant", output="sigma", readout_bias=graph.output.bias,
+                              input_vth=graph.input.neuron.vth))
     return layers.count
 
 
@@ -203,77 +208,10 @@ def extra_delay(graph: SpikingGraph) -> int:
 
 def block_index(graph: SpikingGraph) -> dict:
     """Our layer name -> index of the NetX block (`net.layers[i]`) that holds its neuron."""
-    out, i = {}, 1                      # block 0 is the input Delta
+    out, i = {}, 0                      # the input layer has no neuron: no block
     for name, ops in netx_ops(graph).items():
         for op in ops:
             if isinstance(op, (syn.SumPool, syn.Conv, syn.Dense)):
                 i += 1
         out[name] = i - 1
     return out
-
-
-def run_netx(path: str | Path, codes: np.ndarray, n_steps: int) -> dict:
-    """Run one sample through the NetX file in Lava (Loihi2SimCfg fixed_pt).  The codes are
-    sent at Lava's first step; the network has settled after exactly
-    `schemes.sdnn.kernel.settle_steps(graph) + extra_delay(graph)` steps (checked in tests/test_sdnn.py).
-
-    `codes` is the input encoder's integer codes in our (C,H,W) / (F,) layout.  Returns
-    {"sigma": readout sigma (flattened, CHW order), "output_state": sigma + readout bias,
-    "acts": [per NetX block its neuron's act in our layout (C,H,W)/(F,), None for Sigma],
-    "dense": [per NetX Dense synapse (weights, weight_exp) as Lava holds them after the run]}."""
-    import h5py
-    from ...backends.lava.compat import ensure_lava
-    ensure_lava()
-    from lava.lib.dl import netx
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.source import RingBuffer
-
-    with h5py.File(path, "r") as h:
-        shift = int(h.attrs["neurodeploy_input_shift"])
-        bias = np.asarray(h.attrs["neurodeploy_readout_bias"], dtype=np.int64)
-    net = netx.hdf5.Network(net_config=str(path))
-    first = net.layers[1]
-    k = np.asarray(codes, dtype=np.int64) << shift
-    if len(first.inp.shape) == 3:
-        k = k.transpose(2, 1, 0)                    # (C,H,W) -> Lava (W,H,C)
-    else:
-        k = k.reshape(-1)                           # a dense first layer: PyTorch (C,H,W) flatten order
-    data = np.zeros(k.shape + (n_steps,), dtype=np.int64)
-    data[..., 0] = k
-    src = RingBuffer(data=data)
-    src.s_out.connect(first.inp)
-    try:
-        src.run(condition=RunSteps(num_steps=n_steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        sigma = net.layers[-1].neuron.sigma.get()
-        acts = [_ours(l.neuron.act.get()) if hasattr(l.neuron, "act") else None for l in net.layers]
-        dense = [(l.synapse.weights.get().astype(np.int64), int(l.synapse.proc_params.get("weight_exp", 0)))
-                 for l in net.layers if type(getattr(l, "synapse", None)).__name__ == "Dense"]
-    except Exception as exc:
-        # a failed Lava run leaves its forked processes waiting and stop() would block forever
-        _kill_runtime(src)
-        raise NeurodeployError(f"Lava/NetX run failed ({type(exc).__name__}: {exc})", str(path)) from exc
-    src.stop()
-    flat = _ours(sigma).reshape(-1).astype(np.int64)
-    return {"sigma": flat, "output_state": flat + bias.reshape(-1), "acts": acts, "dense": dense}
-
-
-def _ours(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.int64)
-    return a.transpose(2, 1, 0) if a.ndim == 3 else a
-
-
-def _kill_runtime(proc) -> None:
-    runtime = getattr(proc, "runtime", None)
-    infra = getattr(runtime, "_messaging_infrastructure", None)
-    for actor in list(getattr(infra, "actors", [])):
-        try:
-            if actor.is_alive():
-                actor.terminate()
-            actor.join(timeout=5)
-        except ValueError:                          # already closed
-            pass
-    try:
-        infra._smm.shutdown()
-    except Exception:                               # noqa: BLE001 - best effort on a broken runtime
-        pass

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from . import neurons as sd
-from ...ir import synapses as syn
 from ...ir.spiking import SpikingGraph
 from ...sim import core
 
@@ -35,18 +34,8 @@ def sigma_delta_step(state: dict, a_in: torch.Tensor, bias: torch.Tensor, neuron
     return s >> neuron.state_exp
 
 
-def wrap24(x: torch.Tensor) -> torch.Tensor:
-    """Lava's Conv sends signed_clamp(a_out, 24): wrap to the signed 24-bit range."""
-    return torch.remainder(x + (1 << 23), 1 << 24) - (1 << 23)
-
-
-def branch_current(pb, payload: torch.Tensor) -> torch.Tensor:
-    """W . payload of one branch; a convolution's output wraps at 24 bits as in Lava's
-    fixed-point Conv (conv/models.py L78-79; Dense does not wrap)."""
-    c = core.branch_current(pb, payload)
-    if any(isinstance(op, syn.Conv) for op in pb.ops):
-        c = wrap24(c)
-    return c
+wrap24 = core.wrap24
+branch_current = core.lava_branch_current     # a convolution's output wraps at 24 bits, as in Lava
 
 
 def run_sdnn(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
@@ -59,6 +48,8 @@ def run_sdnn(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     enc = graph.input
     k0 = core.input_codes(enc, xt)
+    if enc.neuron.vth:                  # Lava's Delta: a first delta below its threshold is never sent
+        k0 = torch.where(k0.abs() >= enc.neuron.vth, k0, torch.zeros_like(k0))
     n = xt.shape[0]
     layers = graph.neuron_layers()
     dev = prep.device

@@ -33,13 +33,19 @@ class DeltaEncoder(Neuron):
         s = delta if |delta| >= vth << (spike_exp + state_exp) else 0
         residue = delta - s ; act = a ; s_out = s >> state_exp
     i.e. with vth = 0 it sends (a_in << spike_exp), the code times 2^spike_exp.
+
+    Imported NetX networks (`frontends.netx`) keep the input Delta's threshold: `vth` > 0
+    sends a code only where |k| >= vth (a static input's first delta; a smaller one stays in
+    the residue for ever), and `code_min` < 0 allows signed input (frame differences).
     """
     code_max: int
+    vth: int = 0
+    code_min: int = 0
 
     @property
     def max_payload(self) -> int:
         """Largest graded payload it sends (sim.engine sizes exact float dtypes by it)."""
-        return self.code_max
+        return max(self.code_max, -self.code_min)
 
 
 @dataclass

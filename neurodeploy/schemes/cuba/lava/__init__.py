@@ -55,6 +55,15 @@ def build_lava(graph: SpikingGraph, x_one: np.ndarray):
     from neurodeploy.errors import NeurodeployError
 
     enc = graph.input
+    imported = [what for what, on in (
+        ("LIFReset", any(getattr(l.neuron, "reset_interval", 0) for l in graph.neuron_layers())),
+        ("input by bias", getattr(enc.neuron, "drive", "spikes") == "bias"),
+        ("a frame per step", enc.neuron.sequence),
+        ("a spiking output layer", getattr(graph.output.neuron, "output", "v") == "spikes")) if on]
+    if imported:
+        raise NeurodeployError(f"these stock processes do not cover {', '.join(imported)}",
+                               "schemes.cuba.lava.build_lava",
+                               "run the network's NetX file in Lava instead (neurodeploy.backends.netx_run.run_netx)")
     steps = int(enc.neuron.n_steps)
     k = core.input_codes(enc, torch.as_tensor(np.asarray(x_one)[None])).numpy()[0]
     kl = k.transpose(2, 1, 0) if k.ndim == 3 else k
@@ -135,52 +144,21 @@ def run_lava(graph: SpikingGraph, x: np.ndarray) -> LavaTrace:
 
 
 def run_netx(graph: SpikingGraph, x: np.ndarray, path) -> LavaTrace:
-    """Export `graph` to a NetX HDF5 file at `path` (`schemes.cuba.export.export_netx`), load it with
-    `lava.lib.dl.netx.hdf5.Network` and run each sample of x (fixed_pt): per-step spikes of
-    every hidden layer and the last layer's v, as `run_lava` returns them."""
+    """Export `graph` to a NetX HDF5 file at `path` (`schemes.cuba.export.export_netx`) and run it the
+    standard way in Lava (`backends.netx_run`: netx.hdf5.Network, a source on net.inp, fixed_pt):
+    per-step spikes of every hidden layer and the last layer's v, as `run_lava` returns them
+    (one netx block per IR layer)."""
     import time
 
-    from neurodeploy.backends.lava.compat import ensure_lava
-    ensure_lava()
-    from lava.lib.dl import netx
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-    from lava.proc.monitor.process import Monitor
-
+    from neurodeploy.backends.netx_run import run_netx as run_file
     from neurodeploy.schemes.cuba.export import export_netx
 
     t0 = time.perf_counter()
-    info = export_netx(graph, path)
-    steps = info["n_steps"]
-    hidden = [l for l in graph.neuron_layers() if not l.is_readout]
-    spikes = {l.name: [] for l in hidden}
-    vs = []
-    for xi in np.asarray(x):
-        net = netx.hdf5.Network(net_config=str(path), input_message_bits=info["input_message_bits"])
-        k = core.input_codes(graph.input, torch.as_tensor(xi[None])).numpy()[0]
-        kl = k.transpose(2, 1, 0) if k.ndim == 3 else k
-        src = Source(data=np.repeat(kl[..., None], steps, axis=-1).astype(np.int32))
-        src.s_out.connect(net.inp)
-        sinks = []
-        for block in net.layers[:-1]:
-            sink = Sink(shape=block.out.shape, buffer=steps)
-            block.out.connect(sink.a_in)
-            sinks.append(sink)
-        mon = Monitor()
-        neuron = net.layers[-1].neuron
-        mon.probe(neuron.v, steps)
-        try:
-            net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-            for layer, sink in zip(hidden, sinks):
-                d = np.asarray(sink.data.get()).astype(np.uint8)
-                spikes[layer.name].append(_from_lava(np.moveaxis(d, -1, 0), 1))
-            vs.append(np.asarray(mon.get_data()[neuron.name]["v"]).astype(np.int64).reshape(steps, -1))
-        finally:
-            net.stop()
-    start = info["window_start"]
-    v = np.stack(vs)
+    export_netx(graph, path)
+    r = run_file(graph, path, x, int(graph.input.neuron.n_steps))
+    spikes = {l.name: r.sent[i].astype(np.uint8) for i, l in enumerate(graph.neuron_layers()) if not l.is_readout}
+    start = int(getattr(graph.output.neuron, "window_start", 0))
+    v = r.readout_v
     v_start = v[:, start - 1] if start > 0 else np.zeros_like(v[:, 0])
-    out = ((v[:, -1] - v_start) * info["output_scale"]).astype(np.float32)
-    return LavaTrace({k: np.stack(s) for k, s in spikes.items()}, v, out, time.perf_counter() - t0)
+    out = ((v[:, -1] - v_start) * float(graph.output.neuron.output_scale)).astype(np.float32)
+    return LavaTrace(spikes, v, out, time.perf_counter() - t0)
