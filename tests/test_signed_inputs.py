@@ -59,8 +59,9 @@ def test_normalised_input_resnet_is_bitplane_exact(tmp_path, source):
     # the zero point is a whole number of steps, so padded positions decode to exactly 0.0
     zero = int(np.floor(float(enc.offset)))
     assert 0 < zero < enc.neuron.code_max and float(enc.offset) == zero + 0.5
-    # SNN (= quantised ANN) vs float model: the 8-bit input and weight formats separate them (measured:
-    # 45/48 predictions agree on this random-weight network, whose logits lie close together)
+    # SNN (= quantised ANN) vs float model: the 8-bit input and weight formats separate them (measured
+    # on the session's pinned float path, both sources: 45/48 predictions agree on this random-weight
+    # network, whose logits lie close together)
     assert r["agreement"]["snn_vs_float"] >= 44 / 48
 
 
