@@ -19,7 +19,7 @@ from .target import load_target
 MANIFEST_KEYS = ("neurodeploy_version", "model", "options")
 
 
-MODEL_FORMATS = (".onnx", ".pt2")
+MODEL_FORMATS = (".onnx", ".pt2", ".nir")
 
 
 def load_model(model_path: str | Path) -> fg.FloatGraph:
@@ -33,6 +33,22 @@ def load_model(model_path: str | Path) -> fg.FloatGraph:
         return load_onnx(model_path)
     raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
                            "pass an .onnx file or a .pt2 file saved with torch.export.save")
+
+
+def compile_nir(model, target: str = "loihi2", scheme: str = "cuba", options: CompileOptions | None = None
+                ) -> SpikingGraph:
+    """Compile a NIR graph (a .nir file or an in-memory nir.NIRGraph) read under `options.nir`'s
+    conventions (`frontends.nir`); the front end's report goes to meta["nir"] and the summary."""
+    from .frontends.nir import as_conventions, load_nir
+    options = options or CompileOptions()
+    graph, report = load_nir(model, as_conventions(options.nir))
+    if isinstance(model, (str, Path)):
+        meta = {"file": Path(model).name, "sha256": model_sha256(model)}
+    else:
+        meta = {"file": "nir.NIRGraph", "sha256": None}
+    net = compile_graph(graph, target, scheme, options, meta)
+    net.meta["nir"] = report
+    return net
 
 
 def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "bitplane",
@@ -66,9 +82,11 @@ def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = 
     model_path = Path(model_path)
     if model_path.suffix.lower() not in MODEL_FORMATS:
         raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
-                               "pass an .onnx file or a .pt2 file saved with torch.export.save")
+                               "pass an .onnx file, a .pt2 file saved with torch.export.save or a .nir graph")
     load_target(target)          # report a bad --target / --scheme before reading the model
     get_scheme(scheme)
+    if model_path.suffix.lower() == ".nir":
+        return compile_nir(model_path, target, scheme, options)
     graph = load_model(model_path)
     return compile_graph(graph, target, scheme, options,
                          {"file": model_path.name, "sha256": model_sha256(model_path)})

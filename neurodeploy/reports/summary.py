@@ -76,7 +76,8 @@ def _scheme_lines(net: SpikingGraph) -> list[str]:
         lines.append(f"- graded-spike payloads: {net.meta['payload_bits']} bits asked; used "
                      + ", ".join(f"{k} {v}" for k, v in used.items()))
     lines += [f"- note: {n}" for n in net.meta.get("notes", [])]
-    return lines
+    from ..frontends.nir.report import summary_lines as nir_lines      # a network compiled from NIR
+    return lines + nir_lines(net.meta.get("nir"))
 
 
 def _chip_schedule(net: SpikingGraph) -> list[str]:

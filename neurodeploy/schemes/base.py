@@ -31,6 +31,9 @@ class CompileOptions:
     chips: int = 1                          # chips available: compile fails when more cores are needed
     payload_bits: int = 16                  # reverb: width of a graded spike's payload (1..24 on Loihi 2);
                                             # 16 = lava-dl's SDNN default, keeps v (24 bits) room for fan-in
+    nir: object | None = None               # NIR front end: how the graph's producer stepped it (a preset
+                                            # name, a dict of fields or frontends.nir.NirConventions; None =
+                                            # NIR's own reading, which needs dt): --nir-from, --nir-dt, ...
 
 
 class Scheme:

@@ -121,6 +121,15 @@ def _depth(real_layers, input_name: str) -> int:
     return hops[real_layers[-1].name]
 
 
+def _readout(graph: fg.FloatGraph, unit: int, t: int, depth: int) -> cb.CubaReadout:
+    """The readout neuron: the graph's output op says what it reads (`cuba_readout`, e.g. the NIR
+    front end's leaky or spike-count readouts); by default the mean over the T steps of W s + b."""
+    make = getattr(graph.op(graph.output), "cuba_readout", None)
+    if make is not None:
+        return make(unit, t, depth)
+    return cb.CubaReadout(output_scale=1.0 / ((1 << cb.ACT_SHIFT) * unit * t), window_start=depth)
+
+
 class Cuba(Scheme):
     """`netx=True` (default): every layer is also expressible in a NetX HDF5 file (`export_netx`)."""
     name = "cuba"
@@ -167,14 +176,14 @@ class Cuba(Scheme):
             if rl.quant is None:
                 # v(R) - v(depth) = 64 D (sum over the last T steps of W s + T b): the float mean times 64 D T
                 q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, run_steps, self.netx)
-                neuron = cb.CubaReadout(output_scale=1.0 / ((1 << cb.ACT_SHIFT) * q.unit * t), window_start=depth)
+                neuron = _readout(graph, q.unit, t, depth)
                 step = np.asarray(1.0 / q.unit)
             else:
-                q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, 1, self.netx)
-                dv = int(round_half_away(cb.DECAY_UNITY * (1.0 - rl.quant.decay)))
-                if dv > cb.DECAY_UNITY - 1:   # decay 0 (no memory) needs dv = 4096, one more than 12 bits
-                    notes.append(f"{rl.name}: decay {rl.quant.decay} -> dv 4095 (v keeps v >> 12 per step)")
-                neuron = cb.CubaLIF(du=cb.DECAY_UNITY - 1, dv=min(max(dv, 0), cb.DECAY_UNITY - 1), v_th_mant=q.unit)
+                du, dv, u_steps, decay_notes = rl.quant.cuba_decays(rl.name)
+                notes += decay_notes
+                # u sums up to 1/(1 - alpha) steps of input: size a_in so that it never wraps
+                q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, u_steps, self.netx)
+                neuron = cb.CubaLIF(du=du, dv=dv, v_th_mant=q.unit)
                 step = np.asarray(1.0)
             shapes[rl.name], src_max[rl.name] = rl.shape, 1.0
             layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant.astype(np.int64), cb.NETX_BIAS_EXP,
