@@ -43,7 +43,8 @@ def _linear(node, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, w, b)
     if t in ("Conv2d", "Conv1d"):
         b = node.get("bias")
-        b = None if b is None else torch.as_tensor(np.broadcast_to(np.asarray(b, dtype=np.float64), (w.shape[0],)))
+        if b is not None:
+            b = torch.as_tensor(np.broadcast_to(np.asarray(b, dtype=np.float64), (w.shape[0],)).copy())
         n = 2 if t == "Conv2d" else 1
         fn = F.conv2d if n == 2 else F.conv1d
         return fn(x, w, b, _pair(node.get("stride", 1), n), _pair(node.get("padding", 0), n),
