@@ -181,15 +181,19 @@ def compile_graph(graph: fg.FloatGraph, target: str, scheme: str, options: Compi
     return net
 
 
-def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str = "bitplane",
+def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str | None = None,
             **options) -> CompiledNet:
     """Compile a trained model into a spiking network.
 
     model_or_path: an `nn.Module` (then `example_input`, a tensor shaped like a batch of inputs,
     is required; a QAT model from `neurodeploy.nn.prepare_qat` is compiled through its QDQ ONNX
     export), a `torch.export.ExportedProgram`, or a path to an `.onnx` / `.pt2` file.
-    target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (or any registered
-    scheme, e.g. "rate").
+    target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (default; or any
+    registered scheme, e.g. "rate").
+    A NIR graph (a `.nir` path or an in-memory ``nir.NIRGraph``, from snnTorch, Norse, sinabs,
+    SpikingJelly ...) compiles with the `cuba` scheme (the default for NIR) under the
+    conventions of ``nir=`` (a preset name such as "snntorch", a dict of fields, or
+    `neurodeploy.frontends.nir.NirConventions`), exactly as ``neurodeploy compile x.nir``.
     options: the fields of `neurodeploy.schemes.CompileOptions` (the CLI's compile options):
     calibration (samples shaped like the input, array or tensor, for the input quantiser when the
     model has none), timesteps, input_bits (default 8), lossy, and scheme-specific ones.
@@ -200,7 +204,17 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
         # PyTorch QAT (fake-quant modules): through its QDQ ONNX export, the paper's 8-bit ANN
         from .nn.qat import compile_qat
         return compile_qat(model_or_path, example_input, target=target, scheme=scheme, **options)
+    from .frontends.nir import is_nir_graph
+    nir_model = is_nir_graph(model_or_path) or (isinstance(model_or_path, (str, Path))
+                                                and Path(model_or_path).suffix.lower() == ".nir")
+    scheme = scheme or ("cuba" if nir_model else "bitplane")
     opts = _options(options)
+    if nir_model:
+        from .compiler import compile_model, compile_nir
+        from .frontends.nir import as_conventions, load_nir
+        net = (compile_model if isinstance(model_or_path, (str, Path)) else compile_nir)(model_or_path, target,
+                                                                                         scheme, opts)
+        return CompiledNet(net, load_nir(model_or_path, as_conventions(opts.nir))[0])
     if isinstance(model_or_path, (str, Path)) and Path(model_or_path).suffix.lower() == ".onnx":
         from .compiler import compile_model          # exactly `neurodeploy compile`
         from .frontends.onnx_frontend import load_onnx

@@ -25,18 +25,21 @@ typical use:
 
 def _add_compile(sub):
     p = sub.add_parser(
-        "compile", help="compile an ONNX or PyTorch (.pt2) model into a spiking network directory",
-        description="Compile a trained model (ONNX, or a PyTorch program saved with torch.export.save) "
+        "compile", help="compile an ONNX, PyTorch (.pt2) or NIR (.nir) model into a spiking network directory",
+        description="Compile a trained model (ONNX, a PyTorch program saved with torch.export.save, or a NIR "
+                    "graph of a trained SNN) "
                     "into a spiking network for a target chip. "
                     "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
                     "summary.md; it is written atomically (temp dir + rename).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="the trained model: .onnx, or .pt2 written by torch.export.save")
+    p.add_argument("model", help="the trained model: .onnx, .pt2 written by torch.export.save, or a .nir graph "
+                                 "(snnTorch, Norse, sinabs, SpikingJelly ...: --scheme cuba with the --nir-* options)")
     p.add_argument("--target", default="loihi2",
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
-    p.add_argument("--scheme", default="bitplane",
+    p.add_argument("--scheme",
                    help="coding scheme: bitplane = error-free conversion of a QCFS-trained ANN (default); "
-                        "rate = integrate-and-fire rate coding over --timesteps steps (default 32)")
+                        "rate = integrate-and-fire rate coding over --timesteps steps (default 32); "
+                        "cuba = a trained LIF SNN on Loihi's CUBA LIF (the default for .nir graphs)")
     p.add_argument("-o", "--output", required=True, help="output directory (created or replaced)")
     p.add_argument("--calibration", metavar="X.npy",
                    help="float32 samples shaped like the input, batch first; sets the input quantiser's "
@@ -76,6 +79,36 @@ def _add_compile(sub):
                    help="chips available (default 1); compile fails, naming the largest layers, when the "
                         "network needs more cores than these chips have")
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
+    _add_nir_options(p)
+
+
+def _add_nir_options(p):
+    """How a .nir graph's producer stepped it: NIR records none of it (frontends/nir/conventions.py)."""
+    from .frontends.nir.conventions import CURRENT_INPUTS, DECAYS, FIRE_ON, GAINS, PRESETS, RESETS
+    g = p.add_argument_group("NIR graphs (.nir)", "NIR leaves the time step, discretisation, reset and firing rule "
+                             "to its producer: name the producer, or give each convention")
+    g.add_argument("--nir-from", choices=sorted(PRESETS),
+                   help="the exporter's conventions: snntorch (dt 1e-4), norse (dt 1e-6: Norse 1.1 writes "
+                        "tau = dt/tau_inv), sinabs (dt 1, exp decay), spikingjelly (dt 1e-4); spec = NIR's own "
+                        "reading (default; needs --nir-dt)")
+    g.add_argument("--nir-dt", type=float, help="time step in the graph's time unit (overrides --nir-from)")
+    g.add_argument("--nir-reset", choices=RESETS,
+                   help="how the network was trained to reset (NIR does not record it; snnTorch and sinabs "
+                        "need it): zero, or subtract (refused: Loihi 2's CUBA LIF resets to 0)")
+    g.add_argument("--nir-decay", choices=DECAYS, help="euler: 1 - dt/tau; exp: exp(-dt/tau)")
+    g.add_argument("--nir-input-gain", choices=GAINS,
+                   help="ode: r (1 - decay) as in the ODE; r: r alone (sinabs norm_input=False)")
+    g.add_argument("--nir-integrator-gain", choices=GAINS, help="IF / I input gain: ode: r dt; r: r")
+    g.add_argument("--nir-current-input", choices=CURRENT_INPUTS,
+                   help="CubaLIF current input: ode: w_in (1 - alpha); jump: w_in (Norse)")
+    g.add_argument("--nir-fire-on", choices=FIRE_ON, help="the trained firing rule: v > threshold or v >= threshold")
+
+
+def _nir_conventions(args):
+    from .frontends.nir import conventions
+    return conventions(args.nir_from, dt=args.nir_dt, reset=args.nir_reset, decay=args.nir_decay,
+                       input_gain=args.nir_input_gain, integrator_gain=args.nir_integrator_gain,
+                       current_input=args.nir_current_input, fire_on=args.nir_fire_on)
 
 
 def _add_simulate(sub):
@@ -140,12 +173,14 @@ def cmd_compile(args) -> int:
     if args.input_bits < 1 or args.input_bits > 16:
         raise NeurodeployError(f"--input-bits {args.input_bits} out of range", "--input-bits", "use 1..16")
     t0 = time.perf_counter()
-    net = compile_model(args.model, args.target, args.scheme,
+    scheme = args.scheme or ("cuba" if str(args.model).lower().endswith(".nir") else "bitplane")
+    net = compile_model(args.model, args.target, scheme,
                         CompileOptions(calibration=calib, timesteps=args.timesteps, input_bits=args.input_bits,
                                        lossy=args.lossy, reset=args.reset, percentile=args.percentile,
                                        coding_steps=args.coding_steps, silent_steps=args.silent_steps,
                                        chips=args.chips, payload_bits=args.payload_bits, beta=args.beta,
-                                       state_bound=args.state_bound, state_margin=args.state_margin))
+                                       state_bound=args.state_bound, state_margin=args.state_margin,
+                                       nir=_nir_conventions(args)))
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import NeurodeployError
+from .errors import NeurodeployError, UnsupportedError
 from .fsutil import public_mode
 from .frontends.onnx_frontend import load_onnx, model_sha256
 from .ir import float_graph as fg
@@ -41,6 +41,10 @@ def compile_nir(model, target: str = "loihi2", scheme: str = "cuba", options: Co
     conventions (`frontends.nir`); the front end's report goes to meta["nir"] and the summary."""
     from .frontends.nir import as_conventions, load_nir
     options = options or CompileOptions()
+    if not getattr(get_scheme(scheme), "reads_nir", False):
+        raise UnsupportedError(f"a NIR graph of a trained SNN does not compile with the '{scheme}' scheme",
+                               str(model) if isinstance(model, (str, Path)) else "nir.NIRGraph",
+                               "use --scheme cuba (Loihi 2's CUBA LIF)")
     graph, report = load_nir(model, as_conventions(options.nir))
     if isinstance(model, (str, Path)):
         meta = {"file": Path(model).name, "sha256": model_sha256(model)}

@@ -219,7 +219,14 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
 
 def _float_snn_from_file(path: Path, graph: SpikingGraph, x: np.ndarray, t: int, batch_size: int) -> np.ndarray:
     """The float SNN's outputs (mean over T) from a saved per-step program: reverb only (its
-    float graph carries the neurons' τ and V_th, which `ir.reverb_float.run` steps through)."""
+    float graph carries the neurons' τ and V_th, which `ir.reverb_float.run` steps through);
+    or from the NIR graph a network was compiled from, stepped under the conventions it was
+    compiled with (`frontends.nir.float_sim`)."""
+    if path.suffix.lower() == ".nir" and graph.meta.get("nir"):
+        from ..frontends.nir import as_conventions, read_nir
+        from ..frontends.nir.float_sim import simulate as nir_float
+        raw, conv = read_nir(path), as_conventions(graph.meta["nir"]["conventions"])
+        return np.concatenate([nir_float(raw, conv, xb, t) for _, xb in engine.iter_batches(x, batch_size)])
     if graph.scheme != "reverb" or path.suffix.lower() != ".pt2":
         raise NeurodeployError(f"cannot run the float {graph.scheme} SNN from '{path.name}'", str(path),
                                "verify from Python: neurodeploy.verify(net, model, x, y) with the trained nn.Module"

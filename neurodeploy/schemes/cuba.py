@@ -138,6 +138,7 @@ class Cuba(Scheme):
     guarantee = ("none: the fixed-point CUBA SNN approximates the float LIF SNN (quantised weights/bias/input, "
                  "Loihi's decay rounding, 1-step synaptic delays); verify reports both accuracies")
     exact = False
+    reads_nir = True           # NIR graphs of trained SNNs (frontends/nir) compile here
 
     def __init__(self, netx: bool = True):
         self.netx = bool(netx)
