@@ -8,7 +8,8 @@ exporter, compiled with `neurodeploy compile x.nir --scheme cuba --nir-from LIB`
   * the library's own float simulation            (the reference)
   * our float reading of the NIR graph            (frontends.nir.float_sim: proves the conventions)
   * our fixed-point simulator                     (what Loihi 2 computes)
-  * Lava's fixed_pt run of the emitted processes  (2 samples, bit for bit equal to ours)
+  * Lava's fixed_pt run of the emitted processes  (2 samples, bit for bit equal to ours), and
+    of the NetX file (`neurodeploy export --format netx`) loaded by lava-dl's netx
 
 Measured (seed 0, on the machine that wrote this; `python benchmarks/bench_nir.py` prints it):
 
@@ -110,18 +111,19 @@ def test_fixed_point_agrees_with_the_library(name, data, tmp_path_factory):
 
 @pytest.mark.lava
 @pytest.mark.parametrize("name", list(nl.LIBRARIES))
-def test_fixed_point_is_lava_bit_for_bit(name, data, tmp_path_factory):
+def test_fixed_point_is_lava_bit_for_bit(name, data, tmp_path_factory, tmp_path):
+    """Stock Lava processes and the NetX export (loaded by lava-dl's netx) run in fixed_pt."""
     from neurodeploy.backends.lava.compat import ensure_lava
     ensure_lava()
     r = result(name, data, tmp_path_factory)
     x = r["x"][:2]
     ours = sim_cuba.trace(r["net"], x)
-    lava = sim_cuba.run_lava(r["net"], x)
-    for layer, s in ours.spikes.items():
-        np.testing.assert_array_equal(lava.spikes[layer], s, err_msg=f"spikes of {layer}")
-        assert s.any(), layer                                  # the layers do spike
-    np.testing.assert_array_equal(lava.readout_v, ours.readout_v)
-    np.testing.assert_array_equal(lava.output, sim_cuba.simulate(r["net"], x))
+    for lava in (sim_cuba.run_lava(r["net"], x), sim_cuba.run_netx(r["net"], x, tmp_path / "net.net")):
+        for layer, s in ours.spikes.items():
+            np.testing.assert_array_equal(lava.spikes[layer], s, err_msg=f"spikes of {layer}")
+            assert s.any(), layer                              # the layers do spike
+        np.testing.assert_array_equal(lava.readout_v, ours.readout_v)
+        np.testing.assert_array_equal(lava.output, sim_cuba.simulate(r["net"], x))
 
 
 def test_snntorch_scalar_beta_graph_with_gaps(data, tmp_path_factory, tmp_path):

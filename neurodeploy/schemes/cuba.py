@@ -61,14 +61,15 @@ def _quantise(name: str, real_branches: list, bias_real: np.ndarray, src_shapes:
     <= 131071 (per step: u = a_in << 6 never wraps; over the run, for the readout: v never
     reaches its threshold).  With `netx`, a layer fed through a Dense synapse uses e = 1: NetX
     re-derives Dense weight exponents itself (`netx.utils.optimize_weight_bits`) and only keeps
-    even weights in [-256, 254] (a_in units), i.e. exactly W_mant << 1 (loihi.md §D.4)."""
+    even weights in [-256, 254] (a_in units), i.e. exactly W_mant << 1 (loihi.md §D.4); a
+    per-feature ChannelScale (the NIR front end's spike-count readout) is a diagonal Dense."""
     m_max = target.weight_mant_max
     w_max = max(float(np.max(np.abs(syn.weighted_op(b.ops).weight))) for b in real_branches)
     b_max = float(np.max(np.abs(bias_real))) if np.size(bias_real) else 0.0
     limit = cb.A_IN_MAX // run_steps
     best = None
     exps = range(max(0, target.weight_exp_min), target.weight_exp_max + 1)
-    if netx and any(isinstance(op, syn.Dense) for b in real_branches for op in b.ops):
+    if netx and any(_netx_dense(op, src_shapes[b.source]) for b in real_branches for op in b.ops):
         exps = [1]
     for e in exps:
         d = cb.VTH_MAX if w_max == 0 else min(int(np.floor(m_max * (1 << e) / w_max)), cb.VTH_MAX)
@@ -96,6 +97,11 @@ def _quantise(name: str, real_branches: list, bias_real: np.ndarray, src_shapes:
         den += float(np.sum(w ** 2))
     b_err = float(np.max(np.abs(bias_real - bias_mant / d))) if np.size(bias_real) else 0.0
     return CubaQuant(branches, bias_mant, d, e, bound, float(np.sqrt(num / den)) if den else 0.0, b_err)
+
+
+def _netx_dense(op, src_shape) -> bool:
+    """A synapse NetX stores as a Dense layer: Dense, or a per-feature ChannelScale (a diagonal Dense)."""
+    return isinstance(op, syn.Dense) or (isinstance(op, syn.ChannelScale) and len(src_shape) == 1)
 
 
 def _try(real_branches, bias_real, d, e, src_shapes, src_max):
