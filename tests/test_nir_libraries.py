@@ -163,3 +163,10 @@ def test_sinabs_reset_must_be_stated(data, tmp_path_factory):
         opts = CompileOptions(calibration=r["x"], timesteps=nl.T, nir={"preset": "sinabs", "reset": reset})
         with pytest.raises(NeurodeployError, match=match):
             compile_model(r["path"], "loihi2", "cuba", opts)
+
+
+def test_samna_is_never_imported(data, tmp_path_factory):
+    """sinabs requires samna, whose PyPI package is a stub that runs pip on import (requirements.txt):
+    sinabs' NIR export and layers must not import it."""
+    result("sinabs", data, tmp_path_factory)
+    assert "samna" not in sys.modules
