@@ -244,6 +244,8 @@ def test_fixed_point_follows_our_float_reading():
         agree = float(np.mean(ref.argmax(1) == ours.argmax(1)))
         print(f"agreement {agree:.3f}")
         assert agree >= 0.95
+        r = api.verify(net, graph, x, np.zeros(len(x), np.int64))          # nd.verify on the in-memory graph
+        assert r["agreement"]["fixed_vs_float_snn"] == agree
 
 
 @pytest.mark.lava

@@ -198,14 +198,18 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
 
     For any trained-SNN scheme (cuba, reverb): the input encoder's neuron carries `timesteps`
     and `sim.engine` dispatches the graph to its simulator.  `model` is the time-first
-    nn.Module (run by `train.predict`) or, for reverb, the `.pt2` file `nn.export_program`
-    wrote (its float graph run for T steps by `ir.reverb_float.run`).
+    nn.Module (run by `train.predict`), for reverb the `.pt2` file `nn.export_program`
+    wrote (its float graph run for T steps by `ir.reverb_float.run`), or the NIR graph (a .nir
+    path or a nir.NIRGraph) a cuba network was compiled from.
     Returns {"float_accuracy", "fixed_accuracy", "agreement", "float_out", "fixed_out"}
     (accuracies None without labels).
     """
     from ..train.fit import predict
     t = timesteps or int(graph.input.neuron.timesteps)
-    if isinstance(model, (str, Path)):
+    from ..frontends.nir import is_nir_graph
+    if is_nir_graph(model) or (isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".nir"):
+        f = _nir_float(model, graph, np.asarray(x, dtype=np.float32), t, batch_size)
+    elif isinstance(model, (str, Path)):
         f = _float_snn_from_file(Path(model), graph, np.asarray(x, dtype=np.float32), t, batch_size)
     else:
         f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
@@ -217,16 +221,22 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
     return out
 
 
+def _nir_float(model, graph: SpikingGraph, x: np.ndarray, t: int, batch_size: int) -> np.ndarray:
+    """The float SNN of a NIR graph (a .nir path or a nir.NIRGraph) the network was compiled from,
+    stepped under the conventions it was compiled with (`frontends.nir.float_sim`)."""
+    from ..frontends.nir import as_conventions, read_graph, read_nir
+    from ..frontends.nir.float_sim import simulate as nir_float
+    if not graph.meta.get("nir"):
+        raise NeurodeployError("the network was not compiled from a NIR graph", "verify",
+                               "pass the model the network was compiled from")
+    raw = read_nir(model) if isinstance(model, (str, Path)) else read_graph(model)
+    conv = as_conventions(graph.meta["nir"]["conventions"])
+    return np.concatenate([nir_float(raw, conv, xb, t) for _, xb in engine.iter_batches(x, batch_size)])
+
+
 def _float_snn_from_file(path: Path, graph: SpikingGraph, x: np.ndarray, t: int, batch_size: int) -> np.ndarray:
     """The float SNN's outputs (mean over T) from a saved per-step program: reverb only (its
-    float graph carries the neurons' τ and V_th, which `ir.reverb_float.run` steps through);
-    or from the NIR graph a network was compiled from, stepped under the conventions it was
-    compiled with (`frontends.nir.float_sim`)."""
-    if path.suffix.lower() == ".nir" and graph.meta.get("nir"):
-        from ..frontends.nir import as_conventions, read_nir
-        from ..frontends.nir.float_sim import simulate as nir_float
-        raw, conv = read_nir(path), as_conventions(graph.meta["nir"]["conventions"])
-        return np.concatenate([nir_float(raw, conv, xb, t) for _, xb in engine.iter_batches(x, batch_size)])
+    float graph carries the neurons' τ and V_th, which `ir.reverb_float.run` steps through)."""
     if graph.scheme != "reverb" or path.suffix.lower() != ".pt2":
         raise NeurodeployError(f"cannot run the float {graph.scheme} SNN from '{path.name}'", str(path),
                                "verify from Python: neurodeploy.verify(net, model, x, y) with the trained nn.Module"

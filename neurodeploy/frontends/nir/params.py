@@ -12,7 +12,7 @@ rounding half away from zero, each clamped to 0..4095 (beta = 0, no memory, need
 dv = 4095 keeps v >> 12; noted).  The rounding is reported per layer: the exact beta / alpha,
 Loihi's, and the time constant Loihi's decay stands for (tau_loihi = -dt / ln(decay)).
 
-Gains fold into the layer's weights (`act.NirNeuronAct.in_scale` = g / v_threshold, the
+Gains fold into the layer's weights (`ops.NirNeuronAct.in_scale` = g / v_threshold, the
 weights come out in threshold units); the leak drive (1 - beta) v_leak per step is a bias.
 Loihi runs one du/dv per neuron group and fires on v > threshold, resetting to 0: per-neuron
 time constants that round to different decays, v_reset != 0, and subtractive resets are
@@ -115,7 +115,7 @@ def _uniform(values: np.ndarray, what: str, where: str) -> float:
     return float(flat[0])
 
 
-def _check_reset(node: RawNode, shape: tuple, conv: NirConventions, where: str) -> None:
+def _check_reset(node: RawNode, conv: NirConventions, where: str) -> None:
     if conv.reset is None:
         raise UnsupportedError("the reset is not stated", where, RESET_HINT)
     if conv.reset == "subtract":
@@ -156,7 +156,7 @@ def map_neuron(node: RawNode, shape: tuple, conv: NirConventions, where: str) ->
                                "supported neurons: LIF, CubaLIF, IF, Threshold; readouts LI, I")
     spiking = kind in SPIKING
     if spiking:
-        _check_reset(node, shape, conv, where)
+        _check_reset(node, conv, where)
         v_th = per_channel(node.array("threshold" if kind == "Threshold" else "v_threshold", where), shape,
                            "v_threshold", where)
         if np.any(np.asarray(v_th) <= 0):
