@@ -7,8 +7,9 @@
     net.save("out/")                           # ir.json + params.npz + summary.md, atomically
 
 `model` may be an `nn.Module` (exported with torch.export on `example_input`), a
-`torch.export.ExportedProgram`, or a path to an `.onnx` file or a `.pt2` file written by
-`torch.export.save`.  Every user error is a `neurodeploy.NeurodeployError`.
+`torch.export.ExportedProgram`, a path to an `.onnx` file or a `.pt2` file written by
+`torch.export.save`, or a NIR graph of a trained SNN (a `.nir` path or a ``nir.NIRGraph``; the
+`cuba` scheme).  Every user error is a `neurodeploy.NeurodeployError`.
 """
 from __future__ import annotations
 
@@ -99,8 +100,21 @@ def _tensors_sha256(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
-    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram."""
+def _float_graph(model, example_input=None, front=None, options=None) -> tuple[fg.FloatGraph, dict, dict]:
+    """(float graph, meta["model"], the front end's meta) for a path, an nn.Module, an
+    ExportedProgram, or a model `front` reads (a scheme's own front end: `compiler.model_front_end`)."""
+    if front is not None:
+        graph, front_meta = front.load(model, options)
+        if isinstance(model, (str, Path)):
+            from .compiler import model_meta
+            return graph, model_meta(model), front_meta
+        library = type(model).__module__.split(".")[0]          # an in-memory model: nir.NIRGraph -> "nir"
+        return graph, {"file": f"{type(model).__name__} ({library})", "sha256": None}, front_meta
+    return (*_common_float_graph(model, example_input), {})
+
+
+def _common_float_graph(model, example_input) -> tuple[fg.FloatGraph, dict]:
+    """(float graph, meta["model"]) for an .onnx/.pt2 path, an nn.Module or an ExportedProgram."""
     if isinstance(model, (str, Path)):
         from .compiler import load_model, model_meta       # the command line's dispatch by suffix
         return load_model(model), model_meta(model)
@@ -136,19 +150,22 @@ def _module_graph(model, example_input) -> fg.FloatGraph:
     return load_torch(model, example_input) if front_end is None else front_end.load_model(model, example_input)
 
 
-def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str = "bitplane",
+def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str | None = None,
             **options) -> CompiledNet:
     """Compile a trained model into a spiking network.
 
     model_or_path: an `nn.Module` (then `example_input`, a tensor shaped like a batch of inputs,
     is required; a QAT model from `neurodeploy.nn.prepare_qat` is compiled through its QDQ ONNX
-    export), a `torch.export.ExportedProgram`, or a path to an `.onnx` / `.pt2` file.
-    target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (or any registered
-    scheme, e.g. "rate").
+    export), a `torch.export.ExportedProgram`, a path to an `.onnx` / `.pt2` file, or a NIR graph
+    of a trained SNN (a `.nir` path or an in-memory ``nir.NIRGraph`` from snnTorch, Norse, sinabs,
+    SpikingJelly ...).
+    target: "loihi2", "cpu" or a path to a target .toml.  scheme: any registered scheme (e.g.
+    "rate"); None (default): "bitplane", or for a NIR graph "cuba" (`compiler.default_scheme`).
     options: the scheme's options (the CLI's compile flags with Python names, see
     `get_scheme(scheme).Options`): calibration (samples shaped like the input, array or tensor,
     for the input quantiser when the model has none), timesteps, input_bits (default 8), chips,
-    and the scheme's own (lossy, reset, payload_bits, ...); an option the scheme does not have is
+    and the scheme's own (lossy, reset, payload_bits, ...; for NIR graphs nir_from="snntorch",
+    nir_reset="zero", nir_dt=..., the --nir-* flags); an option the scheme does not have is
     refused.  A path is compiled exactly as `neurodeploy compile` does; PyTorch models go through
     `neurodeploy.frontends.torch`, which builds the same float graph.
     """
@@ -160,10 +177,13 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
         with tempfile.TemporaryDirectory() as tmp:
             path = export_qat_onnx(model_or_path, example_input, Path(tmp) / "qat.onnx")
             return compile(path, target=target, scheme=scheme, **options)
+    from .compiler import check_front_end_options, compile_graph, default_scheme, model_front_end
+    scheme = scheme or default_scheme(model_or_path)
+    front = model_front_end(model_or_path, scheme)      # a NIR graph: the cuba scheme's front end
     opts = _options(scheme, options)
-    graph, model_meta = _float_graph(model_or_path, example_input)
-    from .compiler import compile_graph
-    return CompiledNet(compile_graph(graph, target, scheme, opts, model_meta), graph)
+    check_front_end_options(model_or_path, scheme, front, opts)
+    graph, model_meta, front_meta = _float_graph(model_or_path, example_input, front, opts)
+    return CompiledNet(compile_graph(graph, target, scheme, opts, model_meta, front_meta), graph)
 
 
 # --- simulate ------------------------------------------------------------------------------
