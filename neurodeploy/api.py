@@ -7,9 +7,10 @@
     net.save("out/")                           # ir.json + params.npz + summary.md, atomically
 
 `model` may be an `nn.Module` (exported with torch.export on `example_input`), a
-`torch.export.ExportedProgram`, or a path to an `.onnx` file or a `.pt2` file written by
-`torch.export.save`; or a Lava-DL NetX file (`.net`), a spiking network already, imported as it
-is.  Every user error is a `neurodeploy.NeurodeployError`.
+`torch.export.ExportedProgram`, a path to an `.onnx` file or a `.pt2` file written by
+`torch.export.save`, a NIR graph of a trained SNN (a `.nir` path or a ``nir.NIRGraph``; the
+`cuba` scheme), or a Lava-DL NetX file (`.net`), a spiking network already, imported as it is.
+Every user error is a `neurodeploy.NeurodeployError`.
 """
 from __future__ import annotations
 
@@ -100,9 +101,23 @@ def _tensors_sha256(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def _float_graph(model, example_input=None, probe=None) -> tuple[fg.FloatGraph, dict]:
-    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram; the front end
-    proves its graph on `probe` (calibration samples; default: the example input and seeded inputs)."""
+def _float_graph(model, example_input=None, front=None, options=None, probe=None) -> tuple[fg.FloatGraph, dict, dict]:
+    """(float graph, meta["model"], the front end's meta) for a path, an nn.Module, an
+    ExportedProgram, or a model `front` reads (a scheme's own front end: `compiler.model_front_end`)."""
+    if front is not None:
+        graph, front_meta = front.load(model, options)
+        if isinstance(model, (str, Path)):
+            from .compiler import model_meta
+            return graph, model_meta(model), front_meta
+        library = type(model).__module__.split(".")[0]          # an in-memory model: nir.NIRGraph -> "nir"
+        return graph, {"file": f"{type(model).__name__} ({library})", "sha256": None}, front_meta
+    return (*_common_float_graph(model, example_input, probe), {})
+
+
+def _common_float_graph(model, example_input, probe=None) -> tuple[fg.FloatGraph, dict]:
+    """(float graph, meta["model"]) for an .onnx/.pt2 path, an nn.Module or an ExportedProgram; the
+    front end proves its graph on `probe` (calibration samples; default: the example input and
+    seeded inputs)."""
     if isinstance(model, (str, Path)):
         from .compiler import load_model, model_meta       # the command line's dispatch by suffix
         return load_model(model, probe), model_meta(model)
@@ -146,13 +161,16 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
 
     model_or_path: an `nn.Module` (then `example_input`, a tensor shaped like a batch of inputs,
     is required; a QAT model from `neurodeploy.nn.prepare_qat` is compiled through its QDQ ONNX
-    export), a `torch.export.ExportedProgram`, or a path to an `.onnx` / `.pt2` file.
-    target: "loihi2", "cpu" or a path to a target .toml.  scheme: "bitplane" (the default) or any
-    registered scheme, e.g. "rate".
+    export), a `torch.export.ExportedProgram`, a path to an `.onnx` / `.pt2` file, or a NIR graph
+    of a trained SNN (a `.nir` path or an in-memory ``nir.NIRGraph`` from snnTorch, Norse, sinabs,
+    SpikingJelly ...), or a Lava-DL NetX file (`.net`).
+    target: "loihi2", "cpu" or a path to a target .toml.  scheme: any registered scheme (e.g.
+    "rate"); None (default): "bitplane", or for a NIR graph "cuba" (`compiler.default_scheme`).
     options: the scheme's options (the CLI's compile flags with Python names, see
     `get_scheme(scheme).Options`): calibration (samples shaped like the input, array or tensor,
     for the input quantiser when the model has none), timesteps, input_bits (default 8), chips,
-    and the scheme's own (lossy, reset, payload_bits, ...); an option the scheme does not have is
+    and the scheme's own (lossy, reset, payload_bits, ...; for NIR graphs nir_from="snntorch",
+    nir_reset="zero", nir_dt=..., the --nir-* flags); an option the scheme does not have is
     refused.  A path is compiled exactly as `neurodeploy compile` does; PyTorch models go through
     `neurodeploy.frontends.torch`, which builds the same float graph.  A Lava-DL NetX file is
     imported exactly as `neurodeploy compile` does (`frontends.netx`: its own scheme, the options
@@ -170,11 +188,13 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
     if is_netx_path(model_or_path):                  # a Lava-DL NetX file: imported, exactly `neurodeploy compile`
         from .compiler import compile_model
         return CompiledNet(compile_model(model_or_path, target, scheme, options))
-    scheme = scheme or DEFAULT_SCHEME
+    from .compiler import check_front_end_options, compile_graph, default_scheme, model_front_end
+    scheme = scheme or default_scheme(model_or_path)
+    front = model_front_end(model_or_path, scheme)      # a NIR graph: the cuba scheme's front end
     opts = _options(scheme, options)
-    graph, model_meta = _float_graph(model_or_path, example_input, opts.calibration)
-    from .compiler import compile_graph
-    return CompiledNet(compile_graph(graph, target, scheme, opts, model_meta), graph)
+    check_front_end_options(model_or_path, scheme, front, opts)
+    graph, model_meta, front_meta = _float_graph(model_or_path, example_input, front, opts, opts.calibration)
+    return CompiledNet(compile_graph(graph, target, scheme, opts, model_meta, front_meta), graph)
 
 
 # --- simulate ------------------------------------------------------------------------------

@@ -44,26 +44,34 @@ def _scheme_name(text: str) -> str:
 
 
 def _add_compile(sub):
+    from .compiler import DEFAULT_SCHEME
     from .registry import all_schemes
+    from .schemes.base import flag
     schemes = all_schemes()
+    own = [(s.name, fe) for s in schemes for fe in s.model_front_ends()]    # formats a scheme's own front end reads
+    own_formats = "".join(f", a {fe.DESCRIPTION}" for _, fe in own)
     p = sub.add_parser(
-        "compile", help="compile an ONNX or PyTorch (.pt2) model into a spiking network directory",
-        description="Compile a trained model (ONNX, or a PyTorch program saved with torch.export.save) "
-                    "into a spiking network for a target chip, or import a Lava-DL NetX file (a spiking "
-                    "network already: read as it is, no quantisation). "
+        "compile", help="compile a trained model (.onnx, .pt2" + "".join(f", {x}" for _, fe in own for x in fe.SUFFIXES)
+                        + ", or a Lava-DL NetX .net) into a spiking network directory",
+        description="Compile a trained model (ONNX, a PyTorch program saved with torch.export.save"
+                    f"{own_formats} of a trained SNN) into a spiking network for a target chip, or import a Lava-DL "
+                    "NetX file (a spiking network already: read as it is, no quantisation). "
                     "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
                     "summary.md; it is written atomically (temp dir + rename). "
                     "The options after --scheme are each scheme's own (marked [scheme]); an option the "
                     "chosen scheme does not have is refused; those marked [NetX files] apply to NetX files "
                     "only: the arguments netx.hdf5.Network takes besides the file.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="the trained model: .onnx, or .pt2 written by torch.export.save; or a Lava-DL "
-                                 "NetX file (.net), imported as it is (cuba/sdnn, no quantisation)")
+    p.add_argument("model", help="the trained model: .onnx, .pt2 written by torch.export.save"
+                                 + "".join(f", or a {fe.DESCRIPTION} (--scheme {name} with its options "
+                                           + ", ".join(flag(n) for n in fe.OPTIONS[:2]) + " ...)" for name, fe in own)
+                                 + "; or a Lava-DL NetX file (.net), imported as it is (cuba/sdnn, no quantisation)")
     p.add_argument("--target", default="loihi2",
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
     p.add_argument("--scheme", type=_scheme_name, choices=[s.name for s in schemes],
-                   help=f"coding scheme (default {DEFAULT_SCHEME}; a NetX file's own): "
-                        + "; ".join(f"{s.name} = {s.title}" for s in schemes))
+                   help="coding scheme: " + "; ".join(f"{s.name} = {s.title}" for s in schemes)
+                        + f" (default: {DEFAULT_SCHEME}; a NetX file's own" + "".join(f"; {name} for a {fe.DESCRIPTION}" for name, fe in own)
+                        + ")")
     p.add_argument("-o", "--output", required=True, help="output directory (created or replaced)")
     add_option_flags(p, schemes, front_end_options())
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
@@ -159,9 +167,9 @@ def _add_verify(sub):
                     "scheme's guarantee holds (bitplane: zero mismatches on every layer), 1 otherwise.")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--model", required=True,
-                   help="the model file (.onnx or .pt2) the directory was compiled from; for a network imported "
-                        "from a Lava-DL NetX file, that .net file: Lava runs it as the reference (bit-exact, "
-                        "layer by layer; a few samples)")
+                   help="the model file (.onnx, .pt2 or .nir) the directory was compiled from; for a network "
+                        "imported from a Lava-DL NetX file, that .net file: Lava runs it as the reference "
+                        "(bit-exact, layer by layer; a few samples)")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
     p.add_argument("--labels", metavar="Y.npy", help="integer labels (N,); required except for a NetX model")
     p.add_argument("--batch-size", type=int, default=256)

@@ -1,4 +1,5 @@
-"""The compile step as an API: model file (.onnx, .pt2) or float graph -> SpikingGraph -> artifact directory.
+"""The compile step as an API: model file (.onnx, .pt2, or a format a scheme's own front end reads,
+e.g. .nir) or float graph -> SpikingGraph -> artifact directory.
 
 A Lava-DL NetX file is a spiking network already: `compile_model` imports it (`frontends.netx`)."""
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
 from .passes import FRONT_END_PASSES, run_passes
-from .registry import DEFAULT_SCHEME, get_scheme
+from .registry import DEFAULT_SCHEME, all_schemes, get_scheme
 from .target import load_target
 from .target.allocation import check_fits
 
@@ -31,7 +32,8 @@ RECORDED_OPTIONS = {"timesteps": None, "input_bits": 8, "lossy": False, "reset":
                     "coding_steps": None, "silent_steps": None, "payload_bits": 16}
 
 
-MODEL_FORMATS = (".onnx", ".pt2")
+MODEL_FORMATS = (".onnx", ".pt2")     # the common front ends' files, which every scheme compiles
+DEFAULT_SCHEME = "bitplane"           # when none is named and no scheme's own front end reads the model
 
 
 def load_model(model_path: str | Path, probe=None) -> fg.FloatGraph:
@@ -54,9 +56,50 @@ def model_meta(model_path: str | Path) -> dict:
     return {"file": model_path.name, "sha256": model_sha256(model_path)}
 
 
+def _format_hint() -> str:
+    extra = [f"a {fe.DESCRIPTION} (--scheme {s.name})" for s in all_schemes() for fe in s.model_front_ends()]
+    return ", ".join(["pass an .onnx file", "a .pt2 file saved with torch.export.save", *extra,
+                      "or a Lava-DL NetX file (.net)"])
+
+
+def default_scheme(model) -> str:
+    """The scheme a model compiles with when none is named: the scheme whose own front end reads it
+    (`Scheme.model_front_ends`: a NIR graph -> cuba), else DEFAULT_SCHEME."""
+    return next((s.name for s in all_schemes() if s.model_front_end(model) is not None), DEFAULT_SCHEME)
+
+
+def _where(model) -> str:
+    return str(model) if isinstance(model, (str, Path)) else type(model).__name__
+
+
+def model_front_end(model, scheme: str):
+    """The chosen scheme's own front end that reads `model` (a path or an in-memory model), or None
+    for the common front ends.  Refuses a model that only other schemes' front ends read, naming
+    those schemes."""
+    front = get_scheme(scheme).model_front_end(model)
+    if front is None:
+        others = [(s.name, fe) for s in all_schemes() for fe in s.model_front_ends() if fe.claims(model)]
+        if others:
+            raise UnsupportedError(f"a {others[0][1].DESCRIPTION} does not compile with the '{scheme}' scheme",
+                                   _where(model), "use " + " or ".join(f"--scheme {name}" for name, _ in others))
+    return front
+
+
+def check_front_end_options(model, scheme: str, front, options) -> None:
+    """Refuse an option of one of the scheme's own front ends that does not read `model`
+    (--nir-dt for a LIF network in PyTorch): it would have no effect."""
+    from .schemes.base import flag
+    for fe in get_scheme(scheme).model_front_ends():
+        given = [n for n in fe.OPTIONS if fe is not front and getattr(options, n, None) is not None]
+        if given:
+            raise NeurodeployError(f"{flag(given[0])} applies to a {fe.DESCRIPTION} only", _where(model),
+                                   f"drop {', '.join(flag(n) for n in given)}")
+
+
 def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = DEFAULT_SCHEME,
-                  options=None, model_meta: dict | None = None) -> SpikingGraph:
-    """Compile a float graph from any front end; `model_meta` ({"file", "sha256"}) names its source.
+                  options=None, model_meta: dict | None = None, front_meta: dict | None = None) -> SpikingGraph:
+    """Compile a float graph from any front end; `model_meta` ({"file", "sha256"}) names its source,
+    `front_meta` is what its front end reports (a NIR graph's {"nir": ...}), kept in net.meta.
 
     options: the scheme's options class, a dict of option values or a `CompileOptions` (checked
     by the scheme: an option it does not have is refused)."""
@@ -77,6 +120,7 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = DE
                     **{k: getattr(options, k, default) for k, default in RECORDED_OPTIONS.items()},
                     "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
         "target_spec": tgt.to_dict(),
+        **(front_meta or {}),
     })
     # a network larger than the chip(s) stops here, naming the largest layers
     net.meta["allocation"] = check_fits(net, options.chips)
@@ -88,20 +132,24 @@ def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str | 
                   options=None) -> SpikingGraph:
     """`neurodeploy compile`: a model file -> SpikingGraph (options as in `compile_graph`).
 
-    scheme None: `registry.DEFAULT_SCHEME`, or for a NetX file the scheme of its neurons; a NetX
-    file takes the options of `frontends.netx.options.NetxOptions` instead of a scheme's."""
+    scheme None: `default_scheme` (bitplane unless a scheme's own front end reads the file), or for
+    a NetX file the scheme of its neurons; a NetX file takes the options of
+    `frontends.netx.options.NetxOptions` instead of a scheme's."""
     model_path = Path(model_path)
     if is_netx_path(model_path):   # a Lava-DL NetX file is a spiking network already: read, not compiled
         return import_netx(model_path, target, scheme, options)
-    if model_path.suffix.lower() not in MODEL_FORMATS:
-        raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
-                               "pass an .onnx file or a .pt2 file saved with torch.export.save")
     refuse_netx_only(options, model_path)
-    scheme = scheme or DEFAULT_SCHEME
+    scheme = scheme or default_scheme(model_path)
+    suffixes = MODEL_FORMATS + tuple(x for s in all_schemes() for fe in s.model_front_ends() for x in fe.SUFFIXES)
+    if model_path.suffix.lower() not in suffixes:
+        raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path), _format_hint())
     load_target(target)          # report a bad --target / --scheme / option before reading the model
+    front = model_front_end(model_path, scheme)
     options = get_scheme(scheme).options(options)
-    graph = load_model(model_path, options.calibration)
-    return compile_graph(graph, target, scheme, options, model_meta(model_path))
+    check_front_end_options(model_path, scheme, front, options)
+    graph, front_meta = (load_model(model_path, options.calibration), {}) if front is None \
+        else front.load(model_path, options)
+    return compile_graph(graph, target, scheme, options, model_meta(model_path), front_meta)
 
 
 def _is_artifact(path: Path) -> bool:

@@ -13,8 +13,9 @@ Three levels:
     nirtorch.nir_to_torch wires the graph (its own default for nir.Affine is not used: it
     leaves the bias random).  `norse.torch.from_nir` itself goes through the deprecated
     nirtorch.load, whose executor runs a residual graph in depth-first order (a skip branch
-    then reads the previous step) and whose Flatten(start_dim=0) flattens the batch, so it is
-    checked on the sequential digits model one sample at a time, where it gives the same sums.
+    then reads the previous step), so it is checked on the sequential digits model, batched:
+    the exported Flatten counts its dims from the end (start_dim=-3), which Norse's
+    torch.nn.Flatten(start_dim, end_dim) applies to (N, C, H, W) without touching the batch.
 
 Measured with Norse (T = 16, default export: v_init spread into the bias, no Delay nodes,
 readout="current" since Norse 1.1 has no nir.I), prediction agreement with our simulator:
@@ -117,8 +118,9 @@ def _linear(nd, x):
     if isinstance(nd, nir.SumPool2d):
         return F.avg_pool2d(x, tuple(int(k) for k in nd.kernel_size), tuple(int(s) for s in nd.stride),
                             tuple(int(p) for p in nd.padding), divisor_override=1)
-    if isinstance(nd, nir.Flatten):
-        return x.flatten(int(nd.start_dim) + 1, int(nd.end_dim))     # NIR shapes have no batch axis
+    if isinstance(nd, nir.Flatten):      # NIR shapes have no batch axis: dims >= 0 skip it, < 0 count from the end
+        start, end = int(nd.start_dim), int(nd.end_dim)
+        return x.flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
     raise TypeError(type(nd).__name__)
 
 
@@ -179,9 +181,8 @@ def norse_run(g, spikes):
     from norse.torch.utils.import_nir import _import_norse_module
 
     # Norse's own importer for every node it knows (not nirtorch 2.6's defaults: its Affine
-    # keeps a random bias); NIR's Flatten counts dims without the batch axis and we run batched
-    node_map = {k: _import_norse_module for k in (nir.IF, nir.Affine, nir.Conv2d, nir.SumPool2d)}
-    node_map[nir.Flatten] = lambda n: torch.nn.Flatten(int(n.start_dim) + 1, int(n.end_dim))
+    # keeps a random bias); the exported Flatten is batch-safe (negative dims) as Norse reads it
+    node_map = {k: _import_norse_module for k in (nir.IF, nir.Affine, nir.Conv2d, nir.SumPool2d, nir.Flatten)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mod = nirtorch.nir_to_torch(g, node_map)
@@ -296,11 +297,24 @@ def test_norse_reproduces_digits_predictions(tmp_path, reset, bound):
     assert np.allclose(nir_mode, theirs[:60], atol=1e-3 * np.abs(nir_mode).max())
 
 
+def test_export_flatten_keeps_the_batch_axis(onnx_dir, tmp_path):
+    """The exported Flatten flattens a sample's dims only, batched or not (issue #15)."""
+    g = write_read(ne.to_nir(rate_net(onnx_dir / "conv.onnx")), tmp_path)
+    fl = g.nodes["readout_flatten"]
+    assert (int(fl.start_dim), int(fl.end_dim)) == (-3, -1)
+    shape = tuple(int(s) for s in fl.input_type["input"])
+    n = int(np.prod(shape))
+    x = torch.zeros((16,) + shape)
+    assert torch.nn.Flatten(int(fl.start_dim), int(fl.end_dim))(x).shape == (16, n)      # Norse/snnTorch/nirtorch
+    assert tuple(fl.output_type["output"]) == (n,)                                       # NIR's own per-sample type
+
+
 def test_norse_from_nir_on_the_sequential_model(tmp_path):
-    """norse.torch.from_nir itself (nirtorch.load) on a sequential graph, one sample at a time."""
+    """norse.torch.from_nir itself (nirtorch.load) on a sequential graph, a batch of 16 at once,
+    equals the same graph run sample by sample and our wiring of Norse's modules."""
     norse_torch = pytest.importorskip("norse.torch")
     net = rate_net(DIGITS, "zero")
-    x = np.load(DIGITS_X)[:12]
+    x = np.load(DIGITS_X)[:16]
     path = ne.export_nir(net, tmp_path / "d.nir", readout="current")
     spikes = ne.input_spikes(net, x)
     with warnings.catch_warnings():
@@ -310,15 +324,18 @@ def test_norse_from_nir_on_the_sequential_model(tmp_path):
             mod = norse_torch.from_nir(nir.read(path))
         finally:
             logging.disable(logging.NOTSET)
-    sums = []
-    with torch.no_grad():
-        for n in range(len(x)):
-            state, total = None, 0
-            for t in range(spikes.shape[0]):
-                out, state = mod(torch.as_tensor(spikes[t, n]), state)
+    def run(batch):
+        state, total = None, 0
+        with torch.no_grad():
+            for t in range(batch.shape[0]):
+                out, state = mod(torch.as_tensor(batch[t]), state)
                 total = total + out.double()
-            sums.append(total.numpy())
-    assert np.allclose(np.stack(sums), norse_run(nir.read(path), spikes), atol=1e-3)
+        return total.numpy()
+    batched = run(spikes)                                         # (steps, 16, 1, 8, 8) in one go
+    assert batched.shape == (16, 10)
+    one_by_one = np.concatenate([run(spikes[:, n:n + 1]) for n in range(len(x))])
+    assert np.allclose(batched, one_by_one, atol=1e-3)
+    assert np.allclose(batched, norse_run(nir.read(path), spikes), atol=1e-3)
 
 
 @pytest.mark.parametrize("reset,measured", [("zero", 0.771), ("subtract", 0.609)])

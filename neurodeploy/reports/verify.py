@@ -180,15 +180,18 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
 
     For any trained-SNN scheme (cuba, reverb): the input encoder's neuron carries `timesteps`
     and `sim.engine` dispatches the graph to its simulator.  `model` is the time-first
-    nn.Module (run by `train.predict`) or, for reverb, the `.pt2` file `nn.export_program`
-    wrote (its float graph run for T steps by `schemes.reverb.float_model.run`).
+    nn.Module (run by `train.predict`), for reverb the `.pt2` file `nn.export_program`
+    wrote (its float graph run for T steps by `schemes.reverb.float_model.run`), or a model the
+    scheme's own front end reads (cuba: the NIR graph, a .nir path or a nir.NIRGraph, the network
+    was compiled from, stepped under the conventions it was compiled with).
     Returns {"float_accuracy", "fixed_accuracy", "agreement", "float_out", "fixed_out"}
     (accuracies None without labels).
     """
     from ..train.fit import predict
     t = timesteps or int(graph.input.neuron.timesteps)
-    if isinstance(model, (str, Path)):
-        f = float_snn_from_file(Path(model), graph, np.asarray(x, dtype=np.float32), t, batch_size)
+    if isinstance(model, (str, Path)) or get_scheme(graph.scheme).model_front_end(model) is not None:
+        model = Path(model) if isinstance(model, str) else model
+        f = float_snn_from_file(model, graph, np.asarray(x, dtype=np.float32), t, batch_size)
     else:
         f = predict(model, np.asarray(x, dtype=np.float32), t, batch_size=batch_size)
     q = engine.simulate(graph, np.asarray(x, dtype=np.float32), batch_size=batch_size)[0]
@@ -199,9 +202,10 @@ def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | 
     return out
 
 
-def float_snn_from_file(path: Path, graph: SpikingGraph, x: np.ndarray, t: int, batch_size: int) -> np.ndarray:
-    """The float SNN's outputs (mean over T) from a saved model file, where the network's scheme can
-    run one (`Scheme.float_snn_outputs`: reverb from the per-step .pt2 program)."""
+def float_snn_from_file(path, graph: SpikingGraph, x: np.ndarray, t: int, batch_size: int) -> np.ndarray:
+    """The float SNN's outputs from a saved model file (or an in-memory model a scheme's own front
+    end reads), where the network's scheme can run one (`Scheme.float_snn_outputs`: reverb from the
+    per-step .pt2 program, cuba from the NIR graph)."""
     return get_scheme(graph.scheme).float_snn_outputs(path, graph, x, t, batch_size)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import NeurodeployError
 
@@ -111,6 +112,14 @@ class CompileOptions:
     state_margin: float = 4.0
     chips: int = 1
     payload_bits: int = 16
+    nir_from: str | None = None
+    nir_dt: float | None = None
+    nir_reset: str | None = None
+    nir_decay: str | None = None
+    nir_input_gain: str | None = None
+    nir_integrator_gain: str | None = None
+    nir_current_input: str | None = None
+    nir_fire_on: str | None = None
 
 
 class Scheme:
@@ -139,7 +148,7 @@ class Scheme:
     Methods: `build` (the compile flow; `compile` checks the options first), `run_batch` (the
     simulator kernel), and the optional hooks below (`lava`, `simulate_lava`, the cost report's
     spike model, `summary_lines`, `lava_period`, `compare_configs`, `front_end`,
-    `float_snn_outputs`, `netx_files`), each with the default a scheme without that feature gets.
+    `model_front_ends`, `float_snn_outputs`, `netx_files`), each with the default a scheme without that feature gets.
     """
 
     name: str = ""
@@ -284,9 +293,27 @@ class Scheme:
         raise NeurodeployError(f"the {self.name} scheme cannot hold a Lava-DL NetX network", "neurodeploy.frontends.netx",
                                "NetX files hold CUBA LIF or sigma-delta networks (schemes cuba, sdnn)")
 
-    def float_snn_outputs(self, path, graph, x, timesteps: int, batch_size: int):
-        """The float SNN's outputs from a saved model file (trained-SNN schemes that can read one)."""
-        raise NeurodeployError(f"cannot run the float {self.name} SNN from '{path.name}'", str(path),
+    def model_front_ends(self) -> list:
+        """Front ends of model formats that this scheme compiles and the common ones (.onnx, .pt2,
+        nn.Module) do not cover: modules with `DESCRIPTION`, `SUFFIXES`, `OPTIONS` (the names of
+        the scheme's options they read), `claims(model)` (a path or an in-memory model),
+        `load(model, options) -> (FloatGraph, meta)` (meta joins the network's), `float_outputs(model,
+        net, x, timesteps, batch_size)` (for verify) and `summary_lines(net)`; see `frontends.nir`
+        (cuba: NIR graphs).  The compile step (`compiler.model_front_end`) reads a model with the
+        chosen scheme's front end that claims it, and names this scheme when another is chosen."""
+        return []
+
+    def model_front_end(self, model):
+        """The one of `model_front_ends()` that reads `model`, or None."""
+        return next((fe for fe in self.model_front_ends() if fe.claims(model)), None)
+
+    def float_snn_outputs(self, model, graph, x, timesteps: int, batch_size: int):
+        """The float SNN's outputs from a saved model file, or a model one of `model_front_ends()`
+        reads (trained-SNN schemes that can run one): float (N, outputs)."""
+        front = self.model_front_end(model)
+        if front is not None:
+            return front.float_outputs(model, graph, x, timesteps, batch_size)
+        raise NeurodeployError(f"cannot run the float {self.name} SNN from '{Path(model).name}'", str(model),
                                "verify from Python: neurodeploy.verify(net, model, x, y) with the trained nn.Module")
 
     def __repr__(self) -> str:

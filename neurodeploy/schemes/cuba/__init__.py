@@ -1,8 +1,9 @@
-"""`cuba`: a LIF SNN trained in neurodeploy (`nn.LIF`, `train.fit`) on Loihi 2's stock CUBA LIF.
+"""`cuba`: a LIF SNN trained in neurodeploy (`nn.LIF`, `train.fit`), or a NIR graph of an SNN trained
+in snnTorch, Norse, sinabs, SpikingJelly ... (`frontends.nir`), on Loihi 2's stock CUBA LIF.
 
 options.py  its options          neurons.py  CubaEncoder, CubaLIF, CubaReadout (Lava's arithmetic)
 compile.py  the flow             kernel.py   the simulator (lock step, bit-exact with Lava's LIF)
-front.py    the PyTorch front end of LIF networks
+front.py    the PyTorch front end of LIF networks (NIR graphs: frontends/nir, options --nir-*)
 export.py   NetX HDF5            lava/       the network in stock Lava processes, and NetX in Lava
 netx.py     NetX files of CUBA LIF neurons in these neurons (the NetX front end asks it), and in Lava
 """
@@ -53,6 +54,15 @@ class Cuba(Scheme):
     def netx_files(self):
         from . import netx
         return netx
+    def model_front_ends(self) -> list:
+        """NIR graphs (.nir files, nir.NIRGraph): their neurons map to this scheme's CUBA LIF."""
+        from ...frontends import nir
+        return [nir]
+
+    def summary_lines(self, net) -> list[str]:
+        """The NIR section (conventions, shape notes, decays with Loihi's rounding) of a network
+        compiled from a NIR graph."""
+        return [line for fe in self.model_front_ends() for line in fe.summary_lines(net)]
 
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch

@@ -1,6 +1,8 @@
 """`cuba`: a LIF SNN trained in neurodeploy (`nn.LIF`, `train.fit`) on Loihi 2's stock CUBA LIF.
 
-The float SNN (front end: `schemes.cuba.front.load_lif_model`) already spikes; this scheme
+The float SNN (front ends: `schemes.cuba.front.load_lif_model` for neurodeploy's LIF networks,
+`frontends.nir` for NIR graphs, whose neuron ops carry their own decays and readout through
+`cuba_decays` / `cuba_readout`) already spikes; this scheme
 only maps it to the chip's formats: BatchNorm folded into the weights, each LIF layer a
 `schemes.cuba.neurons.CubaLIF` with dv = round(4096 (1 - lambda)), du = 4095 (no current state:
 u = a_in << 6 every step), threshold v_th_mant = D (17-bit) and real weights w (in units of
@@ -60,14 +62,15 @@ def _quantise(name: str, real_branches: list, bias_real: np.ndarray, src_shapes:
     <= 131071 (per step: u = a_in << 6 never wraps; over the run, for the readout: v never
     reaches its threshold).  With `netx`, a layer fed through a Dense synapse uses e = 1: NetX
     re-derives Dense weight exponents itself (`netx.utils.optimize_weight_bits`) and only keeps
-    even weights in [-256, 254] (a_in units), i.e. exactly W_mant << 1 (loihi.md §D.4)."""
+    even weights in [-256, 254] (a_in units), i.e. exactly W_mant << 1 (loihi.md §D.4); a
+    per-feature ChannelScale (the NIR front end's spike-count readout) is a diagonal Dense."""
     m_max = target.weight_mant_max
     w_max = max(float(np.max(np.abs(syn.weighted_op(b.ops).weight))) for b in real_branches)
     b_max = float(np.max(np.abs(bias_real))) if np.size(bias_real) else 0.0
     limit = cb.A_IN_MAX // run_steps
     best = None
     exps = range(max(0, target.weight_exp_min), target.weight_exp_max + 1)
-    if netx and any(isinstance(op, syn.Dense) for b in real_branches for op in b.ops):
+    if netx and any(_netx_dense(op, src_shapes[b.source]) for b in real_branches for op in b.ops):
         exps = [1]
     for e in exps:
         d = cb.VTH_MAX if w_max == 0 else min(int(np.floor(m_max * (1 << e) / w_max)), cb.VTH_MAX)
@@ -97,6 +100,11 @@ def _quantise(name: str, real_branches: list, bias_real: np.ndarray, src_shapes:
     return CubaQuant(branches, bias_mant, d, e, bound, float(np.sqrt(num / den)) if den else 0.0, b_err)
 
 
+def _netx_dense(op, src_shape) -> bool:
+    """A synapse NetX stores as a Dense layer: Dense, or a per-feature ChannelScale (a diagonal Dense)."""
+    return isinstance(op, syn.Dense) or (isinstance(op, syn.ChannelScale) and len(src_shape) == 1)
+
+
 def _try(real_branches, bias_real, d, e, src_shapes, src_max):
     branches, bound = [], 0.0
     for b in real_branches:
@@ -118,6 +126,15 @@ def _depth(real_layers, input_name: str) -> int:
     for rl in real_layers:
         hops[rl.name] = 1 + max(hops[b.source] for b in rl.branches)
     return hops[real_layers[-1].name]
+
+
+def _readout(graph: fg.FloatGraph, unit: int, t: int, depth: int) -> cb.CubaReadout:
+    """The readout neuron: the graph's output op says what it reads (`cuba_readout`, e.g. the NIR
+    front end's leaky or spike-count readouts); by default the mean over the T steps of W s + b."""
+    make = getattr(graph.op(graph.output), "cuba_readout", None)
+    if make is not None:
+        return make(unit, t, depth)
+    return cb.CubaReadout(output_scale=1.0 / ((1 << cb.ACT_SHIFT) * unit * t), window_start=depth)
 
 
 def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
@@ -154,14 +171,14 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
         if rl.quant is None:
             # v(R) - v(depth) = 64 D (sum over the last T steps of W s + T b): the float mean times 64 D T
             q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, run_steps, scheme.netx)
-            neuron = cb.CubaReadout(output_scale=1.0 / ((1 << cb.ACT_SHIFT) * q.unit * t), window_start=depth)
+            neuron = _readout(graph, q.unit, t, depth)
             step = np.asarray(1.0 / q.unit)
         else:
-            q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, 1, scheme.netx)
-            dv = int(round_half_away(cb.DECAY_UNITY * (1.0 - rl.quant.decay)))
-            if dv > cb.DECAY_UNITY - 1:   # decay 0 (no memory) needs dv = 4096, one more than 12 bits
-                notes.append(f"{rl.name}: decay {rl.quant.decay} -> dv 4095 (v keeps v >> 12 per step)")
-            neuron = cb.CubaLIF(du=cb.DECAY_UNITY - 1, dv=min(max(dv, 0), cb.DECAY_UNITY - 1), v_th_mant=q.unit)
+            du, dv, u_steps, decay_notes = rl.quant.cuba_decays(rl.name)
+            notes += decay_notes
+            # u sums up to 1/(1 - alpha) steps of input: size a_in so that it never wraps
+            q = _quantise(rl.name, rl.branches, rl.bias, shapes, src_max, target, u_steps, scheme.netx)
+            neuron = cb.CubaLIF(du=du, dv=dv, v_th_mant=q.unit)
             step = np.asarray(1.0)
         shapes[rl.name], src_max[rl.name] = rl.shape, 1.0
         layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant.astype(np.int64), cb.NETX_BIAS_EXP,

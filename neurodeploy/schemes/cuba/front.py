@@ -66,6 +66,13 @@ class LIFAct(fg.QuantAct):
     reset: str = "zero"
     strict: bool = True
 
+    def cuba_decays(self, name: str) -> tuple[int, int, int, list]:
+        """(du, dv, steps u accumulates, notes) of Loihi's CUBA LIF: no current state (du = 4095,
+        u = a_in << 6 every step), dv from the decay (`neurons.dv_for`)."""
+        from .neurons import DECAY_UNITY, dv_for
+        dv, notes = dv_for(self.decay, name)
+        return DECAY_UNITY - 1, dv, 1, notes
+
 
 @tf.handler("lif")
 def _lif_handler(node, ctx, a):

@@ -123,3 +123,29 @@ class CubaReadout(Readout):
     reset_interval: int = 0
     reset_offset: int = 0
     output: str = "v"
+
+
+def dv_for(decay: float, name: str) -> tuple[int, list]:
+    """Loihi's 12-bit voltage decay for a float decay lambda: dv = round(4096 (1 - lambda)), half
+    away from zero, clamped to 0..4095 (lambda = 0 needs 4096: dv = 4095 keeps v >> 12, noted)."""
+    dv = int(_round_half_away(DECAY_UNITY * (1.0 - decay)))
+    notes = []
+    if dv > DECAY_UNITY - 1:   # decay 0 (no memory) needs dv = 4096, one more than 12 bits
+        notes.append(f"{name}: decay {decay} -> dv 4095 (v keeps v >> 12 per step)")
+    return min(max(dv, 0), DECAY_UNITY - 1), notes
+
+
+def du_for(decay: float, name: str) -> tuple[int, list]:
+    """Loihi's 12-bit current decay for a float current decay alpha: u keeps u (4095 - du) / 4096
+    (Lava decays u by du + 1), so du = 4095 - round(4096 alpha), clamped to 0..4095 (alpha = 0:
+    du = 4095, no current state; alpha = 1 needs du = -1: du = 0, noted)."""
+    du = DECAY_UNITY - 1 - int(_round_half_away(DECAY_UNITY * decay))
+    notes = []
+    if du < 0:
+        notes.append(f"{name}: current decay {decay} -> du 0 (u keeps 4095/4096 per step)")
+    return min(max(du, 0), DECAY_UNITY - 1), notes
+
+
+def _round_half_away(x: float) -> float:
+    from ...lowering.quantize import round_half_away
+    return float(round_half_away(x))

@@ -22,7 +22,10 @@ Mapping (IR -> NIR):
       ChannelScale            -> diagonal nir.Conv2d 1x1 on (C, H, W), diagonal nir.Affine on (F,):
                                  every reader has those, few have nir.Scale
       SumPool                 -> nir.SumPool2d (no padding; our avg pooling already has 1/k^2 in the weights)
-      Flatten                 -> nir.Flatten(start_dim=0) (NIR shapes have no batch axis)
+      Flatten                 -> nir.Flatten(start_dim=-ndim, end_dim=-1): all of a sample's dims,
+                                 counted from the end, so that a reader which applies it to a
+                                 batched tensor as torch.nn.Flatten(start_dim, end_dim) (Norse,
+                                 snnTorch, nirtorch) keeps the batch axis (start_dim=0 flattened it)
   Layer with several branches -> several edges into one neuron node (NIR sums a node's inputs);
                                  the layer's bias rides on one branch's weighted node.
   RateIF                      -> nir.IF(r=1, v_threshold=v_th_mant - 1/2, v_reset=0).  NIR fires on
@@ -227,7 +230,9 @@ def _op_node(op, in_shape: tuple, bias: np.ndarray | None, weight_exp: int):
                              stride=np.array(op.stride, dtype=np.int64),
                              padding=np.array(op.padding, dtype=np.int64))
     if isinstance(op, syn.Flatten):
-        return nir.Flatten(input_type={"input": np.array(in_shape, dtype=np.int64)}, start_dim=0, end_dim=-1)
+        # negative dims: the same flatten whether or not the reader's tensor has a batch axis in front
+        return nir.Flatten(input_type={"input": np.array(in_shape, dtype=np.int64)}, start_dim=-len(in_shape),
+                           end_dim=-1)
     raise UnsupportedError(f"synapse op {type(op).__name__} has no NIR equivalent")
 
 
