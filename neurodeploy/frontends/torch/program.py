@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import operator
+import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -341,8 +343,31 @@ def load_torch(model, example_input, source: str = "", probe=None, prove: bool =
     return graph_from_program(export_module(model, example_input, source), source, probe, prove)
 
 
+@contextmanager
+def weights_only_loads():
+    """Every `torch.load` inside runs with weights_only=True, whatever its call site asks.
+
+    `torch.export.load` unpickles archive members marked `use_pickle` and retries a failed
+    sample-input load with weights_only=False: a crafted `.pt2` runs its own code there.  PyTorch
+    reads TORCH_FORCE_WEIGHTS_ONLY_LOAD on every `torch.load` call, so setting it for the duration
+    of the load turns each of those into the restricted unpickler (tensors, containers, numbers)."""
+    saved = {key: os.environ.pop(key, None)
+             for key in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
+
+
 def load_program(path: str | Path):
-    """Read a `.pt2` file written by `torch.export.save`, with clear errors."""
+    """Read a `.pt2` file written by `torch.export.save`, with clear errors; never unpickles
+    Python objects (see `weights_only_loads`)."""
+    import pickle
+
     import torch
 
     from ..per_step import register_spiking_ops
@@ -351,7 +376,13 @@ def load_program(path: str | Path):
         raise NeurodeployError("file not found", path, "check the path to the model")
     register_spiking_ops()          # a trained SNN's program calls neurodeploy's custom ops
     try:
-        return torch.export.load(path)
+        with weights_only_loads():
+            return torch.export.load(path)
+    except pickle.UnpicklingError as exc:
+        raise NeurodeployError(f"the archive holds pickled Python objects, which neurodeploy never loads "
+                               f"({_first_line(exc)[:120]})", path,
+                               "save a plain model: torch.export.save(torch.export.export(model.eval(), (x,)), path) "
+                               "with ordinary tensors as weights, constants and sample inputs") from None
     except Exception as exc:
         raise NeurodeployError(f"not a readable .pt2 program ({type(exc).__name__}: {_first_line(exc)[:120]})", path,
                                "save the model with torch.export.save(torch.export.export(model.eval(), (x,)), path)") \
