@@ -48,13 +48,54 @@ def check_inputs(x: np.ndarray, shape: tuple, where: str, chunk: int = 4096) -> 
     return x
 
 
-def check_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+def check_labels(y: np.ndarray, n: int, where: str, n_classes: int | None = None) -> np.ndarray:
+    """One integer label per sample, each a class of the network: 0 <= label < n_classes."""
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n:
         raise NeurodeployError(f"labels shaped {y.shape}, expected ({n},)", where,
                                "save one integer label per input sample")
     if not np.issubdtype(y.dtype, np.integer):
         if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            return y.astype(np.int64)
-        raise NeurodeployError(f"labels of dtype {y.dtype} are not integers", where, "save integer labels")
+            y = y.astype(np.float64)
+            if np.any(np.abs(y) > 2 ** 53):
+                raise NeurodeployError("labels hold values too large to be classes", where, "save integer labels")
+        else:
+            raise NeurodeployError(f"labels of dtype {y.dtype} are not integers", where, "save integer labels")
+    if n_classes is not None and len(y):
+        lo, hi = y.min(), y.max()
+        if lo < 0 or hi >= n_classes:
+            bad = lo if lo < 0 else hi
+            raise NeurodeployError(f"label {int(bad)} is not a class of this network (it has {n_classes} outputs: "
+                                   f"0..{n_classes - 1})", where, "pass the labels of these samples")
     return y.astype(np.int64)
+
+
+def check_calibration(x, where: str, chunk: int = 4096) -> np.ndarray:
+    """Calibration samples: a real-valued array (N, ...) with N >= 1, finite, and not all one value
+    (an all-zero set would give the input quantiser no range: its step would be made up).
+    Their shape against the model's input is checked once the model is read
+    (`compiler.check_calibration_shape`)."""
+    if not isinstance(x, np.ndarray):
+        raise NeurodeployError(f"calibration samples must be an array, not {type(x).__name__}", where,
+                               "pass samples shaped like the model's input, batch first")
+    if x.dtype.kind not in "fiu":
+        raise NeurodeployError(f"calibration samples of dtype {x.dtype} are not real numbers", where,
+                               "save float32 samples")
+    if x.ndim < 2:
+        raise NeurodeployError(f"calibration samples shaped {x.shape} lack the batch dimension", where,
+                               "save an array shaped (N, *input shape)")
+    if x.size == 0:
+        raise NeurodeployError(f"calibration holds no samples (shape {x.shape})", where,
+                               "pass at least one sample (a few hundred are typical)")
+    lo = hi = None
+    for start in range(0, len(x), chunk):
+        part = np.asarray(x[start:start + chunk])
+        if part.dtype.kind == "f" and not np.all(np.isfinite(part)):
+            raise NeurodeployError("calibration samples hold NaN or Inf values", where, "clean the data")
+        plo, phi = part.min(), part.max()
+        lo = plo if lo is None else min(lo, plo)
+        hi = phi if hi is None else max(hi, phi)
+    if lo == hi:
+        raise NeurodeployError(f"every calibration value is {lo}: the samples carry no range to calibrate", where,
+                               "pass representative samples of the deployment data")
+    return x

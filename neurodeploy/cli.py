@@ -42,6 +42,15 @@ def _scheme_name(text: str) -> str:
     return text
 
 
+def batch_size_arg(text: str) -> int:
+    """--batch-size's type: an integer 1..limits.MAX_BATCH_SIZE (else a one-line usage error)."""
+    from .sim.core import check_batch_size
+    try:
+        return check_batch_size(int(text))
+    except (ValueError, NeurodeployError):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a batch size (an integer >= 1)") from None
+
+
 def _add_compile(sub):
     from .registry import all_schemes
     schemes = all_schemes()
@@ -119,7 +128,7 @@ def _add_simulate(sub):
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs (N, C, H, W) or (N, F)")
     p.add_argument("--output", required=True, metavar="Y.npy", help="where to write the outputs")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
+    p.add_argument("--batch-size", type=batch_size_arg, default=256, help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--engine", choices=["neurodeploy", "lava"], default="neurodeploy",
                    help="neurodeploy = our vectorised simulator (default); lava = Intel Lava's own CPU "
@@ -139,9 +148,12 @@ def _add_verify(sub):
     p.add_argument("--model", required=True,
                    help="the model file (.onnx or .pt2) the directory was compiled from")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
-    p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,), each 0..outputs-1")
+    p.add_argument("--batch-size", type=batch_size_arg, default=256, help="samples per batch (default 256)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="compare against a model other than the one compiled (its sha256 differs from the one "
+                        "recorded at compile; refused without this flag), and say so in the result")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -230,11 +242,20 @@ def cmd_verify(args) -> int:
 
     net = load(args.compiled)
     x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
-    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
-    result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
+    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels, n_classes=output_count(net))
+    result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True,
+                    allow_other_model=args.allow_other_model)
     text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text
     print(json.dumps(result, indent=1) if args.json else text(result))
+    if result.get("model_is_compiled_one") is False:
+        print(f"neurodeploy verify: note: {args.model} is not the model {args.compiled} was compiled from "
+              "(--allow-other-model)", file=sys.stderr)
     return 0 if result["guarantee_holds"] else 1
+
+
+def output_count(net) -> int:
+    """The network's outputs (classes): labels must be below it."""
+    return int(np.prod(net.output.shape))
 
 
 COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "verify": cmd_verify}

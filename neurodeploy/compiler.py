@@ -13,18 +13,12 @@ from .frontends.onnx_frontend import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
+from .ir.validate import validate_graph
 from .registry import get_scheme
 from .target import load_target
 from .target.allocation import check_fits
 
 MANIFEST_KEYS = ("neurodeploy_version", "model", "options")
-
-# What meta["options"] records besides target, scheme and calibration_samples: these keys for every
-# scheme, each scheme's own value where it has the option and this value where it does not (the
-# record kept its form from before per-scheme options).
-RECORDED_OPTIONS = {"timesteps": None, "input_bits": 8, "lossy": False, "reset": "subtract", "percentile": 99.9,
-                    "coding_steps": None, "silent_steps": None, "payload_bits": 16}
-
 
 MODEL_FORMATS = (".onnx", ".pt2")
 
@@ -48,6 +42,35 @@ def model_meta(model_path: str | Path) -> dict:
     return {"file": model_path.name, "sha256": model_sha256(model_path)}
 
 
+# how meta["model"]["file"] names a model that was no file (neurodeploy.compile of an object)
+PROGRAM_LABEL, MODULE_LABEL = "ExportedProgram", "(torch.nn.Module)"
+IN_MEMORY_MODELS = (PROGRAM_LABEL, MODULE_LABEL)
+
+
+def check_same_model(net: SpikingGraph, model_path: str | Path, allow_other_model: bool = False) -> bool | None:
+    """Is `model_path` the file `net` was compiled from (its sha256 against meta["model"])?
+
+    A different file is refused (NeurodeployError) unless `allow_other_model`; then False is
+    returned so the caller can say so.  True when the digests match; None when the network was not
+    compiled from a file (an nn.Module, an ExportedProgram, a float graph: nothing to compare)."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise NeurodeployError("file not found", str(path), "pass the model file the network was compiled from")
+    model = net.meta.get("model") or {}
+    recorded = model.get("sha256")
+    if not recorded or str(model.get("file", "")).endswith(IN_MEMORY_MODELS):
+        return None
+    if model_sha256(path) == recorded:
+        return True
+    if allow_other_model:
+        return False
+    name = (net.meta.get("model") or {}).get("file", "?")
+    raise NeurodeployError(f"is not the model this network was compiled from (its sha256 differs from the one "
+                           f"recorded for '{name}')", str(path),
+                           "pass the model you compiled, or --allow-other-model (allow_other_model=True) to "
+                           "compare against this one anyway")
+
+
 def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "bitplane",
                   options=None, model_meta: dict | None = None) -> SpikingGraph:
     """Compile a float graph from any front end; `model_meta` ({"file", "sha256"}) names its source.
@@ -57,19 +80,32 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
     tgt = load_target(target)
     sch = get_scheme(scheme)
     options = sch.options(options)
+    if options.calibration is not None:
+        check_calibration_shape(options.calibration, graph)
     net = sch.compile(graph, tgt, options)
     net.meta.update({
         "neurodeploy_version": __version__,
         "model": dict(model_meta or {}),
-        "options": {"target": tgt.name, "scheme": sch.name,
-                    **{k: getattr(options, k, default) for k, default in RECORDED_OPTIONS.items()},
-                    "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
+        # the options this scheme has, with the values its flow used (Scheme.used_options)
+        "options": {"target": tgt.name, "scheme": sch.name, **sch.used_options(options, net)},
         "target_spec": tgt.to_dict(),
     })
     # a network larger than the chip(s) stops here, naming the largest layers
     net.meta["allocation"] = check_fits(net, options.chips)
-    net.meta["options"]["chips"] = options.chips
+    # what the loader will check of the directory holds for what we emit (a failure is our bug)
+    validate_graph(net, tgt, f"the {sch.name} network compiled from {graph.source}",
+                   "this is a neurodeploy bug: please report it with the model")
     return net
+
+
+def check_calibration_shape(calibration, graph: fg.FloatGraph) -> None:
+    """Calibration samples must be shaped like the model's input, batch first."""
+    (inp,) = graph.input_nodes()
+    shape = tuple(graph.op(inp).shape)
+    if tuple(calibration.shape[1:]) != shape:
+        raise NeurodeployError(f"calibration samples shaped {tuple(calibration.shape)}, but the model's input is "
+                               f"(N, {', '.join(map(str, shape))})", "--calibration",
+                               "pass samples shaped like the model's input, batch first")
 
 
 def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",

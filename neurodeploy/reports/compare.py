@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..arrays import check_labels
 from ..compiler import compile_model, save_artifact
 from ..errors import NeurodeployError
 from ..progress import progress_bar
@@ -49,6 +50,11 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
                 calibration: np.ndarray | None = None, sweeps: dict | None = None, batch_size: int = 256,
                 progress: bool = False) -> dict:
     configs = configurations(schemes, sweeps)
+    for c in configs:       # a swept value out of range is the user's error, not a scheme that cannot compile
+        try:
+            get_scheme(c["scheme"]).options({"calibration": calibration, **c["options"]})
+        except NeurodeployError as exc:
+            raise NeurodeployError(f"configuration {c['name']}: {exc.what}", exc.where, exc.hint) from None
     rows, skipped = [], []
     out = Path(out_dir)
     with progress_bar(total=len(configs), desc="compare", unit="config", enabled=progress) as bar:
@@ -60,6 +66,7 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
                 skipped.append({"config": c["name"], "reason": exc.one_line()})
                 bar.update(1)
                 continue
+            check_labels(y, len(x), "--labels", n_classes=int(np.prod(net.output.shape)))
             save_artifact(net, out / c["name"], {"summary.md": summary_markdown(net)})
             s = cost_report(net, x, batch_size, labels=y, model_path=model)["summary"]
             energy = s["energy_per_inference_pj"].get(PLOT_ENERGY_MODEL, {})
@@ -190,9 +197,13 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def cmd_compare(args) -> int:
-    from ..arrays import check_inputs, check_labels, load_npy
+    from ..arrays import check_inputs, load_npy
     from ..frontends.onnx_frontend import load_onnx
-    shape = load_onnx(args.model).op("input").shape
+    from ..target import load_target
+    load_target(args.target)
+    graph = load_onnx(args.model)
+    (inp,) = graph.input_nodes()
+    shape = graph.op(inp).shape
     x = check_inputs(load_npy(args.input, "inputs"), shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     cal = load_npy(args.calibration, "calibration samples") if args.calibration else None

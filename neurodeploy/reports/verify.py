@@ -26,7 +26,25 @@ from ..ir.float_eval import evaluate, quant_codes
 from ..sim.reference import reference
 
 
+def _ort_errors() -> tuple:
+    """The exception classes onnxruntime raises (they derive from Exception only)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as st
+    return tuple(c for c in vars(st).values() if isinstance(c, type) and issubclass(c, Exception)
+                 and c.__module__ == st.__name__)
+
+
 def run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The ONNX model's outputs (N, outputs) on x in onnxruntime; a file onnxruntime cannot load or
+    run (garbage, another input shape) is one NeurodeployError, never onnxruntime's own message."""
+    try:
+        return _run_onnx(model_path, x, batch_size)
+    except _ort_errors() as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NeurodeployError(f"onnxruntime cannot run this model ({first[:200]})", str(model_path),
+                               "pass the ONNX model the network was compiled from") from None
+
+
+def _run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int) -> np.ndarray:
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
@@ -35,7 +53,14 @@ def run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int = 256) -> np
     # Conv becomes a u8s8 QLinearConv whose AVX2 kernel saturates where VNNI does not)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
+    inputs = sess.get_inputs()
+    inp = inputs[0]
+    want = tuple(inp.shape[1:])
+    if len(inputs) != 1 or len(want) != x.ndim - 1 or any(isinstance(d, int) and d != n
+                                                            for d, n in zip(want, x.shape[1:])):
+        raise NeurodeployError(f"the model takes {len(inputs)} input(s) shaped {tuple(inp.shape)}, not the "
+                               f"compiled network's (N, {', '.join(map(str, x.shape[1:]))})", str(model_path),
+                               "pass the ONNX model the network was compiled from")
     fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
     step = inp.shape[0] if fixed_batch else batch_size
     outs = []

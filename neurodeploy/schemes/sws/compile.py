@@ -84,7 +84,12 @@ _PEAK_SCALE = 1 << 20
 
 
 def sws_params(options: SwsOptions) -> tuple[int, int, int, bool]:
-    tc = getattr(options, "coding_steps", None) or options.timesteps or DEFAULT_CODING_STEPS
+    tc = getattr(options, "coding_steps", None)
+    if tc is not None and options.timesteps is not None and tc != options.timesteps:
+        raise NeurodeployError(f"--coding-steps {tc} and --timesteps {options.timesteps} disagree (for sws "
+                               "--timesteps is another name of --coding-steps)", "--timesteps",
+                               "give only --coding-steps")
+    tc = DEFAULT_CODING_STEPS if tc is None and options.timesteps is None else (tc or options.timesteps)
     ts = getattr(options, "silent_steps", None)
     ts = DEFAULT_SILENT_STEPS if ts is None else ts
     beta = int(getattr(options, "beta", 2))
