@@ -42,15 +42,6 @@ def _scheme_name(text: str) -> str:
     return text
 
 
-def batch_size_arg(text: str) -> int:
-    """--batch-size's type: an integer 1..limits.MAX_BATCH_SIZE (else a one-line usage error)."""
-    from .sim.core import check_batch_size
-    try:
-        return check_batch_size(int(text))
-    except (ValueError, NeurodeployError):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a batch size (an integer >= 1)") from None
-
-
 def _add_compile(sub):
     from .registry import all_schemes
     schemes = all_schemes()
@@ -128,7 +119,7 @@ def _add_simulate(sub):
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs (N, C, H, W) or (N, F)")
     p.add_argument("--output", required=True, metavar="Y.npy", help="where to write the outputs")
-    p.add_argument("--batch-size", type=batch_size_arg, default=256, help="samples per batch (default 256)")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--engine", choices=["neurodeploy", "lava"], default="neurodeploy",
                    help="neurodeploy = our vectorised simulator (default); lava = Intel Lava's own CPU "
@@ -149,7 +140,7 @@ def _add_verify(sub):
                    help="the model file (.onnx or .pt2) the directory was compiled from")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
     p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,), each 0..outputs-1")
-    p.add_argument("--batch-size", type=batch_size_arg, default=256, help="samples per batch (default 256)")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--allow-other-model", action="store_true",
                    help="compare against a model other than the one compiled (its sha256 differs from the one "
@@ -195,8 +186,11 @@ def cmd_compile(args) -> int:
 def cmd_simulate(args) -> int:
     from .arrays import check_inputs, load_npy
     from .ir.serialize import load
+    from .sim.core import check_batch_size, check_device
     from .sim.engine import simulate
 
+    check_batch_size(args.batch_size)
+    check_device(args.device)
     net = load(args.compiled)
     x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
     t0 = time.perf_counter()

@@ -37,7 +37,7 @@ def _resolve(bound, target):
 
 def _span(lo, hi, target) -> str:
     """"1..131071 (the target's v_th_mant_max)" for the error message."""
-    names = [b.lstrip("-") for b in (lo, hi) if isinstance(b, str)]
+    names = list(dict.fromkeys(b.lstrip("-") for b in (lo, hi) if isinstance(b, str)))
     rlo, rhi = _resolve(lo, target), _resolve(hi, target)
     text = f"{'' if rlo is None else rlo}..{'' if rhi is None else rhi}"
     if names:

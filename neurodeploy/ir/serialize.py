@@ -16,7 +16,8 @@ A compiled directory is the user's file, so `load` trusts nothing in it:
    named as such ("params.npz was modified after compile: recompile").  The checksums detect
    edits and damage, not a forger: whoever recomputes them gets through to step 3;
 3. every object must be a known IR type with exactly its fields, every array reference must name
-   an array of params.npz, and the recorded target must pass the target schema;
+   an array of params.npz, and the recorded target_spec (else the target file of that name) must
+   pass the target schema;
 4. `ir.validate` then checks every value against its declared range in that target's widths, the
    graph (one encoder, readout last, unique names, no self-loops or cycles) and the shapes.
 """
@@ -237,7 +238,7 @@ def _read_arrays(path: Path) -> dict:
 
 def load(directory: str | Path) -> spiking.SpikingGraph:
     """A compiled network from its directory, checked as the module docstring says."""
-    from ..target import target_from_dict
+    from ..target import load_target, target_from_dict
     from .validate import validate_parts
     directory = Path(directory)
     ir_path = directory / IR_FILE
@@ -258,7 +259,10 @@ def load(directory: str | Path) -> spiking.SpikingGraph:
         raise NeurodeployError(f"{bad.where}: {bad.what}", str(ir_path), RECOMPILE) from None
     if not isinstance(meta, dict):
         raise NeurodeployError("meta must be an object", str(ir_path), RECOMPILE)
-    target = target_from_dict(meta.get("target_spec"), f"{ir_path}: meta.target_spec")
+    if "target_spec" in meta:
+        target = target_from_dict(meta["target_spec"], f"{ir_path}: meta.target_spec")
+    else:       # a graph built without compile_graph (e.g. cuba's compile_lif): its target by name
+        target = load_target(doc["target"])
     if target.name != doc["target"]:
         raise NeurodeployError(f"the recorded target '{target.name}' is not the network's '{doc['target']}'",
                                str(ir_path), RECOMPILE)

@@ -14,11 +14,7 @@ from ..errors import NeurodeployError
 FORMATS = ("md", "json", "html")
 
 
-MAX_INDEX_BITS = 64
-
-
 def register(sub) -> None:
-    from ..cli import batch_size_arg
     from .energy import available_models
     p = sub.add_parser(
         "report", help="costs of a compiled network: energy, memory, cores, latency (md, json, html)",
@@ -41,10 +37,8 @@ def register(sub) -> None:
                    help=f"energy model(s) to use, repeatable (default all: {', '.join(available_models())}) "
                         "or a path to a .toml")
     p.add_argument("--index-bits", type=int, default=0,
-                   help=f"index/format bits stored per synapse beside the weight mantissa, 0..{MAX_INDEX_BITS} "
-                        "(default 0)")
-    p.add_argument("--batch-size", type=batch_size_arg, default=256,
-                   help="samples per simulation batch (default 256)")
+                   help="index/format bits stored per synapse beside the weight mantissa, 0..64 (default 0)")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per simulation batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--allow-other-model", action="store_true",
                    help="accept a --model other than the one compiled (its sha256 differs from the recorded one)")
@@ -74,9 +68,6 @@ def cmd_report(args) -> int:
     if args.model and not args.labels:
         raise NeurodeployError("--model needs --labels (it adds the float ANN's accuracy)", "--model",
                                "pass --labels Y.npy too, or drop --model")
-    if not 0 <= args.index_bits <= MAX_INDEX_BITS:
-        raise NeurodeployError(f"--index-bits {args.index_bits} is out of range", "--index-bits",
-                               f"use 0..{MAX_INDEX_BITS}")
     if args.model and not Path(args.model).is_file():
         raise NeurodeployError("file not found", args.model, "pass the ONNX model the directory was compiled from")
     check_device(args.device)

@@ -40,7 +40,7 @@ def run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int = 256) -> np
         return _run_onnx(model_path, x, batch_size)
     except _ort_errors() as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NeurodeployError(f"onnxruntime cannot run this model ({first[:200]})", str(model_path),
+        raise NeurodeployError(f"onnxruntime cannot run the model ({first[:200]})", str(model_path),
                                "pass the ONNX model the network was compiled from") from None
 
 
