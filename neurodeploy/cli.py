@@ -186,7 +186,7 @@ def cmd_simulate(args) -> int:
     from .sim.engine import simulate
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
     t0 = time.perf_counter()
     if args.engine == "lava":
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
@@ -229,7 +229,7 @@ def cmd_verify(args) -> int:
     from .reports.verify import snn_verify_text, verify_text
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
     text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text

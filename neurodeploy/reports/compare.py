@@ -191,8 +191,8 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def cmd_compare(args) -> int:
     from ..arrays import check_inputs, check_labels, load_npy
-    from ..frontends.onnx_frontend import load_onnx
-    shape = load_onnx(args.model).op("input").shape
+    from ..frontends.onnx import load_onnx
+    shape = load_onnx(args.model, prove=False).op("input").shape
     x = check_inputs(load_npy(args.input, "inputs"), shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     cal = load_npy(args.calibration, "calibration samples") if args.calibration else None

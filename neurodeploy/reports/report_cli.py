@@ -66,7 +66,7 @@ def cmd_report(args) -> int:
     if args.model and not Path(args.model).is_file():
         raise NeurodeployError("file not found", args.model, "pass the ONNX model the directory was compiled from")
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs"), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs"), net.input.input_shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels) if args.labels else None
     d = cost_report(net, x, args.batch_size, device=args.device, labels=y, model_path=args.model,
                     energy_models=args.energy_model, index_bits=args.index_bits)
