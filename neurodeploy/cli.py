@@ -192,7 +192,7 @@ def cmd_simulate(args) -> int:
     check_batch_size(args.batch_size)
     check_device(args.device)
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
     t0 = time.perf_counter()
     if args.engine == "lava":
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
@@ -235,7 +235,7 @@ def cmd_verify(args) -> int:
     from .reports.verify import snn_verify_text, verify_text
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels, n_classes=output_count(net))
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True,
                     allow_other_model=args.allow_other_model)

@@ -169,14 +169,15 @@ class Shape(Check):
 
 
 @dataclasses.dataclass(frozen=True)
-class Pair(Check):
-    """Two integers >= lo (kernel sizes, strides, paddings)."""
+class Ints(Check):
+    """n integers in lo..hi (kernel sizes, strides, paddings: n = 2; the input's pads: n = 4)."""
+    n: int = 2
     lo: int = 0
     hi: int = 1 << 16
 
     def problem(self, value, target):
-        if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_int(v) for v in value):
-            return "must be a pair of integers"
+        if not isinstance(value, (tuple, list)) or len(value) != self.n or not all(_is_int(v) for v in value):
+            return f"must be {self.n} integers"
         if min(value) < self.lo or max(value) > self.hi:
             return f"must hold integers in {self.lo}..{self.hi}"
         return None
@@ -234,7 +235,11 @@ def shape(doc: str = ""):
 
 
 def pair(lo: int = 0, default=MISSING, doc: str = ""):
-    return declared(Pair(lo), default, doc=doc)
+    return declared(Ints(2, lo), default, doc=doc)
+
+
+def ints(n: int, lo: int = 0, default=MISSING, doc: str = ""):
+    return declared(Ints(n, lo), default, doc=doc)
 
 
 def nested(kind: str, default=MISSING, doc: str = ""):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from .fields import int_array, integer, nested, real_array, shape, text
+from .fields import int_array, integer, ints, nested, real_array, shape, text
 
 
 IR_VERSION = 2          # 2: checksums of ir.json and params.npz; options recorded as used
@@ -32,7 +32,12 @@ class Branch:
 
 @dataclass
 class InputEncoder:
-    """Turns the float input into integer codes: clip(floor(x*in_scale + offset), 0, code_max)."""
+    """Turns the float input into integer codes: clip(floor(x*in_scale + offset), 0, code_max).
+
+    `pad` (top, bottom, left, right): the host zero-pads the float input's H and W by these before
+    encoding -- the zero padding of a first convolution that reads signed inputs (see
+    lowering.input_quant), whose zero is the code of 0.0, not code 0.  `shape` is the shape of the
+    codes (padded); `input_shape` the shape of the samples a user passes."""
     name: str = text()
     shape: tuple = shape()
     in_scale: np.ndarray = real_array(positive=True)      # scalar or per channel (C,)
@@ -40,6 +45,15 @@ class InputEncoder:
     value_step: np.ndarray = real_array(nonnegative=True)  # ANN value of one code step (scalar or per channel)
     neuron: object = nested("neuron")                     # the scheme's encoder (an ir.neurons.Neuron)
     float_node: str = text(default="", may_be_empty=True)
+    pad: tuple = ints(4, 0, default=(0, 0, 0, 0))
+
+    @property
+    def input_shape(self) -> tuple:
+        if not any(self.pad):
+            return tuple(self.shape)
+        c, h, w = self.shape
+        top, bottom, left, right = self.pad
+        return (c, h - top - bottom, w - left - right)
 
 
 @dataclass

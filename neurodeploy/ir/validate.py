@@ -99,6 +99,8 @@ def _check_layers(layers, allowed: set, target, prefix: str) -> None:
         if i == 0:
             for name in ("in_scale", "offset", "value_step"):
                 _per_channel(getattr(layer, name), shape, f"{label}.{name}")
+            if any(layer.pad) and (len(shape) != 3 or min(layer.input_shape) < 1):
+                raise _Invalid(label, f"pad {tuple(layer.pad)} leaves nothing of a {shape} input")
         else:
             _check_branches(layer, shapes, target, label, shape, layers[0].name)
             _per_channel(layer.bias_mant, shape, f"{label}.bias_mant", scalar=False)

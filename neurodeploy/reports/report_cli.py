@@ -74,7 +74,7 @@ def cmd_report(args) -> int:
     net = load(args.compiled)
     if args.model:
         check_same_model(net, args.model, args.allow_other_model)
-    x = check_inputs(load_npy(args.input, "inputs"), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs"), net.input.input_shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels,
                      n_classes=output_count(net)) if args.labels else None
     d = cost_report(net, x, args.batch_size, device=args.device, labels=y, model_path=args.model,
