@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import registry
+from ..arrays import load_npz
 from ..errors import NeurodeployError
 from . import neurons, spiking, synapses
 
@@ -118,8 +119,7 @@ def load(directory: str | Path) -> spiking.SpikingGraph:
             f"IR version {doc.get('ir_version')} but this neurodeploy reads version {spiking.IR_VERSION}",
             str(ir_path), "recompile the model with this version of neurodeploy")
     try:
-        with np.load(directory / PARAMS_FILE, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = load_npz(directory / PARAMS_FILE, "compile the model again")   # sizes checked first
         types = known_types()
         layers = [_decode(l, arrays, types) for l in doc["layers"]]
         meta = _decode(doc["meta"], arrays, types)

@@ -154,11 +154,6 @@ def to_html(d: dict) -> str:
             f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + CHECK_SCRIPT + "</body></html>\n")
 
 
-def _write(path: Path, text: str) -> None:
-    from ..fsutil import write_text_atomic
-    write_text_atomic(path, text)
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "compare", help="compile, simulate and verify a model under several schemes; one table",
@@ -191,22 +186,32 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def cmd_compare(args) -> int:
     from ..arrays import check_inputs, check_labels, load_npy
+    from ..fsutil import atomic_dir
     from ..frontends.onnx_frontend import load_onnx
+    from ..outputs import check_output_dir, check_replaceable, write_manifest
+
+    inputs = [args.model, args.target, args.input, args.labels, args.calibration]
+    out = check_output_dir(args.output, inputs)     # before the work: a folder we may not replace stops here
     shape = load_onnx(args.model).op("input").shape
     x = check_inputs(load_npy(args.input, "inputs"), shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     cal = load_npy(args.calibration, "calibration samples") if args.calibration else None
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise NeurodeployError("exists and is not a directory", str(out), "choose another -o")
-    out.mkdir(parents=True, exist_ok=True)
     sweeps = {s.name: _ints(getattr(args, f"sweep_{s.name}"), s.compare_sweep[0])
               for s in all_schemes() if s.compare_sweep is not None}
-    d = run_compare(args.model, args.target, x, y, [s.strip() for s in args.schemes.split(",") if s.strip()],
-                    str(out), cal, sweeps, progress=True)
-    md = to_markdown(d)
-    _write(out / "compare.md", md)
-    _write(out / "compare.json", json.dumps(d, indent=1) + "\n")
-    _write(out / "compare.html", to_html(d))
+
+    def finish(tmp: Path) -> None:
+        write_manifest(tmp, "compare")
+        if out.exists():                   # once more: the folder may have changed during the run
+            check_replaceable(out)
+
+    # the whole folder (each configuration's network + compare.{md,json,html}) is built beside `out`
+    # and replaces it in one rename: an error or a signal half-way leaves `out` as it was
+    with atomic_dir(out, before_replace=finish) as tmp:
+        d = run_compare(args.model, args.target, x, y, [s.strip() for s in args.schemes.split(",") if s.strip()],
+                        str(tmp), cal, sweeps, progress=True)
+        md = to_markdown(d)
+        (tmp / "compare.md").write_text(md)
+        (tmp / "compare.json").write_text(json.dumps(d, indent=1) + "\n")
+        (tmp / "compare.html").write_text(to_html(d))
     print(json.dumps(d, indent=1) if args.json else md)
     return 0

@@ -1,0 +1,39 @@
+"""The sizes neurodeploy accepts, in one place (the README's "Safety" section lists them).
+
+Each cap is far above what a network deployed on neuromorphic hardware needs, and far below what
+would make a command allocate tens of gigabytes or run for days because a file (or a typo) says
+so.  Going over one is a one-line error naming the cap, checked before anything of that size is
+allocated or run.
+
+- MAX_TIMESTEPS: time steps per layer (rate's T, bitplane's and sws's coding steps, cuba's T), and
+  steps of a whole run.  Rate-coded conversions in the literature use up to a few thousand steps;
+  the simulator does work proportional to it for every sample.
+- MAX_LAYER_NEURONS: neurons in one layer (and values in one input sample): 2^24 = 16 Loihi 2 chips'
+  worth (1,048,576 neurons each); an ImageNet ResNet's largest layer has 0.8 M.  The simulator
+  holds batch x neurons membrane values per layer.
+"""
+from __future__ import annotations
+
+import math
+
+from .errors import NeurodeployError
+
+MAX_TIMESTEPS = 1 << 14            # 16384
+MAX_LAYER_NEURONS = 1 << 24        # 16,777,216
+
+
+def check_timesteps(steps: int, where: str, what: str = "time steps") -> int:
+    """Refuse more than MAX_TIMESTEPS."""
+    if steps > MAX_TIMESTEPS:
+        raise NeurodeployError(f"{steps} {what} exceed neurodeploy's cap of {MAX_TIMESTEPS}", where,
+                               f"use at most {MAX_TIMESTEPS} (neurodeploy/limits.py)")
+    return steps
+
+
+def check_layer_size(shape: tuple, where: str, what: str = "layer") -> None:
+    """Refuse a layer (or input sample) of more than MAX_LAYER_NEURONS values; needs only the shape."""
+    n = math.prod(int(d) for d in shape)
+    if n > MAX_LAYER_NEURONS:
+        raise NeurodeployError(f"{what} of shape {tuple(shape)} has {n} values, over neurodeploy's cap of "
+                               f"{MAX_LAYER_NEURONS} per layer", where,
+                               "make the layer smaller or split the network (neurodeploy/limits.py)")
