@@ -47,8 +47,8 @@ def _add_compile(sub):
         "compile", help="compile an ONNX or PyTorch (.pt2) model into a spiking network directory",
         description="Compile a trained model (ONNX, or a PyTorch program saved with torch.export.save) "
                     "into a spiking network for a target chip. "
-                    "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
-                    "summary.md; it is written atomically (temp dir + rename). "
+                    "The output directory holds ir.json + params.npz (the spiking IR, versioned), "
+                    "summary.md and neurodeploy-manifest.json; it is written atomically (temp dir + rename). "
                     "The options after --scheme are each scheme's own (marked [scheme]); an option the "
                     "chosen scheme does not have is refused.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +57,10 @@ def _add_compile(sub):
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
     p.add_argument("--scheme", default="bitplane", type=_scheme_name, choices=[s.name for s in schemes],
                    help="coding scheme: " + "; ".join(f"{s.name} = {s.title}" for s in schemes))
-    p.add_argument("-o", "--output", required=True, help="output directory (created or replaced)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output directory: created, or replaced when it is empty or an unchanged earlier "
+                        "neurodeploy output (its neurodeploy-manifest.json lists every file); any other "
+                        "folder is refused and left untouched")
     add_option_flags(p, schemes)
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
 

@@ -31,8 +31,9 @@ def public_mode(path: str | Path, directory: bool = False) -> None:
 
 def cannot_write(path: str | Path, exc: OSError) -> NeurodeployError:
     """The one-line error for a failed write to `path`."""
-    why = exc.strerror or type(exc).__name__
-    return NeurodeployError(f"cannot write ({why})", str(path), "choose a writable location for the output")
+    # numpy and h5py raise OSErrors without an errno when the file system takes less than they wrote
+    why = exc.strerror or "the file system took only part of the data: disk full, or a file size limit"
+    return NeurodeployError(f"cannot write ({why})", str(path), "free space or choose another location for the output")
 
 
 def make_parents(path: Path) -> list[Path]:
@@ -130,3 +131,24 @@ def atomic_dir(path: str | Path, before_replace=None):
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(text)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def atomic_hdf5(path: str | Path):
+    """An h5py.File built in memory, written to `path` atomically when the block ends without error.
+
+    Why in memory: when the file system refuses a write half-way (disk full, a file size limit),
+    HDF5 writing straight to disk takes the process down (a segfault in h5py's clean-up); here the
+    only write to disk is ours, and its failure is a one-line error."""
+    import io
+
+    import h5py
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h:
+        yield h
+    write_bytes_atomic(path, buf.getvalue())

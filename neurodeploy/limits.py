@@ -5,9 +5,9 @@ would make a command allocate tens of gigabytes or run for days because a file (
 so.  Going over one is a one-line error naming the cap, checked before anything of that size is
 allocated or run.
 
-- MAX_TIMESTEPS: time steps per layer (rate's T, bitplane's and sws's coding steps, cuba's T), and
-  steps of a whole run.  Rate-coded conversions in the literature use up to a few thousand steps;
-  the simulator does work proportional to it for every sample.
+- MAX_TIMESTEPS: time steps (--timesteps: rate's T, bitplane's steps, cuba's and reverb's T; sws's
+  --coding-steps and --silent-steps), checked as those options' range.  Rate-coded conversions in
+  the literature use up to a few thousand steps; the simulator's work grows with it per sample.
 - MAX_LAYER_NEURONS: neurons in one layer (and values in one input sample): 2^24 = 16 Loihi 2 chips'
   worth (1,048,576 neurons each); an ImageNet ResNet's largest layer has 0.8 M.  The simulator
   holds batch x neurons membrane values per layer.
@@ -20,14 +20,6 @@ from .errors import NeurodeployError
 
 MAX_TIMESTEPS = 1 << 14            # 16384
 MAX_LAYER_NEURONS = 1 << 24        # 16,777,216
-
-
-def check_timesteps(steps: int, where: str, what: str = "time steps") -> int:
-    """Refuse more than MAX_TIMESTEPS."""
-    if steps > MAX_TIMESTEPS:
-        raise NeurodeployError(f"{steps} {what} exceed neurodeploy's cap of {MAX_TIMESTEPS}", where,
-                               f"use at most {MAX_TIMESTEPS} (neurodeploy/limits.py)")
-    return steps
 
 
 def check_layer_size(shape: tuple, where: str, what: str = "layer") -> None:

@@ -20,6 +20,7 @@ before the swap (`fsutil.atomic_dir`).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -43,27 +44,28 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _entries(folder: Path) -> tuple[list[str], list[str]]:
-    """(regular files, everything else that is not a folder: links, pipes, ...) under folder,
-    as sorted POSIX paths relative to it; walked with a stack, links not followed."""
-    files, others = [], []
+def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
+    """(regular files, folders, everything else: links, pipes, ...) under folder, as sorted POSIX
+    paths relative to it; walked with a stack, links not followed."""
+    files, folders, others = [], [], []
     stack = [folder]
     while stack:
         d = stack.pop()
         for entry in os.scandir(d):
             rel = Path(entry.path).relative_to(folder).as_posix()
             if entry.is_dir(follow_symlinks=False):
+                folders.append(rel)
                 stack.append(Path(entry.path))
             elif entry.is_file(follow_symlinks=False):
                 files.append(rel)
             else:
                 others.append(rel)
-    return sorted(files), sorted(others)
+    return sorted(files), sorted(folders), sorted(others)
 
 
 def write_manifest(folder: Path, command: str) -> None:
     """List every file under `folder` (with size and sha256) in its manifest; deterministic bytes."""
-    files, _ = _entries(folder)
+    files, _, _ = _entries(folder)
     listed = {f: {"bytes": (folder / f).stat().st_size, "sha256": _sha256(folder / f)}
               for f in files if f != MANIFEST_FILE}
     doc = {"format": MANIFEST_FORMAT, "tool": "neurodeploy", "version": __version__, "command": command,
@@ -94,18 +96,24 @@ def _some(names: list[str]) -> str:
 def check_replaceable(folder: Path, flag: str = "-o") -> None:
     """Raise unless `folder` is empty or exactly an unchanged neurodeploy output (see the module doc)."""
     try:
-        files, others = _entries(folder)
+        _check_replaceable(folder, flag)
     except OSError as exc:
         raise NeurodeployError(f"cannot read the folder ({exc.strerror})", str(folder),
-                               f"choose another {flag} folder") from None
-    if not files and not others:
+                               f"choose another {flag} folder; nothing in it was touched") from None
+
+
+def _check_replaceable(folder: Path, flag: str) -> None:
+    files, folders, others = _entries(folder)
+    if not files and not folders and not others:
         return
     doc = _read_manifest(folder)
     if doc is None:
         raise NeurodeployError(f"is not empty and was not written by neurodeploy (no {MANIFEST_FILE})",
                                str(folder), f"choose a new or empty {flag} folder; nothing in it was touched")
     listed = doc["files"]
-    foreign = [f for f in files if f != MANIFEST_FILE and f not in listed] + others
+    ours = {MANIFEST_FILE, *listed}
+    holding = {p.as_posix() for f in listed for p in Path(f).parents if p != Path(".")}   # folders of our files
+    foreign = [f for f in files if f not in ours] + [d for d in folders if d not in holding] + others
     if foreign:
         raise NeurodeployError(f"holds files neurodeploy did not write ({_some(foreign)})", str(folder),
                                f"move them out of it or choose another {flag} folder; nothing in it was touched")
@@ -163,6 +171,19 @@ def _check_place(out: Path, flag: str, shown) -> None:
                                f"choose a writable location for {flag}")
 
 
+def _path_errors(check):
+    """A file-system error while checking a path (a name too long, a loop of links) is a one-line error."""
+    @functools.wraps(check)
+    def checked(path, inputs=(), flag: str = "-o") -> Path:
+        try:
+            return check(path, inputs, flag)
+        except OSError as exc:
+            raise NeurodeployError(f"cannot use this path ({exc.strerror or type(exc).__name__})", f"{flag} {path}",
+                                   f"choose another {flag}") from None
+    return checked
+
+
+@_path_errors
 def check_output_file(path: str | Path, inputs=(), flag: str = "-o") -> Path:
     """Check before any work that `path` may be written as one file; returns it (symlinks resolved,
     so that a link's target is written, not the link replaced)."""
@@ -185,6 +206,7 @@ def check_output_file(path: str | Path, inputs=(), flag: str = "-o") -> Path:
     return out
 
 
+@_path_errors
 def check_output_dir(path: str | Path, inputs=(), flag: str = "-o") -> Path:
     """Check before any work that `path` may be written (or replaced) as an output folder; returns it."""
     out = Path(path)

@@ -103,10 +103,13 @@ def output_shape(op, in_shapes: list[tuple]) -> tuple:
 
 
 def infer_shapes(graph: fg.FloatGraph) -> dict[str, tuple]:
-    """Per-sample output shape of every node (on the meta device, see `output_shape`)."""
+    """Per-sample output shape of every node (on the meta device, see `output_shape`); a node over
+    `limits.MAX_LAYER_NEURONS` values is refused, whichever front end made the graph."""
+    from ..limits import check_layer_size
     shapes: dict[str, tuple] = {}
     for name in graph.topo_order():
         op = graph.op(name)
         shapes[name] = tuple(op.shape) if isinstance(op, fg.Input) else \
             output_shape(op, [shapes[i] for i in graph.inputs(name)])
+        check_layer_size(shapes[name], graph.where(name), "the input" if isinstance(op, fg.Input) else "the output")
     return shapes

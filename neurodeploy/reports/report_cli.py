@@ -66,7 +66,7 @@ def cmd_report(args) -> int:
     if args.model and not Path(args.model).is_file():
         raise NeurodeployError("file not found", args.model, "pass the ONNX model the directory was compiled from")
     output = None
-    if args.output:        # before the work: a place we may not write stops here
+    if args.output is not None:        # before the work: a place we may not write stops here
         from ..outputs import check_output_file
         inputs = [args.compiled, args.input, args.labels, args.model, *(args.energy_model or [])]
         output = check_output_file(args.output, inputs)

@@ -31,6 +31,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import NeurodeployError
+from ..limits import MAX_TIMESTEPS
 
 
 def option(default=None, help: str = "", *, type=None, choices=None, range=None, metavar=None, cli: str = ""):
@@ -59,7 +60,8 @@ class CommonOptions:
                                        "activation ranges of schemes that calibrate them)",
                                  metavar="X.npy", cli="npy")
     timesteps: int | None = option(None, "time steps, where the scheme lets you choose (omitted: the scheme's own "
-                                         "choice)", type=int, metavar="T")
+                                         f"choice; 1..{MAX_TIMESTEPS})", type=int, range=(1, MAX_TIMESTEPS),
+                                   metavar="T")
     input_bits: int = option(8, "width of the input quantiser inserted when the model has none (default 8)",
                              type=int, range=(1, 16), metavar="BITS")
     chips: int = option(1, "chips available (default 1); compile fails, naming the largest layers, when the "

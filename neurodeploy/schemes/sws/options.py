@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...limits import MAX_TIMESTEPS
 from ..base import CommonOptions, option, percentile_option
 
 
@@ -10,9 +11,11 @@ from ..base import CommonOptions, option, percentile_option
 class SwsOptions(CommonOptions):
     percentile: float = percentile_option()
     coding_steps: int | None = option(None, "coding steps Tc (ternary digits per value, activations get 2^Tc-1 "
-                                            "levels; default --timesteps or 8)", type=int, metavar="TC")
+                                            "levels; default --timesteps or 8)", type=int, range=(1, MAX_TIMESTEPS),
+                                      metavar="TC")
     silent_steps: int | None = option(None, "silent steps Ts of every TSA layer (default 2; latency Tc + "
-                                            "Ts*layers)", type=int, metavar="TS")
+                                            "Ts*layers)", type=int, range=(0, MAX_TIMESTEPS),
+                                      metavar="TS")
     beta: int = option(2, "amplification factor of the TSA neurons (2 = a shift, default; 3 = shift + add)",
                        type=int, choices=(2, 3))
     full_threshold: bool = option(False, "fire at the threshold θ instead of θ/2 (only for the paper's ablation)")
