@@ -94,7 +94,7 @@ def load_npy(path: str | Path, what: str, mmap: bool = False) -> np.ndarray:
     neurodeploy allocate more memory than the file's own size."""
     path = Path(path)
     if path.is_dir():
-        raise NeurodeployError("is a folder, not a .npy file", str(path), f"pass the {what} as a .npy file")
+        raise NeurodeployError("is a directory, not a .npy file", str(path), f"pass the {what} as a .npy file")
     if not path.exists():
         raise NeurodeployError("file not found", str(path), f"pass the {what} as a .npy file")
     if not path.is_file():

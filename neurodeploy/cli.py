@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             what = "terminated (SIGTERM)" if isinstance(exc, signals.Terminated) else "interrupted"
             print(f"{command}: {what} -- no partial output was written", file=sys.stderr)
             return signals.exit_status(exc)
+        except BrokenPipeError:         # `neurodeploy ... | head`: the reader left; outputs are already written
+            signals.silence_stdout()
+            return signals.SIGPIPE_EXIT
 
 
 if __name__ == "__main__":

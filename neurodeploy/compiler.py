@@ -5,12 +5,11 @@ from pathlib import Path
 
 from . import __version__
 from .errors import NeurodeployError
-from .fsutil import atomic_dir
 from .frontends.onnx_frontend import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
-from .outputs import check_output_dir, check_replaceable, write_manifest
+from .outputs import output_folder
 from .registry import get_scheme
 from .target import load_target
 from .target.allocation import check_fits
@@ -90,15 +89,8 @@ def save_artifact(net: SpikingGraph, out_dir: str | Path, extra_files: dict[str,
     An existing out_dir is replaced only if it is empty or an unchanged neurodeploy output holding
     nothing else (`outputs.check_replaceable`); `inputs` (the model, calibration files) are never
     overwritten."""
-    out = check_output_dir(out_dir, inputs)
-
-    def finish(tmp: Path) -> None:
-        write_manifest(tmp, command)
-        if out.exists():                  # once more: the folder may have changed while we compiled
-            check_replaceable(out)
-
-    with atomic_dir(out, before_replace=finish) as tmp:
+    with output_folder(out_dir, command, inputs) as tmp:
         serialize.save(net, tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-    return out
+    return Path(out_dir)

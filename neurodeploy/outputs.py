@@ -20,6 +20,7 @@ before the swap (`fsutil.atomic_dir`).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import NeurodeployError
+from .fsutil import atomic_dir
 
 MANIFEST_FILE = "neurodeploy-manifest.json"
 MANIFEST_FORMAT = "neurodeploy-output-manifest"
@@ -98,8 +100,8 @@ def check_replaceable(folder: Path, flag: str = "-o") -> None:
     try:
         _check_replaceable(folder, flag)
     except OSError as exc:
-        raise NeurodeployError(f"cannot read the folder ({exc.strerror})", str(folder),
-                               f"choose another {flag} folder; nothing in it was touched") from None
+        raise NeurodeployError(f"cannot read the directory ({exc.strerror})", str(folder),
+                               f"choose another {flag} directory; nothing in it was touched") from None
 
 
 def _check_replaceable(folder: Path, flag: str) -> None:
@@ -109,14 +111,14 @@ def _check_replaceable(folder: Path, flag: str) -> None:
     doc = _read_manifest(folder)
     if doc is None:
         raise NeurodeployError(f"is not empty and was not written by neurodeploy (no {MANIFEST_FILE})",
-                               str(folder), f"choose a new or empty {flag} folder; nothing in it was touched")
+                               str(folder), f"choose a new or empty {flag} directory; nothing in it was touched")
     listed = doc["files"]
     ours = {MANIFEST_FILE, *listed}
     holding = {p.as_posix() for f in listed for p in Path(f).parents if p != Path(".")}   # folders of our files
     foreign = [f for f in files if f not in ours] + [d for d in folders if d not in holding] + others
     if foreign:
         raise NeurodeployError(f"holds files neurodeploy did not write ({_some(foreign)})", str(folder),
-                               f"move them out of it or choose another {flag} folder; nothing in it was touched")
+                               f"move them out of it or choose another {flag} directory; nothing in it was touched")
     edited = []
     for f in files:
         if f == MANIFEST_FILE:
@@ -127,7 +129,7 @@ def _check_replaceable(folder: Path, flag: str) -> None:
             edited.append(f)
     if edited:
         raise NeurodeployError(f"{_some(edited)} changed since neurodeploy wrote it", str(folder),
-                               f"move the edited files out of it or choose another {flag} folder; "
+                               f"move the edited files out of it or choose another {flag} directory; "
                                "nothing in it was touched")
 
 
@@ -159,13 +161,13 @@ def _check_not_input(out: Path, inputs, flag: str, folder: bool, shown) -> None:
 # -- the place ------------------------------------------------------------------------------------
 
 def _check_place(out: Path, flag: str, shown) -> None:
-    """The nearest existing ancestor of `out` must be a folder we may write in."""
+    """The nearest existing ancestor of `out` must be a directory we may write in."""
     anc = out.parent
     while not os.path.lexists(anc):
         anc = anc.parent
     if not anc.is_dir():
-        raise NeurodeployError(f"is under {anc}, which is a file, not a folder", f"{flag} {shown}",
-                               f"choose a path in a folder for {flag}")
+        raise NeurodeployError(f"is under {anc}, which is a file, not a directory", f"{flag} {shown}",
+                               f"choose a path in a directory for {flag}")
     if not os.access(anc, os.W_OK | os.X_OK):
         raise NeurodeployError(f"cannot write in {anc} (permission denied)", f"{flag} {shown}",
                                f"choose a writable location for {flag}")
@@ -191,7 +193,7 @@ def check_output_file(path: str | Path, inputs=(), flag: str = "-o") -> Path:
     if str(path) == "" or out.name in ("", ".", ".."):
         raise NeurodeployError("is not a file name", f"{flag} '{path}'", f"pass a file name to {flag}")
     if out.is_dir():
-        raise NeurodeployError("is a folder", f"{flag} {out}", f"pass a file name to {flag}")
+        raise NeurodeployError("is a directory", f"{flag} {out}", f"pass a file name to {flag}")
     if os.path.lexists(out):
         if not out.exists():
             raise NeurodeployError("is a link to nothing", f"{flag} {out}", f"remove the link or choose another {flag}")
@@ -208,20 +210,39 @@ def check_output_file(path: str | Path, inputs=(), flag: str = "-o") -> Path:
 
 @_path_errors
 def check_output_dir(path: str | Path, inputs=(), flag: str = "-o") -> Path:
-    """Check before any work that `path` may be written (or replaced) as an output folder; returns it."""
+    """Check before any work that `path` may be written (or replaced) as an output directory; returns it."""
     out = Path(path)
     if str(path) == "":
-        raise NeurodeployError("is not a folder name", f"{flag} ''", f"pass a folder name to {flag}")
+        raise NeurodeployError("is not a directory name", f"{flag} ''", f"pass a directory name to {flag}")
     if os.path.lexists(out) and not out.exists():
         raise NeurodeployError("is a link to nothing", f"{flag} {out}", f"remove the link or choose another {flag}")
     out = _real(out)
     if out.exists() and not out.is_dir():
-        raise NeurodeployError("exists and is not a folder", f"{flag} {path}",
-                               f"choose a folder name for {flag}; the file was not touched")
+        raise NeurodeployError("exists and is not a directory", f"{flag} {path}",
+                               f"choose a directory name for {flag}; the file was not touched")
     if out.parent == out:
-        raise NeurodeployError("is the root folder", f"{flag} {path}", f"choose a folder name for {flag}")
+        raise NeurodeployError("is the root directory", f"{flag} {path}", f"choose a directory name for {flag}")
     _check_not_input(out, inputs, flag, True, path)
+    if _within(_real(os.getcwd()), out):
+        raise NeurodeployError("is (or holds) the current directory, which replacing it would pull from under you",
+                               f"{flag} {path}", f"name a new directory for {flag}, e.g. {flag} out")
     if out.exists():
         check_replaceable(out, flag)
     _check_place(out, flag, path)
     return out
+
+
+@contextlib.contextmanager
+def output_folder(path: str | Path, command: str, inputs=(), flag: str = "-o"):
+    """Write an output folder: checked first (`check_output_dir`), built in a temporary folder beside
+    it (yielded), given our manifest, checked once more (the run may have taken minutes and the user
+    may have put a file there meanwhile) and swapped in atomically."""
+    out = check_output_dir(path, inputs, flag)
+
+    def finish(tmp: Path) -> None:
+        write_manifest(tmp, command)
+        if out.exists():
+            check_replaceable(out, flag)
+
+    with atomic_dir(out, before_replace=finish) as tmp:
+        yield tmp

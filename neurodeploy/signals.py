@@ -5,6 +5,8 @@ file runs.  SIGTERM (what `kill`, systemd, Slurm and CI runners send) would inst
 on the spot and leave `.tmp-*` files behind; `handled()` makes it raise `Terminated`, a
 KeyboardInterrupt, so that it takes the same path: temporary files removed, one line on stderr,
 exit status 128 + 15 = 143 (130 for Ctrl-C), as shells report a process killed by that signal.
+A reader that closes our stdout early (`neurodeploy ... | head`) ends the command quietly with 141
+(128 + SIGPIPE), its outputs written.
 
 `deferred()` holds both signals back for a few file-system calls that must not be cut in half
 (replacing an output directory: old out, new in); a signal that arrives meanwhile is delivered
@@ -16,7 +18,7 @@ import contextlib
 import signal
 import threading
 
-SIGINT_EXIT, SIGTERM_EXIT = 128 + signal.SIGINT, 128 + signal.SIGTERM     # 130, 143
+SIGINT_EXIT, SIGTERM_EXIT, SIGPIPE_EXIT = 128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGPIPE  # 130, 143, 141
 _HELD = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -27,6 +29,18 @@ class Terminated(KeyboardInterrupt):
 def exit_status(exc: KeyboardInterrupt) -> int:
     """130 for Ctrl-C, 143 for SIGTERM."""
     return SIGTERM_EXIT if isinstance(exc, Terminated) else SIGINT_EXIT
+
+
+def silence_stdout() -> None:
+    """After a broken pipe on stdout: point it at /dev/null, so that Python's final flush at exit does
+    not print a second error (the shell's reader is gone; there is nobody to tell)."""
+    import os
+    import sys
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):     # stdout is not a real file (e.g. captured)
+        pass
 
 
 def _raise_terminated(signum, frame):

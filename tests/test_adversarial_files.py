@@ -307,15 +307,15 @@ def test_compare_replaces_exactly_our_folder(kit, tmp_path, state):
 def test_recheck_right_before_the_swap(kit, tmp_path, monkeypatch):
     """A file the user puts into the -o folder while we compile is seen right before the swap."""
     import neurodeploy as nd
-    import neurodeploy.compiler as compiler
+    from neurodeploy import compiler, outputs
     from neurodeploy.errors import NeurodeployError
     out = ours(kit, tmp_path / "out")
-    real_write = compiler.write_manifest
+    real_write = outputs.write_manifest
 
     def user_meanwhile(folder, command):         # runs inside the save, after the first check passed
         real_write(folder, command)
         (out / "added-meanwhile.txt").write_text("mine")
-    monkeypatch.setattr(compiler, "write_manifest", user_meanwhile)
+    monkeypatch.setattr(outputs, "write_manifest", user_meanwhile)
     before = snapshot(tmp_path)
     with pytest.raises(NeurodeployError, match="did not write"):
         compiler.save_artifact(nd.load(kit.net).graph, out)
@@ -409,14 +409,14 @@ def _place(ws: Path, kind: str):
     if kind == "is-a-folder":
         (ws / "adir").mkdir()
         (ws / "adir" / "inside.txt").write_text("keep")
-        return ws / "adir", "is a folder"
+        return ws / "adir", "is a directory"
     if kind == "device":
         return Path("/dev/null"), "not a regular file"
     if kind == "fifo":
         os.mkfifo(ws / "fifo")
         return ws / "fifo", "not a regular file"
     if kind == "is-a-file":
-        return ws / "afile", "not a folder"
+        return ws / "afile", "not a directory"
     if kind == "root-folder":
         return Path("/"), "root"
     raise AssertionError(kind)
@@ -439,8 +439,21 @@ def test_bad_output_place_is_one_line(kit, tmp_path, writer, kind):
 @pytest.mark.parametrize("writer", sorted(FOLDER_WRITERS))
 def test_current_folder_with_files_is_refused(kit, tmp_path, writer):
     (tmp_path / "report.pdf").write_bytes(b"%PDF")
-    run_cli(*FOLDER_WRITERS[writer](kit, "."), category="output-paths", needles=("not written by neurodeploy",),
+    run_cli(*FOLDER_WRITERS[writer](kit, "."), category="output-paths", needles=("current directory",),
             guard=(tmp_path, kit.dir), cwd=tmp_path)
+
+
+@pytest.mark.parametrize("writer", sorted(FOLDER_WRITERS))
+@pytest.mark.parametrize("where", ["empty-current-folder", "inside-our-output"])
+def test_current_folder_is_never_replaced(kit, tmp_path, writer, where):
+    """Replacing the folder the user stands in would pull it from under their shell."""
+    if where == "empty-current-folder":
+        (tmp_path / "here").mkdir()
+        out, cwd = ".", tmp_path / "here"
+    else:
+        out, cwd = tmp_path / "out", ours(kit, tmp_path / "out")
+    run_cli(*FOLDER_WRITERS[writer](kit, out), category="output-paths", needles=("current directory",),
+            guard=(tmp_path, kit.dir), cwd=cwd)
 
 
 def _good_place(ws: Path, kind: str, writer: str):
@@ -717,6 +730,23 @@ def test_sigterm_mid_simulation_writes_nothing(kit, tmp_path):
     _signalled(proc, signal.SIGTERM, 143, "terminated")
     assert_no_changes(before, snapshot(tmp_path, kit.dir))
     record("signals", "mid-simulation")
+
+
+@pytest.mark.slow
+def test_reader_closing_stdout_early_is_quiet(kit, tmp_path):
+    """`neurodeploy compile ... | head -1`: the reader leaves before we print; the output folder is
+    written, the command ends with 141 (128 + SIGPIPE) and says nothing (no BrokenPipeError traceback)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    read_end, write_end = os.pipe()
+    os.close(read_end)                       # nobody will ever read
+    proc = subprocess.Popen([sys.executable, "-m", "neurodeploy", *map(str, compile_to(kit, out))],
+                            stdout=write_end, stderr=subprocess.PIPE, text=True, env=env)
+    os.close(write_end)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 141 and err == "", (proc.returncode, err[-3000:])
+    assert (out / MANIFEST).is_file()
+    record("signals", "broken-pipe")
 
 
 def test_deferred_signal_arrives_after_the_block():

@@ -172,7 +172,9 @@ def register(sub) -> None:
             p.add_argument(flag, dest=f"sweep_{scheme.name}", default=",".join(map(str, default)),
                            help=f"{help_text} (default {','.join(map(str, default)) or 'none'})")
     p.add_argument("--calibration", metavar="X.npy", help="samples for input range / ReLU thresholds")
-    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("-o", "--output", required=True,
+                   help="output directory: created, or replaced when it is empty or an unchanged earlier "
+                        "neurodeploy output (see `neurodeploy compile --help`); written whole, atomically")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_compare)
 
@@ -186,9 +188,8 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def cmd_compare(args) -> int:
     from ..arrays import check_inputs, check_labels, load_npy
-    from ..fsutil import atomic_dir
     from ..frontends.onnx_frontend import load_onnx
-    from ..outputs import check_output_dir, check_replaceable, write_manifest
+    from ..outputs import check_output_dir, output_folder
 
     inputs = [args.model, args.target, args.input, args.labels, args.calibration]
     out = check_output_dir(args.output, inputs)     # before the work: a folder we may not replace stops here
@@ -199,14 +200,9 @@ def cmd_compare(args) -> int:
     sweeps = {s.name: _ints(getattr(args, f"sweep_{s.name}"), s.compare_sweep[0])
               for s in all_schemes() if s.compare_sweep is not None}
 
-    def finish(tmp: Path) -> None:
-        write_manifest(tmp, "compare")
-        if out.exists():                   # once more: the folder may have changed during the run
-            check_replaceable(out)
-
     # the whole folder (each configuration's network + compare.{md,json,html}) is built beside `out`
     # and replaces it in one rename: an error or a signal half-way leaves `out` as it was
-    with atomic_dir(out, before_replace=finish) as tmp:
+    with output_folder(out, "compare", inputs) as tmp:
         d = run_compare(args.model, args.target, x, y, [s.strip() for s in args.schemes.split(",") if s.strip()],
                         str(tmp), cal, sweeps, progress=True)
         md = to_markdown(d)
