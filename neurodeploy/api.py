@@ -46,7 +46,7 @@ class CompiledNet:
 
     @property
     def input_shape(self) -> tuple:
-        return tuple(self.graph.input.shape)
+        return tuple(self.graph.input.input_shape)
 
     @property
     def latency_steps(self) -> int:
@@ -99,18 +99,19 @@ def _tensors_sha256(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
-    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram."""
+def _float_graph(model, example_input=None, probe=None) -> tuple[fg.FloatGraph, dict]:
+    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram; the front end
+    proves its graph on `probe` (calibration samples; default: the example input and seeded inputs)."""
     if isinstance(model, (str, Path)):
         from .compiler import load_model, model_meta       # the command line's dispatch by suffix
-        return load_model(model), model_meta(model)
+        return load_model(model, probe), model_meta(model)
     import torch
     from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
-        graph = load_torch(model, None)
+        graph = load_torch(model, None, probe=probe)
         return graph, {"file": "ExportedProgram", "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
     if isinstance(model, torch.nn.Module):
-        graph = _module_graph(model, example_input)
+        graph = _module_graph(model, example_input, probe)
         return graph, {"file": f"{type(model).__name__} (torch.nn.Module)",
                        "sha256": _tensors_sha256(model.state_dict())}
     raise NeurodeployError(f"cannot compile a {type(model).__name__}", "neurodeploy.compile",
@@ -127,13 +128,15 @@ def _is_qat_module(model) -> bool:
     return isinstance(model, torch.nn.Module) and any(isinstance(m, FakeQuantizeBase) for m in model.modules())
 
 
-def _module_graph(model, example_input) -> fg.FloatGraph:
+def _module_graph(model, example_input, probe=None) -> fg.FloatGraph:
     """An nn.Module -> FloatGraph, by the front end its neurons need: spiking models (ReverB
     modules, LIF neurons) get their own per-step leaves before export; ANNs go to torch.export."""
     from .frontends.per_step import spiking_front_end
     from .frontends.torch import load_torch
     front_end = spiking_front_end(model)
-    return load_torch(model, example_input) if front_end is None else front_end.load_model(model, example_input)
+    if front_end is not None:
+        return front_end.load_model(model, example_input)
+    return load_torch(model, example_input, probe=probe)
 
 
 def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str = "bitplane",
@@ -161,7 +164,7 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
             path = export_qat_onnx(model_or_path, example_input, Path(tmp) / "qat.onnx")
             return compile(path, target=target, scheme=scheme, **options)
     opts = _options(scheme, options)
-    graph, model_meta = _float_graph(model_or_path, example_input)
+    graph, model_meta = _float_graph(model_or_path, example_input, opts.calibration)
     from .compiler import compile_graph
     return CompiledNet(compile_graph(graph, target, scheme, opts, model_meta), graph)
 
@@ -180,7 +183,7 @@ def _spiking(net) -> SpikingGraph:
 
 def _inputs(x, graph: SpikingGraph) -> np.ndarray:
     from .arrays import check_inputs
-    return check_inputs(_numpy(x, "inputs"), graph.input.shape, "x")
+    return check_inputs(_numpy(x, "inputs"), graph.input.input_shape, "x")
 
 
 def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
@@ -292,14 +295,14 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
                                    "pass the .onnx / .pt2 file or the nn.Module the network was compiled from")
         from .frontends.torch import graph_from_program, load_program
         program = load_program(path)
-        return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path)),
+        return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path), prove=False),
                               x, y, str(path), batch_size, device, progress)
     import torch
     from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
-        float_graph, label = load_torch(model, None), "ExportedProgram"
+        float_graph, label = load_torch(model, None, prove=False), "ExportedProgram"
     elif isinstance(model, torch.nn.Module):
-        float_graph = load_torch(model, torch.from_numpy(np.array(x[:1], dtype=np.float32)))
+        float_graph = load_torch(model, torch.from_numpy(np.array(x[:1], dtype=np.float32)), prove=False)
         label = f"{type(model).__name__} (torch.nn.Module)"
     else:
         raise NeurodeployError(f"cannot verify against a {type(model).__name__}", "neurodeploy.verify",

@@ -202,7 +202,7 @@ def cmd_simulate(args) -> int:
 
     output = check_output_file(args.output, [args.compiled, args.input], "--output")
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
     t0 = time.perf_counter()
     if args.engine == "lava":
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
@@ -247,7 +247,7 @@ def cmd_verify(args) -> int:
     from .reports.verify import snn_verify_text, verify_text
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
     text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text

@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import __version__
-from .errors import NeurodeployError
-from .frontends.onnx_frontend import load_onnx, model_sha256
+from .errors import NeurodeployError, UnsupportedError
+from .frontends.onnx import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
 from .outputs import output_folder
+from .passes import FRONT_END_PASSES, run_passes
 from .registry import get_scheme
 from .target import load_target
 from .target.allocation import check_fits
@@ -26,15 +27,16 @@ RECORDED_OPTIONS = {"timesteps": None, "input_bits": 8, "lossy": False, "reset":
 MODEL_FORMATS = (".onnx", ".pt2")
 
 
-def load_model(model_path: str | Path) -> fg.FloatGraph:
-    """The float graph of a model file: .onnx (ONNX front end) or .pt2 (torch.export.save; PyTorch front end)."""
+def load_model(model_path: str | Path, probe=None) -> fg.FloatGraph:
+    """The float graph of a model file: .onnx (ONNX front end) or .pt2 (torch.export.save; PyTorch
+    front end), proven against the source framework on `probe` (calibration samples) or seeded inputs."""
     model_path = Path(model_path)
     suffix = model_path.suffix.lower()
     if suffix == ".pt2":
         from .frontends.torch import load_pt2
-        return load_pt2(model_path)
+        return load_pt2(model_path, probe=probe)
     if suffix == ".onnx":
-        return load_onnx(model_path)
+        return load_onnx(model_path, probe=probe)
     raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
                            "pass an .onnx file or a .pt2 file saved with torch.export.save")
 
@@ -54,7 +56,13 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
     tgt = load_target(target)
     sch = get_scheme(scheme)
     options = sch.options(options)
-    net = sch.compile(graph, tgt, options)
+    graph = run_passes(graph, FRONT_END_PASSES)
+    try:
+        net = sch.compile(graph, tgt, options)
+    except UnsupportedError as exc:      # name the scheme that cannot take the op
+        raise UnsupportedError(f"{exc.what} (scheme '{sch.name}')", exc.where, exc.hint) from None
+    if graph.notes:
+        net.meta["front_end_notes"] = list(graph.notes)
     net.meta.update({
         "neurodeploy_version": __version__,
         "model": dict(model_meta or {}),
@@ -78,7 +86,7 @@ def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = 
                                "pass an .onnx file or a .pt2 file saved with torch.export.save")
     load_target(target)          # report a bad --target / --scheme / option before reading the model
     options = get_scheme(scheme).options(options)
-    graph = load_model(model_path)
+    graph = load_model(model_path, options.calibration)
     return compile_graph(graph, target, scheme, options, model_meta(model_path))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.frontends.onnx_frontend import load_onnx
+from neurodeploy.frontends.onnx import load_onnx
 from neurodeploy.schemes.sws import neurons as tsa_ir
 from neurodeploy.schemes import CompileOptions
 from neurodeploy.schemes.sws import Sws

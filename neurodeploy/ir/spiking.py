@@ -30,7 +30,12 @@ class Branch:
 
 @dataclass
 class InputEncoder:
-    """Turns the float input into integer codes: clip(floor(x*in_scale + offset), 0, code_max)."""
+    """Turns the float input into integer codes: clip(floor(x*in_scale + offset), 0, code_max).
+
+    `pad` (top, bottom, left, right): the host zero-pads the float input's H and W by these before
+    encoding -- the zero padding of a first convolution that reads signed inputs (see
+    lowering.input_quant), whose zero is the code of 0.0, not code 0.  `shape` is the shape of the
+    codes (padded); `input_shape` the shape of the samples a user passes."""
     name: str
     shape: tuple
     in_scale: np.ndarray          # scalar or per channel (C,)
@@ -38,6 +43,15 @@ class InputEncoder:
     value_step: np.ndarray        # ANN value of one code step (scalar or per channel)
     neuron: object                # the scheme's encoder (an ir.neurons.Neuron)
     float_node: str = ""
+    pad: tuple = (0, 0, 0, 0)
+
+    @property
+    def input_shape(self) -> tuple:
+        if not any(self.pad):
+            return tuple(self.shape)
+        c, h, w = self.shape
+        top, bottom, left, right = self.pad
+        return (c, h - top - bottom, w - left - right)
 
 
 @dataclass

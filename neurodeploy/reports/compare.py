@@ -188,12 +188,12 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def cmd_compare(args) -> int:
     from ..arrays import check_inputs, check_labels, load_npy
-    from ..frontends.onnx_frontend import load_onnx
+    from ..frontends.onnx import load_onnx
     from ..outputs import check_output_dir, output_folder
 
     inputs = [args.model, args.target, args.input, args.labels, args.calibration]
     out = check_output_dir(args.output, inputs)     # before the work: a folder we may not replace stops here
-    shape = load_onnx(args.model).op("input").shape
+    shape = load_onnx(args.model, prove=False).op("input").shape
     x = check_inputs(load_npy(args.input, "inputs"), shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     cal = load_npy(args.calibration, "calibration samples") if args.calibration else None

@@ -71,7 +71,7 @@ def cmd_report(args) -> int:
         inputs = [args.compiled, args.input, args.labels, args.model, *(args.energy_model or [])]
         output = check_output_file(args.output, inputs)
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs"), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs"), net.input.input_shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels) if args.labels else None
     d = cost_report(net, x, args.batch_size, device=args.device, labels=y, model_path=args.model,
                     energy_models=args.energy_model, index_bits=args.index_bits)

@@ -84,7 +84,11 @@ def input_codes(enc: InputEncoder, x: torch.Tensor) -> torch.Tensor:
     def chan(a):
         t = torch.as_tensor(np.asarray(a, dtype=np.float64), device=x.device)
         return t if t.ndim == 0 else t.reshape((1, -1) + (1,) * (x.ndim - 2))
-    k = torch.floor(x.to(torch.float64) * chan(enc.in_scale) + chan(enc.offset))
+    x = x.to(torch.float64)
+    if any(enc.pad):          # the first layer's zero padding, in the input's units
+        top, bottom, left, right = enc.pad
+        x = torch.nn.functional.pad(x, (left, right, top, bottom))
+    k = torch.floor(x * chan(enc.in_scale) + chan(enc.offset))
     return torch.clamp(k, 0, enc.neuron.code_max).to(torch.int64)
 
 

@@ -202,9 +202,9 @@ def tsa_state_bound(branches, bias, neuron: tsa_ir.TSA, shapes: dict) -> int:
 def _calibration_digits(enc_layer, calibration, beta: int, tc: int) -> dict:
     """{input layer: its digit planes (N, Tc, *shape) int8} for the calibration samples."""
     x = np.asarray(calibration)
-    if x.ndim != len(enc_layer.shape) + 1 or tuple(x.shape[1:]) != tuple(enc_layer.shape) or len(x) < 1:
+    if x.ndim != len(enc_layer.input_shape) + 1 or tuple(x.shape[1:]) != tuple(enc_layer.input_shape) or len(x) < 1:
         raise NeurodeployError(f"calibration samples have shape {x.shape}, the model input is "
-                               f"{tuple(enc_layer.shape)}", "--calibration", "pass samples shaped (N, *input shape)")
+                               f"{tuple(enc_layer.input_shape)}", "--calibration", "pass samples shaped (N, *input shape)")
     codes = input_codes(enc_layer, torch.as_tensor(x.astype(np.float64)))
     return {enc_layer.name: sws_sim.encode_digits(codes, beta, tc)}
 
