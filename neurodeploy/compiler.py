@@ -1,19 +1,16 @@
 """The compile step as an API: model file (.onnx, .pt2) or float graph -> SpikingGraph -> artifact directory."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from . import __version__
 from .errors import NeurodeployError, UnsupportedError
-from .fsutil import public_mode
 from .frontends.onnx import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
 from .ir.validate import validate_graph
+from .outputs import output_folder
 from .passes import FRONT_END_PASSES, run_passes
 from .registry import get_scheme
 from .target import load_target
@@ -129,34 +126,15 @@ def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = 
     return compile_graph(graph, target, scheme, options, model_meta(model_path))
 
 
-def _is_artifact(path: Path) -> bool:
-    return (path / serialize.IR_FILE).is_file()
+def save_artifact(net: SpikingGraph, out_dir: str | Path, extra_files: dict[str, str] | None = None,
+                  inputs=(), command: str = "compile") -> Path:
+    """Write the compiled network to out_dir atomically (temp dir + rename), with our manifest.
 
-
-def save_artifact(net: SpikingGraph, out_dir: str | Path, extra_files: dict[str, str] | None = None) -> Path:
-    """Write the compiled network to out_dir atomically (temp dir + rename).
-
-    An existing out_dir is replaced only if it is empty or a previous neurodeploy output.
-    """
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_artifact(out))):
-        raise NeurodeployError("exists and is not a neurodeploy output directory", str(out),
-                               "choose another -o directory or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    public_mode(tmp, directory=True)
-    try:
+    An existing out_dir is replaced only if it is empty or an unchanged neurodeploy output holding
+    nothing else (`outputs.check_replaceable`); `inputs` (the model, calibration files) are never
+    overwritten."""
+    with output_folder(out_dir, command, inputs) as tmp:
         serialize.save(net, tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(out_dir)

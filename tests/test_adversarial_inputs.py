@@ -187,7 +187,7 @@ ARRAY_CASES = {
     "bool": (np.zeros((2, 1, 8, 8), bool), "not numeric"),
     "strings": (np.full((2, 1, 8, 8), "a"), "not numeric"),
     "structured": (np.zeros((2, 1, 8, 8), dtype=[("a", "f4"), ("b", "f4")]), "not numeric"),
-    "objects": (np.array([[None]], dtype=object), "not a readable .npy"),
+    "objects": (np.array([[None]], dtype=object), "dtype=object"),
 }
 
 

@@ -24,6 +24,7 @@ A compiled directory is the user's file, so `load` trusts nothing in it:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import zipfile
@@ -31,9 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-import hashlib
-
 from .. import registry
+from ..arrays import load_npz
 from ..errors import NeurodeployError
 from ..limits import MAX_IR_NESTING
 from . import neurons, spiking, synapses
@@ -226,16 +226,6 @@ def _check_checksums(doc: dict, directory: Path) -> None:
                                f"{IR_FILE} records)", str(directory / PARAMS_FILE), RECOMPILE)
 
 
-def _read_arrays(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise NeurodeployError(f"{PARAMS_FILE} cannot be read ({type(exc).__name__})", str(path), RECOMPILE) from None
-    except AttributeError:      # np.load of a non-zip file returns an ndarray without .files
-        raise NeurodeployError(f"{PARAMS_FILE} is not an .npz archive", str(path), RECOMPILE) from None
-
-
 def load(directory: str | Path) -> spiking.SpikingGraph:
     """A compiled network from its directory, checked as the module docstring says."""
     from ..target import load_target, target_from_dict
@@ -250,7 +240,7 @@ def load(directory: str | Path) -> spiking.SpikingGraph:
                                str(directory), "run `neurodeploy compile MODEL -o DIR` first")
     doc = _read_doc(ir_path)
     _check_checksums(doc, directory)
-    arrays = _read_arrays(directory / PARAMS_FILE)
+    arrays = load_npz(directory / PARAMS_FILE, RECOMPILE)      # header sizes checked before allocating
     types = known_types()
     try:
         layers = _decode(doc["layers"], arrays, types, "layers")

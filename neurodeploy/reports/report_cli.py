@@ -71,6 +71,11 @@ def cmd_report(args) -> int:
     if args.model and not Path(args.model).is_file():
         raise NeurodeployError("file not found", args.model, "pass the ONNX model the directory was compiled from")
     check_device(args.device)
+    output = None
+    if args.output is not None:        # before the work: a place we may not write stops here
+        from ..outputs import check_output_file
+        inputs = [args.compiled, args.input, args.labels, args.model, *(args.energy_model or [])]
+        output = check_output_file(args.output, inputs)
     net = load(args.compiled)
     if args.model:
         check_same_model(net, args.model, args.allow_other_model)
@@ -80,20 +85,10 @@ def cmd_report(args) -> int:
     d = cost_report(net, x, args.batch_size, device=args.device, labels=y, model_path=args.model,
                     energy_models=args.energy_model, index_bits=args.index_bits)
     text = render(d, args.format)
-    if args.output:
-        _write_atomic(args.output, text)
+    if output is not None:
+        from ..fsutil import write_text_atomic
+        write_text_atomic(output, text)
         print(f"wrote {args.output} ({args.format}, {d['samples']} samples)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
-
-
-def _write_atomic(path: str, text: str) -> None:
-    p = Path(path)
-    if p.is_dir():
-        raise NeurodeployError("is a directory", str(p), "pass a file name to -o")
-    from ..fsutil import write_text_atomic
-    try:
-        write_text_atomic(p, text)
-    except OSError as exc:
-        raise NeurodeployError(f"cannot write ({exc.strerror})", str(p), "pick a writable place for -o") from None
