@@ -9,6 +9,7 @@ NeurodeployError naming the path.  What may be replaced at all is `outputs.py`'s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -16,6 +17,15 @@ from pathlib import Path
 
 from .errors import NeurodeployError
 from .signals import deferred
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (a large file is never read whole)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _umask() -> int:

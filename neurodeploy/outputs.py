@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from . import __version__
 from .errors import NeurodeployError
-from .fsutil import atomic_dir
+from .fsutil import atomic_dir, file_sha256
 
 MANIFEST_FILE = "neurodeploy-manifest.json"
 MANIFEST_FORMAT = "neurodeploy-output-manifest"
@@ -37,14 +36,6 @@ _SHOWN = 3                      # files named in a refusal; the rest are counted
 
 
 # -- the manifest ---------------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
     """(regular files, folders, everything else: links, pipes, ...) under folder, as sorted POSIX
@@ -68,7 +59,7 @@ def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
 def write_manifest(folder: Path, command: str) -> None:
     """List every file under `folder` (with size and sha256) in its manifest; deterministic bytes."""
     files, _, _ = _entries(folder)
-    listed = {f: {"bytes": (folder / f).stat().st_size, "sha256": _sha256(folder / f)}
+    listed = {f: {"bytes": (folder / f).stat().st_size, "sha256": file_sha256(folder / f)}
               for f in files if f != MANIFEST_FILE}
     doc = {"format": MANIFEST_FORMAT, "tool": "neurodeploy", "version": __version__, "command": command,
            "files": listed}
@@ -125,7 +116,7 @@ def _check_replaceable(folder: Path, flag: str) -> None:
             continue
         rec = listed[f]
         if not isinstance(rec, dict) or (folder / f).stat().st_size != rec.get("bytes") \
-                or _sha256(folder / f) != rec.get("sha256"):
+                or file_sha256(folder / f) != rec.get("sha256"):
             edited.append(f)
     if edited:
         raise NeurodeployError(f"{_some(edited)} changed since neurodeploy wrote it", str(folder),

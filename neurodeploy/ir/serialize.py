@@ -35,6 +35,7 @@ import numpy as np
 from .. import registry
 from ..arrays import load_npz
 from ..errors import NeurodeployError
+from ..fsutil import file_sha256
 from ..limits import MAX_IR_NESTING
 from . import neurons, spiking, synapses
 
@@ -82,14 +83,6 @@ def _write_npz(path: Path, arrays: dict) -> None:
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             zf.writestr(info, buf.getvalue())
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def content_sha256(doc: dict) -> str:
