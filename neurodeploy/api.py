@@ -23,7 +23,7 @@ import numpy as np
 from .errors import NeurodeployError
 from .ir import float_graph as fg
 from .ir.spiking import SpikingGraph
-from .registry import DEFAULT_SCHEME, get_scheme
+from .registry import get_scheme
 
 __all__ = ["CompiledNet", "compile", "simulate", "verify", "load"]
 
@@ -84,7 +84,11 @@ def _options(scheme: str, options: dict):
     the scheme: a name no scheme has, or an option of another scheme, is refused."""
     options = dict(options)
     if options.get("calibration") is not None:
-        options["calibration"] = _numpy(options["calibration"], "calibration").astype(np.float32)
+        cal = options["calibration"]
+        cal = cal if isinstance(cal, (str, Path)) else _numpy(cal, "calibration")   # a path is refused below
+        # float32 like the command line's samples; anything else is refused by the scheme's checks
+        options["calibration"] = cal.astype(np.float32) if getattr(cal, "dtype", None) is not None \
+            and cal.dtype.kind in "fiu" else cal
     return get_scheme(scheme).options(options)
 
 
@@ -122,13 +126,14 @@ def _common_float_graph(model, example_input, probe=None) -> tuple[fg.FloatGraph
         from .compiler import load_model, model_meta       # the command line's dispatch by suffix
         return load_model(model, probe), model_meta(model)
     import torch
+    from .compiler import MODULE_LABEL, PROGRAM_LABEL
     from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
         graph = load_torch(model, None, probe=probe)
-        return graph, {"file": "ExportedProgram", "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
+        return graph, {"file": PROGRAM_LABEL, "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
     if isinstance(model, torch.nn.Module):
         graph = _module_graph(model, example_input, probe)
-        return graph, {"file": f"{type(model).__name__} (torch.nn.Module)",
+        return graph, {"file": f"{type(model).__name__} {MODULE_LABEL}",
                        "sha256": _tensors_sha256(model.state_dict())}
     raise NeurodeployError(f"cannot compile a {type(model).__name__}", "neurodeploy.compile",
                            "pass an nn.Module with an example input, an ExportedProgram, or an .onnx/.pt2 path")
@@ -294,26 +299,64 @@ def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.
                              float_logits=float_logits, float_graph=float_graph)
 
 
-def verify(net, model, x, y=None, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+def verify(net, model, x, y=None, batch_size: int = 256, device: str = "cpu", progress: bool = False,
+           allow_other_model: bool = False) -> dict:
     """Float model vs quantised ANN vs SNN on (x, y); the dict of `neurodeploy.reports.verify.verify`.
 
     model: the reference float model: an `nn.Module` or `ExportedProgram` (run by PyTorch; its
     float graph for the per-layer quantisation mismatches comes from the PyTorch front end), an
-    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path; or the NetX
-    file a network was imported from, which Lava itself runs as the reference
-    (`frontends.netx.verify`: bit-exact, layer by layer; labels optional).
+    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path.  It must be
+    the model the network was compiled from (its sha256, or its tensors' digest for a module, is
+    checked against the one compiled); `allow_other_model=True` compares against another one,
+    and the result then holds "model_is_compiled_one": False.  Or the NetX file a network was
+    imported from, which Lava itself runs as the reference (`frontends.netx.verify`: bit-exact,
+    layer by layer; labels optional; only that very file).
     """
     from .arrays import check_labels
     from .frontends.netx import is_netx_path
+    from .sim.core import check_batch_size, check_device
+    check_batch_size(batch_size)
+    check_device(device)
     graph = _spiking(net)
     x = _inputs(x, graph)
+    n_classes = int(np.prod(graph.output.shape))
     if is_netx_path(model):
         from .frontends.netx.verify import verify_netx
-        y = None if y is None else check_labels(_numpy(y, "labels"), len(x), "y")
+        y = None if y is None else check_labels(_numpy(y, "labels"), len(x), "y", n_classes=n_classes)
         return verify_netx(graph, model, x, y, progress)
     if y is None:
         raise NeurodeployError("verify needs labels", "neurodeploy.verify", "pass y (integer labels)")
-    y = check_labels(_numpy(y, "labels"), len(x), "y")
+    y = check_labels(_numpy(y, "labels"), len(x), "y", n_classes=n_classes)
+    same = _same_model(graph, model, allow_other_model)
+    result = _verify(graph, model, x, y, batch_size, device, progress)
+    if same is False:
+        result["model_is_compiled_one"] = False      # only with allow_other_model: say so
+    return result
+
+
+def _same_model(graph: SpikingGraph, model, allow_other_model: bool) -> bool | None:
+    """True / False: `model` is / is not the one compiled (False only with allow_other_model);
+    None where the two cannot be compared (a network compiled from a file, verified with a module)."""
+    from .compiler import MODULE_LABEL, PROGRAM_LABEL, check_same_model
+    if isinstance(model, (str, Path)):
+        return check_same_model(graph, model, allow_other_model)
+    recorded = graph.meta.get("model") or {}
+    import torch
+    if isinstance(model, torch.export.ExportedProgram) and recorded.get("file") == PROGRAM_LABEL:
+        digest = _tensors_sha256({**model.constants, **model.state_dict})
+    elif isinstance(model, torch.nn.Module) and str(recorded.get("file", "")).endswith(MODULE_LABEL):
+        digest = _tensors_sha256(model.state_dict())
+    else:
+        return None
+    if digest == recorded.get("sha256"):
+        return True
+    if allow_other_model:
+        return False
+    raise NeurodeployError("the model's parameters are not those the network was compiled from",
+                           "neurodeploy.verify", "pass the model you compiled, or allow_other_model=True")
+
+
+def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, progress: bool) -> dict:
     if not get_scheme(graph.scheme).ann_reference:
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
         from .reports.verify import compare_accuracy

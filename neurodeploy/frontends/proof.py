@@ -45,7 +45,9 @@ def probe_inputs(input_shape: tuple, samples: np.ndarray | None = None) -> np.nd
     standard-normal ones (at least PROBE_SAMPLES, so that the batch differs from the
     normalised one and a reshape across samples shows)."""
     rng = np.random.default_rng(0)
-    have = [] if samples is None else [np.asarray(samples[:PROBE_SAMPLES - 1], dtype=np.float32)]
+    # samples shaped otherwise are not used here: compiler.check_calibration_shape refuses them in one line
+    usable = samples is not None and tuple(np.shape(samples)[1:]) == tuple(input_shape)
+    have = [np.asarray(samples[:PROBE_SAMPLES - 1], dtype=np.float32)] if usable else []
     n = sum(len(h) for h in have)
     extra = rng.standard_normal((max(PROBE_SAMPLES - n, 1),) + tuple(input_shape)).astype(np.float32)
     return np.concatenate(have + [extra]) if have else extra

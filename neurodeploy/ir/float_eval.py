@@ -13,13 +13,15 @@ from ..errors import NeurodeployError
 from ..ir import float_graph as fg
 
 
-def _t(a) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+def _t(a, like: torch.Tensor | None = None) -> torch.Tensor:
+    """A float64 tensor of `a`, on the device of `like` (the "meta" device for shape inference)."""
+    t = torch.as_tensor(np.asarray(a, dtype=np.float64))
+    return t if like is None or like.device == t.device else t.to(like.device)
 
 
 def broadcast_against(a, x: torch.Tensor) -> torch.Tensor:
     """Broadcast a scalar, a per-channel (C,) array or a per-sample-rank array against x (N, C, ...)."""
-    t = _t(a)
+    t = _t(a, x)
     if t.ndim == 0:
         return t
     if t.ndim == 1:
@@ -43,7 +45,7 @@ def _avg_pool(op: fg.AvgPool, x: torch.Tensor) -> torch.Tensor:
         return cols.reshape(t.shape[0], t.shape[1], -1, oh * ow).sum(2).reshape(t.shape[0], t.shape[1], oh, ow)
     if op.count_include_pad:
         return window_sums(x) / float(op.kernel[0] * op.kernel[1])
-    return window_sums(x) / window_sums(torch.ones((1, 1, h, w), dtype=x.dtype))
+    return window_sums(x) / window_sums(torch.ones((1, 1, h, w), dtype=x.dtype, device=x.device))
 
 
 def _slice(op: fg.Slice, x: torch.Tensor) -> torch.Tensor:
@@ -64,9 +66,9 @@ def quant_codes(op: fg.QuantAct, x: torch.Tensor) -> torch.Tensor:
 def eval_op(op, xs: list[torch.Tensor]) -> torch.Tensor:
     x = xs[0] if xs else None
     if isinstance(op, fg.Conv):
-        return F.conv2d(x, _t(op.weight), _t(op.bias), op.stride, op.padding, op.dilation, op.groups)
+        return F.conv2d(x, _t(op.weight, x), _t(op.bias, x), op.stride, op.padding, op.dilation, op.groups)
     if isinstance(op, fg.Dense):
-        return x @ _t(op.weight).T + _t(op.bias)
+        return x @ _t(op.weight, x).T + _t(op.bias, x)
     if isinstance(op, fg.BatchNorm):
         s, c = op.scale_shift()
         return x * broadcast_against(s, x) + broadcast_against(c, x)
@@ -136,8 +138,22 @@ def evaluate(graph: fg.FloatGraph, x: np.ndarray, keep: set[str] | None = None) 
     return out
 
 
+def output_shape(op, in_shapes: list[tuple]) -> tuple:
+    """Per-sample output shape of `op` on inputs of these per-sample shapes, computed on torch's
+    "meta" device: shapes only, nothing the size of the tensors is allocated (a model that declares
+    a 100000x100000 input is checked in microseconds).  Raises what the op raises on a misfit."""
+    xs = [torch.empty((1,) + tuple(s), dtype=torch.float64, device="meta") for s in in_shapes]
+    return tuple(eval_op(op, xs).shape[1:])
+
+
 def infer_shapes(graph: fg.FloatGraph) -> dict[str, tuple]:
-    """Per-sample output shape of every node."""
-    (inp,) = graph.input_nodes()
-    x = np.zeros((1,) + tuple(graph.op(inp).shape))
-    return {k: tuple(v.shape[1:]) for k, v in evaluate(graph, x).items()}
+    """Per-sample output shape of every node (on the meta device, see `output_shape`); a node over
+    `limits.MAX_LAYER_NEURONS` values is refused, whichever front end made the graph."""
+    from ..limits import check_layer_size
+    shapes: dict[str, tuple] = {}
+    for name in graph.topo_order():
+        op = graph.op(name)
+        shapes[name] = tuple(op.shape) if isinstance(op, fg.Input) else \
+            output_shape(op, [shapes[i] for i in graph.inputs(name)])
+        check_layer_size(shapes[name], graph.where(name), "the input" if isinstance(op, fg.Input) else "the output")
+    return shapes

@@ -48,8 +48,13 @@ def insert_input_quantiser(graph: fg.FloatGraph, calibration: np.ndarray | None,
             "pass --calibration x.npy (samples shaped like the input) or start the model with a QCFS quantiser")
     lo, hi = float(np.min(calibration)), float(np.max(calibration))
     lo = min(lo, 0.0)
+    if not hi > lo:
+        # no range to spread the levels over: any step would be made up (arrays.check_calibration
+        # refuses such sets at the door; this guards the API's float graphs too)
+        raise NeurodeployError(f"the calibration samples span no range (every value is {hi})", graph.source,
+                               "pass representative samples of the deployment data")
     levels = (1 << bits) - 1
-    step = (hi - lo) / levels if hi > lo else 1.0
+    step = (hi - lo) / levels
     zero = int(round(-lo / step))          # the code of 0.0
     lo = -zero * step
     graph = graph.copy()

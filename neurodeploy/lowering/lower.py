@@ -81,18 +81,46 @@ class _Lowering:
         return isinstance(self.graph.op(name), fg.QuantAct)
 
     def terms(self, name: str):
-        """(branches, bias) such that value(name) = sum(branch(code_src)) + bias."""
+        """(branches, bias) such that value(name) = sum(branch(code_src)) + bias.
+
+        The expression below `name` is walked back to its sources (quantisers) with an explicit
+        stack, not by recursion: a chain of thousands of ops must not exhaust Python's stack.  It is
+        walked as a tree (a node reached along two paths is expanded once per path), so that each
+        path gets its own branch objects, which `_apply` then extends in place."""
+        results: list = []                       # the terms of the nodes finished so far, in order
+        stack = [(name, False)]
+        while stack:
+            node, inputs_done = stack.pop()
+            op = self.graph.op(node)
+            if self.is_source(node) or isinstance(op, fg.Input):
+                results.append(self._leaf(node))
+            elif not inputs_done:
+                stack.append((node, True))
+                ins = self.graph.inputs(node)[:2 if isinstance(op, fg.Add) else 1]
+                stack.extend((i, False) for i in reversed(ins))      # ins[0] is finished first
+            else:
+                k = 2 if isinstance(op, fg.Add) else 1
+                args = results[-k:]
+                del results[-k:]
+                results.append(self._apply(node, args))
+        (out,) = results
+        return out
+
+    def _leaf(self, name: str):
+        op = self.graph.op(name)
+        if isinstance(op, fg.Input):
+            raise UnsupportedError("the raw input reaches a layer without a quantiser", self.graph.where(name))
+        return [RealBranch(name, [], np.asarray(op.out_step, dtype=np.float64))], np.float64(0.0)
+
+    def _apply(self, name: str, args: list):
+        """The terms of `name` from its inputs' terms `args` (one per input)."""
         g, op = self.graph, self.graph.op(name)
         where = g.where(name)
-        if self.is_source(name):
-            return [RealBranch(name, [], np.asarray(op.out_step, dtype=np.float64))], np.float64(0.0)
-        if isinstance(op, fg.Input):
-            raise UnsupportedError("the raw input reaches a layer without a quantiser", where)
         ins = g.inputs(name)
         if isinstance(op, fg.Add):
-            (b1, c1), (b2, c2) = self.terms(ins[0]), self.terms(ins[1])
+            (b1, c1), (b2, c2) = args
             return b1 + b2, np.asarray(c1) + np.asarray(c2)
-        branches, bias = self.terms(ins[0])
+        ((branches, bias),) = args
         in_shape = self.shapes[ins[0]]
         if isinstance(op, (fg.Scale, fg.Shift)) and not fg.is_channel_constant(
                 op.factor if isinstance(op, fg.Scale) else op.amount):

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..errors import NeurodeployError
 from ..ir import float_graph as fg
+from ..limits import check_layer_size
 
 
 def _expect(cond: bool, graph: fg.FloatGraph, name: str, what: str) -> None:
@@ -22,6 +23,9 @@ def _constant_ok(arr, shape: tuple) -> bool:
 
 def check_shapes(graph: fg.FloatGraph) -> fg.FloatGraph:
     """Check every op's parameters against its input's shape; raise on the first misfit.
+
+    Shapes only (torch's meta device): nothing the size of a tensor is allocated, and no input or
+    node output may exceed `limits.MAX_LAYER_NEURONS` values.
 
     Preserves: the graph (it is returned unchanged).
     """
@@ -69,8 +73,10 @@ def check_shapes(graph: fg.FloatGraph) -> fg.FloatGraph:
         if isinstance(op, fg.Input):
             shapes[name] = tuple(op.shape)
             _expect(all(d > 0 for d in op.shape), graph, name, "input has a zero-sized dimension")
+            check_layer_size(op.shape, graph.where(name), "the input")
         else:
             shapes.update(_one(graph, name, shapes))
+            check_layer_size(shapes[name], graph.where(name), "the output")
     return graph
 
 
@@ -88,13 +94,10 @@ def _one(graph: fg.FloatGraph, name: str, shapes: dict) -> dict:
 
 
 def _eval_multi(sub: fg.FloatGraph, in_shapes: list) -> tuple:
-    import torch
-
-    from ..ir.float_eval import eval_op
-    xs = [torch.zeros((1,) + tuple(s), dtype=torch.float64) for s in in_shapes]
+    from ..ir.float_eval import output_shape
     name = sub.output
     try:
-        return tuple(eval_op(sub.op(name), xs).shape[1:])
+        return output_shape(sub.op(name), in_shapes)
     except (RuntimeError, ValueError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise NeurodeployError(f"cannot evaluate this op on its input ({first})", sub.where(name),

@@ -180,6 +180,8 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
             from .verify import run_onnx
             try:
                 logits = run_onnx(model_path, x, batch_size)
+            except NeurodeployError:
+                raise
             except Exception as exc:  # onnxruntime raises its own types for unreadable or wrong models
                 raise NeurodeployError(f"onnxruntime cannot run the model ({type(exc).__name__})", str(model_path),
                                        "pass the ONNX model the directory was compiled from") from None

@@ -26,10 +26,37 @@ from ..ir.float_eval import evaluate, quant_codes
 from ..sim.reference import reference
 
 
+def _ort_errors() -> tuple:
+    """The exception classes onnxruntime raises (they derive from Exception only)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as st
+    return tuple(c for c in vars(st).values() if isinstance(c, type) and issubclass(c, Exception)
+                 and c.__module__ == st.__name__)
+
+
 def run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The ONNX model's (first) output on x, (N, outputs) float32, run as written (runtime.session)."""
-    (out,) = runtime.run(runtime.session(str(model_path)), x, None, batch_size)[:1]
+    """The ONNX model's (first) output on x, (N, outputs) float32, run as written (runtime.session).
+    A file onnxruntime cannot load or run (garbage, another input shape) is one NeurodeployError,
+    never onnxruntime's own message."""
+    try:
+        sess = runtime.session(str(model_path))
+        _check_onnx_input(sess, x, model_path)
+        (out,) = runtime.run(sess, x, None, batch_size)[:1]
+    except _ort_errors() as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NeurodeployError(f"onnxruntime cannot run the model ({first[:200]})", str(model_path),
+                               "pass the ONNX model the network was compiled from") from None
     return out.reshape(len(x), -1)
+
+
+def _check_onnx_input(sess, x: np.ndarray, model_path) -> None:
+    """One input, shaped like the samples (symbolic dimensions match anything)."""
+    inputs = sess.get_inputs()
+    want = tuple(inputs[0].shape[1:])
+    if len(inputs) != 1 or len(want) != x.ndim - 1 or any(isinstance(d, int) and d != n
+                                                            for d, n in zip(want, x.shape[1:])):
+        raise NeurodeployError(f"the model takes {len(inputs)} input(s) shaped {tuple(inputs[0].shape)}, not the "
+                               f"compiled network's (N, {', '.join(map(str, x.shape[1:]))})", str(model_path),
+                               "pass the ONNX model the network was compiled from")
 
 
 def _float_codes(float_graph: fg.FloatGraph, net: SpikingGraph, x: np.ndarray) -> dict[str, np.ndarray]:

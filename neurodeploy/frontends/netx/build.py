@@ -34,12 +34,16 @@ arguments: block k resets at steps t with t % interval == reset_offset + 1 + k),
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ... import __version__
 from ...errors import NeurodeployError, UnsupportedError
 from ...ir import synapses as syn
 from ...ir.spiking import Branch, Layer, SpikingGraph
+from ...ir.validate import Formats
+from ...target import load_target
 from .dense_weights import lava_dense_weights
 from .options import INPUT_MODES
 from .reader import NetxFile, NetxLayer, NetxNeuron
@@ -85,6 +89,7 @@ def build_graph(nf: NetxFile, options, target_name: str) -> SpikingGraph:
         raise UnsupportedError("the network mixes CUBA and SDNN neurons", where,
                                "neurodeploy imports networks of one neuron family")
     kind = kinds.pop()
+    tgt = load_target(target_name)
     scheme = scheme_of(kind, where)
     fam = scheme.netx_files()
     notes: list[str] = []
@@ -139,6 +144,8 @@ def build_graph(nf: NetxFile, options, target_name: str) -> SpikingGraph:
         wexp = first_exp if prev == encoder.name else 0
         nrn, bias, bias_exp = fam.neuron(neuron, np.array(bias, dtype=np.int64), i == last, reset, block, host,
                                          f"{where}: {l.where}", notes, name)
+        formats = Formats(tgt, nrn.formats(tgt, from_input=prev == encoder.name))
+        ops, wexp = fit_mantissas(ops, wexp, formats, f"{where}: {l.where}")
         ir_layers.append(Layer(name, shape, [Branch(prev, ops, wexp)], np.array(bias, dtype=np.int64), bias_exp,
                                nrn, np.asarray(1.0)))
         netx_index[name] = l.index
@@ -146,6 +153,33 @@ def build_graph(nf: NetxFile, options, target_name: str) -> SpikingGraph:
     net = SpikingGraph(scheme.name, target_name, ir_layers)
     _meta(net, nf, fam, kind, mode, options, notes, netx_index, reset, head)
     return net
+
+
+def fit_mantissas(ops: list, weight_exp: int, tgt, where: str) -> tuple[list, int]:
+    """(ops, weight_exp) with every weight a mantissa within `tgt.weight_mant_max` (the target's,
+    or the layer's neuron's own format: `ir.validate.Formats`).
+
+    The IR holds weights as mantissa << weight_exp (Loihi's 8-bit weights and their exponent);
+    netx's weights are integers up to 254 (slayer writes even ones in [-256, 254]).  Factoring a
+    power of two out of a branch is exact: ((W >> e) . s) << (weight_exp + e) = (W . s) << weight_exp
+    when every W is a multiple of 2^e.  A branch whose weights cannot be written so is refused."""
+    mant_max, exp_max = int(tgt.weight_mant_max), int(tgt.weight_exp_max)
+    weights = [np.asarray(op.weight, dtype=np.int64) for op in ops if hasattr(op, "weight")]
+    if not weights:
+        return ops, weight_exp
+    shift = 0
+    while max(int(np.abs(w).max(initial=0)) for w in weights) > mant_max << shift:
+        if weight_exp + shift + 1 > exp_max or any(np.any(w % (1 << (shift + 1))) for w in weights):
+            raise UnsupportedError(f"weights up to {max(int(np.abs(w).max()) for w in weights)} are not "
+                                   f"mantissas of at most {mant_max} times a power of two "
+                                   f"({tgt.name}'s {tgt.weight_mant_bits}-bit weights)", where,
+                                   "write even integer weights in [-254, 254], as slayer does")
+        shift += 1
+    if not shift:
+        return ops, weight_exp
+    fitted = [dataclasses.replace(op, weight=np.asarray(op.weight, dtype=np.int64) >> shift)
+              if hasattr(op, "weight") else op for op in ops]
+    return fitted, weight_exp + shift
 
 
 def _input_shape(head: NetxLayer | None, body: list, where: str) -> tuple:
@@ -204,13 +238,12 @@ def _ops(l: NetxLayer, prev_shape: tuple, flatten: bool, where: str, notes: list
 
 def _meta(net: SpikingGraph, nf: NetxFile, fam, kind: str, mode: str, options, notes: list, netx_index: dict,
           reset: tuple, head) -> None:
-    import hashlib
-
+    from ...fsutil import file_sha256
     from ...sim.core import depth
     net.meta.update(fam.timing(net, depth(net)))
     net.meta.update({
         "neurodeploy_version": __version__,
-        "model": {"file": nf.path.name, "sha256": hashlib.sha256(nf.path.read_bytes()).hexdigest()},
+        "model": {"file": nf.path.name, "sha256": file_sha256(nf.path)},
         "netx": {"file": nf.path.name, "neurons": kind, "input": mode, "layers": netx_index,
                  "input_message_bits": options.input_message_bits,
                  "reset_interval": reset[0], "reset_offset": int(options.reset_offset or 0),

@@ -12,12 +12,12 @@ handful of samples, the simulator then runs the rest.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import NeurodeployError
+from ...fsutil import file_sha256
 from ...registry import get_scheme
 
 REFERENCE = "lava-dl netx.hdf5.Network run by Lava (Loihi2SimCfg, fixed_pt), the NetX file itself"
@@ -66,7 +66,7 @@ def verify_netx(graph, path: str | Path, x: np.ndarray, y: np.ndarray | None = N
     from ...sim import engine
     path = Path(path)
     meta = graph.meta.get("netx")
-    if meta is None or graph.meta.get("model", {}).get("sha256") != hashlib.sha256(path.read_bytes()).hexdigest():
+    if meta is None or graph.meta.get("model", {}).get("sha256") != file_sha256(path):
         raise NeurodeployError("the compiled network was not imported from this NetX file", str(path),
                                "verify the directory `neurodeploy compile FILE.net` wrote, against that file")
     n_steps = get_scheme(graph.scheme).netx_files().run_steps(graph)

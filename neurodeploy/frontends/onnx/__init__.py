@@ -9,7 +9,6 @@ what to do.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,8 @@ __all__ = ["HANDLERS", "load_onnx", "read_model", "model_sha256", "supported_ops
 
 
 def model_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    from ...fsutil import file_sha256
+    return file_sha256(path)
 
 
 def read_model(path: str | Path):

@@ -37,8 +37,6 @@ def export_netx(graph: SpikingGraph, path) -> int:
     and reads the last layer's v after step window_start and n_steps.  The root attributes
     (`backends.netx_host`) carry these numbers.
     """
-    import h5py
-
     from ...backends.lava.mapping import ConvStage, DenseStage, map_branch
     from ...backends.netx_host import host_attrs, write_attrs
 
@@ -50,7 +48,8 @@ def export_netx(graph: SpikingGraph, path) -> int:
     body = graph.neuron_layers()
     by_bias = getattr(enc.neuron, "drive", "spikes") == "bias"
     mode = "bias" if by_bias else "sequence" if enc.neuron.sequence else "constant"
-    with h5py.File(path, "w") as h:
+    from ...fsutil import atomic_hdf5
+    with atomic_hdf5(path) as h:
         layers = NetxLayers(h)
         g = layers.input(shape)
         if by_bias:                      # the first layer is the input layer's neuron

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...ir.fields import choice, flag, integer
 from ...ir.neurons import Neuron, Readout
+from ...limits import MAX_RUN_STEPS, MAX_TIMESTEPS
 
 DECAY_SHIFT = 12          # du, dv are 12-bit fractions of 4096 (lif/models.py L104-105)
 DECAY_UNITY = 1 << DECAY_SHIFT
@@ -51,12 +53,12 @@ class CubaEncoder(Neuron):
     its `bias_mant`): that layer adds k to its bias_mant from the first step on, and its
     branch from the encoder (ChannelScale of ones) carries no current.
     """
-    code_max: int
-    n_steps: int
-    timesteps: int
-    code_min: int = 0
-    sequence: bool = False
-    drive: str = "spikes"
+    code_max: int = integer(1, "state_max")
+    n_steps: int = integer(1, MAX_RUN_STEPS)
+    timesteps: int = integer(1, MAX_TIMESTEPS)
+    code_min: int = integer("-state_max", 0, default=0)
+    sequence: bool = flag(default=False)
+    drive: str = choice("spikes", "bias", default="spikes")
 
     @property
     def max_payload(self) -> int:
@@ -87,11 +89,13 @@ class CubaLIF(Neuron):
     set to 0 before the update of every step t (Lava's time step, from 1) with
     t % reset_interval == reset_offset % reset_interval.
     """
-    du: int
-    dv: int
-    v_th_mant: int
-    reset_interval: int = 0
-    reset_offset: int = 0
+    # -1 and 4096: a NetX file's iDecay 0 (u never decays) and vDecay 4096 (v keeps nothing), which
+    # Lava computes; the cuba scheme's own compiler stays within 0..4095
+    du: int = integer(-1, "decay_max")
+    dv: int = integer(0, DECAY_UNITY)
+    v_th_mant: int = integer(0, "v_th_mant_max")
+    reset_interval: int = integer(0, MAX_RUN_STEPS, default=0)
+    reset_offset: int = integer(0, None, default=0)
 
     @property
     def decay(self) -> float:
@@ -116,13 +120,13 @@ class CubaReadout(Readout):
     "spikes" (the number of spikes it fires over the run, for networks whose output layer
     spikes).
     """
-    du: int = DECAY_UNITY - 1
-    dv: int = 0
-    v_th_mant: int = VTH_MAX
-    window_start: int = 0
-    reset_interval: int = 0
-    reset_offset: int = 0
-    output: str = "v"
+    du: int = integer(-1, "decay_max", default=DECAY_UNITY - 1)       # -1, 4096: as CubaLIF
+    dv: int = integer(0, DECAY_UNITY, default=0)
+    v_th_mant: int = integer(0, "v_th_mant_max", default=VTH_MAX)
+    window_start: int = integer(0, MAX_RUN_STEPS, default=0)
+    reset_interval: int = integer(0, MAX_RUN_STEPS, default=0)
+    reset_offset: int = integer(0, None, default=0)
+    output: str = choice("v", "spikes", default="v")
 
 
 def dv_for(decay: float, name: str) -> tuple[int, list]:
