@@ -194,7 +194,8 @@ def test_delay_recurrence_and_partial_flatten_are_refused(tmp_path):
         edges=[("input", "c"), ("c", "l"), ("l", "f"), ("f", "output")])
     with pytest.raises(NeurodeployError, match="partial Flatten"):
         compile_model(write(conv, tmp_path, "c.nir"), "loihi2", "cuba",
-                      CubaOptions(calibration=np.zeros((2, 1, 4, 4), np.float32), timesteps=T, nir_dt=1e-4))
+                      CubaOptions(calibration=np.random.default_rng(0).random((2, 1, 4, 4), np.float32),
+                                  timesteps=T, nir_dt=1e-4))
 
 
 def test_bad_files_and_options(tmp_path):

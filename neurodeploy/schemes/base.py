@@ -220,7 +220,11 @@ class Scheme:
         value it used (a default resolved by the flow, e.g. rate's T = 32 for an omitted
         --timesteps, taken from `resolved_options`); calibration as its sample count."""
         used = {}
+        # a front end's own options (--nir-*) mean something only for its models: recorded where given
+        front_only = {name for fe in self.model_front_ends() for name in fe.OPTIONS}
         for f in option_fields(self.Options):
+            if f.name in front_only and getattr(options, f.name) is None:
+                continue
             if f.name == "calibration":
                 used["calibration_samples"] = None if options.calibration is None else int(len(options.calibration))
             elif f.name not in self.unused_options:
