@@ -276,12 +276,14 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
     y = check_labels(_numpy(y, "labels"), len(x), "y")
     if not get_scheme(graph.scheme).ann_reference:
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
-        from .reports.verify import compare_accuracy
+        from .reports.verify import compare_accuracy, snn_verdict
         r = compare_accuracy(model, graph, x, y, batch_size=batch_size)
+        scheme = get_scheme(graph.scheme)
+        verdict = snn_verdict(scheme, r["agreement"], len(x))
         return {"scheme": graph.scheme, "model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
                 "samples": int(len(x)), "accuracy": {"float_snn": r["float_accuracy"],
                 "fixed_point_snn": r["fixed_accuracy"]}, "agreement": {"fixed_vs_float_snn": r["agreement"]},
-                "guarantee": "none: fixed point approximates the float SNN", "guarantee_holds": True}
+                "guarantee": scheme.guarantee, "verdict": verdict.to_dict(), "guarantee_holds": verdict.holds}
     if isinstance(model, (str, Path)):
         path = Path(model)
         if path.suffix.lower() == ".onnx":

@@ -29,9 +29,6 @@ class Bitplane(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
-    def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
-        return all(v == 0 for v in layer_mismatches.values())
-
     def lava(self):
         from . import lava
         return lava
