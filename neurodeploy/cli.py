@@ -173,8 +173,11 @@ def cmd_compile(args) -> int:
     save_artifact(net, args.output, {"summary.md": md})
     seconds = time.perf_counter() - t0
     if args.json:
+        from .reports.deploy import loihi2
+        chip = loihi2(net)
         print(json.dumps({"output": args.output, "scheme": net.scheme, "target": net.target,
                           "latency_steps": net.meta["latency_steps"], "seconds": seconds,
+                          "loihi2": {k: chip[k] for k in ("stock_only", "statement", "route")},
                           "layers": layer_rows(net)}, indent=1))
     else:
         print(md)

@@ -268,6 +268,11 @@ class Scheme:
         """The simulator kernel: one batch of a prepared network -> `sim.core.BatchResult`."""
         raise NotImplementedError(f"the {self.name} scheme has no simulator kernel")
 
+    def run_probed(self, prep, x, probe):
+        """One batch through the kernel with a `sim.core.Probe` for it to fill (membrane peaks, the
+        readout after each step); a scheme whose kernel records nothing leaves it empty."""
+        return self.run_batch(prep, x, record_codes=False)
+
     def lava(self):
         """The scheme's Lava back end (its `lava` package: `build`, `run_lava`, ...), imported now."""
         raise NeurodeployError(f"no Lava back end for the {self.name} scheme", "neurodeploy.backends.lava",
@@ -303,6 +308,17 @@ class Scheme:
         """Spikes per neuron (N, neurons) that pass a branch's leading max pool of the source's
         `trains`; None where the scheme cannot tell."""
         return None
+
+    # --- the chip ---------------------------------------------------------------------------
+    loihi2_route: str = ""  # how a Loihi 2 user runs a network of this scheme whose layers are all stock
+    stock_condition: str = ""   # the options under which its layers are stock ("" = always, given a route)
+    stock_hint: str = ""    # what to change for stock neurons when a network of this scheme needs microcode
+
+    def chip_path(self, layer):
+        """How Loihi 2 runs this layer (an `ir.neurons.ChipPath`): its neuron's own answer
+        (`Neuron.loihi2`); a scheme whose layers use a shared neuron class in its own way (the
+        bitplane readout's doubling accumulation) overrides this."""
+        return layer.neuron.loihi2()
 
     # --- reports ----------------------------------------------------------------------------
     def summary_lines(self, net) -> list[str]:

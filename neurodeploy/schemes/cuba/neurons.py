@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ir.neurons import Neuron, Readout
+from ...ir.neurons import ChipPath, Neuron, Readout
 
 DECAY_SHIFT = 12          # du, dv are 12-bit fractions of 4096 (lif/models.py L104-105)
 DECAY_UNITY = 1 << DECAY_SHIFT
@@ -43,6 +43,7 @@ class CubaEncoder(Neuron):
     trained with and averages over; n_steps = T + depth (the pipeline fill of the 1-step
     synaptic delays, so that the readout receives all T steps of the last hidden layer).
     """
+    chip_path = ChipPath(ChipPath.HOST, "graded input codes injected by the host at every step")
     code_max: int
     n_steps: int
     timesteps: int
@@ -71,6 +72,7 @@ class CubaLIF(Neuron):
     float LIF's decay lambda is dv = round(4096 * (1 - lambda)).  Field names are Lava's;
     NetX: iDecay = du + 1, vDecay = dv, vThMant = v_th_mant.
     """
+    chip_path = ChipPath(ChipPath.STOCK, "CUBA LIF (Lava's lava.proc.lif LIF; a Lava-DL NetX 'CUBA' layer)")
     du: int
     dv: int
     v_th_mant: int
@@ -93,6 +95,7 @@ class CubaReadout(Readout):
     the T steps in which the last hidden layer's spikes answer the input (the host reads v
     twice; the first window_start = depth steps only carry the pipeline fill).
     """
+    chip_path = ChipPath(ChipPath.STOCK, "CUBA LIF that never fires (a Lava-DL NetX 'CUBA' output layer)")
     du: int = DECAY_UNITY - 1
     dv: int = 0
     v_th_mant: int = VTH_MAX

@@ -29,6 +29,8 @@ class Sdnn(Scheme):
                  "otherwise only up to one hop after the first layer with a positive bias: deeper layers "
                  "can lose one LSB per early spike to Lava's s >> 6, and verify then says NOT EXACT")
     exact = True
+    loihi2_route = ("Lava-DL NetX: `neurodeploy export DIR --format netx -o net.h5`, then "
+                    "`netx.hdf5.Network(net_config='net.h5')` on Loihi 2 through lava-loihi (Intel INRC members)")
     exporters = {"netx": _export_netx}
     no_lava_hint = "export it to NetX (neurodeploy export DIR --format netx) and run that in Lava-DL"
 
@@ -65,6 +67,10 @@ class Sdnn(Scheme):
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_sdnn
         return run_sdnn(prep, x, record_codes)
+
+    def run_probed(self, prep, x, probe):
+        from .kernel import run_sdnn
+        return run_sdnn(prep, x, False, probe=probe)
 
 
 SCHEME = Sdnn()

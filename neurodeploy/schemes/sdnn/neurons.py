@@ -16,7 +16,7 @@ by code that inspects annotations at run time.
 """
 from dataclasses import dataclass
 
-from neurodeploy.ir.neurons import Neuron, Readout
+from neurodeploy.ir.neurons import ChipPath, Neuron, Readout
 
 
 @dataclass
@@ -34,6 +34,8 @@ class DeltaEncoder(Neuron):
         residue = delta - s ; act = a ; s_out = s >> state_exp
     i.e. with vth = 0 it sends (a_in << spike_exp), the code times 2^spike_exp.
     """
+    chip_path = ChipPath(ChipPath.HOST, "input codes sent once as graded payloads by the host (in place of NetX's "
+                                        "input Delta layer)")
     code_max: int
 
     @property
@@ -61,6 +63,7 @@ class SigmaDelta(Neuron):
     floor(max(sigma + B, 0) / 2^state_exp): the integer ReLU network that
     `sim.reference.reference` computes with divisor `v_th_mant` = 2^state_exp.
     """
+    chip_path = ChipPath(ChipPath.STOCK, "SigmaDelta ReLU (Lava's lava.proc.sdn; a Lava-DL NetX 'SDNN' layer)")
     vth: int
     code_max: int
     spike_exp: int = 6
@@ -92,3 +95,5 @@ class Sigma(Readout):
 
     Lava's Sigma has no bias, so the layer's integer bias is added on the host:
     output value = (sigma + bias) * output_scale, after the network has settled."""
+    chip_path = ChipPath(ChipPath.STOCK, "Sigma accumulator (Lava's lava.proc.sdn; the NetX readout), its bias "
+                                         "added on the host")

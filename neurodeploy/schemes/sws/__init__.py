@@ -33,6 +33,13 @@ class Sws(Scheme):
         approximation the scheme allows."""
         return {l.name for l in graph.layers}
 
+    def chip_path(self, layer):
+        """The readout amplifies its input by beta every step, like the TSA neurons."""
+        if layer.neuron.is_readout:
+            from ...ir.neurons import ChipPath
+            return ChipPath(ChipPath.MICROCODE, "SWS readout: weighted potential V <- beta V + I")
+        return super().chip_path(layer)
+
     def lava(self):
         from . import lava
         return lava
@@ -40,6 +47,10 @@ class Sws(Scheme):
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)
+
+    def run_probed(self, prep, x, probe):
+        from .kernel import run_batch
+        return run_batch(prep, x, False, probe=probe)
 
     def simulate_lava(self, net, x):
         from .lava import run_lava

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ir.neurons import Neuron
+from ...ir.neurons import ChipPath, Neuron
 
 
 def digit_weight_sum(beta: int, coding_steps: int) -> int:
@@ -34,6 +34,7 @@ class TSAEncoder(Neuron):
     because it must decide the MSB before it has seen enough of the constant current.  The
     host expansion is exact, needs no silent period and no neuron updates.
     """
+    chip_path = ChipPath(ChipPath.HOST, "the input's ternary digits injected by the host")
     code_max: int
     beta: int = 2
     coding_steps: int = 8
@@ -72,6 +73,8 @@ class TSA(Neuron):
     U = Σ W·codes_src + S·bias  (`reference_code`, `total_bias`).
     `full_threshold` (threshold θ instead of θ/2) exists only for the paper's ablation.
     """
+    chip_path = ChipPath(ChipPath.MICROCODE, "ternary self-amplifying neuron: beta-amplified membrane, silent "
+                                             "period, +-1 spikes")
     theta_mant: int
     code_max: int
     beta: int = 2
