@@ -1,14 +1,20 @@
-"""The Python API: compile a trained model, simulate it, verify it, save it.
+"""The Python API: the command line's commands as functions with the same options.
 
-    from neurodeploy import api as nd          # `import neurodeploy as nd` once __init__ exposes it
-    net = nd.compile(model, example_input, target="loihi2", scheme="bitplane")
-    logits = nd.simulate(net, x)               # bit-accurate fixed-point simulation
-    report = nd.verify(net, model, x, y)       # float model vs quantised ANN vs SNN, layer by layer
+    import neurodeploy as nd
+    net = nd.compile(model, example_input, target="loihi2", scheme="bitplane")   # neurodeploy compile
+    logits = nd.simulate(net, x)               # neurodeploy simulate: bit-accurate fixed point
+    result = nd.verify(net, model, x, y)       # neurodeploy verify: float vs quantised ANN vs SNN
+    d = nd.report(net, x, labels=y, model=model, output="report.html")           # neurodeploy report
+    table = nd.compare("m.onnx", x, y, schemes="bitplane,rate", output="cmp/")   # neurodeploy compare
+    nd.export(net, "netx", "net.h5")           # neurodeploy export
     net.save("out/")                           # ir.json + params.npz + summary.md, atomically
 
 `model` may be an `nn.Module` (exported with torch.export on `example_input`), a
 `torch.export.ExportedProgram`, or a path to an `.onnx` file or a `.pt2` file written by
-`torch.export.save`.  Every user error is a `neurodeploy.NeurodeployError`.
+`torch.export.save`.  Arrays (`x`, labels, calibration) may be numpy arrays, tensors or paths to
+.npy files.  Each option has the name of its command-line flag (`--energy-model` ->
+`energy_model`, `--rate-timesteps` -> `rate_timesteps`); the `neurodeploy` commands call these
+functions.  Every user error is a `neurodeploy.NeurodeployError`.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from .ir import float_graph as fg
 from .ir.spiking import SpikingGraph
 from .registry import get_scheme
 
-__all__ = ["CompiledNet", "compile", "simulate", "verify", "load"]
+__all__ = ["CompiledNet", "compile", "simulate", "verify", "report", "compare", "export", "load"]
 
 
 
@@ -66,8 +72,12 @@ def load(directory: str | Path) -> CompiledNet:
 
 # --- compile -------------------------------------------------------------------------------
 def _numpy(x, what: str) -> np.ndarray:
+    """An array from a numpy array, a tensor, a list or a path to a .npy file (memory-mapped)."""
     if x is None:
         return None
+    if isinstance(x, (str, Path)):
+        from .arrays import load_npy
+        return load_npy(x, what, mmap=True)
     try:
         import torch
         if isinstance(x, torch.Tensor):
@@ -178,9 +188,14 @@ def _spiking(net) -> SpikingGraph:
                            "pass the result of neurodeploy.compile (or a compiled directory)")
 
 
+def _where(x, name: str) -> str:
+    """What an error about an array names: its file, else the argument."""
+    return str(x) if isinstance(x, (str, Path)) else name
+
+
 def _inputs(x, graph: SpikingGraph) -> np.ndarray:
     from .arrays import check_inputs
-    return check_inputs(_numpy(x, "inputs"), graph.input.shape, "x")
+    return check_inputs(_numpy(x, "inputs"), graph.input.shape, _where(x, "x"))
 
 
 def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
@@ -308,3 +323,112 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
                                "pass the nn.Module, ExportedProgram or model file the network was compiled from")
     return verify_against(graph, run_torch(model, x, batch_size), float_graph, x, y, label,
                           batch_size, device, progress)
+
+
+# --- report, compare, export ------------------------------------------------------------------
+def _write(path: str | Path, text: str, flag: str) -> Path:
+    """Write `text` to `path` atomically (a NeurodeployError naming `flag` when it cannot)."""
+    from .fsutil import write_text_atomic
+    p = Path(path)
+    if p.is_dir():
+        raise NeurodeployError("is a directory", str(p), f"pass a file name to {flag}")
+    try:
+        write_text_atomic(p, text)
+    except OSError as exc:
+        raise NeurodeployError(f"cannot write ({exc.strerror})", str(p), f"pick a writable place for {flag}") from None
+    return p
+
+
+def report(net, x, *, labels=None, model=None, format: str | None = None, output: str | Path | None = None,
+           energy_model=None, index_bits: int = 0, batch_size: int = 256, device: str = "cpu",
+           progress: bool = False) -> dict:
+    """`neurodeploy report`: the verdict (with `model` and `labels`), whether the network can go to
+    Loihi 2, and its costs (energy, memory, cores, latency, activity, per-layer dynamics).
+
+    net: a CompiledNet, SpikingGraph or compiled directory.  x: inputs (N, *input shape).
+    labels (N,): adds accuracies.  model: the model it was compiled from (.onnx/.pt2 path or the
+    nn.Module): adds the verdict, the per-layer conversion and quantisation mismatches and the float
+    model's accuracy (needs labels).  energy_model: a name or list of names in targets/energy/ or
+    .toml paths (default all).  index_bits: bits stored per synapse beside the weight mantissa.
+    output: write the report there, atomically, in `format` ("md", "json" or "html"; default:
+    from output's suffix, else md).  Returns the report dict (schema: reports/schema.json).
+    """
+    from .arrays import check_labels
+    from .reports.build import FORMATS, build_report, render
+    if format is not None and format not in FORMATS:
+        raise NeurodeployError(f"unknown report format '{format}'", "--format", f"use one of {', '.join(FORMATS)}")
+    if output is not None and Path(output).is_dir():
+        raise NeurodeployError("is a directory", str(output), "pass a file name to -o")
+    graph = _spiking(net)
+    xs = _inputs(x, graph)
+    y = None if labels is None else check_labels(_numpy(labels, "labels"), len(xs), _where(labels, "labels"))
+    models = [energy_model] if isinstance(energy_model, (str, Path)) else energy_model
+    d = build_report(graph, xs, labels=y, model=model, batch_size=batch_size, device=device,
+                     energy_models=[str(m) for m in models] if models else None, index_bits=index_bits,
+                     progress=progress)
+    if output is not None:
+        suffix = {"htm": "html", "markdown": "md"}.get(Path(output).suffix.lower().lstrip("."),
+                                                       Path(output).suffix.lower().lstrip("."))
+        _write(output, render(d, format or (suffix if suffix in FORMATS else "md")), "-o")
+    return d
+
+
+def _sweep_flags() -> dict:
+    """Python name -> (scheme name, flag) of every scheme's compare sweep (rate_timesteps, ...)."""
+    from .registry import all_schemes
+    return {s.compare_sweep[0].lstrip("-").replace("-", "_"): (s.name, s.compare_sweep[0])
+            for s in all_schemes() if s.compare_sweep is not None}
+
+
+def compare(model, x, labels, *, schemes="bitplane,rate", output: str | Path, target: str = "loihi2",
+            calibration=None, batch_size: int = 256, progress: bool = False, **sweeps) -> dict:
+    """`neurodeploy compare`: compile `model` (an .onnx path) under several schemes, simulate `x`,
+    and write one table: scheme, parameters, accuracy, delta vs the float ANN, latency, energy,
+    memory, cores.  Writes each compiled network and compare.md / compare.json / compare.html to
+    the directory `output`; returns the table as a dict.
+
+    schemes: comma-separated names or a list.  Each scheme's own sweep, by its flag's name:
+    `rate_timesteps=[4, 16]` (rate's T values), `bitplane_lossy=[3]` (lossy bitplane step counts).
+    """
+    from .arrays import check_inputs, check_labels
+    from .frontends.onnx_frontend import load_onnx
+    from .reports.compare import run_compare, write_outputs
+    flags = _sweep_flags()
+    unknown = [k for k in sweeps if k not in flags]
+    if unknown:
+        raise NeurodeployError(f"unknown option(s) {', '.join(unknown)}", "neurodeploy.compare",
+                               f"the sweeps are {', '.join(flags)}")
+    shape = load_onnx(model).op("input").shape
+    xs = check_inputs(_numpy(x, "inputs"), shape, _where(x, "x"))
+    y = check_labels(_numpy(labels, "labels"), len(xs), _where(labels, "labels"))
+    cal = None if calibration is None else np.asarray(_numpy(calibration, "calibration samples"), dtype=np.float32)
+    names = [s.strip() for s in (schemes.split(",") if isinstance(schemes, str) else schemes) if s.strip()]
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise NeurodeployError("exists and is not a directory", str(out), "choose another -o")
+    values = {flags[k][0]: [int(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
+              for k, vals in sweeps.items()}
+    d = run_compare(str(model), target, xs, y, names, str(out), cal, values, batch_size, progress)
+    write_outputs(d, out)
+    return d
+
+
+def export(net, format: str, output: str | Path, *, v_init: str = "bias", readout: str = "integrator",
+           delays: bool = False) -> str:
+    """`neurodeploy export`: write the network in another tool's format, atomically.
+
+    format: "nir" (rate networks; v_init, readout and delays say how NIR holds what it lacks: see
+    `neurodeploy export --help`) or "netx" (Lava-DL NetX HDF5 of sdnn and cuba networks).
+    Returns the line the command prints (what was written)."""
+    from types import SimpleNamespace
+
+    from .backends.export_cli import FORMATS, export as write
+    if format not in FORMATS:
+        raise NeurodeployError(f"unknown export format '{format}'", "--format", f"use one of {', '.join(sorted(FORMATS))}")
+    label = str(net) if isinstance(net, (str, Path)) else "the network"
+    out = Path(output)
+    if out.is_dir():
+        raise NeurodeployError("is a directory", str(out), f"pass a file name, e.g. -o net.{format}")
+    options = SimpleNamespace(compiled=label, format=format, output=str(out), v_init=v_init, readout=readout,
+                              delays=bool(delays))
+    return write(_spiking(net), out, format, options, label)
