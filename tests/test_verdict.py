@@ -104,6 +104,14 @@ def test_sdnn_residual_network_is_not_exact(run, tmp_path):
     counts, reason = _check(run, tmp_path, model, "NOT EXACT", 1)
     assert counts["conv1"] == counts["conv2"] == 0 and counts["add1"] > 0 and counts["readout"] > 0
     assert "beyond those proven exact (input, conv1, conv2)" in reason
+    # the report leads with the same verdict
+    r = run("report", tmp_path / "net", "--input", tmp_path / "x.npy", "--labels", tmp_path / "y.npy",
+            "--model", model, "--energy-model", "cmos45_horowitz")
+    assert r.returncode == 0, r.stderr
+    verdict = r.stdout[r.stdout.index("## 1. Verdict"):r.stdout.index("## 2.")]
+    assert "> **NOT EXACT**: the guarantee does NOT hold." in verdict and "EXACT: 0" not in verdict
+    for name, v in counts.items():                 # its table: the counts verify printed, layer by layer
+        assert re.search(rf"^\| {name} \| [\d,]+ \| {v:,} \|", verdict, re.M), name
 
 
 def test_sdnn_generated_residual_block_is_not_exact(run, tmp_path):
