@@ -10,7 +10,9 @@ compiled into compare/<config>/, costed with `cost_report` on the same inputs, a
 as one row: scheme, parameters, accuracy, Δ vs the float ANN, latency, energy per
 inference under one named model, synaptic memory, cores.  compare/ also gets
 compare.md, compare.json and compare.html (accuracy-vs-latency and accuracy-vs-energy
-fronts with the ANN as a reference line).
+fronts, the float ANN a black dotted line of its own, each point labelled where the label
+collides with nothing).  One energy unit in plot and table; a column identical in every row is
+said once above the table instead.  The command calls `neurodeploy.compare` (api.py).
 """
 from __future__ import annotations
 
@@ -267,7 +269,6 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def cmd_compare(args) -> int:
     from ..api import compare
-    from .compare import to_markdown
     sweeps = {s.compare_sweep[0].lstrip("-").replace("-", "_"): _ints(getattr(args, f"sweep_{s.name}"),
                                                                         s.compare_sweep[0])
               for s in all_schemes() if s.compare_sweep is not None}
