@@ -52,7 +52,7 @@ class CompiledNet:
 
     @property
     def input_shape(self) -> tuple:
-        return tuple(self.graph.input.shape)
+        return tuple(self.graph.input.input_shape)
 
     @property
     def latency_steps(self) -> int:
@@ -92,8 +92,22 @@ def _options(scheme: str, options: dict):
     the scheme: a name no scheme has, or an option of another scheme, is refused."""
     options = dict(options)
     if options.get("calibration") is not None:
-        options["calibration"] = _numpy(options["calibration"], "calibration").astype(np.float32)
+        cal = options["calibration"]
+        # a path is refused by the scheme's checks (compile takes arrays here)
+        options["calibration"] = cal if isinstance(cal, (str, Path)) else _calibration(cal)
     return get_scheme(scheme).options(options)
+
+
+def _calibration(cal):
+    """Calibration samples as float32 like the command line's; anything not real-valued is left
+    for the scheme's checks (`arrays.check_calibration`) to refuse."""
+    cal = _numpy(cal, "calibration samples")
+    return cal.astype(np.float32) if getattr(cal, "dtype", None) is not None and cal.dtype.kind in "fiu" else cal
+
+
+def _paths(*values) -> list:
+    """The arguments given as paths: the command's input files, which no output may replace."""
+    return [v for v in values if isinstance(v, (str, Path))]
 
 
 def _tensors_sha256(tensors: dict) -> str:
@@ -109,19 +123,21 @@ def _tensors_sha256(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
-    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram."""
+def _float_graph(model, example_input=None, probe=None) -> tuple[fg.FloatGraph, dict]:
+    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram; the front end
+    proves its graph on `probe` (calibration samples; default: the example input and seeded inputs)."""
     if isinstance(model, (str, Path)):
         from .compiler import load_model, model_meta       # the command line's dispatch by suffix
-        return load_model(model), model_meta(model)
+        return load_model(model, probe), model_meta(model)
     import torch
+    from .compiler import MODULE_LABEL, PROGRAM_LABEL
     from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
-        graph = load_torch(model, None)
-        return graph, {"file": "ExportedProgram", "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
+        graph = load_torch(model, None, probe=probe)
+        return graph, {"file": PROGRAM_LABEL, "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
     if isinstance(model, torch.nn.Module):
-        graph = _module_graph(model, example_input)
-        return graph, {"file": f"{type(model).__name__} (torch.nn.Module)",
+        graph = _module_graph(model, example_input, probe)
+        return graph, {"file": f"{type(model).__name__} {MODULE_LABEL}",
                        "sha256": _tensors_sha256(model.state_dict())}
     raise NeurodeployError(f"cannot compile a {type(model).__name__}", "neurodeploy.compile",
                            "pass an nn.Module with an example input, an ExportedProgram, or an .onnx/.pt2 path")
@@ -137,13 +153,15 @@ def _is_qat_module(model) -> bool:
     return isinstance(model, torch.nn.Module) and any(isinstance(m, FakeQuantizeBase) for m in model.modules())
 
 
-def _module_graph(model, example_input) -> fg.FloatGraph:
+def _module_graph(model, example_input, probe=None) -> fg.FloatGraph:
     """An nn.Module -> FloatGraph, by the front end its neurons need: spiking models (ReverB
     modules, LIF neurons) get their own per-step leaves before export; ANNs go to torch.export."""
     from .frontends.per_step import spiking_front_end
     from .frontends.torch import load_torch
     front_end = spiking_front_end(model)
-    return load_torch(model, example_input) if front_end is None else front_end.load_model(model, example_input)
+    if front_end is not None:
+        return front_end.load_model(model, example_input)
+    return load_torch(model, example_input, probe=probe)
 
 
 def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str = "bitplane",
@@ -171,7 +189,7 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
             path = export_qat_onnx(model_or_path, example_input, Path(tmp) / "qat.onnx")
             return compile(path, target=target, scheme=scheme, **options)
     opts = _options(scheme, options)
-    graph, model_meta = _float_graph(model_or_path, example_input)
+    graph, model_meta = _float_graph(model_or_path, example_input, opts.calibration)
     from .compiler import compile_graph
     return CompiledNet(compile_graph(graph, target, scheme, opts, model_meta), graph)
 
@@ -195,7 +213,7 @@ def _where(x, name: str) -> str:
 
 def _inputs(x, graph: SpikingGraph) -> np.ndarray:
     from .arrays import check_inputs
-    return check_inputs(_numpy(x, "inputs"), graph.input.shape, _where(x, "x"))
+    return check_inputs(_numpy(x, "inputs"), graph.input.input_shape, _where(x, "x"))
 
 
 def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
@@ -278,17 +296,54 @@ def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.
                              float_logits=float_logits, float_graph=float_graph)
 
 
-def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progress: bool = False,
+           allow_other_model: bool = False) -> dict:
     """Float model vs quantised ANN vs SNN on (x, y); the dict of `neurodeploy.reports.verify.verify`.
 
     model: the reference float model: an `nn.Module` or `ExportedProgram` (run by PyTorch; its
     float graph for the per-layer quantisation mismatches comes from the PyTorch front end), an
-    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path.
+    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path.  It must be
+    the model the network was compiled from (its sha256, or its tensors' digest for a module, is
+    checked against the one compiled); `allow_other_model=True` compares against another one,
+    and the result then holds "model_is_compiled_one": False.
     """
     from .arrays import check_labels
+    from .sim.core import check_batch_size, check_device
+    check_batch_size(batch_size)
+    check_device(device)
     graph = _spiking(net)
     x = _inputs(x, graph)
-    y = check_labels(_numpy(y, "labels"), len(x), "y")
+    y = check_labels(_numpy(y, "labels"), len(x), _where(y, "y"), n_classes=int(np.prod(graph.output.shape)))
+    same = _same_model(graph, model, allow_other_model)
+    result = _verify(graph, model, x, y, batch_size, device, progress)
+    if same is False:
+        result["model_is_compiled_one"] = False      # only with allow_other_model: say so
+    return result
+
+
+def _same_model(graph: SpikingGraph, model, allow_other_model: bool) -> bool | None:
+    """True / False: `model` is / is not the one compiled (False only with allow_other_model);
+    None where the two cannot be compared (a network compiled from a file, verified with a module)."""
+    from .compiler import MODULE_LABEL, PROGRAM_LABEL, check_same_model
+    if isinstance(model, (str, Path)):
+        return check_same_model(graph, model, allow_other_model)
+    recorded = graph.meta.get("model") or {}
+    import torch
+    if isinstance(model, torch.export.ExportedProgram) and recorded.get("file") == PROGRAM_LABEL:
+        digest = _tensors_sha256({**model.constants, **model.state_dict})
+    elif isinstance(model, torch.nn.Module) and str(recorded.get("file", "")).endswith(MODULE_LABEL):
+        digest = _tensors_sha256(model.state_dict())
+    else:
+        return None
+    if digest == recorded.get("sha256"):
+        return True
+    if allow_other_model:
+        return False
+    raise NeurodeployError("the model's parameters are not those the network was compiled from",
+                           "neurodeploy.verify", "pass the model you compiled, or allow_other_model=True")
+
+
+def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, progress: bool) -> dict:
     if not get_scheme(graph.scheme).ann_reference:
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
         from .reports.verify import compare_accuracy, snn_verdict
@@ -309,14 +364,14 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
                                    "pass the .onnx / .pt2 file or the nn.Module the network was compiled from")
         from .frontends.torch import graph_from_program, load_program
         program = load_program(path)
-        return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path)),
+        return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path), prove=False),
                               x, y, str(path), batch_size, device, progress)
     import torch
     from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
-        float_graph, label = load_torch(model, None), "ExportedProgram"
+        float_graph, label = load_torch(model, None, prove=False), "ExportedProgram"
     elif isinstance(model, torch.nn.Module):
-        float_graph = load_torch(model, torch.from_numpy(np.array(x[:1], dtype=np.float32)))
+        float_graph = load_torch(model, torch.from_numpy(np.array(x[:1], dtype=np.float32)), prove=False)
         label = f"{type(model).__name__} (torch.nn.Module)"
     else:
         raise NeurodeployError(f"cannot verify against a {type(model).__name__}", "neurodeploy.verify",
@@ -326,50 +381,50 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
 
 
 # --- report, compare, export ------------------------------------------------------------------
-def _write(path: str | Path, text: str, flag: str) -> Path:
-    """Write `text` to `path` atomically (a NeurodeployError naming `flag` when it cannot)."""
-    from .fsutil import write_text_atomic
-    p = Path(path)
-    if p.is_dir():
-        raise NeurodeployError("is a directory", str(p), f"pass a file name to {flag}")
-    try:
-        write_text_atomic(p, text)
-    except OSError as exc:
-        raise NeurodeployError(f"cannot write ({exc.strerror})", str(p), f"pick a writable place for {flag}") from None
-    return p
-
-
 def report(net, x, *, labels=None, model=None, format: str | None = None, output: str | Path | None = None,
            energy_model=None, index_bits: int = 0, batch_size: int = 256, device: str = "cpu",
-           progress: bool = False) -> dict:
+           allow_other_model: bool = False, progress: bool = False) -> dict:
     """`neurodeploy report`: the verdict (with `model` and `labels`), whether the network can go to
     Loihi 2, and its costs (energy, memory, cores, latency, activity, per-layer dynamics).
 
     net: a CompiledNet, SpikingGraph or compiled directory.  x: inputs (N, *input shape).
     labels (N,): adds accuracies.  model: the model it was compiled from (.onnx/.pt2 path or the
     nn.Module): adds the verdict, the per-layer conversion and quantisation mismatches and the float
-    model's accuracy (needs labels).  energy_model: a name or list of names in targets/energy/ or
-    .toml paths (default all).  index_bits: bits stored per synapse beside the weight mantissa.
-    output: write the report there, atomically, in `format` ("md", "json" or "html"; default:
-    from output's suffix, else md).  Returns the report dict (schema: reports/schema.json).
+    model's accuracy (needs labels); another model is refused unless `allow_other_model`.
+    energy_model: a name or list of names in targets/energy/ or .toml paths (default all).
+    index_bits: bits stored per synapse beside the weight mantissa.  output: write the report
+    there, atomically, in `format` ("md", "json" or "html"; default: from output's suffix, else md);
+    the place is checked before any work, and no input file is ever the output.  Returns the report
+    dict (schema: reports/schema.json).
     """
     from .arrays import check_labels
+    from .fsutil import write_text_atomic
     from .reports.build import FORMATS, build_report, render
+    from .sim.core import check_batch_size, check_device
     if format is not None and format not in FORMATS:
         raise NeurodeployError(f"unknown report format '{format}'", "--format", f"use one of {', '.join(FORMATS)}")
-    if output is not None and Path(output).is_dir():
-        raise NeurodeployError("is a directory", str(output), "pass a file name to -o")
+    if model is not None and labels is None:
+        raise NeurodeployError("--model needs --labels (the verdict and the float model's accuracy need them)",
+                               "--model", "pass --labels Y.npy too, or drop --model")
+    check_batch_size(batch_size)
+    check_device(device)
+    models = [energy_model] if isinstance(energy_model, (str, Path)) else energy_model
+    out = None
+    if output is not None:          # before the work: a place we may not write stops here
+        from .outputs import check_output_file
+        out = check_output_file(output, _paths(net, x, labels, model, *(models or [])))
     graph = _spiking(net)
     xs = _inputs(x, graph)
-    y = None if labels is None else check_labels(_numpy(labels, "labels"), len(xs), _where(labels, "labels"))
-    models = [energy_model] if isinstance(energy_model, (str, Path)) else energy_model
+    y = None if labels is None else check_labels(_numpy(labels, "labels"), len(xs), _where(labels, "labels"),
+                                                 n_classes=int(np.prod(graph.output.shape)))
+    if model is not None:
+        _same_model(graph, model, allow_other_model)      # before the work, as verify does
     d = build_report(graph, xs, labels=y, model=model, batch_size=batch_size, device=device,
                      energy_models=[str(m) for m in models] if models else None, index_bits=index_bits,
-                     progress=progress)
-    if output is not None:
-        suffix = {"htm": "html", "markdown": "md"}.get(Path(output).suffix.lower().lstrip("."),
-                                                       Path(output).suffix.lower().lstrip("."))
-        _write(output, render(d, format or (suffix if suffix in FORMATS else "md")), "-o")
+                     allow_other_model=allow_other_model, progress=progress)
+    if out is not None:
+        suffix = {"htm": "html", "markdown": "md"}.get(out.suffix.lower().lstrip("."), out.suffix.lower().lstrip("."))
+        write_text_atomic(out, render(d, format or (suffix if suffix in FORMATS else "md")))
     return d
 
 
@@ -385,31 +440,40 @@ def compare(model, x, labels, *, schemes="bitplane,rate", output: str | Path, ta
     """`neurodeploy compare`: compile `model` (an .onnx path) under several schemes, simulate `x`,
     and write one table: scheme, parameters, accuracy, delta vs the float ANN, latency, energy,
     memory, cores.  Writes each compiled network and compare.md / compare.json / compare.html to
-    the directory `output`; returns the table as a dict.
+    the directory `output` (built beside it and swapped in whole, with our manifest: an existing
+    folder is replaced only when it is empty or our unchanged output); returns the table as a dict.
 
     schemes: comma-separated names or a list.  Each scheme's own sweep, by its flag's name:
     `rate_timesteps=[4, 16]` (rate's T values), `bitplane_lossy=[3]` (lossy bitplane step counts).
     """
     from .arrays import check_inputs, check_labels
-    from .frontends.onnx_frontend import load_onnx
+    from .frontends.onnx import load_onnx
+    from .outputs import check_output_dir, output_folder
     from .reports.compare import run_compare, write_outputs
+    from .sim.core import check_batch_size
+    from .target import load_target
     flags = _sweep_flags()
     unknown = [k for k in sweeps if k not in flags]
     if unknown:
         raise NeurodeployError(f"unknown option(s) {', '.join(unknown)}", "neurodeploy.compare",
                                f"the sweeps are {', '.join(flags)}")
-    shape = load_onnx(model).op("input").shape
-    xs = check_inputs(_numpy(x, "inputs"), shape, _where(x, "x"))
+    check_batch_size(batch_size)
+    load_target(target)
+    inputs = _paths(model, target, x, labels, calibration)
+    out = check_output_dir(output, inputs)      # before the work: a folder we may not replace stops here
+    graph = load_onnx(model, prove=False)
+    (inp,) = graph.input_nodes()
+    xs = check_inputs(_numpy(x, "inputs"), graph.op(inp).shape, _where(x, "x"))
     y = check_labels(_numpy(labels, "labels"), len(xs), _where(labels, "labels"))
-    cal = None if calibration is None else np.asarray(_numpy(calibration, "calibration samples"), dtype=np.float32)
+    cal = None if calibration is None else _calibration(calibration)
     names = [s.strip() for s in (schemes.split(",") if isinstance(schemes, str) else schemes) if s.strip()]
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise NeurodeployError("exists and is not a directory", str(out), "choose another -o")
     values = {flags[k][0]: [int(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
               for k, vals in sweeps.items()}
-    d = run_compare(str(model), target, xs, y, names, str(out), cal, values, batch_size, progress)
-    write_outputs(d, out)
+    # the whole folder (each configuration's network + compare.{md,json,html}) is built beside `out`
+    # and replaces it in one rename: an error or a signal half-way leaves `out` as it was
+    with output_folder(out, "compare", inputs) as tmp:
+        d = run_compare(str(model), target, xs, y, names, str(tmp), cal, values, batch_size, progress)
+        write_outputs(d, tmp)
     return d
 
 
@@ -418,17 +482,17 @@ def export(net, format: str, output: str | Path, *, v_init: str = "bias", readou
     """`neurodeploy export`: write the network in another tool's format, atomically.
 
     format: "nir" (rate networks; v_init, readout and delays say how NIR holds what it lacks: see
-    `neurodeploy export --help`) or "netx" (Lava-DL NetX HDF5 of sdnn and cuba networks).
-    Returns the line the command prints (what was written)."""
+    `neurodeploy export --help`) or "netx" (Lava-DL NetX HDF5 of sdnn and cuba networks).  The
+    output file is checked before any work (never a folder, never an input).  Returns the line the
+    command prints (what was written)."""
     from types import SimpleNamespace
 
     from .backends.export_cli import FORMATS, export as write
+    from .outputs import check_output_file
     if format not in FORMATS:
         raise NeurodeployError(f"unknown export format '{format}'", "--format", f"use one of {', '.join(sorted(FORMATS))}")
+    out = check_output_file(output, _paths(net))        # before the work
     label = str(net) if isinstance(net, (str, Path)) else "the network"
-    out = Path(output)
-    if out.is_dir():
-        raise NeurodeployError("is a directory", str(out), f"pass a file name, e.g. -o net.{format}")
-    options = SimpleNamespace(compiled=label, format=format, output=str(out), v_init=v_init, readout=readout,
+    options = SimpleNamespace(compiled=label, format=format, output=str(output), v_init=v_init, readout=readout,
                               delays=bool(delays))
     return write(_spiking(net), out, format, options, label)

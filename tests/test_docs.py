@@ -64,6 +64,9 @@ def test_spec_matches_what_the_serializer_writes(tmp_path):
     assert spec["ir_version"] == spiking.IR_VERSION
     # every neuron type of every registered scheme is specified, and nothing else is called a neuron
     assert {n for n, t in types.items() if t["kind"] == "neuron"} == set(registry.neuron_types())
+    # every neuron field says what it may hold (its ir.fields declaration, which load checks)
+    unsaid = [(n, f["name"]) for n, t in types.items() if t["kind"] == "neuron" for f in t["fields"] if not f["allowed"]]
+    assert not unsaid, unsaid
     seen = {"arrays": {}, "objects": {}}
     for name, make in NETS.items():
         out = tmp_path / name

@@ -4,7 +4,8 @@
 the top-level keys of ir.json, how values are encoded (`ir.serialize`), every type an ir.json may
 hold with its fields (read off the dataclasses: the IR's own `InputEncoder`, `Layer`, `Branch`, the
 synapse ops, and the neuron types of every registered scheme), which fields are arrays in
-params.npz with their dtype, shape and unit, and the meta keys.  `ir_format_markdown()` renders it
+params.npz with their dtype, shape and unit, the values each field may hold (its `ir.fields`
+declaration, which `load` checks in the target's widths), and the meta keys.  `ir_format_markdown()` renders it
 as docs/ir-format.md (scripts/gen_docs.py writes the file; tests/test_docs.py checks that the
 committed file is the generated one and that every array and field the serializer writes is in the
 spec).
@@ -16,6 +17,8 @@ import inspect
 import typing
 
 from .. import registry
+from ..outputs import MANIFEST_FILE
+from . import fields as decl
 from . import neurons, serialize, spiking, synapses
 
 # Arrays of the IR's own types: (class, field) -> (dtype, shape, unit and meaning).
@@ -43,12 +46,16 @@ TOP_LEVEL = {
     "target": "the target's name (targets/<name>.toml)",
     "layers": "the layers in topological order: an InputEncoder first, then Layers; the last one is the readout",
     "meta": "what the compile recorded (below), encoded like every other value",
+    "checksums": f"{{\"{serialize.PARAMS_FILE}\": sha256 of its bytes, \"{serialize.IR_FILE}\": sha256 of this "
+                 "document without its checksums (keys sorted, compact JSON)}: `load` refuses a directory "
+                 "edited or damaged after compile",
 }
 
 META = {
     "neurodeploy_version": "the neurodeploy that compiled it",
     "model": "{\"file\": name of the compiled model file, \"sha256\": its hash}",
-    "options": "the compile options as given (target, scheme, the scheme's options, calibration_samples, chips)",
+    "options": "the compile options with the values used (target, scheme, the options the scheme takes, "
+               "calibration_samples, chips); an option the scheme does not take is refused, not recorded",
     "target_spec": "the target file's contents (chip limits and integer widths) at compile time",
     "allocation": "cores per layer and in total from the greedy core allocation",
     "latency_steps": "time steps from the first input spike to the readout's value",
@@ -56,6 +63,7 @@ META = {
     "time_steps_per_layer": "layer -> its time steps (where the scheme has per-layer windows)",
     "quantisation": "layer -> what quantisation chose and cost (value_step, weight_rel_error, ...)",
     "notes": "the compile's notes to the reader (list of strings)",
+    "front_end_notes": "what the front end changed reading the model (list of strings; when it changed anything)",
 }
 
 FILES = {
@@ -63,6 +71,9 @@ FILES = {
     serialize.PARAMS_FILE: "the arrays: an uncompressed .npz (zip of .npy, no pickles, fixed timestamps) whose "
                            "keys are the JSON paths of the values they stand for",
     "summary.md": "the compile summary for people (not read back)",
+    MANIFEST_FILE: "written by `compile -o` / `CompiledNet.save`: the tool, its version, the command and every "
+                   "file's size and sha256; a later -o replaces the directory only while it holds exactly "
+                   "these files, unchanged (not read by `load`)",
 }
 
 
@@ -91,8 +102,39 @@ def _fields(cls) -> list[dict]:
         default = (f.default if f.default is not dataclasses.MISSING else
                    "(computed)" if f.default_factory is not dataclasses.MISSING else None)
         out.append({"name": f.name, "type": _type_name(tp), "required": f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING, "default": default})
+                    and f.default_factory is dataclasses.MISSING, "default": default,
+                    "allowed": allowed(decl.declaration(f))})
     return out
+
+
+def _bound(b) -> str:
+    """A declared bound in words: a number, or the target's width it names (`state_max`)."""
+    return "" if b is None else str(b) if isinstance(b, int) else f"-{b[1:]}" if b.startswith("-") else b
+
+
+def allowed(check) -> str:
+    """What a field's declaration (`ir.fields`) lets it hold, in words; names like `state_max` are
+    the target's widths (targets/<name>.toml), resolved against the compiled network's target."""
+    if check is None:
+        return ""
+    if isinstance(check, decl.IntArray):
+        return f"integers {_bound(check.lo)}..{_bound(check.hi)}"
+    if isinstance(check, decl.Int):
+        return f"{_bound(check.lo)}..{_bound(check.hi)}"
+    if isinstance(check, decl.Real):
+        sign = " > 0" if check.positive else " >= 0" if check.nonnegative else ""
+        return f"finite{sign}"
+    if isinstance(check, decl.Choice):
+        return " or ".join(f"`{v!r}`" for v in check.values)
+    if isinstance(check, decl.Flag):
+        return "true or false"
+    if isinstance(check, decl.Text):
+        return "a name (1..1000 characters)" if not check.may_be_empty else "a string (0..1000 characters)"
+    if isinstance(check, decl.Shape):
+        return "(F,) or (C, H, W), sizes >= 1"
+    if isinstance(check, decl.Ints):
+        return f"{check.n} integers {check.lo}..{check.hi}"
+    return ""           # Nested: an object the validator checks by its own type
 
 
 def _summary(cls) -> str:
@@ -165,6 +207,21 @@ def ir_format_markdown() -> str:
     lines += ["", "A neuron field declared as an array whose name ends in `_mant` is an int64 array per channel "
                   "or per neuron. Integer fields are the chip's integers (mantissas, exponents as powers of two, "
                   "widths in bits, step counts); floats are host-side conversions.",
+              "", "## What `load` checks", "",
+              "A compiled directory is the user's file; `load` (`neurodeploy/ir/serialize.py`) trusts nothing in it "
+              "and refuses, in one line naming the file and field, anything that is not what `save` writes:", "",
+              "1. ir.json parses into an object with exactly the top-level keys above, this IR version and a "
+              "registered scheme;",
+              "2. its `checksums` match (params.npz's bytes, ir.json's own content): an edited or damaged "
+              "artifact is named as such (they detect edits and damage, not a forger);",
+              "3. every object is a known type with exactly its fields, every array reference names an array "
+              "of params.npz, and the recorded `target_spec` passes the target schema;",
+              "4. `ir.validate`: every field holds what its `allowed` column says, where names such as "
+              "`state_max`, `v_th_mant_max`, `decay_max` are the widths of the network's target (its "
+              "`target_spec`), except where a neuron type sets its own layer's formats (`Neuron.formats`: sdnn's "
+              "weights are 2 x a mantissa, its biases unshifted); each neuron type's relations between fields (e.g. a code fits its time "
+              "steps); one encoder, the readout last, unique names, no self-loops or cycles; shapes "
+              "consistent from layer to layer.",
               "", "## Types", ""]
     for kind, title in (("ir", "The IR's own types"), ("neuron", "Neuron types of the registered schemes")):
         lines += [f"### {title}", ""]
@@ -174,10 +231,10 @@ def ir_format_markdown() -> str:
             used = f" (scheme{'s' if len(t['schemes']) > 1 else ''} {', '.join(t['schemes'])})" if kind == "neuron" else ""
             lines += [f"#### `{name}`{used}", "", t["summary"], ""]
             if t["fields"]:
-                lines += ["| field | type | default | stored |", "|---|---|---|---|"]
+                lines += ["| field | type | allowed | default | stored |", "|---|---|---|---|---|"]
                 for f in t["fields"]:
                     stored = f"params.npz, {f['array']['dtype']}" if f["array"] else "ir.json"
-                    lines.append(f"| `{f['name']}` | {f['type'].replace('|', '&#124;')} | "
+                    lines.append(f"| `{f['name']}` | {f['type'].replace('|', '&#124;')} | {f['allowed']} | "
                                  f"{'required' if f['required'] else _default(f['default'])} | {stored} |")
             else:
                 lines.append("No fields.")

@@ -25,11 +25,12 @@ FORMATS = ("md", "json", "html")
 
 def build_report(net: SpikingGraph, x: np.ndarray, *, labels: np.ndarray | None = None, model=None,
                  batch_size: int = 256, device: str = "cpu", energy_models: list | None = None,
-                 index_bits: int = 0, progress: bool = False) -> dict:
+                 index_bits: int = 0, allow_other_model: bool = False, progress: bool = False) -> dict:
     """The report dict: cost report + "verify" (with `model` and `labels`) + "loihi2" + "dynamics".
 
     model: the model the network was compiled from (an .onnx or .pt2 path, or the nn.Module /
-    ExportedProgram for networks compiled from Python), run as `neurodeploy.verify` runs it."""
+    ExportedProgram for networks compiled from Python), run as `neurodeploy.verify` runs it (another
+    model is refused unless `allow_other_model`)."""
     if model is not None and labels is None:
         raise NeurodeployError("--model needs --labels (the verdict and the float model's accuracy need them)",
                                "--model", "pass --labels Y.npy too, or drop --model")
@@ -40,7 +41,8 @@ def build_report(net: SpikingGraph, x: np.ndarray, *, labels: np.ndarray | None 
                     energy_models=energy_models, index_bits=index_bits)
     if model is not None:
         from ..api import verify
-        v = json.loads(json.dumps(verify(net, model, x, labels, batch_size, device, progress)))
+        v = json.loads(json.dumps(verify(net, model, x, labels, batch_size, device, progress,
+                                        allow_other_model)))
         d["verify"] = v
         acc = d["summary"]["accuracy"]
         if acc is not None and acc.get("float_ann") is None and "float" in v["accuracy"]:

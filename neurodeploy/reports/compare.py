@@ -24,6 +24,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
+from ..arrays import check_labels
 from ..compiler import compile_model, save_artifact
 from ..errors import NeurodeployError
 from ..progress import progress_bar
@@ -53,6 +54,11 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
                 calibration: np.ndarray | None = None, sweeps: dict | None = None, batch_size: int = 256,
                 progress: bool = False) -> dict:
     configs = configurations(schemes, sweeps)
+    for c in configs:       # a swept value out of range is the user's error, not a scheme that cannot compile
+        try:
+            get_scheme(c["scheme"]).options({"calibration": calibration, **c["options"]})
+        except NeurodeployError as exc:
+            raise NeurodeployError(f"configuration {c['name']}: {exc.what}", exc.where, exc.hint) from None
     rows, skipped = [], []
     out = Path(out_dir)
     with progress_bar(total=len(configs), desc="compare", unit="config", enabled=progress) as bar:
@@ -64,6 +70,7 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
                 skipped.append({"config": c["name"], "reason": exc.one_line()})
                 bar.update(1)
                 continue
+            check_labels(y, len(x), "--labels", n_classes=int(np.prod(net.output.shape)))
             save_artifact(net, out / c["name"], {"summary.md": summary_markdown(net)})
             s = cost_report(net, x, batch_size, labels=y, model_path=model)["summary"]
             energy = s["energy_per_inference_pj"].get(PLOT_ENERGY_MODEL, {})
@@ -226,14 +233,13 @@ def to_html(d: dict) -> str:
     return page(title, parts)
 
 
-def write_outputs(d: dict, out: Path) -> str:
-    """compare.md, compare.json and compare.html into `out`, atomically each; returns the Markdown."""
-    from ..fsutil import write_text_atomic
+def write_outputs(d: dict, folder: Path) -> str:
+    """compare.md, compare.json and compare.html into `folder` (the one `outputs.output_folder`
+    builds beside the -o directory and swaps in whole); returns the Markdown."""
     md = to_markdown(d)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "compare.md", md)
-    write_text_atomic(out / "compare.json", json.dumps(d, indent=1) + "\n")
-    write_text_atomic(out / "compare.html", to_html(d))
+    (folder / "compare.md").write_text(md)
+    (folder / "compare.json").write_text(json.dumps(d, indent=1) + "\n")
+    (folder / "compare.html").write_text(to_html(d))
     return md
 
 
@@ -255,7 +261,9 @@ def register(sub) -> None:
             p.add_argument(flag, dest=f"sweep_{scheme.name}", default=",".join(map(str, default)),
                            help=f"{help_text} (default {','.join(map(str, default)) or 'none'})")
     p.add_argument("--calibration", metavar="X.npy", help="samples for input range / ReLU thresholds")
-    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("-o", "--output", required=True,
+                   help="output directory: created, or replaced when it is empty or an unchanged earlier "
+                        "neurodeploy output (see `neurodeploy compile --help`); written whole, atomically")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_compare)
 

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from ..errors import NeurodeployError
-from .build import FORMATS
+from .build import FORMATS, render
 
 
 def register(sub) -> None:
@@ -39,24 +39,24 @@ def register(sub) -> None:
                    help=f"energy model(s) to use, repeatable (default all: {', '.join(available_models())}) "
                         "or a path to a .toml")
     p.add_argument("--index-bits", type=int, default=0,
-                   help="index/format bits stored per synapse beside the weight mantissa (default 0)")
+                   help="index/format bits stored per synapse beside the weight mantissa, 0..64 (default 0)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per simulation batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="accept a --model other than the one compiled (its sha256 differs from the recorded one)")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args) -> int:
     from ..api import report
-    from ..ir.serialize import load
-    from .build import render
 
-    if args.model and not args.labels:
+    if args.model and not args.labels:      # before anything is read
         raise NeurodeployError("--model needs --labels (the verdict and the float model's accuracy need them)",
                                "--model", "pass --labels Y.npy too, or drop --model")
-    net = load(args.compiled)
-    d = report(net, args.input, labels=args.labels, model=args.model, format=args.format, output=args.output,
-               energy_model=args.energy_model, index_bits=args.index_bits, batch_size=args.batch_size,
-               device=args.device, progress=args.output is not None)
+    d = report(args.compiled, args.input, labels=args.labels, model=args.model, format=args.format,
+               output=args.output, energy_model=args.energy_model, index_bits=args.index_bits,
+               batch_size=args.batch_size, device=args.device, allow_other_model=args.allow_other_model,
+               progress=args.output is not None)
     if args.output:
         print(f"wrote {args.output} ({args.format}, {d['samples']} samples)", file=sys.stderr)
     else:

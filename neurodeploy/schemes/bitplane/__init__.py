@@ -36,6 +36,11 @@ class Bitplane(Scheme):
             return ChipPath(ChipPath.MICROCODE, "bit-plane readout: accumulates U <- 2U + I over its sources' planes")
         return super().chip_path(layer)
 
+    def resolved_options(self, options, net) -> dict:
+        # T: the bit planes the levels need (or the lossy T the user gave)
+        lossy = net.meta.get("lossy")
+        return {"timesteps": lossy["timesteps"] if lossy else max(net.meta["time_steps_per_layer"].values())}
+
     def lava(self):
         from . import lava
         return lava

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...ir.fields import integer
 from ...ir.neurons import ChipPath, Neuron
+from ...limits import MAX_TIMESTEPS
+
+
+def _code_fits_steps(neuron) -> str | None:
+    """A code 0..code_max must be spelled in n_steps bits."""
+    if neuron.code_max >= 1 << neuron.n_steps:
+        return f"code_max {neuron.code_max} needs more than its n_steps = {neuron.n_steps} bit planes"
+    return None
 
 
 @dataclass
@@ -18,8 +27,11 @@ class BitplaneEncoder(Neuron):
     first as n_steps binary spikes: s(t) = (k >> (n_steps - t)) & 1 for t = 1..n_steps.
     """
     chip_path = ChipPath(ChipPath.HOST, "the input's bit planes, MSB first, injected by the host as binary spikes")
-    code_max: int
-    n_steps: int
+    code_max: int = integer(1, "state_max")
+    n_steps: int = integer(1, MAX_TIMESTEPS)
+
+    def relation_problem(self, target, shape):
+        return _code_fits_steps(self)
 
 
 @dataclass
@@ -36,6 +48,12 @@ class BitplaneIF(Neuron):
     chip_path = ChipPath(ChipPath.MICROCODE, "bit-plane IF: accumulates U <- 2U + I over its sources' planes, "
                                              "then emits its code MSB first against halving thresholds "
                                              "(subtractive reset)")
-    v_th_mant: int
-    code_max: int
-    n_steps: int
+    v_th_mant: int = integer(1, "v_th_mant_max")
+    code_max: int = integer(1, "state_max")
+    n_steps: int = integer(1, MAX_TIMESTEPS)
+
+    def relation_problem(self, target, shape):
+        if self.code_max * self.v_th_mant > target.state_max:
+            return (f"code_max x v_th_mant = {self.code_max * self.v_th_mant} exceeds the target's "
+                    f"{target.state_bits}-bit state (the clamp at Q.D must fit)")
+        return _code_fits_steps(self)

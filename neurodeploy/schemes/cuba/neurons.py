@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...ir.fields import integer
 from ...ir.neurons import ChipPath, Neuron, Readout
+from ...limits import MAX_RUN_STEPS, MAX_TIMESTEPS
 
 DECAY_SHIFT = 12          # du, dv are 12-bit fractions of 4096 (lif/models.py L104-105)
 DECAY_UNITY = 1 << DECAY_SHIFT
@@ -44,9 +46,9 @@ class CubaEncoder(Neuron):
     synaptic delays, so that the readout receives all T steps of the last hidden layer).
     """
     chip_path = ChipPath(ChipPath.HOST, "graded input codes injected by the host at every step")
-    code_max: int
-    n_steps: int
-    timesteps: int
+    code_max: int = integer(1, "state_max")
+    n_steps: int = integer(1, MAX_RUN_STEPS)
+    timesteps: int = integer(1, MAX_TIMESTEPS)
 
     @property
     def max_payload(self) -> int:
@@ -73,9 +75,9 @@ class CubaLIF(Neuron):
     NetX: iDecay = du + 1, vDecay = dv, vThMant = v_th_mant.
     """
     chip_path = ChipPath(ChipPath.STOCK, "CUBA LIF (Lava's lava.proc.lif LIF; a Lava-DL NetX 'CUBA' layer)")
-    du: int
-    dv: int
-    v_th_mant: int
+    du: int = integer(0, "decay_max")
+    dv: int = integer(0, "decay_max")
+    v_th_mant: int = integer(0, "v_th_mant_max")
 
     @property
     def decay(self) -> float:
@@ -96,7 +98,7 @@ class CubaReadout(Readout):
     twice; the first window_start = depth steps only carry the pipeline fill).
     """
     chip_path = ChipPath(ChipPath.STOCK, "CUBA LIF that never fires (a Lava-DL NetX 'CUBA' output layer)")
-    du: int = DECAY_UNITY - 1
-    dv: int = 0
-    v_th_mant: int = VTH_MAX
-    window_start: int = 0
+    du: int = integer(0, "decay_max", default=DECAY_UNITY - 1)
+    dv: int = integer(0, "decay_max", default=0)
+    v_th_mant: int = integer(0, "v_th_mant_max", default=VTH_MAX)
+    window_start: int = integer(0, MAX_RUN_STEPS, default=0)

@@ -43,6 +43,8 @@ class Sdnn(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    unused_options = ("timesteps",)     # a network settles after its depth + 1 steps (SdnnOptions refuses it)
+
     def equal_layers(self, graph) -> set[str]:
         """Every layer, unless a threshold vth > 0 makes a dead zone on purpose (then no layer:
         changes below vth stay in the residue, and the codes approximate the reference)."""

@@ -28,6 +28,8 @@ class Sws(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    unused_options = ("timesteps",)     # --timesteps is another name of --coding-steps, recorded as that
+
     def equal_layers(self, graph) -> set[str]:
         """Every layer: a TSA neuron that falls behind is a failure verify reports, not an
         approximation the scheme allows."""
@@ -39,6 +41,11 @@ class Sws(Scheme):
             from ...ir.neurons import ChipPath
             return ChipPath(ChipPath.MICROCODE, "SWS readout: weighted potential V <- beta V + I")
         return super().chip_path(layer)
+
+    def resolved_options(self, options, net) -> dict:
+        sws = net.meta["sws"]
+        return {"coding_steps": sws["coding_steps"], "silent_steps": sws["silent_steps"],
+                "state_bound": sws["state_bound"], "state_margin": sws["state_margin"]}
 
     def lava(self):
         from . import lava
