@@ -86,3 +86,46 @@ def test_export_function_equals_the_command(data, capsys):
     with pytest.raises(NeurodeployError, match="unknown export format"):
         nd.export(str(data / "rate"), "onnx", data / "x.onnx")
     assert not (data / "bp.nir").exists()
+
+
+def _tree(folder):
+    """{relative path: bytes} of every file under folder."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_functions_write_through_the_commands_doors(data):
+    """The functions check their outputs as the commands do, before any work: never an input, never a
+    folder neurodeploy did not write, and what they refuse is left byte for byte."""
+    x = np.load(data / "x.npy")
+    before, labels, rate_ir = _tree(data / "bp"), (data / "y.npy").read_bytes(), (data / "rate" / "ir.json").read_bytes()
+    with pytest.raises(NeurodeployError, match="would overwrite an input"):
+        nd.report(data / "bp", x, output=data / "bp" / "summary.md")
+    with pytest.raises(NeurodeployError, match="would overwrite an input"):
+        nd.report(data / "bp", data / "x.npy", labels=data / "y.npy", output=data / "y.npy")
+    with pytest.raises(NeurodeployError, match="would overwrite an input"):
+        nd.export(data / "rate", "nir", data / "rate" / "ir.json")
+    assert _tree(data / "bp") == before and (data / "y.npy").read_bytes() == labels
+    assert (data / "rate" / "ir.json").read_bytes() == rate_ir
+    # a folder of the user's (no manifest) is refused, and nothing in it changes
+    mine = data / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    with pytest.raises(NeurodeployError, match="was not written by neurodeploy"):
+        nd.compare(str(MODEL), data / "x.npy", data / "y.npy", schemes="rate", rate_timesteps=[4], output=mine)
+    assert _tree(mine) == {"notes.txt": b"my notes"}
+    # compare's folder is ours: a manifest listing every file, and a second run replaces it
+    d = nd.compare(str(MODEL), x, np.load(data / "y.npy"), schemes="rate", rate_timesteps=[4], output=data / "cmp1")
+    manifest = json.loads((data / "cmp1" / "neurodeploy-manifest.json").read_text())
+    assert manifest["command"] == "compare"
+    assert set(manifest["files"]) == set(_tree(data / "cmp1")) - {"neurodeploy-manifest.json"}
+    assert nd.compare(str(MODEL), x, np.load(data / "y.npy"), schemes="rate", rate_timesteps=[4],
+                      output=data / "cmp1") == d
+    # --allow-other-model: a model other than the compiled one is refused unless allowed, and then said
+    other = data / "other.onnx"
+    other.write_bytes((MODELS / "digits_qcfs_folded.onnx").read_bytes())
+    with pytest.raises(NeurodeployError, match="not the model this network was compiled from"):
+        nd.report(data / "bp", x, labels=np.load(data / "y.npy"), model=other)
+    d = nd.report(data / "bp", x, labels=np.load(data / "y.npy"), model=other, allow_other_model=True,
+                  output=data / "other.md")
+    assert d["verify"]["model_is_compiled_one"] is False
+    assert "other.onnx`, which is not the model this network was compiled from" in (data / "other.md").read_text()

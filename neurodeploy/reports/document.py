@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import figures as fg
 from . import tables as tb
@@ -115,6 +116,9 @@ def _verdict(d: dict) -> Section:
                             f": the guarantee {'holds' if verdict['holds'] else 'does NOT hold'}")
     s.blocks += [Para(f"{head}. {verdict['reason']}.", "verdict-" + word.lower().replace(" ", "-")),
                  Para(f"Guarantee of the `{v['scheme']}` scheme: {v['guarantee']}.")]
+    if v.get("model_is_compiled_one") is False:         # --allow-other-model: the reader must know
+        s.blocks.append(Para(f"Compared against `{Path(str(v['model'])).name}`, which is not the model this "
+                             "network was compiled from (its sha256 differs; `--allow-other-model`).", "statement"))
     a, g = v["accuracy"], v["agreement"]
     if "fixed_point_snn" in a:             # a trained SNN: float SNN vs fixed-point SNN
         s.blocks.append(Table(["float SNN", "fixed-point SNN", "agreement (predictions)"],
