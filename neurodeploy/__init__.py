@@ -8,7 +8,8 @@ from .errors import NeurodeployError  # noqa: E402,F401
 
 # The Python API (neurodeploy/api.py), loaded on first use so that `import neurodeploy` stays light:
 #   import neurodeploy as nd; net = nd.compile(model, x); nd.simulate(net, x); nd.verify(net, model, x, y)
-_API = ("compile", "simulate", "verify", "load", "CompiledNet")
+#   nd.report(net, x, ...); nd.compare(model, x, y, ...); nd.export(net, "netx", "net.h5")
+_API = ("compile", "simulate", "verify", "report", "compare", "export", "load", "CompiledNet")
 
 
 def __getattr__(name):

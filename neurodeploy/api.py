@@ -1,15 +1,21 @@
-"""The Python API: compile a trained model, simulate it, verify it, save it.
+"""The Python API: the command line's commands as functions with the same options.
 
-    from neurodeploy import api as nd          # `import neurodeploy as nd` once __init__ exposes it
-    net = nd.compile(model, example_input, target="loihi2", scheme="bitplane")
-    logits = nd.simulate(net, x)               # bit-accurate fixed-point simulation
-    report = nd.verify(net, model, x, y)       # float model vs quantised ANN vs SNN, layer by layer
+    import neurodeploy as nd
+    net = nd.compile(model, example_input, target="loihi2", scheme="bitplane")   # neurodeploy compile
+    logits = nd.simulate(net, x)               # neurodeploy simulate: bit-accurate fixed point
+    result = nd.verify(net, model, x, y)       # neurodeploy verify: float vs quantised ANN vs SNN
+    d = nd.report(net, x, labels=y, model=model, output="report.html")           # neurodeploy report
+    table = nd.compare("m.onnx", x, y, schemes="bitplane,rate", output="cmp/")   # neurodeploy compare
+    nd.export(net, "netx", "net.h5")           # neurodeploy export
     net.save("out/")                           # ir.json + params.npz + summary.md, atomically
 
 `model` may be an `nn.Module` (exported with torch.export on `example_input`), a
 `torch.export.ExportedProgram`, a path to an `.onnx` file or a `.pt2` file written by
 `torch.export.save`, a NIR graph of a trained SNN (a `.nir` path or a ``nir.NIRGraph``; the
 `cuba` scheme), or a Lava-DL NetX file (`.net`), a spiking network already, imported as it is.
+Arrays (`x`, labels, calibration) may be numpy arrays, tensors or paths to .npy files.  Each
+option has the name of its command-line flag (`--energy-model` -> `energy_model`,
+`--rate-timesteps` -> `rate_timesteps`); the `neurodeploy` commands call these functions.
 Every user error is a `neurodeploy.NeurodeployError`.
 """
 from __future__ import annotations
@@ -25,7 +31,7 @@ from .ir import float_graph as fg
 from .ir.spiking import SpikingGraph
 from .registry import get_scheme
 
-__all__ = ["CompiledNet", "compile", "simulate", "verify", "load"]
+__all__ = ["CompiledNet", "compile", "simulate", "verify", "report", "compare", "export", "load"]
 
 
 
@@ -68,8 +74,12 @@ def load(directory: str | Path) -> CompiledNet:
 
 # --- compile -------------------------------------------------------------------------------
 def _numpy(x, what: str) -> np.ndarray:
+    """An array from a numpy array, a tensor, a list or a path to a .npy file (memory-mapped)."""
     if x is None:
         return None
+    if isinstance(x, (str, Path)):
+        from .arrays import load_npy
+        return load_npy(x, what, mmap=True)
     try:
         import torch
         if isinstance(x, torch.Tensor):
@@ -85,11 +95,21 @@ def _options(scheme: str, options: dict):
     options = dict(options)
     if options.get("calibration") is not None:
         cal = options["calibration"]
-        cal = cal if isinstance(cal, (str, Path)) else _numpy(cal, "calibration")   # a path is refused below
-        # float32 like the command line's samples; anything else is refused by the scheme's checks
-        options["calibration"] = cal.astype(np.float32) if getattr(cal, "dtype", None) is not None \
-            and cal.dtype.kind in "fiu" else cal
+        # a path is refused by the scheme's checks (compile takes arrays here)
+        options["calibration"] = cal if isinstance(cal, (str, Path)) else _calibration(cal)
     return get_scheme(scheme).options(options)
+
+
+def _calibration(cal):
+    """Calibration samples as float32 like the command line's; anything not real-valued is left
+    for the scheme's checks (`arrays.check_calibration`) to refuse."""
+    cal = _numpy(cal, "calibration samples")
+    return cal.astype(np.float32) if getattr(cal, "dtype", None) is not None and cal.dtype.kind in "fiu" else cal
+
+
+def _paths(*values) -> list:
+    """The arguments given as paths: the command's input files, which no output may replace."""
+    return [v for v in values if isinstance(v, (str, Path))]
 
 
 def _tensors_sha256(tensors: dict) -> str:
@@ -214,9 +234,14 @@ def _spiking(net) -> SpikingGraph:
                            "pass the result of neurodeploy.compile (or a compiled directory)")
 
 
+def _where(x, name: str) -> str:
+    """What an error about an array names: its file, else the argument."""
+    return str(x) if isinstance(x, (str, Path)) else name
+
+
 def _inputs(x, graph: SpikingGraph) -> np.ndarray:
     from .arrays import check_inputs, sample_shape
-    return check_inputs(_numpy(x, "inputs"), sample_shape(graph), "x")
+    return check_inputs(_numpy(x, "inputs"), sample_shape(graph), _where(x, "x"))
 
 
 def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
@@ -322,11 +347,11 @@ def verify(net, model, x, y=None, batch_size: int = 256, device: str = "cpu", pr
     n_classes = int(np.prod(graph.output.shape))
     if is_netx_path(model):
         from .frontends.netx.verify import verify_netx
-        y = None if y is None else check_labels(_numpy(y, "labels"), len(x), "y", n_classes=n_classes)
+        y = None if y is None else check_labels(_numpy(y, "labels"), len(x), _where(y, "y"), n_classes=n_classes)
         return verify_netx(graph, model, x, y, progress)
     if y is None:
         raise NeurodeployError("verify needs labels", "neurodeploy.verify", "pass y (integer labels)")
-    y = check_labels(_numpy(y, "labels"), len(x), "y", n_classes=n_classes)
+    y = check_labels(_numpy(y, "labels"), len(x), _where(y, "y"), n_classes=n_classes)
     same = _same_model(graph, model, allow_other_model)
     result = _verify(graph, model, x, y, batch_size, device, progress)
     if same is False:
@@ -359,12 +384,14 @@ def _same_model(graph: SpikingGraph, model, allow_other_model: bool) -> bool | N
 def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, progress: bool) -> dict:
     if not get_scheme(graph.scheme).ann_reference:
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
-        from .reports.verify import compare_accuracy
+        from .reports.verify import compare_accuracy, snn_verdict
         r = compare_accuracy(model, graph, x, y, batch_size=batch_size)
+        scheme = get_scheme(graph.scheme)
+        verdict = snn_verdict(scheme, r["agreement"], len(x))
         return {"scheme": graph.scheme, "model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
                 "samples": int(len(x)), "accuracy": {"float_snn": r["float_accuracy"],
                 "fixed_point_snn": r["fixed_accuracy"]}, "agreement": {"fixed_vs_float_snn": r["agreement"]},
-                "guarantee": "none: fixed point approximates the float SNN", "guarantee_holds": True}
+                "guarantee": scheme.guarantee, "verdict": verdict.to_dict(), "guarantee_holds": verdict.holds}
     if isinstance(model, (str, Path)):
         path = Path(model)
         if path.suffix.lower() == ".onnx":
@@ -389,3 +416,137 @@ def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, prog
                                "pass the nn.Module, ExportedProgram or model file the network was compiled from")
     return verify_against(graph, run_torch(model, x, batch_size), float_graph, x, y, label,
                           batch_size, device, progress)
+
+
+# --- report, compare, export ------------------------------------------------------------------
+def report(net, x, *, labels=None, model=None, format: str | None = None, output: str | Path | None = None,
+           energy_model=None, index_bits: int = 0, batch_size: int = 256, device: str = "cpu",
+           allow_other_model: bool = False, progress: bool = False) -> dict:
+    """`neurodeploy report`: the verdict (with `model` and `labels`), whether the network can go to
+    Loihi 2, and its costs (energy, memory, cores, latency, activity, per-layer dynamics).
+
+    net: a CompiledNet, SpikingGraph or compiled directory.  x: inputs (N, *input shape).
+    labels (N,): adds accuracies.  model: the model it was compiled from (.onnx/.pt2 path or the
+    nn.Module): adds the verdict, the per-layer conversion and quantisation mismatches and the float
+    model's accuracy (needs labels); another model is refused unless `allow_other_model`.
+    energy_model: a name or list of names in targets/energy/ or .toml paths (default all).
+    index_bits: bits stored per synapse beside the weight mantissa.  output: write the report
+    there, atomically, in `format` ("md", "json" or "html"; default: from output's suffix, else md);
+    the place is checked before any work, and no input file is ever the output.  Returns the report
+    dict (schema: reports/schema.json).
+    """
+    from .arrays import check_labels
+    from .fsutil import write_text_atomic
+    from .reports.build import FORMATS, build_report, render
+    from .sim.core import check_batch_size, check_device
+    if format is not None and format not in FORMATS:
+        raise NeurodeployError(f"unknown report format '{format}'", "--format", f"use one of {', '.join(FORMATS)}")
+    if model is not None and labels is None:
+        raise NeurodeployError("--model needs --labels (the verdict and the float model's accuracy need them)",
+                               "--model", "pass --labels Y.npy too, or drop --model")
+    check_batch_size(batch_size)
+    check_device(device)
+    models = [energy_model] if isinstance(energy_model, (str, Path)) else energy_model
+    out = None
+    if output is not None:          # before the work: a place we may not write stops here
+        from .outputs import check_output_file
+        out = check_output_file(output, _paths(net, x, labels, model, *(models or [])))
+    graph = _spiking(net)
+    xs = _inputs(x, graph)
+    y = None if labels is None else check_labels(_numpy(labels, "labels"), len(xs), _where(labels, "labels"),
+                                                 n_classes=int(np.prod(graph.output.shape)))
+    if model is not None:
+        _same_model(graph, model, allow_other_model)      # before the work, as verify does
+    d = build_report(graph, xs, labels=y, model=model, batch_size=batch_size, device=device,
+                     energy_models=[str(m) for m in models] if models else None, index_bits=index_bits,
+                     allow_other_model=allow_other_model, progress=progress)
+    if out is not None:
+        suffix = {"htm": "html", "markdown": "md"}.get(out.suffix.lower().lstrip("."), out.suffix.lower().lstrip("."))
+        write_text_atomic(out, render(d, format or (suffix if suffix in FORMATS else "md")))
+    return d
+
+
+def _sweep_flags() -> dict:
+    """Python name -> (scheme name, flag) of every scheme's compare sweep (rate_timesteps, ...)."""
+    from .registry import all_schemes
+    return {s.compare_sweep[0].lstrip("-").replace("-", "_"): (s.name, s.compare_sweep[0])
+            for s in all_schemes() if s.compare_sweep is not None}
+
+
+def compare(model, x, labels, *, schemes="bitplane,rate", output: str | Path, target: str = "loihi2",
+            calibration=None, batch_size: int = 256, progress: bool = False, **sweeps) -> dict:
+    """`neurodeploy compare`: compile `model` (an .onnx path) under several schemes, simulate `x`,
+    and write one table: scheme, parameters, accuracy, delta vs the float ANN, latency, energy,
+    memory, cores.  Writes each compiled network and compare.md / compare.json / compare.html to
+    the directory `output` (built beside it and swapped in whole, with our manifest: an existing
+    folder is replaced only when it is empty or our unchanged output); returns the table as a dict.
+
+    schemes: comma-separated names or a list.  Each scheme's own sweep, by its flag's name:
+    `rate_timesteps=[4, 16]` (rate's T values), `bitplane_lossy=[3]` (lossy bitplane step counts).
+    A Lava-DL NetX file (`.net`) has one configuration, its own network as imported, and no float
+    model; its import options go by their flags' names too (`input_mode="sequence"`, ...).
+    """
+    from .arrays import check_inputs, check_labels, sample_shape
+    from .frontends.netx import import_netx, is_netx_path
+    from .frontends.netx.options import netx_fields
+    from .frontends.onnx import load_onnx
+    from .schemes.base import flag
+    from .outputs import check_output_dir, output_folder
+    from .reports.compare import run_compare, write_outputs
+    from .sim.core import check_batch_size
+    from .target import load_target
+    flags = _sweep_flags()
+    netx_names = {f.name for f in netx_fields()}
+    netx_options = {k: sweeps.pop(k) for k in list(sweeps) if k in netx_names}
+    unknown = [k for k in sweeps if k not in flags]
+    if unknown:
+        raise NeurodeployError(f"unknown option(s) {', '.join(unknown)}", "neurodeploy.compare",
+                               f"the sweeps are {', '.join(flags)}")
+    check_batch_size(batch_size)
+    load_target(target)
+    inputs = _paths(model, target, x, labels, calibration)
+    out = check_output_dir(output, inputs)      # before the work: a folder we may not replace stops here
+    if is_netx_path(model):
+        shape = sample_shape(import_netx(model, target, None, netx_options))
+    else:
+        if netx_options:
+            name = next(iter(netx_options))
+            raise NeurodeployError(f"{flag(name)} applies to Lava-DL NetX files (.net) only", str(model),
+                                   f"drop {flag(name)}; compare sweeps each scheme's own parameters")
+        graph = load_onnx(model, prove=False)
+        (inp,) = graph.input_nodes()
+        shape = graph.op(inp).shape
+    xs = check_inputs(_numpy(x, "inputs"), shape, _where(x, "x"))
+    y = check_labels(_numpy(labels, "labels"), len(xs), _where(labels, "labels"))
+    cal = None if calibration is None else _calibration(calibration)
+    names = [s.strip() for s in (schemes.split(",") if isinstance(schemes, str) else schemes) if s.strip()]
+    values = {flags[k][0]: [int(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
+              for k, vals in sweeps.items()}
+    # the whole folder (each configuration's network + compare.{md,json,html}) is built beside `out`
+    # and replaces it in one rename: an error or a signal half-way leaves `out` as it was
+    with output_folder(out, "compare", inputs) as tmp:
+        d = run_compare(str(model), target, xs, y, names, str(tmp), cal, values, batch_size, progress,
+                        netx_options=netx_options)
+        write_outputs(d, tmp)
+    return d
+
+
+def export(net, format: str, output: str | Path, *, v_init: str = "bias", readout: str = "integrator",
+           delays: bool = False) -> str:
+    """`neurodeploy export`: write the network in another tool's format, atomically.
+
+    format: "nir" (rate networks; v_init, readout and delays say how NIR holds what it lacks: see
+    `neurodeploy export --help`) or "netx" (Lava-DL NetX HDF5 of sdnn and cuba networks).  The
+    output file is checked before any work (never a folder, never an input).  Returns the line the
+    command prints (what was written)."""
+    from types import SimpleNamespace
+
+    from .backends.export_cli import FORMATS, export as write
+    from .outputs import check_output_file
+    if format not in FORMATS:
+        raise NeurodeployError(f"unknown export format '{format}'", "--format", f"use one of {', '.join(sorted(FORMATS))}")
+    out = check_output_file(output, _paths(net))        # before the work
+    label = str(net) if isinstance(net, (str, Path)) else "the network"
+    options = SimpleNamespace(compiled=label, format=format, output=str(output), v_init=v_init, readout=readout,
+                              delays=bool(delays))
+    return write(_spiking(net), out, format, options, label)

@@ -172,8 +172,10 @@ def _add_verify(sub):
         "verify", help="compare float model, quantised ANN and SNN layer by layer",
         description="Run the original model (float: onnxruntime for .onnx, PyTorch for .pt2), the integer "
                     "reference of the quantised ANN, and the SNN simulation on the same inputs; print accuracies, "
-                    "prediction agreement and per-layer mismatches. Exit status 0 only when the "
-                    "scheme's guarantee holds (bitplane: zero mismatches on every layer), 1 otherwise.")
+                    "prediction agreement, per-layer mismatches and the verdict those counts give: EXACT "
+                    "(every count 0), NOT EXACT (the scheme promises equality and some count is not 0) or "
+                    "APPROXIMATE (the scheme promises none). Exit status 0 only when the scheme's guarantee "
+                    "holds (bitplane, sws, sdnn: zero mismatches on every layer), 1 otherwise.")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--model", required=True,
                    help="the model file (.onnx, .pt2 or .nir) the directory was compiled from; for a network "
@@ -219,8 +221,11 @@ def cmd_compile(args) -> int:
     save_artifact(net, args.output, {"summary.md": md}, inputs)
     seconds = time.perf_counter() - t0
     if args.json:
+        from .reports.deploy import loihi2
+        chip = loihi2(net)
         print(json.dumps({"output": args.output, "scheme": net.scheme, "target": net.target,
                           "latency_steps": net.meta["latency_steps"], "seconds": seconds,
+                          "loihi2": {k: chip[k] for k in ("stock_only", "statement", "route")},
                           "layers": layer_rows(net)}, indent=1))
     else:
         print(md)

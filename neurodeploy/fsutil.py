@@ -1,8 +1,10 @@
 """Atomic output: write to a temporary file (or folder) beside the target, then rename.
 
 A run that dies half-way (an error, Ctrl-C, SIGTERM) leaves the old output (or nothing), never a
-half-written one, and no temporary file: the temporaries are removed in `finally` with the
-signals held back (`signals.deferred`), and so is the swap of an output folder (old out, new in).
+half-written one, and no temporary file: a temporary is created and named with the signals held
+back (`signals.deferred`; a signal landing between the two would leave it unnamed, so never
+removed), removed in `finally` with them held back, and so is the swap of an output folder (old
+out, new in).
 A failure of the file system itself (permission denied, disk full, a path under a file) is a
 NeurodeployError naming the path.  What may be replaced at all is `outputs.py`'s job.
 """
@@ -84,8 +86,9 @@ def atomic_file(path: str | Path):
     path = Path(path)
     created, tmp, done = make_parents(path), None, False
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        with deferred():        # a signal between creating the file and naming it here would leave it behind
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
         yield Path(tmp)
         public_mode(tmp)
         os.replace(tmp, path)
@@ -109,7 +112,8 @@ def atomic_dir(path: str | Path, before_replace=None):
     path = Path(path)
     created, tmp, done = make_parents(path), None, False
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        with deferred():        # a signal between creating the folder and naming it here would leave it behind
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
         public_mode(tmp, directory=True)
         yield tmp
         if before_replace is not None:

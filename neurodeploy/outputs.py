@@ -2,15 +2,16 @@
 
 The rules (the README's "Safety" section states them for users):
 
-- An output **folder** (`compile -o DIR`, `compare -o DIR`, `CompiledNet.save(DIR)`) is written
-  whole and carries `neurodeploy-manifest.json`: the tool, its version, the command and every file
-  we wrote with its size and sha256.  An existing DIR is replaced only when it is empty, or when
-  its manifest is ours and it holds exactly the files the manifest lists, unchanged.  A folder
-  without our manifest (another tool's project, the user's data), one holding a file the manifest
-  does not list (the user's notes, results) or one whose file was edited after we wrote it is
-  refused, and nothing in it is touched.
-- An output **file** (`simulate --output`, `report -o`, `export -o`) replaces a regular file of
-  that name (the user named it), never a folder, a device or a pipe.
+- An output **folder** (`compile -o DIR`, `compare -o DIR`, `CompiledNet.save(DIR)`,
+  `neurodeploy.compare(output=DIR)`) is written whole and carries `neurodeploy-manifest.json`: the
+  tool, its version, the command and every file we wrote with its size and sha256.  An existing
+  DIR is replaced only when it is empty, or when its manifest is ours and it holds exactly the
+  files the manifest lists, unchanged.  A folder without our manifest (another tool's project, the
+  user's data), one holding a file the manifest does not list (the user's notes, results) or one
+  whose file was edited after we wrote it is refused, and nothing in it is touched.
+- An output **file** (`simulate --output`, `report -o`, `export -o`, and `output=` of
+  `neurodeploy.report` / `neurodeploy.export`) replaces a regular file of that name (the user
+  named it), never a folder, a device or a pipe.
 - No output, file or folder, may be one of the command's inputs (paths resolved: symlinks and
   hard links count), nor a folder holding one.
 - The place must be writable: a path under a file, a read-only or missing-permission folder is a

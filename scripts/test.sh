@@ -4,6 +4,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$(bash "$ROOT/scripts/setup.sh" | tail -n 1)"
 cd "$ROOT"
-# headless Chromium renders the HTML report in tests/test_reports.py (Debian's package; no-op if present)
-bash "$ROOT/scripts/install_chromium.sh" || echo "test.sh: chromium not installed; the HTML render test will skip" >&2
+# headless Chromium for the browser tests of the HTML reports (Debian's package, pinned; no-op if present)
+bash "$ROOT/scripts/install_chromium.sh" || echo "test.sh: chromium not installed; the browser tests will skip" >&2
 exec "$VENV/bin/python" -m pytest -q "$@"

@@ -1048,3 +1048,27 @@ def test_spiking_sequential_of_the_same_layers_trains():
     history = fit(model, _training_data(), epochs=1, timesteps=2, progress=False, measure_memory=False)
     assert len(history) == 1 and np.isfinite(history[0]["loss"])
     record("training", "spiking-sequential")
+
+
+@pytest.mark.parametrize("maker", ["mkdtemp", "mkstemp"])
+def test_signal_right_after_the_temporary_is_made_leaves_nothing(tmp_path, monkeypatch, maker):
+    """The window the polled signal tests above hit under load: SIGTERM landing just after
+    mkdtemp/mkstemp made the temporary, before atomic_dir/atomic_file hold its name (then nothing
+    would remove it).  Made deterministic: the signal is raised right after the temporary exists."""
+    import tempfile
+
+    from neurodeploy import fsutil, signals
+    real = getattr(tempfile, maker)
+
+    def made_then_signalled(*args, **kwargs):
+        made = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGTERM)
+        return made
+
+    monkeypatch.setattr(tempfile, maker, made_then_signalled)
+    writer = fsutil.atomic_dir(tmp_path / "out") if maker == "mkdtemp" else fsutil.atomic_file(tmp_path / "f.txt")
+    with signals.handled(), pytest.raises(signals.Terminated):
+        with writer:
+            pytest.fail("the signal must stop the write before its body runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    record("signals", ("right-after-temporary", maker))

@@ -292,7 +292,7 @@ def _pilotnet_lif(lavadl, steps: int, reset_interval: int):
     x = np.load(g / "image.npy").transpose(2, 1, 0)[None].astype(np.float32)
     us, vs = [], []
     tr = sim_cuba.simulate_steps(engine.prepare(net), x, trace=True,
-                                 probe=lambda t, u, v: (us.append(u["conv2"][0].numpy().copy()),
+                                 on_step=lambda t, u, v: (us.append(u["conv2"][0].numpy().copy()),
                                                         vs.append(v["conv2"][0].numpy().copy())))[3]
     return g, net, tr, _lava_layout(np.stack(us)), _lava_layout(np.stack(vs))
 

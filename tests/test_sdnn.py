@@ -104,7 +104,10 @@ def test_random_conv_net_exact(tmp_path, seed):
 
 def test_deep_nets_within_one_lsb_where_not_guaranteed(tmp_path):
     """Three hidden layers with positive biases: layers 1-2 exact, layer 3 may lose 1 LSB to
-    a transient spike's s >> 6 (and the readout inherits it); verify's guarantee still holds."""
+    a transient spike's s >> 6 (and the readout inherits it).  Both seeds here do lose LSBs (measured:
+    dense 419 + 320 readout, conv 2,753 + 255 of 64 samples), so the verdict is NOT EXACT and the
+    guarantee does not hold (issue 18: a verdict follows from the counts), naming those layers as
+    beyond the proven ones."""
     for model, shape in ((netgen.dense_net(0), (12,)), (_relu_net(), (2, 8, 8))):
         cal, x = netgen.random_inputs(shape, 64, seed=3), netgen.random_inputs(shape, 64, seed=4)
         net = _compile(model, cal, tmp_path=tmp_path)
@@ -114,7 +117,10 @@ def test_deep_nets_within_one_lsb_where_not_guaranteed(tmp_path):
         assert set(hidden[:2]) <= exact and hidden[2] not in exact
         assert all(mm[n] == 0 for n in exact), mm
         assert np.abs(r.codes[hidden[2]].numpy() - codes[hidden[2]]).max() <= 1
-        assert Sdnn().guarantee_holds(net, mm)
+        assert mm[hidden[2]] > 0 and mm[net.output.name] > 0, mm
+        v = Sdnn().verdict(net, mm, {k: 64 for k in mm})
+        assert v.word == "NOT EXACT" and not v.holds and not Sdnn().guarantee_holds(net, mm)
+        assert "beyond those proven exact" in v.reason and f"{hidden[2]} {mm[hidden[2]]:,}/" in v.reason
 
 
 def test_vth_dead_zone_sends_fewer_spikes(digits):

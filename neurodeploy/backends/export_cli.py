@@ -85,13 +85,7 @@ def register(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from ..ir.serialize import load
-
-    if args.format not in FORMATS:   # argparse's choices already refuse it; kept for callers of cmd_export
-        raise NeurodeployError(f"unknown export format '{args.format}'", "--format",
-                               f"use one of {', '.join(sorted(FORMATS))}")
-    from ..outputs import check_output_file
-    out = check_output_file(args.output, [args.compiled])     # before the work
-    net = load(args.compiled)
-    print(export(net, out, args.format, args, str(args.compiled)), file=sys.stderr)
+    from ..api import export as export_net
+    print(export_net(args.compiled, args.format, args.output, v_init=args.v_init, readout=args.readout,
+                     delays=args.delays), file=sys.stderr)
     return 0

@@ -16,6 +16,25 @@ import numpy as np
 from .fields import real
 
 
+@dataclass(frozen=True)
+class ChipPath:
+    """How Loihi 2 runs a neuron model (`Neuron.loihi2`, `Scheme.chip_path`).
+
+    where  "stock": a Loihi 2 stock neuron model that public software reaches (Lava's processes,
+           Lava-DL NetX); "microcode": a custom neuron program Loihi 2 would run as microcode,
+           which no public software provides (neurodeploy runs it bit-exactly in Lava's CPU
+           simulation only); "host": not on a neurocore (input encoders whose spikes the host
+           injects, a readout summed on the host)
+    model  the neuron model there, in words
+    """
+    where: str
+    model: str
+
+    STOCK = "stock"
+    MICROCODE = "microcode"
+    HOST = "host"
+
+
 class Neuron:
     """Base of every IR neuron (encoders included).  Class attributes and methods only, no
     dataclass fields (a field of a subclass must not inherit a default from here)."""
@@ -27,6 +46,12 @@ class Neuron:
     # encoders only (`sim.core.input_codes`, `arrays.sample_shape`):
     code_min = 0                 # smallest input code: < 0 for signed graded input (imported NetX files)
     sequence = False             # True: x holds one frame per time step, shaped (N, n_steps, *shape)
+    chip_path = None             # a ChipPath: how Loihi 2 runs this neuron model (`loihi2`)
+
+    def loihi2(self) -> ChipPath:
+        """How Loihi 2 runs this neuron (its class's `chip_path`; a neuron whose path depends on
+        its fields overrides this).  Undeclared: a custom neuron program, to be safe."""
+        return self.chip_path or ChipPath(ChipPath.MICROCODE, f"{type(self).__name__} (no stock Loihi 2 model declared)")
 
     def total_bias(self, bias):
         """What the whole run adds to the integer pre-activation U besides the synaptic input."""
@@ -57,3 +82,5 @@ class Readout(Neuron):
     output_scale: float = real(positive=True)
 
     is_readout = True
+    chip_path = ChipPath(ChipPath.HOST, "integrator summed on the host from its synapses' output (a Lava RingBuffer "
+                                        "sink), the bias added there")

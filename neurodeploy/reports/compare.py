@@ -10,8 +10,11 @@ compiled into compare/<config>/, costed with `cost_report` on the same inputs, a
 as one row: scheme, parameters, accuracy, Δ vs the float ANN, latency, energy per
 inference under one named model, synaptic memory, cores.  compare/ also gets
 compare.md, compare.json and compare.html (accuracy-vs-latency and accuracy-vs-energy
-fronts with the ANN as a reference line).  A Lava-DL NetX file has one configuration, its own
-network as imported (`frontends.netx.compare`), and no float model.
+fronts, the float ANN a black dotted line of its own, each point labelled where the label
+collides with nothing).  One energy unit in plot and table; a column identical in every row is
+said once above the table instead.  The command calls `neurodeploy.compare` (api.py).  A Lava-DL
+NetX file has one configuration, its own network as imported (`frontends.netx.compare`), and no
+float model.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, MaxNLocator
 
 from ..arrays import check_labels
 from ..compiler import compile_model, save_artifact
@@ -30,7 +34,8 @@ from ..progress import progress_bar
 from ..reports.summary import summary_markdown
 from ..registry import all_schemes, get_scheme
 from .costs import cost_report
-from .html import CHECK_SCRIPT, CSS, html_figure, html_table
+from .figures import ENERGY_UNITS, MEMORY_UNITS, log_ticks, new_figure, place_labels, si_scale, significant
+from .html import html_figure, html_table, inline, page
 
 PLOT_ENERGY_MODEL = "cmos45_horowitz"
 
@@ -94,84 +99,161 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
             "float_accuracy": rows[0]["float_accuracy"], "rows": rows, "skipped": skipped}
 
 
-def _fmt_energy(pj) -> str:
-    if pj is None:
-        return "-"
-    for unit, scale in (("uJ", 1e6), ("nJ", 1e3)):
-        if pj >= scale:
-            return f"{pj / scale:.3g} {unit}"
-    return f"{pj:.3g} pJ"
+SCHEME_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#17becf", "#e377c2", "#7f7f7f")
+FLOAT_STYLE = {"color": "#000000", "ls": ":", "lw": 1.6}      # the float reference: black, dotted, no marker
 
 
-def _float_acc(d: dict) -> str:
-    return "- (no float model)" if d["float_accuracy"] is None else f"{100 * d['float_accuracy']:.2f}%"
+def energy_unit(d: dict) -> tuple[float, str]:
+    """One unit for every energy figure of the comparison (plot and table alike)."""
+    return si_scale([r["energy_pj"].get(d["energy_model_plotted"]) for r in d["rows"]], ENERGY_UNITS)
 
 
-def table(d: dict) -> tuple[list, list]:
-    heads = ["config", "scheme", "parameters", "accuracy", "Δ vs float ANN", "latency (steps)",
-             "throughput (steps/sample)", f"energy / inference ({d['energy_model_plotted']})",
-             "synaptic memory", "cores"]
-    rows = []
-    for r in d["rows"]:
-        params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items()) or "exact"
-        rows.append([r["config"], r["scheme"], params, f"{100 * r['accuracy']:.2f}%",
-                     "-" if r["delta_vs_float_pp"] is None else f"{r['delta_vs_float_pp']:+.2f} pp",
-                     r["latency_steps"], r["throughput_steps"],
-                     _fmt_energy(r["energy_pj"].get(d["energy_model_plotted"])),
-                     f"{r['synaptic_memory_bytes']:,} B", r["cores"]])
-    return heads, rows
+def _columns(d: dict) -> list[tuple[str, callable]]:
+    scale, unit = energy_unit(d)
+    mem_scale, mem_unit = si_scale([r["synaptic_memory_bytes"] for r in d["rows"]], MEMORY_UNITS)
+    return [
+        ("config", lambda r: r["config"]),
+        ("scheme", lambda r: r["scheme"]),
+        ("parameters", lambda r: ", ".join(f"{k}={v}" for k, v in r["parameters"].items()) or "defaults"),
+        ("accuracy", lambda r: f"{100 * r['accuracy']:.2f}%"),
+        ("Δ vs float ANN", lambda r: "-" if r["delta_vs_float_pp"] is None else f"{r['delta_vs_float_pp']:+.2f} pp"),
+        ("latency (steps)", lambda r: str(r["latency_steps"])),
+        ("throughput (steps/sample)", lambda r: str(r["throughput_steps"])),
+        (f"energy / inference ({unit}, {d['energy_model_plotted']})",
+         lambda r: significant(None if r["energy_pj"].get(d["energy_model_plotted"]) is None
+                               else r["energy_pj"][d["energy_model_plotted"]] / scale)),
+        (f"synaptic memory ({mem_unit})", lambda r: significant(r["synaptic_memory_bytes"] / mem_scale)
+         if mem_scale != 1 else f"{r['synaptic_memory_bytes']:,}"),
+        ("cores", lambda r: str(r["cores"])),
+    ]
+
+
+def table(d: dict) -> tuple[list, list, list]:
+    """(headers, rows, same): the columns that differ between configurations, and
+    [(header, value)] of those identical in every row (said once, above the table)."""
+    cols = _columns(d)
+    cells = [[f(r) for _, f in cols] for r in d["rows"]]
+    keep, same = [], []
+    for i, (head, _) in enumerate(cols):
+        values = {row[i] for row in cells}
+        if len(d["rows"]) > 1 and len(values) == 1 and head not in ("config", "accuracy"):
+            same.append((head, cells[0][i]))
+        else:
+            keep.append(i)
+    return [cols[i][0] for i in keep], [[row[i] for i in keep] for row in cells], same
+
+
+def _same_line(same: list) -> str:
+    return ("Same in every configuration: " + "; ".join(f"{h}: {v}" for h, v in same) + ".") if same else ""
 
 
 def to_markdown(d: dict) -> str:
-    heads, rows = table(d)
+    heads, rows, same = table(d)
+    scale, unit = energy_unit(d)
     lines = [f"# Which scheme? {Path(d['model']).name} on {d['target']}", "",
-             f"{d['samples']} samples; float ANN accuracy {_float_acc(d)}. Energy from the "
-             f"`{d['energy_model_plotted']}` model (45 nm CMOS arithmetic only; Loihi 2 has no public "
-             "per-operation figures) -- see each configuration's report for the other models.", "",
-             "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+             f"{d['samples']} samples; float ANN accuracy {_float_acc(d)}. Energy in {unit} per "
+             f"inference from the `{d['energy_model_plotted']}` model (45 nm CMOS arithmetic only; Loihi 2 has no "
+             "public per-operation figures) -- see each configuration's report for the other models.", ""]
+    if same:
+        lines += [_same_line(same), ""]
+    lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     if d["skipped"]:
         lines += ["", "Skipped:"] + [f"- {s['config']}: {s['reason']}" for s in d["skipped"]]
     return "\n".join(lines) + "\n"
 
 
-def _front(d: dict, xkey: str, xlabel: str, log: bool) -> Figure:
-    fig = Figure(figsize=(6.4, 3.8))
-    ax = fig.add_subplot()
-    for scheme in sorted({r["scheme"] for r in d["rows"]}):
-        pts = sorted((r[xkey] if xkey != "energy" else r["energy_pj"].get(d["energy_model_plotted"]),
-                      100 * r["accuracy"], r["config"]) for r in d["rows"] if r["scheme"] == scheme)
-        pts = [p for p in pts if p[0] is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=scheme)
-        for p in pts:
-            ax.annotate(p[2], (p[0], p[1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+def scheme_colors(d: dict) -> dict:
+    """A fixed colour per scheme (registry order), none of them the float reference's black."""
+    order = [s.name for s in all_schemes()]
+    return {name: SCHEME_COLORS[order.index(name) % len(SCHEME_COLORS)] if name in order else SCHEME_COLORS[-1]
+            for name in {r["scheme"] for r in d["rows"]}}
+
+
+def front(d: dict, xkey: str) -> Figure:
+    """Accuracy against latency ("latency_steps") or energy ("energy", log axis, the table's unit): a
+    line per scheme, each point labelled where its label collides with nothing, the float ANN as a
+    black dotted line of its own."""
+    scale, unit = energy_unit(d)
+    fig = new_figure(7.2, 4.2)
+    ax = fig.subplots()
+    colors = scheme_colors(d)
+    labelled = []
+    order = [s.name for s in all_schemes()]
+    for scheme in sorted(colors, key=lambda n: order.index(n) if n in order else len(order)):
+        pts = []
+        for r in d["rows"]:
+            if r["scheme"] != scheme:
+                continue
+            xv = r["latency_steps"] if xkey == "latency_steps" else r["energy_pj"].get(d["energy_model_plotted"])
+            if xv is not None:
+                pts.append((xv if xkey == "latency_steps" else xv / scale, 100 * r["accuracy"], _point_label(r)))
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=colors[scheme], ms=5, label=scheme)
+        labelled += pts
     if d["float_accuracy"] is not None:         # a NetX file has no float model
-        ax.axhline(100 * d["float_accuracy"], color="#c05621", ls="--", label="float ANN")
-    if log:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
+        ax.axhline(100 * d["float_accuracy"], label=f"float ANN ({_float_acc(d)})", **FLOAT_STYLE)
+    xs = [p[0] for p in labelled if p[0] > 0]
+    if xkey == "energy":
+        ax.set_xlabel(f"energy per inference ({unit}, {d['energy_model_plotted']} model)")
+        if xs and max(xs) / min(xs) > 30:            # wide spans on a log axis, the rest linear
+            ax.set_xscale("log")
+            log_ticks(ax.xaxis, min(xs), max(xs))
+    else:
+        ax.set_xlabel("latency (time steps per sample)")
     ax.set_ylabel("accuracy (%)")
+    # room below the lowest point and above 100% for the point labels; ticks only up to 100%
+    lo = min([p[1] for p in labelled] + ([] if d["float_accuracy"] is None else [100 * d["float_accuracy"]]))
+    bottom = max(0.0, lo - 0.15 * (100 - lo) - 1)
+    ax.set_ylim(bottom, 100 + 0.12 * (100 - bottom))
+    ax.yaxis.set_major_locator(FixedLocator([t for t in MaxNLocator(7).tick_values(bottom, 100) if bottom <= t <= 100]))
+    ax.margins(x=0.12)
     ax.grid(alpha=.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="lower right")
+    place_labels(ax, labelled)
     return fig
 
 
+def _float_acc(d: dict) -> str:
+    return "- (no float model)" if d["float_accuracy"] is None else f"{100 * d['float_accuracy']:.2f}%"
+
+
+def _point_label(r: dict) -> str:
+    """A point's label: the parameter that sets it apart within its scheme (T=16), else its config."""
+    p = r["parameters"]
+    return f"T={p['timesteps']}" if "timesteps" in p else r["config"]
+
+
 def to_html(d: dict) -> str:
-    esc = html.escape
-    heads, rows = table(d)
-    parts = [f"<h1>Which scheme? {esc(Path(d['model']).name)} on {esc(d['target'])}</h1>",
-             f"<p>{d['samples']} samples; float ANN accuracy {_float_acc(d)}.</p>",
-             html_table(heads, rows),
-             html_figure(_front(d, "latency_steps", "latency (time steps per sample)", False), "fig-latency",
-                     "Accuracy vs latency; the dashed line is the float ANN"),
-             html_figure(_front(d, "energy", f"energy per inference (pJ, {d['energy_model_plotted']} model)", True),
-                     "fig-energy", f"Accuracy vs energy under the {d['energy_model_plotted']} model only")]
+    heads, rows, same = table(d)
+    scale, unit = energy_unit(d)
+    title = f"Which scheme? {Path(d['model']).name} on {d['target']}"
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p>{d['samples']} samples; float ANN accuracy {_float_acc(d)}. Energy in "
+             f"{html.escape(unit)} per inference from the <code>{html.escape(d['energy_model_plotted'])}</code> model "
+             "(45 nm CMOS arithmetic only; Loihi 2 has no public per-operation figures).</p>"]
+    if same:
+        parts.append(f"<p>{inline(_same_line(same))}</p>")
+    parts += [html_table(heads, rows),
+              html_figure(front(d, "latency_steps"), "fig-latency",
+                          "Accuracy vs latency; the black dotted line is the float ANN"),
+              html_figure(front(d, "energy"), "fig-energy",
+                          f"Accuracy vs energy per inference ({unit}) under the {d['energy_model_plotted']} model "
+                          "only; the black dotted line is the float ANN")]
     if d["skipped"]:
-        parts.append("<ul>" + "".join(f"<li>{esc(s['config'])}: {esc(s['reason'])}</li>" for s in d["skipped"]) + "</ul>")
-    parts.append("<p id='render-check' class='note'>figures rendered: (needs a browser)</p>")
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>compare</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + CHECK_SCRIPT + "</body></html>\n")
+        parts.append("<p>Skipped:</p><ul>" + "".join(f"<li>{html.escape(s['config'])}: {html.escape(s['reason'])}</li>"
+                                                    for s in d["skipped"]) + "</ul>")
+    return page(title, parts)
+
+
+def write_outputs(d: dict, folder: Path) -> str:
+    """compare.md, compare.json and compare.html into `folder` (the one `outputs.output_folder`
+    builds beside the -o directory and swaps in whole); returns the Markdown."""
+    md = to_markdown(d)
+    (folder / "compare.md").write_text(md)
+    (folder / "compare.json").write_text(json.dumps(d, indent=1) + "\n")
+    (folder / "compare.html").write_text(to_html(d))
+    return md
 
 
 def register(sub) -> None:
@@ -209,43 +291,13 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def cmd_compare(args) -> int:
-    from ..arrays import check_inputs, load_npy
+    from ..api import compare
     from ..frontends.netx.options import netx_fields
-    from ..frontends.onnx import load_onnx
-    from ..outputs import check_output_dir, output_folder
-    from ..schemes.base import flag
-    from ..target import load_target
-
-    load_target(args.target)
-    inputs = [args.model, args.target, args.input, args.labels, args.calibration]
-    out = check_output_dir(args.output, inputs)     # before the work: a folder we may not replace stops here
     netx_options = {f.name: getattr(args, f.name) for f in netx_fields() if hasattr(args, f.name)}
-    if is_netx_path(args.model):
-        from ..arrays import sample_shape
-        from ..frontends.netx import import_netx
-        shape = sample_shape(import_netx(args.model, args.target, None, netx_options))
-    else:
-        if netx_options:
-            name = next(iter(netx_options))
-            raise NeurodeployError(f"{flag(name)} applies to Lava-DL NetX files (.net) only", args.model,
-                                   f"drop {flag(name)}; compare sweeps each scheme's own parameters")
-        graph = load_onnx(args.model, prove=False)
-        (inp,) = graph.input_nodes()
-        shape = graph.op(inp).shape
-    x = check_inputs(load_npy(args.input, "inputs"), shape, args.input)
-    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
-    cal = load_npy(args.calibration, "calibration samples") if args.calibration else None
-    sweeps = {s.name: _ints(getattr(args, f"sweep_{s.name}"), s.compare_sweep[0])
+    sweeps = {s.compare_sweep[0].lstrip("-").replace("-", "_"): _ints(getattr(args, f"sweep_{s.name}"),
+                                                                        s.compare_sweep[0])
               for s in all_schemes() if s.compare_sweep is not None}
-
-    # the whole folder (each configuration's network + compare.{md,json,html}) is built beside `out`
-    # and replaces it in one rename: an error or a signal half-way leaves `out` as it was
-    with output_folder(out, "compare", inputs) as tmp:
-        d = run_compare(args.model, args.target, x, y, [s.strip() for s in args.schemes.split(",") if s.strip()],
-                        str(tmp), cal, sweeps, progress=True, netx_options=netx_options)
-        md = to_markdown(d)
-        (tmp / "compare.md").write_text(md)
-        (tmp / "compare.json").write_text(json.dumps(d, indent=1) + "\n")
-        (tmp / "compare.html").write_text(to_html(d))
-    print(json.dumps(d, indent=1) if args.json else md)
+    d = compare(args.model, args.input, args.labels, schemes=args.schemes, output=args.output, target=args.target,
+                calibration=args.calibration, progress=True, **sweeps, **netx_options)
+    print(json.dumps(d, indent=1) if args.json else to_markdown(d))
     return 0

@@ -11,10 +11,12 @@ from ..registry import get_scheme
 
 def layer_rows(net: SpikingGraph) -> list[dict]:
     q = net.meta.get("quantisation", {})
+    chip = {r["layer"]: r for r in _loihi2(net)["layers"]}
     rows = []
     for layer in net.layers:
         n = layer.neuron
         row = {"layer": layer.name, "kind": type(n).__name__, "shape": list(layer.shape),
+               "loihi2": chip[layer.name]["where"] if layer.name in chip else None,
                "neurons": int(np.prod(layer.shape)),
                "time_steps": getattr(n, "n_steps", None),
                "code_max": getattr(n, "code_max", None),
@@ -50,16 +52,31 @@ def summary_markdown(net: SpikingGraph) -> str:
              *_chip_schedule(net),
              *_scheme_lines(net),
              *[f"- front end: {note}" for note in net.meta.get("front_end_notes", [])],
+             f"- Loihi 2: {_loihi2(net)['statement'] or 'unknown'}",
              f"- model sha256: `{net.meta.get('model', {}).get('sha256', '?')}`",
              "",
-             "| layer | kind | shape | neurons | T | Q | D (v_th_mant) | weight_exp | weight rel. error | sources |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| layer | kind | Loihi 2 | shape | neurons | T | Q | D (v_th_mant) | weight_exp | weight rel. error "
+             "| sources |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         err = "" if r["weight_rel_error"] is None else f"{r['weight_rel_error']:.2e}"
-        lines.append(f"| {r['layer']} | {r['kind']} | {tuple(r['shape'])} | {r['neurons']} | "
+        lines.append(f"| {r['layer']} | {r['kind']} | {r['loihi2'] or '?'} | {tuple(r['shape'])} | {r['neurons']} | "
                      f"{r['time_steps'] or ''} | {r['code_max'] or ''} | {r['v_th_mant'] or ''} | "
                      f"{'' if r['weight_exp'] is None else r['weight_exp']} | {err} | {', '.join(r['sources'])} |")
+    lines += ["", "Loihi 2 column: stock = a stock neuron model reachable through public software (Lava, Lava-DL "
+                  "NetX); microcode = a custom neuron program Loihi 2 would run as microcode (no public software); "
+                  "host = runs on the host (input encoder, host-side readout)."]
     return "\n".join(lines) + "\n"
+
+
+def _loihi2(net: SpikingGraph) -> dict:
+    """Per layer and for the network: stock neurons or microcode (`reports.deploy.loihi2`); an empty
+    answer for a graph of a scheme this neurodeploy does not have."""
+    from .deploy import loihi2
+    try:
+        return loihi2(net)
+    except NeurodeployError:
+        return {"stock_only": None, "layers": [], "statement": "", "route": None}
 
 
 def _scheme_lines(net: SpikingGraph) -> list[str]:

@@ -1,18 +1,43 @@
-"""The cost report's tables as plain (headers, rows) lists, shared by the Markdown and HTML views."""
+"""The cost report's tables as plain (headers, rows) lists, shared by the Markdown and HTML views.
+
+One unit per quantity in a report (`Units`): every energy figure in the unit its largest figure
+needs, every memory figure likewise; the unit is said once, in the column header, and the cells
+are plain numbers.  Energy prices of single operations are a quantity of their own (pJ each).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-def energy(pj) -> str:
-    """pJ with an SI prefix, 3 significant digits: 1506758 -> '1.51 uJ', 999.7 -> '1 nJ'."""
-    if pj is None:
-        return "-"
-    if pj == 0:
-        return "0"
-    for unit, scale in (("pJ", 1.0), ("nJ", 1e3), ("uJ", 1e6), ("mJ", 1e9), ("J", 1e12)):
-        v = float(f"{pj / scale:.3g}")
-        if abs(v) < 1000 or unit == "J":
-            return f"{v:g} {unit}"
-    raise AssertionError
+from .figures import ENERGY_UNITS, MEMORY_UNITS, si_scale, significant
+
+
+@dataclass(frozen=True)
+class Units:
+    energy_scale: float          # pJ per energy unit
+    energy: str
+    memory_scale: float          # bytes per memory unit
+    memory: str
+
+    def e(self, pj) -> str:
+        return "-" if pj is None else significant(pj / self.energy_scale)
+
+    def m(self, nbytes) -> str:
+        if nbytes is None:
+            return "-"
+        if self.memory_scale == 1:
+            return f"{int(nbytes):,}"
+        return significant(nbytes / self.memory_scale)
+
+
+def units_of(d: dict) -> Units:
+    """The report's units: energy from its largest per-inference figure, memory from its largest
+    per-layer or total synaptic memory (and the per-core limit it quotes)."""
+    energies = [m[side]["pj"] for m in d["energy"]["models"] for side in ("snn", "ann")]
+    es, eu = si_scale(energies, ENERGY_UNITS)
+    sizes = [l["synaptic_memory_bytes"] for l in d["layers"]] + [d["totals"]["synaptic_memory_bytes"],
+                                                                  d["allocation"]["synaptic_memory_bytes_per_core"]]
+    ms, mu = si_scale(sizes, MEMORY_UNITS)
+    return Units(es, eu, ms, mu)
 
 
 def count(v, digits: int = 1) -> str:
@@ -23,16 +48,6 @@ def count(v, digits: int = 1) -> str:
     return f"{v:,.{digits}f}"
 
 
-def nbytes(b) -> str:
-    if b is None:
-        return "-"
-    if b >= 1 << 20:
-        return f"{b:,} ({b / (1 << 20):.2f} MiB)"
-    if b >= 1 << 10:
-        return f"{b:,} ({b / (1 << 10):.1f} KiB)"
-    return f"{b:,}"
-
-
 def percent(v, signed: bool = False) -> str:
     if v is None:
         return "-"
@@ -41,32 +56,26 @@ def percent(v, signed: bool = False) -> str:
 
 def title(d: dict) -> str:
     n = d["network"]
-    return f"Cost report: {n['model'] or '?'} ({n['scheme']} on {n['target']})"
+    return f"{n['model'] or '?'}: {n['scheme']} on {n['target']}"
 
 
-def energy_cell(d: dict) -> str:
-    """What the compare row says about energy: the target's own figure, or its statement."""
+def energy_cell(d: dict, u: Units) -> str:
+    """The summary's energy: the target's own figure, or its statement's status."""
     own = [m for m in d["energy"]["models"] if m["role"] == "target"]
     if own:
-        return "; ".join(f"{energy(m['snn']['pj'])} ({m['name']})" for m in own)
+        return "; ".join(f"{u.e(m['snn']['pj'])} ({m['name']})" for m in own)
     statements = d["energy"]["statements"]
     return statements[0]["status"] if statements else "no model for this chip"
 
 
-def summary_table(d: dict):
+def summary_table(d: dict, u: Units):
     s = d["summary"]
     a = s["accuracy"] or {}
-    delta = a.get("delta_snn_vs_float_ann")
-    delta_ref = "float"
-    if delta is None:
-        delta, delta_ref = a.get("delta_snn_vs_quantised_ann"), "quantised"
-    headers = ["scheme", "target", "parameters", "accuracy (SNN)", f"delta vs ANN ({delta_ref})" if a else "delta vs ANN",
-               "latency (steps)", "throughput (steps/sample)", "energy / inference (target)",
-               "synaptic memory (B)", "cores", "fits"]
-    rows = [[s["scheme"], s["target"], count(s["parameters"]), percent(a.get("snn")), percent(delta, True),
-             str(s["latency_steps"]), count(s["throughput_steps"]), energy_cell(d),
-             nbytes(s["synaptic_memory_bytes"]), f"{s['cores']} ({s['chips']} chip{'s' if s['chips'] != 1 else ''})",
-             "yes" if s["fits_target"] else "NO"]]
+    headers = ["scheme", "target", "parameters", "accuracy (SNN)", "latency (steps)", "throughput (steps/sample)",
+               f"energy / inference on the target ({u.energy})", f"synaptic memory ({u.memory})", "cores", "fits"]
+    rows = [[s["scheme"], s["target"], count(s["parameters"]), percent(a.get("snn")), str(s["latency_steps"]),
+             count(s["throughput_steps"]), energy_cell(d, u), u.m(s["synaptic_memory_bytes"]),
+             f"{s['cores']} ({s['chips']} chip{'s' if s['chips'] != 1 else ''})", "yes" if s["fits_target"] else "NO"]]
     return headers, rows
 
 
@@ -79,20 +88,20 @@ def accuracy_table(d: dict):
                       percent(a["delta_snn_vs_float_ann"], True), percent(a["delta_snn_vs_quantised_ann"], True)]]
 
 
-def structure_table(d: dict):
+def structure_table(d: dict, u: Units):
     headers = ["layer", "kind", "shape", "neurons", "T", "emits in steps (from 1)", "active steps", "synapses in",
-               "unique weights", "synaptic memory (B)", "cores"]
+               "unique weights", f"synaptic memory ({u.memory})", "cores"]
     rows = []
     for l in d["layers"]:
         w = l["emit_window"]
         rows.append([l["name"] + ("" if l["on_chip"] else " (host)"), l["kind"], "x".join(map(str, l["shape"])),
                      count(l["neurons"]), count(l["time_steps"]), "-" if w is None else f"{w[0] + 1}-{w[1]}",
                      count(l["active_steps"]) if l["on_chip"] else "-", count(l["synapses"]),
-                     count(l["unique_weights"]), nbytes(l["synaptic_memory_bytes"]),
+                     count(l["unique_weights"]), u.m(l["synaptic_memory_bytes"]),
                      count(l["cores"]) if l["on_chip"] else "-"])
     t = d["totals"]
     rows.append(["**total**", "", "", f"{count(t['neurons'])} (+{count(t['input_neurons'])} input)", "",
-                 "", "", count(t["synapses"]), count(t["unique_weights"]), nbytes(t["synaptic_memory_bytes"]),
+                 "", "", count(t["synapses"]), count(t["unique_weights"]), u.m(t["synaptic_memory_bytes"]),
                  count(t["cores"])])
     return headers, rows
 
@@ -102,8 +111,8 @@ def activity_table(d: dict):
                "neuron updates active / spiking / idle", "ANN MACs", "ANN pool ops"]
     rows = []
 
-    def upd(u):
-        return f"{count(u['active'])} / {count(u['spiking'])} / {count(u['inactive'])}"
+    def upd(v):
+        return f"{count(v['active'])} / {count(v['spiking'])} / {count(v['inactive'])}"
 
     for l in d["layers"]:
         a = l["ann_ops"]
@@ -119,29 +128,47 @@ def activity_table(d: dict):
     return headers, rows
 
 
-def energy_models_table(d: dict):
-    headers = ["model", "chip", "role", "status", "SNN / inference", "ANN / inference", "not counted (SNN; ANN)"]
+def energy_models_table(d: dict, u: Units, cite):
+    """`cite(model)` -> the footnote marker of the model's source."""
+    headers = ["model", "chip", "role", "status", f"SNN / inference ({u.energy})", f"ANN / inference ({u.energy})",
+               "not counted (SNN; ANN)"]
     rows = []
     for m in d["energy"]["models"]:
         nc = "; ".join(", ".join(m[side]["not_counted"]) or "-" for side in ("snn", "ann"))
-        rows.append([f"`{m['name']}`", m["chip"], m["role"], m["status"], energy(m["snn"]["pj"]),
-                     energy(m["ann"]["pj"]), nc])
+        rows.append([f"`{m['name']}`{cite(m)}", m["chip"], m["role"], m["status"], u.e(m["snn"]["pj"]),
+                     u.e(m["ann"]["pj"]), nc])
     return headers, rows
 
 
-def energy_layer_table(d: dict, model: dict):
-    headers = ["layer", "SNN", "ANN"]
-    rows = [[l["name"], energy(l["energy_pj"][model["name"]]["snn"]), energy(l["energy_pj"][model["name"]]["ann"])]
+def energy_layer_table(d: dict, model: dict, u: Units):
+    headers = ["layer", f"SNN ({u.energy})", f"ANN ({u.energy})"]
+    rows = [[l["name"], u.e(l["energy_pj"][model["name"]]["snn"]), u.e(l["energy_pj"][model["name"]]["ann"])]
             for l in d["layers"]]
-    rows.append(["**total**", energy(model["snn"]["pj"]), energy(model["ann"]["pj"])])
+    rows.append(["**total**", u.e(model["snn"]["pj"]), u.e(model["ann"]["pj"])])
     return headers, rows
 
 
-def energy_price_table(model: dict):
-    """The model's own per-op figures (pJ) and what each contributes per inference."""
-    headers = ["side", "operation", "pJ each", "pJ per inference"]
+def energy_price_table(model: dict, u: Units, cite):
+    """The model's own per-op figures (pJ each, `cite(model, side, op)` their footnote) and what each
+    contributes per inference (the report's energy unit)."""
+    headers = ["side", "operation", "pJ each", f"per inference ({u.energy})"]
     rows = []
     for side in ("snn", "ann"):
         for op, e in model[f"{side}_energy_pj"].items():
-            rows.append([side.upper(), op, f"{e:g}", energy(model[side]["by_op_pj"].get(op))])
+            rows.append([side.upper(), op, f"{e:g}{cite(model, side, op)}", u.e(model[side]["by_op_pj"].get(op))])
     return headers, rows
+
+
+def binary_weights_table(bw: dict, u: Units):
+    """Synaptic memory of the ±1 layers at 1 bit, as the target stores them, and at the weight mantissa."""
+    w, s = bw["weight_bits"], bw["binary_weight_bits_stored"]
+    head = ["layer", "binary", "synapses", f"at 1 bit ({u.memory})", f"as stored, {s} bit ({u.memory})",
+            f"at {w} bit ({u.memory})", "unique weights", f"unique weights at 1 / {s} / {w} bit ({u.memory})"]
+
+    def row(name, binary, r):
+        return [name, binary, count(r["synapses"]), u.m(r["bytes_1bit"]), u.m(r["bytes_stored"]), u.m(r["bytes_8bit"]),
+                count(r["unique_weights"]),
+                f"{u.m(r['unique_bytes_1bit'])} / {u.m(r['unique_bytes_stored'])} / {u.m(r['unique_bytes_8bit'])}"]
+    rows = [row(r["name"], "yes" if r["binary"] else "no", r) for r in bw["layers"]]
+    rows.append(row("**total**", "", bw["totals"]))
+    return head, rows

@@ -139,13 +139,14 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
     max_logit_diff = float(np.max(np.abs(q_out.astype(np.float64) - float_logits)))
     p_float, p_q, p_snn = float_logits.argmax(1), q_out.argmax(1), snn_out.argmax(1)
     layer_mm = {**conv_mm, net.output.name: readout_mm}
-    holds = scheme.guarantee_holds(net, layer_mm) and not lossy
+    elements[net.output.name] = int(np.prod(net.output.shape)) * len(x)
+    verdict = scheme.verdict(net, layer_mm, elements, lossy)
     layers = []
     for name in names:
         layers.append({"layer": name, "elements": elements[name], "conversion_mismatches": conv_mm[name],
                        "quantisation_mismatches": quant_mm.get(name),
                        "spikes": spikes[name], "spikes_per_sample": spikes[name] / len(x)})
-    layers.append({"layer": net.output.name, "elements": int(np.prod(net.output.shape)) * len(x),
+    layers.append({"layer": net.output.name, "elements": elements[net.output.name],
                    "conversion_mismatches": readout_mm, "quantisation_mismatches": None,
                    "spikes": 0, "spikes_per_sample": 0.0})
     return {
@@ -158,9 +159,10 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
         "layers": layers,
         "latency_steps": net.meta.get("latency_steps"),
         "guarantee": scheme.guarantee,
-        "guarantee_holds": bool(holds),
+        "verdict": verdict.to_dict(),
+        "guarantee_holds": verdict.holds,
         "exact_scheme": scheme.exact,
-        "error_free": bool(holds),
+        "error_free": verdict.word == "EXACT",
         "lossy": lossy,
         "state_overflows": {k: v for k, v in overflows.items() if v},
     }
@@ -185,20 +187,20 @@ def verify_text(r: dict) -> str:
         qm = "-" if l["quantisation_mismatches"] is None else str(l["quantisation_mismatches"])
         lines.append(f"  {l['layer']:<28}{l['elements']:>13}{l['conversion_mismatches']:>12}{qm:>14}"
                      f"{l['spikes_per_sample']:>15.1f}")
-    lines.append("")
-    if not r.get("exact_scheme", True):
-        lines.append(f"  APPROXIMATE scheme, guarantee {r['guarantee']}")
-    else:
-        verdict = "EXACT: " if r["guarantee_holds"] else "NOT EXACT: "
-        lines.append(f"  {verdict}{r['guarantee']}" + ("" if r["guarantee_holds"] else " -- does not hold"))
+    lines += ["", f"  guarantee: {r['guarantee']}", f"  {verdict_line(r)}"]
     if r.get("state_overflows"):
         lines.append("  STATE OVERFLOW (the calibrated state bound was exceeded; the register wrapped as on the chip): "
                      + ", ".join(f"{k} {v} neurons" for k, v in r["state_overflows"].items())
                      + " -- recompile with --state-bound static or more --calibration data")
-    if r.get("lossy"):
-        lines.append(f"  compiled with --lossy --timesteps {r['lossy']['timesteps']} (exactness needs "
-                     f"{r['lossy']['exact_timesteps']}): this network is not error-free by construction")
     return "\n".join(lines)
+
+
+def verdict_line(r: dict) -> str:
+    """'EXACT: ...' / 'NOT EXACT: ...' / 'APPROXIMATE: ...' and whether the guarantee holds."""
+    v = r["verdict"]
+    if v["word"] == "APPROXIMATE":       # its reason says the scheme promises no equality
+        return f"{v['word']}: {v['reason']}"
+    return f"{v['word']}: {v['reason']} (guarantee {'holds' if v['holds'] else 'does NOT hold'})"
 
 
 def compare_accuracy(model, graph: SpikingGraph, x: np.ndarray, y: np.ndarray | None = None,
@@ -243,4 +245,12 @@ def snn_verify_text(r: dict) -> str:
         f"verify: {r.get('model', '')}  scheme={r['scheme']}  samples={r['samples']}",
         f"  accuracy   float SNN {a['float_snn']*100:6.2f}%   fixed-point SNN {a['fixed_point_snn']*100:6.2f}%",
         f"  agreement  fixed point vs float SNN {g['fixed_vs_float_snn']*100:6.2f}%",
-        f"  APPROXIMATE scheme, guarantee {r['guarantee']}"])
+        f"  guarantee: {r['guarantee']}", f"  {verdict_line(r)}"])
+
+
+def snn_verdict(scheme, agreement: float, samples: int):
+    """The verdict of a trained-SNN comparison (cuba, reverb): no quantised ANN, no per-layer counts;
+    the scheme promises no equality with the float SNN, so the agreement is what there is to say."""
+    from ..schemes.base import Verdict
+    return Verdict("APPROXIMATE", True, f"fixed-point and float SNN predictions agree on {100 * agreement:.2f}% "
+                                        f"of the {samples} samples; the {scheme.name} scheme promises no equality")

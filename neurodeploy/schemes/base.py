@@ -171,7 +171,9 @@ class Scheme:
                         ...), in order: its flow starts with them and `verify` re-runs them on the
                         float model to compare layer by layer
         guarantee       what `verify` checks, in words
-        exact           does it promise equality with the quantised ANN?
+        exact           does it promise equality with the quantised ANN on every layer by
+                        construction?  (`equal_layers` says on which layers it promises it;
+                        `verdict` turns verify's counts into EXACT / NOT EXACT / APPROXIMATE)
         ann_reference   False for trained SNNs (cuba, reverb): verify compares float SNN and
                         fixed-point SNN instead of a quantised ANN
         timesteps_help  what --timesteps means for it ("" when it takes none)
@@ -183,7 +185,8 @@ class Scheme:
                         import as this scheme's (`frontends.netx`; its `netx_files` hook builds them)
 
     Methods: `build` (the compile flow; `compile` checks the options first), `run_batch` (the
-    simulator kernel), and the optional hooks below (`lava`, `simulate_lava`, the cost report's
+    simulator kernel), the guarantee's (`equal_layers`, `guarantee_holds`, `mismatch_note`,
+    `verdict`), and the optional hooks below (`lava`, `simulate_lava`, the cost report's
     spike model, `summary_lines`, `lava_period`, `compare_configs`, `front_end`,
     `model_front_ends`, `float_snn_outputs`, `netx_files`), each with the default a scheme without that feature gets.
     """
@@ -284,14 +287,64 @@ class Scheme:
         """The scheme's flow on checked options (`compile.py` of its package)."""
         raise NotImplementedError
 
+    # --- the guarantee, and how verify's counts decide it -----------------------------------------
+    def equal_layers(self, graph) -> set[str]:
+        """The layers whose conversion mismatches (SNN codes vs the quantised ANN's, the readout's
+        state included) the guarantee says are 0; empty for a scheme that promises no equality.
+        Default: every layer of an `exact` scheme."""
+        return {l.name for l in graph.layers} if self.exact else set()
+
     def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
-        """Does verify's per-layer result (layer -> conversion mismatches) keep the guarantee?"""
-        return True
+        """Does verify's per-layer result (layer -> conversion mismatches) keep the guarantee?
+        Zero mismatches on every layer of `equal_layers`."""
+        return not any(layer_mismatches.get(name, 0) for name in self.equal_layers(graph))
+
+    def mismatch_note(self, graph, wrong: dict[str, int]) -> str:
+        """Why layers with conversion mismatches (`wrong`: layer -> count) have them, where the
+        scheme knows ("" otherwise); verify adds it to its verdict."""
+        return ""
+
+    def verdict(self, graph, layer_mismatches: dict[str, int], elements: dict[str, int],
+                lossy: dict | None = None) -> "Verdict":
+        """verify's verdict from the counts it prints (layer -> conversion mismatches, layer ->
+        values compared), for every scheme the same rule: EXACT when every count is 0; otherwise
+        NOT EXACT when the scheme promises equality on some layer (`equal_layers`), APPROXIMATE
+        when it promises none.  `holds` (verify's exit status 0) is `guarantee_holds`; a --lossy
+        network never holds."""
+        wrong = {k: int(v) for k, v in layer_mismatches.items() if v}
+        total = sum(int(elements.get(k, 0)) for k in layer_mismatches)
+        n_wrong = sum(wrong.values())
+        where = ", ".join(f"{k} {v:,}/{int(elements.get(k, 0)):,}" for k, v in wrong.items())
+        counted = f"{n_wrong:,} of {total:,} values ({_percent(n_wrong, total)}) differ from the quantised ANN ({where})"
+        if lossy:
+            return Verdict("NOT EXACT", False,
+                           f"compiled with --lossy --timesteps {lossy['timesteps']} (exactness needs "
+                           f"{lossy['exact_timesteps']}): not error-free by construction; "
+                           + (counted if wrong else "no mismatch against the exact quantised ANN on these inputs"))
+        holds = bool(self.guarantee_holds(graph, layer_mismatches))
+        if not wrong:
+            return Verdict("EXACT", holds, f"0 conversion mismatches on all {len(layer_mismatches)} layers "
+                                           f"({total:,} values): the SNN equals the quantised ANN on these inputs")
+        note = self.mismatch_note(graph, wrong)
+        scope = self.equal_layers(graph)
+        if not scope:
+            return Verdict("APPROXIMATE", holds, f"{counted}; the {self.name} scheme promises no equality"
+                           + (f"; {note}" if note else ""))
+        outside = [k for k in wrong if k not in scope]
+        if outside and holds:
+            note = (f"the guarantee covers only {', '.join(sorted(scope))}, where every count is 0"
+                    + (f"; {note}" if note else ""))
+        return Verdict("NOT EXACT", holds, counted + (f"; {note}" if note else ""))
 
     # --- simulation -------------------------------------------------------------------------
     def run_batch(self, prep, x, record_codes: bool = True):
         """The simulator kernel: one batch of a prepared network -> `sim.core.BatchResult`."""
         raise NotImplementedError(f"the {self.name} scheme has no simulator kernel")
+
+    def run_probed(self, prep, x, probe):
+        """One batch through the kernel with a `sim.core.Probe` for it to fill (membrane peaks, the
+        readout after each step); a scheme whose kernel records nothing leaves it empty."""
+        return self.run_batch(prep, x, record_codes=False)
 
     def lava(self):
         """The scheme's Lava back end (its `lava` package: `build`, `run_lava`, ...), imported now."""
@@ -328,6 +381,17 @@ class Scheme:
         """Spikes per neuron (N, neurons) that pass a branch's leading max pool of the source's
         `trains`; None where the scheme cannot tell."""
         return None
+
+    # --- the chip ---------------------------------------------------------------------------
+    loihi2_route: str = ""  # how a Loihi 2 user runs a network of this scheme whose layers are all stock
+    stock_condition: str = ""   # the options under which its layers are stock ("" = always, given a route)
+    stock_hint: str = ""    # what to change for stock neurons when a network of this scheme needs microcode
+
+    def chip_path(self, layer):
+        """How Loihi 2 runs this layer (an `ir.neurons.ChipPath`): its neuron's own answer
+        (`Neuron.loihi2`); a scheme whose layers use a shared neuron class in its own way (the
+        bitplane readout's doubling accumulation) overrides this."""
+        return layer.neuron.loihi2()
 
     # --- reports ----------------------------------------------------------------------------
     def summary_lines(self, net) -> list[str]:
@@ -379,6 +443,26 @@ class Scheme:
 
     def __repr__(self) -> str:
         return f"<scheme {self.name}>"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What verify's counts say (`Scheme.verdict`): `word` EXACT / NOT EXACT / APPROXIMATE, whether
+    the scheme's guarantee `holds` on these inputs (verify's exit status 0), and the `reason`: the
+    counts that decide it, in one sentence."""
+    word: str
+    holds: bool
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"word": self.word, "holds": self.holds, "reason": self.reason}
+
+    def line(self) -> str:
+        return f"{self.word}: {self.reason}"
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.3g}%" if whole else "-"
 
 
 def _differs(a, b) -> bool:

@@ -139,6 +139,31 @@ class BatchResult:
                                                     # (schemes whose bound can be exceeded: sws calibrated)
 
 
+@dataclass
+class Probe:
+    """What a kernel records on request beyond its `BatchResult` (the reports' per-layer plots;
+    `Scheme.run_probed` passes one to its kernel, which fills what it knows).
+
+    state_peak     layer -> the largest |value| its state register (membrane, accumulator, sigma)
+                   had to hold over the batch and every step, taken before any wrap or saturation:
+                   a peak beyond the register's signed range is an overflow
+    readout_steps  the readout's value in the ANN's units (N, outputs) float64 after each time step
+                   of the run, for schemes whose readout accumulates over the run (empty otherwise)
+    """
+    state_peak: dict = field(default_factory=dict)
+    readout_steps: list = field(default_factory=list)
+
+    def peak(self, layer: str, *states: torch.Tensor) -> None:
+        """Raise layer's peak to the largest |value| among `states` (int64 tensors)."""
+        top = max((int(t.abs().max()) for t in states if t.numel()), default=0)
+        self.state_peak[layer] = max(self.state_peak.get(layer, 0), top)
+
+    def readout(self, state: torch.Tensor, output_scale: float) -> None:
+        """Record the readout's integer state after one step, in the ANN's units."""
+        n = state.shape[0]
+        self.readout_steps.append((state.to(torch.float64) * float(output_scale)).reshape(n, -1).cpu().numpy())
+
+
 def branch_current(pb: PreparedBranch, spikes: torch.Tensor) -> torch.Tensor:
     """Integer current of one branch for one batch of spike tensors (N, *shape)."""
     return apply_ops(pb.ops, spikes.to(pb.dtype), pb.weights).to(torch.int64) << pb.weight_exp

@@ -29,13 +29,17 @@ class Bitplane(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    def chip_path(self, layer):
+        """The readout accumulates the last layer's planes with doubling, like its BitplaneIF neurons."""
+        if layer.neuron.is_readout:
+            from ...ir.neurons import ChipPath
+            return ChipPath(ChipPath.MICROCODE, "bit-plane readout: accumulates U <- 2U + I over its sources' planes")
+        return super().chip_path(layer)
+
     def resolved_options(self, options, net) -> dict:
         # T: the bit planes the levels need (or the lossy T the user gave)
         lossy = net.meta.get("lossy")
         return {"timesteps": lossy["timesteps"] if lossy else max(net.meta["time_steps_per_layer"].values())}
-
-    def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
-        return all(v == 0 for v in layer_mismatches.values())
 
     def lava(self):
         from . import lava
@@ -44,6 +48,10 @@ class Bitplane(Scheme):
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)
+
+    def run_probed(self, prep, x, probe):
+        from .kernel import run_batch
+        return run_batch(prep, x, False, probe)
 
     def simulate_lava(self, net, x):
         from .lava.network import run_lava

@@ -21,11 +21,14 @@ def encode_planes(codes: torch.Tensor, n_steps: int) -> torch.Tensor:
     return ((codes.unsqueeze(1) >> shifts) & 1).to(torch.uint8)
 
 
-def horner(plane_currents: torch.Tensor) -> torch.Tensor:
-    """Accumulation phase: U <- 2U + I(t) over the planes axis (dim 1), from U = 0."""
+def horner(plane_currents: torch.Tensor, partials: list | None = None) -> torch.Tensor:
+    """Accumulation phase: U <- 2U + I(t) over the planes axis (dim 1), from U = 0.  `partials`,
+    if a list, gets every intermediate U (what the membrane holds during accumulation)."""
     u = torch.zeros_like(plane_currents[:, 0])
     for t in range(plane_currents.shape[1]):
         u = 2 * u + plane_currents[:, t]
+        if partials is not None:
+            partials.append(u)
     return u
 
 
@@ -72,8 +75,11 @@ def bitserial_maxpool(planes: torch.Tensor, kernel: tuple, stride: tuple) -> tor
     return torch.stack(out, dim=1).reshape(n, t, c, oh, ow).to(torch.uint8)
 
 
-def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
-    """One batch of a `bitplane` network: codes = the decoded bit planes of every layer."""
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
+              probe: core.Probe | None = None) -> core.BatchResult:
+    """One batch of a `bitplane` network: codes = the decoded bit planes of every layer.  `probe`
+    gets each layer's membrane peak (branch by branch, as the planes arrive; the readout only
+    holds a value after the last plane, so no per-step readout)."""
     graph = prep.graph
     planes: dict[str, torch.Tensor] = {}
     codes, spikes = {}, {}
@@ -95,9 +101,15 @@ def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> 
             t = p.shape[1]
             flat = p.reshape((n * t,) + tuple(p.shape[2:])).to(pb.dtype)
             current = apply_ops(pb.ops, flat, pb.weights).to(torch.int64)
-            acc = horner(current.reshape((n, t) + tuple(current.shape[1:]))) << pb.weight_exp
+            partials = [] if probe is not None else None
+            acc = horner(current.reshape((n, t) + tuple(current.shape[1:])), partials) << pb.weight_exp
+            if probe is not None:   # the membrane holds the earlier branches' sum plus this one's partials
+                base = 0 if u is None else u
+                probe.peak(layer.name, *[base + (p << pb.weight_exp) for p in partials])
             u = acc if u is None else u + acc
         u = u + core.layer_bias(layer, u)
+        if probe is not None:
+            probe.peak(layer.name, u)
         if layer.is_readout:
             break
         if not isinstance(layer.neuron, BitplaneIF):

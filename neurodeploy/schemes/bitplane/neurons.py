@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir.fields import integer
-from ...ir.neurons import Neuron
+from ...ir.neurons import ChipPath, Neuron
 from ...limits import MAX_TIMESTEPS
 
 
@@ -26,6 +26,7 @@ class BitplaneEncoder(Neuron):
     code k = clip(floor(x * in_scale + offset), 0, code_max) per input element, emitted MSB
     first as n_steps binary spikes: s(t) = (k >> (n_steps - t)) & 1 for t = 1..n_steps.
     """
+    chip_path = ChipPath(ChipPath.HOST, "the input's bit planes, MSB first, injected by the host as binary spikes")
     code_max: int = integer(1, "state_max")
     n_steps: int = integer(1, MAX_TIMESTEPS)
 
@@ -44,6 +45,9 @@ class BitplaneIF(Neuron):
     first, for j = 1..n_steps:  theta_j = v_th_mant << (n_steps - j);  s = [U >= theta_j];
     U <- U - s * theta_j.  The emitted bits spell clip(floor(U / v_th_mant), 0, code_max).
     """
+    chip_path = ChipPath(ChipPath.MICROCODE, "bit-plane IF: accumulates U <- 2U + I over its sources' planes, "
+                                             "then emits its code MSB first against halving thresholds "
+                                             "(subtractive reset)")
     v_th_mant: int = integer(1, "v_th_mant_max")
     code_max: int = integer(1, "state_max")
     n_steps: int = integer(1, MAX_TIMESTEPS)

@@ -30,6 +30,8 @@ class Cuba(Scheme):
     guarantee = ("none: the fixed-point CUBA SNN approximates the float LIF SNN (quantised weights/bias/input, "
                  "Loihi's decay rounding, 1-step synaptic delays); verify reports both accuracies")
     exact = False
+    loihi2_route = ("Lava-DL NetX: `neurodeploy export DIR --format netx -o net.h5`, then "
+                    "`netx.hdf5.Network(net_config='net.h5')` on Loihi 2 through lava-loihi (Intel INRC members)")
     timesteps_help = "the T the LIF network was trained with (required)"
     exporters = {"netx": _export_netx}
     netx_neurons = ("CUBA",)       # NetX files of these neurons import as cuba networks (netx.py)
@@ -67,6 +69,10 @@ class Cuba(Scheme):
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)
+
+    def run_probed(self, prep, x, probe):
+        from .kernel import run_batch
+        return run_batch(prep, x, False, probe)
 
 
 SCHEME = Cuba()

@@ -29,12 +29,18 @@ def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
     return torch.sign(p) * (torch.abs(p) >> cb.DECAY_SHIFT)
 
 
-def lif_step(u: torch.Tensor, v: torch.Tensor, a_in: torch.Tensor, bias: torch.Tensor, neuron):
-    """One CubaLIF / CubaReadout update on int64 tensors; returns (u, v, spikes bool)."""
+def lif_step(u: torch.Tensor, v: torch.Tensor, a_in: torch.Tensor, bias: torch.Tensor, neuron,
+             raw: list | None = None):
+    """One CubaLIF / CubaReadout update on int64 tensors; returns (u, v, spikes bool).  `raw`, if a
+    list, gets u before its wrap and v before its saturation (the registers' peaks)."""
     u = _decay(u, neuron.du + cb.DS_OFFSET) + (a_in << cb.ACT_SHIFT)
+    if raw is not None:
+        raw.append(u)
     u = torch.where(u > cb.MAX_UV, u - 2 * cb.MAX_UV, u)
     u = torch.where(u <= -cb.MAX_UV, u + 2 * cb.MAX_UV, u)
     v = _decay(v, neuron.dv + cb.DM_OFFSET) + u + bias
+    if raw is not None:
+        raw.append(v)
     v = torch.clamp(v, -cb.MAX_UV + 1, cb.MAX_UV - 1)
     s = v > (int(neuron.v_th_mant) << cb.VTH_SHIFT)
     v = torch.where(s, torch.zeros_like(v), v)
@@ -60,11 +66,14 @@ class Trace:
     codes: np.ndarray     # int64 input codes (N, *shape)
 
 
-def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False, probe=None):
+def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False, probe: core.Probe | None = None,
+                   on_step=None):
     """Run the whole sample (n_steps steps); returns (readout value v(R) - v(window_start), spike
     counts per layer, input codes, Trace or None).  A readout whose `output` is "spikes" is
-    counted (and traced) like a hidden layer.  `probe(step, u, v)`, if given, sees every
-    layer's u and v (dicts of int64 tensors) after each step.
+    counted (and traced) like a hidden layer.  `probe` gets each layer's peak |u|, |v| and the
+    readout's value after every step (v(t) - v(window_start) once the window has started, else v(t)).
+    `on_step(step, u, v)`, if given, sees every layer's u and v (dicts of int64 tensors) after each
+    step (the golden-file tests compare them with Lava-DL's).
 
     Inputs of imported NetX networks (`CubaEncoder`): `sequence` takes x (N, n_steps, *shape),
     one frame per step; `drive` "bias" adds the codes to the bias of the layers the encoder
@@ -101,8 +110,11 @@ def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False, prob
                        if not (by_bias and pb.source == enc.name))
             if reset_due(layer.neuron, step):
                 u[layer.name], v[layer.name] = zeros[layer.name], zeros[layer.name]
+            raw = [] if probe is not None else None
             u[layer.name], v[layer.name], s = lif_step(u[layer.name], v[layer.name], a_in, bias[layer.name],
-                                                       layer.neuron)
+                                                       layer.neuron, raw)
+            if probe is not None:
+                probe.peak(layer.name, *raw)
             if layer.name in counts:
                 counts[layer.name] += s
                 if trace:
@@ -110,12 +122,14 @@ def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False, prob
             if layer.is_readout:
                 if step == start:
                     v_start = v[layer.name].clone()
+                if probe is not None:
+                    probe.readout(v[layer.name] - (v_start if step > start else 0), graph.output.neuron.output_scale)
                 if trace:
                     rv.append(v[layer.name].clone())
                 continue
             now[layer.name] = s.to(torch.uint8)
-        if probe is not None:
-            probe(step, u, v)
+        if on_step is not None:
+            on_step(step, u, v)
         prev = now
     tr = None
     if trace:
@@ -124,11 +138,12 @@ def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False, prob
     return v[out] - v_start, counts, k, tr
 
 
-def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
+              probe: core.Probe | None = None) -> core.BatchResult:
     """The `cuba` kernel (sim.engine.run_batch): output = readout v (or, for `output` "spikes", its
     spike count) * output_scale; codes = spike counts."""
     graph = prep.graph
-    vout, counts, k, _ = simulate_steps(prep, x)
+    vout, counts, k, _ = simulate_steps(prep, x, probe=probe)
     n = vout.shape[0]
     if graph.output.name in counts:
         vout = counts.pop(graph.output.name)

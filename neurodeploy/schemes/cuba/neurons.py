@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir.fields import choice, flag, integer
-from ...ir.neurons import Neuron, Readout
+from ...ir.neurons import ChipPath, Neuron, Readout
 from ...limits import MAX_RUN_STEPS, MAX_TIMESTEPS
 
 DECAY_SHIFT = 12          # du, dv are 12-bit fractions of 4096 (lif/models.py L104-105)
@@ -53,6 +53,7 @@ class CubaEncoder(Neuron):
     its `bias_mant`): that layer adds k to its bias_mant from the first step on, and its
     branch from the encoder (ChannelScale of ones) carries no current.
     """
+    chip_path = ChipPath(ChipPath.HOST, "graded input codes injected by the host at every step")
     code_max: int = integer(1, "state_max")
     n_steps: int = integer(1, MAX_RUN_STEPS)
     timesteps: int = integer(1, MAX_TIMESTEPS)
@@ -89,6 +90,7 @@ class CubaLIF(Neuron):
     set to 0 before the update of every step t (Lava's time step, from 1) with
     t % reset_interval == reset_offset % reset_interval.
     """
+    chip_path = ChipPath(ChipPath.STOCK, "CUBA LIF (Lava's lava.proc.lif LIF; a Lava-DL NetX 'CUBA' layer)")
     # -1 and 4096: a NetX file's iDecay 0 (u never decays) and vDecay 4096 (v keeps nothing), which
     # Lava computes; the cuba scheme's own compiler stays within 0..4095
     du: int = integer(-1, "decay_max")
@@ -120,6 +122,7 @@ class CubaReadout(Readout):
     "spikes" (the number of spikes it fires over the run, for networks whose output layer
     spikes).
     """
+    chip_path = ChipPath(ChipPath.STOCK, "CUBA LIF that never fires (a Lava-DL NetX 'CUBA' output layer)")
     du: int = integer(-1, "decay_max", default=DECAY_UNITY - 1)       # -1, 4096: as CubaLIF
     dv: int = integer(0, DECAY_UNITY, default=0)
     v_th_mant: int = integer(0, "v_th_mant_max", default=VTH_MAX)

@@ -27,6 +27,11 @@ class Rate(Scheme):
     passes = ["fold_bn", "fuse_quant_act", "drop_redundant_relu"]
     guarantee = "none: rate coding approximates the quantised ANN (mismatches are expected)"
     exact = False
+    loihi2_route = ("Lava processes (with --reset zero): `neurodeploy.schemes.rate.lava.build_lava` wires stock "
+                    "Dense/Conv and LIF processes; run them with Loihi2HwCfg instead of Loihi2SimCfg through "
+                    "lava-loihi (Intel INRC members)")
+    stock_condition = "--reset zero"
+    stock_hint = "recompile with --reset zero (Loihi 2's stock LIF)"
     timesteps_help = "the T of the rate code (default 32)"
     exporters = {"nir": _export_nir}
     compare_sweep = ("--rate-timesteps", "T values for rate", [4, 8, 16, 32, 64])
@@ -45,6 +50,10 @@ class Rate(Scheme):
     def run_batch(self, prep, x, record_codes: bool = True):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)
+
+    def run_probed(self, prep, x, probe):
+        from .kernel import run_batch
+        return run_batch(prep, x, False, probe)
 
     def simulate_lava(self, net, x):
         from .lava import run_lava

@@ -21,9 +21,13 @@ def encoder_step(v: torch.Tensor, codes: torch.Tensor, n_steps: int) -> tuple[to
     return v - s.to(v.dtype) * n_steps, s
 
 
-def if_step(v: torch.Tensor, current: torch.Tensor, neuron: RateIF) -> tuple[torch.Tensor, torch.Tensor]:
-    """RateIF: integrate, saturate to the state range, fire on v >= v_th_mant, reset."""
+def if_step(v: torch.Tensor, current: torch.Tensor, neuron: RateIF,
+            unclamped: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """RateIF: integrate, saturate to the state range, fire on v >= v_th_mant, reset.  `unclamped`,
+    if a list, gets v + current before saturation."""
     limit = (1 << (neuron.state_bits - 1)) - 1
+    if unclamped is not None:
+        unclamped.append(v + current)
     v = torch.clamp(v + current, -limit, limit)
     s = v >= neuron.v_th_mant
     if neuron.reset == "subtract":
@@ -33,8 +37,10 @@ def if_step(v: torch.Tensor, current: torch.Tensor, neuron: RateIF) -> tuple[tor
     return v, s
 
 
-def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
-    """One batch of a `rate` network, step by step: codes = spike counts."""
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
+              probe: core.Probe | None = None) -> core.BatchResult:
+    """One batch of a `rate` network, step by step: codes = spike counts.  `probe` gets each layer's
+    membrane peak (before saturation) and the readout's value after every step."""
     graph = prep.graph
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     enc = graph.input
@@ -62,8 +68,14 @@ def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> 
             current = sum(core.branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
             if layer.is_readout:
                 v[layer.name] = v[layer.name] + current
+                if probe is not None:
+                    probe.peak(layer.name, v[layer.name])
+                    probe.readout(v[layer.name], layer.neuron.output_scale)
                 continue
-            v[layer.name], s = if_step(v[layer.name], current + step_bias[layer.name], layer.neuron)
+            raw = [] if probe is not None else None
+            v[layer.name], s = if_step(v[layer.name], current + step_bias[layer.name], layer.neuron, raw)
+            if probe is not None:
+                probe.peak(layer.name, raw[0])
             now[layer.name] = s.to(torch.uint8)
         for name, s in now.items():
             counts[name] += s

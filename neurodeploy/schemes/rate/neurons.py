@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir.fields import choice, integer
-from ...ir.neurons import Neuron
+from ...ir.neurons import ChipPath, Neuron
 from ...limits import MAX_RUN_STEPS, MAX_TIMESTEPS
 
 
@@ -21,6 +21,7 @@ class RateEncoder(Neuron):
     emits exactly k spikes, evenly spread, in steps 1..n_steps (v <- v + k; s = [v >= T];
     v <- v - s*T).
     """
+    chip_path = ChipPath(ChipPath.HOST, "rate-coded input spikes (v <- v + k, spike at T) injected by the host")
     code_max: int = integer(1, MAX_TIMESTEPS)
     n_steps: int = integer(1, MAX_TIMESTEPS)
 
@@ -42,6 +43,12 @@ class RateIF(Neuron):
     The quantised ANN it approximates: code = clip(floor((W.k + bias*bias_steps + v_init)
     / v_th_mant), 0, code_max), with code_max = T.
     """
+    def loihi2(self) -> ChipPath:
+        """reset="zero" is Loihi 2's stock CUBA LIF with du = 4095 (no current kept) and dv = 0 (no
+        leak); the subtractive reset keeps the residue, which the stock LIF cannot."""
+        if self.reset == "zero":
+            return ChipPath(ChipPath.STOCK, "CUBA LIF with du = 4095, dv = 0, reset to 0 (Lava's lava.proc.lif LIF)")
+        return ChipPath(ChipPath.MICROCODE, "IF neuron with subtractive reset (the stock LIF only resets to 0)")
     v_th_mant: int = integer(1, "v_th_mant_max")
     code_max: int = integer(1, MAX_TIMESTEPS)
     v_init: int = integer(0, "state_max", default=0)

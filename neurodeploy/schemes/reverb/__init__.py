@@ -50,6 +50,10 @@ class Reverb(Scheme):
         from .kernel import run_batch
         return run_batch(prep, x, record_codes)
 
+    def run_probed(self, prep, x, probe):
+        from .kernel import run_batch
+        return run_batch(prep, x, False, probe)
+
     def simulate_lava(self, net, x):
         from .lava import run_lava
         res = run_lava(net, x)

@@ -83,7 +83,7 @@ def emit(v: torch.Tensor, out_mant: torch.Tensor, out_shift: int, payload_max: i
 
 
 def neuron_run(a_in: torch.Tensor, bias: torch.Tensor, neuron: rv.ReverbNeuron,
-               v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               v0: torch.Tensor | None = None, raw: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a ReverbNeuron layer over its T local steps.
 
     a_in: int64 synaptic input (N, T, *shape), one slice per local step.
@@ -91,6 +91,7 @@ def neuron_run(a_in: torch.Tensor, bias: torch.Tensor, neuron: rv.ReverbNeuron,
     Returns (payloads int64 (N, T, *shape), final membrane v (N, *shape)).  Per step
     (schemes.reverb.neurons.ReverbNeuron): leak toward 0, add input + bias with 24-bit saturation, fire
     where v ≥ v_th_mant, emit the rounded, clipped v·out_mant >> out_shift, reset to 0.
+    `raw`, if a list, gets v before the saturation of every step.
     """
     a_in = a_in.to(torch.int64)
     step0 = a_in[:, 0]
@@ -101,6 +102,8 @@ def neuron_run(a_in: torch.Tensor, bias: torch.Tensor, neuron: rv.ReverbNeuron,
     out = []
     for t in range(a_in.shape[1]):
         v = decay(v, neuron.dv)
+        if raw is not None:
+            raw.append(v + a_in[:, t] + bias)
         v = torch.clamp(v + a_in[:, t] + bias, -rv.STATE_MAX, rv.STATE_MAX)
         fired = v >= vth
         out.append(torch.where(fired, emit(v, mant, neuron.out_shift, neuron.max_payload), zero))
@@ -190,8 +193,9 @@ class ReverbRun:
     membranes: dict         # ReverbNeuron layer -> final v (N, *shape)
 
 
-def run(prep: core.Prepared, x: np.ndarray) -> ReverbRun:
-    """Simulate one batch layer by layer (see the module docstring for why that is exact)."""
+def run(prep: core.Prepared, x: np.ndarray, probe: core.Probe | None = None) -> ReverbRun:
+    """Simulate one batch layer by layer (see the module docstring for why that is exact).  `probe`
+    gets each layer's peak |v| and the readout's value after each of its local steps."""
     graph = prep.graph
     enc = graph.input
     if not isinstance(enc.neuron, rv.ReverbEncoder):
@@ -208,12 +212,21 @@ def run(prep: core.Prepared, x: np.ndarray) -> ReverbRun:
         bias = core.layer_bias(layer, a_in[:, 0])
         if isinstance(layer.neuron, rv.ReverbReadout):
             state = a_in.sum(dim=1) + layer.neuron.total_bias(bias)   # v += a_in + b at each of the T steps
+            if probe is not None:
+                partial = torch.cumsum(a_in, dim=1) + bias.unsqueeze(1) * torch.arange(
+                    1, t + 1, device=a_in.device).reshape((1, t) + (1,) * (a_in.ndim - 2))
+                probe.peak(layer.name, partial)
+                for step in range(t):
+                    probe.readout(partial[:, step], layer.neuron.output_scale)
             break
         if not isinstance(layer.neuron, rv.ReverbNeuron):
             raise NeurodeployError(f"the reverb simulator has no kernel for {type(layer.neuron).__name__}",
                                    f"layer '{layer.name}'")
         check_fields(layer)
-        trains[layer.name], membranes[layer.name] = neuron_run(a_in, bias, layer.neuron)
+        raw = [] if probe is not None else None
+        trains[layer.name], membranes[layer.name] = neuron_run(a_in, bias, layer.neuron, raw=raw)
+        if probe is not None:
+            probe.peak(layer.name, *raw)
     if state is None or graph.output.neuron is not layer.neuron:
         raise NeurodeployError("the last layer of a reverb network must be a ReverbReadout",
                                f"layer '{graph.output.name}'")
@@ -231,15 +244,16 @@ def spike_counts(train: torch.Tensor) -> torch.Tensor:
     return (train != 0).sum(dim=1).to(torch.int64)
 
 
-def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
-    """The `reverb` kernel (sim.engine.run_batch).
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
+              probe: core.Probe | None = None) -> core.BatchResult:
+    """The `reverb` kernel (sim.engine.run_batch); `probe` as in `run`.
 
     output = readout v · output_scale; output_state = readout v (int64);
     codes[layer] = per-neuron count of nonzero payloads over the T steps (the encoder included:
     T for every nonzero input code), so that codes sum to spikes[layer];
     spikes[layer] = nonzero payloads (graded messages) in the batch.
     """
-    r = run(prep, x)
+    r = run(prep, x, probe)
     counts = {name: spike_counts(tr) for name, tr in r.trains.items()}
     spikes = {name: int(c.sum()) for name, c in counts.items()}
     return core.BatchResult(readout_value(prep.graph, r.readout_state), r.readout_state,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...ir.fields import int_array, integer
-from ...ir.neurons import Neuron, Readout
+from ...ir.neurons import ChipPath, Neuron, Readout
 from ...limits import MAX_RUN_STEPS, MAX_TIMESTEPS
 
 DECAY_SHIFT = 12            # decay as a 12-bit fraction of 4096, as Loihi's dv
@@ -92,6 +92,7 @@ class ReverbEncoder(Neuron):
     """Input encoder (host / spike injector): code k = clip(floor(x·in_scale + offset), 0, code_max)
     of every input element, sent as a graded spike with payload k at each of the T steps
     (a static input is a constant current in the float model).  Zero codes send nothing."""
+    chip_path = ChipPath(ChipPath.HOST, "input codes injected by the host as graded spikes at every step")
     code_max: int = integer(1, "state_max")
     timesteps: int = integer(1, MAX_TIMESTEPS)
 
@@ -137,6 +138,8 @@ class ReverbNeuron(Neuron):
         timesteps: T, the local steps this layer runs.
         start_step: absolute step after which the layer starts (its hop depth).
     """
+    chip_path = ChipPath(ChipPath.MICROCODE, "ReverB neuron: graded spike = rounded membrane x per-channel scale, "
+                                             "12-bit leak, hard reset")
     dv: int = integer(0, "decay_max")
     v_th_mant: np.ndarray = int_array(0, "state_max")
     out_mant: np.ndarray = int_array(0, OUT_MANT_MAX)
@@ -172,6 +175,8 @@ class ReverbReadout(Readout):
     The reported value is v · output_scale after the last local step, output_scale =
     in_unit / T: the float model's mean over T of W·O_t + b.
     """
+    chip_path = ChipPath(ChipPath.MICROCODE, "ReverB readout: integrator adding its bias at every one of the T "
+                                             "local steps, gated by its start step")
     timesteps: int = integer(1, MAX_TIMESTEPS, default=1)
     start_step: int = integer(0, MAX_RUN_STEPS, default=0)
 

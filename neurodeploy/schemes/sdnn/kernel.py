@@ -40,10 +40,11 @@ branch_current = core.lava_branch_current     # a convolution's output wraps at 
 
 def run_sdnn(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
              n_steps: int | None = None, trace: list | None = None,
-             states: dict | None = None) -> core.BatchResult:
+             states: dict | None = None, probe: core.Probe | None = None) -> core.BatchResult:
     """Run one batch for `n_steps` (default: until settled).  `trace`, if a list, receives
     per step a dict layer -> payload tensor; `states`, if a dict, receives per layer the final
-    {"sigma", "act", "residue"} tensors (for comparisons with Lava)."""
+    {"sigma", "act", "residue"} tensors (for comparisons with Lava); `probe` gets each layer's
+    peak |sigma| and |act| (24-bit registers on the chip) and the readout's value after every step."""
     graph = prep.graph
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     enc = graph.input
@@ -71,8 +72,13 @@ def run_sdnn(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
             a_in = sum(branch_current(pb, prev[pb.source]) for pb in prep.branches[layer.name])
             if layer.is_readout:
                 state[layer.name]["sigma"] = state[layer.name]["sigma"] + a_in
+                if probe is not None:
+                    probe.peak(layer.name, state[layer.name]["sigma"])
+                    probe.readout(state[layer.name]["sigma"] + bias[layer.name], layer.neuron.output_scale)
                 continue
             now[layer.name] = sigma_delta_step(state[layer.name], a_in, bias[layer.name], layer.neuron)
+            if probe is not None:
+                probe.peak(layer.name, state[layer.name]["sigma"], state[layer.name]["act"])
         for name, p in now.items():
             codes[name] += p
             spikes[name] += int(torch.count_nonzero(p))

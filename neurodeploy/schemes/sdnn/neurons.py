@@ -17,7 +17,7 @@ by code that inspects annotations at run time.
 from dataclasses import dataclass
 
 from neurodeploy.ir.fields import integer
-from neurodeploy.ir.neurons import Neuron, Readout
+from neurodeploy.ir.neurons import ChipPath, Neuron, Readout
 
 # Lava's spike_exp / state_exp shifts: NetX uses 6; wider ones leave the 24-bit registers.
 MAX_EXP = 24
@@ -53,6 +53,8 @@ class DeltaEncoder(Neuron):
     sends a code only where |k| >= vth (a static input's first delta; a smaller one stays in
     the residue for ever), and `code_min` < 0 allows signed input (frame differences).
     """
+    chip_path = ChipPath(ChipPath.HOST, "input codes sent once as graded payloads by the host (in place of NetX's "
+                                        "input Delta layer)")
     code_max: int = integer(1, "state_max")
     vth: int = integer(0, "state_max", default=0)
     code_min: int = integer("-state_max", 0, default=0)
@@ -82,6 +84,7 @@ class SigmaDelta(Neuron):
     floor(max(sigma + B, 0) / 2^state_exp): the integer ReLU network that
     `sim.reference.reference` computes with divisor `v_th_mant` = 2^state_exp.
     """
+    chip_path = ChipPath(ChipPath.STOCK, "SigmaDelta ReLU (Lava's lava.proc.sdn; a Lava-DL NetX 'SDNN' layer)")
     vth: int = integer(0, "v_th_mant_max")
     code_max: int = integer(1, "state_max")
     spike_exp: int = integer(0, MAX_EXP, default=6)
@@ -116,6 +119,8 @@ class Sigma(Readout):
 
     Lava's Sigma has no bias, so the layer's integer bias is added on the host:
     output value = (sigma + bias) * output_scale, after the network has settled."""
+    chip_path = ChipPath(ChipPath.STOCK, "Sigma accumulator (Lava's lava.proc.sdn; the NetX readout), its bias "
+                                         "added on the host")
 
     def formats(self, target, from_input=False):
         return _sdnn_formats(target, from_input, target.state_max)    # the host's addition

@@ -188,23 +188,30 @@ def _bias_steps(layer, like: torch.Tensor) -> torch.Tensor:
     return b.reshape((1, 1, -1) + (1,) * (like.ndim - 3))
 
 
-def _readout(cur: torch.Tensor, bias: torch.Tensor, beta: int, state_bits: int | None):
+def _readout(cur: torch.Tensor, bias: torch.Tensor, beta: int, state_bits: int | None, peak: list | None = None):
     """The readout's weighted potential V (N, *shape) and its overflow mask: V ← β·V + a_in for
-    the Tc input steps, + bias at the last one, wrapped each step like `lava.readout_update`."""
+    the Tc input steps, + bias at the last one, wrapped each step like `lava.readout_update`.
+    `peak`, if a list, gets the largest |V| before wrapping."""
     tc = cur.shape[1]
     v = torch.zeros_like(cur[:, 0])
     wrapped = torch.zeros_like(v, dtype=torch.bool)
+    top = 0
     for t in range(tc):                       # the readout amplifies, never spikes
         v = beta * v + cur[:, t] + (bias if t == tc - 1 else 0)
+        if peak is not None and v.numel():
+            top = max(top, int(v.abs().max()))
         v, ov = wrap_state(v, state_bits)
         wrapped |= ov
+    if peak is not None:
+        peak.append(top)
     return v, wrapped
 
 
 def run_digits(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False,
-               overflows: dict | None = None):
+               overflows: dict | None = None, probe: core.Probe | None = None):
     """Layer after layer over whole digit planes.  overflows: if given, layer -> number of
-    neurons x samples whose state wrapped (at the target's state width) is added to it."""
+    neurons x samples whose state wrapped (at the target's state width) is added to it; `probe`
+    gets each layer's peak |state| (the readout holds its value only after the last step)."""
     graph = prep.graph
     bits = state_bits_of(graph)
     enc = graph.input
@@ -218,7 +225,10 @@ def run_digits(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool
     for layer in graph.neuron_layers():
         cur = _currents(prep, layer, digits, n, tc)
         if isinstance(layer.neuron, nrn.Readout):
-            u, wrapped = _readout(cur, _bias_steps(layer, cur)[:, 0], beta, bits)
+            top = [] if probe is not None else None
+            u, wrapped = _readout(cur, _bias_steps(layer, cur)[:, 0], beta, bits, top)
+            if probe is not None:
+                probe.state_peak[layer.name] = max(probe.state_peak.get(layer.name, 0), top[0])
             if overflows is not None:
                 overflows[layer.name] = overflows.get(layer.name, 0) + int(wrapped.sum())
             break
@@ -227,8 +237,10 @@ def run_digits(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool
                                    f"layer '{layer.name}'")
         if int(layer.neuron.beta) != beta or int(layer.neuron.coding_steps) != tc:
             raise NeurodeployError("all sws layers must share beta and coding steps", f"layer '{layer.name}'")
-        ov = []
-        out, _ = tsa_run(cur + _bias_steps(layer, cur), layer.neuron, state_bits=bits, overflow=ov)
+        ov, top = [], ([] if probe is not None else None)
+        out, _ = tsa_run(cur + _bias_steps(layer, cur), layer.neuron, peak=top, state_bits=bits, overflow=ov)
+        if probe is not None:
+            probe.state_peak[layer.name] = max(probe.state_peak.get(layer.name, 0), top[0])
         if overflows is not None:
             overflows[layer.name] = overflows.get(layer.name, 0) + int(ov[0].sum())
         digits[layer.name] = out
@@ -238,13 +250,14 @@ def run_digits(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool
     return u, codes, spikes, (digits if keep_digits else None)
 
 
-def run_batch(prep, x: np.ndarray, record_codes: bool = True, overflows: dict | None = None):
+def run_batch(prep, x: np.ndarray, record_codes: bool = True, overflows: dict | None = None,
+              probe: core.Probe | None = None):
     """The `sws` kernel (sim.engine.run_batch): codes = decoded value of each layer's digits,
     spikes = number of nonzero (±1) digits; `overflows` (optional dict) accumulates the state
-    overflows per layer (see `_run`)."""
+    overflows per layer (see `_run`); `probe` gets the state peaks."""
     graph = prep.graph
     counts = {l.name: 0 for l in graph.neuron_layers()}
-    u, codes, spikes, _ = run_digits(prep, x, record_codes, overflows=counts)
+    u, codes, spikes, _ = run_digits(prep, x, record_codes, overflows=counts, probe=probe)
     if overflows is not None:
         for name, c in counts.items():
             overflows[name] = overflows.get(name, 0) + c

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir.fields import flag, integer
-from ...ir.neurons import Neuron
+from ...ir.neurons import ChipPath, Neuron
 
 # Tc and Ts are bounded so that beta^(Tc+Ts) stays far inside int64 (3^32 < 2^51).
 MAX_CODING_STEPS = 32
@@ -47,6 +47,7 @@ class TSAEncoder(Neuron):
     because it must decide the MSB before it has seen enough of the constant current.  The
     host expansion is exact, needs no silent period and no neuron updates.
     """
+    chip_path = ChipPath(ChipPath.HOST, "the input's ternary digits injected by the host")
     code_max: int = integer(1, "state_max")
     beta: int = integer(2, 3, default=2)
     coding_steps: int = integer(1, MAX_CODING_STEPS, default=8)
@@ -88,6 +89,8 @@ class TSA(Neuron):
     U = Σ W·codes_src + S·bias  (`reference_code`, `total_bias`).
     `full_threshold` (threshold θ instead of θ/2) exists only for the paper's ablation.
     """
+    chip_path = ChipPath(ChipPath.MICROCODE, "ternary self-amplifying neuron: beta-amplified membrane, silent "
+                                             "period, +-1 spikes")
     theta_mant: int = integer(1, "v_th_mant_max")
     code_max: int = integer(1, "state_max")
     beta: int = integer(2, 3, default=2)
