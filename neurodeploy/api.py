@@ -183,11 +183,13 @@ def _inputs(x, graph: SpikingGraph) -> np.ndarray:
     return check_inputs(_numpy(x, "inputs"), graph.input.shape, "x")
 
 
-def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """Run the compiled network bit-accurately on x (N, ...); returns float32 (N, outputs)."""
+def simulate(net, x, batch_size: int = 256, device: str = "cpu", engine: str = "neurodeploy") -> np.ndarray:
+    """Run the compiled network bit-accurately on x (N, ...); returns float32 (N, outputs).
+    engine: "neurodeploy" (default) or another of the scheme's bit-identical kernels ("planes" for
+    bitplane: plane by plane, as `neurodeploy simulate --engine planes`)."""
     from .sim.engine import simulate as run
     graph = _spiking(net)
-    out, _ = run(graph, _inputs(x, graph), batch_size, device)
+    out, _ = run(graph, _inputs(x, graph), batch_size, device, engine=engine)
     return out
 
 

@@ -121,8 +121,9 @@ def _add_simulate(sub):
     p.add_argument("--output", required=True, metavar="Y.npy", help="where to write the outputs")
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
-    p.add_argument("--engine", choices=["neurodeploy", "lava"], default="neurodeploy",
-                   help="neurodeploy = our vectorised simulator (default); lava = Intel Lava's own CPU "
+    p.add_argument("--engine", choices=["neurodeploy", "planes", "lava"], default="neurodeploy",
+                   help="neurodeploy = our vectorised simulator (default); planes = bitplane networks plane by "
+                        "plane as the chip works (bit-identical, slower); lava = Intel Lava's own CPU "
                         "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
                         "(the schemes with Lava processes; slow: a few samples per second)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")
@@ -191,7 +192,7 @@ def cmd_simulate(args) -> int:
     if args.engine == "lava":
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
     else:
-        out, spikes = simulate(net, x, args.batch_size, args.device, progress=True)
+        out, spikes = simulate(net, x, args.batch_size, args.device, progress=True, engine=args.engine)
     seconds = time.perf_counter() - t0
     _save_npy_atomic(args.output, out)
     summary = {"samples": int(len(x)), "output": args.output, "seconds": seconds,

@@ -133,6 +133,8 @@ class Scheme:
                         ("netx", "nir"; `neurodeploy export`)
         why_no_export   format -> why this scheme's networks have no such file (for the error)
         compare_sweep   (flag, help, default) of the list `neurodeploy compare` sweeps, or None
+        engines         name -> description of its simulator kernels (`simulate --engine`, `sim.engine.prepare`):
+                        "neurodeploy" (the default) and any bit-identical alternative it keeps
 
     Methods: `build` (the compile flow; `compile` checks the options first), `run_batch` (the
     simulator kernel), and the optional hooks below (`lava`, `simulate_lava`, the cost report's
@@ -152,6 +154,8 @@ class Scheme:
     exporters: dict = {}
     why_no_export: dict = {}
     compare_sweep: tuple | None = None
+    engines: dict = {"neurodeploy": "the scheme's simulator kernel"}   # name -> what it does; the first
+                                                                  # is the default (`--engine`)
 
     # --- options ----------------------------------------------------------------------------
     def options(self, given=None):
@@ -217,7 +221,8 @@ class Scheme:
 
     # --- simulation -------------------------------------------------------------------------
     def run_batch(self, prep, x, record_codes: bool = True):
-        """The simulator kernel: one batch of a prepared network -> `sim.core.BatchResult`."""
+        """The simulator kernel: one batch of a prepared network -> `sim.core.BatchResult`; `prep.engine`
+        names which of `engines` to run."""
         raise NotImplementedError(f"the {self.name} scheme has no simulator kernel")
 
     def lava(self):

@@ -38,15 +38,48 @@ class Prepared:
     graph: SpikingGraph
     device: torch.device
     branches: dict = field(default_factory=dict)   # layer name -> [PreparedBranch]
+    engine: str = "neurodeploy"                    # which of its scheme's kernels runs it (Scheme.engines)
+    cache: dict = field(default_factory=dict)      # what a kernel derives once per network (its own keys)
 
 
-def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
+def exact_float_dtype(bound: float) -> torch.dtype | None:
+    """The narrowest float dtype in which integers up to `bound` in magnitude are all exact:
+    float32 below 2^24, float64 below 2^53, None beyond."""
+    if bound < FLOAT32_EXACT:
+        return torch.float32
+    if bound < FLOAT64_EXACT:
+        return torch.float64
+    return None
+
+
+def torch_device(device: str) -> torch.device:
+    """`device` as a torch.device that exists on this machine, or a NeurodeployError saying why not."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise NeurodeployError(f"not a torch device ({exc})", f"--device {device}", "use cpu or cuda") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise NeurodeployError("no CUDA device on this machine (torch.cuda.is_available() is False)",
+                                   f"--device {device}", "use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise NeurodeployError(f"no CUDA device {dev.index} (this machine has {count})", f"--device {device}",
+                                   f"use cuda:0 .. cuda:{count - 1}")
+    elif dev.type != "cpu":
+        raise NeurodeployError(f"the simulator runs on cpu or cuda, not {dev.type}", f"--device {device}",
+                               "use --device cpu")
+    return dev
+
+
+def prepare(graph: SpikingGraph, device: str = "cpu", engine: str = "neurodeploy") -> Prepared:
     """Weights on `device`, each branch in the narrowest float dtype whose synaptic sums are exact
     (|Σ W·p| ≤ Σ|W|·p_max below 2^24: float32, below 2^53: float64).  p_max is the source's
     `max_payload` (graded spikes: input codes, sigma-delta or ReverB payloads) or 1 (binary and
-    ternary spikes)."""
-    dev = torch.device(device)
-    prep = Prepared(graph, dev)
+    ternary spikes).  `engine`: the kernel of the graph's scheme that will run it (checked by
+    `sim.engine.prepare`)."""
+    dev = torch_device(device)
+    prep = Prepared(graph, dev, engine=engine)
     shapes = {l.name: l.shape for l in graph.layers}
     p_max = {l.name: float(l.neuron.max_payload) for l in graph.layers}
     for layer in graph.neuron_layers():
@@ -57,11 +90,8 @@ def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
             if ops and isinstance(ops[0], syn.MaxPool):
                 mp, ops = ops[0], ops[1:]
             bound = float(np.max(abs_bound(ops, shape_after(mp, shapes[b.source]), p_max[b.source])))
-            if bound < FLOAT32_EXACT:
-                dtype = torch.float32
-            elif bound < FLOAT64_EXACT:
-                dtype = torch.float64
-            else:
+            dtype = exact_float_dtype(bound)
+            if dtype is None:
                 raise NeurodeployError(f"synaptic sums up to {bound:.3g} exceed exact float64 range",
                                        f"layer '{layer.name}'", "use smaller weights or payloads")
             weights = {i: torch.as_tensor(np.asarray(op.weight), dtype=dtype, device=dev)

@@ -1,19 +1,50 @@
-"""Neuron kernels of the `bitplane` scheme, on torch int64 tensors (exact integers).
+"""Simulator kernels of the `bitplane` scheme: two engines, bit-identical on every layer.
 
-Spike trains are stored as planes: a tensor (N, T, *shape) of 0/1, plane t = time step t+1,
-most significant bit first.
+Spike trains are planes: a tensor (N, T, *shape) of 0/1, plane t = time step t+1, most
+significant bit first.  A `BitplaneIF` layer accumulates its sources' planes, U <- 2U + I(t)
+(the Horner sum), adds its bias and emits its own code MSB first (`neurons.BitplaneIF`).
+
+`codes` engine (the default, `--engine neurodeploy`): the accumulation phase is linear,
+
+    U = Σ_t 2^(T−1−t) · W·s_t = W · Σ_t 2^(T−1−t) s_t = W · code,
+
+so one convolution / matmul per branch on the sources' integer codes gives every neuron's
+membrane exactly, and the emission phase is a floor division: the greedy MSB-first
+subtractive emission against thresholds D·2^(T−1), ..., D of min(U, code_max·D) spells
+code = clip(floor(U / D), 0, min(code_max, 2^T − 1)) and leaves U' = min(U, code_max·D) − code·D
+(`emission`).  The network then costs what the quantised ANN costs.
+
+`planes` engine (`--engine planes`): the chip's own order of work, plane by plane: every plane
+through the synapses (all planes of a layer in one batched call), the Horner sum in int64, the
+emission threshold by threshold (`emit`).  Kept as the executable statement of the neuron model
+that the codes engine is tested against (tests/test_bitplane_engines.py).
+
+Exactness of float arithmetic (both engines).  Synapse ops run as float convolutions/matmuls.
+Every input (a code or a 0/1 plane) and every weight is an integer, so every product is an
+integer and every partial sum is an integer of magnitude at most the static bound
+Σ|W|·x_max (+|bias| + D for the codes engine's fused emission).  Below 2^24 (float32) or 2^53
+(float64) every such integer is representable, so every multiplication and addition is exact
+whatever order, blocking, vector width, FMA or thread count the BLAS / oneDNN / im2col kernel
+uses: the result is the same bits on any CPU, which is why the simulator needs no pinned
+numerics.  `sim.core.prepare` bounds the planes engine's branches; `code_plan` bounds the codes
+engine's layers, falling back to float64 and, beyond 2^53, to the planes engine's int64 Horner
+sum for that layer alone.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...errors import NeurodeployError
-from .neurons import BitplaneIF
-from ...ir.synapse_ops import apply_ops
+from ...ir import synapses as syn
+from ...ir.synapse_ops import abs_bound, apply_ops
 from ...sim import core
+from .neurons import BitplaneIF
 
+# ---------------------------------------------------------------------------- neuron arithmetic
 
 def encode_planes(codes: torch.Tensor, n_steps: int) -> torch.Tensor:
     """BitplaneEncoder: integer codes (N, *shape) -> spike planes (N, T, *shape), MSB first."""
@@ -29,8 +60,9 @@ def horner(plane_currents: torch.Tensor) -> torch.Tensor:
     return u
 
 
-def emit(u: torch.Tensor, neuron: BitplaneIF) -> torch.Tensor:
-    """Emission phase of BitplaneIF: clamp, then thresholds D*2^(T-1) ... D, subtract on spike."""
+def emit_states(u: torch.Tensor, neuron: BitplaneIF) -> tuple[torch.Tensor, torch.Tensor]:
+    """Emission phase of BitplaneIF on int64 U: clamp at code_max·D, then thresholds
+    D·2^(T−1) ... D, subtract on spike.  (planes (N, T, *shape) uint8, U left after emission)."""
     u = torch.minimum(u, torch.as_tensor(neuron.code_max * neuron.v_th_mant, dtype=u.dtype, device=u.device))
     planes = []
     for j in range(neuron.n_steps):
@@ -38,7 +70,37 @@ def emit(u: torch.Tensor, neuron: BitplaneIF) -> torch.Tensor:
         s = u >= theta
         u = u - s.to(u.dtype) * theta
         planes.append(s.to(torch.uint8))
-    return torch.stack(planes, dim=1)
+    return torch.stack(planes, dim=1), u
+
+
+def emit(u: torch.Tensor, neuron: BitplaneIF) -> torch.Tensor:
+    """The spike planes of the emission phase (`emit_states`)."""
+    return emit_states(u, neuron)[0]
+
+
+def code_cap(neuron) -> int:
+    """The largest code a neuron's n_steps planes can spell and its clamp allows."""
+    return min(int(neuron.code_max), (1 << int(neuron.n_steps)) - 1)
+
+
+def emission(u: torch.Tensor, neuron: BitplaneIF) -> torch.Tensor:
+    """The code that `emit_states` spells from U, in U's dtype: clip(floor(U / D), 0, code_cap).
+
+    The clamp at code_max·D commutes with the floor (floor(min(U, c·D)/D) = min(floor(U/D), c))
+    and the greedy MSB-first subtraction of D·2^(T−1), ..., D writes floor(U'/D) in binary when
+    it is below 2^T, all ones otherwise.  Float U: exact when |U| + D ≤ 2^p (p = 24 / 53 bits,
+    `code_plan` ensures it).  U ≥ 0, q = floor(U/D): q is representable, so fl(U/D) ≥ q; U/D ≤
+    (q+1) − 1/D, and the float next below q+1 is within (q+1)·2^(1−p), so fl(U/D) < q+1 as long
+    as 1/D ≥ (q+1)·2^−p, i.e. D·(q+1) ≤ U + D ≤ 2^p.  U < 0: fl(U/D) < 0, floor ≤ −1, clipped to 0
+    as the exact value is."""
+    if u.is_floating_point():
+        return torch.floor(u / float(neuron.v_th_mant)).clamp_(0, code_cap(neuron))
+    return torch.div(u, int(neuron.v_th_mant), rounding_mode="floor").clamp_(0, code_cap(neuron))
+
+
+def residual(u: torch.Tensor, code: torch.Tensor, neuron: BitplaneIF) -> torch.Tensor:
+    """U left after the emission of `code` (int64): min(U, code_max·D) − code·D."""
+    return torch.clamp(u, max=int(neuron.code_max) * int(neuron.v_th_mant)) - code * int(neuron.v_th_mant)
 
 
 def decode_planes(planes: torch.Tensor) -> torch.Tensor:
@@ -47,6 +109,14 @@ def decode_planes(planes: torch.Tensor) -> torch.Tensor:
     w = (1 << torch.arange(t - 1, -1, -1, device=planes.device, dtype=torch.int64))
     w = w.reshape((1, t) + (1,) * (planes.ndim - 2))
     return (planes.to(torch.int64) * w).sum(dim=1)
+
+
+def spike_total(codes: torch.Tensor, n_steps: int) -> int:
+    """Spikes that codes (any dtype, integer values in 0 .. 2^n_steps − 1) emit: Σ popcount(code)."""
+    top = (1 << int(n_steps)) - 1
+    hist = torch.bincount(codes.reshape(-1).to(torch.int64), minlength=top + 1)
+    popcount = torch.tensor([bin(k).count("1") for k in range(len(hist))], dtype=torch.int64, device=hist.device)
+    return int((hist * popcount).sum())
 
 
 def bitserial_maxpool(planes: torch.Tensor, kernel: tuple, stride: tuple) -> torch.Tensor:
@@ -72,42 +142,182 @@ def bitserial_maxpool(planes: torch.Tensor, kernel: tuple, stride: tuple) -> tor
     return torch.stack(out, dim=1).reshape(n, t, c, oh, ow).to(torch.uint8)
 
 
-def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
-    """One batch of a `bitplane` network: codes = the decoded bit planes of every layer."""
-    graph = prep.graph
-    planes: dict[str, torch.Tensor] = {}
-    codes, spikes = {}, {}
+# ---------------------------------------------------------------------------- one batch, either engine
+
+@dataclass
+class BitplaneRun:
+    """What one batch produced, int64 tensors on the simulation device (either engine)."""
+    codes: dict                 # spiking layer (encoder included) -> codes (N, *shape); {} unless recorded
+    spikes: dict                # spiking layer -> spikes in the batch
+    readout_state: torch.Tensor  # the readout's U (N, *shape)
+    planes: dict | None = None       # keep_states: spiking layer -> planes (N, T, *shape) uint8
+    membranes: dict | None = None    # keep_states: BitplaneIF layer -> U after accumulation and bias
+    residuals: dict | None = None    # keep_states: BitplaneIF layer -> U left after the emission
+
+
+def check_neuron(layer) -> None:
+    if not isinstance(layer.neuron, BitplaneIF):
+        raise NeurodeployError(f"the simulator has no kernel for {type(layer.neuron).__name__}",
+                               f"layer '{layer.name}'")
+
+
+def _input_codes(prep: core.Prepared, x: np.ndarray) -> torch.Tensor:
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)   # copy: x may be a read-only memmap
+    return core.input_codes(prep.graph.input, xt)
+
+
+def accumulate_planes(prep: core.Prepared, layer, planes_of) -> torch.Tensor:
+    """Σ_branches Horner(W·planes_src) << weight_exp + bias: U of a layer in int64, plane by plane.
+    planes_of(source name) -> that source's planes (N, T, *shape)."""
+    u = None
+    for pb in prep.branches[layer.name]:
+        p = planes_of(pb.source)
+        if pb.bitserial_maxpool is not None:
+            p = bitserial_maxpool(p, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
+        n, t = p.shape[:2]
+        current = core.branch_current(pb, p.reshape((n * t,) + tuple(p.shape[2:])))
+        acc = horner(current.reshape((n, t) + tuple(current.shape[1:])))
+        u = acc if u is None else u + acc
+    return u + core.layer_bias(layer, u)
+
+
+def run_planes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, keep_states: bool = False) -> BitplaneRun:
+    """The planes engine: every layer's planes through its synapses, Horner sums, threshold emission."""
+    graph = prep.graph
     enc = graph.input
-    k0 = core.input_codes(enc, xt)
-    planes[enc.name] = encode_planes(k0, enc.neuron.n_steps)
-    spikes[enc.name] = int(planes[enc.name].sum())
-    if record_codes:
-        codes[enc.name] = k0
-    n = xt.shape[0]
+    k0 = _input_codes(prep, x)
+    planes = {enc.name: encode_planes(k0, enc.neuron.n_steps)}
+    codes = {enc.name: k0} if record_codes else {}
+    spikes = {enc.name: int(planes[enc.name].sum())}
+    membranes, residuals = {}, {}
     u = None
     for layer in graph.neuron_layers():
-        u = None
-        for pb in prep.branches[layer.name]:
-            p = planes[pb.source]
-            if pb.bitserial_maxpool is not None:
-                p = bitserial_maxpool(p, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
-            t = p.shape[1]
-            flat = p.reshape((n * t,) + tuple(p.shape[2:])).to(pb.dtype)
-            current = apply_ops(pb.ops, flat, pb.weights).to(torch.int64)
-            acc = horner(current.reshape((n, t) + tuple(current.shape[1:]))) << pb.weight_exp
-            u = acc if u is None else u + acc
-        u = u + core.layer_bias(layer, u)
+        u = accumulate_planes(prep, layer, planes.__getitem__)
         if layer.is_readout:
             break
-        if not isinstance(layer.neuron, BitplaneIF):
-            raise NeurodeployError(f"the simulator has no kernel for {type(layer.neuron).__name__}",
-                                   f"layer '{layer.name}'")
-        out = emit(u, layer.neuron)
+        check_neuron(layer)
+        out, left = emit_states(u, layer.neuron)
         planes[layer.name] = out
         spikes[layer.name] = int(out.sum())
         if record_codes:
             codes[layer.name] = decode_planes(out)
-    readout = graph.output
-    value = (u.to(torch.float64) * float(readout.neuron.output_scale)).to(torch.float32)
-    return core.BatchResult(value.reshape(n, -1), u, codes, spikes)
+        if keep_states:
+            membranes[layer.name], residuals[layer.name] = u, left
+    if keep_states:
+        return BitplaneRun(codes, spikes, u, planes, membranes, residuals)
+    return BitplaneRun(codes, spikes, u)
+
+
+@dataclass
+class CodeLayer:
+    """A layer of the codes engine: the float dtype in which all of U = Σ W·code·2^e + bias (and the
+    emission's U + D) stays an exact integer, the weights scaled by 2^weight_exp in that dtype and
+    the bias; dtype None: U exceeds float64's exact range, so the layer accumulates plane by plane."""
+    dtype: torch.dtype | None
+    weights: list               # per branch: op index -> weight · 2^weight_exp (dtype)
+    bias: torch.Tensor | None   # (1, C, 1, 1) or (1, F) in dtype
+
+
+def _weight_scaled(ops: list, exp: int) -> list:
+    """The branch ops with the weighted op's weight multiplied by 2^exp (float64, exact)."""
+    if exp < 0:
+        raise NeurodeployError(f"weight_exp {exp} < 0", "bitplane simulator", "compile the model again")
+    return [type(op)(**{**op.__dict__, "weight": np.asarray(op.weight, dtype=np.float64) * float(1 << exp)})
+            if isinstance(op, syn.WEIGHTED) else op for op in ops]
+
+
+def code_plan(prep: core.Prepared) -> dict[str, CodeLayer]:
+    """Per layer of the graph, how the codes engine computes it exactly (cached on `prep`).
+
+    Static bound of |U| + D over all inputs: Σ_b abs_bound(W_b·2^e_b, codes up to the source's
+    code_cap) + |bias| + D, per neuron, then the max; below 2^24: float32, below 2^53: float64
+    (see the module docstring for why that makes every float operation exact)."""
+    if "bitplane.codes" in prep.cache:
+        return prep.cache["bitplane.codes"]
+    graph = prep.graph
+    shapes = {l.name: tuple(l.shape) for l in graph.layers}
+    cap = {graph.input.name: code_cap(graph.input.neuron)}
+    plan = {}
+    for layer in graph.neuron_layers():
+        if not layer.is_readout:
+            check_neuron(layer)
+            cap[layer.name] = code_cap(layer.neuron)
+        bound = np.abs(np.asarray(layer.bias, dtype=np.float64))
+        bound = bound.reshape((-1,) + (1,) * (len(layer.shape) - 1)) if bound.ndim else bound
+        scaled = []
+        for pb in prep.branches[layer.name]:
+            if sum(isinstance(op, syn.WEIGHTED) for op in pb.ops) != 1:   # its output is then a new tensor,
+                raise NeurodeployError("a branch needs exactly one weighted synapse op",   # which run_codes adds into
+                                       f"layer '{layer.name}', branch from '{pb.source}'", "compile the model again")
+            ops = _weight_scaled(pb.ops, pb.weight_exp)
+            scaled.append(ops)
+            bound = bound + abs_bound(ops, core.shape_after(pb.bitserial_maxpool, shapes[pb.source]), cap[pb.source])
+        top = float(np.max(bound)) + (0 if layer.is_readout else int(layer.neuron.v_th_mant))
+        dtype = core.exact_float_dtype(top)
+        if dtype is None:
+            plan[layer.name] = CodeLayer(None, [], None)
+            continue
+        weights = [{i: torch.as_tensor(np.asarray(op.weight), dtype=dtype, device=prep.device)
+                    for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)} for ops in scaled]
+        bias = torch.as_tensor(np.asarray(layer.bias, dtype=np.float64), dtype=dtype, device=prep.device)
+        plan[layer.name] = CodeLayer(dtype, weights, bias.reshape((1, -1) + (1,) * (len(layer.shape) - 1)))
+    prep.cache["bitplane.codes"] = plan
+    return plan
+
+
+def run_codes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, keep_states: bool = False) -> BitplaneRun:
+    """The codes engine: U = Σ_b (W_b·2^e_b)·code_b + bias, one synapse call per branch, then the emission."""
+    graph = prep.graph
+    plan = code_plan(prep)
+    enc = graph.input
+    k0 = _input_codes(prep, x)
+    value = {enc.name: k0 & ((1 << int(enc.neuron.n_steps)) - 1)}     # what its planes spell
+    codes = {enc.name: k0} if record_codes else {}
+    spikes = {enc.name: spike_total(value[enc.name], enc.neuron.n_steps)}
+    n_steps = {enc.name: int(enc.neuron.n_steps)}
+    planes, membranes, residuals = {}, {}, {}
+    u = None
+    for layer in graph.neuron_layers():
+        lp = plan[layer.name]
+        if lp.dtype is None:             # beyond float64's exact range: this layer plane by plane
+            u = accumulate_planes(prep, layer, lambda s: encode_planes(value[s].to(torch.int64), n_steps[s]))
+        else:
+            u = None
+            for pb, w in zip(prep.branches[layer.name], lp.weights):
+                c = value[pb.source].to(lp.dtype)
+                if pb.bitserial_maxpool is not None:          # the max of codes = the bit-serial max
+                    c = F.max_pool2d(c, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
+                cur = apply_ops(pb.ops, c, w)
+                u = cur if u is None else u.add_(cur)
+            u = u.add_(lp.bias)
+        if layer.is_readout:
+            break
+        code = emission(u, layer.neuron)
+        value[layer.name], n_steps[layer.name] = code, int(layer.neuron.n_steps)
+        spikes[layer.name] = spike_total(code, layer.neuron.n_steps)
+        if record_codes or keep_states:
+            codes[layer.name] = code.to(torch.int64)
+        if keep_states:
+            u64 = u.to(torch.int64)
+            membranes[layer.name], residuals[layer.name] = u64, residual(u64, codes[layer.name], layer.neuron)
+    readout = u.to(torch.int64)
+    if keep_states:
+        planes = {name: encode_planes(value[name].to(torch.int64), n_steps[name]) for name in n_steps}
+        return BitplaneRun(codes, spikes, readout, planes, membranes, residuals)
+    return BitplaneRun(codes, spikes, readout)
+
+
+RUNNERS = {"neurodeploy": run_codes, "planes": run_planes}
+
+
+def run(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, keep_states: bool = False) -> BitplaneRun:
+    """One batch with the engine `prep` was prepared for (`sim.core.prepare(..., engine=)`)."""
+    return RUNNERS[prep.engine](prep, x, record_codes, keep_states)
+
+
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
+    """One batch of a `bitplane` network: codes = the decoded bit planes of every layer."""
+    r = run(prep, x, record_codes)
+    n = r.readout_state.shape[0]
+    value = (r.readout_state.to(torch.float64) * float(prep.graph.output.neuron.output_scale)).to(torch.float32)
+    return core.BatchResult(value.reshape(n, -1), r.readout_state, r.codes, r.spikes)
