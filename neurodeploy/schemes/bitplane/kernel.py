@@ -83,8 +83,9 @@ def code_cap(neuron) -> int:
     return min(int(neuron.code_max), (1 << int(neuron.n_steps)) - 1)
 
 
-def emission(u: torch.Tensor, neuron: BitplaneIF) -> torch.Tensor:
-    """The code that `emit_states` spells from U, in U's dtype: clip(floor(U / D), 0, code_cap).
+def emission(u: torch.Tensor, neuron: BitplaneIF, in_place: bool = False) -> torch.Tensor:
+    """The code that `emit_states` spells from U, in U's dtype: clip(floor(U / D), 0, code_cap)
+    (in_place: computed in U's own storage).
 
     The clamp at code_max·D commutes with the floor (floor(min(U, c·D)/D) = min(floor(U/D), c))
     and the greedy MSB-first subtraction of D·2^(T−1), ..., D writes floor(U'/D) in binary when
@@ -94,7 +95,8 @@ def emission(u: torch.Tensor, neuron: BitplaneIF) -> torch.Tensor:
     as 1/D ≥ (q+1)·2^−p, i.e. D·(q+1) ≤ U + D ≤ 2^p.  U < 0: fl(U/D) < 0, floor ≤ −1, clipped to 0
     as the exact value is."""
     if u.is_floating_point():
-        return torch.floor(u / float(neuron.v_th_mant)).clamp_(0, code_cap(neuron))
+        q = u.div_(float(neuron.v_th_mant)) if in_place else u / float(neuron.v_th_mant)
+        return q.floor_().clamp_(0, code_cap(neuron))
     return torch.div(u, int(neuron.v_th_mant), rounding_mode="floor").clamp_(0, code_cap(neuron))
 
 
@@ -112,9 +114,11 @@ def decode_planes(planes: torch.Tensor) -> torch.Tensor:
 
 
 def spike_total(codes: torch.Tensor, n_steps: int) -> int:
-    """Spikes that codes (any dtype, integer values in 0 .. 2^n_steps − 1) emit: Σ popcount(code)."""
+    """Spikes that codes (any dtype, integer values in 0 .. 2^n_steps − 1) emit: Σ popcount(code),
+    from the histogram of the codes (counted in the narrowest integer type that holds them)."""
     top = (1 << int(n_steps)) - 1
-    hist = torch.bincount(codes.reshape(-1).to(torch.int64), minlength=top + 1)
+    small = codes.reshape(-1).to(torch.uint8 if top < 256 else torch.int32 if top < 2 ** 31 else torch.int64)
+    hist = torch.bincount(small, minlength=top + 1)
     popcount = torch.tensor([bin(k).count("1") for k in range(len(hist))], dtype=torch.int64, device=hist.device)
     return int((hist * popcount).sum())
 
@@ -215,7 +219,7 @@ class CodeLayer:
     the bias; dtype None: U exceeds float64's exact range, so the layer accumulates plane by plane."""
     dtype: torch.dtype | None
     weights: list               # per branch: op index -> weight · 2^weight_exp (dtype)
-    bias: torch.Tensor | None   # (1, C, 1, 1) or (1, F) in dtype
+    bias: torch.Tensor | None   # (C,) or (F,) in dtype
 
 
 def _weight_scaled(ops: list, exp: int) -> list:
@@ -260,9 +264,23 @@ def code_plan(prep: core.Prepared) -> dict[str, CodeLayer]:
         weights = [{i: torch.as_tensor(np.asarray(op.weight), dtype=dtype, device=prep.device)
                     for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)} for ops in scaled]
         bias = torch.as_tensor(np.asarray(layer.bias, dtype=np.float64), dtype=dtype, device=prep.device)
-        plan[layer.name] = CodeLayer(dtype, weights, bias.reshape((1, -1) + (1,) * (len(layer.shape) - 1)))
+        plan[layer.name] = CodeLayer(dtype, weights, bias.expand(layer.shape[0]).contiguous())
     prep.cache["bitplane.codes"] = plan
     return plan
+
+
+def synapses_with_bias(ops: list, x: torch.Tensor, weights: dict, bias: torch.Tensor | None) -> torch.Tensor:
+    """apply_ops(ops, x, weights) + bias (C,): added by the last op's kernel where it is a Conv or Dense
+    (one pass over the output less), else afterwards.  The output is always a new tensor (the branch
+    has one weighted op, `code_plan`)."""
+    last, i = ops[-1], len(ops) - 1
+    if bias is not None and isinstance(last, syn.Conv):
+        return F.conv2d(apply_ops(ops[:-1], x, weights), weights[i], bias, last.stride, last.padding, last.dilation,
+                        last.groups)
+    if bias is not None and isinstance(last, syn.Dense):
+        return F.linear(apply_ops(ops[:-1], x, weights), weights[i], bias)
+    y = apply_ops(ops, x, weights)
+    return y if bias is None else y.add_(bias.reshape((1, -1) + (1,) * (y.ndim - 2)))
 
 
 def run_codes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, keep_states: bool = False) -> BitplaneRun:
@@ -287,19 +305,19 @@ def run_codes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, kee
                 c = value[pb.source].to(lp.dtype)
                 if pb.bitserial_maxpool is not None:          # the max of codes = the bit-serial max
                     c = F.max_pool2d(c, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
-                cur = apply_ops(pb.ops, c, w)
+                cur = synapses_with_bias(pb.ops, c, w, lp.bias if u is None else None)
                 u = cur if u is None else u.add_(cur)
-            u = u.add_(lp.bias)
         if layer.is_readout:
             break
-        code = emission(u, layer.neuron)
+        if keep_states:
+            membranes[layer.name] = u.to(torch.int64)
+        code = emission(u, layer.neuron, in_place=True)          # U is not needed any more
         value[layer.name], n_steps[layer.name] = code, int(layer.neuron.n_steps)
-        spikes[layer.name] = spike_total(code, layer.neuron.n_steps)
         if record_codes or keep_states:
             codes[layer.name] = code.to(torch.int64)
+        spikes[layer.name] = spike_total(codes.get(layer.name, code), layer.neuron.n_steps)
         if keep_states:
-            u64 = u.to(torch.int64)
-            membranes[layer.name], residuals[layer.name] = u64, residual(u64, codes[layer.name], layer.neuron)
+            residuals[layer.name] = residual(membranes[layer.name], codes[layer.name], layer.neuron)
     readout = u.to(torch.int64)
     if keep_states:
         planes = {name: encode_planes(value[name].to(torch.int64), n_steps[name]) for name in n_steps}
