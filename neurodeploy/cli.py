@@ -121,9 +121,10 @@ def _add_simulate(sub):
     p.add_argument("--output", required=True, metavar="Y.npy", help="where to write the outputs")
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
-    p.add_argument("--engine", choices=["neurodeploy", "planes", "lava"], default="neurodeploy",
+    p.add_argument("--engine", choices=["neurodeploy", "planes", "steps", "lava"], default="neurodeploy",
                    help="neurodeploy = our vectorised simulator (default); planes = bitplane networks plane by "
-                        "plane as the chip works (bit-identical, slower); lava = Intel Lava's own CPU "
+                        "plane as the chip works; steps = rate networks one lock-step time step at a time (both "
+                        "bit-identical to the default, slower); lava = Intel Lava's own CPU "
                         "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
                         "(the schemes with Lava processes; slow: a few samples per second)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")

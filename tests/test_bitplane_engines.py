@@ -92,16 +92,17 @@ def _with_weight_exp(net, layer_name: str, extra: int):
     return dataclasses.replace(net, layers=layers)
 
 
-@pytest.mark.parametrize("extra, dtype", [(0, torch.float32), (7, torch.float64), (36, None)])
+@pytest.mark.parametrize("extra, dtype", [(0, torch.float32), (7, torch.float64), (36, torch.int64)])
 def test_exact_dtype_per_layer_from_static_bounds(extra, dtype, digits):
-    """The codes engine sizes each layer's float type by max |U| + D: conv2 of the digits network fits
-    float32 as compiled (Σ|W|·15 is 2^17.2), needs float64 with its sums scaled by 2^7 (2^24.2)
-    and, scaled by 2^36 (2^53.2), accumulates plane by plane in int64; every variant stays
-    bit-identical to the planes engine."""
+    """The codes engine sizes each layer's arithmetic by max |U| + D: conv2 of the digits network fits
+    float32 as compiled (Σ|W|·15 is 2^17.2), needs float64 with its sums scaled by 2^7 (2^24.2) and
+    int64 scaled by 2^36 (2^53.2), while its synapse call on the codes stays float32 (the scaling is
+    applied afterwards); every variant stays bit-identical to the planes engine."""
     net = _with_weight_exp(compile_model(MODELS / "digits_qcfs.onnx", "loihi2", "bitplane"), "conv2", extra)
     plan = bp.code_plan(engine.prepare(net))
-    assert plan["conv2"].dtype == dtype
-    assert plan["conv1"].dtype == torch.float32
+    assert plan["conv2"].dtype == dtype and plan["conv2"].branch_dtypes == [torch.float32]
+    assert plan["conv2"].fused == (extra == 0)
+    assert plan["conv1"].dtype == torch.float32 and plan["conv1"].fused
     assert_identical(net, digits[0][:96])
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import NeurodeployError
 from ..ir import synapses as syn
@@ -137,6 +138,109 @@ class BatchResult:
 def branch_current(pb: PreparedBranch, spikes: torch.Tensor) -> torch.Tensor:
     """Integer current of one branch for one batch of spike tensors (N, *shape)."""
     return apply_ops(pb.ops, spikes.to(pb.dtype), pb.weights).to(torch.int64) << pb.weight_exp
+
+
+def synapses_with_bias(ops: list, x: torch.Tensor, weights: dict, bias: torch.Tensor | None) -> torch.Tensor:
+    """apply_ops(ops, x, weights) + bias (C,): added by the last op's kernel where it is a Conv or Dense
+    (one pass over the output less), else afterwards.  The output is a new tensor when the branch
+    has a weighted op (every compiled branch has one, `fused_layer` checks)."""
+    last, i = ops[-1], len(ops) - 1
+    if bias is not None and isinstance(last, syn.Conv):
+        return F.conv2d(apply_ops(ops[:-1], x, weights), weights[i], bias, last.stride, last.padding, last.dilation,
+                        last.groups)
+    if bias is not None and isinstance(last, syn.Dense):
+        return F.linear(apply_ops(ops[:-1], x, weights), weights[i], bias)
+    y = apply_ops(ops, x, weights)
+    return y if bias is None else y.add_(bias.reshape((1, -1) + (1,) * (y.ndim - 2)))
+
+
+# --- a layer's whole input in one tensor ----------------------------------------------------------
+# Kernels that run a layer's neurons in float arithmetic (bitplane's codes engine, rate, sws, reverb)
+# want U = Σ_b (W_b·x_b) << e_b + bias as one tensor in the dtype of that arithmetic.  Float is
+# exact while every partial sum is an integer below 2^24 (float32) or 2^53 (float64): the caller
+# bounds its arithmetic statically (`current_bound` gives the synaptic part) and `layer_arith`
+# picks the dtypes: each branch's synapse call in the narrowest dtype exact for that branch, and,
+# where that is the result's dtype too, 2^weight_exp folded into the weights and the bias added by
+# the synapse call itself (one pass over the output).
+
+def weight_scaled_ops(ops: list, weight_exp: int, where: str) -> list:
+    """The branch ops with the weighted op's weight multiplied by 2^weight_exp (float64, exact)."""
+    if weight_exp < 0:
+        raise NeurodeployError(f"weight_exp {weight_exp} < 0", where, "compile the model again")
+    return [type(op)(**{**op.__dict__, "weight": np.asarray(op.weight, dtype=np.float64) * float(1 << weight_exp)})
+            if isinstance(op, syn.WEIGHTED) else op for op in ops]
+
+
+def _branch_bound(prep: Prepared, pb: PreparedBranch, p_max: float, weight_exp: int = 0) -> np.ndarray:
+    shape = shape_after(pb.bitserial_maxpool, next(l.shape for l in prep.graph.layers if l.name == pb.source))
+    return abs_bound(weight_scaled_ops(pb.ops, weight_exp, f"branch from '{pb.source}'"), shape, float(p_max))
+
+
+def current_bound(prep: Prepared, layer: Layer, p_max: dict) -> np.ndarray:
+    """Per neuron (float64, the layer's shape), the largest |Σ_b (W_b·x_b) << e_b + bias| over all inputs
+    with 0 ≤ x_b ≤ p_max[source of b]."""
+    bound = np.abs(np.asarray(layer.bias, dtype=np.float64))
+    bound = bound.reshape((-1,) + (1,) * (len(layer.shape) - 1)) if bound.ndim else bound
+    for pb in prep.branches[layer.name]:
+        bound = bound + _branch_bound(prep, pb, p_max[pb.source], pb.weight_exp)
+    return np.broadcast_to(bound, tuple(layer.shape))
+
+
+@dataclass
+class LayerArith:
+    """How `layer_current` computes a layer's U exactly (`layer_arith`)."""
+    dtype: torch.dtype              # of U: float32, float64 or int64
+    branch_dtypes: list             # per branch: the float dtype of its synapse call
+    weights: list                   # per branch: op index -> weight in its branch dtype (· 2^weight_exp if fused)
+    bias: torch.Tensor              # (C,) or (F,) in dtype
+    fused: bool                     # branch dtypes == dtype: weights carry 2^weight_exp, the first call adds the bias
+    weight_exps: list = field(default_factory=list)
+
+
+def layer_arith(prep: Prepared, layer: Layer, p_max: dict, bound: float) -> LayerArith | None:
+    """The dtypes for U = Σ_b (W_b·x_b) << e_b + bias with inputs 0 ≤ x_b ≤ p_max[source]: U in
+    `exact_float_dtype(bound)` (bound: the caller's static bound of every integer its arithmetic on U
+    produces, at least max |U|), int64 beyond 2^53; each branch's synapse call in the dtype exact for
+    Σ|W_b|·p_max.  None when a branch's synaptic sum alone exceeds 2^53."""
+    dtype = exact_float_dtype(bound) or torch.int64
+    branch_dtypes = []
+    for pb in prep.branches[layer.name]:
+        if sum(isinstance(op, syn.WEIGHTED) for op in pb.ops) != 1:
+            raise NeurodeployError("a branch needs exactly one weighted synapse op",
+                                   f"layer '{layer.name}', branch from '{pb.source}'", "compile the model again")
+        bd = exact_float_dtype(float(np.max(_branch_bound(prep, pb, p_max[pb.source]))))
+        if bd is None:
+            return None
+        branch_dtypes.append(bd)
+    fused = all(bd == dtype for bd in branch_dtypes)
+    weights = []
+    for pb, bd in zip(prep.branches[layer.name], branch_dtypes):
+        ops = weight_scaled_ops(pb.ops, pb.weight_exp if fused else 0, f"layer '{layer.name}'")
+        weights.append({i: torch.as_tensor(np.asarray(op.weight), dtype=bd, device=prep.device)
+                        for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)})
+    bias = torch.as_tensor(np.asarray(layer.bias, dtype=np.int64 if dtype == torch.int64 else np.float64),
+                           dtype=dtype, device=prep.device)
+    return LayerArith(dtype, branch_dtypes, weights, bias.expand(layer.shape[0]).contiguous(), fused,
+                      [int(pb.weight_exp) for pb in prep.branches[layer.name]])
+
+
+def layer_current(prep: Prepared, layer: Layer, la: LayerArith, inputs) -> torch.Tensor:
+    """U = Σ_b (W_b·x_b) << e_b + bias as one new tensor in la.dtype; inputs(source) -> x_b, a batch
+    (M, *source shape) of values (codes, spike planes, counts, payloads).  A branch's leading max pool
+    takes the max of those values."""
+    u = None
+    for pb, bd, w, e in zip(prep.branches[layer.name], la.branch_dtypes, la.weights, la.weight_exps):
+        x = inputs(pb.source).to(bd)
+        if pb.bitserial_maxpool is not None:
+            x = F.max_pool2d(x, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
+        if la.fused:
+            cur = synapses_with_bias(pb.ops, x, w, la.bias if u is None else None)
+        else:
+            cur = apply_ops(pb.ops, x, w).to(la.dtype)     # exact integers in bd, hence in la.dtype
+            if e:
+                cur = cur.mul_(1 << e)
+        u = cur if u is None else u.add_(cur)
+    return u if la.fused else u.add_(la.bias.reshape((1, -1) + (1,) * (u.ndim - 2)))
 
 
 def iter_batches(x: np.ndarray, batch_size: int):

@@ -22,13 +22,13 @@ that the codes engine is tested against (tests/test_bitplane_engines.py).
 Exactness of float arithmetic (both engines).  Synapse ops run as float convolutions/matmuls.
 Every input (a code or a 0/1 plane) and every weight is an integer, so every product is an
 integer and every partial sum is an integer of magnitude at most the static bound
-Σ|W|·x_max (+|bias| + D for the codes engine's fused emission).  Below 2^24 (float32) or 2^53
-(float64) every such integer is representable, so every multiplication and addition is exact
-whatever order, blocking, vector width, FMA or thread count the BLAS / oneDNN / im2col kernel
-uses: the result is the same bits on any CPU, which is why the simulator needs no pinned
-numerics.  `sim.core.prepare` bounds the planes engine's branches; `code_plan` bounds the codes
-engine's layers, falling back to float64 and, beyond 2^53, to the planes engine's int64 Horner
-sum for that layer alone.
+Σ|W|·x_max.  Below 2^24 (float32) or 2^53 (float64) every such integer is representable, so
+every multiplication and addition is exact whatever order, blocking, vector width, FMA or thread
+count the BLAS / oneDNN / im2col kernel uses: the result is the same bits on any CPU and thread
+count, which is why the simulator needs no pinned numerics.  `sim.core.prepare` bounds the
+planes engine's branches; `code_plan` bounds the codes engine's layers: the synapse calls on
+codes (Σ|W|·code_cap) and U with the emission's arithmetic (max |U| + D) each get the narrowest
+exact type (float32, float64; U int64 beyond 2^53).
 """
 from __future__ import annotations
 
@@ -39,8 +39,6 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import NeurodeployError
-from ...ir import synapses as syn
-from ...ir.synapse_ops import abs_bound, apply_ops
 from ...sim import core
 from .neurons import BitplaneIF
 
@@ -212,75 +210,27 @@ def run_planes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, ke
     return BitplaneRun(codes, spikes, u)
 
 
-@dataclass
-class CodeLayer:
-    """A layer of the codes engine: the float dtype in which all of U = Σ W·code·2^e + bias (and the
-    emission's U + D) stays an exact integer, the weights scaled by 2^weight_exp in that dtype and
-    the bias; dtype None: U exceeds float64's exact range, so the layer accumulates plane by plane."""
-    dtype: torch.dtype | None
-    weights: list               # per branch: op index -> weight · 2^weight_exp (dtype)
-    bias: torch.Tensor | None   # (C,) or (F,) in dtype
-
-
-def _weight_scaled(ops: list, exp: int) -> list:
-    """The branch ops with the weighted op's weight multiplied by 2^exp (float64, exact)."""
-    if exp < 0:
-        raise NeurodeployError(f"weight_exp {exp} < 0", "bitplane simulator", "compile the model again")
-    return [type(op)(**{**op.__dict__, "weight": np.asarray(op.weight, dtype=np.float64) * float(1 << exp)})
-            if isinstance(op, syn.WEIGHTED) else op for op in ops]
-
-
-def code_plan(prep: core.Prepared) -> dict[str, CodeLayer]:
-    """Per layer of the graph, how the codes engine computes it exactly (cached on `prep`).
-
-    Static bound of |U| + D over all inputs: Σ_b abs_bound(W_b·2^e_b, codes up to the source's
-    code_cap) + |bias| + D, per neuron, then the max; below 2^24: float32, below 2^53: float64
-    (see the module docstring for why that makes every float operation exact)."""
+def code_plan(prep: core.Prepared) -> dict[str, core.LayerArith]:
+    """Per layer of the graph, how the codes engine computes it exactly (cached on `prep`):
+    U = Σ_b (W_b·code_b) << e_b + bias with the sources' codes up to their code_cap, in float32 /
+    float64 where max |U| + D is below 2^24 / 2^53 (the emission's arithmetic: see `emission`),
+    int64 beyond; each branch's synapse call in the float type exact for Σ|W_b|·code_cap."""
     if "bitplane.codes" in prep.cache:
         return prep.cache["bitplane.codes"]
     graph = prep.graph
-    shapes = {l.name: tuple(l.shape) for l in graph.layers}
     cap = {graph.input.name: code_cap(graph.input.neuron)}
     plan = {}
     for layer in graph.neuron_layers():
         if not layer.is_readout:
             check_neuron(layer)
             cap[layer.name] = code_cap(layer.neuron)
-        bound = np.abs(np.asarray(layer.bias, dtype=np.float64))
-        bound = bound.reshape((-1,) + (1,) * (len(layer.shape) - 1)) if bound.ndim else bound
-        scaled = []
-        for pb in prep.branches[layer.name]:
-            if sum(isinstance(op, syn.WEIGHTED) for op in pb.ops) != 1:   # its output is then a new tensor,
-                raise NeurodeployError("a branch needs exactly one weighted synapse op",   # which run_codes adds into
-                                       f"layer '{layer.name}', branch from '{pb.source}'", "compile the model again")
-            ops = _weight_scaled(pb.ops, pb.weight_exp)
-            scaled.append(ops)
-            bound = bound + abs_bound(ops, core.shape_after(pb.bitserial_maxpool, shapes[pb.source]), cap[pb.source])
-        top = float(np.max(bound)) + (0 if layer.is_readout else int(layer.neuron.v_th_mant))
-        dtype = core.exact_float_dtype(top)
-        if dtype is None:
-            plan[layer.name] = CodeLayer(None, [], None)
-            continue
-        weights = [{i: torch.as_tensor(np.asarray(op.weight), dtype=dtype, device=prep.device)
-                    for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)} for ops in scaled]
-        bias = torch.as_tensor(np.asarray(layer.bias, dtype=np.float64), dtype=dtype, device=prep.device)
-        plan[layer.name] = CodeLayer(dtype, weights, bias.expand(layer.shape[0]).contiguous())
+        top = float(np.max(core.current_bound(prep, layer, cap))) + (0 if layer.is_readout else int(layer.neuron.v_th_mant))
+        plan[layer.name] = core.layer_arith(prep, layer, cap, top)
+        if plan[layer.name] is None:
+            raise NeurodeployError("synaptic sums of codes exceed float64's exact range", f"layer '{layer.name}'",
+                                   "simulate with --engine planes")
     prep.cache["bitplane.codes"] = plan
     return plan
-
-
-def synapses_with_bias(ops: list, x: torch.Tensor, weights: dict, bias: torch.Tensor | None) -> torch.Tensor:
-    """apply_ops(ops, x, weights) + bias (C,): added by the last op's kernel where it is a Conv or Dense
-    (one pass over the output less), else afterwards.  The output is always a new tensor (the branch
-    has one weighted op, `code_plan`)."""
-    last, i = ops[-1], len(ops) - 1
-    if bias is not None and isinstance(last, syn.Conv):
-        return F.conv2d(apply_ops(ops[:-1], x, weights), weights[i], bias, last.stride, last.padding, last.dilation,
-                        last.groups)
-    if bias is not None and isinstance(last, syn.Dense):
-        return F.linear(apply_ops(ops[:-1], x, weights), weights[i], bias)
-    y = apply_ops(ops, x, weights)
-    return y if bias is None else y.add_(bias.reshape((1, -1) + (1,) * (y.ndim - 2)))
 
 
 def run_codes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, keep_states: bool = False) -> BitplaneRun:
@@ -296,17 +246,7 @@ def run_codes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, kee
     planes, membranes, residuals = {}, {}, {}
     u = None
     for layer in graph.neuron_layers():
-        lp = plan[layer.name]
-        if lp.dtype is None:             # beyond float64's exact range: this layer plane by plane
-            u = accumulate_planes(prep, layer, lambda s: encode_planes(value[s].to(torch.int64), n_steps[s]))
-        else:
-            u = None
-            for pb, w in zip(prep.branches[layer.name], lp.weights):
-                c = value[pb.source].to(lp.dtype)
-                if pb.bitserial_maxpool is not None:          # the max of codes = the bit-serial max
-                    c = F.max_pool2d(c, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
-                cur = synapses_with_bias(pb.ops, c, w, lp.bias if u is None else None)
-                u = cur if u is None else u.add_(cur)
+        u = core.layer_current(prep, layer, plan[layer.name], value.__getitem__)  # max pool: the max of codes
         if layer.is_readout:
             break
         if keep_states:

@@ -4,15 +4,31 @@ Layers run in lock step like Loihi's cores: at step t a layer receives what its 
 emitted at step t-1.  The input encoder emits during steps 1..T; the network runs
 T + depth steps so that the last input spikes reach the readout (depth = synapse hops on
 the longest path).
+
+Two engines, bit-identical (tests/test_rate.py):
+
+`steps` (`--engine steps`): that lock-step schedule literally, one step of every layer at a time
+in int64 (`run_steps`): the statement of the dynamics.
+
+`neurodeploy` (default, `run_layers`): layer after layer over the whole run.  A layer's input at
+step t depends only on its sources' spikes at step t−1, so once a source's spike train is known
+for all steps, its synaptic input for every step is one convolution over the (steps·N) batch;
+only the neuron update (integrate, saturate, fire, reset) runs step by step, in place.  The
+readout is linear: U = bias + Σ_t W·s(t−1) = bias + W·(spike counts), one synapse call.  Steps
+in which no source spiked carry no synaptic input and skip the convolution.  The state in float32 (float64) where every integer the layer's arithmetic can
+produce is below 2^24 (2^53) in magnitude (`layer_plan`), so that every operation is exact,
+whatever the order of the convolution's sums (see `sim.core`); int64 otherwise.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .neurons import RateIF
+from ...errors import NeurodeployError
 from ...sim import core
-
+from .neurons import RateIF
 
 def encoder_step(v: torch.Tensor, codes: torch.Tensor, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """RateEncoder: v <- v + k; spike when v >= T; subtract T."""
@@ -23,7 +39,7 @@ def encoder_step(v: torch.Tensor, codes: torch.Tensor, n_steps: int) -> tuple[to
 
 def if_step(v: torch.Tensor, current: torch.Tensor, neuron: RateIF) -> tuple[torch.Tensor, torch.Tensor]:
     """RateIF: integrate, saturate to the state range, fire on v >= v_th_mant, reset."""
-    limit = (1 << (neuron.state_bits - 1)) - 1
+    limit = state_limit(neuron)
     v = torch.clamp(v + current, -limit, limit)
     s = v >= neuron.v_th_mant
     if neuron.reset == "subtract":
@@ -33,7 +49,27 @@ def if_step(v: torch.Tensor, current: torch.Tensor, neuron: RateIF) -> tuple[tor
     return v, s
 
 
-def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
+def state_limit(neuron: RateIF) -> int:
+    """The saturation bound of v: 2^(state_bits − 1) − 1."""
+    return (1 << (neuron.state_bits - 1)) - 1
+
+
+def _readout_value(graph, u: torch.Tensor) -> torch.Tensor:
+    n = u.shape[0]
+    return (u.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32).reshape(n, -1)
+
+
+def _encoder_train(k0: torch.Tensor, t_in: int, steps: int) -> torch.Tensor:
+    """The encoder's spikes (steps, N, *shape) as float32 0/1: `encoder_step` for t < t_in, then silence."""
+    train = torch.zeros((steps,) + tuple(k0.shape), dtype=torch.float32, device=k0.device)
+    v = torch.full_like(k0, t_in // 2)
+    for t in range(t_in):
+        v, s = encoder_step(v, k0, t_in)
+        train[t] = s
+    return train
+
+
+def run_steps(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
     """One batch of a `rate` network, step by step: codes = spike counts."""
     graph = prep.graph
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
@@ -69,7 +105,170 @@ def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> 
             counts[name] += s
         prev.update(now)
     u = v[graph.output.name]
-    value = (u.to(torch.float64) * float(graph.output.neuron.output_scale)).to(torch.float32)
     codes = {name: c for name, c in counts.items() if name != graph.output.name} if record_codes else {}
     spikes = {name: int(c.sum()) for name, c in counts.items() if name != graph.output.name}
-    return core.BatchResult(value.reshape(n, -1), u, codes, spikes)
+    return core.BatchResult(_readout_value(graph, u), u, codes, spikes)
+
+
+# ---------------------------------------------------------------------------- layer after layer
+
+@dataclass
+class RateLayer:
+    arith: core.LayerArith        # the dtypes of its synapse calls and of its state v (U for the readout)
+    saturates: bool               # can v reach the state limit (else the clamp is skipped)?
+
+
+def layer_plan(prep: core.Prepared, steps: int) -> dict[str, RateLayer]:
+    """Per layer, the arithmetic in which `run_layers` is exact (cached on `prep` per run length).
+
+    IF layer: M = max |Σ_b (W_b·s_b) << e_b + bias| over 0/1 spikes bounds every step's input.
+    v starts at v_init and each step adds at most M in magnitude (a subtractive reset only moves
+    v ≥ θ towards 0, a zero reset to 0), so |v| ≤ min(limit, |v_init| + steps·M) =: V, and every
+    integer computed (v + input before the clamp, v, v − θ) is at most V + M + θ in magnitude:
+    v in float32 if that is below 2^24, float64 below 2^53, else int64 (`core.layer_arith`; the
+    synapse calls on 0/1 spikes run in the type exact for Σ|W|).  The clamp can only act when
+    |v_init| + steps·M exceeds the limit.  Readout: U = bias + Σ_b (W_b·counts_b) << e_b with
+    counts ≤ steps − 1 (the last step's spikes are never delivered)."""
+    key = ("rate.layers", steps)
+    if key in prep.cache:
+        return prep.cache[key]
+    plan = {}
+    ones = {l.name: 1 for l in prep.graph.layers}
+    for layer in prep.graph.neuron_layers():
+        for pb in prep.branches[layer.name]:
+            if pb.bitserial_maxpool is not None:
+                raise NeurodeployError("max pooling of spike trains is not part of the rate scheme",
+                                       f"layer '{layer.name}'", "compile the model again")
+        if layer.is_readout:
+            counts = {l.name: steps - 1 for l in prep.graph.layers}
+            top = float(np.max(core.current_bound(prep, layer, counts)))
+            plan[layer.name] = RateLayer(core.layer_arith(prep, layer, counts, top), False)
+            continue
+        neuron = layer.neuron
+        m = float(np.max(core.current_bound(prep, layer, ones)))
+        free = abs(int(neuron.v_init)) + steps * m
+        v = min(float(state_limit(neuron)), free)
+        plan[layer.name] = RateLayer(core.layer_arith(prep, layer, ones, v + m + int(neuron.v_th_mant)),
+                                     free > state_limit(neuron))
+    prep.cache[key] = plan
+    return plan
+
+
+# Working-set sizes: one step of a layer's state for the samples run together, and the synaptic input
+# of a chunk of steps, both small enough to stay in the CPU's L2 cache through the step loop (the
+# elementwise updates are memory-bound; measured on ResNet-20: 2x faster than whole-batch tensors).
+STEP_BYTES = 1 << 19
+CHUNK_BYTES = 1 << 21
+
+
+def _busy_steps(train: torch.Tensor) -> list[bool]:
+    """Per step of a (steps, N, ...) train: did any neuron spike?"""
+    return (train.reshape(train.shape[0], -1).amax(dim=1) > 0).tolist()
+
+
+def _if_train(prep, layer, rl: RateLayer, trains: dict, busy: dict, n: int, steps: int) -> torch.Tensor:
+    """Run an IF layer over all steps: its spike train (steps, N, *shape) float32; `if_step` in place.
+
+    Step t's input is Σ_b (W_b·s_b(t−1)) << e_b + bias: computed for a chunk of steps in one synapse
+    call over (chunk·N) planes, or the bias alone where no source spiked at t − 1."""
+    neuron, la = layer.neuron, rl.arith
+    shape = (n,) + tuple(layer.shape)
+    bias = la.bias.reshape((1, -1) + (1,) * (len(layer.shape) - 1))
+    v = torch.full(shape, neuron.v_init, dtype=la.dtype, device=prep.device)
+    train = torch.empty((steps,) + shape, dtype=torch.float32, device=prep.device)
+    # the spikes in v's dtype (mixed-dtype in-place ops take a slow, unvectorised path); float32: the train itself
+    s = None if la.dtype == torch.float32 else torch.empty(shape, dtype=la.dtype, device=prep.device)
+    fired = torch.empty(shape, dtype=torch.bool, device=prep.device)
+    limit, theta = state_limit(neuron), neuron.v_th_mant
+    sources = [pb.source for pb in prep.branches[layer.name]]
+    chunk = max(1, CHUNK_BYTES // (v.numel() * v.element_size()))
+    for t0 in range(0, steps, chunk):
+        t1 = min(steps, t0 + chunk)
+        # steps t0 .. t1−1 receive what the sources sent at t0−1 .. t1−2 (step 0 receives nothing)
+        sent = [t for t in range(max(t0 - 1, 0), t1 - 1) if any(busy[src][t] for src in sources)]
+        cur, first = None, 0
+        if sent:
+            lo, hi = sent[0], sent[-1] + 1
+            cur = core.layer_current(prep, layer, la, lambda src: trains[src][lo:hi].reshape(
+                (-1,) + tuple(trains[src].shape[2:]))).reshape(((hi - lo),) + shape)
+            first = lo + 1
+        for t in range(t0, t1):
+            v.add_(cur[t - first] if cur is not None and first <= t < first + cur.shape[0] else bias)
+            if rl.saturates:
+                v.clamp_(-limit, limit)
+            if neuron.reset == "subtract":
+                out = train[t] if s is None else s
+                torch.ge(v, theta, out=out)
+                v.sub_(out, alpha=theta)
+                if s is not None:
+                    train[t].copy_(s)
+            else:
+                torch.ge(v, theta, out=fired)
+                v.masked_fill_(fired, 0)
+                train[t].copy_(fired)
+    return train
+
+
+def _run_layers(prep: core.Prepared, k0: torch.Tensor, plan: dict, steps: int):
+    """(readout U, spike counts per layer) of one group of samples, layer after layer."""
+    graph = prep.graph
+    enc = graph.input
+    n = k0.shape[0]
+    consumers = {}
+    for layer in graph.neuron_layers():
+        for pb in prep.branches[layer.name]:
+            consumers[pb.source] = consumers.get(pb.source, 0) + 1
+    trains, busy, counts = {}, {}, {}
+
+    def keep(name, train):
+        trains[name], busy[name] = train, _busy_steps(train)
+        counts[name] = train.sum(dim=0).to(torch.int64)        # exact: at most `steps` spikes per neuron
+
+    keep(enc.name, _encoder_train(k0, enc.neuron.n_steps, steps))
+    for layer in graph.neuron_layers():
+        rl = plan[layer.name]
+        if layer.is_readout:
+            # delivered spikes: steps 0 .. steps−2 (the last step's spikes arrive after the run)
+            delivered = {pb.source: counts[pb.source] - trains[pb.source][steps - 1].to(torch.int64)
+                         for pb in prep.branches[layer.name]}
+            return core.layer_current(prep, layer, rl.arith, delivered.__getitem__).to(torch.int64), counts
+        train = _if_train(prep, layer, rl, trains, busy, n, steps)
+        for pb in prep.branches[layer.name]:
+            consumers[pb.source] -= 1
+            if consumers[pb.source] == 0:
+                del trains[pb.source]
+        keep(layer.name, train)
+    raise NeurodeployError("a rate network ends with its readout", f"layer '{graph.output.name}'")
+
+
+def run_layers(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
+    """One batch of a `rate` network layer after layer (module docstring), a few samples at a time
+    (STEP_BYTES); the same integers as `run_steps`."""
+    graph = prep.graph
+    enc = graph.input
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
+    k0 = core.input_codes(enc, xt)
+    steps = enc.neuron.n_steps + core.depth(graph)
+    plan = layer_plan(prep, steps)
+    per_sample = max(int(np.prod(l.shape)) * torch.empty((), dtype=plan[l.name].arith.dtype).element_size()
+                     for l in graph.neuron_layers())
+    group = max(1, STEP_BYTES // per_sample)
+    us, counts = [], {}
+    for start in range(0, k0.shape[0], group):
+        u, c = _run_layers(prep, k0[start:start + group], plan, steps)
+        us.append(u)
+        for name, v in c.items():
+            counts.setdefault(name, []).append(v)
+    u = torch.cat(us)
+    counts = {name: torch.cat(v) for name, v in counts.items()}
+    codes = counts if record_codes else {}
+    spikes = {name: int(c.sum()) for name, c in counts.items()}
+    return core.BatchResult(_readout_value(graph, u), u, codes, spikes)
+
+
+RUNNERS = {"neurodeploy": run_layers, "steps": run_steps}
+
+
+def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
+    """One batch of a `rate` network with the engine `prep` was prepared for: codes = spike counts."""
+    return RUNNERS[prep.engine](prep, x, record_codes)
