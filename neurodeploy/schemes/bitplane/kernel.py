@@ -115,7 +115,7 @@ def spike_total(codes: torch.Tensor, n_steps: int) -> int:
     """Spikes that codes (any dtype, integer values in 0 .. 2^n_steps − 1) emit: Σ popcount(code),
     from the histogram of the codes (counted in the narrowest integer type that holds them)."""
     top = (1 << int(n_steps)) - 1
-    small = codes.reshape(-1).to(torch.uint8 if top < 256 else torch.int32 if top < 2 ** 31 else torch.int64)
+    small = core.flat(codes).to(torch.uint8 if top < 256 else torch.int32 if top < 2 ** 31 else torch.int64)
     hist = torch.bincount(small, minlength=top + 1)
     popcount = torch.tensor([bin(k).count("1") for k in range(len(hist))], dtype=torch.int64, device=hist.device)
     return int((hist * popcount).sum())
@@ -239,7 +239,7 @@ def run_codes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, kee
     plan = code_plan(prep)
     enc = graph.input
     k0 = _input_codes(prep, x)
-    value = {enc.name: k0 & ((1 << int(enc.neuron.n_steps)) - 1)}     # what its planes spell
+    value = {enc.name: core.nhwc(k0 & ((1 << int(enc.neuron.n_steps)) - 1))}     # what its planes spell
     codes = {enc.name: k0} if record_codes else {}
     spikes = {enc.name: spike_total(value[enc.name], enc.neuron.n_steps)}
     n_steps = {enc.name: int(enc.neuron.n_steps)}
@@ -250,15 +250,15 @@ def run_codes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, kee
         if layer.is_readout:
             break
         if keep_states:
-            membranes[layer.name] = u.to(torch.int64)
+            membranes[layer.name] = u.to(torch.int64).contiguous()
         code = emission(u, layer.neuron, in_place=True)          # U is not needed any more
         value[layer.name], n_steps[layer.name] = code, int(layer.neuron.n_steps)
         if record_codes or keep_states:
-            codes[layer.name] = code.to(torch.int64)
+            codes[layer.name] = code.to(torch.int64).contiguous()
         spikes[layer.name] = spike_total(codes.get(layer.name, code), layer.neuron.n_steps)
         if keep_states:
             residuals[layer.name] = residual(membranes[layer.name], codes[layer.name], layer.neuron)
-    readout = u.to(torch.int64)
+    readout = u.to(torch.int64).contiguous()
     if keep_states:
         planes = {name: encode_planes(value[name].to(torch.int64), n_steps[name]) for name in n_steps}
         return BitplaneRun(codes, spikes, readout, planes, membranes, residuals)

@@ -61,7 +61,7 @@ def _readout_value(graph, u: torch.Tensor) -> torch.Tensor:
 
 def _encoder_train(k0: torch.Tensor, t_in: int, steps: int) -> torch.Tensor:
     """The encoder's spikes (steps, N, *shape) as float32 0/1: `encoder_step` for t < t_in, then silence."""
-    train = torch.zeros((steps,) + tuple(k0.shape), dtype=torch.float32, device=k0.device)
+    train = core.empty_steps(steps, tuple(k0.shape), torch.float32, k0.device).zero_()
     v = torch.full_like(k0, t_in // 2)
     for t in range(t_in):
         v, s = encoder_step(v, k0, t_in)
@@ -154,58 +154,32 @@ def layer_plan(prep: core.Prepared, steps: int) -> dict[str, RateLayer]:
     return plan
 
 
-# Working-set sizes: one step of a layer's state for the samples run together, and the synaptic input
-# of a chunk of steps, both small enough to stay in the CPU's L2 cache through the step loop (the
-# elementwise updates are memory-bound; measured on ResNet-20: 2x faster than whole-batch tensors).
-STEP_BYTES = 1 << 19
-CHUNK_BYTES = 1 << 21
-
-
-def _busy_steps(train: torch.Tensor) -> list[bool]:
-    """Per step of a (steps, N, ...) train: did any neuron spike?"""
-    return (train.reshape(train.shape[0], -1).amax(dim=1) > 0).tolist()
-
-
 def _if_train(prep, layer, rl: RateLayer, trains: dict, busy: dict, n: int, steps: int) -> torch.Tensor:
-    """Run an IF layer over all steps: its spike train (steps, N, *shape) float32; `if_step` in place.
-
-    Step t's input is Σ_b (W_b·s_b(t−1)) << e_b + bias: computed for a chunk of steps in one synapse
-    call over (chunk·N) planes, or the bias alone where no source spiked at t − 1."""
+    """Run an IF layer over all steps: its spike train (steps, N, *shape) float32; `if_step` in place
+    (step t's input: what the sources sent at t − 1, `core.step_inputs`)."""
     neuron, la = layer.neuron, rl.arith
     shape = (n,) + tuple(layer.shape)
     bias = la.bias.reshape((1, -1) + (1,) * (len(layer.shape) - 1))
-    v = torch.full(shape, neuron.v_init, dtype=la.dtype, device=prep.device)
-    train = torch.empty((steps,) + shape, dtype=torch.float32, device=prep.device)
+    v = core.nhwc(torch.full(shape, neuron.v_init, dtype=la.dtype, device=prep.device))
+    train = core.empty_steps(steps, shape, torch.float32, prep.device)
     # the spikes in v's dtype (mixed-dtype in-place ops take a slow, unvectorised path); float32: the train itself
-    s = None if la.dtype == torch.float32 else torch.empty(shape, dtype=la.dtype, device=prep.device)
-    fired = torch.empty(shape, dtype=torch.bool, device=prep.device)
+    s = None if la.dtype == torch.float32 else torch.empty_like(v)
+    fired = torch.empty_like(v, dtype=torch.bool)
     limit, theta = state_limit(neuron), neuron.v_th_mant
-    sources = [pb.source for pb in prep.branches[layer.name]]
-    chunk = max(1, CHUNK_BYTES // (v.numel() * v.element_size()))
-    for t0 in range(0, steps, chunk):
-        t1 = min(steps, t0 + chunk)
-        # steps t0 .. t1−1 receive what the sources sent at t0−1 .. t1−2 (step 0 receives nothing)
-        sent = [t for t in range(max(t0 - 1, 0), t1 - 1) if any(busy[src][t] for src in sources)]
-        cur, first = None, 0
-        if sent:
-            lo, hi = sent[0], sent[-1] + 1
-            cur = core.layer_current(prep, layer, la, lambda src: trains[src][lo:hi].reshape(
-                (-1,) + tuple(trains[src].shape[2:]))).reshape(((hi - lo),) + shape)
-            first = lo + 1
-        for t in range(t0, t1):
-            v.add_(cur[t - first] if cur is not None and first <= t < first + cur.shape[0] else bias)
-            if rl.saturates:
-                v.clamp_(-limit, limit)
-            if neuron.reset == "subtract":
-                out = train[t] if s is None else s
-                torch.ge(v, theta, out=out)
-                v.sub_(out, alpha=theta)
-                if s is not None:
-                    train[t].copy_(s)
-            else:
-                torch.ge(v, theta, out=fired)
-                v.masked_fill_(fired, 0)
-                train[t].copy_(fired)
+    for t, cur in enumerate(core.step_inputs(prep, layer, la, trains, busy, steps, lag=1)):
+        v.add_(bias if cur is None else cur)
+        if rl.saturates:
+            v.clamp_(-limit, limit)
+        if neuron.reset == "subtract":
+            out = train[t] if s is None else s
+            torch.ge(v, theta, out=out)
+            v.sub_(out, alpha=theta)
+            if s is not None:
+                train[t].copy_(s)
+        else:
+            torch.ge(v, theta, out=fired)
+            v.masked_fill_(fired, 0)
+            train[t].copy_(fired)
     return train
 
 
@@ -221,10 +195,10 @@ def _run_layers(prep: core.Prepared, k0: torch.Tensor, plan: dict, steps: int):
     trains, busy, counts = {}, {}, {}
 
     def keep(name, train):
-        trains[name], busy[name] = train, _busy_steps(train)
+        trains[name], busy[name] = train, core.busy_steps(train)
         counts[name] = train.sum(dim=0).to(torch.int64)        # exact: at most `steps` spikes per neuron
 
-    keep(enc.name, _encoder_train(k0, enc.neuron.n_steps, steps))
+    keep(enc.name, _encoder_train(core.nhwc(k0), enc.neuron.n_steps, steps))
     for layer in graph.neuron_layers():
         rl = plan[layer.name]
         if layer.is_readout:
@@ -243,24 +217,21 @@ def _run_layers(prep: core.Prepared, k0: torch.Tensor, plan: dict, steps: int):
 
 def run_layers(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> core.BatchResult:
     """One batch of a `rate` network layer after layer (module docstring), a few samples at a time
-    (STEP_BYTES); the same integers as `run_steps`."""
+    (`core.sample_groups`); the same integers as `run_steps`."""
     graph = prep.graph
     enc = graph.input
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     k0 = core.input_codes(enc, xt)
     steps = enc.neuron.n_steps + core.depth(graph)
     plan = layer_plan(prep, steps)
-    per_sample = max(int(np.prod(l.shape)) * torch.empty((), dtype=plan[l.name].arith.dtype).element_size()
-                     for l in graph.neuron_layers())
-    group = max(1, STEP_BYTES // per_sample)
     us, counts = [], {}
-    for start in range(0, k0.shape[0], group):
-        u, c = _run_layers(prep, k0[start:start + group], plan, steps)
+    for group in core.sample_groups(graph, k0.shape[0]):
+        u, c = _run_layers(prep, k0[group], plan, steps)
         us.append(u)
         for name, v in c.items():
             counts.setdefault(name, []).append(v)
-    u = torch.cat(us)
-    counts = {name: torch.cat(v) for name, v in counts.items()}
+    u = torch.cat(us).contiguous()
+    counts = {name: torch.cat(v).contiguous() for name, v in counts.items()}
     codes = counts if record_codes else {}
     spikes = {name: int(c.sum()) for name, c in counts.items()}
     return core.BatchResult(_readout_value(graph, u), u, codes, spikes)
