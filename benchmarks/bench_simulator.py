@@ -23,17 +23,16 @@ time on an idle machine, and not inflated when a shared machine deschedules us; 
 engines interleaved, each timed on its second call in a row) and by wall-clock time; for bitplane the ratio to onnxruntime's throughput; for
 the temporal schemes the ratio to onnxruntime's throughput divided by T_eff, the time steps every layer
 runs per sample (rate: T + depth, the lock-step run; sws: Tc + Ts, a TSA layer's local steps; reverb:
-T); memory: the peak resident set of one batch run above the process's resident set before it
-(ru_maxrss in a forked child).  Targets: bitplane and reverb compile for Loihi 2 (`--chips` as
+T); memory: how far one run (all its samples, in batches) raises the process's resident set at its
+peak (Linux's VmHWM after resetting it, free heap memory returned first; onnxruntime without its arena).  Targets: bitplane and reverb compile for Loihi 2 (`--chips` as
 needed), rate and sws for `--target cpu` (48-bit states): Loihi 2's 24-bit states cannot hold these
 random networks' read-outs (the compiler refuses them), so those two run their states in float64.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
-import os
-import resource
 import sys
 import tempfile
 import time
@@ -89,9 +88,12 @@ def sim_engine(net, name: str):
     return lambda xb: engine.run_batch(prep, xb, record_codes=False).output_state.reshape(len(xb), -1).numpy()
 
 
-def ort_session(path: Path):
+def ort_session(path: Path, arena: bool = True):
+    """onnxruntime on one thread; arena=False: without its memory arena, which keeps the peak allocated
+    between runs (for the memory column, whose runs must allocate what they use)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
+    opts.enable_cpu_mem_arena = arena
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
@@ -99,26 +101,25 @@ def ort_session(path: Path):
     return lambda xb: sess.run(None, {sess.get_inputs()[0].name: xb})[0]
 
 
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+
+
 def peak_memory(fn) -> float:
-    """MB of resident memory that one call of fn adds at its peak (ru_maxrss of a forked child minus
-    the child's resident set when it starts; -1 where fork is unavailable)."""
-    if not hasattr(os, "fork"):
+    """MB by which one call of fn raises the resident set at its peak: free heap memory handed back to
+    the system first (malloc_trim), the kernel's high-water mark reset (/proc/self/clear_refs), then
+    VmHWM after the call minus VmRSS before it.  -1 where Linux's /proc or glibc is missing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        start = _status_mb("VmRSS")
+    except (OSError, AttributeError, StopIteration):
         return -1.0
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                  # child: measure, report, exit without cleanup
-        os.close(r)
-        with open("/proc/self/statm") as f:
-            start = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        fn()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        os.write(w, str(max(0, peak - start)).encode())
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        got = f.read()
-    os.waitpid(pid, 0)
-    return int(got) / 2 ** 20 if got else -1.0
+    fn()
+    return max(0.0, _status_mb("VmHWM") - start)
 
 
 def measure(runs: dict, rounds: int) -> dict:
@@ -191,8 +192,9 @@ def bench_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray, x_all: n
     for name, r in res.items():
         if name != "onnxruntime":
             assert np.array_equal(r["output"], want[:len(r["output"])]), f"{scheme}: {name} disagrees with neurodeploy"
+    ort_plain = ort_session(onnx_path, arena=False)
     for name, (fn, _) in runs.items():
-        res[name]["peak_mb"] = peak_memory(fn)
+        res[name]["peak_mb"] = peak_memory(lambda: batched(ort_plain, x, args.batch) if name == "onnxruntime" else fn())
     for r in res.values():
         r.pop("output")
         r["samples_per_s_cpu"] = r["samples"] / r["cpu_s"]
