@@ -126,3 +126,24 @@ def test_rate_engines_identical_in_int64(digits):
     net = dataclasses.replace(net, layers=layers)
     plan = assert_engines_identical(net, digits[0][:64])
     assert plan["conv2"].arith.dtype == torch.int64 and plan["conv1"].arith.dtype == torch.float64
+
+
+def test_rate_engines_identical_with_split_weights(digits):
+    """conv2's weight mantissas, bias, threshold and v_init scaled by 2^12 (the same spikes; sums past
+    2^24 on single spikes): the default engine splits the weights in two float32 limbs
+    (W·s = W_lo·s + 2^b·W_hi·s) instead of one float64 convolution, with the same integers."""
+    import dataclasses
+    from neurodeploy.ir import synapses as syn
+    net = compile_model("models/digits_qcfs.onnx", "cpu", "rate", CompileOptions(timesteps=8))
+
+    def scaled(b):
+        k = syn.weighted_op(b.ops)
+        return dataclasses.replace(b, ops=[dataclasses.replace(op, weight=np.asarray(op.weight) << 12) if op is k else op
+                                           for op in b.ops])
+    layers = [dataclasses.replace(l, branches=[scaled(b) for b in l.branches], bias_exp=l.bias_exp + 12,
+                                  neuron=dataclasses.replace(l.neuron, v_th_mant=l.neuron.v_th_mant << 12,
+                                                             v_init=l.neuron.v_init << 12, state_bits=63))
+              if l.name == "conv2" else l for l in net.layers]
+    net = dataclasses.replace(net, layers=layers)
+    plan = assert_engines_identical(net, digits[0][:64])
+    assert plan["conv2"].arith.limbs[0][0] == "weight" and plan["conv2"].arith.branch_dtypes == [torch.float32]

@@ -368,7 +368,7 @@ def test_reverb_engines_identical_with_split_inputs():
     limbs of the payloads (W·lo + 2^b·W·hi) instead of one float64 call, with the same integers."""
     graph = reverb_netgen.random_graph(0, 3, 16, "sum", False, in_shape=(2, 8, 8), c1=8)
     plan = assert_reverb_engines_identical(graph, reverb_netgen.random_inputs(graph, 24, 0))
-    assert plan["fc1"].arith.limb_bits[0] > 0 and plan["fc1"].arith.branch_dtypes == [torch.float32]
+    assert plan["fc1"].arith.limbs[0][0] == "input" and plan["fc1"].arith.branch_dtypes == [torch.float32]
 
 
 def test_reverb_engines_identical_on_the_trained_digits_model(digits):

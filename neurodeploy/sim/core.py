@@ -196,31 +196,48 @@ class LayerArith:
     bias: torch.Tensor              # (C,) or (F,) in dtype
     fused: bool                     # branch dtypes == dtype: weights carry 2^weight_exp, the first call adds the bias
     weight_exps: list = field(default_factory=list)
-    limb_bits: list = field(default_factory=list)    # per branch: b > 0 splits its input in two limbs (below)
+    limbs: list = field(default_factory=list)    # per branch: None, ("input", b) or ("weight", b, high weights)
 
 
-def _limb_bits(prep: Prepared, pb: PreparedBranch, p_max: float) -> int:
-    """Bits b of the low limb that make a branch exact in float32 although Σ|W|·p_max is not: the input
-    x = hi·2^b + lo (lo = x − 2^b·⌊x/2^b⌋ in [0, 2^b), |hi| ≤ ⌊p_max/2^b⌋ + 1) goes through the synapses
-    as two float32 planes whose sums Σ|W|·(2^b − 1) and Σ|W|·(⌊p_max/2^b⌋ + 1) are both below 2^24;
-    W·x = W·lo + 2^b·W·hi is then assembled in float64.  Two float32 (oneDNN) convolutions are several
-    times faster than one float64 convolution (PyTorch's unvectorised im2col path).  0: no such b."""
-    w = float(np.max(branch_bound(prep, pb, 1.0)))
-    if p_max >= FLOAT32_EXACT or w == 0:
-        return 0
+# Limbs.  A branch whose sums Σ|W|·p_max reach 2^24 needs float64, and PyTorch's float64 convolution is
+# an unvectorised im2col path several times slower than two float32 (oneDNN) convolutions.  So where
+# it helps, one factor is split in two limbs at bit b, x = 2^b·hi + lo with lo in [0, 2^b) (floor
+# division, also for negative values), and W·x = 2^b·W·hi + W·lo is assembled in float64 from two
+# float32 synapse calls, each exact because its own sums stay below 2^24: the input's limbs (graded
+# payloads of many bits through small weights) or the weight's (wide weight mantissas, e.g. the cpu
+# target's 16 bits, on spikes).
+
+def _split(a: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    hi = np.floor_divide(a, 1 << b)
+    return a - hi * (1 << b), hi
+
+
+def _limbs(prep: Prepared, pb: PreparedBranch, p_max: float):
+    """("input", b), ("weight", b, high weights) or None: a split at bit b that makes both synapse calls
+    exact in float32 (see above)."""
+    shape = shape_after(pb.bitserial_maxpool, next(l.shape for l in prep.graph.layers if l.name == pb.source))
+    w_sum = float(np.max(branch_bound(prep, pb, 1.0)))
+    if p_max < FLOAT32_EXACT and w_sum > 0:
+        for b in range(1, 24):
+            if w_sum * ((1 << b) - 1) < FLOAT32_EXACT and w_sum * (np.floor(p_max / (1 << b)) + 1) < FLOAT32_EXACT:
+                return ("input", b)
+    k = syn.weighted_op(pb.ops)
+    w = np.asarray(k.weight, dtype=np.int64)
     for b in range(1, 24):
-        if w * ((1 << b) - 1) < FLOAT32_EXACT and w * (np.floor(p_max / (1 << b)) + 1) < FLOAT32_EXACT:
-            return b
-    return 0
+        lo, hi = _split(w, b)
+        with_w = lambda a: [type(op)(**{**op.__dict__, "weight": a}) if op is k else op for op in pb.ops]
+        if all(float(np.max(abs_bound(with_w(part), shape, p_max))) < FLOAT32_EXACT for part in (lo, hi)):
+            return ("weight", b, with_w(hi))
+    return None
 
 
 def layer_arith(prep: Prepared, layer: Layer, p_max: dict, bound: float, fuse: bool = True) -> LayerArith | None:
     """The dtypes for U = Σ_b (W_b·x_b) << e_b + bias with inputs |x_b| ≤ p_max[source]: U in
     `exact_float_dtype(bound)` (bound: the caller's static bound of every integer its arithmetic on U
     produces, at least max |U|), int64 beyond 2^53; each branch's synapse call in the dtype exact for
-    Σ|W_b|·p_max, or in float32 on two limbs of its input (`_limb_bits`).  None when a branch's
-    synaptic sum alone exceeds 2^53.  fuse=False: never fold 2^weight_exp and the bias into the synapse
-    calls (the caller post-processes each branch)."""
+    Σ|W_b|·p_max, or in float32 on two limbs (above).  None when a branch's synaptic sum alone exceeds
+    2^53.  fuse=False: never fold 2^weight_exp and the bias into the synapse calls (the caller
+    post-processes each branch)."""
     dtype = exact_float_dtype(bound) or torch.int64
     branch_dtypes, limbs = [], []
     for pb in prep.branches[layer.name]:
@@ -230,19 +247,28 @@ def layer_arith(prep: Prepared, layer: Layer, p_max: dict, bound: float, fuse: b
         bd = exact_float_dtype(float(np.max(branch_bound(prep, pb, p_max[pb.source]))))
         if bd is None:
             return None
-        lb = _limb_bits(prep, pb, float(p_max[pb.source])) if bd == torch.float64 and dtype != torch.float32 else 0
-        branch_dtypes.append(torch.float32 if lb else bd)
-        limbs.append(lb)
+        limb = _limbs(prep, pb, float(p_max[pb.source])) if bd == torch.float64 and dtype != torch.float32 else None
+        branch_dtypes.append(torch.float32 if limb else bd)
+        limbs.append(limb)
     fused = fuse and all(bd == dtype for bd in branch_dtypes) and not any(limbs)
     weights = []
-    for pb, bd in zip(prep.branches[layer.name], branch_dtypes):
+    for pb, bd, limb in zip(prep.branches[layer.name], branch_dtypes, limbs):
         ops = weight_scaled_ops(pb.ops, pb.weight_exp if fused else 0, f"layer '{layer.name}'")
-        weights.append({i: nhwc(torch.as_tensor(np.asarray(op.weight), dtype=bd, device=prep.device))
-                        for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)})
+        if limb and limb[0] == "weight":
+            k = syn.weighted_op(ops)
+            lo, _ = _split(np.asarray(k.weight).astype(np.int64), limb[1])
+            ops = [type(op)(**{**op.__dict__, "weight": lo}) if op is k else op for op in ops]
+            limbs[len(weights)] = ("weight", limb[1], _tensors(prep, limb[2], bd))
+        weights.append(_tensors(prep, ops, bd))
     bias = torch.as_tensor(np.asarray(layer.bias, dtype=np.int64 if dtype == torch.int64 else np.float64),
                            dtype=dtype, device=prep.device)
     return LayerArith(dtype, branch_dtypes, weights, bias.expand(layer.shape[0]).contiguous(), fused,
                       [int(pb.weight_exp) for pb in prep.branches[layer.name]], limbs)
+
+
+def _tensors(prep: Prepared, ops: list, dtype: torch.dtype) -> dict:
+    return {i: nhwc(torch.as_tensor(np.asarray(op.weight), dtype=dtype, device=prep.device))
+            for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)}
 
 
 def layer_current(prep: Prepared, layer: Layer, la: LayerArith, inputs, post=None) -> torch.Tensor:
@@ -258,11 +284,15 @@ def layer_current(prep: Prepared, layer: Layer, la: LayerArith, inputs, post=Non
         if la.fused:
             cur = synapses_with_bias(pb.ops, x, w, la.bias if u is None else None)
         else:
-            lb = la.limb_bits[i] if la.limb_bits else 0
-            if lb:                                          # W·x = W·lo + 2^b·W·hi, both calls exact in float32
-                hi = torch.floor(x * (1.0 / (1 << lb)))
-                both = apply_ops(pb.ops, torch.cat([x.sub(hi, alpha=1 << lb), hi]), w).to(la.dtype)
-                cur = both[:x.shape[0]].add_(both[x.shape[0]:], alpha=1 << lb)
+            limb = la.limbs[i] if la.limbs else None
+            if limb and limb[0] == "input":             # W·x = W·lo + 2^b·W·hi, both calls exact in float32
+                b = limb[1]
+                hi = torch.floor(x * (1.0 / (1 << b)))
+                both = apply_ops(pb.ops, torch.cat([x.sub(hi, alpha=1 << b), hi]), w).to(la.dtype)
+                cur = both[:x.shape[0]].add_(both[x.shape[0]:], alpha=1 << b)
+            elif limb:                                  # W·x = W_lo·x + 2^b·W_hi·x
+                cur = apply_ops(pb.ops, x, w).to(la.dtype).add_(apply_ops(pb.ops, x, limb[2]).to(la.dtype),
+                                                                alpha=1 << limb[1])
             else:
                 cur = apply_ops(pb.ops, x, w).to(la.dtype)     # exact integers in bd, hence in la.dtype
             if e:
@@ -314,6 +344,25 @@ def flat(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return x.permute(0, 2, 3, 1).reshape(-1)
     return x.reshape(-1)
+
+
+def consumers(prep: Prepared) -> dict:
+    """Source layer -> how many branches read it (what `release_sources` counts down)."""
+    count = {}
+    for layer in prep.graph.neuron_layers():
+        for pb in prep.branches[layer.name]:
+            count[pb.source] = count.get(pb.source, 0) + 1
+    return count
+
+
+def release_sources(prep: Prepared, layer: Layer, remaining: dict, *stores: dict) -> None:
+    """After `layer` took its input: drop from `stores` (trains, ...) every source no later layer reads,
+    so that a time-batched run holds only the trains still to be consumed."""
+    for pb in prep.branches[layer.name]:
+        remaining[pb.source] -= 1
+        if remaining[pb.source] == 0:
+            for store in stores:
+                store.pop(pb.source, None)
 
 
 def busy_steps(train: torch.Tensor) -> list[bool]:

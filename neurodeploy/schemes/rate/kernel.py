@@ -188,10 +188,7 @@ def _run_layers(prep: core.Prepared, k0: torch.Tensor, plan: dict, steps: int):
     graph = prep.graph
     enc = graph.input
     n = k0.shape[0]
-    consumers = {}
-    for layer in graph.neuron_layers():
-        for pb in prep.branches[layer.name]:
-            consumers[pb.source] = consumers.get(pb.source, 0) + 1
+    remaining = core.consumers(prep)
     trains, busy, counts = {}, {}, {}
 
     def keep(name, train):
@@ -207,10 +204,7 @@ def _run_layers(prep: core.Prepared, k0: torch.Tensor, plan: dict, steps: int):
                          for pb in prep.branches[layer.name]}
             return core.layer_current(prep, layer, rl.arith, delivered.__getitem__).to(torch.int64), counts
         train = _if_train(prep, layer, rl, trains, busy, n, steps)
-        for pb in prep.branches[layer.name]:
-            consumers[pb.source] -= 1
-            if consumers[pb.source] == 0:
-                del trains[pb.source]
+        core.release_sources(prep, layer, remaining, trains, busy)
         keep(layer.name, train)
     raise NeurodeployError("a rate network ends with its readout", f"layer '{graph.output.name}'")
 

@@ -316,28 +316,34 @@ def _neuron_layer(prep, layer, rl: ReverbLayer, trains: dict, busy: dict, t_step
     return train, v
 
 
-def _run_layers(prep: core.Prepared, x: np.ndarray):
-    """The default engine's run: (payload trains time first (T, N, ...) float32, readout state int64,
-    final membranes in the state's type), a few samples at a time (`core.sample_groups`)."""
+def _run_layers(prep: core.Prepared, x: np.ndarray, keep: bool):
+    """The default engine's run: (payload trains time first (T, N, ...) float32 and final membranes in the
+    state's type if keep, else {}; readout state int64; nonzero payloads per neuron of every spiking
+    layer), a few samples at a time (`core.sample_groups`); without keep a train is dropped as soon as
+    its consumers have read it."""
     enc = prep.graph.input
     if not isinstance(enc.neuron, rv.ReverbEncoder):
         raise NeurodeployError("the reverb simulator needs a ReverbEncoder input", f"input '{enc.name}'")
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     k0 = core.nhwc(core.input_codes(enc, xt).to(torch.float32))      # codes ≤ 2^16: exact
-    parts = [_group_layers(prep, k0[g]) for g in core.sample_groups(prep.graph, k0.shape[0])]
+    parts = [_group_layers(prep, k0[g], keep) for g in core.sample_groups(prep.graph, k0.shape[0])]
     return ({name: torch.cat([p[0][name] for p in parts], dim=1) for name in parts[0][0]},
             torch.cat([p[1] for p in parts]).contiguous(),
-            {name: torch.cat([p[2][name] for p in parts]) for name in parts[0][2]})
+            {name: torch.cat([p[2][name] for p in parts]) for name in parts[0][2]},
+            {name: torch.cat([p[3][name] for p in parts]).contiguous() for name in parts[0][3]})
 
 
-def _group_layers(prep: core.Prepared, k0: torch.Tensor):
+def _group_layers(prep: core.Prepared, k0: torch.Tensor, keep: bool):
+    """One group of samples: (trains if keep, readout state, final membranes if keep, nonzero payloads
+    per neuron (N, *shape) of every spiking layer)."""
     graph = prep.graph
     enc = graph.input
     t = timesteps(graph)
     plan = layer_plan(prep)
     trains = {enc.name: k0.unsqueeze(0).expand((t,) + tuple(k0.shape))}   # the code at every step
     busy = {enc.name: core.busy_steps(trains[enc.name])}
-    membranes, state, last = {}, None, None
+    counts = {enc.name: torch.count_nonzero(trains[enc.name], dim=0)}
+    membranes, state, last, kept, remaining = {}, None, None, {}, core.consumers(prep)
     for layer in graph.neuron_layers():
         rl, last = plan[layer.name], layer
         if isinstance(layer.neuron, rv.ReverbReadout):
@@ -359,19 +365,24 @@ def _group_layers(prep: core.Prepared, k0: torch.Tensor):
         if not isinstance(layer.neuron, rv.ReverbNeuron):
             raise NeurodeployError(f"the reverb simulator has no kernel for {type(layer.neuron).__name__}",
                                    f"layer '{layer.name}'")
-        trains[layer.name], membranes[layer.name] = _neuron_layer(prep, layer, rl, trains, busy, t)
-        busy[layer.name] = core.busy_steps(trains[layer.name])
+        train, v = _neuron_layer(prep, layer, rl, trains, busy, t)
+        if keep:
+            kept.update(trains)
+            membranes[layer.name] = v
+        core.release_sources(prep, layer, remaining, trains, busy)
+        trains[layer.name], busy[layer.name] = train, core.busy_steps(train)
+        counts[layer.name] = torch.count_nonzero(train, dim=0)
     if state is None or graph.output.neuron is not last.neuron:
         raise NeurodeployError("the last layer of a reverb network must be a ReverbReadout",
                                f"layer '{graph.output.name}'")
-    return trains, state, membranes
+    return ({**kept, **trains} if keep else {}), state, membranes, counts
 
 
 def run(prep: core.Prepared, x: np.ndarray) -> ReverbRun:
     """One batch with the engine `prep` was prepared for: every layer's payload train (N, T, ...) int64."""
     if prep.engine == "steps":
         return run_steps(prep, x)
-    trains, state, membranes = _run_layers(prep, x)
+    trains, state, membranes, _ = _run_layers(prep, x, keep=True)
     return ReverbRun({name: tr.transpose(0, 1).to(torch.int64).contiguous() for name, tr in trains.items()}, state,
                      {name: v.to(torch.int64).contiguous() for name, v in membranes.items()})
 
@@ -399,7 +410,6 @@ def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True) -> 
         r = run_steps(prep, x)
         counts, state = {name: spike_counts(tr) for name, tr in r.trains.items()}, r.readout_state
     else:
-        trains, state, _ = _run_layers(prep, x)
-        counts = {name: torch.count_nonzero(tr, dim=0).contiguous() for name, tr in trains.items()}   # time first
+        _, state, _, counts = _run_layers(prep, x, keep=False)
     spikes = {name: int(c.sum()) for name, c in counts.items()}
     return core.BatchResult(readout_value(prep.graph, state), state, counts if record_codes else {}, spikes)

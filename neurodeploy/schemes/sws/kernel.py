@@ -382,7 +382,7 @@ def run_digits_layers(prep, x: np.ndarray, record_codes: bool = True, keep_digit
     a few samples at a time (`core.sample_groups`)."""
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     k0 = core.input_codes(prep.graph.input, xt)
-    parts = [_digits_layers(prep, k0[g], overflows) for g in core.sample_groups(prep.graph, k0.shape[0])]
+    parts = [_digits_layers(prep, k0[g], overflows, keep_digits) for g in core.sample_groups(prep.graph, k0.shape[0])]
     u = torch.cat([p[0] for p in parts]).contiguous()
     codes = ({name: torch.cat([p[1][name] for p in parts]).to(torch.int64).contiguous() for name in parts[0][1]}
              if record_codes else {})
@@ -392,8 +392,8 @@ def run_digits_layers(prep, x: np.ndarray, record_codes: bool = True, keep_digit
     return u, codes, spikes, digits
 
 
-def _digits_layers(prep, k0: torch.Tensor, overflows: dict | None):
-    """One group of samples: (readout V, decoded codes, nonzero digits, digit trains (Tc, N, ...))."""
+def _digits_layers(prep, k0: torch.Tensor, overflows: dict | None, keep: bool):
+    """One group of samples: (readout V, decoded codes, nonzero digits, digit trains (Tc, N, ...) if keep)."""
     graph = prep.graph
     bits = state_bits_of(graph)
     plan = layer_plan(prep)
@@ -402,7 +402,9 @@ def _digits_layers(prep, k0: torch.Tensor, overflows: dict | None):
     first = encode_digits(k0, beta, tc).transpose(0, 1)               # (Tc, N, ...) int8, time first
     trains = {enc.name: core.empty_steps(tc, tuple(k0.shape), torch.float32, prep.device).copy_(first)}
     busy = {enc.name: core.busy_steps(trains[enc.name])}
+    spikes = {enc.name: core.count_unit_spikes(trains[enc.name])}
     value = {enc.name: core.nhwc(k0)}                                 # decoded codes
+    remaining, kept = core.consumers(prep), {}
     u = None
     for layer in graph.neuron_layers():
         if isinstance(layer.neuron, nrn.Readout):
@@ -417,15 +419,17 @@ def _digits_layers(prep, k0: torch.Tensor, overflows: dict | None):
                 if pb.bitserial_maxpool is not None:
                     raise NeurodeployError("max pooling of ternary digit trains is not supported",
                                            f"layer '{layer.name}'", "use average pooling")
-            trains[layer.name], value[layer.name], wrapped = _tsa_layer(prep, layer, plan[layer.name], trains, busy,
-                                                                        bits)
-            busy[layer.name] = core.busy_steps(trains[layer.name])
+            train, value[layer.name], wrapped = _tsa_layer(prep, layer, plan[layer.name], trains, busy, bits)
+            if keep:
+                kept.update(trains)
+            core.release_sources(prep, layer, remaining, trains, busy)
+            trains[layer.name], busy[layer.name] = train, core.busy_steps(train)
+            spikes[layer.name] = core.count_unit_spikes(train)
         if overflows is not None:
             overflows[layer.name] = overflows.get(layer.name, 0) + (0 if wrapped is None else int(wrapped.sum()))
         if u is not None:
             break
-    spikes = {name: core.count_unit_spikes(tr) for name, tr in trains.items()}
-    return u, value, spikes, trains
+    return u, value, spikes, {**kept, **trains} if keep else None
 
 
 ENGINES = {"neurodeploy": run_digits_layers, "steps": run_digits_steps}
