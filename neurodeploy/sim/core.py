@@ -1,11 +1,16 @@
 """The simulator's core, shared by every scheme's kernel: no scheme knowledge here.
 
-Integer state lives in torch int64 tensors.  Synapse ops run as float convolutions /
-matmuls on spike planes, which is exact because every partial sum is an integer below
-2^24 (float32) or 2^53 (float64): `prepare` bounds each branch statically and picks the
-fastest exact dtype.  A kernel (`run_batch` of a scheme) sends the T planes of a layer
-through the synapses in one batched call (`branch_current`), decodes the input with
-`input_codes`, adds `layer_bias` and returns a `BatchResult`; `sim.engine` picks the kernel.
+Integer state lives in torch int64 tensors, or in float32/float64 tensors where a static bound
+proves every integer the arithmetic can produce representable (below 2^24 / 2^53).  Synapse ops
+run as float convolutions / matmuls on spike planes, codes or payloads, which is exact because
+every partial sum is such an integer: then every addition is exact in any order, so the results do
+not depend on the BLAS / oneDNN kernel, the CPU or the thread count.  `prepare` bounds each branch
+statically and picks the fastest exact dtype; `layer_arith` / `layer_current` give a kernel a whole
+layer's input Σ_b (W_b·x_b) << e_b + bias as one tensor in the dtype its own arithmetic needs
+(2^weight_exp and the bias folded into the synapse call where that dtype allows, float64 calls
+split into two float32 ones where that helps); `step_inputs` feeds the time-batched kernels a
+layer's input for a chunk of steps at a time.  A kernel (`run_batch` of a scheme) decodes the input
+with `input_codes` and returns a `BatchResult`; `sim.engine` picks the kernel.
 """
 from __future__ import annotations
 

@@ -33,6 +33,11 @@ different hop depths (a residual block's shortcut; `layer_input` sums every bran
 current into the one membrane unit) needs a delay on the shorter branches on the chip
 (`schemes/reverb/lava/` inserts a DelayLine); the simulator computes the
 layer-synchronous (float-model) function regardless.
+
+Engines (bit-identical, tests/test_reverb_sim.py): `steps` (`run_steps`) runs `neuron_run` step by
+step in int64, the statement of the arithmetic; the default (`_run_layers`) computes each layer's
+input for chunks of steps (`sim.core.step_inputs`) and updates the membranes in place in float64,
+exact by `layer_plan`'s bounds, the 24-bit wrap only where a branch can reach it.
 """
 from __future__ import annotations
 

@@ -13,6 +13,10 @@ T_inf = Tc + Ts·L (L = hidden TSA layers on the longest path, Eq. 6) and a new 
 enter every Tc + Ts steps.  Because every neuron only ever sees its inputs' digits in order,
 simulating layer after layer over the whole digit planes is the same computation as the
 lock-step schedule; `schedule()` gives the offsets and delays.
+
+Engines (bit-identical, tests/test_sws.py): `steps` (`run_digits_steps`) runs `tsa_run` step by step
+in int64, the statement of the neuron; the default (`run_digits_layers`) runs the same updates in
+place in the type `layer_plan` proves exact, its inputs for chunks of steps at a time.
 """
 from __future__ import annotations
 
