@@ -1,35 +1,64 @@
-"""Speed of the bit-accurate simulator against peers measured in the same run.
+"""Speed of the bit-accurate simulator on a CIFAR-size network, against peers measured in the same run.
 
-Peers, on the same compiled network and the same inputs:
-- step-by-step: the same SNN simulated one time step at a time (one synapse call per plane,
-  float64 everywhere, no plane batching) -- what a straightforward PyTorch SNN loop does;
-- integer reference: the quantised ANN in numpy int64 (no time steps);
-- onnxruntime: the float ANN (not an SNN; the cost floor of the model itself).
-Outputs are checked to be identical where they must be.
+    python benchmarks/bench_simulator.py [--arch resnet18|resnet20] [--schemes bitplane,rate,sws,reverb]
+        [--samples 64] [--temporal-samples 16] [--slow-samples 4] [--batch 16] [--rounds 3] [--json out.json]
 
-    python benchmarks/bench_simulator.py [--model models/digits_resnet_qcfs.onnx] [--repeat 3]
+The network (benchmarks/cifar_nets.py): torchvision's BasicBlock ResNet-18 with the CIFAR stem at
+3x32x32 (or the CIFAR ResNet-20), seeded random weights, BatchNorm statistics measured on real CIFAR-10
+images (../shared/data/cifar10_subset.npz, `--data`), QCFS activations (Q = 7) behind an 8-bit input
+quantiser; for reverb the same network as a ReverB SNN (binary 3x3 convolutions, T = 4, 16-bit
+payloads).  Inputs: CIFAR-10 test images.  Per scheme, on the same inputs and batches:
+
+- neurodeploy: our default engine;
+- the same network with our slower engines, where they exist (bitplane `--engine planes`; rate, sws,
+  reverb `--engine steps`), and for bitplane a plain step-by-step loop (one synapse call per bit
+  plane, float64, as a straightforward PyTorch SNN simulation does it) and the integer reference of
+  the quantised ANN (numpy int64), on the first --slow-samples samples;
+- onnxruntime: the float QCFS ANN exported to ONNX (the cost floor of the model itself; for reverb the
+  QCFS ANN of the same architecture, whose convolutions are the same), 1 intra-op thread.
+Outputs are asserted identical between our engines (and the integer reference).
+
+Columns: samples per second by process CPU time (time.process_time, 1 thread: equal to wall-clock
+time on an idle machine, and not inflated when a shared machine deschedules us; best of --rounds,
+engines interleaved, each timed on its second call in a row) and by wall-clock time; for bitplane the ratio to onnxruntime's throughput; for
+the temporal schemes the ratio to onnxruntime's throughput divided by T_eff, the time steps every layer
+runs per sample (rate: T + depth, the lock-step run; sws: Tc + Ts, a TSA layer's local steps; reverb:
+T); memory: how far one run (all its samples, in batches) raises the process's resident set at its
+peak (Linux's VmHWM after resetting it, free heap memory returned first; onnxruntime without its arena).  Targets: bitplane and reverb compile for Loihi 2 (`--chips` as
+needed), rate and sws for `--target cpu` (48-bit states): Loihi 2's 24-bit states cannot hold these
+random networks' read-outs (the compiler refuses them), so those two run their states in float64.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import json
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from neurodeploy.compiler import compile_model
-from neurodeploy.ir import neurons as nrn
-from neurodeploy.reports.verify import run_onnx
-from neurodeploy.schemes.bitplane import kernel as bp
-from neurodeploy.sim import engine
-from neurodeploy.sim.reference import reference
-from neurodeploy.ir.synapse_ops import apply_ops
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cifar_nets  # noqa: E402
+from neurodeploy.api import compile as nd_compile  # noqa: E402
+from neurodeploy.compiler import compile_model  # noqa: E402
+from neurodeploy.ir.synapse_ops import apply_ops  # noqa: E402
+from neurodeploy.nn import export_onnx  # noqa: E402
+from neurodeploy.schemes.bitplane import kernel as bp  # noqa: E402
+from neurodeploy.sim import core, engine  # noqa: E402
+from neurodeploy.sim.reference import reference  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LEVELS, REVERB_T, PAYLOAD_BITS, CHIPS = 7, 4, 16, 64
 
 
 def step_by_step(net, x: np.ndarray) -> np.ndarray:
-    """The same SNN, one time step and one synapse call at a time, in float64."""
-    xt = torch.as_tensor(x)
-    planes = {net.input.name: bp.encode_planes(engine.input_codes(net.input, xt), net.input.neuron.n_steps)}
+    """A bitplane SNN one time step and one synapse call at a time, in float64 (readout U)."""
+    xt = torch.as_tensor(np.array(x))
+    planes = {net.input.name: bp.encode_planes(core.input_codes(net.input, xt), net.input.neuron.n_steps)}
     u = None
     for layer in net.neuron_layers():
         u = 0
@@ -42,46 +71,184 @@ def step_by_step(net, x: np.ndarray) -> np.ndarray:
                 acc = 2 * acc + apply_ops(b.ops, src[:, t], weights)
             u = u + acc * float(1 << b.weight_exp)
         u = u + torch.as_tensor(layer.bias, dtype=torch.float64).reshape((1, -1) + (1,) * (u.ndim - 2))
-        if isinstance(layer.neuron, nrn.Readout):
+        if layer.is_readout:
             break
         planes[layer.name] = bp.emit(u.round().to(torch.int64), layer.neuron)
-    return (u * net.output.neuron.output_scale).to(torch.float32).numpy().reshape(len(x), -1)
+    return u.round().to(torch.int64).numpy().reshape(len(x), -1)
 
 
-def timed(fn, repeat):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def batched(fn, x: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([np.asarray(fn(x[i:i + batch])).reshape(min(batch, len(x) - i), -1)
+                           for i in range(0, len(x), batch)])
 
 
-def main() -> None:
+def sim_engine(net, name: str):
+    """Our simulator with engine `name`: x -> readout state (N, outputs) int64."""
+    prep = engine.prepare(net, "cpu", name)
+    return lambda xb: engine.run_batch(prep, xb, record_codes=False).output_state.reshape(len(xb), -1).numpy()
+
+
+def ort_session(path: Path, arena: bool = True):
+    """onnxruntime on one thread; arena=False: without its memory arena, which keeps the peak allocated
+    between runs (for the memory column, whose runs must allocate what they use)."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.enable_cpu_mem_arena = arena
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return lambda xb: sess.run(None, {sess.get_inputs()[0].name: xb})[0]
+
+
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+
+
+def peak_memory(fn) -> float:
+    """MB by which one call of fn raises the resident set at its peak: free heap memory handed back to
+    the system first (malloc_trim), the kernel's high-water mark reset (/proc/self/clear_refs), then
+    VmHWM after the call minus VmRSS before it.  -1 where Linux's /proc or glibc is missing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        start = _status_mb("VmRSS")
+    except (OSError, AttributeError, StopIteration):
+        return -1.0
+    fn()
+    return max(0.0, _status_mb("VmHWM") - start)
+
+
+def measure(runs: dict, rounds: int) -> dict:
+    """runs: name -> (fn, n samples); best CPU and wall seconds per name over rounds in which every run
+    is called twice in a row and the second call timed (warm: in a long simulation every batch finds
+    the memory the previous one freed; cold calls after another engine pay page faults instead)."""
+    best = {name: [float("inf"), float("inf")] for name in runs}
+    outs = {}
+    for _ in range(rounds):
+        for name, (fn, _) in runs.items():
+            fn()
+            c0, w0 = time.process_time(), time.perf_counter()
+            outs[name] = fn()
+            best[name][0] = min(best[name][0], time.process_time() - c0)
+            best[name][1] = min(best[name][1], time.perf_counter() - w0)
+    return {name: {"cpu_s": c, "wall_s": w, "samples": runs[name][1], "output": outs[name]}
+            for name, (c, w) in best.items()}
+
+
+def build_models(args, cache: Path):
+    """The QCFS ResNet as ONNX (cached in `cache`) and the calibration images."""
+    x_cal = cifar_nets.cifar_images(args.data, "train", 256)
+    onnx_path = cache / f"{args.arch}_qcfs{LEVELS}_seed{args.seed}.onnx"
+    if not onnx_path.exists():
+        model = cifar_nets.qcfs_resnet(args.arch, x_cal, LEVELS, args.seed)
+        export_onnx(model, torch.from_numpy(x_cal[:2]), onnx_path, fold_bn=True)
+    return onnx_path, x_cal
+
+
+def compile_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray):
+    t0 = time.process_time()
+    if scheme == "reverb":
+        model = cifar_nets.reverb_resnet(args.arch, x_cal[:64], REVERB_T, args.seed)
+        net = nd_compile(model, torch.from_numpy(x_cal[:2]), target="loihi2", scheme="reverb", timesteps=REVERB_T,
+                         payload_bits=PAYLOAD_BITS, calibration=x_cal[:64], chips=CHIPS).graph
+        target = "loihi2"
+    elif scheme == "bitplane":
+        net, target = compile_model(onnx_path, "loihi2", "bitplane", {"chips": CHIPS}), "loihi2"
+    else:
+        net, target = compile_model(onnx_path, "cpu", scheme), "cpu"
+    return net, target, time.process_time() - t0
+
+
+def t_eff(scheme: str, net) -> int:
+    if scheme == "rate":
+        return int(net.meta["latency_steps"])                       # T + depth: every layer, every step
+    if scheme == "sws":
+        tsa = [l.neuron for l in net.neuron_layers() if not l.is_readout]
+        return int(tsa[0].coding_steps) + max(int(n.silent_steps) for n in tsa)
+    if scheme == "reverb":
+        return int(net.input.neuron.timesteps)
+    return 1
+
+
+def bench_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray, x_all: np.ndarray, ort) -> dict:
+    net, target, compile_s = compile_scheme(scheme, args, onnx_path, x_cal)
+    n = args.samples if scheme == "bitplane" else args.temporal_samples
+    x, x_slow = x_all[:n], x_all[:args.slow_samples]
+    slow = "planes" if scheme == "bitplane" else "steps"
+    ours, slower = sim_engine(net, "neurodeploy"), sim_engine(net, slow)      # prepared once, as `simulate` does
+    runs = {"neurodeploy": (lambda: batched(ours, x, args.batch), n),
+            "onnxruntime": (lambda: batched(ort, x, args.batch), n),
+            f"neurodeploy --engine {slow}": (lambda: batched(slower, x_slow, args.batch), len(x_slow))}
+    if scheme == "bitplane":
+        runs["step-by-step float64 loop"] = (lambda: batched(lambda xb: step_by_step(net, xb), x_slow, args.batch),
+                                             len(x_slow))
+        runs["integer reference (numpy)"] = (lambda: reference(net, x_slow)[1].reshape(len(x_slow), -1), len(x_slow))
+    res = measure(runs, args.rounds)
+    want = res["neurodeploy"]["output"]
+    for name, r in res.items():
+        if name != "onnxruntime":
+            assert np.array_equal(r["output"], want[:len(r["output"])]), f"{scheme}: {name} disagrees with neurodeploy"
+    ort_plain = ort_session(onnx_path, arena=False)
+    for name, (fn, _) in runs.items():
+        res[name]["peak_mb"] = peak_memory(lambda: batched(ort_plain, x, args.batch) if name == "onnxruntime" else fn())
+    for r in res.values():
+        r.pop("output")
+        r["samples_per_s_cpu"] = r["samples"] / r["cpu_s"]
+        r["samples_per_s_wall"] = r["samples"] / r["wall_s"]
+    te = t_eff(scheme, net)
+    ort_rate = res["onnxruntime"]["samples_per_s_cpu"]
+    for r in res.values():
+        r["vs_onnxruntime_x_teff"] = r["samples_per_s_cpu"] * te / ort_rate
+    return {"scheme": scheme, "target": target, "t_eff": te, "compile_cpu_s": compile_s,
+            "latency_steps": net.meta.get("latency_steps"), "engines": res}
+
+
+def print_scheme(r: dict) -> None:
+    te = r["t_eff"]
+    bound = "onnxruntime" if te == 1 else f"onnxruntime/{te}"
+    print(f"\n{r['scheme']} (--target {r['target']}, T_eff = {te}, compile {r['compile_cpu_s']:.1f} s CPU)")
+    print(f"  {'engine':<34}{'samples':>8}{'samples/s cpu':>15}{'wall':>9}{'vs ' + bound:>22}{'peak MB':>9}")
+    for name, e in r["engines"].items():
+        print(f"  {name:<34}{e['samples']:>8}{e['samples_per_s_cpu']:>15.2f}{e['samples_per_s_wall']:>9.2f}"
+              f"{e['vs_onnxruntime_x_teff']:>21.3f}x{e['peak_mb']:>9.0f}")
+
+
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="models/digits_resnet_qcfs.onnx")
-    ap.add_argument("--input", default="models/digits_test_x.npy")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: on a shared 2-core machine more threads make timings erratic)")
-    args = ap.parse_args()
+    ap.add_argument("--arch", choices=sorted(cifar_nets.STAGES), default="resnet18")
+    ap.add_argument("--schemes", default="bitplane,rate,sws,reverb")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10_subset.npz"),
+                    help="cifar10_subset.npz (default: ../shared/data/ beside the repository)")
+    ap.add_argument("--samples", type=int, default=64, help="bitplane samples (default 64)")
+    ap.add_argument("--temporal-samples", type=int, default=16, help="rate, sws, reverb samples (default 16)")
+    ap.add_argument("--slow-samples", type=int, default=4, help="samples for the slow engines (default 4)")
+    ap.add_argument("--batch", type=int, default=16, help="batch size of every engine (default 16)")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds, best kept (default 3)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; onnxruntime always 1)")
+    ap.add_argument("--cache", help="directory for the exported ONNX model (default: a temporary one)")
+    ap.add_argument("--json", help="also write the results as JSON")
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    net = compile_model(args.model, "loihi2", "bitplane")
-    x = np.load(args.input)
-    n = len(x)
-    t_sim, (y_sim, _) = timed(lambda: engine.simulate(net, x, batch_size=512), args.repeat)
-    t_step, y_step = timed(lambda: step_by_step(net, x), args.repeat)
-    t_ref, (_, u_ref) = timed(lambda: reference(net, x), args.repeat)
-    t_ort, _ = timed(lambda: run_onnx(args.model, x, 512), args.repeat)
-    y_ref = (u_ref.reshape(n, -1) * net.output.neuron.output_scale).astype(np.float32)
-    assert np.array_equal(y_sim, y_step), "step-by-step simulation disagrees"
-    assert np.array_equal(y_sim, y_ref), "integer reference disagrees"
-    print(f"model {args.model}, {n} samples, latency {net.meta['latency_steps']} steps, best of {args.repeat}")
-    print(f"{'engine':<34}{'samples/s':>12}{'speed vs ours':>15}")
-    for name, t in (("neurodeploy simulator (bit-exact)", t_sim), ("step-by-step float64 SNN loop", t_step),
-                    ("integer reference ANN (numpy)", t_ref), ("float ANN (onnxruntime)", t_ort)):
-        print(f"{name:<34}{n / t:>12.0f}{t_sim / t:>14.2f}x")
-    print("outputs identical: simulator == step-by-step == integer reference")
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(args.cache or tmp)
+        cache.mkdir(parents=True, exist_ok=True)
+        onnx_path, x_cal = build_models(args, cache)
+        x = cifar_nets.cifar_images(args.data, "test", max(args.samples, args.temporal_samples, args.slow_samples))
+        ort = ort_session(onnx_path)
+        print(f"{args.arch} (CIFAR stem, 3x32x32, QCFS Q={LEVELS}, seeded random weights, BatchNorm from CIFAR-10), "
+              f"batch {args.batch}, {args.threads} thread(s), best of {args.rounds} rounds, torch {torch.__version__}")
+        results = [bench_scheme(s, args, onnx_path, x_cal, x, ort) for s in args.schemes.split(",")]
+    for r in results:
+        print_scheme(r)
+    print("\noutputs identical: neurodeploy == every slower engine (and bitplane's integer reference), asserted")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"arch": args.arch, "batch": args.batch, "results": results}, indent=1))
+    return {"results": results}
 
 
 if __name__ == "__main__":

@@ -244,11 +244,13 @@ def _inputs(x, graph: SpikingGraph) -> np.ndarray:
     return check_inputs(_numpy(x, "inputs"), sample_shape(graph), _where(x, "x"))
 
 
-def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """Run the compiled network bit-accurately on x (N, ...); returns float32 (N, outputs)."""
+def simulate(net, x, batch_size: int = 256, device: str = "cpu", engine: str = "neurodeploy") -> np.ndarray:
+    """Run the compiled network bit-accurately on x (N, ...); returns float32 (N, outputs).
+    engine: "neurodeploy" (default) or another of the scheme's bit-identical kernels (`neurodeploy
+    simulate --engine`: "planes" for bitplane, "steps" for rate, sws and reverb)."""
     from .sim.engine import simulate as run
     graph = _spiking(net)
-    out, _ = run(graph, _inputs(x, graph), batch_size, device)
+    out, _ = run(graph, _inputs(x, graph), batch_size, device, engine=engine)
     return out
 
 

@@ -160,8 +160,11 @@ def _add_simulate(sub):
     p.add_argument("--output", required=True, metavar="Y.npy", help="where to write the outputs")
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
-    p.add_argument("--engine", choices=["neurodeploy", "lava"], default="neurodeploy",
-                   help="neurodeploy = our vectorised simulator (default); lava = Intel Lava's own CPU "
+    p.add_argument("--engine", choices=["neurodeploy", "planes", "steps", "lava"], default="neurodeploy",
+                   help="neurodeploy = our vectorised simulator (default); planes = bitplane networks plane by "
+                        "plane as the chip works; steps = rate networks one lock-step time step at a time, sws "
+                        "and reverb networks' neuron updates step by step in int64 (all bit-identical to the "
+                        "default, slower); lava = Intel Lava's own CPU "
                         "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
                         "(the schemes with Lava processes; slow: a few samples per second)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")
@@ -251,7 +254,7 @@ def cmd_simulate(args) -> int:
     if args.engine == "lava":
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
     else:
-        out, spikes = simulate(net, x, args.batch_size, args.device, progress=True)
+        out, spikes = simulate(net, x, args.batch_size, args.device, progress=True, engine=args.engine)
     seconds = time.perf_counter() - t0
     _save_npy_atomic(output, out)
     summary = {"samples": int(len(x)), "output": args.output, "seconds": seconds,

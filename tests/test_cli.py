@@ -18,8 +18,8 @@ X = ROOT / "models" / "digits_test_x.npy"
 Y = ROOT / "models" / "digits_test_y.npy"
 
 
-def run(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run(*args, cwd=None, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "neurodeploy", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=600)
 
@@ -49,6 +49,29 @@ def test_compile_simulate_verify(tmp_path):
     assert res["guarantee_holds"] and all(l["conversion_mismatches"] == 0 for l in res["layers"])
     r = run("verify", out, "--model", MODEL, "--input", X, "--labels", Y)
     assert "EXACT" in r.stdout and "quantised ANN" in r.stdout
+
+
+def test_simulate_engines_and_devices(tmp_path):
+    """--engine planes writes the same bytes as the default engine; an engine the scheme lacks and a
+    CUDA device on a machine without one (CUDA_VISIBLE_DEVICES hides any GPU) are one-line errors."""
+    out = tmp_path / "net"
+    assert run("compile", MODEL, "-o", out).returncode == 0
+    for engine in ("neurodeploy", "planes"):
+        r = run("simulate", out, "--input", X, "--output", tmp_path / f"{engine}.npy", "--engine", engine)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "neurodeploy.npy").read_bytes() == (tmp_path / "planes.npy").read_bytes()
+    no_gpu = {"CUDA_VISIBLE_DEVICES": ""}
+    r = run("simulate", out, "--input", X, "--output", tmp_path / "cuda.npy", "--device", "cuda", env=no_gpu)
+    assert_clean_error(r, "--device cuda", "no CUDA device", "--device cpu")
+    assert not (tmp_path / "cuda.npy").exists()
+    r = run("verify", out, "--model", MODEL, "--input", X, "--labels", Y, "--device", "cuda", env=no_gpu)
+    assert_clean_error(r, "--device cuda", "no CUDA device")
+    assert_clean_error(run("simulate", out, "--input", X, "--output", tmp_path / "y.npy", "--device", "tpu"),
+                       "--device tpu")
+    rate = tmp_path / "rate"
+    assert run("compile", MODEL, "--scheme", "rate", "--timesteps", "8", "-o", rate).returncode == 0
+    r = run("simulate", rate, "--input", X, "--output", tmp_path / "r.npy", "--engine", "planes")
+    assert_clean_error(r, "--engine", "no 'planes' engine", "neurodeploy")
 
 
 def test_compile_is_byte_reproducible(tmp_path):

@@ -216,3 +216,22 @@ def test_residual_model_in_lava_is_bit_exact(trained_residual, lava):
         np.testing.assert_array_equal(lava.trains[name], tr.numpy(), err_msg=f"payload train of {name}")
     assert int((lava.trains["conv3"] != 0).sum()) > 0 and int((lava.trains["conv5"] != 0).sum()) > 0
     np.testing.assert_array_equal(lava.readout_state, ours.readout_state.numpy().reshape(len(x), -1))
+
+
+# --------------------------------------------------------------------------- engines
+@pytest.mark.parametrize("seed,shortcut", [(0, "identity"), (1, "conv")])
+def test_residual_engines_identical_on_random_blocks(seed, shortcut):
+    """Two-branch layers (±1 main branch + 8-bit shortcut, the shortcut's source a hop earlier): the
+    default engine sums both branches' chunked inputs like the `steps` engine's int64 loop."""
+    from test_reverb_sim import assert_reverb_engines_identical
+    m = _res_net(seed, shortcut)
+    x = _inputs(32, seed)
+    net = nd.compile(m, x[:2], scheme="reverb", timesteps=4, payload_bits=16, calibration=x)
+    assert any(len(l.branches) == 2 for l in net.graph.neuron_layers())
+    assert_reverb_engines_identical(net.graph, x)
+
+
+def test_residual_engines_identical_on_the_trained_model(trained_residual):
+    from test_reverb_sim import assert_reverb_engines_identical
+    _, net, xte, _ = trained_residual
+    assert_reverb_engines_identical(net.graph, xte[:128])

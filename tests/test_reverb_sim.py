@@ -319,3 +319,65 @@ def test_cli_simulate_on_a_saved_reverb_network(tmp_path):
                           "--output", str(tmp_path / "y.npy")], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), nd.simulate(graph, x))
+
+
+# --------------------------------------------------------------------------- engines
+
+def assert_reverb_engines_identical(graph, x):
+    """The default engine (layer inputs in one synapse call per chunk of steps, the neuron in place in
+    float64) and the `steps` engine (neuron_run in int64): every payload train, final membrane,
+    readout state, spike count and output."""
+    a = rsim.run(engine.prepare(graph), x)
+    b = rsim.run(engine.prepare(graph, engine="steps"), x)
+    assert sorted(a.trains) == sorted(b.trains) and sorted(a.membranes) == sorted(b.membranes)
+    for name in b.trains:
+        assert torch.equal(a.trains[name], b.trains[name]), name
+    for name in b.membranes:
+        assert torch.equal(a.membranes[name], b.membranes[name]), name
+    assert torch.equal(a.readout_state, b.readout_state)
+    ra = engine.run_batch(engine.prepare(graph), x)
+    rb = engine.run_batch(engine.prepare(graph, engine="steps"), x)
+    assert torch.equal(ra.output, rb.output) and ra.spikes == rb.spikes
+    for name in rb.codes:
+        assert torch.equal(ra.codes[name], rb.codes[name]), name
+    assert all(int((tr != 0).sum()) > 0 for tr in b.trains.values())
+    return rsim.layer_plan(engine.prepare(graph))
+
+
+@pytest.mark.parametrize("seed,t,bits,pool,real", CASES + [(7, 4, 24, "sum", True), (19, 2, 24, "max", False)])
+def test_reverb_engines_identical_on_random_networks(seed, t, bits, pool, real):
+    """Leaks dv over 0, 1024, 3072, 4095 and others, thresholds 0 and up, out_shift 0..11, per-channel
+    and per-neuron fields, sum and max pooling, payloads of 8, 16 and 24 bits."""
+    graph = reverb_netgen.random_graph(seed, t, bits, pool, real, per_neuron=bool(seed % 2))
+    assert_reverb_engines_identical(graph, reverb_netgen.random_inputs(graph, 24, seed))
+
+
+@pytest.mark.parametrize("layer", [1, 3])
+def test_reverb_engines_identical_when_lava_wraps(layer):
+    """Branch sums past 2^23 (weight_exp raised by 8): Lava's Conv wraps them to 24 bits, and so do both
+    engines (conv1: its Conv branch; readout: a Dense branch does not wrap, so its sums run wide)."""
+    graph = reverb_netgen.random_graph(6, 2, 16, "sum", True)
+    graph.layers[layer].branches[0].weight_exp += 8
+    assert reverb_netgen.max_branch_sum(graph) > 1 << 23
+    plan = assert_reverb_engines_identical(graph, reverb_netgen.random_inputs(graph, 16, 6))
+    assert any(plan["conv1"].wraps) == (layer == 1)
+
+
+def test_reverb_engines_identical_with_split_inputs():
+    """fc1 sums up to 128·4 16-bit payloads (2^25): the default engine runs its synapses in float32 on two
+    limbs of the payloads (W·lo + 2^b·W·hi) instead of one float64 call, with the same integers."""
+    graph = reverb_netgen.random_graph(0, 3, 16, "sum", False, in_shape=(2, 8, 8), c1=8)
+    plan = assert_reverb_engines_identical(graph, reverb_netgen.random_inputs(graph, 24, 0))
+    assert plan["fc1"].arith.limbs[0][0] == "input" and plan["fc1"].arith.branch_dtypes == [torch.float32]
+
+
+def test_reverb_engines_identical_on_the_trained_digits_model(digits):
+    sys.path.insert(0, str(ROOT / "models"))
+    from train_digits_reverb import build_model
+    import json
+    model = build_model()
+    model.load_state_dict(torch.load(ROOT / "models" / "digits_reverb.pt", weights_only=True))
+    t = json.loads((ROOT / "models" / "digits_reverb.json").read_text())["timesteps"]
+    x = digits[0]
+    net = nd.compile(model.eval(), x[:2], scheme="reverb", timesteps=t, payload_bits=16, calibration=x)
+    assert_reverb_engines_identical(net.graph, x[:128])

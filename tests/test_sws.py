@@ -340,3 +340,65 @@ def test_verify_reports_state_overflows(tmp_path):
     static = compile_model(tmp_path / "m.onnx", "loihi2", "sws", CompileOptions(calibration=x, state_bound="static"))
     r = verify(static, tmp_path / "m.onnx", x, y)
     assert r["state_overflows"] == {} and "STATE OVERFLOW" not in verify_text(r)
+
+
+# --------------------------------------------------------------------------- engines
+
+def assert_sws_engines_identical(net, x):
+    """The default engine (TSA updates in place in the plan's type, readout on decoded codes) and the
+    `steps` engine (tsa_run in int64) give the same readout, codes, digit planes, spikes and overflows."""
+    over_a, over_b = {}, {}
+    a = sws.run_digits(engine.prepare(net), x, True, True, over_a)
+    b = sws.run_digits(engine.prepare(net, engine="steps"), x, True, True, over_b)
+    assert torch.equal(a[0], b[0]) and a[2] == b[2] and over_a == over_b
+    assert sorted(a[1]) == sorted(b[1]) and sorted(a[3]) == sorted(b[3])
+    for name in b[1]:
+        assert torch.equal(a[1][name], b[1][name]), name
+    for name in b[3]:
+        assert torch.equal(a[3][name], b[3][name]), name
+    assert all(v > 0 for v in a[2].values()), a[2]
+    return sws.layer_plan(engine.prepare(net)), over_b
+
+
+@pytest.mark.parametrize("model, target, options", [
+    ("digits_qcfs", "loihi2", {}), ("digits_qcfs", "cpu", {}), ("digits_resnet_qcfs", "loihi2", {}),
+    ("digits_qcfs", "loihi2", {"silent_steps": 0}), ("digits_qcfs", "loihi2", {"beta": 3, "coding_steps": 5}),
+    ("digits_qcfs", "loihi2", {"full_threshold": True}), ("digits_qat", "loihi2", {}),
+    ("digits_resnet_qcfs", "loihi2", {"calibration": "cal"})])
+def test_sws_engines_identical_on_digits(model, target, options, digits):
+    from neurodeploy.compiler import compile_model
+    if options.get("calibration") == "cal":
+        options = {**options, "calibration": np.load("models/digits_calib_x.npy")}
+    net = compile_model(f"models/{model}.onnx", target, "sws", CompileOptions(**options))
+    plan, _ = assert_sws_engines_identical(net, digits[0][:128])
+    dtypes = {p.arith.dtype for p in plan.values()}
+    if "calibration" in options:         # a calibrated bound lets some state wrap: float64, wrapped as the register
+        assert torch.float64 in dtypes and any(p.wraps for p in plan.values())
+    else:                                # 8-bit weights keep every state in float32; the cpu target's units need float64
+        assert dtypes == ({torch.float64} if target == "cpu" else {torch.float32})
+
+
+def test_sws_engines_identical_when_states_wrap(tmp_path):
+    """A calibrated bound from one dim sample and no margin: the 24-bit states wrap (float64 states
+    wrapped like the register), and the overflow counts agree too."""
+    import onnx
+    import netgen
+    from neurodeploy.compiler import compile_model
+    onnx.save(netgen.dense_net(0), tmp_path / "m.onnx")
+    x = netgen.random_inputs((12,), 64, seed=7)
+    net = compile_model(tmp_path / "m.onnx", "loihi2", "sws",
+                        CompileOptions(calibration=x[:1] * 0.1, state_bound="calibrated", state_margin=1.0,
+                                       coding_steps=8, silent_steps=2))
+    plan, over = assert_sws_engines_identical(net, x)
+    assert sum(over.values()) > 0 and any(p.wraps for p in plan.values())
+
+
+@pytest.mark.parametrize("kind", ["conv_bn_avgpool", "residual", "dense"])
+def test_sws_engines_identical_on_random_networks(tmp_path, kind):
+    import onnx
+    import netgen
+    from neurodeploy.compiler import compile_model
+    from test_bitplane_exact import NETS
+    onnx.save(NETS[kind](2), tmp_path / "m.onnx")
+    net = compile_model(tmp_path / "m.onnx", "loihi2", "sws", CompileOptions(silent_steps=1))
+    assert_sws_engines_identical(net, netgen.random_inputs(net.input.shape, 32, seed=9))

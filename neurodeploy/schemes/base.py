@@ -183,6 +183,8 @@ class Scheme:
         compare_sweep   (flag, help, default) of the list `neurodeploy compare` sweeps, or None
         netx_neurons    the Lava-DL NetX neuron types (a NetX file's `neuron/type`) whose networks
                         import as this scheme's (`frontends.netx`; its `netx_files` hook builds them)
+        engines         name -> description of its simulator kernels (`simulate --engine`, `sim.engine.prepare`):
+                        "neurodeploy" (the default) and any bit-identical alternative it keeps
 
     Methods: `build` (the compile flow; `compile` checks the options first), `run_batch` (the
     simulator kernel), the guarantee's (`equal_layers`, `guarantee_holds`, `mismatch_note`,
@@ -204,6 +206,8 @@ class Scheme:
     why_no_export: dict = {}
     compare_sweep: tuple | None = None
     netx_neurons: tuple = ()
+    engines: dict = {"neurodeploy": "the scheme's simulator kernel"}   # name -> what it does; the first
+                                                                  # is the default (`--engine`)
 
     # --- options ----------------------------------------------------------------------------
     def options(self, given=None):
@@ -338,7 +342,8 @@ class Scheme:
 
     # --- simulation -------------------------------------------------------------------------
     def run_batch(self, prep, x, record_codes: bool = True):
-        """The simulator kernel: one batch of a prepared network -> `sim.core.BatchResult`."""
+        """The simulator kernel: one batch of a prepared network -> `sim.core.BatchResult`; `prep.engine`
+        names which of `engines` to run."""
         raise NotImplementedError(f"the {self.name} scheme has no simulator kernel")
 
     def run_probed(self, prep, x, probe):

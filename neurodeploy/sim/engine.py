@@ -2,6 +2,7 @@
 
     prep = prepare(graph, "cpu"); r = run_batch(prep, x)       # r: sim.core.BatchResult
     outputs, spikes = simulate(graph, x, batch_size=256)
+    prepare(graph, engine="planes")       # another of the scheme's kernels (Scheme.engines)
 
 Each scheme's kernel is in its package (`schemes/<name>/kernel.py`), the core they share in
 `sim/core.py`; this module only picks the kernel of the graph's scheme (through the registry)
@@ -11,12 +12,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NeurodeployError
 from ..ir.spiking import SpikingGraph
 from ..registry import get_scheme
-from .core import BatchResult, Prepared, PreparedBranch, input_codes, iter_batches, prepare
+from . import core
+from .core import BatchResult, Prepared, PreparedBranch, input_codes, iter_batches
 
 __all__ = ["BatchResult", "Prepared", "PreparedBranch", "input_codes", "iter_batches", "prepare", "run_batch",
            "simulate"]
+
+
+def prepare(graph: SpikingGraph, device: str = "cpu", engine: str = "neurodeploy") -> Prepared:
+    """`core.prepare` for one of the kernels of the graph's scheme (`Scheme.engines`; "neurodeploy" is
+    every scheme's default); an engine the scheme does not have is refused, naming the ones it has."""
+    scheme = get_scheme(graph.scheme)
+    if engine not in scheme.engines:
+        raise NeurodeployError(f"the {scheme.name} scheme has no '{engine}' engine", "--engine",
+                               f"use {' or '.join(scheme.engines)}")
+    return core.prepare(graph, device, engine)
 
 
 def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
@@ -26,10 +39,10 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
 
 
 def simulate(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu",
-             progress: bool = False) -> tuple[np.ndarray, dict]:
+             progress: bool = False, engine: str = "neurodeploy") -> tuple[np.ndarray, dict]:
     """Outputs (N, outputs) float32 and total spikes per layer, streaming in batches."""
     from ..progress import progress_bar
-    prep = prepare(graph, device)
+    prep = prepare(graph, device, engine)
     outs, totals = [], {}
     with progress_bar(total=len(x), desc="simulate", unit="sample", enabled=progress) as bar:
         for _, xb in iter_batches(x, batch_size):

@@ -1,7 +1,7 @@
 """`bitplane`: error-free ANN-to-SNN conversion of a QCFS-trained ANN (Datta et al.; digest §2).
 
 options.py  its options          neurons.py  BitplaneEncoder, BitplaneIF
-compile.py  the flow             kernel.py   the simulator (bit planes, Horner sums, emission)
+compile.py  the flow             kernel.py   the simulator (codes engine; planes engine: Horner sums, emission)
 lava/       its Lava processes, schedule and network
 """
 from __future__ import annotations
@@ -23,6 +23,10 @@ class Bitplane(Scheme):
     why_no_export = {"nir": "its neurons accumulate bit planes with doubling, U <- 2U + I, then emit MSB first "
                             "against halving thresholds: NIR has no such primitive"}
     compare_sweep = ("--bitplane-lossy", "lossy bitplane step counts to add, e.g. 2,3", [])
+    engines = {"neurodeploy": "one synapse call per layer on the integer codes (U = W·code), then the emission "
+                              "as a floor division (default; the cost of the quantised ANN)",
+               "planes": "plane by plane as the chip does it: every bit plane through the synapses, Horner sums "
+                         "U <- 2U + I(t), emission threshold by threshold (bit-identical, slower)"}
     phased = True           # accumulate the sources' planes, then emit T planes, layer by layer
 
     def build(self, graph, target, options):

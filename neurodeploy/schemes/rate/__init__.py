@@ -1,7 +1,7 @@
 """`rate`: integrate-and-fire rate coding, the baseline every scheme is compared with.
 
 options.py  its options          neurons.py  RateEncoder, RateIF
-compile.py  the flow             kernel.py   the simulator (lock-step IF neurons)
+compile.py  the flow             kernel.py   the simulator (layer after layer; lock-step engine)
 lava/       its Lava processes   export.py   NIR          costs.py  its spike model for reports
 """
 from __future__ import annotations
@@ -35,6 +35,10 @@ class Rate(Scheme):
     timesteps_help = "the T of the rate code (default 32)"
     exporters = {"nir": _export_nir}
     compare_sweep = ("--rate-timesteps", "T values for rate", [4, 8, 16, 32, 64])
+    engines = {"neurodeploy": "layer after layer: each layer's input for all steps in one synapse call, the IF "
+                              "update in place step by step (default)",
+               "steps": "the lock-step schedule literally: one step of every layer at a time, int64 (bit-identical, "
+                        "slower)"}
 
     def build(self, graph, target, options):
         from .compile import build

@@ -25,6 +25,9 @@ class Reverb(Scheme):
                  "rounding, Loihi's leak rounding); verify reports both accuracies and their agreement")
     exact = False
     timesteps_help = "the T the ReverB model was trained with (default 4)"
+    engines = {"neurodeploy": "layer after layer: each layer's input for a chunk of steps in one synapse call, the "
+                              "neuron update in place in float64 (default)",
+               "steps": "layer after layer, the neuron update step by step in int64 (bit-identical, slower)"}
 
     @property
     def passes(self) -> list:

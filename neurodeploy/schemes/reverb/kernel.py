@@ -33,9 +33,15 @@ different hop depths (a residual block's shortcut; `layer_input` sums every bran
 current into the one membrane unit) needs a delay on the shorter branches on the chip
 (`schemes/reverb/lava/` inserts a DelayLine); the simulator computes the
 layer-synchronous (float-model) function regardless.
+
+Engines (bit-identical, tests/test_reverb_sim.py): `steps` (`run_steps`) runs `neuron_run` step by
+step in int64, the statement of the arithmetic; the default (`_run_layers`) computes each layer's
+input for chunks of steps (`sim.core.step_inputs`) and updates the membranes in place in float64,
+exact by `layer_plan`'s bounds, the 24-bit wrap only where a branch can reach it.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,9 +199,10 @@ class ReverbRun:
     membranes: dict         # ReverbNeuron layer -> final v (N, *shape)
 
 
-def run(prep: core.Prepared, x: np.ndarray, probe: core.Probe | None = None) -> ReverbRun:
-    """Simulate one batch layer by layer (see the module docstring for why that is exact).  `probe`
-    gets each layer's peak |v| and the readout's value after each of its local steps."""
+def run_steps(prep: core.Prepared, x: np.ndarray, probe: core.Probe | None = None) -> ReverbRun:
+    """The `steps` engine: one batch layer by layer (see the module docstring for why that is exact),
+    `neuron_run` step by step in int64.  `probe` gets each layer's peak |v| and the readout's value
+    after each of its local steps."""
     graph = prep.graph
     enc = graph.input
     if not isinstance(enc.neuron, rv.ReverbEncoder):
@@ -233,6 +240,171 @@ def run(prep: core.Prepared, x: np.ndarray, probe: core.Probe | None = None) -> 
     return ReverbRun(trains, state, membranes)
 
 
+# ---------------------------------------------------------------------------- the default engine
+
+@dataclass
+class ReverbLayer:
+    arith: core.LayerArith      # its synapse calls' types; the membrane v in float64 (int64 if it must)
+    wraps: list                 # per branch: can Lava's Conv wrap its 24-bit output (else no wrapping runs)?
+
+
+def layer_plan(prep: core.Prepared) -> dict[str, ReverbLayer]:
+    """Per layer, the arithmetic in which `run_layers` is exact (cached on `prep`).
+
+    A branch's current is Σ|W|·payload_max·2^e at most; where Lava wraps it (`lava_wraps`) and that
+    bound reaches 2^23 the wrap runs, else it is skipped (it cannot change anything).  The membrane v
+    is a saturating 24-bit value, its leak |v|·(4096 − dv) < 2^35 and its emission v·out_mant < 2^47
+    (out_mant ≤ 24 bits), so float64 holds every integer of the neuron exactly when the layer's
+    input (Σ of the branch currents + bias) is below 2^53 too; int64 otherwise.  The readout
+    without wrapping branches: U = Σ_b (W_b·Σ_t p_b(t)) << e_b + T·bias, one synapse call."""
+    if "reverb.layers" in prep.cache:
+        return prep.cache["reverb.layers"]
+    graph = prep.graph
+    t = timesteps(graph)
+    shapes = {l.name: tuple(l.shape) for l in graph.layers}
+    p_max = {l.name: float(l.neuron.max_payload) for l in graph.layers}
+    plan = {}
+    for layer in graph.neuron_layers():
+        wraps, top = [], float(np.max(np.abs(np.asarray(layer.bias, dtype=np.float64)), initial=0.0))
+        for pb in prep.branches[layer.name]:
+            ops = ([pb.bitserial_maxpool] if pb.bitserial_maxpool is not None else []) + list(pb.ops)
+            b = float(np.max(core.branch_bound(prep, pb, p_max[pb.source], pb.weight_exp)))
+            wraps.append(lava_wraps(ops, shapes[pb.source]) and b >= (1 << (WRAP_BITS - 1)))
+            top += min(b, 1 << (WRAP_BITS - 1)) if wraps[-1] else b        # a wrapped current is below 2^23
+        if layer.is_readout and not any(wraps):
+            sums = {name: m * t for name, m in p_max.items()}
+            plan[layer.name] = ReverbLayer(core.layer_arith(prep, layer, sums, t * top), wraps)
+            continue
+        if layer.is_readout:                     # the sum of T wrapped steps
+            top = t * top
+        else:
+            check_fields(layer)
+            top = max(top + rv.STATE_MAX, float(rv.STATE_MAX) * float(np.max(layer.neuron.out_mant, initial=1)))
+        # float64 at least: the leak and the emission multiply v by up to 12 and 24 bits
+        la = core.layer_arith(prep, layer, p_max, max(top, float(core.FLOAT32_EXACT)), fuse=not any(wraps))
+        plan[layer.name] = ReverbLayer(la, wraps)
+    prep.cache["reverb.layers"] = plan
+    return plan
+
+
+def _lava_wrap(plan_layer: ReverbLayer):
+    """post-processing of `core.layer_current`: Lava's 24-bit wrap, in place, on the branches that can wrap."""
+    half = 1 << (WRAP_BITS - 1)
+
+    def post(i, cur):        # skipped where no current reaches 2^23 (two reductions instead of three passes)
+        if plan_layer.wraps[i] and (float(cur.amax()) >= half or float(cur.amin()) < -half):
+            cur.add_(half).remainder_(2 * half).sub_(half)     # exact: fmod of integers below 2^53
+    return post if any(plan_layer.wraps) else None
+
+
+def _neuron_layer(prep, layer, rl: ReverbLayer, trains: dict, busy: dict, t_steps: int):
+    """`neuron_run` of one layer in place, its input chunk by chunk: (payloads (T, N, *shape) float32, final v)."""
+    neuron, la = layer.neuron, rl.arith
+    n = trains[prep.branches[layer.name][0].source].shape[1]
+    shape = (n,) + tuple(layer.shape)
+    dt = la.dtype
+    vth = core.nhwc(torch.as_tensor(np.array(rv.neuron_field(neuron.v_th_mant, tuple(layer.shape))), dtype=dt,
+                                    device=prep.device).unsqueeze(0))
+    mant = core.nhwc(torch.as_tensor(np.array(rv.neuron_field(neuron.out_mant, tuple(layer.shape))), dtype=dt,
+                                     device=prep.device).unsqueeze(0))
+    bias = la.bias.reshape((1, -1) + (1,) * (len(layer.shape) - 1))
+    keep = rv.DECAY_UNITY - int(neuron.dv)
+    shift, p_max = int(neuron.out_shift), int(neuron.max_payload)
+    v = core.nhwc(torch.zeros(shape, dtype=dt, device=prep.device))
+    fired, p = torch.empty_like(v), torch.empty_like(v)
+    train = core.empty_steps(t_steps, shape, torch.float32, prep.device)
+    for t, cur in enumerate(core.step_inputs(prep, layer, la, trains, busy, t_steps, post=_lava_wrap(rl))):
+        if keep != rv.DECAY_UNITY:                       # sign(v)·(|v|·keep >> 12) = trunc(v·keep/4096)
+            if dt == torch.int64:
+                v.copy_(decay(v, neuron.dv))
+            else:
+                v.mul_(keep / rv.DECAY_UNITY).trunc_()
+        v.add_(bias if cur is None else cur).clamp_(-rv.STATE_MAX, rv.STATE_MAX)
+        torch.ge(v, vth, out=fired)
+        torch.mul(v, mant, out=p)                        # clip((v·m + 2^(s−1)) >> s, 0, max) where fired
+        if shift:
+            p.add_((1 << shift) >> 1)
+            if dt == torch.int64:
+                p.bitwise_right_shift_(shift)
+            else:
+                p.mul_(1.0 / (1 << shift)).floor_()
+        p.clamp_(0, p_max).mul_(fired)
+        v.addcmul_(v, fired, value=-1)                   # reset to 0 where fired: v − v·1
+        train[t].copy_(p)
+    return train, v
+
+
+def _run_layers(prep: core.Prepared, x: np.ndarray, keep: bool):
+    """The default engine's run: (payload trains time first (T, N, ...) float32 and final membranes in the
+    state's type if keep, else {}; readout state int64; nonzero payloads per neuron of every spiking
+    layer), a few samples at a time (`core.sample_groups`); without keep a train is dropped as soon as
+    its consumers have read it."""
+    enc = prep.graph.input
+    if not isinstance(enc.neuron, rv.ReverbEncoder):
+        raise NeurodeployError("the reverb simulator needs a ReverbEncoder input", f"input '{enc.name}'")
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
+    k0 = core.nhwc(core.input_codes(enc, xt).to(torch.float32))      # codes ≤ 2^16: exact
+    parts = [_group_layers(prep, k0[g], keep) for g in core.sample_groups(prep.graph, k0.shape[0])]
+    return ({name: torch.cat([p[0][name] for p in parts], dim=1) for name in parts[0][0]},
+            torch.cat([p[1] for p in parts]).contiguous(),
+            {name: torch.cat([p[2][name] for p in parts]) for name in parts[0][2]},
+            {name: torch.cat([p[3][name] for p in parts]).contiguous() for name in parts[0][3]})
+
+
+def _group_layers(prep: core.Prepared, k0: torch.Tensor, keep: bool):
+    """One group of samples: (trains if keep, readout state, final membranes if keep, nonzero payloads
+    per neuron (N, *shape) of every spiking layer)."""
+    graph = prep.graph
+    enc = graph.input
+    t = timesteps(graph)
+    plan = layer_plan(prep)
+    trains = {enc.name: k0.unsqueeze(0).expand((t,) + tuple(k0.shape))}   # the code at every step
+    busy = {enc.name: core.busy_steps(trains[enc.name])}
+    counts = {enc.name: torch.count_nonzero(trains[enc.name], dim=0)}
+    membranes, state, last, kept, remaining = {}, None, None, {}, core.consumers(prep)
+    for layer in graph.neuron_layers():
+        rl, last = plan[layer.name], layer
+        if isinstance(layer.neuron, rv.ReverbReadout):
+            bias = core.layer_bias(layer, k0)
+            if not any(rl.wraps):      # Σ_t (W·p(t) + b) = W·Σ_t p(t) + T·b
+                sums = {pb.source: trains[pb.source].sum(dim=0, dtype=torch.float64) for pb in prep.branches[layer.name]}
+                la = dataclasses.replace(rl.arith, bias=rl.arith.bias * t)
+                state = core.layer_current(prep, layer, la, sums.__getitem__).to(torch.int64)
+            else:
+                la = dataclasses.replace(rl.arith, bias=torch.zeros_like(rl.arith.bias))
+                state = None
+                for cur in core.step_inputs(prep, layer, la, trains, busy, t, post=_lava_wrap(rl)):
+                    if cur is not None:
+                        state = cur.clone() if state is None else state.add_(cur)
+                shape = (k0.shape[0],) + tuple(layer.shape)
+                state = (torch.zeros(shape, dtype=torch.int64, device=prep.device) if state is None
+                         else state.to(torch.int64)) + layer.neuron.total_bias(bias.reshape((1, -1) + (1,) * (len(layer.shape) - 1)))
+            break
+        if not isinstance(layer.neuron, rv.ReverbNeuron):
+            raise NeurodeployError(f"the reverb simulator has no kernel for {type(layer.neuron).__name__}",
+                                   f"layer '{layer.name}'")
+        train, v = _neuron_layer(prep, layer, rl, trains, busy, t)
+        if keep:
+            kept.update(trains)
+            membranes[layer.name] = v
+        core.release_sources(prep, layer, remaining, trains, busy)
+        trains[layer.name], busy[layer.name] = train, core.busy_steps(train)
+        counts[layer.name] = torch.count_nonzero(train, dim=0)
+    if state is None or graph.output.neuron is not last.neuron:
+        raise NeurodeployError("the last layer of a reverb network must be a ReverbReadout",
+                               f"layer '{graph.output.name}'")
+    return ({**kept, **trains} if keep else {}), state, membranes, counts
+
+
+def run(prep: core.Prepared, x: np.ndarray) -> ReverbRun:
+    """One batch with the engine `prep` was prepared for: every layer's payload train (N, T, ...) int64."""
+    if prep.engine == "steps":
+        return run_steps(prep, x)
+    trains, state, membranes, _ = _run_layers(prep, x, keep=True)
+    return ReverbRun({name: tr.transpose(0, 1).to(torch.int64).contiguous() for name, tr in trains.items()}, state,
+                     {name: v.to(torch.int64).contiguous() for name, v in membranes.items()})
+
+
 def readout_value(graph: SpikingGraph, state: torch.Tensor) -> torch.Tensor:
     """v · output_scale as float32 (N, outputs), in the float model's units."""
     n = state.shape[0]
@@ -246,15 +418,18 @@ def spike_counts(train: torch.Tensor) -> torch.Tensor:
 
 def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
               probe: core.Probe | None = None) -> core.BatchResult:
-    """The `reverb` kernel (sim.engine.run_batch); `probe` as in `run`.
+    """The `reverb` kernel (sim.engine.run_batch); with a `probe` (as in `run_steps`) the steps
+    engine runs (bit-identical; it holds every step's state to read).
 
     output = readout v · output_scale; output_state = readout v (int64);
     codes[layer] = per-neuron count of nonzero payloads over the T steps (the encoder included:
     T for every nonzero input code), so that codes sum to spikes[layer];
     spikes[layer] = nonzero payloads (graded messages) in the batch.
     """
-    r = run(prep, x, probe)
-    counts = {name: spike_counts(tr) for name, tr in r.trains.items()}
+    if prep.engine == "steps" or probe is not None:
+        r = run_steps(prep, x, probe)
+        counts, state = {name: spike_counts(tr) for name, tr in r.trains.items()}, r.readout_state
+    else:
+        _, state, _, counts = _run_layers(prep, x, keep=False)
     spikes = {name: int(c.sum()) for name, c in counts.items()}
-    return core.BatchResult(readout_value(prep.graph, r.readout_state), r.readout_state,
-                              counts if record_codes else {}, spikes)
+    return core.BatchResult(readout_value(prep.graph, state), state, counts if record_codes else {}, spikes)

@@ -23,6 +23,9 @@ class Sws(Scheme):
                  "TSA neuron falls behind (guaranteed for Ts >= Tc-1); mismatches are reported")
     exact = False
     timesteps_help = "the coding steps Tc when --coding-steps is not given"
+    engines = {"neurodeploy": "layer after layer: each layer's input for a chunk of steps in one synapse call, the "
+                              "TSA update in place (default)",
+               "steps": "layer after layer, the TSA update step by step in int64 (bit-identical, slower)"}
 
     def build(self, graph, target, options):
         from .compile import build

@@ -13,8 +13,15 @@ T_inf = Tc + Ts·L (L = hidden TSA layers on the longest path, Eq. 6) and a new 
 enter every Tc + Ts steps.  Because every neuron only ever sees its inputs' digits in order,
 simulating layer after layer over the whole digit planes is the same computation as the
 lock-step schedule; `schedule()` gives the offsets and delays.
+
+Engines (bit-identical, tests/test_sws.py): `steps` (`run_digits_steps`) runs `tsa_run` step by step
+in int64, the statement of the neuron; the default (`run_digits_layers`) runs the same updates in
+place in the type `layer_plan` proves exact, its inputs for chunks of steps at a time.
 """
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -207,11 +214,12 @@ def _readout(cur: torch.Tensor, bias: torch.Tensor, beta: int, state_bits: int |
     return v, wrapped
 
 
-def run_digits(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False,
-               overflows: dict | None = None, probe: core.Probe | None = None):
-    """Layer after layer over whole digit planes.  overflows: if given, layer -> number of
-    neurons x samples whose state wrapped (at the target's state width) is added to it; `probe`
-    gets each layer's peak |state| (the readout holds its value only after the last step)."""
+def run_digits_steps(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False,
+                     overflows: dict | None = None, probe: core.Probe | None = None):
+    """The `steps` engine: layer after layer over whole digit planes, `tsa_run` step by step in
+    int64.  overflows: if given, layer -> number of neurons x samples whose state wrapped (at the
+    target's state width) is added to it; `probe` gets each layer's peak |state| (the readout holds
+    its value only after the last step)."""
     graph = prep.graph
     bits = state_bits_of(graph)
     enc = graph.input
@@ -248,6 +256,211 @@ def run_digits(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool
             codes[layer.name] = decode_digits(out, beta)
     spikes = {name: int(torch.count_nonzero(dg)) for name, dg in digits.items()}
     return u, codes, spikes, (digits if keep_digits else None)
+
+
+# ---------------------------------------------------------------------------- the default engine
+
+@dataclass
+class SwsLayer:
+    arith: core.LayerArith      # the synapse calls' types and the state's (u, m, emitted; V of the readout)
+    wraps: bool                 # can the state register wrap (the static bound exceeds it)?
+
+
+def layer_plan(prep) -> dict[str, SwsLayer]:
+    """Per layer, the arithmetic in which `run_digits_layers` is exact (cached on `prep`).
+
+    TSA layer: every integer of its run is at most B + sub + M in magnitude, B the worst-case |m|
+    of `compile.tsa_state_bound` (β^Ts·S·(max step input + D)), sub = β^Ts·D the reset, M the
+    largest step input Σ|W|·2^e + |b| (`core.current_bound` on ternary digits); if B + sub stays
+    inside the signed `state_bits` register nothing ever wraps and the state runs in float32 /
+    float64 where that bound is below 2^24 / 2^53 (int64 beyond).  Otherwise the register wraps
+    as `wrap_state` does and its values before each wrap reach β·2^(bits−1) + M + sub.
+    Readout: V = Σ_t β^(Tc−1−t)·I(t) + bias = Σ_b (W_b·code_b) << e_b + bias with the sources'
+    decoded codes |code| ≤ S; without wrapping it is one synapse call on the codes."""
+    if "sws.layers" in prep.cache:
+        return prep.cache["sws.layers"]
+    from .compile import tsa_state_bound
+    graph = prep.graph
+    bits = state_bits_of(graph)
+    half = None if bits is None or bits >= 63 else float(1 << (bits - 1))
+    shapes = {l.name: tuple(l.shape) for l in graph.layers}
+    enc = graph.input.neuron
+    beta, tc = int(enc.beta), int(enc.coding_steps)
+    s_max = tsa_ir.digit_weight_sum(beta, tc)
+    ones = {l.name: 1 for l in graph.layers}
+    plan = {}
+    for layer in graph.neuron_layers():
+        if layer.is_readout:
+            codes = {l.name: s_max for l in graph.layers}
+            top = float(np.max(core.current_bound(prep, layer, codes)))
+            wraps = half is not None and top >= half
+            if wraps:                       # V wraps after every step: β·2^(bits−1) + S·M + |bias| before
+                top = beta * half + top
+            plan[layer.name] = SwsLayer(core.layer_arith(prep, layer, ones if wraps else codes, top), wraps)
+            continue
+        neuron = layer.neuron
+        m = float(np.max(core.current_bound(prep, layer, ones)))
+        sub = int(neuron.theta_mant) * beta ** int(neuron.silent_steps)
+        top = tsa_state_bound(layer.branches, layer.bias, neuron, shapes) + sub + m
+        wraps = half is not None and top >= half
+        if wraps:
+            top = beta * half + m + sub
+        plan[layer.name] = SwsLayer(core.layer_arith(prep, layer, ones, top), wraps)
+    prep.cache["sws.layers"] = plan
+    return plan
+
+
+def _wrap_(x: torch.Tensor, half: int, wrapped: torch.Tensor) -> None:
+    """`wrap_state` in place (exact in float64: fmod-based remainder of integers below 2^53); marks
+    the elements that wrapped in `wrapped`."""
+    wrapped |= (x < -half) | (x >= half)
+    x.add_(half).remainder_(2 * half).sub_(half)
+
+
+def _tsa_layer(prep, layer, sl: SwsLayer, trains: dict, busy: dict, bits: int | None):
+    """`tsa_run` of one layer in place, its input chunk by chunk (`core.step_inputs`): (digits (Tc, N,
+    *shape) float32, decoded codes in the state's dtype, mask of the neurons whose state wrapped or None)."""
+    neuron, la = layer.neuron, sl.arith
+    beta, tc, ts = int(neuron.beta), int(neuron.coding_steps), int(neuron.silent_steps)
+    sub = int(neuron.theta_mant) * beta ** ts
+    h2 = sub * (2 if neuron.full_threshold else 1)
+    pos_th, neg_th = (h2 + 1) // 2, -(h2 // 2)          # integers m: 2m ≥ h2 ⇔ m ≥ ⌈h2/2⌉; 2m < −h2 ⇔ m < −⌊h2/2⌋
+    n = trains[prep.branches[layer.name][0].source].shape[1]
+    shape = (n,) + tuple(layer.shape)
+    dev = prep.device
+    bias = la.bias.reshape((1, -1) + (1,) * (len(layer.shape) - 1))
+    u = core.nhwc(torch.zeros(shape, dtype=la.dtype, device=dev))
+    emitted = torch.zeros_like(u)
+    digits = core.empty_steps(tc, shape, torch.float32, dev)
+    a_buf = None if la.dtype == torch.float32 else torch.empty_like(u)
+    neg, ok = torch.empty_like(u), torch.empty_like(u)
+    half = 1 << (bits - 1) if sl.wraps else None
+    wrapped = torch.zeros_like(u, dtype=torch.bool) if sl.wraps else None
+    clip_top = int(neuron.code_max) < tsa_ir.digit_weight_sum(beta, tc)   # else E + w ≤ code_max always holds
+    inputs = core.step_inputs(prep, layer, la, trains, busy, tc)
+    for t in range(1, tc + ts + 1):
+        if t <= tc:                                        # m = β·u + z(t)
+            z = next(inputs)
+            if z is None:
+                u.mul_(beta).add_(bias)
+            else:
+                torch.add(z, u, alpha=beta, out=u)
+        else:
+            u.mul_(beta)
+        if half is not None:
+            _wrap_(u, half, wrapped)
+        if t <= ts:
+            continue
+        j = t - ts
+        w = beta ** (tc - j)
+        a = digits[j - 1] if a_buf is None else a_buf
+        torch.ge(u, pos_th, out=a)
+        if clip_top:
+            a.mul_(torch.le(emitted, int(neuron.code_max) - w, out=ok))
+        torch.lt(u, neg_th, out=neg)
+        if neuron.relu:
+            neg.mul_(torch.ge(emitted, w, out=ok))
+        a.sub_(neg)
+        u.sub_(a, alpha=sub)
+        if half is not None:
+            _wrap_(u, half, wrapped)
+        emitted.add_(a, alpha=w)
+        if a_buf is not None:
+            digits[j - 1].copy_(a)
+    return digits, emitted, wrapped
+
+
+def _readout_layers(prep, layer, sl: SwsLayer, trains: dict, busy: dict, codes: dict, bits: int | None):
+    """The readout's V (int64) and its wrapped mask (None: it cannot wrap)."""
+    if not sl.wraps:
+        return core.layer_current(prep, layer, sl.arith, codes.__getitem__).to(torch.int64), None
+    # V ← β·V + I(t) (+ bias at the last step), wrapped after every step, as `_readout`
+    la = dataclasses.replace(sl.arith, bias=torch.zeros_like(sl.arith.bias))
+    tc = int(prep.graph.input.neuron.coding_steps)
+    beta = int(prep.graph.input.neuron.beta)
+    n = trains[prep.branches[layer.name][0].source].shape[1]
+    v = core.nhwc(torch.zeros((n,) + tuple(layer.shape), dtype=la.dtype, device=prep.device))
+    wrapped = torch.zeros_like(v, dtype=torch.bool)
+    for t, z in enumerate(core.step_inputs(prep, layer, la, trains, busy, tc)):
+        v.mul_(beta)
+        if z is not None:
+            v.add_(z)
+        if t == tc - 1:
+            v.add_(sl.arith.bias.reshape((1, -1) + (1,) * (len(layer.shape) - 1)))
+        _wrap_(v, 1 << (bits - 1), wrapped)
+    return v.to(torch.int64), wrapped
+
+
+def run_digits_layers(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False,
+                      overflows: dict | None = None):
+    """The default engine: `run_digits_steps`' integers, each TSA layer in place in its exact type
+    (`layer_plan`) with its input computed for chunks of steps in one synapse call over (steps·N)
+    digit planes, the readout one synapse call on its sources' decoded codes where it cannot wrap;
+    a few samples at a time (`core.sample_groups`)."""
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
+    k0 = core.input_codes(prep.graph.input, xt)
+    parts = [_digits_layers(prep, k0[g], overflows, keep_digits) for g in core.sample_groups(prep.graph, k0.shape[0])]
+    u = torch.cat([p[0] for p in parts]).contiguous()
+    codes = ({name: torch.cat([p[1][name] for p in parts]).to(torch.int64).contiguous() for name in parts[0][1]}
+             if record_codes else {})
+    spikes = {name: sum(p[2][name] for p in parts) for name in parts[0][2]}
+    digits = ({name: torch.cat([p[3][name] for p in parts], dim=1).transpose(0, 1).to(torch.int8).contiguous()
+               for name in parts[0][3]} if keep_digits else None)
+    return u, codes, spikes, digits
+
+
+def _digits_layers(prep, k0: torch.Tensor, overflows: dict | None, keep: bool):
+    """One group of samples: (readout V, decoded codes, nonzero digits, digit trains (Tc, N, ...) if keep)."""
+    graph = prep.graph
+    bits = state_bits_of(graph)
+    plan = layer_plan(prep)
+    enc = graph.input
+    beta, tc = int(enc.neuron.beta), int(enc.neuron.coding_steps)
+    first = encode_digits(k0, beta, tc).transpose(0, 1)               # (Tc, N, ...) int8, time first
+    trains = {enc.name: core.empty_steps(tc, tuple(k0.shape), torch.float32, prep.device).copy_(first)}
+    busy = {enc.name: core.busy_steps(trains[enc.name])}
+    spikes = {enc.name: core.count_unit_spikes(trains[enc.name])}
+    value = {enc.name: core.nhwc(k0)}                                 # decoded codes
+    remaining, kept = core.consumers(prep), {}
+    u = None
+    for layer in graph.neuron_layers():
+        if isinstance(layer.neuron, nrn.Readout):
+            u, wrapped = _readout_layers(prep, layer, plan[layer.name], trains, busy, value, bits)
+        else:
+            if not isinstance(layer.neuron, tsa_ir.TSA):
+                raise NeurodeployError(f"the sws simulator has no kernel for {type(layer.neuron).__name__}",
+                                       f"layer '{layer.name}'")
+            if int(layer.neuron.beta) != beta or int(layer.neuron.coding_steps) != tc:
+                raise NeurodeployError("all sws layers must share beta and coding steps", f"layer '{layer.name}'")
+            for pb in prep.branches[layer.name]:
+                if pb.bitserial_maxpool is not None:
+                    raise NeurodeployError("max pooling of ternary digit trains is not supported",
+                                           f"layer '{layer.name}'", "use average pooling")
+            train, value[layer.name], wrapped = _tsa_layer(prep, layer, plan[layer.name], trains, busy, bits)
+            if keep:
+                kept.update(trains)
+            core.release_sources(prep, layer, remaining, trains, busy)
+            trains[layer.name], busy[layer.name] = train, core.busy_steps(train)
+            spikes[layer.name] = core.count_unit_spikes(train)
+        if overflows is not None:
+            overflows[layer.name] = overflows.get(layer.name, 0) + (0 if wrapped is None else int(wrapped.sum()))
+        if u is not None:
+            break
+    return u, value, spikes, {**kept, **trains} if keep else None
+
+
+ENGINES = {"neurodeploy": run_digits_layers, "steps": run_digits_steps}
+
+
+def run_digits(prep, x: np.ndarray, record_codes: bool = True, keep_digits: bool = False,
+               overflows: dict | None = None, probe: core.Probe | None = None):
+    """(readout V int64, codes per layer, nonzero digits per layer, digit planes (N, Tc, ...) int8 per
+    layer if keep_digits) of one batch, with the engine `prep` was prepared for; overflows: if given,
+    layer -> neurons x samples whose state wrapped (at the target's state width) is added to it.
+    With a `probe` the steps engine runs (bit-identical; it holds every step's state to read)."""
+    if probe is not None:
+        return run_digits_steps(prep, x, record_codes, keep_digits, overflows, probe)
+    return ENGINES[prep.engine](prep, x, record_codes, keep_digits, overflows)
 
 
 def run_batch(prep, x: np.ndarray, record_codes: bool = True, overflows: dict | None = None,
