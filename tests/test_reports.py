@@ -162,14 +162,48 @@ def _dense_connectivity(ops, src_shape):
     ([syn.SumPool((2, 2), (1, 1)), syn.Conv(np.ones((2, 2, 3, 3)), (1, 1), (1, 1))], (2, 5, 5)),  # 2+ paths
     ([syn.Conv(np.ones((2, 1, 3, 3)), (1, 1), (1, 1)), syn.SumPool((2, 2), (2, 2))], (1, 4, 4)),  # pool after
     ([syn.SumPool((2, 2), (2, 2)), syn.Flatten(), syn.Dense(np.ones((5, 8)))], (2, 4, 4)),
+    # the lowering's other chain forms (the structured path of `Connectivity`)
+    ([syn.Conv(np.ones((6, 1, 3, 3)), (2, 2), (2, 2), (2, 2), 3)], (3, 9, 8)),      # depthwise x2, dilated
+    ([syn.Conv(np.ones((4, 2, 1, 1)), (2, 2))], (2, 5, 5)),                        # option-B shortcut: odd pixels idle
+    ([syn.SumPool((2, 2), (3, 3)), syn.Conv(np.ones((3, 2, 2, 2)), (1, 1), (1, 1))], (2, 8, 7)),  # pool gaps
+    ([syn.Conv(np.ones((3, 2, 3, 3)), (1, 1), (1, 1)), syn.Flatten()], (2, 4, 4)),
+    ([syn.ChannelScale(np.ones(3))], (3, 4, 4)),                                  # identity shortcut
+    ([syn.SumPool((2, 2), (2, 2)), syn.ChannelScale(np.ones(2))], (2, 4, 6)),
+    ([syn.Dense(np.ones((7, 6)))], (6,)),
+    ([syn.Flatten(), syn.Dense(np.ones((4, 18)))], (2, 3, 3)),
 ])
 def test_connectivity_matches_brute_force(ops, src_shape):
     m = _dense_connectivity(ops, src_shape)
     c = allocation.Connectivity(allocation.ones(ops), src_shape, m.shape[1], allocation.paths_unique(ops)).build()
     assert np.array_equal(c.fan_in, m.sum(0)) and np.array_equal(c.fan_out, m.sum(1))
-    bounds = [(0, 3), (3, m.shape[1] // 2), (m.shape[1] // 2, m.shape[1])]
-    want = np.stack([m[:, a:b].any(1) for a, b in bounds], 1).sum(1)
-    assert np.array_equal(c.dest_cores(bounds), want)
+    n = m.shape[1]
+    cuts = np.sort(np.random.default_rng(n).choice(np.arange(1, n), size=min(n - 1, 9), replace=False))
+    for bounds in ([(0, 3), (3, n // 2), (n // 2, n)],
+                   list(zip([0, *cuts], [*cuts, n]))):       # ten cores, cut anywhere in the planes
+        want = np.stack([m[:, a:b].any(1) for a, b in bounds], 1).sum(1)
+        assert np.array_equal(c.dest_cores(bounds), want)
+
+
+def test_structured_connectivity_is_used_for_the_lowerings_chains():
+    """fan-in/out and destination cores of [pools, one weighted op, Flatten] come from the chain's
+    structure (work per kernel tap and neuron, not per connection): here the chain cannot be run
+    whole, because its convolution is never applied to all of its channels."""
+    ops = [syn.SumPool((2, 2), (2, 2)), syn.Conv(np.ones((8, 4, 3, 3)), (1, 1), (1, 1)), syn.Flatten()]
+    assert allocation.split_chain(ops) is not None
+    assert allocation.split_chain([syn.Conv(np.ones((1, 1, 1, 1))), syn.SumPool((2, 2), (2, 2))]) is None
+    calls = []
+    real = allocation.apply_ops
+
+    def spy(chain, x, weights=None):
+        calls.append([op for op in chain if isinstance(op, syn.Conv)])
+        return real(chain, x, weights)
+    import unittest.mock
+    with unittest.mock.patch.object(allocation, "apply_ops", spy):
+        c = allocation.Connectivity(allocation.ones(ops), (4, 8, 8), 8 * 16, True).build()
+        c.dest_cores([(0, 5), (5, 40), (40, 128)])
+    assert all(conv.weight.shape[:2] == (1, 1) for chain in calls for conv in chain)
+    m = _dense_connectivity(ops, (4, 8, 8))
+    assert np.array_equal(c.fan_in, m.sum(0)) and np.array_equal(c.fan_out, m.sum(1))
 
 
 def _compiled(model, tmp_path, name):
@@ -384,3 +418,17 @@ def test_energy_model_files(tmp_path):
     bad.write_text("not toml [")
     with pytest.raises(NeurodeployError, match="not valid TOML"):
         energy.load_model(bad)
+
+
+@pytest.mark.parametrize("ops,shape", [
+    ([syn.Conv(np.ones((4, 2, 3, 2)), (2, 1), (1, 0), (1, 2))], (2, 9, 8)),
+    ([syn.Conv(np.ones((6, 1, 3, 3)), (2, 2), (2, 2), (2, 2), 3)], (3, 9, 8)),
+    ([syn.SumPool((2, 2), (2, 2)), syn.Conv(np.ones((3, 2, 1, 1)), (2, 2)), syn.Flatten()], (2, 11, 7)),
+    ([syn.SumPool((3, 3), (1, 1), (1, 1))], (2, 5, 6)),
+    ([syn.SumPool((1, 1), (1, 1))], (2, 5, 6)),
+    ([syn.MaxPool((3, 3), (2, 2)), syn.ChannelScale(np.ones(2))], (2, 7, 6)),
+    ([syn.SumPool((4, 4), (4, 4)), syn.Flatten(), syn.Dense(np.ones((5, 8)))], (2, 8, 9)),
+])
+def test_output_shape_is_what_the_ops_compute(ops, shape):
+    from neurodeploy.ir.synapse_ops import output_shape
+    assert output_shape(ops, shape) == tuple(apply_ops(ops, torch.zeros((1,) + shape, dtype=torch.float64)).shape[1:])
