@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from neurodeploy.errors import UnsupportedError  # noqa: E402
-from neurodeploy.frontends.onnx_frontend import load_onnx  # noqa: E402
+from neurodeploy.frontends.onnx import load_onnx  # noqa: E402
 from neurodeploy.reports.verify import run_onnx  # noqa: E402
 from neurodeploy.schemes import CompileOptions  # noqa: E402
 from neurodeploy.schemes.sws import Sws  # noqa: E402

@@ -46,7 +46,7 @@ class CompiledNet:
 
     @property
     def input_shape(self) -> tuple:
-        return tuple(self.graph.input.shape)
+        return tuple(self.graph.input.input_shape)
 
     @property
     def latency_steps(self) -> int:
@@ -82,7 +82,11 @@ def _options(scheme: str, options: dict):
     the scheme: a name no scheme has, or an option of another scheme, is refused."""
     options = dict(options)
     if options.get("calibration") is not None:
-        options["calibration"] = _numpy(options["calibration"], "calibration").astype(np.float32)
+        cal = options["calibration"]
+        cal = cal if isinstance(cal, (str, Path)) else _numpy(cal, "calibration")   # a path is refused below
+        # float32 like the command line's samples; anything else is refused by the scheme's checks
+        options["calibration"] = cal.astype(np.float32) if getattr(cal, "dtype", None) is not None \
+            and cal.dtype.kind in "fiu" else cal
     return get_scheme(scheme).options(options)
 
 
@@ -99,19 +103,21 @@ def _tensors_sha256(tensors: dict) -> str:
     return h.hexdigest()
 
 
-def _float_graph(model, example_input=None) -> tuple[fg.FloatGraph, dict]:
-    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram."""
+def _float_graph(model, example_input=None, probe=None) -> tuple[fg.FloatGraph, dict]:
+    """(float graph, meta["model"]) for a path, an nn.Module or an ExportedProgram; the front end
+    proves its graph on `probe` (calibration samples; default: the example input and seeded inputs)."""
     if isinstance(model, (str, Path)):
         from .compiler import load_model, model_meta       # the command line's dispatch by suffix
-        return load_model(model), model_meta(model)
+        return load_model(model, probe), model_meta(model)
     import torch
+    from .compiler import MODULE_LABEL, PROGRAM_LABEL
     from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
-        graph = load_torch(model, None)
-        return graph, {"file": "ExportedProgram", "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
+        graph = load_torch(model, None, probe=probe)
+        return graph, {"file": PROGRAM_LABEL, "sha256": _tensors_sha256({**model.constants, **model.state_dict})}
     if isinstance(model, torch.nn.Module):
-        graph = _module_graph(model, example_input)
-        return graph, {"file": f"{type(model).__name__} (torch.nn.Module)",
+        graph = _module_graph(model, example_input, probe)
+        return graph, {"file": f"{type(model).__name__} {MODULE_LABEL}",
                        "sha256": _tensors_sha256(model.state_dict())}
     raise NeurodeployError(f"cannot compile a {type(model).__name__}", "neurodeploy.compile",
                            "pass an nn.Module with an example input, an ExportedProgram, or an .onnx/.pt2 path")
@@ -127,13 +133,15 @@ def _is_qat_module(model) -> bool:
     return isinstance(model, torch.nn.Module) and any(isinstance(m, FakeQuantizeBase) for m in model.modules())
 
 
-def _module_graph(model, example_input) -> fg.FloatGraph:
+def _module_graph(model, example_input, probe=None) -> fg.FloatGraph:
     """An nn.Module -> FloatGraph, by the front end its neurons need: spiking models (ReverB
     modules, LIF neurons) get their own per-step leaves before export; ANNs go to torch.export."""
     from .frontends.per_step import spiking_front_end
     from .frontends.torch import load_torch
     front_end = spiking_front_end(model)
-    return load_torch(model, example_input) if front_end is None else front_end.load_model(model, example_input)
+    if front_end is not None:
+        return front_end.load_model(model, example_input)
+    return load_torch(model, example_input, probe=probe)
 
 
 def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: str = "bitplane",
@@ -161,7 +169,7 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
             path = export_qat_onnx(model_or_path, example_input, Path(tmp) / "qat.onnx")
             return compile(path, target=target, scheme=scheme, **options)
     opts = _options(scheme, options)
-    graph, model_meta = _float_graph(model_or_path, example_input)
+    graph, model_meta = _float_graph(model_or_path, example_input, opts.calibration)
     from .compiler import compile_graph
     return CompiledNet(compile_graph(graph, target, scheme, opts, model_meta), graph)
 
@@ -180,7 +188,7 @@ def _spiking(net) -> SpikingGraph:
 
 def _inputs(x, graph: SpikingGraph) -> np.ndarray:
     from .arrays import check_inputs
-    return check_inputs(_numpy(x, "inputs"), graph.input.shape, "x")
+    return check_inputs(_numpy(x, "inputs"), graph.input.input_shape, "x")
 
 
 def simulate(net, x, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
@@ -263,17 +271,54 @@ def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.
                              float_logits=float_logits, float_graph=float_graph)
 
 
-def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progress: bool = False) -> dict:
+def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progress: bool = False,
+           allow_other_model: bool = False) -> dict:
     """Float model vs quantised ANN vs SNN on (x, y); the dict of `neurodeploy.reports.verify.verify`.
 
     model: the reference float model: an `nn.Module` or `ExportedProgram` (run by PyTorch; its
     float graph for the per-layer quantisation mismatches comes from the PyTorch front end), an
-    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path.
+    `.onnx` path (onnxruntime, exactly `reports.verify.verify`), or a `.pt2` path.  It must be
+    the model the network was compiled from (its sha256, or its tensors' digest for a module, is
+    checked against the one compiled); `allow_other_model=True` compares against another one,
+    and the result then holds "model_is_compiled_one": False.
     """
     from .arrays import check_labels
+    from .sim.core import check_batch_size, check_device
+    check_batch_size(batch_size)
+    check_device(device)
     graph = _spiking(net)
     x = _inputs(x, graph)
-    y = check_labels(_numpy(y, "labels"), len(x), "y")
+    y = check_labels(_numpy(y, "labels"), len(x), "y", n_classes=int(np.prod(graph.output.shape)))
+    same = _same_model(graph, model, allow_other_model)
+    result = _verify(graph, model, x, y, batch_size, device, progress)
+    if same is False:
+        result["model_is_compiled_one"] = False      # only with allow_other_model: say so
+    return result
+
+
+def _same_model(graph: SpikingGraph, model, allow_other_model: bool) -> bool | None:
+    """True / False: `model` is / is not the one compiled (False only with allow_other_model);
+    None where the two cannot be compared (a network compiled from a file, verified with a module)."""
+    from .compiler import MODULE_LABEL, PROGRAM_LABEL, check_same_model
+    if isinstance(model, (str, Path)):
+        return check_same_model(graph, model, allow_other_model)
+    recorded = graph.meta.get("model") or {}
+    import torch
+    if isinstance(model, torch.export.ExportedProgram) and recorded.get("file") == PROGRAM_LABEL:
+        digest = _tensors_sha256({**model.constants, **model.state_dict})
+    elif isinstance(model, torch.nn.Module) and str(recorded.get("file", "")).endswith(MODULE_LABEL):
+        digest = _tensors_sha256(model.state_dict())
+    else:
+        return None
+    if digest == recorded.get("sha256"):
+        return True
+    if allow_other_model:
+        return False
+    raise NeurodeployError("the model's parameters are not those the network was compiled from",
+                           "neurodeploy.verify", "pass the model you compiled, or allow_other_model=True")
+
+
+def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, progress: bool) -> dict:
     if not get_scheme(graph.scheme).ann_reference:
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
         from .reports.verify import compare_accuracy
@@ -292,14 +337,14 @@ def verify(net, model, x, y, batch_size: int = 256, device: str = "cpu", progres
                                    "pass the .onnx / .pt2 file or the nn.Module the network was compiled from")
         from .frontends.torch import graph_from_program, load_program
         program = load_program(path)
-        return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path)),
+        return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path), prove=False),
                               x, y, str(path), batch_size, device, progress)
     import torch
     from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
-        float_graph, label = load_torch(model, None), "ExportedProgram"
+        float_graph, label = load_torch(model, None, prove=False), "ExportedProgram"
     elif isinstance(model, torch.nn.Module):
-        float_graph = load_torch(model, torch.from_numpy(np.array(x[:1], dtype=np.float32)))
+        float_graph = load_torch(model, torch.from_numpy(np.array(x[:1], dtype=np.float32)), prove=False)
         label = f"{type(model).__name__} (torch.nn.Module)"
     else:
         raise NeurodeployError(f"cannot verify against a {type(model).__name__}", "neurodeploy.verify",

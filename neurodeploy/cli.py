@@ -7,15 +7,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import time
 
-import numpy as np
-
 from . import __version__
+from . import signals
 from .errors import NeurodeployError
-from .reproducible import PIN_ENV_VAR, pin_cpu_numerics
 
 EPILOG = """\
 typical use:
@@ -49,8 +48,8 @@ def _add_compile(sub):
         "compile", help="compile an ONNX or PyTorch (.pt2) model into a spiking network directory",
         description="Compile a trained model (ONNX, or a PyTorch program saved with torch.export.save) "
                     "into a spiking network for a target chip. "
-                    "The output directory holds ir.json + params.npz (the spiking IR, versioned) and "
-                    "summary.md; it is written atomically (temp dir + rename). "
+                    "The output directory holds ir.json + params.npz (the spiking IR, versioned), "
+                    "summary.md and neurodeploy-manifest.json; it is written atomically (temp dir + rename). "
                     "The options after --scheme are each scheme's own (marked [scheme]); an option the "
                     "chosen scheme does not have is refused.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,7 +58,10 @@ def _add_compile(sub):
                    help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
     p.add_argument("--scheme", default="bitplane", type=_scheme_name, choices=[s.name for s in schemes],
                    help="coding scheme: " + "; ".join(f"{s.name} = {s.title}" for s in schemes))
-    p.add_argument("-o", "--output", required=True, help="output directory (created or replaced)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output directory: created, or replaced when it is empty or an unchanged earlier "
+                        "neurodeploy output (its neurodeploy-manifest.json lists every file); any other "
+                        "folder is refused and left untouched")
     add_option_flags(p, schemes)
     p.add_argument("--json", action="store_true", help="print the compile summary as JSON")
 
@@ -108,6 +110,14 @@ def given_options(args) -> dict:
     return given
 
 
+def option_paths(args) -> list[str]:
+    """The files given to scheme options (e.g. --calibration X.npy): inputs an output must not replace."""
+    from .registry import all_schemes
+    from .schemes.base import option_fields
+    return [getattr(args, f.name) for s in all_schemes() for f in option_fields(s.Options)
+            if f.metadata.get("cli") == "npy" and hasattr(args, f.name)]
+
+
 def _add_simulate(sub):
     p = sub.add_parser(
         "simulate", help="run a compiled network on inputs with the bit-accurate simulator",
@@ -139,9 +149,12 @@ def _add_verify(sub):
     p.add_argument("--model", required=True,
                    help="the model file (.onnx or .pt2) the directory was compiled from")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
-    p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,), each 0..outputs-1")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="compare against a model other than the one compiled (its sha256 differs from the one "
+                        "recorded at compile; refused without this flag), and say so in the result")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -162,13 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_compile(args) -> int:
     from .compiler import compile_model, save_artifact
+    from .outputs import check_output_dir
     from .reports.summary import layer_rows, summary_markdown
 
+    inputs = [args.model, args.target, *option_paths(args)]
+    check_output_dir(args.output, inputs)          # before the work: a folder we may not replace stops here
     options = given_options(args)
     t0 = time.perf_counter()
     net = compile_model(args.model, args.target, args.scheme, options)
     md = summary_markdown(net)
-    save_artifact(net, args.output, {"summary.md": md})
+    save_artifact(net, args.output, {"summary.md": md}, inputs)
     seconds = time.perf_counter() - t0
     if args.json:
         print(json.dumps({"output": args.output, "scheme": net.scheme, "target": net.target,
@@ -181,19 +197,26 @@ def cmd_compile(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    import numpy as np
+
     from .arrays import check_inputs, load_npy
     from .ir.serialize import load
+    from .outputs import check_output_file
+    from .sim.core import check_batch_size, check_device
     from .sim.engine import simulate
 
+    check_batch_size(args.batch_size)
+    check_device(args.device)
+    output = check_output_file(args.output, [args.compiled, args.input], "--output")
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
     t0 = time.perf_counter()
     if args.engine == "lava":
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
     else:
         out, spikes = simulate(net, x, args.batch_size, args.device, progress=True)
     seconds = time.perf_counter() - t0
-    _save_npy_atomic(args.output, out)
+    _save_npy_atomic(output, out)
     summary = {"samples": int(len(x)), "output": args.output, "seconds": seconds,
                "samples_per_second": len(x) / seconds if seconds else None,
                "spikes_per_sample": {k: v / len(x) for k, v in spikes.items()}}
@@ -205,7 +228,7 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _simulate_lava(net, x: np.ndarray) -> tuple[np.ndarray, dict]:
+def _simulate_lava(net, x):
     """Run the emitted Lava processes in Loihi2SimCfg(select_tag="fixed_pt")."""
     from .registry import all_schemes, get_scheme
     scheme = get_scheme(net.scheme)
@@ -216,7 +239,9 @@ def _simulate_lava(net, x: np.ndarray) -> tuple[np.ndarray, dict]:
     return scheme.simulate_lava(net, x)
 
 
-def _save_npy_atomic(path: str, arr: np.ndarray) -> None:
+def _save_npy_atomic(path, arr) -> None:
+    import numpy as np
+
     from .fsutil import atomic_file
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr)
@@ -229,12 +254,21 @@ def cmd_verify(args) -> int:
     from .reports.verify import snn_verify_text, verify_text
 
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.shape, args.input)
-    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
-    result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True)
+    x = check_inputs(load_npy(args.input, "inputs", mmap=True), net.input.input_shape, args.input)
+    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels, n_classes=output_count(net))
+    result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True,
+                    allow_other_model=args.allow_other_model)
     text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text
     print(json.dumps(result, indent=1) if args.json else text(result))
+    if result.get("model_is_compiled_one") is False:
+        print(f"neurodeploy verify: note: {args.model} is not the model {args.compiled} was compiled from "
+              "(--allow-other-model)", file=sys.stderr)
     return 0 if result["guarantee_holds"] else 1
+
+
+def output_count(net) -> int:
+    """The network's outputs (classes): labels must be below it."""
+    return math.prod(int(d) for d in net.output.shape)
 
 
 COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "verify": cmd_verify}
@@ -245,18 +279,29 @@ EXTRA_COMMANDS: list[str] = ["neurodeploy.reports.report_cli", "neurodeploy.repo
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if os.environ.get(PIN_ENV_VAR) == "1":      # the same float bits on any x86-64 CPU (tests set it)
-        pin_cpu_numerics()
-    try:
-        func = COMMANDS.get(args.command) or args.func
-        return func(args)
-    except NeurodeployError as exc:
-        print(f"neurodeploy {args.command}: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("neurodeploy: interrupted", file=sys.stderr)
-        return 130
+    """The command line; returns the exit status (0 done, 1 verify's guarantee failed, 2 a user error,
+    130 Ctrl-C, 143 SIGTERM).  Everything after the first line runs with SIGTERM handled like Ctrl-C,
+    start-up (the imports of torch & co. in build_parser) included."""
+    with signals.handled():
+        command = "neurodeploy"
+        try:
+            args = build_parser().parse_args(argv)
+            command = f"neurodeploy {args.command}"
+            from .reproducible import PIN_ENV_VAR, pin_cpu_numerics
+            if os.environ.get(PIN_ENV_VAR) == "1":      # the same float bits on any x86-64 CPU (tests set it)
+                pin_cpu_numerics()
+            func = COMMANDS.get(args.command) or args.func
+            return func(args)
+        except NeurodeployError as exc:
+            print(f"{command}: error: {exc.one_line()}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt as exc:
+            what = "terminated (SIGTERM)" if isinstance(exc, signals.Terminated) else "interrupted"
+            print(f"{command}: {what} -- no partial output was written", file=sys.stderr)
+            return signals.exit_status(exc)
+        except BrokenPipeError:         # `neurodeploy ... | head`: the reader left; outputs are already written
+            signals.silence_stdout()
+            return signals.SIGPIPE_EXIT
 
 
 if __name__ == "__main__":

@@ -1,43 +1,36 @@
 """The compile step as an API: model file (.onnx, .pt2) or float graph -> SpikingGraph -> artifact directory."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import NeurodeployError
-from .fsutil import public_mode
-from .frontends.onnx_frontend import load_onnx, model_sha256
+from .errors import NeurodeployError, UnsupportedError
+from .frontends.onnx import load_onnx, model_sha256
 from .ir import float_graph as fg
 from .ir import serialize
 from .ir.spiking import SpikingGraph
+from .ir.validate import validate_graph
+from .outputs import output_folder
+from .passes import FRONT_END_PASSES, run_passes
 from .registry import get_scheme
 from .target import load_target
 from .target.allocation import check_fits
 
 MANIFEST_KEYS = ("neurodeploy_version", "model", "options")
 
-# What meta["options"] records besides target, scheme and calibration_samples: these keys for every
-# scheme, each scheme's own value where it has the option and this value where it does not (the
-# record kept its form from before per-scheme options).
-RECORDED_OPTIONS = {"timesteps": None, "input_bits": 8, "lossy": False, "reset": "subtract", "percentile": 99.9,
-                    "coding_steps": None, "silent_steps": None, "payload_bits": 16}
-
-
 MODEL_FORMATS = (".onnx", ".pt2")
 
 
-def load_model(model_path: str | Path) -> fg.FloatGraph:
-    """The float graph of a model file: .onnx (ONNX front end) or .pt2 (torch.export.save; PyTorch front end)."""
+def load_model(model_path: str | Path, probe=None) -> fg.FloatGraph:
+    """The float graph of a model file: .onnx (ONNX front end) or .pt2 (torch.export.save; PyTorch
+    front end), proven against the source framework on `probe` (calibration samples) or seeded inputs."""
     model_path = Path(model_path)
     suffix = model_path.suffix.lower()
     if suffix == ".pt2":
         from .frontends.torch import load_pt2
-        return load_pt2(model_path)
+        return load_pt2(model_path, probe=probe)
     if suffix == ".onnx":
-        return load_onnx(model_path)
+        return load_onnx(model_path, probe=probe)
     raise NeurodeployError(f"unsupported model format '{model_path.suffix}'", str(model_path),
                            "pass an .onnx file or a .pt2 file saved with torch.export.save")
 
@@ -46,6 +39,35 @@ def model_meta(model_path: str | Path) -> dict:
     """meta["model"] of a model file: its name and sha256."""
     model_path = Path(model_path)
     return {"file": model_path.name, "sha256": model_sha256(model_path)}
+
+
+# how meta["model"]["file"] names a model that was no file (neurodeploy.compile of an object)
+PROGRAM_LABEL, MODULE_LABEL = "ExportedProgram", "(torch.nn.Module)"
+IN_MEMORY_MODELS = (PROGRAM_LABEL, MODULE_LABEL)
+
+
+def check_same_model(net: SpikingGraph, model_path: str | Path, allow_other_model: bool = False) -> bool | None:
+    """Is `model_path` the file `net` was compiled from (its sha256 against meta["model"])?
+
+    A different file is refused (NeurodeployError) unless `allow_other_model`; then False is
+    returned so the caller can say so.  True when the digests match; None when the network was not
+    compiled from a file (an nn.Module, an ExportedProgram, a float graph: nothing to compare)."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise NeurodeployError("file not found", str(path), "pass the model file the network was compiled from")
+    model = net.meta.get("model") or {}
+    recorded = model.get("sha256")
+    if not recorded or str(model.get("file", "")).endswith(IN_MEMORY_MODELS):
+        return None
+    if model_sha256(path) == recorded:
+        return True
+    if allow_other_model:
+        return False
+    name = (net.meta.get("model") or {}).get("file", "?")
+    raise NeurodeployError(f"is not the model this network was compiled from (its sha256 differs from the one "
+                           f"recorded for '{name}')", str(path),
+                           "pass the model you compiled, or --allow-other-model (allow_other_model=True) to "
+                           "compare against this one anyway")
 
 
 def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "bitplane",
@@ -57,19 +79,38 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = "b
     tgt = load_target(target)
     sch = get_scheme(scheme)
     options = sch.options(options)
-    net = sch.compile(graph, tgt, options)
+    if options.calibration is not None:
+        check_calibration_shape(options.calibration, graph)
+    graph = run_passes(graph, FRONT_END_PASSES)
+    try:
+        net = sch.compile(graph, tgt, options)
+    except UnsupportedError as exc:      # name the scheme that cannot take the op
+        raise UnsupportedError(f"{exc.what} (scheme '{sch.name}')", exc.where, exc.hint) from None
+    if graph.notes:
+        net.meta["front_end_notes"] = list(graph.notes)
     net.meta.update({
         "neurodeploy_version": __version__,
         "model": dict(model_meta or {}),
-        "options": {"target": tgt.name, "scheme": sch.name,
-                    **{k: getattr(options, k, default) for k, default in RECORDED_OPTIONS.items()},
-                    "calibration_samples": None if options.calibration is None else int(len(options.calibration))},
+        # the options this scheme has, with the values its flow used (Scheme.used_options)
+        "options": {"target": tgt.name, "scheme": sch.name, **sch.used_options(options, net)},
         "target_spec": tgt.to_dict(),
     })
     # a network larger than the chip(s) stops here, naming the largest layers
     net.meta["allocation"] = check_fits(net, options.chips)
-    net.meta["options"]["chips"] = options.chips
+    # what the loader will check of the directory holds for what we emit (a failure is our bug)
+    validate_graph(net, tgt, f"the {sch.name} network compiled from {graph.source}",
+                   "this is a neurodeploy bug: please report it with the model")
     return net
+
+
+def check_calibration_shape(calibration, graph: fg.FloatGraph) -> None:
+    """Calibration samples must be shaped like the model's input, batch first."""
+    (inp,) = graph.input_nodes()
+    shape = tuple(graph.op(inp).shape)
+    if tuple(calibration.shape[1:]) != shape:
+        raise NeurodeployError(f"calibration samples shaped {tuple(calibration.shape)}, but the model's input is "
+                               f"(N, {', '.join(map(str, shape))})", "--calibration",
+                               "pass samples shaped like the model's input, batch first")
 
 
 def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = "bitplane",
@@ -81,38 +122,19 @@ def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str = 
                                "pass an .onnx file or a .pt2 file saved with torch.export.save")
     load_target(target)          # report a bad --target / --scheme / option before reading the model
     options = get_scheme(scheme).options(options)
-    graph = load_model(model_path)
+    graph = load_model(model_path, options.calibration)
     return compile_graph(graph, target, scheme, options, model_meta(model_path))
 
 
-def _is_artifact(path: Path) -> bool:
-    return (path / serialize.IR_FILE).is_file()
+def save_artifact(net: SpikingGraph, out_dir: str | Path, extra_files: dict[str, str] | None = None,
+                  inputs=(), command: str = "compile") -> Path:
+    """Write the compiled network to out_dir atomically (temp dir + rename), with our manifest.
 
-
-def save_artifact(net: SpikingGraph, out_dir: str | Path, extra_files: dict[str, str] | None = None) -> Path:
-    """Write the compiled network to out_dir atomically (temp dir + rename).
-
-    An existing out_dir is replaced only if it is empty or a previous neurodeploy output.
-    """
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_artifact(out))):
-        raise NeurodeployError("exists and is not a neurodeploy output directory", str(out),
-                               "choose another -o directory or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    public_mode(tmp, directory=True)
-    try:
+    An existing out_dir is replaced only if it is empty or an unchanged neurodeploy output holding
+    nothing else (`outputs.check_replaceable`); `inputs` (the model, calibration files) are never
+    overwritten."""
+    with output_folder(out_dir, command, inputs) as tmp:
         serialize.save(net, tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(out_dir)

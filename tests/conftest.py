@@ -63,3 +63,11 @@ def netx(lava):
 def digits():
     """The digits test split of models/: (x float32 (N, 1, 8, 8), y int (N,))."""
     return np.load(MODELS / "digits_test_x.npy"), np.load(MODELS / "digits_test_y.npy")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The adversarial suites' counts per category (tests/adversarial.py), when any ran."""
+    import adversarial
+    line = adversarial.summary_line()
+    if line:
+        terminalreporter.write_line(line)

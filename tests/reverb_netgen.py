@@ -18,6 +18,9 @@ from neurodeploy.schemes.reverb import neurons as rv
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from neurodeploy.ir.synapse_ops import abs_bound
+from neurodeploy.target import load_target
+
+BIAS_MANT_MAX = load_target("loihi2").bias_mant_max      # the graphs are Loihi 2 networks (loader-valid)
 
 
 def _signs(rng, shape):
@@ -38,6 +41,15 @@ def _neuron(rng, channels, scale, payload_bits, t, start):
     dv = int(rng.choice([0, 1024, 3072, 4095, int(rng.integers(0, 4096))]))
     return rv.ReverbNeuron(dv=dv, v_th_mant=vth, out_mant=mant, out_shift=out_shift,
                            payload_bits=payload_bits, timesteps=t, start_step=start)
+
+
+def _bias(rng, half: int, n: int, exp: int) -> dict:
+    """A bias drawn in ±(half + 1) units of 2^exp, stored as Loihi 2 stores it: the exponent grows
+    (the mantissa halves) until the mantissa fits its signed 13 bits."""
+    mant = rng.integers(-half - 1, half + 2, n).astype(np.int64)
+    while np.max(np.abs(mant)) > BIAS_MANT_MAX:
+        mant, exp = mant >> 1, exp + 1
+    return {"bias_mant": mant, "bias_exp": exp}
 
 
 def _scale(ops, in_shape, in_max, weight_exp):
@@ -61,7 +73,7 @@ def random_graph(seed: int = 0, t: int = 4, payload_bits: int = 8, pool: str = "
     ops1 = [syn.Conv(w1, stride=(1, 1), padding=(1, 1))]
     s1 = _scale(ops1, in_shape, code_max, e1)
     l1 = Layer("conv1", (c1, h, w), [Branch("input", ops1, e1)],
-               bias_mant=rng.integers(-int(s1 / 4) - 1, int(s1 / 4) + 2, c1).astype(np.int64), bias_exp=0,
+               **_bias(rng, int(s1 / 4), c1, 0),
                neuron=_neuron(rng, (c1, h, w) if per_neuron else c1, s1, payload_bits, t, 1), float_node="conv1")
     pmax = (1 << payload_bits) - 1
     pool_op = syn.SumPool((2, 2), (2, 2)) if pool == "sum" else syn.MaxPool((2, 2), (2, 2))
@@ -71,12 +83,12 @@ def random_graph(seed: int = 0, t: int = 4, payload_bits: int = 8, pool: str = "
     # payloads are sparse-ish: half the typical (a sixth of the worst case) is a membrane step
     s2 = _scale(ops2, (c1, h, w), pmax, 0) / 2
     l2 = Layer("fc1", (hidden,), [Branch("conv1", ops2, 0)],
-               bias_mant=rng.integers(-int(s2 / 8) - 1, int(s2 / 8) + 2, hidden).astype(np.int64), bias_exp=1,
+               **_bias(rng, int(s2 / 8), hidden, 1),
                neuron=_neuron(rng, hidden, s2, payload_bits, t, 2), float_node="fc1")
     w3 = _signs(rng, (outputs, hidden))
     e3 = int(rng.integers(0, 3))
     l3 = Layer("readout", (outputs,), [Branch("fc1", [syn.Dense(w3)], e3)],
-               bias_mant=rng.integers(-50, 51, outputs).astype(np.int64), bias_exp=2,
+               **_bias(rng, 49, outputs, 2),
                neuron=rv.ReverbReadout(output_scale=1.0 / (t * 64.0), timesteps=t, start_step=3),
                float_node="readout")
     return SpikingGraph("reverb", "loihi2", [enc, l1, l2, l3],

@@ -147,14 +147,14 @@ def test_pt2_path_compile_and_verify(model, tmp_path):
 
 def test_save_is_atomic_and_loadable(net, tmp_path):
     out = net.save(tmp_path / "out")
-    assert {p.name for p in out.iterdir()} == {"ir.json", "params.npz", "summary.md"}
+    assert {p.name for p in out.iterdir()} == {"ir.json", "params.npz", "summary.md", "neurodeploy-manifest.json"}
     assert (out / "summary.md").read_text() == net.summary()
     net.save(tmp_path / "out")                                  # replacing a previous output is fine
     again = nd.load(out)
     assert np.array_equal(nd.simulate(again, X[:20]), nd.simulate(net, X[:20]))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("x")
-    with pytest.raises(NeurodeployError, match="not a neurodeploy output directory"):
+    with pytest.raises(NeurodeployError, match="not written by neurodeploy"):
         net.save(tmp_path / "other")
     assert (tmp_path / "other" / "keep.txt").read_text() == "x"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]    # no temp dirs left

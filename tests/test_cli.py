@@ -156,7 +156,7 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    assert_clean_error(run("compile", MODEL, "-o", foreign), "not a neurodeploy output")
+    assert_clean_error(run("compile", MODEL, "-o", foreign), "was not written by neurodeploy")
     assert (foreign / "precious.txt").read_text() == "keep me"
 
 

@@ -261,3 +261,31 @@ def test_relu_to_qcfs():
     m2 = nn.Sequential(nn.Linear(10, 4), nn.ReLU())
     relu_to_qcfs(m2, 3, calib)
     assert isinstance(m2[1], QCFS)
+
+
+def test_relu_to_qcfs_bounded_relus_and_functional_refusal():
+    """ReLU6 / Hardtanh(0, c) become QCFS with λ capped at the bound; a functional ReLU (which no
+    module swap can reach) is refused by name instead of being left in place silently."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(10, 20), nn.ReLU6(), nn.Linear(20, 20), nn.Hardtanh(0.0, 0.5), nn.Linear(20, 3))
+    calib = 10 * torch.randn(300, 10)
+    with torch.no_grad():
+        h0 = m[0](calib)
+    relu_to_qcfs(m, 7, calib, percentile=99.0)
+    assert isinstance(m[1], QCFS) and isinstance(m[3], QCFS)
+    assert float(m[1].lam) == pytest.approx(min(6.0, float(np.percentile(h0.numpy(), 99.0))), rel=1e-5)
+    assert float(m[3].lam) == pytest.approx(0.5)         # the calibration inputs exceed 0.5: capped
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.act, self.fc2 = nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.fc2(torch.nn.functional.relu(self.fc1(x)))
+    f = Functional()
+    with pytest.raises(ValueError, match=r"functional ReLU call.*top level.*test_nn_qcfs\.py:\d+.*nn\.ReLU"):
+        relu_to_qcfs(f, 3, calib)
+    assert isinstance(f.act, nn.ReLU)          # nothing half-replaced
+    with pytest.raises(ValueError, match="no nn.ReLU"):
+        relu_to_qcfs(nn.Sequential(nn.Linear(10, 2)), 3, calib)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from neurodeploy.frontends.onnx_frontend import load_onnx
+from neurodeploy.frontends.onnx import load_onnx
 from neurodeploy.ir import float_graph as fg
 from neurodeploy.lowering.input_quant import input_quantiser
 from neurodeploy.lowering.lower import lower
@@ -39,3 +39,31 @@ def test_the_bitplane_flow_in_order_lowers():
     assert enc.name == "input" and layers[-1].name == "readout" and len(layers) >= 3
     assert set(PASSES) >= {"fold_bn", "fuse_quant_act", "bias_shift", "drop_redundant_relu"}
     assert np.all(np.isfinite(layers[0].bias))
+
+
+def _selection_and_softmax_graph() -> fg.FloatGraph:
+    """input (4, 6, 6) -> x[:, :, ::2, ::2] -> zero-pad 2 channels each side -> Flatten -> Dense -> Softmax."""
+    g = fg.FloatGraph()
+    g.add("input", fg.Input((4, 6, 6)))
+    g.add("slice", fg.Slice((0, 0, 0), (4, 6, 6), (1, 2, 2)), ["input"])
+    g.add("pad", fg.Pad(((2, 2), (0, 0), (0, 0))), ["slice"])
+    g.add("flat", fg.Flatten(), ["pad"])
+    g.add("fc", fg.Dense(np.ones((3, 8 * 3 * 3)), np.zeros(3)), ["flat"])
+    g.add("softmax", fg.Softmax(0), ["fc"])
+    g.output = "softmax"
+    return g
+
+
+def test_front_end_passes_ensure_what_they_promise():
+    """drop_output_softmax ensures logits_out, select_as_conv selections_as_conv: both properties
+    fail on the graph before the passes and hold after them (checked by run_passes)."""
+    from neurodeploy.ir.float_eval import evaluate
+    from neurodeploy.passes import FRONT_END_PASSES, PROPERTIES
+    g = _selection_and_softmax_graph()
+    assert not PROPERTIES["logits_out"](g) and not PROPERTIES["selections_as_conv"](g)
+    out = run_passes(g, FRONT_END_PASSES)
+    assert PROPERTIES["logits_out"](out) and PROPERTIES["selections_as_conv"](out)
+    assert out.output == "fc" and out.notes and "Softmax was dropped" in out.notes[0]
+    assert type(out.op("pad")).__name__ == "Conv" and "slice" not in out.g
+    x = np.random.default_rng(0).standard_normal((5, 4, 6, 6))
+    assert np.array_equal(evaluate(out, x)["fc"], evaluate(g, x)["fc"])    # a 0/1 weight copies exactly

@@ -386,7 +386,9 @@ def test_cli_bad_input_is_one_line_exit_2(digits, run_cli, tmp_path):
         (["--input", tmp_path / "x.npy", "--batch-size", "0"], "batch size 0"),
         (["--input", tmp_path / "x.npy", "-o", tmp_path], "is a directory"),
         (["--input", tmp_path / "x.npy", "--labels", tmp_path / "y4.npy", "--model", tmp_path / "bad.onnx"],
-         "onnxruntime cannot run the model"),
+         "is not the model this network was compiled from"),
+        (["--input", tmp_path / "x.npy", "--labels", tmp_path / "y4.npy", "--model", tmp_path / "bad.onnx",
+          "--allow-other-model"], "onnxruntime cannot run the model"),
     ]
     for args, needle in cases:
         code, out, err = run_cli("report", digits["dir"], *args)

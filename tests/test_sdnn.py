@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netgen  # noqa: E402
 
 from neurodeploy.errors import NeurodeployError, UnsupportedError  # noqa: E402
-from neurodeploy.frontends.onnx_frontend import load_onnx  # noqa: E402
+from neurodeploy.frontends.onnx import load_onnx  # noqa: E402
 from neurodeploy.schemes.sdnn import neurons as sd  # noqa: E402
 from neurodeploy.schemes.base import CompileOptions  # noqa: E402
 from neurodeploy.schemes.sdnn import Sdnn  # noqa: E402

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.frontends.onnx_frontend import load_onnx
+from neurodeploy.frontends.onnx import load_onnx
 from neurodeploy.schemes.sws import neurons as tsa_ir
 from neurodeploy.schemes import CompileOptions
 from neurodeploy.schemes.sws import Sws
@@ -295,9 +295,9 @@ def test_state_bound_option_default_and_errors(tmp_path):
     from neurodeploy.errors import NeurodeployError
     with pytest.raises(NeurodeployError, match="calibrated state bound needs calibration samples"):
         Sws().compile(qat, target, CompileOptions(state_bound="calibrated"))
-    with pytest.raises(NeurodeployError, match="state bound 'tight' is not known"):
+    with pytest.raises(NeurodeployError, match="state_bound='tight' is not one of static, calibrated"):
         Sws().compile(graph, target, CompileOptions(calibration=cal, state_bound="tight"))
-    with pytest.raises(NeurodeployError, match="state margin 0.5 is below 1"):
+    with pytest.raises(NeurodeployError, match="state_margin=0.5 out of range"):
         Sws().compile(graph, target, CompileOptions(calibration=cal, state_margin=0.5))
     with pytest.raises(NeurodeployError, match="calibration samples have shape"):
         Sws().compile(qat, target, CompileOptions(calibration=cal[:, 0], state_bound="calibrated"))

@@ -61,13 +61,14 @@ PACKAGE = {
     "neurons.py": '''
         from dataclasses import dataclass
 
+        from neurodeploy.ir.fields import integer
         from neurodeploy.ir.neurons import Neuron
 
 
         @dataclass
         class ToyEncoder(Neuron):
             """Sends the input code k as one graded spike."""
-            code_max: int
+            code_max: int = integer(1, "state_max")       # every field declares its range (ir.fields)
 
             @property
             def max_payload(self):
@@ -77,8 +78,8 @@ PACKAGE = {
         @dataclass
         class ToyNeuron(Neuron):
             """code = clip(floor(U / v_th_mant), 0, code_max), sent as one graded spike."""
-            v_th_mant: int
-            code_max: int
+            v_th_mant: int = integer(1, "v_th_mant_max")
+            code_max: int = integer(1, "state_max")
 
             @property
             def max_payload(self):
@@ -180,6 +181,14 @@ def test_toy_scheme_compiles_simulates_verifies_and_reports(toy, tmp_path, digit
     net.save(tmp_path / "toy_net")                          # ir.json knows the toy neuron types from the registry
     back = serialize.load(tmp_path / "toy_net")
     np.testing.assert_array_equal(nd.simulate(back, x[:64]), out)
+    # the loader checks the toy neurons through their own declared ranges (ir.fields), like the built-in ones
+    import json
+    doc = json.loads((tmp_path / "toy_net" / "ir.json").read_text())
+    doc["layers"][1]["neuron"]["v_th_mant"] = 0
+    doc["checksums"]["ir.json"] = serialize.content_sha256(doc)
+    (tmp_path / "toy_net" / "ir.json").write_text(json.dumps(doc))
+    with pytest.raises(NeurodeployError, match="ToyNeuron.v_th_mant = 0 is out of range 1.."):
+        serialize.load(tmp_path / "toy_net")
     assert "scheme: `toy`" in (tmp_path / "toy_net" / "summary.md").read_text()
 
     r = nd.verify(net, MODELS / "digits_qcfs.onnx", x[:64], y[:64])

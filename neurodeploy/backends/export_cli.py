@@ -73,9 +73,8 @@ def cmd_export(args) -> int:
     if args.format not in FORMATS:   # argparse's choices already refuse it; kept for callers of cmd_export
         raise NeurodeployError(f"unknown export format '{args.format}'", "--format",
                                f"use one of {', '.join(sorted(FORMATS))}")
-    out = Path(args.output)
-    if out.is_dir():
-        raise NeurodeployError("is a directory", str(out), "pass a file name, e.g. -o net.nir")
+    from ..outputs import check_output_file
+    out = check_output_file(args.output, [args.compiled])     # before the work
     net = load(args.compiled)
     print(export(net, out, args.format, args, str(args.compiled)), file=sys.stderr)
     return 0

@@ -84,11 +84,13 @@ class Flatten:
 
 @dataclass
 class AvgPool:
-    """Average over kernel windows; count_include_pad as in ONNX/PyTorch."""
+    """Average over kernel windows (zero padding, symmetric); count_include_pad as in ONNX/PyTorch:
+    the divisor is the window size, or only the window's elements inside the input."""
     kernel: tuple
     stride: tuple
     padding: tuple = (0, 0)
     count_include_pad: bool = True
+    dilation: tuple = (1, 1)
 
 
 @dataclass
@@ -98,9 +100,11 @@ class GlobalAvgPool:
 
 @dataclass
 class MaxPool:
-    """Max over kernel windows (no padding)."""
+    """Max over kernel windows; padded positions never win (padding with -inf, as ONNX/PyTorch)."""
     kernel: tuple
     stride: tuple
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
 
 
 @dataclass
@@ -110,14 +114,22 @@ class Add:
 
 @dataclass
 class Scale:
-    """y = x * factor (a Mul/Div by a constant; factor scalar or per-channel)."""
+    """y = x * factor (a Mul/Div by a constant).
+
+    factor: a scalar (), per channel (C,) (axis 0), or, for a constant that varies along other
+    axes, an array of the tensor's per-sample rank broadcast numpy-style (e.g. (1, 1, W))."""
     factor: np.ndarray
 
 
 @dataclass
 class Shift:
-    """y = x + amount (an Add of a constant)."""
+    """y = x + amount (an Add of a constant); amount shaped as Scale.factor."""
     amount: np.ndarray
+
+
+def is_channel_constant(a) -> bool:
+    """A Scale/Shift constant that is a scalar or per channel (what lowering and the passes fold)."""
+    return np.ndim(a) <= 1
 
 
 @dataclass
@@ -132,9 +144,54 @@ class Clip:
     hi: float | None
 
 
+# --- layout ops: they move or select values, never compute new ones ------------------------
+# Axes are per-sample axes (0 = channels of a (C, H, W) tensor); the batch axis never appears.
+@dataclass
+class Slice:
+    """y = x[start0:stop0:step0, start1:stop1:step1, ...]: one (start, stop, step) per axis,
+    resolved against the input shape (0 <= start <= stop <= size, step >= 1)."""
+    starts: tuple
+    stops: tuple
+    steps: tuple
+
+
+@dataclass
+class Pad:
+    """Constant padding: pads[axis] = (before, after) >= 0 elements of `value` per axis."""
+    pads: tuple
+    value: float = 0.0
+
+
+@dataclass
+class Concat:
+    """Join the inputs (in port order) along `axis`."""
+    axis: int
+
+
+@dataclass
+class Reshape:
+    """Relabel the per-sample tensor to `shape` (C order, as numpy/ONNX/PyTorch)."""
+    shape: tuple
+
+
+@dataclass
+class Transpose:
+    """y = x.transpose(perm) over the per-sample axes."""
+    perm: tuple
+
+
+@dataclass
+class Softmax:
+    """y = softmax(x) along `axis` (log=True: log_softmax)."""
+    axis: int = 0
+    log: bool = False
+
+
+LAYOUT_OPS = (Flatten, Slice, Pad, Concat, Reshape, Transpose)
+
 OP_TYPES = {cls.__name__: cls for cls in (
     Input, Conv, Dense, BatchNorm, Relu, QuantAct, Flatten, AvgPool, GlobalAvgPool, MaxPool,
-    Add, Scale, Shift, Floor, Clip)}
+    Add, Scale, Shift, Floor, Clip, Slice, Pad, Concat, Reshape, Transpose, Softmax)}
 
 
 # --- graph ------------------------------------------------------------------------------
@@ -145,10 +202,20 @@ class FloatGraph:
     output: str = ""
     source: str = ""            # where it came from (file path), for error messages
     origin: dict = field(default_factory=dict)   # node name -> original op name (e.g. ONNX op_type)
+    notes: list = field(default_factory=list)    # what the front end or a pass changed that users
+                                                 # should read (e.g. an output Softmax dropped)
 
     def add(self, name: str, op, inputs: list[str] = (), origin: str = "") -> str:
         if name in self.g:
             raise ValueError(f"duplicate node name {name}")
+        inputs = list(inputs)
+        for port, src in enumerate(inputs):
+            if src in inputs[:port]:
+                # one edge per pair of nodes: a repeated input (x + x, concat(x, x)) goes through
+                # an identity relay
+                relay = f"{name}_in{port}"
+                self.add(relay, Scale(np.asarray(1.0)), [src], origin="repeated input")
+                inputs[port] = relay
         self.g.add_node(name, op=op)
         for port, src in enumerate(inputs):
             self.g.add_edge(src, name, port=port)
@@ -191,4 +258,4 @@ class FloatGraph:
         self.g.remove_node(name)
 
     def copy(self) -> "FloatGraph":
-        return FloatGraph(self.g.copy(), self.output, self.source, dict(self.origin))
+        return FloatGraph(self.g.copy(), self.output, self.source, dict(self.origin), list(self.notes))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fields import real
+
 
 class Neuron:
     """Base of every IR neuron (encoders included).  Class attributes and methods only, no
@@ -27,6 +29,18 @@ class Neuron:
         """What the whole run adds to the integer pre-activation U besides the synaptic input."""
         return bias
 
+    def formats(self, target, from_input: bool = False) -> dict:
+        """Bounds of this neuron's layer that differ from the target's generic formats, by the
+        name `ir.fields` declarations use ("weight_mant_max", "weight_exp_max", "bias_mant_max",
+        "bias_exp_max"); from_input: for a branch that reads the input encoder.  {} = the target's."""
+        return {}
+
+    def relation_problem(self, target, shape: tuple) -> str | None:
+        """What is wrong with relations between this neuron's fields (and its layer's `shape`) that
+        their declared ranges (`ir.fields`) cannot express; None when they hold.  `ir.validate`
+        asks every neuron of a compiled network."""
+        return None
+
     def reference_code(self, u):
         """The quantised ANN's code for the integer pre-activation U (`sim.reference`, numpy int64):
         clip(floor(U / v_th_mant), 0, code_max) unless the neuron rounds otherwise."""
@@ -37,6 +51,6 @@ class Neuron:
 class Readout(Neuron):
     """Non-spiking output layer: U starts at the bias and accumulates every input; the value
     reported is U * output_scale."""
-    output_scale: float
+    output_scale: float = real(positive=True)
 
     is_readout = True

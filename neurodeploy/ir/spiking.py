@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from .fields import int_array, integer, ints, nested, real_array, shape, text
 
-IR_VERSION = 1
+
+IR_VERSION = 2          # 2: checksums of ir.json and params.npz; options recorded as used
 
 
 @dataclass
@@ -23,34 +25,48 @@ class Branch:
 
     weight_exp >= 0 always: a right shift would round each plane's partial sum, which has no
     exact meaning for accumulate-over-planes schemes (the quantiser never emits one)."""
-    source: str
-    ops: list
-    weight_exp: int = 0
+    source: str = text()
+    ops: list = nested("synapse ops")
+    weight_exp: int = integer(0, "weight_exp_max", default=0)
 
 
 @dataclass
 class InputEncoder:
-    """Turns the float input into integer codes: clip(floor(x*in_scale + offset), 0, code_max)."""
-    name: str
-    shape: tuple
-    in_scale: np.ndarray          # scalar or per channel (C,)
-    offset: np.ndarray            # scalar or per channel
-    value_step: np.ndarray        # ANN value of one code step (scalar or per channel)
-    neuron: object                # the scheme's encoder (an ir.neurons.Neuron)
-    float_node: str = ""
+    """Turns the float input into integer codes: clip(floor(x*in_scale + offset), 0, code_max).
+
+    `pad` (top, bottom, left, right): the host zero-pads the float input's H and W by these before
+    encoding -- the zero padding of a first convolution that reads signed inputs (see
+    lowering.input_quant), whose zero is the code of 0.0, not code 0.  `shape` is the shape of the
+    codes (padded); `input_shape` the shape of the samples a user passes."""
+    name: str = text()
+    shape: tuple = shape()
+    in_scale: np.ndarray = real_array(positive=True)      # scalar or per channel (C,)
+    offset: np.ndarray = real_array()                     # scalar or per channel
+    value_step: np.ndarray = real_array(nonnegative=True)  # ANN value of one code step (scalar or per channel)
+    neuron: object = nested("neuron")                     # the scheme's encoder (an ir.neurons.Neuron)
+    float_node: str = text(default="", may_be_empty=True)
+    pad: tuple = ints(4, 0, default=(0, 0, 0, 0))
+
+    @property
+    def input_shape(self) -> tuple:
+        if not any(self.pad):
+            return tuple(self.shape)
+        c, h, w = self.shape
+        top, bottom, left, right = self.pad
+        return (c, h - top - bottom, w - left - right)
 
 
 @dataclass
 class Layer:
     """A neuron group fed by one or more branches, with a per-channel integer bias."""
-    name: str
-    shape: tuple
-    branches: list
-    bias_mant: np.ndarray         # int64, per channel (C,) or per feature (F,)
-    bias_exp: int
-    neuron: object                # an ir.neurons.Neuron of the scheme, or a Readout
-    value_step: np.ndarray = field(default_factory=lambda: np.zeros(()))  # ANN value per code step
-    float_node: str = ""          # the float-graph node whose value this layer reproduces
+    name: str = text()
+    shape: tuple = shape()
+    branches: list = nested("branches")
+    bias_mant: np.ndarray = int_array("-bias_mant_max", "bias_mant_max")   # int64, per channel (C,) or feature (F,)
+    bias_exp: int = integer(0, "bias_exp_max")
+    neuron: object = nested("neuron")   # an ir.neurons.Neuron of the scheme, or a Readout
+    value_step: np.ndarray = real_array(nonnegative=True, default_factory=lambda: np.zeros(()))  # ANN value per code step
+    float_node: str = text(default="", may_be_empty=True)   # the float-graph node whose value this layer reproduces
 
     @property
     def bias(self) -> np.ndarray:

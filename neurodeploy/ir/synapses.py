@@ -12,42 +12,47 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fields import int_array, integer, pair
+
+# In a compiled network every weight is an integer mantissa within the target's signed width.
+_mantissas = lambda: int_array("-weight_mant_max", "weight_mant_max")    # noqa: E731
+
 
 @dataclass
 class Conv:
     """2-D cross-correlation with zero padding (no bias: biases live in the layer)."""
-    weight: np.ndarray
-    stride: tuple = (1, 1)
-    padding: tuple = (0, 0)
-    dilation: tuple = (1, 1)
-    groups: int = 1
+    weight: np.ndarray = _mantissas()
+    stride: tuple = pair(1, default=(1, 1))
+    padding: tuple = pair(0, default=(0, 0))
+    dilation: tuple = pair(1, default=(1, 1))
+    groups: int = integer(1, 1 << 16, default=1)
 
 
 @dataclass
 class Dense:
     """y = weight @ x."""
-    weight: np.ndarray
+    weight: np.ndarray = _mantissas()
 
 
 @dataclass
 class ChannelScale:
     """y[c] = weight[c] * x[c] (a diagonal weight: identity shortcuts, scaled skips)."""
-    weight: np.ndarray
+    weight: np.ndarray = _mantissas()
 
 
 @dataclass
 class SumPool:
     """Sum over kernel windows (average pooling with its 1/k^2 folded into the weights)."""
-    kernel: tuple
-    stride: tuple
-    padding: tuple = (0, 0)
+    kernel: tuple = pair(1)
+    stride: tuple = pair(1)
+    padding: tuple = pair(0, default=(0, 0))
 
 
 @dataclass
 class MaxPool:
     """Max over kernel windows of a source's values (exact on quantised codes)."""
-    kernel: tuple
-    stride: tuple
+    kernel: tuple = pair(1)
+    stride: tuple = pair(1)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ..ir import float_graph as fg
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder
 from ..ir.float_eval import infer_shapes
-from ..passes import check
+from ..passes import check, is_input_padding
 
 
 @dataclass
@@ -42,15 +42,16 @@ class RealLayer:
 @dataclass
 class RealInput:
     name: str
-    shape: tuple
+    shape: tuple                    # of the codes (padded)
     quant: fg.QuantAct
     float_node: str
+    pad: tuple = (0, 0, 0, 0)       # (top, bottom, left, right): zeros the host pads the input with
 
     def encoder(self, neuron) -> InputEncoder:
         """The IR input encoder of this quantiser, with the scheme's encoder neuron."""
         q = self.quant
         return InputEncoder(self.name, self.shape, np.asarray(q.in_scale), np.asarray(q.offset),
-                            np.asarray(q.out_step), neuron, float_node=self.float_node)
+                            np.asarray(q.out_step), neuron, float_node=self.float_node, pad=self.pad)
 
 
 def _expand_to_features(arr: np.ndarray, shape: tuple) -> np.ndarray:
@@ -80,19 +81,52 @@ class _Lowering:
         return isinstance(self.graph.op(name), fg.QuantAct)
 
     def terms(self, name: str):
-        """(branches, bias) such that value(name) = sum(branch(code_src)) + bias."""
+        """(branches, bias) such that value(name) = sum(branch(code_src)) + bias.
+
+        The expression below `name` is walked back to its sources (quantisers) with an explicit
+        stack, not by recursion: a chain of thousands of ops must not exhaust Python's stack.  It is
+        walked as a tree (a node reached along two paths is expanded once per path), so that each
+        path gets its own branch objects, which `_apply` then extends in place."""
+        results: list = []                       # the terms of the nodes finished so far, in order
+        stack = [(name, False)]
+        while stack:
+            node, inputs_done = stack.pop()
+            op = self.graph.op(node)
+            if self.is_source(node) or isinstance(op, fg.Input):
+                results.append(self._leaf(node))
+            elif not inputs_done:
+                stack.append((node, True))
+                ins = self.graph.inputs(node)[:2 if isinstance(op, fg.Add) else 1]
+                stack.extend((i, False) for i in reversed(ins))      # ins[0] is finished first
+            else:
+                k = 2 if isinstance(op, fg.Add) else 1
+                args = results[-k:]
+                del results[-k:]
+                results.append(self._apply(node, args))
+        (out,) = results
+        return out
+
+    def _leaf(self, name: str):
+        op = self.graph.op(name)
+        if isinstance(op, fg.Input):
+            raise UnsupportedError("the raw input reaches a layer without a quantiser", self.graph.where(name))
+        return [RealBranch(name, [], np.asarray(op.out_step, dtype=np.float64))], np.float64(0.0)
+
+    def _apply(self, name: str, args: list):
+        """The terms of `name` from its inputs' terms `args` (one per input)."""
         g, op = self.graph, self.graph.op(name)
         where = g.where(name)
-        if self.is_source(name):
-            return [RealBranch(name, [], np.asarray(op.out_step, dtype=np.float64))], np.float64(0.0)
-        if isinstance(op, fg.Input):
-            raise UnsupportedError("the raw input reaches a layer without a quantiser", where)
         ins = g.inputs(name)
         if isinstance(op, fg.Add):
-            (b1, c1), (b2, c2) = self.terms(ins[0]), self.terms(ins[1])
+            (b1, c1), (b2, c2) = args
             return b1 + b2, np.asarray(c1) + np.asarray(c2)
-        branches, bias = self.terms(ins[0])
+        ((branches, bias),) = args
         in_shape = self.shapes[ins[0]]
+        if isinstance(op, (fg.Scale, fg.Shift)) and not fg.is_channel_constant(
+                op.factor if isinstance(op, fg.Scale) else op.amount):
+            raise UnsupportedError(f"{g.origin.get(name, type(op).__name__)} by a constant that varies along H or W "
+                                   "(not per channel) cannot be lowered", where,
+                                   "use a scalar or per-channel constant")
         if isinstance(op, (fg.Conv, fg.Dense)):
             if np.any(bias):
                 raise UnsupportedError("a bias or shift reaches a Conv/Gemm without an activation in between",
@@ -121,14 +155,17 @@ class _Lowering:
                 kernel, stride, pad = tuple(in_shape[1:]), tuple(in_shape[1:]), (0, 0)
             else:
                 kernel, stride, pad = op.kernel, op.stride, op.padding
-            if any(pad):
-                raise UnsupportedError("padded average pooling is not a uniform scale", where,
-                                       "use average pooling without padding")
+            if any(pad) or tuple(getattr(op, "dilation", (1, 1))) != (1, 1):
+                raise UnsupportedError("padded or dilated average pooling cannot be lowered", where,
+                                       "use average pooling without padding or dilation")
             for b in branches:
                 b.ops.append(syn.SumPool(tuple(kernel), tuple(stride), (0, 0)))
                 b.out_scale = b.out_scale / float(np.prod(kernel))
             return branches, bias
         if isinstance(op, fg.MaxPool):
+            if any(op.padding) or tuple(op.dilation) != (1, 1):
+                raise UnsupportedError("padded or dilated max pooling cannot be lowered", where,
+                                       "use max pooling without padding or dilation")
             for b in branches:
                 if b.ops or not np.all(np.asarray(b.out_scale) > 0):
                     raise UnsupportedError("MaxPool is exact only directly after a quantised activation",
@@ -144,8 +181,10 @@ class _Lowering:
             return branches, np.asarray(bias) + np.asarray(op.amount)
         if isinstance(op, fg.BatchNorm):
             raise UnsupportedError("BatchNorm left after folding", where)
-        raise UnsupportedError(f"{g.origin.get(name, type(op).__name__)} cannot be lowered to spiking layers",
-                               where, "the network must alternate linear ops and quantised activations")
+        raise UnsupportedError(f"{type(op).__name__} cannot be lowered to spiking layers", where,
+                               "the network must alternate linear ops (Conv, Gemm, pooling, residual adds) and "
+                               "quantised activations; this op is read and proven by the front end but has no "
+                               "spiking synapse yet")
 
     def layer(self, name: str, value_node: str, quant: fg.QuantAct | None) -> RealLayer:
         """Layer computing the code of `quant` applied to value(value_node)."""
@@ -192,9 +231,13 @@ def lower(graph: fg.FloatGraph) -> tuple[RealInput, list[RealLayer]]:
     low = _Lowering(graph)
     (inp,) = graph.input_nodes()
     cons = graph.consumers(inp)
+    pad = (0, 0, 0, 0)
+    if len(cons) == 1 and is_input_padding(graph.op(cons[0])):   # the host pads (lowering.input_quant)
+        (_, (top, bottom), (left, right)) = graph.op(cons[0]).pads
+        pad, cons = (top, bottom, left, right), graph.consumers(cons[0])
     if len(cons) != 1 or not isinstance(graph.op(cons[0]), fg.QuantAct):
         raise UnsupportedError("the input is not followed by exactly one quantiser", graph.where(inp))
-    enc = RealInput(cons[0], low.shapes[inp], graph.op(cons[0]), cons[0])
+    enc = RealInput(cons[0], low.shapes[cons[0]], graph.op(cons[0]), cons[0], pad)
     layers = []
     for name in graph.topo_order():
         op = graph.op(name)

@@ -61,7 +61,8 @@ from torch import nn
 
 from .surrogate import Sigmoid, Surrogate, heaviside
 
-__all__ = ["SpikingNeuron", "LIF", "SpikingSequential", "multistep", "reset_net", "set_mode", "neurons"]
+__all__ = ["SpikingNeuron", "LIF", "SpikingSequential", "multistep", "reset_net", "set_mode", "neurons",
+           "check_time_first"]
 
 State = tuple  # tuple[torch.Tensor, ...]
 MODES = ("spike", "record", "rate")
@@ -288,6 +289,24 @@ class SpikingSequential(nn.Sequential):
             else:
                 x = multistep(layer, x)
         return x
+
+
+def check_time_first(model: nn.Module) -> None:
+    """Refuse a plain ``nn.Sequential`` that holds spiking neurons (what PyTorch users write first).
+
+    Such a container hands the whole ``(T, N, ...)`` sequence to every layer (a Conv2d then fails
+    deep inside on a 5-D input) or, nested in a :class:`SpikingSequential`, is run step by step so
+    that its neurons see one step as if it were a sequence.  :class:`SpikingSequential` is the
+    container that does both right; this says so, naming the container."""
+    for path, m in model.named_modules():
+        if isinstance(m, nn.Sequential) and not isinstance(m, SpikingSequential) \
+                and any(isinstance(c, SpikingNeuron) for c in m.children()):
+            from ..errors import NeurodeployError
+            where = f"module '{path}'" if path else f"the model ({type(m).__name__})"
+            raise NeurodeployError("a plain nn.Sequential holds spiking neurons; it would pass the whole "
+                                   "time-first (T, N, ...) sequence to every layer", where,
+                                   "build it with neurodeploy.nn.SpikingSequential(...) instead of "
+                                   "nn.Sequential(...) (same arguments, same parameter names)")
 
 
 def neurons(model: nn.Module) -> list[SpikingNeuron]:

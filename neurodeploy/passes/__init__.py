@@ -18,6 +18,7 @@ from .bias_shift import bias_shift
 from .fold_bn import fold_bn
 from .fuse_quant_act import fuse_quant_act
 from .qdq import fold_linear_affine, fold_zero_points, strip_output_quantiser
+from .layout import drop_output_softmax, output_softmax, select_as_conv, selections
 from .simplify import drop_redundant_relu
 
 
@@ -25,10 +26,19 @@ def _none_of(*types) -> Callable[[fg.FloatGraph], bool]:
     return lambda g: not any(isinstance(g.op(n), types) for n in g.topo_order())
 
 
+def is_input_padding(op) -> bool:
+    """A zero Pad of H and W only, between the input and its quantiser: the host encoder applies it
+    (InputEncoder.pad; see lowering.input_quant)."""
+    return isinstance(op, fg.Pad) and op.value == 0.0 and len(op.pads) == 3 and op.pads[0] == (0, 0)
+
+
 def starts_with_quantiser(graph: fg.FloatGraph) -> bool:
-    """The network input feeds exactly one quantiser (the input encoder's codes)."""
+    """The network input feeds exactly one quantiser (the input encoder's codes), directly or
+    through the host's zero padding (`is_input_padding`)."""
     (inp,) = graph.input_nodes()
     cons = graph.consumers(inp)
+    if len(cons) == 1 and is_input_padding(graph.op(cons[0])):
+        cons = graph.consumers(cons[0])
     return len(cons) == 1 and isinstance(graph.op(cons[0]), fg.QuantAct)
 
 
@@ -38,6 +48,8 @@ PROPERTIES: dict[str, Callable[[fg.FloatGraph], bool]] = {
     "quantisers_fused": _none_of(fg.Floor),              # every floor chain is one QuantAct
     "activations_quantised": _none_of(fg.Relu),          # every activation is a quantiser (ReLUs balanced)
     "input_quantised": starts_with_quantiser,            # the input feeds one quantiser
+    "logits_out": lambda g: not output_softmax(g),       # no Softmax head: the readout gives logits
+    "selections_as_conv": lambda g: not selections(g),   # no channel/stride selection left as Slice/Pad
 }
 
 
@@ -73,7 +85,12 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     Pass("bias_shift", bias_shift, requires=("bn_folded", "quantisers_fused")),
     Pass("strip_output_quantiser", strip_output_quantiser),
     Pass("fold_zero_points", fold_zero_points),
+    Pass("drop_output_softmax", drop_output_softmax, ensures=("logits_out",)),
+    Pass("select_as_conv", select_as_conv, ensures=("selections_as_conv",)),
 )}
+
+# run on every front end's graph before the scheme's own passes (compiler.compile_graph)
+FRONT_END_PASSES = ("drop_output_softmax", "select_as_conv")
 
 
 def get_pass(p) -> Pass:

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..errors import NeurodeployError
 from ..ir import float_graph as fg
+from ..limits import check_layer_size
 
 
 def _expect(cond: bool, graph: fg.FloatGraph, name: str, what: str) -> None:
@@ -12,13 +13,19 @@ def _expect(cond: bool, graph: fg.FloatGraph, name: str, what: str) -> None:
         raise NeurodeployError(what, graph.where(name), "re-export the model; its parameters do not fit together")
 
 
-def _per_channel_ok(arr, channels: int) -> bool:
+def _constant_ok(arr, shape: tuple) -> bool:
+    """Scalar, per channel, or of the tensor's rank and broadcasting to it without growing it."""
     a = np.asarray(arr)
-    return a.ndim == 0 or a.shape == (channels,)
+    if a.ndim <= 1:
+        return a.ndim == 0 or a.shape == (shape[0],)
+    return a.ndim == len(shape) and all(d in (1, s) for d, s in zip(a.shape, shape))
 
 
 def check_shapes(graph: fg.FloatGraph) -> fg.FloatGraph:
     """Check every op's parameters against its input's shape; raise on the first misfit.
+
+    Shapes only (torch's meta device): nothing the size of a tensor is allocated, and no input or
+    node output may exceed `limits.MAX_LAYER_NEURONS` values.
 
     Preserves: the graph (it is returned unchanged).
     """
@@ -27,7 +34,8 @@ def check_shapes(graph: fg.FloatGraph) -> fg.FloatGraph:
     for name in order:
         op = graph.op(name)
         ins = graph.inputs(name)
-        expected_inputs = 0 if isinstance(op, fg.Input) else 2 if isinstance(op, fg.Add) else 1
+        expected_inputs = (0 if isinstance(op, fg.Input) else 2 if isinstance(op, fg.Add)
+                           else max(1, len(ins)) if isinstance(op, fg.Concat) else 1)
         _expect(len(ins) == expected_inputs, graph, name, f"has {len(ins)} inputs, expected {expected_inputs}")
         shape = shapes[ins[0]] if ins else None
         if isinstance(op, fg.Conv):
@@ -52,8 +60,8 @@ def check_shapes(graph: fg.FloatGraph) -> fg.FloatGraph:
             _expect(bool(np.all(op.var + op.eps > 0)), graph, name, "BatchNorm variance + eps is not positive")
         elif isinstance(op, (fg.Scale, fg.Shift)):
             val = op.factor if isinstance(op, fg.Scale) else op.amount
-            _expect(_per_channel_ok(val, shape[0]), graph, name, f"constant {np.shape(val)} is not scalar or "
-                    f"per-channel for {shape[0]} channels")
+            _expect(_constant_ok(val, shape), graph, name, f"constant {np.shape(val)} does not broadcast "
+                    f"to the tensor's shape {shape}")
         elif isinstance(op, (fg.AvgPool, fg.MaxPool)):
             _expect(len(shape) == 3 and all(k >= 1 for k in op.kernel) and all(s >= 1 for s in op.stride),
                     graph, name, "pooling needs an image input and positive kernel/stride")
@@ -65,8 +73,10 @@ def check_shapes(graph: fg.FloatGraph) -> fg.FloatGraph:
         if isinstance(op, fg.Input):
             shapes[name] = tuple(op.shape)
             _expect(all(d > 0 for d in op.shape), graph, name, "input has a zero-sized dimension")
+            check_layer_size(op.shape, graph.where(name), "the input")
         else:
             shapes.update(_one(graph, name, shapes))
+            check_layer_size(shapes[name], graph.where(name), "the output")
     return graph
 
 
@@ -84,13 +94,10 @@ def _one(graph: fg.FloatGraph, name: str, shapes: dict) -> dict:
 
 
 def _eval_multi(sub: fg.FloatGraph, in_shapes: list) -> tuple:
-    import torch
-
-    from ..ir.float_eval import eval_op
-    xs = [torch.zeros((1,) + tuple(s), dtype=torch.float64) for s in in_shapes]
+    from ..ir.float_eval import output_shape
     name = sub.output
     try:
-        return tuple(eval_op(sub.op(name), xs).shape[1:])
+        return output_shape(sub.op(name), in_shapes)
     except (RuntimeError, ValueError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise NeurodeployError(f"cannot evaluate this op on its input ({first})", sub.where(name),

@@ -20,6 +20,10 @@ class _Monotone:
         self.lo, self.hi = np.float64(-np.inf), np.float64(np.inf)
 
     def apply(self, op, where: str) -> None:
+        if isinstance(op, (fg.Scale, fg.Shift)) and not fg.is_channel_constant(
+                op.factor if isinstance(op, fg.Scale) else op.amount):
+            raise UnsupportedError("a quantiser chain multiplies or shifts by a constant that varies along "
+                                   "H or W (not per channel)", where, "use scalar or per-channel constants")
         if isinstance(op, fg.Scale):
             f = np.asarray(op.factor, dtype=np.float64)
             if np.any(f <= 0):

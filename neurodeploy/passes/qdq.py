@@ -46,7 +46,8 @@ def fold_linear_affine(graph: fg.FloatGraph) -> fg.FloatGraph:
         if bn not in graph.g or not isinstance(graph.op(bn), fg.BatchNorm):
             continue
         chain, src = [], graph.inputs(bn)[0]
-        while isinstance(graph.op(src), (fg.Scale, fg.Shift)) and len(graph.consumers(src)) == 1:
+        while (isinstance(graph.op(src), (fg.Scale, fg.Shift)) and len(graph.consumers(src)) == 1
+               and fg.is_channel_constant(getattr(graph.op(src), "factor", getattr(graph.op(src), "amount", 0)))):
             chain.insert(0, src)
             src = graph.inputs(src)[0]
         if not chain or not isinstance(graph.op(src), (fg.Conv, fg.Dense)) or len(graph.consumers(src)) != 1:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..arrays import check_labels
 from ..compiler import compile_model, save_artifact
 from ..errors import NeurodeployError
 from ..progress import progress_bar
@@ -49,6 +50,11 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
                 calibration: np.ndarray | None = None, sweeps: dict | None = None, batch_size: int = 256,
                 progress: bool = False) -> dict:
     configs = configurations(schemes, sweeps)
+    for c in configs:       # a swept value out of range is the user's error, not a scheme that cannot compile
+        try:
+            get_scheme(c["scheme"]).options({"calibration": calibration, **c["options"]})
+        except NeurodeployError as exc:
+            raise NeurodeployError(f"configuration {c['name']}: {exc.what}", exc.where, exc.hint) from None
     rows, skipped = [], []
     out = Path(out_dir)
     with progress_bar(total=len(configs), desc="compare", unit="config", enabled=progress) as bar:
@@ -60,6 +66,7 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
                 skipped.append({"config": c["name"], "reason": exc.one_line()})
                 bar.update(1)
                 continue
+            check_labels(y, len(x), "--labels", n_classes=int(np.prod(net.output.shape)))
             save_artifact(net, out / c["name"], {"summary.md": summary_markdown(net)})
             s = cost_report(net, x, batch_size, labels=y, model_path=model)["summary"]
             energy = s["energy_per_inference_pj"].get(PLOT_ENERGY_MODEL, {})
@@ -154,11 +161,6 @@ def to_html(d: dict) -> str:
             f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + CHECK_SCRIPT + "</body></html>\n")
 
 
-def _write(path: Path, text: str) -> None:
-    from ..fsutil import write_text_atomic
-    write_text_atomic(path, text)
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "compare", help="compile, simulate and verify a model under several schemes; one table",
@@ -177,7 +179,9 @@ def register(sub) -> None:
             p.add_argument(flag, dest=f"sweep_{scheme.name}", default=",".join(map(str, default)),
                            help=f"{help_text} (default {','.join(map(str, default)) or 'none'})")
     p.add_argument("--calibration", metavar="X.npy", help="samples for input range / ReLU thresholds")
-    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("-o", "--output", required=True,
+                   help="output directory: created, or replaced when it is empty or an unchanged earlier "
+                        "neurodeploy output (see `neurodeploy compile --help`); written whole, atomically")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_compare)
 
@@ -190,23 +194,31 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def cmd_compare(args) -> int:
-    from ..arrays import check_inputs, check_labels, load_npy
-    from ..frontends.onnx_frontend import load_onnx
-    shape = load_onnx(args.model).op("input").shape
+    from ..arrays import check_inputs, load_npy
+    from ..frontends.onnx import load_onnx
+    from ..outputs import check_output_dir, output_folder
+    from ..target import load_target
+
+    load_target(args.target)
+    inputs = [args.model, args.target, args.input, args.labels, args.calibration]
+    out = check_output_dir(args.output, inputs)     # before the work: a folder we may not replace stops here
+    graph = load_onnx(args.model, prove=False)
+    (inp,) = graph.input_nodes()
+    shape = graph.op(inp).shape
     x = check_inputs(load_npy(args.input, "inputs"), shape, args.input)
     y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels)
     cal = load_npy(args.calibration, "calibration samples") if args.calibration else None
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise NeurodeployError("exists and is not a directory", str(out), "choose another -o")
-    out.mkdir(parents=True, exist_ok=True)
     sweeps = {s.name: _ints(getattr(args, f"sweep_{s.name}"), s.compare_sweep[0])
               for s in all_schemes() if s.compare_sweep is not None}
-    d = run_compare(args.model, args.target, x, y, [s.strip() for s in args.schemes.split(",") if s.strip()],
-                    str(out), cal, sweeps, progress=True)
-    md = to_markdown(d)
-    _write(out / "compare.md", md)
-    _write(out / "compare.json", json.dumps(d, indent=1) + "\n")
-    _write(out / "compare.html", to_html(d))
+
+    # the whole folder (each configuration's network + compare.{md,json,html}) is built beside `out`
+    # and replaces it in one rename: an error or a signal half-way leaves `out` as it was
+    with output_folder(out, "compare", inputs) as tmp:
+        d = run_compare(args.model, args.target, x, y, [s.strip() for s in args.schemes.split(",") if s.strip()],
+                        str(tmp), cal, sweeps, progress=True)
+        md = to_markdown(d)
+        (tmp / "compare.md").write_text(md)
+        (tmp / "compare.json").write_text(json.dumps(d, indent=1) + "\n")
+        (tmp / "compare.html").write_text(to_html(d))
     print(json.dumps(d, indent=1) if args.json else md)
     return 0

@@ -132,9 +132,9 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     x = np.asarray(x)
     if x.ndim < 1 or len(x) == 0:
         raise NeurodeployError("no samples", "inputs", "pass at least one sample")
-    if tuple(x.shape[1:]) != tuple(net.input.shape):
+    if tuple(x.shape[1:]) != tuple(net.input.input_shape):
         raise NeurodeployError(f"input shape {x.shape} does not match the network input (N, "
-                               f"{', '.join(map(str, net.input.shape))})", "inputs", "reshape the samples")
+                               f"{', '.join(map(str, net.input.input_shape))})", "inputs", "reshape the samples")
     if labels is not None and (np.ndim(labels) != 1 or len(labels) != len(x)):
         raise NeurodeployError(f"labels shaped {np.shape(labels)}, expected ({len(x)},)", "labels",
                                "pass one integer label per sample")
@@ -178,6 +178,8 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
             from .verify import run_onnx
             try:
                 logits = run_onnx(model_path, x, batch_size)
+            except NeurodeployError:
+                raise
             except Exception as exc:  # onnxruntime raises its own types for unreadable or wrong models
                 raise NeurodeployError(f"onnxruntime cannot run the model ({type(exc).__name__})", str(model_path),
                                        "pass the ONNX model the directory was compiled from") from None

@@ -37,9 +37,11 @@ def register(sub) -> None:
                    help=f"energy model(s) to use, repeatable (default all: {', '.join(available_models())}) "
                         "or a path to a .toml")
     p.add_argument("--index-bits", type=int, default=0,
-                   help="index/format bits stored per synapse beside the weight mantissa (default 0)")
+                   help="index/format bits stored per synapse beside the weight mantissa, 0..64 (default 0)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per simulation batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="accept a --model other than the one compiled (its sha256 differs from the recorded one)")
     p.set_defaults(func=cmd_report)
 
 
@@ -57,7 +59,10 @@ def render(d: dict, fmt: str) -> str:
 
 def cmd_report(args) -> int:
     from ..arrays import check_inputs, check_labels, load_npy
+    from ..cli import output_count
+    from ..compiler import check_same_model
     from ..ir.serialize import load
+    from ..sim.core import check_device
     from .costs import cost_report
 
     if args.model and not args.labels:
@@ -65,26 +70,25 @@ def cmd_report(args) -> int:
                                "pass --labels Y.npy too, or drop --model")
     if args.model and not Path(args.model).is_file():
         raise NeurodeployError("file not found", args.model, "pass the ONNX model the directory was compiled from")
+    check_device(args.device)
+    output = None
+    if args.output is not None:        # before the work: a place we may not write stops here
+        from ..outputs import check_output_file
+        inputs = [args.compiled, args.input, args.labels, args.model, *(args.energy_model or [])]
+        output = check_output_file(args.output, inputs)
     net = load(args.compiled)
-    x = check_inputs(load_npy(args.input, "inputs"), net.input.shape, args.input)
-    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels) if args.labels else None
+    if args.model:
+        check_same_model(net, args.model, args.allow_other_model)
+    x = check_inputs(load_npy(args.input, "inputs"), net.input.input_shape, args.input)
+    y = check_labels(load_npy(args.labels, "labels"), len(x), args.labels,
+                     n_classes=output_count(net)) if args.labels else None
     d = cost_report(net, x, args.batch_size, device=args.device, labels=y, model_path=args.model,
                     energy_models=args.energy_model, index_bits=args.index_bits)
     text = render(d, args.format)
-    if args.output:
-        _write_atomic(args.output, text)
+    if output is not None:
+        from ..fsutil import write_text_atomic
+        write_text_atomic(output, text)
         print(f"wrote {args.output} ({args.format}, {d['samples']} samples)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
-
-
-def _write_atomic(path: str, text: str) -> None:
-    p = Path(path)
-    if p.is_dir():
-        raise NeurodeployError("is a directory", str(p), "pass a file name to -o")
-    from ..fsutil import write_text_atomic
-    try:
-        write_text_atomic(p, text)
-    except OSError as exc:
-        raise NeurodeployError(f"cannot write ({exc.strerror})", str(p), "pick a writable place for -o") from None

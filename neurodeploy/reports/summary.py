@@ -49,6 +49,7 @@ def summary_markdown(net: SpikingGraph) -> str:
              f"pipelined throughput: one sample every {net.meta.get('throughput_steps')} steps",
              *_chip_schedule(net),
              *_scheme_lines(net),
+             *[f"- front end: {note}" for note in net.meta.get("front_end_notes", [])],
              f"- model sha256: `{net.meta.get('model', {}).get('sha256', '?')}`",
              "",
              "| layer | kind | shape | neurons | T | Q | D (v_th_mant) | weight_exp | weight rel. error | sources |",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NeurodeployError
-from ..frontends.onnx_frontend import load_onnx
+from ..frontends.onnx import load_onnx, runtime
 from ..ir import float_graph as fg
 from ..ir.spiking import SpikingGraph
 from ..passes import run_passes
@@ -26,28 +26,37 @@ from ..ir.float_eval import evaluate, quant_codes
 from ..sim.reference import reference
 
 
+def _ort_errors() -> tuple:
+    """The exception classes onnxruntime raises (they derive from Exception only)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as st
+    return tuple(c for c in vars(st).values() if isinstance(c, type) and issubclass(c, Exception)
+                 and c.__module__ == st.__name__)
+
+
 def run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    opts.log_severity_level = 3
-    # the model as written: no fusion into integer kernels, which onnxruntime picks per CPU (a QDQ
-    # Conv becomes a u8s8 QLinearConv whose AVX2 kernel saturates where VNNI does not)
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
-    step = inp.shape[0] if fixed_batch else batch_size
-    outs = []
-    for start in range(0, len(x), step):
-        xb = x[start:start + step].astype(np.float32)
-        if fixed_batch and len(xb) < step:
-            pad = np.zeros((step - len(xb),) + xb.shape[1:], np.float32)
-            out = sess.run(None, {inp.name: np.concatenate([xb, pad])})[0][:len(xb)]
-        else:
-            out = sess.run(None, {inp.name: xb})[0]
-        outs.append(out.reshape(len(xb), -1))
-    return np.concatenate(outs)
+    """The ONNX model's (first) output on x, (N, outputs) float32, run as written (runtime.session).
+    A file onnxruntime cannot load or run (garbage, another input shape) is one NeurodeployError,
+    never onnxruntime's own message."""
+    try:
+        sess = runtime.session(str(model_path))
+        _check_onnx_input(sess, x, model_path)
+        (out,) = runtime.run(sess, x, None, batch_size)[:1]
+    except _ort_errors() as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NeurodeployError(f"onnxruntime cannot run the model ({first[:200]})", str(model_path),
+                               "pass the ONNX model the network was compiled from") from None
+    return out.reshape(len(x), -1)
+
+
+def _check_onnx_input(sess, x: np.ndarray, model_path) -> None:
+    """One input, shaped like the samples (symbolic dimensions match anything)."""
+    inputs = sess.get_inputs()
+    want = tuple(inputs[0].shape[1:])
+    if len(inputs) != 1 or len(want) != x.ndim - 1 or any(isinstance(d, int) and d != n
+                                                            for d, n in zip(want, x.shape[1:])):
+        raise NeurodeployError(f"the model takes {len(inputs)} input(s) shaped {tuple(inputs[0].shape)}, not the "
+                               f"compiled network's (N, {', '.join(map(str, x.shape[1:]))})", str(model_path),
+                               "pass the ONNX model the network was compiled from")
 
 
 def _float_codes(float_graph: fg.FloatGraph, net: SpikingGraph, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -92,7 +101,7 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
         raise NeurodeployError(f"the model has {float_logits.shape[1]} outputs but the compiled network "
                                f"{int(np.prod(net.output.shape))}", str(model_path),
                                "verify against the model the directory was compiled from")
-    float_graph = run_passes(load_onnx(model_path) if float_graph is None else float_graph, scheme.passes)
+    float_graph = run_passes(load_onnx(model_path, prove=False) if float_graph is None else float_graph, scheme.passes)
     prep = engine.prepare(net, device)
     # a --lossy network is compared with the exact quantised ANN it was truncated from
     lossy = net.meta.get("lossy")

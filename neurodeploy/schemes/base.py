@@ -28,9 +28,13 @@ command line and in `neurodeploy.compile(..., **options)` alike.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import NeurodeployError
+from ..limits import MAX_CHIPS, MAX_TIMESTEPS
 
 
 def option(default=None, help: str = "", *, type=None, choices=None, range=None, metavar=None, cli: str = ""):
@@ -59,11 +63,12 @@ class CommonOptions:
                                        "activation ranges of schemes that calibrate them)",
                                  metavar="X.npy", cli="npy")
     timesteps: int | None = option(None, "time steps, where the scheme lets you choose (omitted: the scheme's own "
-                                         "choice)", type=int, metavar="T")
+                                         f"choice; at most {MAX_TIMESTEPS})", type=int, range=(1, MAX_TIMESTEPS),
+                                   metavar="T")
     input_bits: int = option(8, "width of the input quantiser inserted when the model has none (default 8)",
                              type=int, range=(1, 16), metavar="BITS")
     chips: int = option(1, "chips available (default 1); compile fails, naming the largest layers, when the "
-                           "network needs more cores than these chips have", type=int, range=(1, None),
+                           "network needs more cores than these chips have", type=int, range=(1, MAX_CHIPS),
                         metavar="N")
 
 
@@ -76,18 +81,50 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _kind(f):
+    """What an option holds: int, float, str, bool (a flag) or "npy" (an array of samples)."""
+    meta = f.metadata
+    if meta.get("cli") == "npy":
+        return "npy"
+    if meta.get("type") is None and isinstance(f.default, bool):
+        return bool
+    return meta.get("type")
+
+
 def check_option(name: str, value, f) -> None:
-    """Refuse a value outside the field's range (NeurodeployError naming the flag).  Choices are
-    the command line's to enforce (argparse); a scheme's flow checks the values it interprets."""
+    """Refuse a value of the wrong type, outside the field's choices or range, or not finite
+    (NeurodeployError naming the flag): the command line and `neurodeploy.compile(**options)`
+    go through here alike.  Arrays (--calibration) are checked by `arrays.check_calibration`."""
     meta = f.metadata
     if value is None:
         return
+    kind = _kind(f)
+    where = flag(name)
+    if kind is int and (not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))):
+        raise NeurodeployError(f"{name}={value!r} is not an integer", where, "pass a whole number")
+    if kind is float:
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+            raise NeurodeployError(f"{name}={value!r} is not a number", where, "pass a number")
+        if not math.isfinite(float(value)):
+            raise NeurodeployError(f"{name}={value} is not a finite number", where, "pass a finite number")
+    if kind is bool and not isinstance(value, (bool, np.bool_)):
+        raise NeurodeployError(f"{name}={value!r} is not true or false", where, "pass True or False")
+    if kind is str and not isinstance(value, str):
+        raise NeurodeployError(f"{name}={value!r} is not a string", where, "pass one of the documented values")
+    if kind == "npy":
+        from ..arrays import check_calibration
+        check_calibration(value, where)
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise NeurodeployError(f"{name}={value!r} is not one of {', '.join(map(str, choices))}", where,
+                               f"use one of {', '.join(map(str, choices))}")
     rng = meta.get("range")
     if rng is not None:
         lo, hi = rng
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             span = f"{lo if lo is not None else ''}..{hi if hi is not None else ''}"
-            raise NeurodeployError(f"{name}={value} out of range", flag(name), f"use {span}")
+            raise NeurodeployError(f"{name}={value} out of range", where, f"use {span}")
 
 
 @dataclass
@@ -165,6 +202,26 @@ class Scheme:
         for f in option_fields(self.Options):
             check_option(f.name, getattr(opts, f.name), f)
         return opts
+
+    def used_options(self, options, net) -> dict:
+        """What meta["options"] records of this scheme's options: each option it has, with the
+        value it used (a default resolved by the flow, e.g. rate's T = 32 for an omitted
+        --timesteps, taken from `resolved_options`); calibration as its sample count."""
+        used = {}
+        for f in option_fields(self.Options):
+            if f.name == "calibration":
+                used["calibration_samples"] = None if options.calibration is None else int(len(options.calibration))
+            elif f.name not in self.unused_options:
+                used[f.name] = getattr(options, f.name)
+        used.update(self.resolved_options(options, net))
+        return used
+
+    unused_options: tuple = ()      # options of CommonOptions this scheme refuses (never records)
+
+    def resolved_options(self, options, net) -> dict:
+        """Values of options the flow chose itself (an omitted --timesteps, ...), read from the
+        compiled `net`; {} where every option is used as given."""
+        return {}
 
     def _option_values(self, given) -> dict:
         mine = {f.name for f in option_fields(self.Options)}

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import NeurodeployError
+from ..limits import MAX_BATCH_SIZE
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, Layer, SpikingGraph
 from ..ir.synapse_ops import abs_bound, apply_ops
@@ -45,7 +46,7 @@ def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
     (|Σ W·p| ≤ Σ|W|·p_max below 2^24: float32, below 2^53: float64).  p_max is the source's
     `max_payload` (graded spikes: input codes, sigma-delta or ReverB payloads) or 1 (binary and
     ternary spikes)."""
-    dev = torch.device(device)
+    dev = check_device(device)
     prep = Prepared(graph, dev)
     shapes = {l.name: l.shape for l in graph.layers}
     p_max = {l.name: float(l.neuron.max_payload) for l in graph.layers}
@@ -71,6 +72,35 @@ def prepare(graph: SpikingGraph, device: str = "cpu") -> Prepared:
     return prep
 
 
+def check_device(device) -> torch.device:
+    """The torch device to simulate on: cpu, or cuda (cuda:N) where PyTorch sees that GPU."""
+    hint = "use --device cpu, or cuda on a machine with an NVIDIA GPU"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise NeurodeployError(f"'{device}' is not a device", "--device", hint) from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise NeurodeployError(f"the simulator runs on cpu or cuda, not {dev.type}", "--device", hint)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise NeurodeployError("no CUDA GPU is available here", "--device", hint)
+    if dev.index is not None and dev.index >= count:
+        raise NeurodeployError(f"there is no GPU {dev.index} (this machine has {count})", "--device",
+                               f"use cuda:0..cuda:{count - 1}")
+    return dev
+
+
+def check_batch_size(batch_size) -> int:
+    """Samples per batch: an integer 1..MAX_BATCH_SIZE."""
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+            or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise NeurodeployError(f"batch size {batch_size!r} is not an integer in 1..{MAX_BATCH_SIZE}",
+                               "--batch-size", "use e.g. 256")
+    return int(batch_size)
+
+
 def shape_after(mp: syn.MaxPool | None, shape: tuple) -> tuple:
     """Shape of a (C, H, W) source after a leading max pool split off by `prepare` (None: unchanged)."""
     if mp is None:
@@ -84,7 +114,11 @@ def input_codes(enc: InputEncoder, x: torch.Tensor) -> torch.Tensor:
     def chan(a):
         t = torch.as_tensor(np.asarray(a, dtype=np.float64), device=x.device)
         return t if t.ndim == 0 else t.reshape((1, -1) + (1,) * (x.ndim - 2))
-    k = torch.floor(x.to(torch.float64) * chan(enc.in_scale) + chan(enc.offset))
+    x = x.to(torch.float64)
+    if any(enc.pad):          # the first layer's zero padding, in the input's units
+        top, bottom, left, right = enc.pad
+        x = torch.nn.functional.pad(x, (left, right, top, bottom))
+    k = torch.floor(x * chan(enc.in_scale) + chan(enc.offset))
     return torch.clamp(k, 0, enc.neuron.code_max).to(torch.int64)
 
 
@@ -110,6 +144,7 @@ def branch_current(pb: PreparedBranch, spikes: torch.Tensor) -> torch.Tensor:
 
 
 def iter_batches(x: np.ndarray, batch_size: int):
+    batch_size = check_batch_size(batch_size)
     for start in range(0, len(x), batch_size):
         yield start, x[start:start + batch_size]
 

@@ -56,7 +56,11 @@ def input_codes_ref(enc: InputEncoder, x: np.ndarray) -> np.ndarray:
     def chan(a):
         a = np.asarray(a, dtype=np.float64)
         return a if a.ndim == 0 else a.reshape((1, -1) + (1,) * (x.ndim - 2))
-    k = np.floor(np.asarray(x, dtype=np.float64) * chan(enc.in_scale) + chan(enc.offset))
+    x = np.asarray(x, dtype=np.float64)
+    if any(getattr(enc, "pad", ())):          # the first layer's zero padding, in the input's units
+        top, bottom, left, right = enc.pad
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    k = np.floor(x * chan(enc.in_scale) + chan(enc.offset))
     return np.clip(k, 0, enc.neuron.code_max).astype(np.int64)
 
 

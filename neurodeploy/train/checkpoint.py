@@ -9,9 +9,12 @@ epoch ``k`` reproduces the uninterrupted run from epoch ``k + 1`` on.
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 from torch import nn
+
+from ..errors import NeurodeployError
 
 __all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "write_model_card"]
 
@@ -41,7 +44,14 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None, scheduler=None,
                     map_location="cpu") -> dict:
     """Read ``path``; load the states into the objects given; return the checkpoint dict."""
-    state = torch.load(os.fspath(path), map_location=map_location, weights_only=False)
+    # weights_only: a checkpoint holds tensors, numbers, strings and containers only, and loading
+    # it must never run code a file carries (the restricted unpickler refuses anything else)
+    try:
+        state = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise NeurodeployError(f"the checkpoint holds Python objects beyond tensors and plain data, which "
+                               f"neurodeploy never loads ({str(exc).splitlines()[0][:120]})", os.fspath(path),
+                               "write checkpoints with neurodeploy.train.save_checkpoint") from None
     if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format {state.get('format_version')!r}, expected {FORMAT_VERSION}")
     if model is not None:

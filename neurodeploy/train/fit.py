@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurodeploy.nn.lif import neurons, reset_net, set_mode
+from neurodeploy.nn.lif import check_time_first, neurons, reset_net, set_mode
 from neurodeploy.progress import progress_bar
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -82,6 +82,7 @@ def predict(model: nn.Module, x, timesteps: int, batch_size: int = 256, input_ti
     ``input_time_dim`` (in ``(N, ...)`` coordinates).  Returns a numpy array for numpy input, else a
     tensor on the model's device.  The model's train/eval mode is restored afterwards.
     """
+    check_time_first(model)
     was_training = model.training
     model.eval()
     set_mode(model, "spike")
@@ -153,6 +154,7 @@ def fit(model: nn.Module, train_data, epochs: int, timesteps: int, method: str =
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     if not neurons(model):
         raise ValueError("model has no SpikingNeuron modules")
+    check_time_first(model)
     if decay is not None:
         for m in neurons(model):
             if hasattr(m, "decay"):

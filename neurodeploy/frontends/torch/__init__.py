@@ -33,16 +33,17 @@ _native_batch_norm_legit_no_training, adaptive_avg_pool2d/mean, flatten/view, ..
 
 Supported (see `SUPPORTED_MODULES`, `SUPPORTED_FUNCTIONS`, `supported_ops()`)
 -----------------------------------------------------------------------------
-Conv2d, Linear, BatchNorm1d/2d (eval mode), ReLU, `neurodeploy.nn.QCFS` (via its ops), AvgPool2d,
-AdaptiveAvgPool2d (output 1, or dividing the input), MaxPool2d (no padding/dilation/ceil),
-Flatten / view / reshape to (N, -1), `x.mean((2, 3))`, residual `+`, multiplication,
-division, addition and subtraction by constants, `torch.floor`, `torch.clamp`, Identity,
-Dropout (eval), and the "option A" shortcut of CIFAR ResNets, `F.pad(x[:, :, ::2, ::2],
-(0, 0, 0, 0, p, p))`: any chain of slices (start 0 and to the end on H/W, any slice on C)
-and zero channel padding is expressed with an existing float-graph op, a fixed 1×1
-convolution with stride s and a 0/1 weight (output channel o copies input channel c(o), or
-is 0 for a padded channel), no bias.  In the spiking network it is one more synapse branch
-of the residual join, like a projection shortcut.
+Conv2d (grouped, depthwise), Linear, BatchNorm1d/2d (eval mode), ReLU, ReLU6 / Hardtanh / clamp
+(Clip), `neurodeploy.nn.QCFS` (via its ops), AvgPool2d, AdaptiveAvgPool2d (output 1, or dividing
+the input), MaxPool2d (padding, dilation, ceil_mode), Flatten / view / reshape / squeeze /
+unsqueeze / permute / transpose within a sample, `x.mean((2, 3))`, slicing `x[:, c0:c1, a::s]`,
+F.pad (constant), torch.cat, split/chunk, softmax/log_softmax, residual `+` and `-`,
+multiplication, division, addition and subtraction by constants (broadcast as numpy does:
+aligned on the last axis), `torch.floor`, Identity, Dropout (eval).  These become the float-graph
+ops the ONNX front end makes of the same network's export (`frontends/onnx`), so both give one
+graph; the option-A shortcut of CIFAR ResNets, `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))`,
+is Slice, Slice, Pad here as there, and the `select_as_conv` pass makes it a fixed 1x1 conv.
+After conversion the graph is proven against the exported program itself (`frontends.proof`).
 
 Errors
 ------

@@ -2,8 +2,7 @@
 
 `Context` (the converter's state: the float graph being built, the environment of fx values, the
 module path and source line of every node for error messages), the values it holds (`Value`: a
-float-graph node; `Selection`: a pending strided slice / zero channel pad) and the small argument
-helpers the op handlers share.
+float-graph node) and the small argument helpers the op handlers share.
 """
 from __future__ import annotations
 
@@ -14,41 +13,24 @@ import numpy as np
 from ...errors import NeurodeployError, UnsupportedError
 from ...ir import float_graph as fg
 
-SUPPORTED_MODULES = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "QCFS", "AvgPool2d",
-                     "AdaptiveAvgPool2d", "MaxPool2d", "Flatten", "Identity", "Dropout"]
-SUPPORTED_FUNCTIONS = ["a + b (residual add)", "x * c, x / c, x + c, x - c (c a constant)", "F.relu",
-                       "torch.floor", "torch.clamp", "torch.flatten", "x.view/x.reshape(N, -1)",
-                       "x.squeeze((2, 3)) of (N, C, 1, 1)", "x.mean((2, 3))", "x[:, c0:c1, ::s, ::s]", "F.pad(x, (0, 0, 0, 0, p0, p1)) (zero channels)"]
-
+SUPPORTED_MODULES = ["Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6", "Hardtanh", "QCFS",
+                     "AvgPool2d", "AdaptiveAvgPool2d", "MaxPool2d", "Flatten", "Identity", "Dropout", "Softmax"]
+SUPPORTED_FUNCTIONS = ["a + b, a - b (residual joins)", "x * c, x / c, x + c, x - c (c a constant)", "F.relu",
+                       "torch.floor", "torch.clamp", "torch.flatten", "x.view/x.reshape within a sample",
+                       "x.squeeze/x.unsqueeze/x.permute/x.transpose within a sample", "x.mean((2, 3))",
+                       "x[:, c0:c1, a::s, b::s]", "F.pad(x, ..., value=c)", "torch.cat", "torch.split/chunk",
+                       "F.softmax/F.log_softmax"]
 
 def supported_hint() -> str:
     return (f"supported modules: {', '.join(SUPPORTED_MODULES)}; "
             f"functions: {'; '.join(SUPPORTED_FUNCTIONS)}")
 
 
+# --- values flowing through the exported graph ------------------------------------------
 @dataclass
 class Value:
     """A tensor computed by the float graph (node `name`)."""
     name: str
-
-
-@dataclass
-class Selection:
-    """A pending strided slice / zero channel pad of graph node `src` (option-A shortcuts).
-
-    Output channel o is input channel chan[o] (-1: a zero channel); rows and columns are
-    taken every stride[0] / stride[1] starting at 0.  Materialised as a 1x1 Conv on use.
-    """
-    src: str
-    c_in: int                    # channels of src
-    chan: np.ndarray
-    stride: tuple
-    shape: tuple                 # per-sample output shape (C, H, W)
-    fx_name: str                 # the node whose name the Conv takes
-    made: str | None = None
-
-    def is_identity(self) -> bool:
-        return self.stride == (1, 1) and np.array_equal(self.chan, np.arange(self.c_in))
 
 
 @dataclass
@@ -97,9 +79,7 @@ class Context:
         return a
 
     def tensor(self, v, what: str = "input") -> str:
-        """The graph node of a tensor value (materialising a pending selection)."""
-        if isinstance(v, Selection):
-            return self.materialise(v)
+        """The graph node of a tensor value."""
         if isinstance(v, Value):
             return v.name
         if v is None:
@@ -141,22 +121,6 @@ class Context:
         self.created.append(name)
         self.node_fx[name] = fx_name or self.node.name
         return Value(name)
-
-    def materialise(self, sel: Selection) -> str:
-        if sel.made:
-            return sel.made
-        if sel.is_identity():
-            sel.made = sel.src
-            return sel.made
-        w = np.zeros((len(sel.chan), sel.c_in, 1, 1))
-        for o, c in enumerate(sel.chan):
-            if c >= 0:
-                w[o, c, 0, 0] = 1.0
-        conv = fg.Conv(weight=w, bias=np.zeros(len(sel.chan)), stride=tuple(sel.stride), padding=(0, 0))
-        sel.made = self.add(conv, [sel.src], fx_name=sel.fx_name).name
-        self.graph.origin[sel.made] = "strided slice + zero channel pad as a fixed 1x1 Conv"
-        return sel.made
-
 
 def pair(v, default=None) -> tuple:
     if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):

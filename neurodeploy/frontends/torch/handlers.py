@@ -1,17 +1,19 @@
 """The PyTorch front end's op handlers: one per ATen op, registered by name (`handler`).
 
 A handler takes (fx node, `Context`, arguments by schema name) and returns the value of the node:
-a `Value` (a float-graph node it added), a `Selection`, or a constant.  Scheme front ends register
-their own (the LIF and ReverB custom ops) through the same `handler` decorator.
+a `Value` (a float-graph node it added) or a constant.  Scheme front ends register their own (the
+LIF and ReverB custom ops) through the same `handler` decorator.
 """
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
 from ...ir import float_graph as fg
-from .context import Selection, Value, pair, rank
+from ..constants import BroadcastError, broadcast_constant
+from .context import Value, pair, rank, supported_hint
 
 HANDLERS: dict = {}
 # ops that do nothing to the value (eval mode) and ops without a value (assertions)
@@ -196,19 +198,29 @@ def _hardtanh(node, ctx, a):
                    [ctx.tensor(ctx.resolve(a["self"]))])
 
 
+@handler("relu6", "relu6_")
+def _relu6(node, ctx, a):
+    return ctx.add(fg.Clip(0.0, 6.0), [ctx.tensor(ctx.resolve(a["self"]))])
+
+
 def _is_tensor_value(v) -> bool:
-    return isinstance(v, (Value, Selection)) or v is None
+    return isinstance(v, Value) or v is None
 
 
-def _per_channel(ctx, arr: np.ndarray, x_rank: int) -> np.ndarray:
-    """A broadcastable constant as a scalar () or per-channel (C,) array (as ONNX's front end)."""
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.size == 1:
-        return arr.reshape(())
-    full = (1,) * (x_rank - arr.ndim) + arr.shape if arr.ndim <= x_rank else None
-    if full is None or any(d != 1 for i, d in enumerate(full) if i != 1):
-        raise ctx.unsupported(f"constant of shape {tuple(arr.shape)} is neither scalar nor per-channel")
-    return arr.reshape(-1)
+def _operand(ctx, c, t_arg) -> np.ndarray:
+    """A constant operand broadcast against the tensor `t_arg` (as the ONNX front end does)."""
+    full = tuple(1 if d is None else d for d in ctx.shape(t_arg))
+    try:
+        return broadcast_constant(c, full)
+    except BroadcastError as exc:
+        raise ctx.unsupported(str(exc), "use a scalar or per-channel constant") from None
+
+
+def _negate(ctx, src: str) -> str:
+    """-x as Scale(-1), named after the current node (the ONNX front end writes the same)."""
+    name = ctx.node.name + "_neg"
+    ctx.info[name] = ctx.info[ctx.node.name]
+    return ctx.add(fg.Scale(np.asarray(-1.0)), [src], fx_name=name).name
 
 
 @handler("mul", "mul_", "div", "div_")
@@ -218,79 +230,185 @@ def _mul_div(node, ctx, a):
     if a.get("rounding_mode") is not None:
         raise ctx.unsupported(f"division with rounding_mode='{a['rounding_mode']}'")
     if _is_tensor_value(x) and _is_tensor_value(y):
-        raise ctx.unsupported(f"{op} of two computed tensors",
+        raise ctx.unsupported(f"{op} of two computed tensors (a gate or attention)",
                               "only multiplication/division by a constant is supported")
     const_first = not _is_tensor_value(x)
     t_arg, c = (a["other"], x) if const_first else (a["self"], y)
     c = ctx.const(c, f"{op} operand")
     if op == "div":
         if const_first:
-            raise ctx.unsupported("division of a constant by a tensor")
+            raise ctx.unsupported("division of a constant by a tensor (a reciprocal)", NONLINEAR_HINT)
         c = 1.0 / c
     src = ctx.tensor(ctx.resolve(t_arg))
-    return ctx.add(fg.Scale(_per_channel(ctx, c, rank(ctx, t_arg))), [src])
+    return ctx.add(fg.Scale(_operand(ctx, c, t_arg)), [src])
 
 
-@handler("add", "add_", "sub", "sub_")
+@handler("add", "add_", "sub", "sub_", "rsub")
 def _add_sub(node, ctx, a):
     op = node.target.overloadpacket.__name__.rstrip("_")
-    x, y = ctx.resolve(a["self"]), ctx.resolve(a["other"])
+    x_arg, y_arg = a["self"], a["other"]
+    if op == "rsub":                       # rsub(x, c) = c - x
+        op, x_arg, y_arg = "sub", y_arg, x_arg
+    x, y = ctx.resolve(x_arg), ctx.resolve(y_arg)
     alpha = a.get("alpha", 1)
     if _is_tensor_value(x) and _is_tensor_value(y):
-        if op == "sub" or alpha != 1:
-            raise ctx.unsupported(f"{op} of two computed tensors" + (f" with alpha={alpha}" if alpha != 1 else ""),
-                                  "only a + b of two tensors (a residual join) is supported")
-        return ctx.add(fg.Add(), [ctx.tensor(x, "first operand"), ctx.tensor(y, "second operand")])
+        if alpha != 1:
+            raise ctx.unsupported(f"{op} of two computed tensors with alpha={alpha}")
+        if ctx.shape(x_arg) != ctx.shape(y_arg):
+            raise ctx.unsupported(f"{op} of tensors of shapes {list(ctx.shape(x_arg))} and "
+                                  f"{list(ctx.shape(y_arg))} (broadcast between activations)",
+                                  "only residual joins of equal shapes are supported")
+        b = ctx.tensor(y, "second operand")
+        if op == "sub":
+            b = _negate(ctx, b)
+        return ctx.add(fg.Add(), [ctx.tensor(x, "first operand"), b])
     const_first = not _is_tensor_value(x)
-    if op == "sub" and const_first:
-        raise ctx.unsupported("constant minus tensor")
-    t_arg, c = (a["other"], x) if const_first else (a["self"], y)
+    t_val, c = (y, x) if const_first else (x, y)
+    t_arg = y_arg if const_first else x_arg
     c = ctx.const(c, f"{op} operand")
     if alpha != 1:
         c = c * float(alpha)
-    amount = _per_channel(ctx, -c if op == "sub" else c, rank(ctx, t_arg))
-    src = ctx.tensor(ctx.resolve(t_arg))
+    src = ctx.tensor(t_val)
+    if op == "sub":
+        if const_first:                    # c - x = (-1)·x + c
+            src = _negate(ctx, src)
+        else:
+            c = -c
+    amount = _operand(ctx, c, t_arg)
     src_op = ctx.graph.op(src)
     # A MatMul followed by Add(bias) is a Dense layer with a bias (as in the ONNX front end).
     if (op == "add" and isinstance(src_op, fg.Dense) and not ctx.graph.consumers(src)
-            and amount.ndim <= 1 and not np.any(src_op.bias)):
+            and len(getattr(t_arg, "users", ())) == 1 and amount.ndim <= 1 and not np.any(src_op.bias)):
         ctx.graph.set_op(src, fg.Dense(src_op.weight, np.broadcast_to(amount, src_op.bias.shape).copy()))
         return Value(src)
     return ctx.add(fg.Shift(amount), [src])
+
+
+def _relabel(ctx, x_arg):
+    """A reshape within each sample: Flatten to (N, F), Reshape otherwise, nothing if the same."""
+    ins, outs = ctx.shape(x_arg), ctx.out_shape()
+    v = ctx.resolve(x_arg)
+    if not ins or not outs or None in ins[1:] or None in outs[1:] or len(outs) < 2 or ins[0] != outs[0] \
+            or math.prod(ins[1:]) != math.prod(outs[1:]):
+        raise ctx.unsupported(f"reshape {list(ins)} -> {list(outs)} moves values between samples",
+                              "reshape each sample: keep the batch as the first dimension")
+    if tuple(outs[1:]) == tuple(ins[1:]):
+        return v
+    if len(outs) == 2:
+        return ctx.add(fg.Flatten(), [ctx.tensor(v)])
+    return ctx.add(fg.Reshape(tuple(outs[1:])), [ctx.tensor(v)])
 
 
 @handler("flatten")
 def _flatten(node, ctx, a):
     x_arg = a["self"] if "self" in a else a["input"]
     r = rank(ctx, x_arg)
-    start, end = int(a.get("start_dim", 0)), int(a.get("end_dim", -1))
-    start, end = start % max(r, 1), end % max(r, 1)
-    if r < 2 or start != 1 or end != r - 1:
-        raise ctx.unsupported(f"flatten(start_dim={a.get('start_dim', 0)}, end_dim={a.get('end_dim', -1)}) "
-                              f"of a rank-{r} tensor", "only flattening all but the batch dimension is supported")
-    return ctx.add(fg.Flatten(), [ctx.tensor(ctx.resolve(x_arg))])
+    start = int(a.get("start_dim", 0)) % max(r, 1)
+    if r >= 2 and start == 0:
+        raise ctx.unsupported(f"flatten(start_dim={a.get('start_dim', 0)}) mixes the batch with other axes",
+                              "flatten from dimension 1: torch.flatten(x, 1)")
+    return _relabel(ctx, x_arg)
 
 
-@handler("view", "reshape", "_unsafe_view", "_reshape_alias", "view_copy", "squeeze")
+@handler("view", "reshape", "_unsafe_view", "_reshape_alias", "view_copy", "squeeze", "squeeze_copy",
+         "unsqueeze", "unsqueeze_copy", "unflatten")
 def _reshape(node, ctx, a):
-    x_arg = a["self"]
-    ins, outs = ctx.shape(x_arg), ctx.out_shape()
-    if (len(ins) >= 2 and len(outs) == 2 and None not in ins[1:] and outs[1] is not None
-            and outs[1] == math.prod(ins[1:])):
-        return ctx.add(fg.Flatten(), [ctx.tensor(ctx.resolve(x_arg))])
-    raise ctx.unsupported(f"reshape {list(ins)} -> {list(outs)} is not a flatten",
-                          "only x.view(N, -1) / x.reshape(N, -1) / torch.flatten(x, 1) is supported")
+    return _relabel(ctx, a["self"])
+
+
+@handler("permute", "permute_copy", "transpose", "transpose_copy", "t", "swapaxes", "movedim")
+def _permute(node, ctx, a):
+    import torch
+    x_arg = node.args[0]
+    r = rank(ctx, x_arg)
+    # the permutation: run the op on an empty tensor whose dimensions all differ in size
+    sizes = list(range(2, r + 2))
+    perm = tuple(sizes.index(d) for d in node.target(torch.empty(sizes), *node.args[1:], **node.kwargs).shape)
+    if perm[0] != 0:
+        raise ctx.unsupported(f"a permutation {list(perm)} that moves the batch dimension",
+                              "only permutations within a sample are supported")
+    v = ctx.resolve(x_arg)
+    if list(perm) == list(range(r)):
+        return v
+    return ctx.add(fg.Transpose(tuple(p - 1 for p in perm[1:])), [ctx.tensor(v)])
+
+
+@handler("cat", "concat", "concatenate")
+def _cat(node, ctx, a):
+    tensors = ctx.resolve(a["tensors"])
+    r = rank(ctx, node)
+    dim = int(a.get("dim", 0)) % max(r, 1)
+    if dim == 0:
+        raise ctx.unsupported("concatenating along the batch dimension")
+    if not all(isinstance(t, Value) for t in tensors):
+        raise ctx.unsupported("concatenating a constant with computed tensors")
+    if len(tensors) == 1:
+        return tensors[0]
+    return ctx.add(fg.Concat(dim - 1), [t.name for t in tensors])
+
+
+@handler("split", "split_with_sizes", "chunk", "tensor_split", "unsafe_split", "unsafe_split_with_sizes")
+def _split(node, ctx, a):
+    shape = ctx.shape(a["self"])
+    dim = int(a.get("dim", 0)) % max(len(shape), 1)
+    if dim == 0:
+        raise ctx.unsupported("splitting the batch dimension")
+    src = ctx.tensor(ctx.resolve(a["self"]))
+    outs, start = [], 0
+    for k, val in enumerate(ctx.node.meta["val"]):
+        size = int(val.shape[dim])
+        lo, hi, steps = _full_range(shape[1:])
+        lo[dim - 1], hi[dim - 1] = start, start + size
+        name = f"{ctx.node.name}_{k}"
+        ctx.info[name] = ctx.info[ctx.node.name]
+        outs.append(ctx.add(fg.Slice(tuple(lo), tuple(hi), tuple(steps)), [src], fx_name=name))
+        start += size
+    return outs
+
+
+@handler("softmax", "_softmax", "log_softmax", "_log_softmax", "special_softmax", "special_log_softmax")
+def _softmax(node, ctx, a):
+    x_arg = a["self"] if "self" in a else a["input"]
+    r = rank(ctx, x_arg)
+    dim = int(a["dim"]) % max(r, 1)
+    if dim == 0:
+        raise ctx.unsupported("softmax over the batch dimension")
+    log = "log" in node.target.overloadpacket.__name__
+    return ctx.add(fg.Softmax(dim - 1, log), [ctx.tensor(ctx.resolve(x_arg))])
+
+
+def _pool_window(ctx, a, kernel) -> tuple:
+    """stride, padding, dilation of a 2-D pooling call."""
+    return (pair(a.get("stride"), kernel), pair(a.get("padding"), (0, 0)), pair(a.get("dilation"), (1, 1)))
+
+
+def _ceil_extra(ctx, in_hw, kernel, stride, padding, dilation) -> tuple:
+    """Extra end padding that makes floor-mode windows give export's (ceil-mode) output size."""
+    out_hw = ctx.out_shape()[2:]
+    return tuple(max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p))
+                 for o, n, k, s, p, d in zip(out_hw, in_hw, kernel, stride, padding, dilation))
+
+
+def _pre_pad(ctx, src: str, pads: tuple, value: float) -> str:
+    """(top, left, bottom, right) padding as its own node, named after the current node."""
+    name = ctx.node.name + "_pad"
+    ctx.info[name] = ctx.info[ctx.node.name]
+    top, left, bottom, right = pads
+    return ctx.add(fg.Pad(((0, 0), (top, bottom), (left, right)), value), [src], fx_name=name).name
 
 
 @handler("avg_pool2d")
 def _avgpool(node, ctx, a):
-    if a.get("ceil_mode"):
-        raise ctx.unsupported("AvgPool2d with ceil_mode=True")
     if a.get("divisor_override") is not None:
         raise ctx.unsupported("AvgPool2d with divisor_override")
     k = pair(a["kernel_size"])
-    return ctx.add(fg.AvgPool(k, pair(a.get("stride"), k), pair(a.get("padding"), (0, 0)),
-                              bool(a.get("count_include_pad", True))), [ctx.tensor(ctx.resolve(a["self"]))])
+    stride, padding, _ = _pool_window(ctx, a, k)
+    in_hw = ctx.shape(a["self"])[2:]
+    if any(_ceil_extra(ctx, in_hw, k, stride, padding, (1, 1))):
+        raise ctx.unsupported("AvgPool2d with ceil_mode=True adding partial windows",
+                              "use ceil_mode=False, or pad the input so that the windows tile it")
+    include = bool(a.get("count_include_pad", True)) or not any(padding)
+    return ctx.add(fg.AvgPool(k, stride, padding, include), [ctx.tensor(ctx.resolve(a["self"]))])
 
 
 @handler("adaptive_avg_pool2d", "_adaptive_avg_pool2d")
@@ -302,7 +420,7 @@ def _adaptive(node, ctx, a):
         return ctx.add(fg.GlobalAvgPool(), [x])
     if len(ins) == 4 and None not in ins[2:] and all(o and i % o == 0 for i, o in zip(ins[2:], out)):
         k = tuple(i // o for i, o in zip(ins[2:], out))
-        return ctx.add(fg.AvgPool(k, k, (0, 0), False), [x])
+        return ctx.add(fg.AvgPool(k, k, (0, 0), True), [x])
     raise ctx.unsupported(f"AdaptiveAvgPool2d to {out} on an input of {ins[2:]} (not a uniform window)",
                           "use an output size that divides the input size, or 1")
 
@@ -315,21 +433,24 @@ def _mean(node, ctx, a):
     if r != 4 or not dims or sorted(int(d) % r for d in dims) != [2, 3]:
         raise ctx.unsupported(f"mean over dims {dims} of a rank-{r} tensor",
                               "only a global average over H and W, x.mean((2, 3)), is supported")
-    y = ctx.add(fg.GlobalAvgPool(), [ctx.tensor(ctx.resolve(x_arg))])
-    if a.get("keepdim"):
-        return y
-    name = ctx.node.name + "_flatten"          # (N, C, 1, 1) -> (N, C)
-    ctx.info[name] = ctx.info[ctx.node.name]
-    return ctx.add(fg.Flatten(), [y.name], fx_name=name)
+    if not a.get("keepdim"):               # (N, C, 1, 1) -> (N, C), named as the ONNX front end's
+        name = ctx.node.name + "_pool"
+        ctx.info[name] = ctx.info[ctx.node.name]
+        y = ctx.add(fg.GlobalAvgPool(), [ctx.tensor(ctx.resolve(x_arg))], fx_name=name)
+        return ctx.add(fg.Flatten(), [y.name])
+    return ctx.add(fg.GlobalAvgPool(), [ctx.tensor(ctx.resolve(x_arg))])
 
 
 def _maxpool(node, ctx, a):
-    if any(pair(a.get("padding"), (0, 0))) or any(d != 1 for d in pair(a.get("dilation"), (1, 1))) \
-            or a.get("ceil_mode"):
-        raise ctx.unsupported("MaxPool2d with padding, dilation or ceil_mode",
-                              "max pooling is exact only without padding (use padding=0)")
     k = pair(a["kernel_size"])
-    return ctx.add(fg.MaxPool(k, pair(a.get("stride"), k)), [ctx.tensor(ctx.resolve(a["self"]))])
+    stride, padding, dilation = _pool_window(ctx, a, k)
+    in_hw = ctx.shape(a["self"])[2:]
+    extra = _ceil_extra(ctx, in_hw, k, stride, padding, dilation) if a.get("ceil_mode") else (0, 0)
+    src = ctx.tensor(ctx.resolve(a["self"]))
+    if any(extra):
+        pads = (padding[0], padding[1], padding[0] + extra[0], padding[1] + extra[1])
+        src, padding = _pre_pad(ctx, src, pads, -math.inf), (0, 0)
+    return ctx.add(fg.MaxPool(k, stride, padding, dilation), [src])
 
 
 @handler("max_pool2d")
@@ -339,18 +460,40 @@ def _max_pool2d(node, ctx, a):
 
 @handler("max_pool2d_with_indices")
 def _max_pool2d_idx(node, ctx, a):
+    if len(node.users) and any(u.target is operator.getitem and u.args[1] == 1 for u in node.users):
+        raise ctx.unsupported("MaxPool2d with return_indices=True", "pool without returning indices")
     return (_maxpool(node, ctx, a), None)
 
 
-def _as_select(ctx, v, fx_arg) -> Selection:
-    if isinstance(v, Selection):
-        return v
-    name = ctx.tensor(v)
-    shape = ctx.shape(fx_arg)
-    if len(shape) != 4 or None in shape[1:]:
-        raise ctx.unsupported(f"slicing / padding a rank-{len(shape)} tensor",
-                              "only slices and channel padding of (N, C, H, W) activations are supported")
-    return Selection(name, shape[1], np.arange(shape[1]), (1, 1), tuple(shape[1:]), ctx.node.name)
+# Non-linearities no spiking scheme here can run: one clear refusal each (as the ONNX front end).
+NONLINEAR = {"sigmoid": "sigmoid", "hardsigmoid": "hard sigmoid", "hardswish": "hard swish", "silu": "SiLU",
+             "gelu": "GELU", "tanh": "tanh", "elu": "ELU", "selu": "SELU", "celu": "CELU", "mish": "mish",
+             "softplus": "softplus", "leaky_relu": "leaky ReLU", "prelu": "PReLU", "_prelu_kernel": "PReLU",
+             "rrelu": "RReLU", "exp": "exp", "log": "log", "pow": "pow", "sqrt": "sqrt", "rsqrt": "rsqrt",
+             "reciprocal": "reciprocal", "abs": "abs", "sin": "sin", "cos": "cos", "erf": "erf",
+             "layer_norm": "layer normalisation", "native_layer_norm": "layer normalisation",
+             "group_norm": "group normalisation", "native_group_norm": "group normalisation",
+             "instance_norm": "instance normalisation", "bmm": "batched matmul (attention)",
+             "baddbmm": "batched matmul (attention)",
+             "scaled_dot_product_attention": "attention", "_scaled_dot_product_flash_attention": "attention",
+             "_scaled_dot_product_efficient_attention": "attention",
+             "_scaled_dot_product_flash_attention_for_cpu": "attention"}
+NONLINEAR_HINT = ("no spiking scheme here can run it: replace it with ReLU (or QCFS) and fine-tune, "
+                  "or keep it on the host after the network")
+
+
+def _nonlinear(node, ctx, a):
+    name = node.target.overloadpacket.__name__.rstrip("_")
+    raise ctx.unsupported(f"unsupported op aten.{name} ({NONLINEAR[name]}, a non-linearity)",
+                          f"{NONLINEAR_HINT}; {supported_hint()}")
+
+
+for _name in NONLINEAR:
+    HANDLERS[_name] = HANDLERS[_name + "_"] = _nonlinear
+
+
+def _full_range(shape) -> tuple[list, list, list]:
+    return [0] * len(shape), list(shape), [1] * len(shape)
 
 
 @handler("slice")
@@ -358,51 +501,41 @@ def _slice(node, ctx, a):
     shape = ctx.shape(a["self"])
     r = len(shape)
     dim = int(a.get("dim", 0)) % max(r, 1)
-    size = shape[dim]
     start, end, step = a.get("start"), a.get("end"), int(a.get("step", 1))
     v = ctx.resolve(a["self"])
     if dim == 0:
+        size = shape[0]
         full = (slice(start, end, step).indices(size) == (0, size, 1) if size is not None
                 else start in (None, 0) and (end is None or end >= 2 ** 62) and step == 1)
         if not full:
-            raise ctx.unsupported("slicing the batch dimension")
+            raise ctx.unsupported("slicing the batch dimension", "only slices within a sample are supported")
         return v
-    if size is not None and slice(start, end, step).indices(size) == (0, size, 1):
+    if None in shape[1:]:
+        raise ctx.unsupported(f"slicing a tensor of dynamic shape {list(shape)}")
+    lo, hi, steps = _full_range(shape[1:])
+    a0, b0, _ = slice(start, end, step).indices(shape[dim])
+    if (a0, max(a0, b0), step) == (0, shape[dim], 1):
         return v
-    sel = _as_select(ctx, v, a["self"])
-    sel = Selection(sel.src, sel.c_in, sel.chan.copy(), sel.stride, sel.shape, node.name)
-    s0, s1, st = slice(start, end, step).indices(size)
-    if dim == 1:
-        sel.chan = sel.chan[s0:s1:st]
-    else:
-        if s0 != 0 or s1 != size:
-            raise ctx.unsupported(f"a spatial slice [{start}:{end}:{step}] that does not start at 0 and run to the end",
-                                  "only x[:, :, ::s, ::s] is supported")
-        stride = list(sel.stride)
-        stride[dim - 2] *= st
-        sel.stride = tuple(stride)
-    sel.shape = tuple(ctx.out_shape()[1:])
-    return sel
+    lo[dim - 1], hi[dim - 1], steps[dim - 1] = a0, max(a0, b0), step
+    return ctx.add(fg.Slice(tuple(lo), tuple(hi), tuple(steps)), [ctx.tensor(v)])
 
 
 def _pad(node, ctx, a, value):
     pad = [int(p) for p in a["pad"]]
-    if value not in (None, 0, 0.0):
-        raise ctx.unsupported(f"padding with the value {value}", "only zero padding is supported")
-    v = ctx.resolve(a["self"])
+    value = 0.0 if value is None else float(value)
     shape = ctx.shape(a["self"])
-    pairs = [pad[i:i + 2] for i in range(0, len(pad), 2)]    # last dim first
-    dims = [len(shape) - 1 - i for i in range(len(pairs))]
-    if len(shape) != 4 or any(p != [0, 0] for p, d in zip(pairs, dims) if d != 1):
-        raise ctx.unsupported(f"padding {pad} of a rank-{len(shape)} tensor",
-                              "only zero padding of the channel dimension, F.pad(x, (0, 0, 0, 0, p0, p1)), "
-                              "is supported (pad H/W with the convolution's padding)")
-    (c0, c1), = [p for p, d in zip(pairs, dims) if d == 1] or [[0, 0]]
-    if c0 < 0 or c1 < 0:
-        raise ctx.unsupported("negative (cropping) channel padding")
-    sel = _as_select(ctx, v, a["self"])
-    chan = np.concatenate([-np.ones(c0, dtype=np.int64), sel.chan, -np.ones(c1, dtype=np.int64)])
-    return Selection(sel.src, sel.c_in, chan, sel.stride, tuple(ctx.out_shape()[1:]), node.name)
+    pairs = [tuple(pad[i:i + 2]) for i in range(0, len(pad), 2)]    # last dim first
+    per_axis = [(0, 0)] * len(shape)
+    for i, pair in enumerate(pairs):
+        per_axis[len(shape) - 1 - i] = pair
+    if per_axis[0] != (0, 0):
+        raise ctx.unsupported("padding the batch dimension")
+    if any(p < 0 for pair in per_axis for p in pair):
+        raise ctx.unsupported(f"negative (cropping) padding {pad}", "crop with a slice")
+    v = ctx.resolve(a["self"])
+    if all(pair == (0, 0) for pair in per_axis):
+        return v
+    return ctx.add(fg.Pad(tuple(per_axis[1:]), value), [ctx.tensor(v)])
 
 
 @handler("constant_pad_nd")
@@ -413,5 +546,6 @@ def _constant_pad(node, ctx, a):
 @handler("pad")
 def _pad_op(node, ctx, a):
     if a.get("mode", "constant") != "constant":
-        raise ctx.unsupported(f"padding mode '{a.get('mode')}'", "only zero (constant) padding is supported")
+        raise ctx.unsupported(f"padding mode '{a.get('mode')}'", "only constant padding is supported")
     return _pad(node, ctx, a, a.get("value"))
+

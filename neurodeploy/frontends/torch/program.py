@@ -7,14 +7,16 @@
 from __future__ import annotations
 
 import operator
+import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import NeurodeployError, UnsupportedError
 from ...ir import float_graph as fg
-from .context import Context, NodeInfo, Selection, Value, bind_args
+from .context import Context, NodeInfo, Value, bind_args
 from .handlers import HANDLERS, IDENTITY_OPS, NO_VALUE_OPS
 
 # --- building the graph ----------------------------------------------------------------
@@ -95,8 +97,10 @@ def _check_finite(name: str, t, source: str) -> None:
                                "retrain or repair the model; the compiler cannot quantise non-finite weights")
 
 
-def graph_from_program(ep, source: str = "") -> fg.FloatGraph:
-    """An `ExportedProgram` -> `FloatGraph` (one input, one output, ops as in the ONNX front end)."""
+def graph_from_program(ep, source: str = "", probe=None, prove: bool = True) -> fg.FloatGraph:
+    """An `ExportedProgram` -> `FloatGraph` (one input, one output, ops as in the ONNX front end);
+    with `prove`, checked against the program itself on `probe` (samples shaped like the input;
+    default: seeded random inputs) -- see `frontends.proof`."""
     import networkx as nx
     from torch.export.graph_signature import InputKind, OutputKind
 
@@ -158,7 +162,7 @@ def graph_from_program(ep, source: str = "") -> fg.FloatGraph:
     idx = sig.output_specs.index(user_outputs[0])
     result = ctx.resolve(outs[idx])
     ctx.node = out_node
-    if not isinstance(result, (Value, Selection)):
+    if not isinstance(result, Value):
         raise UnsupportedError("the model output is a constant (or not a tensor)", source)
     graph.output = ctx.tensor(result)
     if graph.output == "input":
@@ -169,11 +173,71 @@ def graph_from_program(ep, source: str = "") -> fg.FloatGraph:
     nx.relabel_nodes(graph.g, mapping, copy=False)
     graph.origin = {mapping.get(k, k): v for k, v in graph.origin.items() if mapping.get(k, k) in graph.g}
     graph.output = mapping.get(graph.output, graph.output)
+    if prove and all(type(graph.op(n)).__name__ in fg.OP_TYPES for n in graph.g):
+        # (trained SNNs' graphs hold their neurons as opaque ops: their own verification covers them)
+        fx_of = {}
+        for n in nodes:                    # the last fx node standing for a graph node holds its value
+            v = ctx.env.get(n.name)
+            if isinstance(v, Value) and v.name in mapping:
+                fx_of[mapping[v.name]] = n.name
+        _prove_program(ep, graph, fx_of, probe)
     return graph
 
 
+def _program_values(ep, x: np.ndarray, names: set) -> dict:
+    """The program's value of every fx node in `names` on x (batch first), in chunks of a fixed
+    batch size where the program was exported with one."""
+    import torch
+    from torch.export.graph_signature import InputKind
+    user = [s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT][0]
+    val = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == user).meta.get("val")
+    fixed = int(val.shape[0]) if val is not None and isinstance(val.shape[0], int) else None
+    dtype = val.dtype if val is not None else torch.float32
+    module = ep.module()
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n.name in names and isinstance(out, torch.Tensor):
+                self.values.setdefault(n.name, []).append(out.detach().to("cpu", torch.float64).numpy())
+            return out
+    rec = Recorder(module)
+    rec.values = {}
+    step = fixed or len(x)
+    with torch.no_grad():
+        for start in range(0, len(x), step):
+            xb = np.asarray(x[start:start + step], dtype=np.float32)
+            n = len(xb)
+            if fixed and n < fixed:
+                xb = np.concatenate([xb, np.zeros((fixed - n,) + xb.shape[1:], np.float32)])
+            before = {k: len(v) for k, v in rec.values.items()}
+            rec.run(torch.from_numpy(xb).to(device=device, dtype=dtype))
+            for k, v in rec.values.items():
+                if len(v) > before.get(k, 0):
+                    v[-1] = v[-1][:n]
+    return {k: np.concatenate(v) for k, v in rec.values.items()}, dtype
+
+
+def _prove_program(ep, graph: fg.FloatGraph, fx_of: dict, probe) -> None:
+    import torch
+
+    from ..proof import probe_inputs, prove
+    (inp,) = graph.input_nodes()
+    x = probe_inputs(graph.op(inp).shape, None if probe is None else np.asarray(probe, dtype=np.float32))
+    try:
+        values, dtype = _program_values(ep, x, set(fx_of.values()))
+    except Exception as exc:
+        raise NeurodeployError(f"the exported program cannot run on {len(x)} probe samples "
+                               f"({type(exc).__name__}: {_first_line(exc)[:160]})", graph.source,
+                               "export with a dynamic batch dimension, or pass calibration samples") from None
+    reference = {node: values[fx] for node, fx in fx_of.items() if fx in values}
+    unit = float(torch.finfo(dtype).eps) / 2 if dtype.is_floating_point else 2.0 ** -24
+    prove(graph, x, reference, fx_of, "the exported program", unit_roundoff=unit)
+
+
 def _has_graph_value(v) -> bool:
-    if isinstance(v, (Value, Selection)):
+    if isinstance(v, Value):
         return True
     if isinstance(v, (list, tuple)):
         return any(_has_graph_value(x) for x in v)
@@ -267,17 +331,43 @@ def _module_source(model) -> str:
     return f"{type(model).__name__} (torch.nn.Module)"
 
 
-def load_torch(model, example_input, source: str = "") -> fg.FloatGraph:
-    """An `nn.Module` (exported with torch.export on `example_input`) -> `FloatGraph`."""
+def load_torch(model, example_input, source: str = "", probe=None, prove: bool = True) -> fg.FloatGraph:
+    """An `nn.Module` (exported with torch.export on `example_input`) -> `FloatGraph`, proven against
+    the exported program on `probe` (default: the example input and seeded random inputs)."""
     import torch
     if isinstance(model, torch.export.ExportedProgram):
-        return graph_from_program(model, source or "ExportedProgram")
+        return graph_from_program(model, source or "ExportedProgram", probe, prove)
     source = source or _module_source(model)
-    return graph_from_program(export_module(model, example_input, source), source)
+    if probe is None and example_input is not None:
+        probe = example_input.detach().cpu().numpy() if isinstance(example_input, torch.Tensor) else example_input
+    return graph_from_program(export_module(model, example_input, source), source, probe, prove)
+
+
+@contextmanager
+def weights_only_loads():
+    """Every `torch.load` inside runs with weights_only=True, whatever its call site asks.
+
+    `torch.export.load` unpickles archive members marked `use_pickle` and retries a failed
+    sample-input load with weights_only=False: a crafted `.pt2` runs its own code there.  PyTorch
+    reads TORCH_FORCE_WEIGHTS_ONLY_LOAD on every `torch.load` call, so setting it for the duration
+    of the load turns each of those into the restricted unpickler (tensors, containers, numbers)."""
+    saved = {key: os.environ.pop(key, None)
+             for key in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
 
 
 def load_program(path: str | Path):
-    """Read a `.pt2` file written by `torch.export.save`, with clear errors."""
+    """Read a `.pt2` file written by `torch.export.save`, with clear errors; never unpickles
+    Python objects (see `weights_only_loads`)."""
+    import pickle
+
     import torch
 
     from ..per_step import register_spiking_ops
@@ -286,13 +376,19 @@ def load_program(path: str | Path):
         raise NeurodeployError("file not found", path, "check the path to the model")
     register_spiking_ops()          # a trained SNN's program calls neurodeploy's custom ops
     try:
-        return torch.export.load(path)
+        with weights_only_loads():
+            return torch.export.load(path)
+    except pickle.UnpicklingError as exc:
+        raise NeurodeployError(f"the archive holds pickled Python objects, which neurodeploy never loads "
+                               f"({_first_line(exc)[:120]})", path,
+                               "save a plain model: torch.export.save(torch.export.export(model.eval(), (x,)), path) "
+                               "with ordinary tensors as weights, constants and sample inputs") from None
     except Exception as exc:
         raise NeurodeployError(f"not a readable .pt2 program ({type(exc).__name__}: {_first_line(exc)[:120]})", path,
                                "save the model with torch.export.save(torch.export.export(model.eval(), (x,)), path)") \
             from None
 
 
-def load_pt2(path: str | Path) -> fg.FloatGraph:
-    """A `.pt2` file (torch.export.save) -> `FloatGraph`."""
-    return graph_from_program(load_program(path), str(path))
+def load_pt2(path: str | Path, probe=None, prove: bool = True) -> fg.FloatGraph:
+    """A `.pt2` file (torch.export.save) -> `FloatGraph`, proven against the program."""
+    return graph_from_program(load_program(path), str(path), probe, prove)

@@ -29,6 +29,11 @@ class Bitplane(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    def resolved_options(self, options, net) -> dict:
+        # T: the bit planes the levels need (or the lossy T the user gave)
+        lossy = net.meta.get("lossy")
+        return {"timesteps": lossy["timesteps"] if lossy else max(net.meta["time_steps_per_layer"].values())}
+
     def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
         return all(v == 0 for v in layer_mismatches.values())
 

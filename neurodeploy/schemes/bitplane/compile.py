@@ -92,7 +92,8 @@ def truncate_timesteps(layers: list, timesteps: int, target: Target) -> tuple[li
     scale = float(1 << d)
     out = [InputEncoder(enc.name, enc.shape, np.asarray(enc.in_scale) / scale,
                         np.asarray(enc.offset) / scale + (0.5 if d else 0.0), np.asarray(enc.value_step) * scale,
-                        BitplaneEncoder(enc.neuron.code_max >> d, enc.neuron.n_steps - d), enc.float_node)]
+                        BitplaneEncoder(enc.neuron.code_max >> d, enc.neuron.n_steps - d), enc.float_node,
+                        enc.pad)]
     for layer in layers[1:]:
         # receivers scale what they get back up by 2^d through weight_exp; where that would
         # exceed the target's exponent range, the layer's own unit and bias shrink instead

@@ -30,8 +30,6 @@ def export_netx(graph: SpikingGraph, path) -> dict:
     one of `n_steps` steps and reads the last layer's v after step window_start and n_steps.
     Returns {"input_message_bits", "n_steps", "window_start", "output_scale"}.
     """
-    import h5py
-
     from ...backends.lava.mapping import ConvStage, DenseStage, map_branch
 
     if graph.scheme != "cuba":
@@ -39,7 +37,8 @@ def export_netx(graph: SpikingGraph, path) -> dict:
                                "compile with --scheme cuba")
     enc = graph.input
     prev, shape = enc.name, tuple(enc.shape)
-    with h5py.File(path, "w") as h:
+    from ...fsutil import atomic_hdf5
+    with atomic_hdf5(path) as h:
         layers = NetxLayers(h)
         layers.input(shape)
         for layer in graph.neuron_layers():

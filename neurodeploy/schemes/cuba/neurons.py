@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...ir.fields import integer
 from ...ir.neurons import Neuron, Readout
+from ...limits import MAX_RUN_STEPS, MAX_TIMESTEPS
 
 DECAY_SHIFT = 12          # du, dv are 12-bit fractions of 4096 (lif/models.py L104-105)
 DECAY_UNITY = 1 << DECAY_SHIFT
@@ -43,9 +45,9 @@ class CubaEncoder(Neuron):
     trained with and averages over; n_steps = T + depth (the pipeline fill of the 1-step
     synaptic delays, so that the readout receives all T steps of the last hidden layer).
     """
-    code_max: int
-    n_steps: int
-    timesteps: int
+    code_max: int = integer(1, "state_max")
+    n_steps: int = integer(1, MAX_RUN_STEPS)
+    timesteps: int = integer(1, MAX_TIMESTEPS)
 
     @property
     def max_payload(self) -> int:
@@ -71,9 +73,9 @@ class CubaLIF(Neuron):
     float LIF's decay lambda is dv = round(4096 * (1 - lambda)).  Field names are Lava's;
     NetX: iDecay = du + 1, vDecay = dv, vThMant = v_th_mant.
     """
-    du: int
-    dv: int
-    v_th_mant: int
+    du: int = integer(0, "decay_max")
+    dv: int = integer(0, "decay_max")
+    v_th_mant: int = integer(0, "v_th_mant_max")
 
     @property
     def decay(self) -> float:
@@ -93,7 +95,7 @@ class CubaReadout(Readout):
     the T steps in which the last hidden layer's spikes answer the input (the host reads v
     twice; the first window_start = depth steps only carry the pipeline fill).
     """
-    du: int = DECAY_UNITY - 1
-    dv: int = 0
-    v_th_mant: int = VTH_MAX
-    window_start: int = 0
+    du: int = integer(0, "decay_max", default=DECAY_UNITY - 1)
+    dv: int = integer(0, "decay_max", default=0)
+    v_th_mant: int = integer(0, "v_th_mant_max", default=VTH_MAX)
+    window_start: int = integer(0, MAX_RUN_STEPS, default=0)

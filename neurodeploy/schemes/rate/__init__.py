@@ -35,6 +35,9 @@ class Rate(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    def resolved_options(self, options, net) -> dict:
+        return {"timesteps": net.meta["rate_timesteps"]}
+
     def lava(self):
         from . import lava
         return lava

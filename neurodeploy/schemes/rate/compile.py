@@ -33,9 +33,7 @@ DEFAULT_TIMESTEPS = 32
 
 def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
     """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
-    t = options.timesteps or DEFAULT_TIMESTEPS
-    if t < 1:
-        raise NeurodeployError(f"--timesteps {t} must be positive", "--timesteps")
+    t = DEFAULT_TIMESTEPS if options.timesteps is None else int(options.timesteps)   # >= 1: Scheme.options
     if options.reset not in ("subtract", "zero"):
         raise NeurodeployError(f"unknown reset '{options.reset}'", "--reset", "use subtract or zero")
     graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits),

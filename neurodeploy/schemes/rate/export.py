@@ -355,7 +355,10 @@ def export_nir(net: SpikingGraph, path: str | Path, v_init: str = "bias", readou
     path = Path(path)
     if path.is_dir():
         raise NeurodeployError("is a directory", str(path), "pass a file name for the NIR graph, e.g. net.nir")
-    from ...fsutil import atomic_file
-    with atomic_file(path) as tmp:
-        nir.write(str(tmp), graph)
+    import io
+
+    from ...fsutil import write_bytes_atomic
+    buf = io.BytesIO()                   # built in memory: see fsutil.atomic_hdf5 for why
+    nir.write(buf, graph)
+    write_bytes_atomic(path, buf.getvalue())
     return path

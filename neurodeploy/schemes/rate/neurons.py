@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...ir.fields import choice, integer
 from ...ir.neurons import Neuron
+from ...limits import MAX_RUN_STEPS, MAX_TIMESTEPS
 
 
 @dataclass
@@ -19,8 +21,13 @@ class RateEncoder(Neuron):
     emits exactly k spikes, evenly spread, in steps 1..n_steps (v <- v + k; s = [v >= T];
     v <- v - s*T).
     """
-    code_max: int
-    n_steps: int
+    code_max: int = integer(1, MAX_TIMESTEPS)
+    n_steps: int = integer(1, MAX_TIMESTEPS)
+
+    def relation_problem(self, target, shape):
+        if self.code_max != self.n_steps:
+            return f"code_max {self.code_max} differs from n_steps {self.n_steps} (a rate code counts spikes)"
+        return None
 
 
 @dataclass
@@ -35,12 +42,12 @@ class RateIF(Neuron):
     The quantised ANN it approximates: code = clip(floor((W.k + bias*bias_steps + v_init)
     / v_th_mant), 0, code_max), with code_max = T.
     """
-    v_th_mant: int
-    code_max: int
-    v_init: int = 0
-    bias_steps: int = 1
-    reset: str = "subtract"
-    state_bits: int = 24
+    v_th_mant: int = integer(1, "v_th_mant_max")
+    code_max: int = integer(1, MAX_TIMESTEPS)
+    v_init: int = integer(0, "state_max", default=0)
+    bias_steps: int = integer(1, MAX_RUN_STEPS, default=1)
+    reset: str = choice("subtract", "zero", default="subtract")
+    state_bits: int = integer(2, "state_bits", default=24)
 
     def total_bias(self, bias):
         """What the whole run adds to v besides the synaptic input."""

@@ -35,6 +35,9 @@ class Reverb(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    def resolved_options(self, options, net) -> dict:
+        return {"timesteps": net.meta["timesteps"], "payload_bits": net.meta["payload_bits"]}
+
     def lava(self):
         from . import lava
         return lava

@@ -200,6 +200,10 @@ def _branch_ops(folded: fg.FloatGraph, st: Stage, src_shape: tuple, weight_int: 
     ops, pool, shape = [], 1.0, tuple(src_shape)
     for k, name in enumerate(st.pre):
         op = folded.op(name)
+        padded_max = isinstance(op, fg.MaxPool) and any(op.padding)
+        if padded_max or (isinstance(op, (fg.MaxPool, fg.AvgPool)) and tuple(op.dilation) != (1, 1)):
+            raise UnsupportedError("padded max pooling or dilated pooling", folded.where(name),
+                                   "pool without padding or dilation")
         if isinstance(op, fg.MaxPool):
             if k != 0:
                 raise UnsupportedError("max pooling that is not directly after a neuron", folded.where(name),

@@ -28,13 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...ir.fields import int_array, integer
 from ...ir.neurons import Neuron, Readout
+from ...limits import MAX_RUN_STEPS, MAX_TIMESTEPS
 
 DECAY_SHIFT = 12            # decay as a 12-bit fraction of 4096, as Loihi's dv
 DECAY_UNITY = 1 << DECAY_SHIFT
 STATE_BITS = 24             # membrane v is a signed 24-bit register
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 MAX_PAYLOAD_BITS = 24       # Loihi 2 graded spikes carry at most 24 bits
+OUT_MANT_MAX = (1 << 24) - 1   # the emission multiplier is unsigned 24-bit
 
 
 def decay_mant_for(tau: float) -> int:
@@ -89,8 +92,8 @@ class ReverbEncoder(Neuron):
     """Input encoder (host / spike injector): code k = clip(floor(x·in_scale + offset), 0, code_max)
     of every input element, sent as a graded spike with payload k at each of the T steps
     (a static input is a constant current in the float model).  Zero codes send nothing."""
-    code_max: int
-    timesteps: int
+    code_max: int = integer(1, "state_max")
+    timesteps: int = integer(1, MAX_TIMESTEPS)
 
     @property
     def n_steps(self) -> int:
@@ -134,13 +137,21 @@ class ReverbNeuron(Neuron):
         timesteps: T, the local steps this layer runs.
         start_step: absolute step after which the layer starts (its hop depth).
     """
-    dv: int
-    v_th_mant: np.ndarray
-    out_mant: np.ndarray
-    out_shift: int
-    payload_bits: int
-    timesteps: int
-    start_step: int = 0
+    dv: int = integer(0, "decay_max")
+    v_th_mant: np.ndarray = int_array(0, "state_max")
+    out_mant: np.ndarray = int_array(0, OUT_MANT_MAX)
+    out_shift: int = integer(0, 62)
+    payload_bits: int = integer(1, MAX_PAYLOAD_BITS)
+    timesteps: int = integer(1, MAX_TIMESTEPS)
+    start_step: int = integer(0, MAX_RUN_STEPS, default=0)
+
+    def relation_problem(self, target, shape):
+        for name in ("v_th_mant", "out_mant"):
+            try:
+                neuron_field(getattr(self, name), shape)
+            except ValueError as exc:
+                return f"{name}: {exc}"
+        return None
 
     @property
     def max_payload(self) -> int:
@@ -161,8 +172,8 @@ class ReverbReadout(Readout):
     The reported value is v · output_scale after the last local step, output_scale =
     in_unit / T: the float model's mean over T of W·O_t + b.
     """
-    timesteps: int = 1
-    start_step: int = 0
+    timesteps: int = integer(1, MAX_TIMESTEPS, default=1)
+    start_step: int = integer(0, MAX_RUN_STEPS, default=0)
 
     def total_bias(self, bias):
         """What the run adds besides the synaptic input: the bias at each of the T steps

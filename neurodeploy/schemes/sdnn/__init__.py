@@ -41,6 +41,8 @@ class Sdnn(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    unused_options = ("timesteps",)     # a network settles after its depth + 1 steps (SdnnOptions refuses it)
+
     def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
         from .compile import exact_layers
         exact = exact_layers(graph)

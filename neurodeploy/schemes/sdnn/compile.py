@@ -103,7 +103,7 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
             branches = [_scaled(b, 32.0 * step[b.source] / s, 2, m_max, in_shift if b.source == enc.name else 0)
                         for b in rl.branches]
             bias_out = round_half_away(np.asarray(rl.bias) / s / (1 << SPIKE_EXP))
-            if np.any(np.abs(bias_out) > (1 << 15) - 1):
+            if np.any(np.abs(bias_out) > sd.SIGMA_DELTA_BIAS_MAX):
                 raise TargetLimitError("bias does not fit Lava's 16-bit SigmaDelta bias", f"layer '{rl.name}'",
                                        "use smaller biases")
             neuron = sd.SigmaDelta(vth=scheme.vth, code_max=int(code_max), spike_exp=SPIKE_EXP,
@@ -162,7 +162,7 @@ def _input_shift(real_layers, input_name: str, lams: dict, code_max: int, m_max:
             want = lams[rl.float_node] * HEADROOM / code_max
             if w > 0 and want > 0:
                 shift = max(shift, int(np.ceil(np.log2(max(32.0 * w / (m_max * want), 1.0)))))
-    return min(shift, 16)
+    return min(shift, sd.MAX_INPUT_SHIFT)
 
 
 def _scaled(b, factor: float, mult: int, m_max: int, weight_exp: int = 0) -> Branch:

@@ -183,10 +183,9 @@ def _write(graph: SpikingGraph, h) -> int:
 def export_netx(graph: SpikingGraph, path: str | Path) -> int:
     """Write `graph` (scheme sdnn, a chain) as a NetX HDF5 file, atomically; returns the
     number of NetX layers (pool layers included)."""
-    import h5py
     check_expressible(graph)
-    from ...fsutil import atomic_file
-    with atomic_file(path) as tmp, h5py.File(tmp, "w") as h:
+    from ...fsutil import atomic_hdf5
+    with atomic_hdf5(path) as h:
         n = _write(graph, h)
     return n
 

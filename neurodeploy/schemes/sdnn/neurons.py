@@ -16,7 +16,22 @@ by code that inspects annotations at run time.
 """
 from dataclasses import dataclass
 
+from neurodeploy.ir.fields import integer
 from neurodeploy.ir.neurons import Neuron, Readout
+
+# Lava's spike_exp / state_exp shifts: NetX uses 6; wider ones leave the 24-bit registers.
+MAX_EXP = 24
+SIGMA_DELTA_BIAS_MAX = (1 << 15) - 1   # Lava's SigmaDelta bias is a signed 16-bit number
+MAX_INPUT_SHIFT = 16                   # the host shifts input codes left by at most this (compile.py)
+
+
+def _sdnn_formats(target, from_input: bool, bias_mant_max: int) -> dict:
+    """The sdnn layers' integer formats (compile.py): weights 2 x a mantissa (NetX's even weights),
+    the bias unshifted (bias_exp 0), and the first synapses' weight_exp the host's input shift."""
+    out = {"weight_mant_max": 2 * target.weight_mant_max, "bias_mant_max": bias_mant_max, "bias_exp_max": 0}
+    if from_input:
+        out["weight_exp_max"] = MAX_INPUT_SHIFT
+    return out
 
 
 @dataclass
@@ -34,7 +49,7 @@ class DeltaEncoder(Neuron):
         residue = delta - s ; act = a ; s_out = s >> state_exp
     i.e. with vth = 0 it sends (a_in << spike_exp), the code times 2^spike_exp.
     """
-    code_max: int
+    code_max: int = integer(1, "state_max")
 
     @property
     def max_payload(self) -> int:
@@ -61,14 +76,17 @@ class SigmaDelta(Neuron):
     floor(max(sigma + B, 0) / 2^state_exp): the integer ReLU network that
     `sim.reference.reference` computes with divisor `v_th_mant` = 2^state_exp.
     """
-    vth: int
-    code_max: int
-    spike_exp: int = 6
-    state_exp: int = 6
+    vth: int = integer(0, "v_th_mant_max")
+    code_max: int = integer(1, "state_max")
+    spike_exp: int = integer(0, MAX_EXP, default=6)
+    state_exp: int = integer(0, MAX_EXP, default=6)
 
     # verify's float counterpart of this layer floors (ReLU, no rounding offset); a class
     # attribute, not a field, so it is not serialised
     float_code_offset = 0.0
+
+    def formats(self, target, from_input=False):
+        return _sdnn_formats(target, from_input, SIGMA_DELTA_BIAS_MAX)
 
     @property
     def max_payload(self) -> int:
@@ -92,3 +110,6 @@ class Sigma(Readout):
 
     Lava's Sigma has no bias, so the layer's integer bias is added on the host:
     output value = (sigma + bias) * output_scale, after the network has settled."""
+
+    def formats(self, target, from_input=False):
+        return _sdnn_formats(target, from_input, target.state_max)    # the host's addition

@@ -28,6 +28,13 @@ class Sws(Scheme):
         from .compile import build
         return build(self, graph, target, options)
 
+    unused_options = ("timesteps",)     # --timesteps is another name of --coding-steps, recorded as that
+
+    def resolved_options(self, options, net) -> dict:
+        sws = net.meta["sws"]
+        return {"coding_steps": sws["coding_steps"], "silent_steps": sws["silent_steps"],
+                "state_bound": sws["state_bound"], "state_margin": sws["state_margin"]}
+
     def guarantee_holds(self, graph, layer_mismatches: dict[str, int]) -> bool:
         return all(v == 0 for v in layer_mismatches.values())
 

@@ -77,14 +77,18 @@ DEFAULT_CODING_STEPS = 8
 DEFAULT_SILENT_STEPS = 2
 
 
-STATE_BOUNDS = ("static", "calibrated")
 # Fixed-point scale of the float membrane pass (`_unit_peak`): currents in code steps times
 # 2^20 keep ~6 significant digits of the peak and stay far inside int64.
 _PEAK_SCALE = 1 << 20
 
 
 def sws_params(options: SwsOptions) -> tuple[int, int, int, bool]:
-    tc = getattr(options, "coding_steps", None) or options.timesteps or DEFAULT_CODING_STEPS
+    tc = getattr(options, "coding_steps", None)
+    if tc is not None and options.timesteps is not None and tc != options.timesteps:
+        raise NeurodeployError(f"--coding-steps {tc} and --timesteps {options.timesteps} disagree (for sws "
+                               "--timesteps is another name of --coding-steps)", "--timesteps",
+                               "give only --coding-steps")
+    tc = DEFAULT_CODING_STEPS if tc is None and options.timesteps is None else (tc or options.timesteps)
     ts = getattr(options, "silent_steps", None)
     ts = DEFAULT_SILENT_STEPS if ts is None else ts
     beta = int(getattr(options, "beta", 2))
@@ -93,16 +97,12 @@ def sws_params(options: SwsOptions) -> tuple[int, int, int, bool]:
 
 def state_bound_mode(options: SwsOptions) -> str:
     """"static" or "calibrated" (module docstring, "State bound"); None picks calibrated when
-    calibration samples are given, else static."""
+    calibration samples are given, else static.  (The option's choices and --state-margin's range
+    are checked with the options: `SwsOptions`.)"""
     mode = getattr(options, "state_bound", None)
     has_cal = getattr(options, "calibration", None) is not None
-    if float(getattr(options, "state_margin", 4.0)) < 1.0:
-        raise NeurodeployError(f"state margin {options.state_margin} is below 1", "--state-margin",
-                               "use a factor >= 1 (default 4)")
     if mode is None:
         return "calibrated" if has_cal else "static"
-    if mode not in STATE_BOUNDS:
-        raise NeurodeployError(f"state bound {mode!r} is not known", "--state-bound", "use static or calibrated")
     if mode == "calibrated" and not has_cal:
         raise NeurodeployError("the calibrated state bound needs calibration samples", "--state-bound calibrated",
                                "pass --calibration X.npy (inputs like the deployment data) or use --state-bound static")
@@ -202,9 +202,9 @@ def tsa_state_bound(branches, bias, neuron: tsa_ir.TSA, shapes: dict) -> int:
 def _calibration_digits(enc_layer, calibration, beta: int, tc: int) -> dict:
     """{input layer: its digit planes (N, Tc, *shape) int8} for the calibration samples."""
     x = np.asarray(calibration)
-    if x.ndim != len(enc_layer.shape) + 1 or tuple(x.shape[1:]) != tuple(enc_layer.shape) or len(x) < 1:
+    if x.ndim != len(enc_layer.input_shape) + 1 or tuple(x.shape[1:]) != tuple(enc_layer.input_shape) or len(x) < 1:
         raise NeurodeployError(f"calibration samples have shape {x.shape}, the model input is "
-                               f"{tuple(enc_layer.shape)}", "--calibration", "pass samples shaped (N, *input shape)")
+                               f"{tuple(enc_layer.input_shape)}", "--calibration", "pass samples shaped (N, *input shape)")
     codes = input_codes(enc_layer, torch.as_tensor(x.astype(np.float64)))
     return {enc_layer.name: sws_sim.encode_digits(codes, beta, tc)}
 

@@ -11,12 +11,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...ir.fields import flag, integer
 from ...ir.neurons import Neuron
+
+# Tc and Ts are bounded so that beta^(Tc+Ts) stays far inside int64 (3^32 < 2^51).
+MAX_CODING_STEPS = 32
+MAX_SILENT_STEPS = 32
 
 
 def digit_weight_sum(beta: int, coding_steps: int) -> int:
     """S = Σ_{τ=1..Tc} β^(Tc−τ) = (β^Tc − 1)/(β − 1)."""
     return (int(beta) ** int(coding_steps) - 1) // (int(beta) - 1)
+
+
+def _code_fits_digits(neuron) -> str | None:
+    """Tc digits carry at most S = (β^Tc − 1)/(β − 1)."""
+    s = digit_weight_sum(neuron.beta, neuron.coding_steps)
+    if neuron.code_max > s:
+        return f"code_max {neuron.code_max} exceeds the {s} that {neuron.coding_steps} digits of base {neuron.beta} carry"
+    return None
 
 
 @dataclass
@@ -34,14 +47,17 @@ class TSAEncoder(Neuron):
     because it must decide the MSB before it has seen enough of the constant current.  The
     host expansion is exact, needs no silent period and no neuron updates.
     """
-    code_max: int
-    beta: int = 2
-    coding_steps: int = 8
+    code_max: int = integer(1, "state_max")
+    beta: int = integer(2, 3, default=2)
+    coding_steps: int = integer(1, MAX_CODING_STEPS, default=8)
 
     @property
     def n_steps(self) -> int:
         """Steps the encoder emits (reports)."""
         return self.coding_steps
+
+    def relation_problem(self, target, shape):
+        return _code_fits_digits(self)
 
 
 @dataclass
@@ -72,13 +88,20 @@ class TSA(Neuron):
     U = Σ W·codes_src + S·bias  (`reference_code`, `total_bias`).
     `full_threshold` (threshold θ instead of θ/2) exists only for the paper's ablation.
     """
-    theta_mant: int
-    code_max: int
-    beta: int = 2
-    coding_steps: int = 8
-    silent_steps: int = 1
-    relu: bool = True
-    full_threshold: bool = False
+    theta_mant: int = integer(1, "v_th_mant_max")
+    code_max: int = integer(1, "state_max")
+    beta: int = integer(2, 3, default=2)
+    coding_steps: int = integer(1, MAX_CODING_STEPS, default=8)
+    silent_steps: int = integer(0, MAX_SILENT_STEPS, default=1)
+    relu: bool = flag(default=True)
+    full_threshold: bool = flag(default=False)
+
+    def relation_problem(self, target, shape):
+        reset = self.beta ** self.silent_steps * self.theta_mant
+        if reset > target.state_max:
+            return (f"the reset theta_mant x beta^silent_steps = {reset} exceeds the target's "
+                    f"{target.state_bits}-bit state")
+        return _code_fits_digits(self)
 
     @property
     def steps(self) -> int:

@@ -4,15 +4,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..base import CommonOptions, option, percentile_option
+from .neurons import MAX_CODING_STEPS, MAX_SILENT_STEPS
 
 
 @dataclass
 class SwsOptions(CommonOptions):
     percentile: float = percentile_option()
     coding_steps: int | None = option(None, "coding steps Tc (ternary digits per value, activations get 2^Tc-1 "
-                                            "levels; default --timesteps or 8)", type=int, metavar="TC")
+                                            "levels; default --timesteps or 8)", type=int, range=(1, MAX_CODING_STEPS),
+                                     metavar="TC")
     silent_steps: int | None = option(None, "silent steps Ts of every TSA layer (default 2; latency Tc + "
-                                            "Ts*layers)", type=int, metavar="TS")
+                                            "Ts*layers)", type=int, range=(0, MAX_SILENT_STEPS), metavar="TS")
     beta: int = option(2, "amplification factor of the TSA neurons (2 = a shift, default; 3 = shift + add)",
                        type=int, choices=(2, 3))
     full_threshold: bool = option(False, "fire at the threshold θ instead of θ/2 (only for the paper's ablation)")
@@ -24,4 +26,4 @@ class SwsOptions(CommonOptions):
                                            "counts). Default: calibrated when --calibration is given, else static",
                                      type=str, choices=("static", "calibrated"))
     state_margin: float = option(4.0, "calibrated state bound: headroom factor over the calibration peak "
-                                      "(default 4)", type=float, metavar="FACTOR")
+                                      "(default 4)", type=float, range=(1, None), metavar="FACTOR")

@@ -54,8 +54,8 @@ def build(compiled_dir_or_graph, x: np.ndarray, fold: bool = True, record_planes
     plan = plan_network(graph, fold=fold)
     x = np.asarray(x)
     enc = graph.input
-    if x.ndim != len(enc.shape) + 1 or tuple(x.shape[1:]) != tuple(enc.shape):
-        raise NeurodeployError(f"input batch has shape {x.shape}, the network expects (N, {', '.join(map(str, enc.shape))})",
+    if x.ndim != len(enc.input_shape) + 1 or tuple(x.shape[1:]) != tuple(enc.input_shape):
+        raise NeurodeployError(f"input batch has shape {x.shape}, the network expects (N, {', '.join(map(str, enc.input_shape))})",
                                "run_lava")
     n = int(x.shape[0])
     if n < 1:

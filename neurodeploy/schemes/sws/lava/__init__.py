@@ -500,9 +500,9 @@ def build(graph_or_dir, x: np.ndarray, fold: bool = True, record_digits: bool = 
     plan = plan_sws(graph, fold)
     x = np.asarray(x)
     enc = graph.input
-    if x.ndim != len(enc.shape) + 1 or tuple(x.shape[1:]) != tuple(enc.shape) or len(x) < 1:
+    if x.ndim != len(enc.input_shape) + 1 or tuple(x.shape[1:]) != tuple(enc.input_shape) or len(x) < 1:
         raise NeurodeployError(f"input batch has shape {x.shape}, the network expects (N, "
-                               f"{', '.join(map(str, enc.shape))}) with N >= 1", "sws_lava")
+                               f"{', '.join(map(str, enc.input_shape))}) with N >= 1", "sws_lava")
     n, p, tc = len(x), plan.period, plan.coding_steps
     steps = plan.steps_for(n)
     digits = input_digits(graph, x)                                         # (N, Tc, *shape)
