@@ -148,6 +148,38 @@ def test_cores_greedy_and_messages_per_destination_core():
     assert layer(d, "conv")["synaptic_memory_bytes"] == 400
 
 
+def dense_net() -> SpikingGraph:
+    """tiny_net's input and target with dense layers only: input (1,4,4) -> fc (8,) -> readout (3,)."""
+    net = tiny_net()
+    fc = Layer("fc", (8,), [Branch("input", [syn.Flatten(), syn.Dense(np.ones((8, 16), np.int64))], 0)],
+               np.zeros(8, np.int64), 0, BitplaneIF(v_th_mant=1, code_max=3, n_steps=2))
+    out = Layer("readout", (3,), [Branch("fc", [syn.Dense(np.arange(24, dtype=np.int64).reshape(3, 8) - 12)], 0)],
+                np.zeros(3, np.int64), 0, nrn.Readout(output_scale=1.0))
+    return SpikingGraph("bitplane", "handmade", [net.layers[0], fc, out], net.meta)
+
+
+def test_counts_say_when_they_are_upper_bounds():
+    """Every connection is counted as its own synapse: a convolution (or a pool folded before a
+    dense layer) uses one weight for several connections, which a chip can store once, so those
+    counts are upper bounds and every view of the report says so; dense layers are counted exactly."""
+    d = costs.cost_report(tiny_net(), tiny_input(), batch_size=1)
+    assert d["summary"]["upper_bound"] and d["allocation"]["upper_bound"]
+    assert "no weight sharing" in d["allocation"]["upper_bound_reason"]
+    md = to_markdown(d)
+    assert "Synaptic memory, cores and chips are upper bounds: every connection is stored as its own" in md
+    assert "| at most 296 | at most 2 (1 chip) |" in md
+    assert "upper bounds" in to_html(d)
+    d = costs.cost_report(dense_net(), tiny_input(), batch_size=1)
+    assert not d["summary"]["upper_bound"] and d["allocation"]["upper_bound_reason"] is None
+    md = to_markdown(d)
+    assert "upper bound" not in md and "at most" not in md and "| 2 (1 chip) |" in md
+    # each branch form on its own: the conv, the pool folded before a dense layer, dense alone
+    conv, out = tiny_net().layers[1:]
+    assert allocation._shares_weights(conv.branches[0].ops) and allocation._shares_weights(out.branches[0].ops)
+    assert not any(allocation._shares_weights(b.ops) for layer in dense_net().layers[1:] for b in layer.branches)
+    assert allocation.check_fits(tiny_net())["upper_bound"] and not allocation.check_fits(dense_net())["upper_bound"]
+
+
 def _dense_connectivity(ops, src_shape):
     """Brute force: push every one-hot source through the ones-weight chain."""
     n = int(np.prod(src_shape))
@@ -287,8 +319,13 @@ def test_digits_report_loihi2_has_no_energy_number(digits):
     assert all(m["chip"] != "loihi2" and m["role"] == "proxy" for m in d["energy"]["models"])
     md = to_markdown(d)
     assert "no public per-operation figures" in md and "**Target loihi2:**" in md
-    for needle in ("| conv2 |", "synaptic ops", "Assumptions", "loihi1_davies2018", "pre-silicon"):
+    for needle in ("| conv2 |", "synaptic ops", "Assumptions", "loihi1_davies2018", "pre-silicon",
+                   "Synaptic memory, cores and chips are upper bounds"):
         assert needle in md, needle
+    # the compile summary says it too, beside the allocation it made
+    from neurodeploy.reports.summary import summary_markdown
+    summary = summary_markdown(digits["net"])
+    assert re.search(r"- cores: \d+ on 1 chip\(s\) of 128 cores -- upper bounds: every connection", summary)
 
 
 def _chromium():

@@ -27,6 +27,7 @@ from ..errors import NeurodeployError
 from ..progress import progress_bar
 from ..reports.summary import summary_markdown
 from ..registry import all_schemes, get_scheme
+from . import tables as tb
 from .costs import cost_report
 from .html import CHECK_SCRIPT, CSS, html_figure, html_table
 
@@ -78,7 +79,7 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
                          "energy_pj": {k: v["snn"] for k, v in s["energy_per_inference_pj"].items()},
                          "ann_energy_pj": energy.get("ann"),
                          "synaptic_memory_bytes": s["synaptic_memory_bytes"], "cores": s["cores"],
-                         "fits_target": s["fits_target"], "spikes_per_sample": s["spikes_per_sample"]["mean"]})
+                         "upper_bound": s["upper_bound"], "fits_target": s["fits_target"], "spikes_per_sample": s["spikes_per_sample"]["mean"]})
             bar.update(1)
     if not rows:
         raise NeurodeployError("no scheme could compile this model", model,
@@ -106,7 +107,7 @@ def table(d: dict) -> tuple[list, list]:
         rows.append([r["config"], r["scheme"], params, f"{100 * r['accuracy']:.2f}%",
                      f"{r['delta_vs_float_pp']:+.2f} pp", r["latency_steps"], r["throughput_steps"],
                      _fmt_energy(r["energy_pj"].get(d["energy_model_plotted"])),
-                     f"{r['synaptic_memory_bytes']:,} B", r["cores"]])
+                     tb.bound(f"{r['synaptic_memory_bytes']:,} B", r), tb.bound(str(r["cores"]), r)])
     return heads, rows
 
 

@@ -197,13 +197,7 @@ def to_html(d: dict) -> str:
     parts += ["<h2>Structure and memory</h2>", html_table(*tb.structure_table(d)),
               f"<p>Synaptic memory: {mm['bits_per_synapse']} bits per synapse ({mm['weight_bits']}-bit weight "
               f"mantissa + {mm['index_bits']} index bits); {esc(mm['format'])}.</p>"]
-    if al["unlimited"]:
-        parts.append("<p>Cores: the target sets no per-core limits; each layer counts as one core.</p>")
-    else:
-        parts.append(f"<p>Cores: {esc(al['method'])}; limits {tb.count(al['neurons_per_core'])} neurons and "
-                     f"{esc(tb.nbytes(al['synaptic_memory_bytes_per_core']))} bytes of synaptic memory per core, "
-                     f"{tb.count(al['cores_per_chip'])} cores per chip: {al['cores']} cores on {al['chips']} "
-                     f"chip{'s' if al['chips'] != 1 else ''}, {'fits' if al['fits_target'] else 'does NOT fit'}.</p>")
+    parts.append(f"<p>{esc(tb.cores_sentence(al))}</p>")
     parts += [f"<p class='statement'>problem: {esc(p)}</p>" for p in al["problems"]]
     parts += [figs["fig-memory"], "<h2>Activity per inference</h2>", html_table(*tb.activity_table(d)),
               f"<p class='note'>{esc(d['activity']['note'])}</p>", figs["fig-spikes"], figs["fig-ops"],

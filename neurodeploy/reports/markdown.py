@@ -40,13 +40,7 @@ def to_markdown(d: dict) -> str:
     lines += md_table(*tb.structure_table(d))
     lines += ["", f"Synaptic memory: {mm['bits_per_synapse']} bits per synapse ({mm['weight_bits']}-bit weight "
                   f"mantissa from the target + {mm['index_bits']} index bits); {mm['format']}."]
-    if al["unlimited"]:
-        lines += ["Cores: the target sets no per-core limits; each layer counts as one core."]
-    else:
-        lines += [f"Cores: {al['method']}; limits {tb.count(al['neurons_per_core'])} neurons and "
-                  f"{tb.nbytes(al['synaptic_memory_bytes_per_core'])} bytes of synaptic memory per core, "
-                  f"{tb.count(al['cores_per_chip'])} cores per chip: {al['cores']} cores on {al['chips']} "
-                  f"chip{'s' if al['chips'] != 1 else ''}, {'fits' if al['fits_target'] else 'does NOT fit'}."]
+    lines += [tb.cores_sentence(al)]
     lines += [f"- problem: {p}" for p in al["problems"]]
     lines += ["", "## Activity per inference", ""]
     lines += md_table(*tb.activity_table(d))

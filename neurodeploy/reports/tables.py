@@ -33,6 +33,31 @@ def nbytes(b) -> str:
     return f"{b:,}"
 
 
+def bound(text: str, s: dict) -> str:
+    """A memory or core figure, as "at most ..." where the report's counts are upper bounds."""
+    return f"at most {text}" if s.get("upper_bound") else text
+
+
+def cores_cell(s: dict) -> str:
+    """The summary's cores: '298 (3 chips)', 'at most ...' where they are upper bounds."""
+    return bound(f"{s['cores']} ({s['chips']} chip{'s' if s['chips'] != 1 else ''})", s)
+
+
+def cores_sentence(al: dict) -> str:
+    """The allocation in one sentence (the Markdown and HTML reports), with why its counts are upper
+    bounds where they are."""
+    if al["unlimited"]:
+        text = "Cores: the target sets no per-core limits; each layer counts as one core."
+    else:
+        text = (f"Cores: {al['method']}; limits {count(al['neurons_per_core'])} neurons and "
+                f"{nbytes(al['synaptic_memory_bytes_per_core'])} bytes of synaptic memory per core, "
+                f"{count(al['cores_per_chip'])} cores per chip: {al['cores']} cores on {al['chips']} "
+                f"chip{'s' if al['chips'] != 1 else ''}, {'fits' if al['fits_target'] else 'does NOT fit'}.")
+    if al.get("upper_bound"):
+        text += f" Synaptic memory, cores and chips are upper bounds: {al['upper_bound_reason']}."
+    return text
+
+
 def percent(v, signed: bool = False) -> str:
     if v is None:
         return "-"
@@ -65,7 +90,7 @@ def summary_table(d: dict):
                "synaptic memory (B)", "cores", "fits"]
     rows = [[s["scheme"], s["target"], count(s["parameters"]), percent(a.get("snn")), percent(delta, True),
              str(s["latency_steps"]), count(s["throughput_steps"]), energy_cell(d),
-             nbytes(s["synaptic_memory_bytes"]), f"{s['cores']} ({s['chips']} chip{'s' if s['chips'] != 1 else ''})",
+             bound(nbytes(s["synaptic_memory_bytes"]), s), cores_cell(s),
              "yes" if s["fits_target"] else "NO"]]
     return headers, rows
 

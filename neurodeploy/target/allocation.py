@@ -339,9 +339,30 @@ def core_allocation(net: SpikingGraph, index_bits: int = 0) -> tuple[dict, list[
     return cores, problems, sum(cores.values()), lim
 
 
+# The memory model stores every connection as its own synapse (`synapse_bits`).  A convolution
+# uses each weight at every output position, and a sum pool folded into a branch repeats each
+# weight once per pooled input; Loihi 2 can store a shared kernel once.  So where a network has
+# either, its synaptic memory, cores and chips are what it needs at most.
+UPPER_BOUND_REASON = ("every connection is stored as its own synapse (no weight sharing), "
+                      "so convolutions and folded pools may need fewer cores")
+
+
+def _shares_weights(ops: list) -> bool:
+    """True when the chain uses one weight for several connections: a convolution, or a sum pool
+    of more than one input folded before the weighted op."""
+    return any(isinstance(op, syn.Conv) or (isinstance(op, syn.SumPool) and op.kernel[0] * op.kernel[1] > 1)
+               for op in ops)
+
+
+def counts_are_upper_bounds(net: SpikingGraph) -> bool:
+    """True when some branch shares its weights between connections (`_shares_weights`): the
+    explicit-synapse memory model then over-counts, and the core and chip counts are upper bounds."""
+    return any(_shares_weights(b.ops) for layer in net.neuron_layers() for b in layer.branches)
+
+
 def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
     """Raise TargetLimitError naming the offending layers when the network does not fit `chips`
-    chips of its target; return the allocation otherwise."""
+    chips of its target; return the allocation otherwise (`upper_bound`: `counts_are_upper_bounds`)."""
     cores, problems, total, lim = core_allocation(net)
     if problems:
         raise TargetLimitError("; ".join(problems), f"target '{lim.name}'",
@@ -353,4 +374,4 @@ def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
             f"({total - lim.cores_per_chip * chips} too many; largest layers: "
             + ", ".join(f"{n} {c} cores" for n, c in worst) + ")",
             f"target '{lim.name}'", "pass --chips N for a multi-chip system or make the network smaller")
-    return {"cores": cores, "total_cores": total}
+    return {"cores": cores, "total_cores": total, "upper_bound": counts_are_upper_bounds(net)}
