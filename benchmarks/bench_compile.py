@@ -18,7 +18,9 @@ with the wall clock beside it (the machine may be shared):
 * **structure** -- the cost report's structural part: every branch's connectivity and the
   number of cores each source neuron's spikes reach (`branch_connectivity`, `dest_cores`);
 * **weights / synapses** -- distinct weights and expanded connections (fan-in summed), so
-  the figures can be read per weight and per synapse.
+  the figures can be read per weight and per synapse;
+* **peak RSS** -- the process's peak resident memory after each model (monotone over the run:
+  run one model at a time for its own figure).
 A scheme that refuses the model prints its one-line refusal instead.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -140,6 +143,11 @@ def main(argv=None) -> list[dict]:
             print(f"{name:<9}{scheme:<10}{fe.cpu:>7.2f}/{fe.wall:<7.1f}{cc.cpu:>7.2f}/{cc.wall:<7.1f}"
                   f"{cc.cpu / fe.cpu:>8.2f}{al.cpu:>7.2f}/{al.wall:<7.1f}{st.cpu:>7.2f}/{st.wall:<7.1f}"
                   f"{alloc['total_cores']:>7}{weights:>11,}{synapses:>14,}", flush=True)
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # Linux: KiB
+        for row in rows:
+            if row["model"] == name:
+                row["peak_rss_mib"] = peak_mib
+        print(f"{name}: peak RSS of this process so far {peak_mib:,.0f} MiB", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return rows
