@@ -89,15 +89,27 @@ def train(model: nn.Module, xtr: np.ndarray, ytr: np.ndarray, epochs: int, seed:
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    lossf = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
+    for ep, loss, acc in run_epochs(model, x, y, opt, sched, epochs, batch_size, g):
+        if ep == 1 or ep % 5 == 0 or ep == epochs:
+            print(f"epoch {ep:3d}/{epochs}  loss {loss:.4f}  train acc {acc:.4f}"
+                  f"  ({time.perf_counter() - t0:.1f}s)", flush=True)
+    return time.perf_counter() - t0
+
+
+def run_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched, epochs: int, batch_size: int,
+               g: torch.Generator, transform=None):
+    """Cross-entropy training, one optimiser and scheduler step per batch of a fresh permutation
+    drawn from `g` every epoch; `transform(batch, g)` (augmentation) draws from `g` too.  Yields
+    (epoch from 1, mean loss, training accuracy) after each epoch."""
+    lossf = nn.CrossEntropyLoss()
     for ep in range(epochs):
         model.train()
         perm = torch.randperm(len(x), generator=g)
         tot, correct = 0.0, 0
         for i in range(0, len(x), batch_size):
             idx = perm[i:i + batch_size]
-            out = model(x[idx])
+            out = model(x[idx] if transform is None else transform(x[idx], g))
             loss = lossf(out, y[idx])
             opt.zero_grad()
             loss.backward()
@@ -105,10 +117,7 @@ def train(model: nn.Module, xtr: np.ndarray, ytr: np.ndarray, epochs: int, seed:
             sched.step()
             tot += float(loss.detach()) * len(idx)
             correct += int((out.argmax(1) == y[idx]).sum())
-        if ep == 0 or (ep + 1) % 5 == 0 or ep + 1 == epochs:
-            print(f"epoch {ep + 1:3d}/{epochs}  loss {tot / len(x):.4f}  train acc {correct / len(x):.4f}"
-                  f"  ({time.perf_counter() - t0:.1f}s)", flush=True)
-    return time.perf_counter() - t0
+        yield ep + 1, tot / len(x), correct / len(x)
 
 
 @torch.no_grad()

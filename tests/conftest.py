@@ -15,6 +15,7 @@ Tests import the paths (`from conftest import ROOT, MODELS, DATA`) and ask for t
 installed at all; any other failure fails the test), `netx` (the same for lava-dl's NetX), and
 `digits` (the digits test split the models in models/ were trained for).
 """
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ pin_cpu_numerics()
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-DATA = ROOT.parent / "shared" / "data"          # real data beside the clone (CI has the same layout)
+# real data beside the clone (CI has the same layout); NEURODEPLOY_DATA points elsewhere (a worktree)
+DATA = Path(os.environ.get("NEURODEPLOY_DATA", ROOT.parent / "shared" / "data"))
 
 
 def pytest_addoption(parser):

@@ -144,6 +144,38 @@ def test_cores_greedy_and_messages_per_destination_core():
     assert layer(d, "conv")["synaptic_memory_bytes"] == 400
 
 
+def dense_net() -> SpikingGraph:
+    """tiny_net's input and target with dense layers only: input (1,4,4) -> fc (8,) -> readout (3,)."""
+    net = tiny_net()
+    fc = Layer("fc", (8,), [Branch("input", [syn.Flatten(), syn.Dense(np.ones((8, 16), np.int64))], 0)],
+               np.zeros(8, np.int64), 0, BitplaneIF(v_th_mant=1, code_max=3, n_steps=2))
+    out = Layer("readout", (3,), [Branch("fc", [syn.Dense(np.arange(24, dtype=np.int64).reshape(3, 8) - 12)], 0)],
+                np.zeros(3, np.int64), 0, nrn.Readout(output_scale=1.0))
+    return SpikingGraph("bitplane", "handmade", [net.layers[0], fc, out], net.meta)
+
+
+def test_counts_say_when_they_are_upper_bounds():
+    """Every connection is counted as its own synapse: a convolution (or a pool folded before a
+    dense layer) uses one weight for several connections, which a chip can store once, so those
+    counts are upper bounds and every view of the report says so; dense layers are counted exactly."""
+    d = costs.cost_report(tiny_net(), tiny_input(), batch_size=1)
+    assert d["summary"]["upper_bound"] and d["allocation"]["upper_bound"]
+    assert "no weight sharing" in d["allocation"]["upper_bound_reason"]
+    md = to_markdown(d)
+    assert "Synaptic memory, cores and chips are upper bounds: every connection is stored as its own" in md
+    assert "| at most 296 | at most 2 (1 chip) |" in md
+    assert "upper bounds" in to_html(d)
+    d = costs.cost_report(dense_net(), tiny_input(), batch_size=1)
+    assert not d["summary"]["upper_bound"] and d["allocation"]["upper_bound_reason"] is None
+    md = to_markdown(d)
+    assert "upper bound" not in md and "at most" not in md and "| 2 (1 chip) |" in md
+    # each branch form on its own: the conv, the pool folded before a dense layer, dense alone
+    conv, out = tiny_net().layers[1:]
+    assert allocation._shares_weights(conv.branches[0].ops) and allocation._shares_weights(out.branches[0].ops)
+    assert not any(allocation._shares_weights(b.ops) for layer in dense_net().layers[1:] for b in layer.branches)
+    assert allocation.check_fits(tiny_net())["upper_bound"] and not allocation.check_fits(dense_net())["upper_bound"]
+
+
 def _dense_connectivity(ops, src_shape):
     """Brute force: push every one-hot source through the ones-weight chain."""
     n = int(np.prod(src_shape))
@@ -158,14 +190,48 @@ def _dense_connectivity(ops, src_shape):
     ([syn.SumPool((2, 2), (1, 1)), syn.Conv(np.ones((2, 2, 3, 3)), (1, 1), (1, 1))], (2, 5, 5)),  # 2+ paths
     ([syn.Conv(np.ones((2, 1, 3, 3)), (1, 1), (1, 1)), syn.SumPool((2, 2), (2, 2))], (1, 4, 4)),  # pool after
     ([syn.SumPool((2, 2), (2, 2)), syn.Flatten(), syn.Dense(np.ones((5, 8)))], (2, 4, 4)),
+    # the lowering's other chain forms (the structured path of `Connectivity`)
+    ([syn.Conv(np.ones((6, 1, 3, 3)), (2, 2), (2, 2), (2, 2), 3)], (3, 9, 8)),      # depthwise x2, dilated
+    ([syn.Conv(np.ones((4, 2, 1, 1)), (2, 2))], (2, 5, 5)),                        # option-B shortcut: odd pixels idle
+    ([syn.SumPool((2, 2), (3, 3)), syn.Conv(np.ones((3, 2, 2, 2)), (1, 1), (1, 1))], (2, 8, 7)),  # pool gaps
+    ([syn.Conv(np.ones((3, 2, 3, 3)), (1, 1), (1, 1)), syn.Flatten()], (2, 4, 4)),
+    ([syn.ChannelScale(np.ones(3))], (3, 4, 4)),                                  # identity shortcut
+    ([syn.SumPool((2, 2), (2, 2)), syn.ChannelScale(np.ones(2))], (2, 4, 6)),
+    ([syn.Dense(np.ones((7, 6)))], (6,)),
+    ([syn.Flatten(), syn.Dense(np.ones((4, 18)))], (2, 3, 3)),
 ])
 def test_connectivity_matches_brute_force(ops, src_shape):
     m = _dense_connectivity(ops, src_shape)
     c = allocation.Connectivity(allocation.ones(ops), src_shape, m.shape[1], allocation.paths_unique(ops)).build()
     assert np.array_equal(c.fan_in, m.sum(0)) and np.array_equal(c.fan_out, m.sum(1))
-    bounds = [(0, 3), (3, m.shape[1] // 2), (m.shape[1] // 2, m.shape[1])]
-    want = np.stack([m[:, a:b].any(1) for a, b in bounds], 1).sum(1)
-    assert np.array_equal(c.dest_cores(bounds), want)
+    n = m.shape[1]
+    cuts = np.sort(np.random.default_rng(n).choice(np.arange(1, n), size=min(n - 1, 9), replace=False))
+    for bounds in ([(0, 3), (3, n // 2), (n // 2, n)],
+                   list(zip([0, *cuts], [*cuts, n]))):       # ten cores, cut anywhere in the planes
+        want = np.stack([m[:, a:b].any(1) for a, b in bounds], 1).sum(1)
+        assert np.array_equal(c.dest_cores(bounds), want)
+
+
+def test_structured_connectivity_is_used_for_the_lowerings_chains():
+    """fan-in/out and destination cores of [pools, one weighted op, Flatten] come from the chain's
+    structure (work per kernel tap and neuron, not per connection): here the chain cannot be run
+    whole, because its convolution is never applied to all of its channels."""
+    ops = [syn.SumPool((2, 2), (2, 2)), syn.Conv(np.ones((8, 4, 3, 3)), (1, 1), (1, 1)), syn.Flatten()]
+    assert allocation.split_chain(ops) is not None
+    assert allocation.split_chain([syn.Conv(np.ones((1, 1, 1, 1))), syn.SumPool((2, 2), (2, 2))]) is None
+    calls = []
+    real = allocation.apply_ops
+
+    def spy(chain, x, weights=None):
+        calls.append([op for op in chain if isinstance(op, syn.Conv)])
+        return real(chain, x, weights)
+    import unittest.mock
+    with unittest.mock.patch.object(allocation, "apply_ops", spy):
+        c = allocation.Connectivity(allocation.ones(ops), (4, 8, 8), 8 * 16, True).build()
+        c.dest_cores([(0, 5), (5, 40), (40, 128)])
+    assert all(conv.weight.shape[:2] == (1, 1) for chain in calls for conv in chain)
+    m = _dense_connectivity(ops, (4, 8, 8))
+    assert np.array_equal(c.fan_in, m.sum(0)) and np.array_equal(c.fan_out, m.sum(1))
 
 
 def _compiled(model, tmp_path, name):
@@ -249,8 +315,13 @@ def test_digits_report_loihi2_has_no_energy_number(digits):
     assert all(m["chip"] != "loihi2" and m["role"] == "proxy" for m in d["energy"]["models"])
     md = to_markdown(d)
     assert "no public per-operation figures" in md and "**Target loihi2:**" in md
-    for needle in ("| conv2 |", "synaptic ops", "Assumptions", "loihi1_davies2018", "pre-silicon"):
+    for needle in ("| conv2 |", "synaptic ops", "Assumptions", "loihi1_davies2018", "pre-silicon",
+                   "Synaptic memory, cores and chips are upper bounds"):
         assert needle in md, needle
+    # the compile summary says it too, beside the allocation it made
+    from neurodeploy.reports.summary import summary_markdown
+    summary = summary_markdown(digits["net"])
+    assert re.search(r"- cores: \d+ on 1 chip\(s\) of 128 cores -- upper bounds: every connection", summary)
 
 
 def test_html_is_self_contained_and_renders_in_headless_chromium(digits, tmp_path):
@@ -393,3 +464,17 @@ def test_energy_model_files(tmp_path):
     bad.write_text("not toml [")
     with pytest.raises(NeurodeployError, match="not valid TOML"):
         energy.load_model(bad)
+
+
+@pytest.mark.parametrize("ops,shape", [
+    ([syn.Conv(np.ones((4, 2, 3, 2)), (2, 1), (1, 0), (1, 2))], (2, 9, 8)),
+    ([syn.Conv(np.ones((6, 1, 3, 3)), (2, 2), (2, 2), (2, 2), 3)], (3, 9, 8)),
+    ([syn.SumPool((2, 2), (2, 2)), syn.Conv(np.ones((3, 2, 1, 1)), (2, 2)), syn.Flatten()], (2, 11, 7)),
+    ([syn.SumPool((3, 3), (1, 1), (1, 1))], (2, 5, 6)),
+    ([syn.SumPool((1, 1), (1, 1))], (2, 5, 6)),
+    ([syn.MaxPool((3, 3), (2, 2)), syn.ChannelScale(np.ones(2))], (2, 7, 6)),
+    ([syn.SumPool((4, 4), (4, 4)), syn.Flatten(), syn.Dense(np.ones((5, 8)))], (2, 8, 9)),
+])
+def test_output_shape_is_what_the_ops_compute(ops, shape):
+    from neurodeploy.ir.synapse_ops import output_shape
+    assert output_shape(ops, shape) == tuple(apply_ops(ops, torch.zeros((1,) + shape, dtype=torch.float64)).shape[1:])

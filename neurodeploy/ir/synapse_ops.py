@@ -39,6 +39,35 @@ def apply_ops(ops: list, x: torch.Tensor, weights: dict | None = None) -> torch.
     return x
 
 
+def _window_out(size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1) -> int:
+    """Output length of a sliding window (PyTorch's formula, floor mode)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def output_shape(ops: list, shape: tuple) -> tuple:
+    """The shape (without batch) after the chain, from the ops' parameters alone (what
+    `apply_ops` would return, without computing it)."""
+    shape = tuple(int(s) for s in shape)
+    for op in ops:
+        if isinstance(op, syn.Conv):
+            kh, kw = np.shape(op.weight)[2:]
+            shape = (int(np.shape(op.weight)[0]),
+                     *(_window_out(n, k, s, p, d) for n, k, s, p, d in
+                       zip(shape[1:], (kh, kw), op.stride, op.padding, op.dilation)))
+        elif isinstance(op, syn.Dense):
+            shape = (int(np.shape(op.weight)[0]),)
+        elif isinstance(op, (syn.SumPool, syn.MaxPool)):
+            if isinstance(op, syn.SumPool) and op.kernel[0] * op.kernel[1] == 1:
+                continue                                   # apply_op passes x through unchanged
+            pad = getattr(op, "padding", (0, 0))
+            shape = (shape[0], *(_window_out(n, k, s, p) for n, k, s, p in zip(shape[1:], op.kernel, op.stride, pad)))
+        elif isinstance(op, syn.Flatten):
+            shape = (int(np.prod(shape)),)
+        elif not isinstance(op, syn.ChannelScale):
+            raise TypeError(f"unknown synapse op {type(op).__name__}")
+    return shape
+
+
 def abs_bound(ops: list, in_shape: tuple, in_max: float) -> np.ndarray:
     """Per-output max of |branch(x)| over all inputs with 0 <= x <= in_max (float64, exact
     for integer weights while the result stays below 2**53)."""
@@ -47,5 +76,34 @@ def abs_bound(ops: list, in_shape: tuple, in_max: float) -> np.ndarray:
         if isinstance(op, syn.WEIGHTED):
             op = type(op)(**{**op.__dict__, "weight": np.abs(np.asarray(op.weight, dtype=np.float64))})
         abs_ops.append(op)
+    summed = _channel_summed_conv(abs_ops, in_shape, in_max)
+    if summed is not None:
+        return summed
     x = torch.full((1,) + tuple(in_shape), float(in_max), dtype=torch.float64)
     return apply_ops(abs_ops, x)[0].numpy()
+
+
+def _channel_summed_conv(abs_ops: list, in_shape: tuple, in_max: float) -> np.ndarray | None:
+    """abs_bound of [sum pools..., Conv, Flatten...] with integer weights and bound, in work per
+    output and kernel tap rather than per connection; None for any other chain.
+
+    The input is in_max everywhere, and pools act per channel, so the convolution sees the same
+    plane s in every input channel: out[o] = Σ_taps (Σ_i |W[o, i, tap]|) · s, one single-input
+    convolution with the channel-summed kernel.  Integer terms make every partial sum exact in
+    float64 (below 2**53), so the result equals the full convolution's bit for bit."""
+    at = [i for i, op in enumerate(abs_ops) if isinstance(op, syn.WEIGHTED)]
+    if len(at) != 1 or len(in_shape) != 3 or not isinstance(abs_ops[at[0]], syn.Conv) \
+            or not all(isinstance(op, syn.SumPool) for op in abs_ops[:at[0]]) \
+            or not all(isinstance(op, syn.Flatten) for op in abs_ops[at[0] + 1:]) \
+            or not float(in_max).is_integer():
+        return None
+    conv = abs_ops[at[0]]
+    w = conv.weight
+    if not np.array_equal(w, np.floor(w)):
+        return None
+    plane = apply_ops(abs_ops[:at[0]], torch.full((1, 1) + tuple(in_shape[1:]), float(in_max), dtype=torch.float64))
+    kernel = torch.from_numpy(w.sum(axis=1, keepdims=True))
+    out = F.conv2d(plane, kernel, None, conv.stride, conv.padding, conv.dilation)
+    if out.numel() and float(out.max()) >= 2.0 ** 53:
+        return None
+    return apply_ops(abs_ops[at[0] + 1:], out)[0].numpy()

@@ -15,7 +15,8 @@ from ..target import Target
 def round_half_away(x: np.ndarray) -> np.ndarray:
     """Round to nearest, ties away from zero (deterministic, sign-symmetric)."""
     x = np.asarray(x, dtype=np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+    # = sign(x)·floor(|x| + 1/2): IEEE addition is sign-symmetric, so x ± 1/2 rounds like |x| + 1/2
+    return np.trunc(x + np.copysign(0.5, x)).astype(np.int64)
 
 
 # When a layer fits the state width only with a coarser threshold unit, accept at most this

@@ -33,6 +33,7 @@ from ..frontends.netx import is_netx_path
 from ..progress import progress_bar
 from ..reports.summary import summary_markdown
 from ..registry import all_schemes, get_scheme
+from . import tables as tb
 from .costs import cost_report
 from .figures import ENERGY_UNITS, MEMORY_UNITS, log_ticks, new_figure, place_labels, si_scale, significant
 from .html import html_figure, html_table, inline, page
@@ -90,7 +91,7 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
                          "energy_pj": {k: v["snn"] for k, v in s["energy_per_inference_pj"].items()},
                          "ann_energy_pj": energy.get("ann"),
                          "synaptic_memory_bytes": s["synaptic_memory_bytes"], "cores": s["cores"],
-                         "fits_target": s["fits_target"], "spikes_per_sample": s["spikes_per_sample"]["mean"]})
+                         "upper_bound": s["upper_bound"], "fits_target": s["fits_target"], "spikes_per_sample": s["spikes_per_sample"]["mean"]})
             bar.update(1)
     if not rows:
         raise NeurodeployError("no scheme could compile this model", model,
@@ -122,9 +123,9 @@ def _columns(d: dict) -> list[tuple[str, callable]]:
         (f"energy / inference ({unit}, {d['energy_model_plotted']})",
          lambda r: significant(None if r["energy_pj"].get(d["energy_model_plotted"]) is None
                                else r["energy_pj"][d["energy_model_plotted"]] / scale)),
-        (f"synaptic memory ({mem_unit})", lambda r: significant(r["synaptic_memory_bytes"] / mem_scale)
-         if mem_scale != 1 else f"{r['synaptic_memory_bytes']:,}"),
-        ("cores", lambda r: str(r["cores"])),
+        (f"synaptic memory ({mem_unit})", lambda r: tb.bound(significant(r["synaptic_memory_bytes"] / mem_scale)
+                                                              if mem_scale != 1 else f"{r['synaptic_memory_bytes']:,}", r)),
+        ("cores", lambda r: tb.bound(str(r["cores"]), r)),
     ]
 
 

@@ -31,8 +31,8 @@ from ..ir import synapses as syn
 from ..ir.spiking import Layer, SpikingGraph
 from ..ir.synapse_ops import apply_op
 from ..registry import get_scheme
-from ..target.allocation import (BranchConnectivity, allocate, branch_connectivity, chip_limits, ones,
-                                 shape_after_ops, synapse_bits)
+from ..target.allocation import (UPPER_BOUND_REASON, BranchConnectivity, allocate, branch_connectivity, chip_limits,
+                                 counts_are_upper_bounds, ones, shape_after_ops, synapse_bits)
 from . import energy as en
 from .activity import activity
 from .memory import binary_weight_memory
@@ -262,6 +262,7 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
     chips = math.ceil(cores / lim.cores_per_chip) if lim.cores_per_chip else 1
     fits = not problems and (not lim.cores_per_chip or cores <= lim.cores_per_chip)
     unlimited = not lim.neurons_per_core and not lim.memory_bytes_per_core
+    upper_bound = counts_are_upper_bounds(net)     # synaptic memory, cores and chips: at most
     params = sum(l["unique_weights"] + l["biases"] for l in layers)
     model = net.meta.get("model", {})
     report = {
@@ -275,7 +276,7 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
             "scheme": net.scheme, "target": net.target, "parameters": int(params),
             "neurons": totals["neurons"], "synapses": totals["synapses"],
             "synaptic_memory_bytes": totals["synaptic_memory_bytes"], "cores": int(cores), "chips": int(chips),
-            "fits_target": bool(fits),
+            "fits_target": bool(fits), "upper_bound": upper_bound,
             "latency_steps": latency, "throughput_steps": None if throughput is None else int(throughput),
             "accuracy": accuracy,
             "spikes_per_sample": _stats(per_sample_spikes), "synaptic_ops_per_sample": _stats(per_sample_synops),
@@ -290,7 +291,8 @@ def cost_report(net: SpikingGraph, x: np.ndarray, batch_size: int = 256, *, devi
                        "neurons_per_core": lim.neurons_per_core or None,
                        "synaptic_memory_bytes_per_core": lim.memory_bytes_per_core or None,
                        "cores_per_chip": lim.cores_per_chip or None, "unlimited": bool(unlimited),
-                       "cores": int(cores), "chips": int(chips), "fits_target": bool(fits), "problems": problems},
+                       "cores": int(cores), "chips": int(chips), "fits_target": bool(fits), "problems": problems,
+                       "upper_bound": upper_bound, "upper_bound_reason": UPPER_BOUND_REASON if upper_bound else None},
         "timing": {"latency_steps": latency, "throughput_steps": None if throughput is None else int(throughput),
                    "mode": "layer by layer, one sample at a time",
                    "step_duration": None,

@@ -266,6 +266,8 @@ def _structure(d: dict, u: tb.Units, tcite) -> Section:
             f"{tb.count(al['cores_per_chip'])} cores per chip{tcite('chip.cores_per_chip', al['cores_per_chip'])}: "
             f"{al['cores']} cores on {al['chips']} chip{'s' if al['chips'] != 1 else ''}, "
             f"{'fits' if al['fits_target'] else 'does NOT fit'}."))
+    if al.get("upper_bound"):
+        s.blocks.append(Para(f"Synaptic memory, cores and chips are upper bounds: {al['upper_bound_reason']}."))
     s.blocks += [Para(f"Problem: {p}", "statement") for p in al["problems"]]
     s.blocks.append(Fig("fig-memory", fg.memory_figure(d, u.memory_scale, u.memory),
                         f"Synaptic memory per layer ({u.memory}), with the cores each layer needs"))

@@ -7,6 +7,7 @@ from ..errors import NeurodeployError
 from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
 from ..registry import get_scheme
+from ..target.allocation import UPPER_BOUND_REASON
 
 
 def layer_rows(net: SpikingGraph) -> list[dict]:
@@ -49,6 +50,7 @@ def summary_markdown(net: SpikingGraph) -> str:
              f"- scheme: `{net.scheme}`, target: `{net.target}`, neurodeploy {net.meta.get('neurodeploy_version')}",
              f"- latency: {net.meta.get('latency_steps')} time steps per sample; "
              f"pipelined throughput: one sample every {net.meta.get('throughput_steps')} steps",
+             *_cores(net),
              *_chip_schedule(net),
              *_scheme_lines(net),
              *[f"- front end: {note}" for note in net.meta.get("front_end_notes", [])],
@@ -87,6 +89,19 @@ def _scheme_lines(net: SpikingGraph) -> list[str]:
     except NeurodeployError:      # a graph of a scheme this neurodeploy does not have
         lines = []
     return lines + [f"- note: {n}" for n in net.meta.get("notes", [])]
+
+
+def _cores(net: SpikingGraph) -> list[str]:
+    """The compiler's core allocation (meta["allocation"]), and why it is an upper bound where it is."""
+    alloc = net.meta.get("allocation")
+    per_chip = net.meta.get("target_spec", {}).get("chip", {}).get("cores_per_chip")
+    if not alloc or not per_chip:
+        return []
+    total = int(alloc["total_cores"])
+    line = f"- cores: {total} on {-(-total // per_chip)} chip(s) of {per_chip} cores"
+    if alloc.get("upper_bound"):
+        line += f" -- upper bounds: {UPPER_BOUND_REASON}"
+    return [line]
 
 
 def _chip_schedule(net: SpikingGraph) -> list[str]:

@@ -48,6 +48,16 @@ def count(v, digits: int = 1) -> str:
     return f"{v:,.{digits}f}"
 
 
+def bound(text: str, s: dict) -> str:
+    """A memory or core figure, as "at most ..." where the report's counts are upper bounds."""
+    return f"at most {text}" if s.get("upper_bound") else text
+
+
+def cores_cell(s: dict) -> str:
+    """The summary's cores: '298 (3 chips)', 'at most ...' where they are upper bounds."""
+    return bound(f"{s['cores']} ({s['chips']} chip{'s' if s['chips'] != 1 else ''})", s)
+
+
 def percent(v, signed: bool = False) -> str:
     if v is None:
         return "-"
@@ -74,8 +84,8 @@ def summary_table(d: dict, u: Units):
     headers = ["scheme", "target", "parameters", "accuracy (SNN)", "latency (steps)", "throughput (steps/sample)",
                f"energy / inference on the target ({u.energy})", f"synaptic memory ({u.memory})", "cores", "fits"]
     rows = [[s["scheme"], s["target"], count(s["parameters"]), percent(a.get("snn")), str(s["latency_steps"]),
-             count(s["throughput_steps"]), energy_cell(d, u), u.m(s["synaptic_memory_bytes"]),
-             f"{s['cores']} ({s['chips']} chip{'s' if s['chips'] != 1 else ''})", "yes" if s["fits_target"] else "NO"]]
+             count(s["throughput_steps"]), energy_cell(d, u), bound(u.m(s["synaptic_memory_bytes"]), s),
+             cores_cell(s), "yes" if s["fits_target"] else "NO"]]
     return headers, rows
 
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import NeurodeployError, TargetLimitError
 from ..ir import synapses as syn
 from ..ir.spiking import SpikingGraph
-from ..ir.synapse_ops import apply_ops
+from ..ir.synapse_ops import apply_ops, output_shape
 
 EXPLICIT_LIMIT = 50_000_000        # one-hot probe elements per chunk when paths are not unique
 
@@ -49,9 +50,36 @@ def paths_unique(ops: list) -> bool:
     return True
 
 
+def split_chain(ops: list) -> tuple[list, object] | None:
+    """(pre-ops, weighted op) of a chain [sum pools / Flatten..., one weighted op, Flatten...] --
+    the form of every unique-path chain the lowering makes -- or None for any other chain."""
+    at = [i for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)]
+    if len(at) != 1 or not all(isinstance(op, syn.Flatten) for op in ops[at[0] + 1:]) \
+            or not all(isinstance(op, (syn.SumPool, syn.Flatten)) for op in ops[:at[0]]):
+        return None
+    return ops[:at[0]], ops[at[0]]
+
+
+def _grad(ops: list, shape: tuple, upstream: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chain(ones), d<chain(ones), upstream>/d ones) for a batch of all-ones inputs of `shape`
+    (float64: the path counts are exact integers); upstream defaults to ones."""
+    x = torch.ones(tuple(shape), dtype=torch.float64, requires_grad=True)
+    y = apply_ops(ops, x)
+    (g,) = torch.autograd.grad(y, x, torch.ones_like(y) if upstream is None else upstream)
+    return y.detach(), g
+
+
 @dataclass
 class Connectivity:
-    """0/1 connectivity of one branch between its (possibly max-pooled) sources and its targets."""
+    """0/1 connectivity of one branch between its (possibly max-pooled) sources and its targets.
+
+    For the chains the lowering makes (non-overlapping sum pools, one weighted op, Flatten:
+    `split_chain`), fan-in, fan-out and destination cores come from the chain's structure, in
+    work that grows with neurons and kernel taps, not with connections: a convolution joins every
+    input channel of a group to every output channel of it, so one single-channel convolution
+    with an all-ones kernel gives the spatial part, and the channels multiply it; a dense layer
+    joins all to all; a channel scale one to one.  Other chains run whole on all-ones inputs (the
+    path counts and their gradient) or, where paths are not unique, one-hot probe by probe."""
     ops: list                      # ones-weight chain
     src_shape: tuple
     n_tgt: int
@@ -64,12 +92,20 @@ class Connectivity:
     def n_src(self) -> int:
         return int(np.prod(self.src_shape))
 
+    @property
+    def _structure(self) -> tuple[list, object] | None:
+        """split_chain of a unique-path chain whose convolution (if any) acts on (C, H, W)."""
+        parts = split_chain(self.ops) if self.unique_paths else None
+        if parts is not None and isinstance(parts[1], syn.Conv) and len(self.src_shape) != 3:
+            return None
+        return parts
+
     def build(self) -> "Connectivity":
-        if self.unique_paths:
-            x = torch.ones((1,) + tuple(self.src_shape), dtype=torch.float64, requires_grad=True)
-            y = apply_ops(self.ops, x).reshape(-1)
-            (g,) = torch.autograd.grad(y.sum(), x)
-            self.fan_in = np.rint(y.detach().numpy()).astype(np.int64)
+        if self._structure is not None:
+            self._build_structured(*self._structure)
+        elif self.unique_paths:
+            y, g = _grad(self.ops, (1,) + tuple(self.src_shape))
+            self.fan_in = np.rint(y.reshape(-1).numpy()).astype(np.int64)
             self.fan_out = np.rint(g.reshape(-1).numpy()).astype(np.int64)
         else:
             rows, cols = [], []
@@ -89,6 +125,29 @@ class Connectivity:
             self.fan_out = np.bincount(src, minlength=self.n_src).astype(np.int64)
         return self
 
+    def _build_structured(self, pre: list, w) -> None:
+        """fan_in / fan_out of [pools, w, Flatten] without applying w to all its channels."""
+        if isinstance(w, syn.Conv):
+            # one input channel through the pools and a 1-in, 1-out all-ones kernel: the spatial
+            # path counts; every output channel of a group sees all cin_g inputs of it, and
+            # every input channel feeds all cout_g outputs of its group
+            c_out, cin_g = w.weight.shape[:2]
+            cout_g = c_out // w.groups
+            one = [*pre, replace(w, weight=np.ones((1, 1) + tuple(np.shape(w.weight)[2:])), groups=1)]
+            y1, g1 = _grad(one, (1, 1) + tuple(self.src_shape[1:]))
+            fan_in = np.broadcast_to(y1.reshape(1, -1).numpy() * cin_g, (c_out, y1[0, 0].numel()))
+            fan_out = np.broadcast_to(g1.reshape(1, -1).numpy() * cout_g, (self.src_shape[0], g1[0, 0].numel()))
+        else:
+            pooled, g = _grad(pre, (1,) + tuple(self.src_shape))    # per pooled element: its sources
+            if isinstance(w, syn.Dense):                            # all to all
+                n_out = int(np.shape(w.weight)[0])
+                fan_in = np.full(n_out, float(pooled.sum()))
+                fan_out = g.numpy() * n_out
+            else:                                                   # ChannelScale: one to one
+                fan_in, fan_out = pooled.numpy(), g.numpy()
+        self.fan_in = np.rint(fan_in).reshape(-1).astype(np.int64)
+        self.fan_out = np.rint(fan_out).reshape(-1).astype(np.int64)
+
     def dest_cores(self, bounds: list[tuple[int, int]]) -> np.ndarray:
         """(n_src,) number of target cores (flattened target ranges) each source reaches."""
         if len(bounds) <= 1:
@@ -102,6 +161,8 @@ class Connectivity:
             pairs = np.unique(src * len(bounds) + core_of[tgt])
             np.add.at(out, pairs // len(bounds), 1)
             return out
+        if self._structure is not None:
+            return self._dest_cores_structured(*self._structure, bounds)
         x = torch.ones((1,) + tuple(self.src_shape), dtype=torch.float64, requires_grad=True)
         y = apply_ops(self.ops, x).reshape(-1)
         for a, b in bounds:
@@ -109,10 +170,63 @@ class Connectivity:
             out += (g.reshape(-1).numpy() > 0.5)
         return out
 
+    def _dest_cores_structured(self, pre: list, w, bounds: list[tuple[int, int]]) -> np.ndarray:
+        """dest_cores of [pools, w, Flatten]: the cores each input of w reaches, then back
+        through the non-overlapping pools (a source feeds at most one pooled element)."""
+        in_shape = shape_after_ops(pre, self.src_shape)
+        bounds = [(a, b) for a, b in bounds if b > a]
+        if isinstance(w, syn.Conv):
+            per_input = _conv_dest_cores(w, in_shape, bounds)
+        elif isinstance(w, syn.Dense):                  # all to all: every core
+            per_input = torch.full((1,) + in_shape, float(len(bounds)), dtype=torch.float64)
+        else:                                           # one to one: the cores that hold its target
+            cover = np.zeros(self.n_tgt + 1)
+            for a, b in bounds:
+                cover[a] += 1
+                cover[b] -= 1
+            per_input = torch.from_numpy(np.cumsum(cover)[:-1]).reshape((1,) + in_shape)
+        _, g = _grad(pre, (1,) + tuple(self.src_shape), per_input)
+        return np.rint(g.reshape(-1).numpy()).astype(np.int64)
+
+
+def _conv_dest_cores(w: syn.Conv, in_shape: tuple, bounds: list[tuple[int, int]],
+                     chunk: int = 64) -> torch.Tensor:
+    """(1, C_in, H, W): for each input of convolution `w`, the number of cores (ranges of its
+    flattened (C_out, Ho, Wo) outputs) it reaches.  Within a group every input channel reaches
+    every output channel, so an input reaches a core iff its spatial window meets the output
+    positions the core holds in some channel of the input's group: one single-channel
+    all-ones-kernel backward pass per (core, group) pair that meet, in chunks."""
+    c_out, cin_g = w.weight.shape[:2]
+    groups, cout_g = w.groups, c_out // w.groups
+    kernel = torch.ones((1, 1) + tuple(np.shape(w.weight)[2:]), dtype=torch.float64)
+    out_hw = output_shape([w], in_shape)[1:]
+    hw = int(np.prod(out_hw))
+    masks, group_of = [], []
+    for a, b in bounds:
+        for gi in range(a // (cout_g * hw), (b - 1) // (cout_g * hw) + 1):
+            lo, hi = max(a, gi * cout_g * hw), min(b, (gi + 1) * cout_g * hw)
+            mask = np.zeros(hw)
+            if hi - lo >= hw:
+                mask[:] = 1
+            else:                   # a tail of one channel's plane and / or a head of the next
+                start, end = lo % hw, lo % hw + (hi - lo)
+                mask[start:min(end, hw)] = 1
+                mask[:max(0, end - hw)] = 1
+            masks.append(mask)
+            group_of.append(gi)
+    per_group = torch.zeros((groups,) + tuple(in_shape[1:]), dtype=torch.float64)
+    for s in range(0, len(masks), chunk):
+        m = torch.from_numpy(np.stack(masks[s:s + chunk])).reshape((-1, 1) + out_hw)
+        x = torch.ones((len(m), 1) + tuple(in_shape[1:]), dtype=torch.float64, requires_grad=True)
+        y = F.conv2d(x, kernel, None, w.stride, w.padding, w.dilation)
+        (g,) = torch.autograd.grad(y, x, m)
+        per_group.index_add_(0, torch.tensor(group_of[s:s + chunk]), (g[:, 0] > 0.5).to(torch.float64))
+    return per_group.repeat_interleave(cin_g, dim=0)[None]
+
 
 def shape_after_ops(ops: list, shape: tuple) -> tuple:
-    x = torch.zeros((1,) + tuple(shape), dtype=torch.float64)
-    return tuple(apply_ops(ones(ops), x).shape[1:])
+    """The target shape of a branch's chain on a source of `shape` (from the ops' parameters)."""
+    return output_shape(ops, shape)
 
 
 @dataclass
@@ -225,9 +339,30 @@ def core_allocation(net: SpikingGraph, index_bits: int = 0) -> tuple[dict, list[
     return cores, problems, sum(cores.values()), lim
 
 
+# The memory model stores every connection as its own synapse (`synapse_bits`).  A convolution
+# uses each weight at every output position, and a sum pool folded into a branch repeats each
+# weight once per pooled input; Loihi 2 can store a shared kernel once.  So where a network has
+# either, its synaptic memory, cores and chips are what it needs at most.
+UPPER_BOUND_REASON = ("every connection is stored as its own synapse (no weight sharing), "
+                      "so convolutions and folded pools may need fewer cores")
+
+
+def _shares_weights(ops: list) -> bool:
+    """True when the chain uses one weight for several connections: a convolution, or a sum pool
+    of more than one input folded before the weighted op."""
+    return any(isinstance(op, syn.Conv) or (isinstance(op, syn.SumPool) and op.kernel[0] * op.kernel[1] > 1)
+               for op in ops)
+
+
+def counts_are_upper_bounds(net: SpikingGraph) -> bool:
+    """True when some branch shares its weights between connections (`_shares_weights`): the
+    explicit-synapse memory model then over-counts, and the core and chip counts are upper bounds."""
+    return any(_shares_weights(b.ops) for layer in net.neuron_layers() for b in layer.branches)
+
+
 def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
     """Raise TargetLimitError naming the offending layers when the network does not fit `chips`
-    chips of its target; return the allocation otherwise."""
+    chips of its target; return the allocation otherwise (`upper_bound`: `counts_are_upper_bounds`)."""
     cores, problems, total, lim = core_allocation(net)
     if problems:
         raise TargetLimitError("; ".join(problems), f"target '{lim.name}'",
@@ -239,4 +374,4 @@ def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
             f"({total - lim.cores_per_chip * chips} too many; largest layers: "
             + ", ".join(f"{n} {c} cores" for n, c in worst) + ")",
             f"target '{lim.name}'", "pass --chips N for a multi-chip system or make the network smaller")
-    return {"cores": cores, "total_cores": total}
+    return {"cores": cores, "total_cores": total, "upper_bound": counts_are_upper_bounds(net)}
