@@ -141,7 +141,8 @@ def _add_simulate(sub):
 def _add_verify(sub):
     p = sub.add_parser(
         "verify", help="compare float model, quantised ANN and SNN layer by layer",
-        description="Run the original model (float: onnxruntime for .onnx, PyTorch for .pt2), the integer "
+        description="Run the original model (float: onnxruntime for .onnx, the qonnx executor for a QONNX .onnx, "
+                    "PyTorch for .pt2), the integer "
                     "reference of the quantised ANN, and the SNN simulation on the same inputs; print accuracies, "
                     "prediction agreement and per-layer mismatches. Exit status 0 only when the "
                     "scheme's guarantee holds (bitplane: zero mismatches on every layer), 1 otherwise.")

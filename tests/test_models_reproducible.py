@@ -28,6 +28,8 @@ WRITES = {
     "train_digits_qat.py": ["digits_qat.onnx", "digits_qat.json"],
     "train_digits_lif.py": ["digits_lif.pt", "digits_lif.json"],
     "train_digits_reverb.py": ["digits_reverb.pt", "digits_reverb.json"],
+    "train_digits_brevitas.py": ["digits_brevitas_qcdq.onnx", "digits_brevitas_qonnx.onnx", "digits_brevitas.pt",
+                                 "digits_brevitas.json"],
 }
 
 
@@ -48,6 +50,7 @@ def _card(path: Path) -> dict:
     pytest.param("train_digits_qat.py", marks=pytest.mark.slow),
     pytest.param("train_digits_lif.py", marks=pytest.mark.slow),
     pytest.param("train_digits_reverb.py", marks=pytest.mark.slow),
+    pytest.param("train_digits_brevitas.py", marks=pytest.mark.slow),
 ])
 def test_retraining_writes_the_committed_files(script, tmp_path):
     r = subprocess.run([sys.executable, str(MODELS / script), "--out", str(tmp_path)], capture_output=True,
