@@ -50,8 +50,9 @@ ARCHITECTURE = (f"QuantIdentity(u{ACT_BITS}) -> QuantConv2d(1, 8, 3, pad 1, w{WE
                 f"-> Flatten -> QuantLinear(64, 10, w{WEIGHT_BITS})")
 
 
-def build_model() -> nn.Module:
-    """The Brevitas network (quantisers with Brevitas' default per-tensor float scales)."""
+def build_model(pool=nn.MaxPool2d) -> nn.Module:
+    """The Brevitas network (quantisers with Brevitas' default per-tensor float scales); `pool`
+    the 2x2 pooling module (tests/test_brevitas.py builds an average-pooled one for `sws`)."""
     import brevitas.nn as qnn
     from brevitas.quant import Uint8ActPerTensorFloat
 
@@ -63,8 +64,8 @@ def build_model() -> nn.Module:
 
     return nn.Sequential(
         qnn.QuantIdentity(act_quant=Uint8ActPerTensorFloat, bit_width=ACT_BITS, return_quant_tensor=True),
-        conv(1, 8), relu(), nn.MaxPool2d(2),
-        conv(8, 16), relu(), nn.MaxPool2d(2),
+        conv(1, 8), relu(), pool(2),
+        conv(8, 16), relu(), pool(2),
         nn.Flatten(),
         qnn.QuantLinear(64, 10, bias=True, weight_bit_width=WEIGHT_BITS),
     )
@@ -89,10 +90,10 @@ def quantiser_outputs(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
     return codes
 
 
-def export(model: nn.Module, example: torch.Tensor, out: str) -> tuple[str, str]:
+def export(model: nn.Module, example: torch.Tensor, out: str, prefix: str = PREFIX) -> tuple[str, str]:
     """Brevitas' QCDQ and QONNX exports (opset 18, the dynamo exporter's lowest; batch dynamic)."""
     from brevitas.export import export_onnx_qcdq, export_qonnx
-    qcdq, qonnx = os.path.join(out, f"{PREFIX}_qcdq.onnx"), os.path.join(out, f"{PREFIX}_qonnx.onnx")
+    qcdq, qonnx = os.path.join(out, f"{prefix}_qcdq.onnx"), os.path.join(out, f"{prefix}_qonnx.onnx")
     # one self-contained file each (the dynamo exporter's default writes the weights beside it)
     kwargs = dict(opset_version=18, dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), external_data=False)
     model.eval()

@@ -187,8 +187,25 @@ def _set_zero_point(model, node):
     node.input[2] = "zero_point_one"
 
 
+def _set_rounding_ceil(model, node):
+    next(a for a in node.attribute if a.name == "rounding_mode").s = b"CEIL"
+
+
+def _set_per_channel_scale(model, node):
+    model.graph.initializer.append(numpy_helper.from_array(np.full(8, 0.1, np.float32), "scale_per_channel"))
+    node.input[1] = "scale_per_channel"
+
+
+def _set_fractional_bits(model, node):
+    model.graph.initializer.append(numpy_helper.from_array(np.asarray(3.5, np.float32), "bits_fraction"))
+    node.input[3] = "bits_fraction"
+
+
 @pytest.mark.parametrize("edit, reason", [(_set_signed, "signed activation"),
-                                          (_set_zero_point, "zero point [1.0] (not 0)")])
+                                          (_set_zero_point, "zero point [1.0] (not 0)"),
+                                          (_set_rounding_ceil, "rounding_mode CEIL on an activation"),
+                                          (_set_per_channel_scale, "per-channel activation scale"),
+                                          (_set_fractional_bits, "bit width [3.5]")])
 def test_unrepresentable_activation_quant_is_refused(tmp_path, edit, reason):
     path, name = _edited_qonnx(tmp_path, edit)
     line = _refused(path)
@@ -209,3 +226,35 @@ def test_qonnx_quant_folds_weights_exactly():
         scale = float(inits[q.input[1]])
         ints = w / scale
         assert np.array_equal(ints, np.rint(ints)) and np.abs(ints).max() <= 7
+
+
+def test_the_proof_catches_a_misread_quant(monkeypatch, digits):
+    """The qonnx executor's check can fail: read ROUND as FLOOR (offset 0 instead of 1/2) and the
+    proof names the first quantiser."""
+    from neurodeploy.frontends.onnx import qonnx
+    from neurodeploy.frontends.proof import ProofError
+    monkeypatch.setitem(qonnx._ACT_OFFSET, "ROUND", 0.0)
+    with pytest.raises(ProofError, match=r"differs from the qonnx executor"):
+        load_onnx(FILES["qonnx"], probe=digits[0][:8])
+
+
+def test_sws_reads_an_average_pooled_brevitas_model(tmp_path, digits):
+    """`sws` follows where its own rules allow (average pooling; it has no max-pool rule): a seeded
+    Brevitas network with 4-bit activations, both exports, --coding-steps 4 (15 levels), cpu target:
+    0 conversion and 0 quantisation mismatches on 64 samples."""
+    torch.manual_seed(1)
+    model = brev.build_model(pool=torch.nn.AvgPool2d)
+    with torch.no_grad():                      # Brevitas' scales settle on data (stats collection)
+        model.train()
+        model(torch.from_numpy(digits[0][:256]))
+    model.eval()
+    files = brev.export(model, torch.from_numpy(digits[0][:2]), str(tmp_path), prefix="avg")
+    x, y = digits[0][:64], digits[1][:64]
+    outs = []
+    for path in files:
+        net = nd.compile(path, target="cpu", scheme="sws", coding_steps=4)
+        r = nd.verify(net, path, x, y)
+        assert all(l["conversion_mismatches"] == 0 for l in r["layers"]), r["layers"]
+        assert all(l["quantisation_mismatches"] in (None, 0) for l in r["layers"]), r["layers"]
+        outs.append(nd.simulate(net, x))
+    assert np.array_equal(outs[0], outs[1])

@@ -134,8 +134,11 @@ def _activation(node, ctx, scale, zero, signed, qmin, qmax, mode) -> None:
 
 def shape_stand_ins(model):
     """A copy of `model` in which every QONNX Quant is an Identity of its input x, for onnx's shape
-    inference (which knows no custom ops; Quant keeps its input's shape)."""
+    inference (which knows no custom ops; Quant keeps its input's shape); `model` itself when it
+    has none."""
     import onnx
+    if not uses_qonnx(model):
+        return model
     m = onnx.ModelProto()
     m.CopyFrom(model)
     for node in m.graph.node:
