@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import NeurodeployError, UnsupportedError
+from ...errors import NeurodeployError
 from ...ir import float_graph as fg
 from ...passes.fuse_quant_act import MAX_LEVELS
 from ...passes.qdq import QDQ_ORIGIN
