@@ -173,7 +173,8 @@ def _add_simulate(sub):
 def _add_verify(sub):
     p = sub.add_parser(
         "verify", help="compare float model, quantised ANN and SNN layer by layer",
-        description="Run the original model (float: onnxruntime for .onnx, PyTorch for .pt2), the integer "
+        description="Run the original model (float: onnxruntime for .onnx, the qonnx executor for a QONNX .onnx, "
+                    "PyTorch for .pt2), the integer "
                     "reference of the quantised ANN, and the SNN simulation on the same inputs; print accuracies, "
                     "prediction agreement, per-layer mismatches and the verdict those counts give: EXACT "
                     "(every count 0), NOT EXACT (the scheme promises equality and some count is not 0) or "

@@ -31,6 +31,8 @@ WRITES = {
     # ~24 CPU minutes (8 epochs of CIFAR-10 ResNet-20 on one thread): too long to retrain in the suite,
     # listed so that its files are known to have a script
     "train_cifar_resnet20_qcfs.py": ["cifar_resnet20_qcfs.onnx", "cifar_resnet20_qcfs.pt", "cifar_resnet20_qcfs.json"],
+    "train_digits_brevitas.py": ["digits_brevitas_qcdq.onnx", "digits_brevitas_qonnx.onnx", "digits_brevitas.pt",
+                                 "digits_brevitas.json"],
 }
 
 
@@ -51,6 +53,7 @@ def _card(path: Path) -> dict:
     pytest.param("train_digits_qat.py", marks=pytest.mark.slow),
     pytest.param("train_digits_lif.py", marks=pytest.mark.slow),
     pytest.param("train_digits_reverb.py", marks=pytest.mark.slow),
+    pytest.param("train_digits_brevitas.py", marks=pytest.mark.slow),
 ])
 def test_retraining_writes_the_committed_files(script, tmp_path):
     r = subprocess.run([sys.executable, str(MODELS / script), "--out", str(tmp_path)], capture_output=True,

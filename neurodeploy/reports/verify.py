@@ -1,7 +1,7 @@
 """`verify`: the float model, the quantised ANN and the SNN side by side, layer by layer.
 
 Three results on the same inputs:
-- float:     the user's original model in onnxruntime (float32),
+- float:     the user's original model in onnxruntime (float32; a QONNX file in the qonnx executor),
 - quantised: the integer reference of the quantised ANN (neurodeploy/sim/reference.py),
 - SNN:       the fixed-point spiking simulation (neurodeploy/sim/engine.py).
 Quantisation error (float vs quantised) and conversion error (quantised vs SNN) are kept
@@ -36,7 +36,11 @@ def _ort_errors() -> tuple:
 def run_onnx(model_path: str | Path, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The ONNX model's (first) output on x, (N, outputs) float32, run as written (runtime.session).
     A file onnxruntime cannot load or run (garbage, another input shape) is one NeurodeployError,
-    never onnxruntime's own message."""
+    never onnxruntime's own message.  A QONNX file (custom `Quant` ops, which onnxruntime cannot
+    run) is run by the qonnx package's executor."""
+    from ..frontends.onnx import qonnx
+    if qonnx.is_qonnx_file(model_path):
+        return qonnx.run_qonnx(model_path, x).reshape(len(x), -1)
     try:
         sess = runtime.session(str(model_path))
         _check_onnx_input(sess, x, model_path)
@@ -170,7 +174,10 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
 
 def verify_text(r: dict) -> str:
     a, g = r["accuracy"], r["agreement"]
+    from ..frontends.onnx.qonnx import is_qonnx_file
     runner = "onnxruntime" if str(r["model"]).lower().endswith(".onnx") else "PyTorch"
+    if runner == "onnxruntime" and is_qonnx_file(r["model"]):
+        runner = "qonnx"
     lines = [
         f"verify: {r['model']}  scheme={r['scheme']}  target={r['target']}  samples={r['samples']}",
         f"  accuracy   float ({runner}) {a['float']*100:6.2f}%   quantised ANN {a['quantised_ann']*100:6.2f}%"

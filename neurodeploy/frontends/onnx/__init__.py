@@ -1,8 +1,9 @@
 """ONNX front end: an .onnx file -> `FloatGraph`, proven against onnxruntime.
 
     read (checker) -> inference mode -> normalise (normalise.py: opset, static batch, folded
-    constants, static shapes) -> handlers (handlers.py, layout.py, qdq.py; one per op type)
-    -> check_shapes -> proof (proof.py: our float graph vs onnxruntime, tensor by tensor)
+    constants, static shapes) -> handlers (handlers.py, layout.py, qdq.py, qonnx.py; one per op
+    type) -> check_shapes -> proof (proof.py: our float graph vs onnxruntime -- or, for QONNX
+    files, which onnxruntime cannot run, the qonnx package's executor -- tensor by tensor)
 
 Anything outside the supported ops and attributes stops compilation with the op, the node and
 what to do.
@@ -16,7 +17,7 @@ import numpy as np
 from ...errors import NeurodeployError, UnsupportedError
 from ...ir import float_graph as fg
 from ...passes.check_shapes import check_shapes
-from . import handlers as _handlers, layout as _layout, qdq as _qdq  # noqa: F401  (register the handlers)
+from . import handlers as _handlers, layout as _layout, qdq as _qdq, qonnx as _qonnx  # noqa: F401  (register the handlers)
 from .context import HANDLERS, Ctx, supported_ops
 from .normalise import inference_mode, normalise
 
@@ -59,7 +60,7 @@ def _check_finite(name: str, arr: np.ndarray, path: str, users: dict) -> None:
 
 def _check_node(node, ctx) -> None:
     entry = HANDLERS.get(node.op_type)
-    if entry is None or node.domain not in ("", "ai.onnx"):
+    if entry is None or node.domain not in entry.domains:
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
         what = f"unsupported op {op}"
         hint = f"supported ONNX ops: {', '.join(supported_ops())}"

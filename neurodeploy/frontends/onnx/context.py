@@ -11,26 +11,33 @@ from ...errors import NeurodeployError, UnsupportedError
 from ...ir import float_graph as fg
 
 
+DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
+
+
 @dataclass
 class Handler:
     fn: object
     attrs: frozenset        # every attribute the handler reads; any other one is refused
+    domains: frozenset = DEFAULT_DOMAINS    # the op domains it reads the op type in
 
 
 HANDLERS: dict[str, Handler] = {}
 
 
-def handler(*op_types, attrs=()):
-    """Register `fn(node, ctx)` for ONNX op types; `attrs` are the attributes it understands."""
+def handler(*op_types, attrs=(), domains=DEFAULT_DOMAINS):
+    """Register `fn(node, ctx)` for op types; `attrs` are the attributes it understands, `domains`
+    the op domains (default: the standard ONNX one; QONNX's `Quant` lives in a custom domain)."""
     def register(fn):
         for t in op_types:
-            HANDLERS[t] = Handler(fn, frozenset(attrs))
+            HANDLERS[t] = Handler(fn, frozenset(attrs), frozenset(domains))
         return fn
     return register
 
 
 def supported_ops() -> list[str]:
-    return sorted(HANDLERS)
+    """Op types read, those of a custom domain with it: 'Quant (qonnx.custom_op.general, ...)'."""
+    return sorted(t if h.domains == DEFAULT_DOMAINS else f"{t} ({', '.join(sorted(h.domains))})"
+                  for t, h in HANDLERS.items())
 
 
 def attrs(node) -> dict:

@@ -175,6 +175,11 @@ def _clip(node, ctx):
         clip_quantised(node, ctx)
         return
     lo, hi = _scalar(node, ctx, 1, "clip minimum"), _scalar(node, ctx, 2, "clip maximum")
+    if ctx.is_const(node.input[0]):        # Q -> Clip -> DQ on a weight (Brevitas' QCDQ: int4 in int8)
+        codes = ctx.consts[node.input[0]]
+        lo, hi = -np.inf if lo is None else lo, np.inf if hi is None else hi
+        ctx.consts[node.output[0]] = np.clip(codes, lo, hi).astype(codes.dtype)
+        return
     ctx.add(node, fg.Clip(lo, hi), [ctx.tensor(node.input[0])])
 
 

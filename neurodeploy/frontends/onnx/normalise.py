@@ -157,6 +157,8 @@ def fold(model):
 def static_shapes(model, path: str) -> dict[str, tuple]:
     """Every tensor's shape (batch included) by onnx's strict shape inference."""
     import onnx
+    from .qonnx import shape_stand_ins
+    model = shape_stand_ins(model)          # QONNX Quant keeps its input's shape
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception:

@@ -12,12 +12,15 @@ import numpy as np
 from ...errors import NeurodeployError
 from ...ir import float_graph as fg
 from ..proof import probe_inputs, prove
-from . import runtime
+from . import qonnx, runtime
 
 
 def reference_values(model, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
-    """onnxruntime's value of every tensor in `names` that the model has, on x."""
+    """onnxruntime's value of every tensor in `names` that the model has, on x (the qonnx
+    executor's for a QONNX model)."""
     import onnx
+    if qonnx.uses_qonnx(model):
+        return qonnx.reference_values(model, names, x)
     m = onnx.ModelProto()
     m.CopyFrom(model)
     have = {o for n in m.graph.node for o in n.output}
@@ -46,4 +49,4 @@ def prove_onnx(graph: fg.FloatGraph, tensor_of: dict[str, str], model, probe: np
     except NeurodeployError as exc:
         raise NeurodeployError(exc.what, graph.source, exc.hint) from None
     reference = {node: values[t] for node, t in names.items() if t in values}
-    return prove(graph, x, reference, names, "onnxruntime")
+    return prove(graph, x, reference, names, "the qonnx executor" if qonnx.uses_qonnx(model) else "onnxruntime")

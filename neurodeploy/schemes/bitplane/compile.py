@@ -15,6 +15,7 @@ from ...ir import neurons as nrn
 from .neurons import BitplaneEncoder, BitplaneIF
 from ...ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from ...passes import run_passes
+from ...lowering.grid import quantise_on_grid
 from ...lowering.input_quant import input_quantiser
 from ...lowering.lower import lower
 from ...lowering.quantize import bias_format, quantise_layer, round_half_away
@@ -47,8 +48,12 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     code_max = {enc.name: enc.quant.levels}
     quant_report = {}
     for rl in real_layers:
-        q = quantise_layer(rl.name, rl.branches, rl.bias, rl.quant.levels if rl.quant else None,
-                           shapes, code_max, target)
+        # a quantised model's integer weights (Brevitas, QONNX, QDQ: integers times one step) stay
+        # its integers, with one relative error <= 1/(2D) for the whole layer; otherwise the
+        # generic quantiser rounds each weight to its mantissa
+        levels = rl.quant.levels if rl.quant else None
+        q = (quantise_on_grid(rl.name, rl.branches, rl.bias, levels, shapes, code_max, target)
+             or quantise_layer(rl.name, rl.branches, rl.bias, levels, shapes, code_max, target))
         if rl.quant is None:
             neuron = nrn.Readout(output_scale=1.0 / q.unit)
             value_step = np.asarray(1.0 / q.unit)
