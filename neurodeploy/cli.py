@@ -318,7 +318,7 @@ def output_count(net) -> int:
 COMMANDS = {"compile": cmd_compile, "simulate": cmd_simulate, "verify": cmd_verify}
 # Sub-commands that live beside their stage: each module has register(subparsers), which adds
 # a parser whose defaults carry func=<callable(args) -> exit status>.
-EXTRA_COMMANDS: list[str] = ["neurodeploy.reports.report_cli", "neurodeploy.reports.compare",
+EXTRA_COMMANDS: list[str] = ["neurodeploy.reports.report_cli", "neurodeploy.reports.compare_cli",
                               "neurodeploy.backends.export_cli"]
 
 

@@ -24,10 +24,17 @@ import json
 import shutil
 import sys
 import time
+import os
 from pathlib import Path
 
-import numpy as np
-import torch
+# pinned numerics (NEURODEPLOY_PIN_NUMERICS=1, as the tests run) must come before torch first computes;
+# the commands this script runs through cli.main would pin too late otherwise
+if os.environ.get("NEURODEPLOY_PIN_NUMERICS") == "1":
+    from neurodeploy.reproducible import pin_cpu_numerics
+    pin_cpu_numerics()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path.cwd()
 MODELS = ROOT / "models"

@@ -16,11 +16,10 @@ import numpy as np
 
 from ..errors import NeurodeployError
 from ..ir.spiking import SpikingGraph
+from . import FORMATS
 from .costs import cost_report
 from .deploy import loihi2
 from .dynamics import dynamics
-
-FORMATS = ("md", "json", "html")
 
 
 def build_report(net: SpikingGraph, x: np.ndarray, *, labels: np.ndarray | None = None, model=None,

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from ..errors import NeurodeployError
-from .build import FORMATS, render
+from . import FORMATS
 
 
 def register(sub) -> None:
@@ -60,5 +60,6 @@ def cmd_report(args) -> int:
     if args.output:
         print(f"wrote {args.output} ({args.format}, {d['samples']} samples)", file=sys.stderr)
     else:
+        from .build import render
         sys.stdout.write(render(d, args.format))
     return 0
