@@ -52,14 +52,17 @@ def cli_options(command: str) -> list[tuple[str, str, str]]:
 
 
 def keyword_options(command: str) -> tuple[str, set]:
-    """The **kwargs of nd.COMMAND and the names it takes: compile's scheme options, compare's sweeps."""
+    """The **kwargs of nd.COMMAND and the names it takes: compile's scheme options, compare's sweeps,
+    and for both a NetX file's import options."""
     from neurodeploy import api
     from neurodeploy.registry import all_schemes
     from neurodeploy.schemes.base import option_fields
+    from neurodeploy.frontends.netx.options import netx_fields
+    netx = {f.name for f in netx_fields()}      # a NetX file's import options: both take them too
     if command == "compile":
-        return "options", {f.name for s in all_schemes() for f in option_fields(s.Options)}
+        return "options", {f.name for s in all_schemes() for f in option_fields(s.Options)} | netx
     if command == "compare":
-        return "sweeps", set(api._sweep_flags())
+        return "sweeps", set(api._sweep_flags()) | netx
     return "", set()
 
 
