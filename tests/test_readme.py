@@ -109,7 +109,7 @@ def test_every_block_has_a_language_and_only_the_listed_ones_are_skipped():
     assert sorted(skipped) == sorted(SKIPPED), "the README's skip markers changed: update SKIPPED (and say why)"
     for start, why in SKIPPED.items():
         assert why in skipped[start], (start, skipped[start])
-    assert sum(b.lang in ("bash", "python") and b.skip is None for b in BLOCKS) >= 8   # the blocks that run, today 8
+    assert sum(b.lang in ("bash", "python") and b.skip is None for b in BLOCKS) >= 9   # the blocks that run, today 9
 
 
 def test_markers_sit_right_above_a_block_and_commands_are_fenced():
@@ -147,7 +147,7 @@ def test_every_neurodeploy_command_in_the_readme_parses():
                 except SystemExit as exc:
                     raise AssertionError(f"README.md:{line}: does not parse: {command}") from exc
                 seen += 1
-    assert seen >= 20, seen            # today 20
+    assert seen >= 21, seen            # today 21
 
 
 # --- the slow half: run everything in a fresh clone --------------------------------------------------
@@ -172,7 +172,9 @@ def _shim(path: Path, *argv: str) -> None:
 
 
 @pytest.mark.slow
-def test_readme_runs_as_written(tmp_path):
+@pytest.mark.lava
+def test_readme_runs_as_written(tmp_path, lava):
+    """(Lava: the NetX section runs its exported file in Lava, as a Loihi 2 user would.)"""
     clone, bin_dir = tmp_path / "neurodeploy", tmp_path / "bin"
     clone.mkdir()
     bin_dir.mkdir()
@@ -199,6 +201,6 @@ def test_readme_runs_as_written(tmp_path):
                                          f"--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-3000:]}")
     print("\n".join(["", "README commands (wall clock, informational):", *ran]))
     # what the commands say they make, made where they say
-    for made in ("demo/digits_bitplane/ir.json", "report.html", "compare/compare.md", "sdnn.net",
-                 "out_netx/ir.json", "model.pt2", "snn.pt2", "out_snn/ir.json", "out_nir/ir.json", "lif.net"):
+    for made in ("demo/digits_bitplane/ir.json", "report.html", "compare/compare.md", "sdnn.net", "out_netx/ir.json",
+                 "model.pt2", "snn.pt2", "out_snn/ir.json", "out_nir/ir.json", "lif.net", "y_lava.npy"):
         assert (clone / made).exists(), made
