@@ -13,6 +13,11 @@ names the NIR conventions its exporter needs (the cuba scheme's --nir-* options,
     SpikingJelly 2.0 Conv-LIF-AvgPool-Flatten-Linear             mean over T of the Linear's output
 
 Inputs: the dense networks take (N, 64), SpikingJelly's (N, 1, 8, 8), in [0, 1].
+
+As a script, it trains one library's network and writes what `neurodeploy compile FILE.nir` reads
+(the README's NIR walk-through):
+
+    python models/nir_libraries.py snntorch -o net.nir --inputs x.npy --labels labels.npy
 """
 from __future__ import annotations
 
@@ -230,3 +235,39 @@ def export(lib: Library, model, directory: Path) -> Path:
     path = Path(directory) / f"{lib.name}.nir"
     lib.export(model, path)
     return path
+
+
+def main(argv=None) -> int:
+    """Train LIBRARY's digits network (its own neurons, seeded, one thread) and export it to NIR with
+    the library's exporter; optionally write the digits test split as that network takes it."""
+    import argparse
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from neurodeploy.reproducible import pin_cpu_numerics
+    pin_cpu_numerics()                   # the same trained weights on any x86-64 CPU
+    from neurodeploy.train.data import digits
+
+    ap = argparse.ArgumentParser(description=main.__doc__.split(";")[0])
+    ap.add_argument("library", choices=sorted(LIBRARIES), help="whose neurons, trainer and NIR exporter")
+    ap.add_argument("-o", "--output", required=True, metavar="FILE.nir", help="the NIR file to write")
+    ap.add_argument("--epochs", type=int, default=12, help="training epochs (default 12, as benchmarks/bench_nir.py)")
+    ap.add_argument("--inputs", metavar="X.npy", help="also write the 450 test digits, shaped as the network's input")
+    ap.add_argument("--labels", metavar="Y.npy", help="also write their labels (int64)")
+    args = ap.parse_args(argv)
+    quiet()
+    lib = library(args.library)
+    xtr, ytr, xte, yte = digits(0)
+    model = train(lib, xtr, ytr, epochs=args.epochs)
+    lib.export(model, args.output)
+    if args.inputs:
+        np.save(args.inputs, lib.inputs(xte))
+    if args.labels:
+        np.save(args.labels, yte)
+    acc = float(np.mean(lib.run(model, xte).argmax(1) == yte))
+    print(f"{lib.name} {lib.version}: {lib.network}; float test accuracy {acc:.2%} (450 digits); wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -157,7 +157,8 @@ def _add_simulate(sub):
                     "Writes the readout layer's values as float32 (N, outputs) in the ANN's units.")
     p.add_argument("compiled", help="directory written by `neurodeploy compile`")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs (N, C, H, W) or (N, F)")
-    p.add_argument("--output", required=True, metavar="Y.npy", help="where to write the outputs")
+    p.add_argument("-o", "--output", required=True, metavar="Y.npy",
+                   help="where to write the outputs (.npy, atomically; never over an input)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--engine", choices=["neurodeploy", "planes", "steps", "lava"], default="neurodeploy",
@@ -202,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile trained ANNs (ONNX) to spiking networks for Loihi 2 and simulate them "
                     "bit for bit on a CPU.")
     parser.add_argument("--version", action="version", version=f"neurodeploy {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below; `neurodeploy COMMAND --help` explains its options")
     _add_compile(sub)
     _add_simulate(sub)
     _add_verify(sub)
@@ -233,7 +235,7 @@ def cmd_compile(args) -> int:
                           "layers": layer_rows(net)}, indent=1))
     else:
         print(md)
-        print(f"wrote {args.output}/ in {seconds:.2f} s")
+        print(f"wrote {args.output.rstrip('/')}/ in {seconds:.2f} s")
     return 0
 
 

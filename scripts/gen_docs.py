@@ -47,7 +47,8 @@ def cli_options(command: str) -> list[tuple[str, str, str]]:
         if isinstance(a, argparse._HelpAction):
             continue
         flag = ", ".join(a.option_strings) if a.option_strings else a.dest.upper()
-        out.append((flag, python_name(command, a), " ".join((a.help or "").split())))
+        help_text = " ".join((a.help or "").split()).replace("%%", "%")     # as argparse prints it
+        out.append((flag, python_name(command, a), help_text))
     return out
 
 

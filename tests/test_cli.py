@@ -1,4 +1,5 @@
 """The command line end to end, and what users see when they hand us something wrong."""
+import argparse
 import json
 import os
 import subprocess
@@ -88,6 +89,48 @@ def test_help_explains_options():
     assert r.returncode == 0
     for opt in ("--calibration", "--timesteps", "--target", "--scheme", "--input-bits"):
         assert opt in r.stdout
+
+
+# The sub-commands that write a file or a directory (each takes -o/--output), and those that only print.
+WRITERS = {"compile", "simulate", "report", "compare", "export"}
+PRINTERS = {"verify"}
+
+
+def _subcommands() -> dict:
+    """name -> the argparse parser of each `neurodeploy` sub-command (the parser the command runs)."""
+    from neurodeploy.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {**sub.choices, "neurodeploy": parser}
+
+
+def test_every_option_of_every_command_has_help_text():
+    """--help explains every flag and positional argument (none without help, none hidden), and
+    every sub-command has a one-line help in `neurodeploy --help`."""
+    commands = _subcommands()
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, p in commands.items()
+               for a in p._actions if not (a.help or "").strip() or a.help == argparse.SUPPRESS]
+    assert missing == []
+    sub = next(a for a in commands["neurodeploy"]._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(c.dest for c in sub._choices_actions if (c.help or "").strip()) == sorted(WRITERS | PRINTERS)
+
+
+def test_every_command_that_writes_takes_dash_o():
+    commands = _subcommands()
+    assert set(commands) - {"neurodeploy"} == WRITERS | PRINTERS, "classify the new sub-command above"
+    for name in WRITERS:
+        outputs = [a for a in commands[name]._actions if a.dest == "output"]
+        assert len(outputs) == 1 and {"-o", "--output"} <= set(outputs[0].option_strings), name
+    for name in PRINTERS:
+        assert not [a for a in commands[name]._actions if a.dest == "output" or "-o" in a.option_strings], name
+
+
+def test_simulate_dash_o_is_output(tmp_path):
+    out = tmp_path / "net"
+    assert run("compile", MODEL, "-o", out).returncode == 0
+    assert run("simulate", out, "--input", X, "-o", tmp_path / "short.npy").returncode == 0
+    assert run("simulate", out, "--input", X, "--output", tmp_path / "long.npy").returncode == 0
+    assert (tmp_path / "short.npy").read_bytes() == (tmp_path / "long.npy").read_bytes()
 
 
 def _unsupported_model(path):

@@ -20,9 +20,10 @@ def register(sub) -> None:
                     "accuracy, Δ vs the float ANN, latency, energy per inference (45 nm CMOS model), synaptic "
                     "memory, cores. Writes each compiled network and compare.{md,json,html} to -o DIR.")
     p.add_argument("model", help="the ONNX model (or a Lava-DL NetX file: its own network, one row)")
-    p.add_argument("--target", default="loihi2")
-    p.add_argument("--input", required=True, metavar="X.npy")
-    p.add_argument("--labels", required=True, metavar="Y.npy")
+    p.add_argument("--target", default="loihi2",
+                   help="hardware description in targets/ (loihi2, cpu) or a path to a .toml (default: loihi2)")
+    p.add_argument("--input", required=True, metavar="X.npy", help="float32 inputs, batch first")
+    p.add_argument("--labels", required=True, metavar="Y.npy", help="integer labels (N,), each 0..outputs-1")
     p.add_argument("--schemes", default="bitplane,rate", help="comma-separated (default bitplane,rate)")
     for scheme in all_schemes():          # each scheme's own sweep, e.g. rate's T values
         if scheme.compare_sweep is not None:
