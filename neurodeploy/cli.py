@@ -266,20 +266,37 @@ def cmd_simulate(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"simulated {len(x)} samples in {seconds:.3f} s ({summary['samples_per_second']:.0f} samples/s); "
+        print(f"simulated {len(x)} samples in {seconds:.3f} s ({summary['samples_per_second']:.3g} samples/s); "
               f"wrote {args.output} {tuple(out.shape)} float32")
     return 0
 
 
+LAVA_CHUNKS = 10      # Lava runs per simulate --engine lava: the progress bar's steps (each builds its network)
+
+
 def _simulate_lava(net, x):
-    """Run the emitted Lava processes in Loihi2SimCfg(select_tag="fixed_pt")."""
+    """Run the emitted Lava processes in Loihi2SimCfg(select_tag="fixed_pt"), in up to LAVA_CHUNKS
+    runs of consecutive samples, so that a progress bar can follow them (every sample's result is
+    its own: the runs give what one run over all samples gives)."""
+    import numpy as np
+
+    from .progress import progress_bar
     from .registry import all_schemes, get_scheme
     scheme = get_scheme(net.scheme)
     if not scheme.has_lava:
         runs = ", ".join(s.name for s in all_schemes() if s.has_lava)
         raise NeurodeployError(f"--engine lava runs {runs} networks, not {net.scheme}", "--engine",
                                scheme.no_lava_hint)
-    return scheme.simulate_lava(net, x)
+    chunk = max(1, -(-len(x) // LAVA_CHUNKS))
+    outputs, spikes = [], {}
+    with progress_bar(total=len(x), desc="simulate (Lava fixed_pt)", unit="sample") as bar:
+        for start in range(0, len(x), chunk):
+            out, counts = scheme.simulate_lava(net, x[start:start + chunk])
+            outputs.append(np.asarray(out))
+            for name, n in counts.items():
+                spikes[name] = spikes.get(name, 0) + int(n)
+            bar.update(len(x[start:start + chunk]))
+    return np.concatenate(outputs), spikes
 
 
 def _save_npy_atomic(path, arr) -> None:
