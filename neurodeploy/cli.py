@@ -222,7 +222,9 @@ def cmd_compile(args) -> int:
     check_output_dir(args.output, inputs)          # before the work: a folder we may not replace stops here
     options = given_options(args)
     t0 = time.perf_counter()
-    net = compile_model(args.model, args.target, args.scheme, options)
+    from .progress import COMPILE_STAGES, stage_bar
+    with stage_bar(COMPILE_STAGES, "compile") as stage:
+        net = compile_model(args.model, args.target, args.scheme, options, stage)
     md = summary_markdown(net)
     save_artifact(net, args.output, {"summary.md": md}, inputs)
     seconds = time.perf_counter() - t0

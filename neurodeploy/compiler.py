@@ -115,9 +115,11 @@ def check_front_end_options(model, scheme: str, front, options) -> None:
 
 
 def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = DEFAULT_SCHEME,
-                  options=None, model_meta: dict | None = None, front_meta: dict | None = None) -> SpikingGraph:
+                  options=None, model_meta: dict | None = None, front_meta: dict | None = None,
+                  stage=None) -> SpikingGraph:
     """Compile a float graph from any front end; `model_meta` ({"file", "sha256"}) names its source,
     `front_meta` is what its front end reports (a NIR graph's {"nir": ...}), kept in net.meta.
+    `stage(name)`, if given, is called as each of `progress.COMPILE_STAGES` after the front end starts.
 
     options: the scheme's options class, a dict of option values or a `CompileOptions` (checked
     by the scheme: an option it does not have is refused)."""
@@ -126,7 +128,10 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = DE
     options = sch.options(options)
     if options.calibration is not None:
         check_calibration_shape(options.calibration, graph)
+    stage = stage or (lambda name: None)
+    stage("passes")
     graph = run_passes(graph, FRONT_END_PASSES)
+    stage("scheme flow")
     try:
         net = sch.compile(graph, tgt, options)
     except UnsupportedError as exc:      # name the scheme that cannot take the op
@@ -142,7 +147,9 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = DE
         **(front_meta or {}),
     })
     # a network larger than the chip(s) stops here, naming the largest layers
+    stage("allocation")
     net.meta["allocation"] = check_fits(net, options.chips)
+    stage("checks")
     # what the loader will check of the directory holds for what we emit (a failure is our bug)
     validate_graph(net, tgt, f"the {sch.name} network compiled from {graph.source}",
                    "this is a neurodeploy bug: please report it with the model")
@@ -160,12 +167,13 @@ def check_calibration_shape(calibration, graph: fg.FloatGraph) -> None:
 
 
 def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str | None = None,
-                  options=None) -> SpikingGraph:
+                  options=None, stage=None) -> SpikingGraph:
     """`neurodeploy compile`: a model file -> SpikingGraph (options as in `compile_graph`).
 
     scheme None: `default_scheme` (bitplane unless a scheme's own front end reads the file), or for
     a NetX file the scheme of its neurons; a NetX file takes the options of
-    `frontends.netx.options.NetxOptions` instead of a scheme's."""
+    `frontends.netx.options.NetxOptions` instead of a scheme's.  `stage(name)`: called as each of
+    `progress.COMPILE_STAGES` starts (the command's progress bar)."""
     model_path = Path(model_path)
     if is_netx_path(model_path):   # a Lava-DL NetX file is a spiking network already: read, not compiled
         return import_netx(model_path, target, scheme, options)
@@ -178,9 +186,11 @@ def compile_model(model_path: str | Path, target: str = "loihi2", scheme: str | 
     front = model_front_end(model_path, scheme)
     options = get_scheme(scheme).options(options)
     check_front_end_options(model_path, scheme, front, options)
+    if stage is not None:
+        stage("front end")
     graph, front_meta = (load_model(model_path, options.calibration), {}) if front is None \
         else front.load(model_path, options)
-    return compile_graph(graph, target, scheme, options, model_meta(model_path), front_meta)
+    return compile_graph(graph, target, scheme, options, model_meta(model_path), front_meta, stage)
 
 
 def save_artifact(net: SpikingGraph, out_dir: str | Path, extra_files: dict[str, str] | None = None,
