@@ -108,9 +108,10 @@ def add_option_flags(p, schemes: list, extra: dict | None = None) -> None:
     for name, f in fields.items():
         meta = f.metadata
         help_text = meta.get("help", "")
-        if name == "timesteps":
+        scheme_owned = any(o not in (extra or {}) for o in owners[name])    # else only a front end's (compare)
+        if name == "timesteps" and scheme_owned:
             help_text += ": " + "; ".join(timesteps_help)
-        elif name not in common:
+        elif name not in common or not scheme_owned:
             help_text = f"[{', '.join(owners[name])}] {help_text}"
         kw = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if meta.get("type") is None and isinstance(f.default, bool):
