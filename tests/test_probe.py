@@ -55,19 +55,13 @@ def test_bitplane_peak_is_the_reference_accumulator():
     """A bitplane membrane ends its accumulation at the quantised ANN's integer pre-activation U
     (before the clamp), so its peak is at least max |U| of the reference; the Horner partials can
     only add to it."""
-    from neurodeploy.sim.reference import apply_op_int, input_codes_ref
+    from neurodeploy.sim.reference import input_codes_ref, pre_activation
     net = ann("bitplane")
     probe = Probe()
     get_scheme("bitplane").run_probed(engine.prepare(net), X, probe)
     codes = {net.input.name: input_codes_ref(net.input, X)}
     for layer in net.neuron_layers():
-        u = 0
-        for b in layer.branches:
-            v = codes[b.source]
-            for op in b.ops:
-                v = apply_op_int(op, v)
-            u = u + v * (1 << b.weight_exp)
-        u = u + layer.neuron.total_bias(layer.bias).reshape((1, -1) + (1,) * (np.ndim(u) - 2))
+        u = pre_activation(layer, codes)
         assert probe.state_peak[layer.name] >= int(np.abs(u).max()), layer.name
         if not layer.is_readout:
             codes[layer.name] = layer.neuron.reference_code(u)

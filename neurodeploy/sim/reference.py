@@ -64,19 +64,25 @@ def input_codes_ref(enc: InputEncoder, x: np.ndarray) -> np.ndarray:
     return np.clip(k, 0, enc.neuron.code_max).astype(np.int64)
 
 
+def pre_activation(layer, codes: dict) -> np.ndarray:
+    """A layer's integer pre-activation U = Σ_b (W_b·codes[source_b]) << weight_exp_b + its whole
+    run's bias, from its sources' codes."""
+    u = 0
+    for b in layer.branches:
+        v = codes[b.source]
+        for op in b.ops:
+            v = apply_op_int(op, v)
+        u = u + v * (1 << b.weight_exp)
+    bias = layer.neuron.total_bias(layer.bias)
+    return u + bias.reshape((1, -1) + (1,) * (np.ndim(u) - 2))
+
+
 def reference(graph: SpikingGraph, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(codes per spiking layer incl. the input, readout state U) for a batch x."""
     codes = {graph.input.name: input_codes_ref(graph.input, x)}
     u = None
     for layer in graph.neuron_layers():
-        u = 0
-        for b in layer.branches:
-            v = codes[b.source]
-            for op in b.ops:
-                v = apply_op_int(op, v)
-            u = u + v * (1 << b.weight_exp)
-        bias = layer.neuron.total_bias(layer.bias)
-        u = u + bias.reshape((1, -1) + (1,) * (np.ndim(u) - 2))
+        u = pre_activation(layer, codes)
         if layer.is_readout:
             return codes, u
         codes[layer.name] = layer.neuron.reference_code(u)     # floor(U / D), clipped; sws rounds
