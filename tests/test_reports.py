@@ -16,7 +16,7 @@ from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import neurons as nrn
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
-from neurodeploy.reports import costs, energy, schema
+from neurodeploy.reports import costs, energy, schema, tables
 from neurodeploy.target import allocation
 from neurodeploy.reports.build import build_report
 from neurodeploy.reports.document import slug
@@ -164,8 +164,9 @@ def test_counts_say_when_they_are_upper_bounds():
     md = to_markdown(d)
     assert "Synaptic memory, cores and chips are upper bounds: every connection is stored as its own" in md
     summary = next(line for line in md.splitlines() if line.startswith("| bitplane |"))
-    memory, cores = [c.strip() for c in summary.strip("|").split("|")][-3:-1]   # the report's memory unit
-    assert memory.startswith("at most ") and cores == "at most 2 (1 chip)", summary
+    memory, cores = [c.strip() for c in summary.strip("|").split("|")][-3:-1]
+    assert d["summary"]["synaptic_memory_bytes"] == 296
+    assert memory == f"at most {tables.units_of(d).m(296)}" and cores == "at most 2 (1 chip)", summary
     assert "upper bounds" in to_html(d)
     d = costs.cost_report(dense_net(), tiny_input(), batch_size=1)
     assert not d["summary"]["upper_bound"] and d["allocation"]["upper_bound_reason"] is None
