@@ -81,12 +81,29 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("net", help="NetX file written by `neurodeploy export --format netx`")
     p.add_argument("x", help="inputs .npy, shaped as for `neurodeploy simulate`")
-    p.add_argument("-o", "--output", help="write the outputs here (.npy)")
+    p.add_argument("-o", "--output", help="write the outputs here (.npy); never one of the inputs")
     args = p.parse_args()
-    print(netx_host.instructions(args.net))
-    y = run(args.net, np.load(args.x))
-    if args.output:
-        np.save(args.output, y)
+    # A missing or malformed file is one line and exit 2, as from `neurodeploy` itself: the same
+    # checks (the NetX reader, the .npy loader that never unpickles, the output-path check).
+    from neurodeploy.arrays import load_npy
+    from neurodeploy.errors import NeurodeployError
+    from neurodeploy.frontends.netx.reader import read_netx
+    from neurodeploy.outputs import check_output_file
+    try:
+        read_netx(args.net)
+        if not netx_host.read(args.net):
+            raise NeurodeployError("has no neurodeploy_* attributes (the host's input encoding and output "
+                                   "decoding)", args.net, "pass a file written by `neurodeploy export --format netx`")
+        out = check_output_file(args.output, inputs=(args.net, args.x)) if args.output else None
+        x = load_npy(args.x, "inputs")
+        print(netx_host.instructions(args.net))
+        y = run(args.net, x)
+    except (NeurodeployError, ValueError) as exc:
+        line = exc.one_line() if isinstance(exc, NeurodeployError) else str(exc)
+        print(f"run_netx_in_lava.py: error: {line}", file=sys.stderr)
+        return 2
+    if out is not None:
+        np.save(out, y)
     print(y)
     return 0
 

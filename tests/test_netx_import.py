@@ -590,6 +590,36 @@ def test_exported_files_run_the_standard_way_with_the_example_script(lava_netx, 
     np.testing.assert_array_equal(example.run(str(tmp_path / "c.net"), xc), sim_cuba.simulate(cuba, xc))
 
 
+def test_example_script_refuses_bad_files_in_one_line(tmp_path):
+    """The example is what users start from: a missing or non-NetX file, a NetX file without the host's
+    attributes, and unreadable inputs are one line and exit 2 -- no traceback, and no output written."""
+    import subprocess
+    script = str(ROOT / "examples" / "run_netx_in_lava.py")
+    not_h5 = tmp_path / "text.net"
+    not_h5.write_text("not hdf5")
+    plain = tmp_path / "plain.net"          # a valid NetX network, as slayer writes it: no neurodeploy_* attributes
+    tiny_cuba(plain)
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 64), dtype=np.float32))
+    bad_x = tmp_path / "bad.npy"
+    bad_x.write_bytes(b"nothing")
+    sdnn = tmp_path / "s.net"
+    import test_sdnn as tsd
+    write_netx(tsd._compile(MODELS / "digits_qcfs.onnx", np.load(MODELS / "digits_calib_x.npy")), sdnn)
+    cases = [([str(tmp_path / "missing.net"), str(x)], "file not found"),
+             ([str(not_h5), str(x)], "not a readable HDF5 file"),
+             ([str(plain), str(x)], "no neurodeploy_* attributes"),
+             ([str(sdnn), str(bad_x)], str(bad_x)),
+             ([str(sdnn), str(x), "-o", str(sdnn)], "-o")]
+    for argv, words in cases:
+        r = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert "Traceback" not in r.stderr and words in r.stderr, (argv, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["bad.npy", "plain.net", "s.net", "text.net", "x.npy"]
+
+
 def test_lava_netx_imports_in_a_fresh_python_through_neurodeploy_lava(netx):
     """On Python 3.11 `from lava.lib.dl import netx` fails by itself; `from neurodeploy.lava import
     netx` is the one line a user needs (the compat hook runs on import)."""
