@@ -12,7 +12,8 @@ import torch
 
 from neurodeploy.ir import synapses as syn
 from neurodeploy.ir.synapse_ops import abs_bound, apply_ops
-from neurodeploy.lowering.quantize import round_half_away
+from neurodeploy.lowering.quantize import bias_format, round_half_away
+from neurodeploy.target import load_target
 
 
 def _direct_abs_bound(ops, in_shape, in_max):
@@ -71,3 +72,15 @@ def test_round_half_away_is_sign_symmetric_round_half_up():
     want = (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
     assert np.array_equal(round_half_away(x), want)
     assert np.array_equal(round_half_away(ties), np.where(ties > 0, np.ceil(ties), np.floor(ties)).astype(np.int64))
+
+
+def test_round_half_away_saturates_instead_of_wrapping():
+    """A value beyond int64 (a fuzzed bias of -1e30) used to cast to -2^63, whose |.| overflows to a
+    negative number that passed bias_format's `<= mant_max`; now it saturates at ±2^62 and every
+    format refuses it.  NaN is refused outright."""
+    big = np.array([1e30, -1e30, np.inf, -np.inf, 2.0 ** 63, -(2.0 ** 64)])
+    assert np.array_equal(round_half_away(big), np.array([1, -1, 1, -1, 1, -1]) << 62)
+    target = load_target("loihi2")
+    assert bias_format(round_half_away(np.array([3.0, -1e30])), target) == (None, None)
+    with pytest.raises(ValueError, match="NaN"):
+        round_half_away(np.array([1.0, np.nan]))

@@ -12,9 +12,19 @@ from ..ir.synapse_ops import abs_bound
 from ..target import Target
 
 
+# |values| at or beyond 2^62 saturate there: far outside every mantissa format, so each caller's
+# range check refuses them.  Without it, casting 1e30 to int64 gives -2^63, and |-2^63| overflows
+# to a *negative* number that passes a `<= mant_max` check.
+ROUND_SATURATION = float(1 << 62)
+
+
 def round_half_away(x: np.ndarray) -> np.ndarray:
-    """Round to nearest, ties away from zero (deterministic, sign-symmetric)."""
+    """Round to nearest, ties away from zero (deterministic, sign-symmetric); int64, saturating
+    at ±2^62 (`ROUND_SATURATION`).  NaN is a bug upstream (inputs are validated): ValueError."""
     x = np.asarray(x, dtype=np.float64)
+    if np.isnan(x).any():
+        raise ValueError("round_half_away: NaN (a non-finite value reached quantisation)")
+    x = np.clip(x, -ROUND_SATURATION, ROUND_SATURATION)
     # = sign(x)·floor(|x| + 1/2): IEEE addition is sign-symmetric, so x ± 1/2 rounds like |x| + 1/2
     return np.trunc(x + np.copysign(0.5, x)).astype(np.int64)
 
