@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -181,23 +183,31 @@ def ray_instance(workers: int, address: str | None):
         yield ray
         return
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
-        if address is None:
-            ray.init(num_cpus=workers, **kwargs)
-        else:
-            ray.init(address=address, **kwargs)
+        try:
+            if address is None:
+                ray.init(num_cpus=workers, **kwargs)
+            else:
+                ray.init(address=address, **kwargs)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                # ray.init makes SIGTERM exit on the spot (sys.exit); ours (`signals.handled`) cleans up as
+                # Ctrl-C does and says so: back to it
+                signal.signal(signal.SIGTERM, sigterm)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        with contextlib.suppress(Exception):
-            ray.shutdown()
+        ray.shutdown()
         where = f"--ray-address {address}" if address else "--workers"
         raise NeurodeployError(f"cannot start Ray ({_first_line(exc)})", where,
                                "check the address (`ray status` on the head node prints it)" if address
                                else "use --workers 1 to run without Ray") from None
+    except BaseException:           # Ctrl-C while Ray starts: what started goes too
+        ray.shutdown()
+        raise
     try:
         yield ray
     finally:
         ray.shutdown()      # disconnects from a cluster; stops the local instance we started
-
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

@@ -176,13 +176,15 @@ def test_cluster_by_address(ray_cluster, compiled, tmp_path):
 
 INTERRUPTED = """
 import json, os, signal, sys, threading, time
-import numpy as np
+from neurodeploy import signals
 from neurodeploy.cli import main
 
 def interrupt_when_ray_is_up():
-    while not getattr(sys.modules.get("ray"), "is_initialized", lambda: False)():
+    # Ray is up, and ray.init's own SIGTERM handler has given way to ours again
+    while not getattr(sys.modules.get("ray"), "is_initialized", lambda: False)() \\
+            or signal.getsignal(signal.SIGTERM) is not signals._raise_terminated:
         time.sleep(0.01)
-    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), int(sys.argv[4]))
 
 threading.Thread(target=interrupt_when_ray_is_up, daemon=True).start()
 rc = main(["simulate", sys.argv[1], "--input", sys.argv[2], "-o", sys.argv[3], "--batch-size", "1", "--workers", "2"])
@@ -200,9 +202,10 @@ print(json.dumps({"rc": rc, "ray_up": sys.modules["ray"].is_initialized(), "chil
 
 
 @pytest.mark.slow
-def test_local_instance_started_and_interrupted(tmp_path):
-    """Ctrl-C while a local instance started for the run is up: exit 130, no output file, the
-    instance shut down (no process of it left, this process no longer joined)."""
+@pytest.mark.parametrize("sig, said", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated (SIGTERM)")])
+def test_local_instance_started_and_interrupted(tmp_path, sig, said):
+    """Ctrl-C (or SIGTERM) while a local instance started for the run is up: exit 130 (143), no output
+    file, the instance shut down (no process of it left, this process no longer joined)."""
     x = np.concatenate([np.load(X)] * 4)            # 1800 batches of 1: the run cannot finish first
     np.save(tmp_path / "x.npy", x)
     script = tmp_path / "interrupted.py"
@@ -210,10 +213,10 @@ def test_local_instance_started_and_interrupted(tmp_path):
     out = tmp_path / "y.npy"
     net = tmp_path / "net"
     assert main(["compile", str(MODEL), "-o", str(net)]) == 0
-    r = subprocess.run([sys.executable, str(script), str(net), str(tmp_path / "x.npy"), str(out)],
+    r = subprocess.run([sys.executable, str(script), str(net), str(tmp_path / "x.npy"), str(out), str(int(sig))],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert result == {"rc": 128 + signal.SIGINT, "ray_up": False, "children": []}, r.stderr
-    assert "interrupted -- no partial output was written" in r.stderr
-    assert not out.exists() and not list(tmp_path.glob(".tmp*")) and not list(tmp_path.glob("*.tmp*"))
+    assert result == {"rc": 128 + sig, "ray_up": False, "children": []}, r.stderr
+    assert f"{said} -- no partial output was written" in r.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["interrupted.py", "net", "x.npy"]
