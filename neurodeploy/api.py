@@ -244,13 +244,19 @@ def _inputs(x, graph: SpikingGraph) -> np.ndarray:
     return check_inputs(_numpy(x, "inputs"), sample_shape(graph), _where(x, "x"))
 
 
-def simulate(net, x, batch_size: int = 256, device: str = "cpu", engine: str = "neurodeploy") -> np.ndarray:
+def simulate(net, x, batch_size: int = 256, device: str = "cpu", engine: str = "neurodeploy", *,
+             workers: int = 1, ray_address: str | None = None) -> np.ndarray:
     """Run the compiled network bit-accurately on x (N, ...); returns float32 (N, outputs).
     engine: "neurodeploy" (default) or another of the scheme's bit-identical kernels (`neurodeploy
-    simulate --engine`: "planes" for bitplane, "steps" for rate, sws and reverb)."""
+    simulate --engine`: "planes" for bitplane, "steps" for rate, sws and reverb).
+    workers > 1: the batches as Ray tasks on a local Ray instance (or the one this process joined
+    with ray.init, or the cluster at `ray_address`), the same bytes (`neurodeploy.workers`)."""
     from .sim.engine import simulate as run
+    from .workers import check_workers
+    check_workers(workers, ray_address, device)
     graph = _spiking(net)
-    out, _ = run(graph, _inputs(x, graph), batch_size, device, engine=engine)
+    out, _ = run(graph, _inputs(x, graph), batch_size, device, engine=engine, workers=workers,
+                 ray_address=ray_address)
     return out
 
 
@@ -314,7 +320,7 @@ def _device_of(module):
 
 def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.FloatGraph, x: np.ndarray,
                    y: np.ndarray, model_label: str, batch_size: int = 256, device: str = "cpu",
-                   progress: bool = False) -> dict:
+                   progress: bool = False, workers: int = 1, ray_address: str | None = None) -> dict:
     """`neurodeploy.reports.verify.verify` with the float model's outputs and float graph given.
 
     Runs verify's own code, so the dict is the same; where verify would run onnxruntime on a
@@ -323,11 +329,12 @@ def verify_against(net: SpikingGraph, float_logits: np.ndarray, float_graph: fg.
     """
     from .reports import verify as verify_mod
     return verify_mod.verify(net, model_label, x, y, batch_size, device, progress,
-                             float_logits=float_logits, float_graph=float_graph)
+                             float_logits=float_logits, float_graph=float_graph, workers=workers,
+                             ray_address=ray_address)
 
 
 def verify(net, model, x, y=None, batch_size: int = 256, device: str = "cpu", progress: bool = False,
-           allow_other_model: bool = False) -> dict:
+           allow_other_model: bool = False, *, workers: int = 1, ray_address: str | None = None) -> dict:
     """Float model vs quantised ANN vs SNN on (x, y); the dict of `neurodeploy.reports.verify.verify`.
 
     model: the reference float model: an `nn.Module` or `ExportedProgram` (run by PyTorch; its
@@ -338,12 +345,16 @@ def verify(net, model, x, y=None, batch_size: int = 256, device: str = "cpu", pr
     and the result then holds "model_is_compiled_one": False.  Or the NetX file a network was
     imported from, which Lava itself runs as the reference (`frontends.netx.verify`: bit-exact,
     layer by layer; labels optional; only that very file).
+    workers > 1: the batches as Ray tasks, as `simulate` (the same result; a network of a scheme
+    without a quantised ANN, or a NetX reference, runs here).
     """
     from .arrays import check_labels
     from .frontends.netx import is_netx_path
     from .sim.core import check_batch_size, check_device
+    from .workers import check_workers
     check_batch_size(batch_size)
     check_device(device)
+    check_workers(workers, ray_address, device)
     graph = _spiking(net)
     x = _inputs(x, graph)
     n_classes = int(np.prod(graph.output.shape))
@@ -355,7 +366,7 @@ def verify(net, model, x, y=None, batch_size: int = 256, device: str = "cpu", pr
         raise NeurodeployError("verify needs labels", "neurodeploy.verify", "pass y (integer labels)")
     y = check_labels(_numpy(y, "labels"), len(x), _where(y, "y"), n_classes=n_classes)
     same = _same_model(graph, model, allow_other_model)
-    result = _verify(graph, model, x, y, batch_size, device, progress)
+    result = _verify(graph, model, x, y, batch_size, device, progress, workers, ray_address)
     if same is False:
         result["model_is_compiled_one"] = False      # only with allow_other_model: say so
     return result
@@ -383,7 +394,8 @@ def _same_model(graph: SpikingGraph, model, allow_other_model: bool) -> bool | N
                            "neurodeploy.verify", "pass the model you compiled, or allow_other_model=True")
 
 
-def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, progress: bool) -> dict:
+def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, progress: bool, workers: int = 1,
+            ray_address: str | None = None) -> dict:
     if not get_scheme(graph.scheme).ann_reference:
         # a trained SNN (cuba, reverb): the reference is the float SNN itself, not a quantised ANN
         from .reports.verify import compare_accuracy, snn_verdict
@@ -398,14 +410,15 @@ def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, prog
         path = Path(model)
         if path.suffix.lower() == ".onnx":
             from .reports.verify import verify as verify_onnx
-            return verify_onnx(graph, path, x, y, batch_size, device, progress)
+            return verify_onnx(graph, path, x, y, batch_size, device, progress, workers=workers,
+                               ray_address=ray_address)
         if path.suffix.lower() != ".pt2":
             raise NeurodeployError(f"unsupported model format '{path.suffix}'", str(path),
                                    "pass the .onnx / .pt2 file or the nn.Module the network was compiled from")
         from .frontends.torch import graph_from_program, load_program
         program = load_program(path)
         return verify_against(graph, run_torch(program, x, batch_size), graph_from_program(program, str(path), prove=False),
-                              x, y, str(path), batch_size, device, progress)
+                              x, y, str(path), batch_size, device, progress, workers, ray_address)
     import torch
     from .frontends.torch import load_torch
     if isinstance(model, torch.export.ExportedProgram):
@@ -417,7 +430,7 @@ def _verify(graph: SpikingGraph, model, x, y, batch_size: int, device: str, prog
         raise NeurodeployError(f"cannot verify against a {type(model).__name__}", "neurodeploy.verify",
                                "pass the nn.Module, ExportedProgram or model file the network was compiled from")
     return verify_against(graph, run_torch(model, x, batch_size), float_graph, x, y, label,
-                          batch_size, device, progress)
+                          batch_size, device, progress, workers, ray_address)
 
 
 # --- report, compare, export ------------------------------------------------------------------
@@ -476,7 +489,8 @@ def _sweep_flags() -> dict:
 
 
 def compare(model, x, labels, *, schemes="bitplane,rate", output: str | Path, target: str = "loihi2",
-            calibration=None, batch_size: int = 256, progress: bool = False, **sweeps) -> dict:
+            calibration=None, batch_size: int = 256, progress: bool = False, workers: int = 1,
+            ray_address: str | None = None, **sweeps) -> dict:
     """`neurodeploy compare`: compile `model` (an .onnx path) under several schemes, simulate `x`,
     and write one table: scheme, parameters, accuracy, delta vs the float ANN, latency, energy,
     memory, cores.  Writes each compiled network and compare.md / compare.json / compare.html to
@@ -487,6 +501,8 @@ def compare(model, x, labels, *, schemes="bitplane,rate", output: str | Path, ta
     `rate_timesteps=[4, 16]` (rate's T values), `bitplane_lossy=[3]` (lossy bitplane step counts).
     A Lava-DL NetX file (`.net`) has one configuration, its own network as imported, and no float
     model; its import options go by their flags' names too (`input_mode="sequence"`, ...).
+    workers > 1: each configuration a Ray task, as `simulate` (the same tables and files; the
+    workers read `model` by its path).
     """
     from .arrays import check_inputs, check_labels, sample_shape
     from .frontends.netx import import_netx, is_netx_path
@@ -504,7 +520,9 @@ def compare(model, x, labels, *, schemes="bitplane,rate", output: str | Path, ta
     if unknown:
         raise NeurodeployError(f"unknown option(s) {', '.join(unknown)}", "neurodeploy.compare",
                                f"the sweeps are {', '.join(flags)}")
+    from .workers import check_workers
     check_batch_size(batch_size)
+    check_workers(workers, ray_address)
     load_target(target)
     inputs = _paths(model, target, x, labels, calibration)
     out = check_output_dir(output, inputs)      # before the work: a folder we may not replace stops here
@@ -528,7 +546,7 @@ def compare(model, x, labels, *, schemes="bitplane,rate", output: str | Path, ta
     # and replaces it in one rename: an error or a signal half-way leaves `out` as it was
     with output_folder(out, "compare", inputs) as tmp:
         d = run_compare(str(model), target, xs, y, names, str(tmp), cal, values, batch_size, progress,
-                        netx_options=netx_options)
+                        netx_options=netx_options, workers=workers, ray_address=ray_address)
         write_outputs(d, tmp)
     return d
 

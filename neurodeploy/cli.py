@@ -148,6 +148,16 @@ def option_paths(args) -> list[str]:
             if f.metadata.get("cli") == "npy" and hasattr(args, f.name)]
 
 
+def add_worker_flags(p, what: str = "batches") -> None:
+    """--workers and --ray-address (`neurodeploy.workers`: Ray tasks, the serial run's bytes)."""
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help=f"run the {what} as Ray tasks on N workers: a local Ray instance of N CPUs started for "
+                        "the run, or the cluster at --ray-address; the result is the same bytes "
+                        "(default 1: one after the other in this process, no Ray)")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="an existing Ray cluster (`ray start --head` prints its address) to run the --workers on")
+
+
 def _add_simulate(sub):
     p = sub.add_parser(
         "simulate", help="run a compiled network on inputs with the bit-accurate simulator",
@@ -169,6 +179,7 @@ def _add_simulate(sub):
                         "default, slower); lava = Intel Lava's own CPU "
                         "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
                         "(the schemes with Lava processes; slow: a few samples per second)")
+    add_worker_flags(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary (spikes per layer, timing)")
 
 
@@ -195,6 +206,7 @@ def _add_verify(sub):
     p.add_argument("--allow-other-model", action="store_true",
                    help="compare against a model other than the one compiled (its sha256 differs from the one "
                         "recorded at compile; refused without this flag), and say so in the result")
+    add_worker_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -251,16 +263,22 @@ def cmd_simulate(args) -> int:
     from .sim.core import check_batch_size, check_device
     from .sim.engine import simulate
 
+    from .workers import check_workers
     check_batch_size(args.batch_size)
     check_device(args.device)
+    check_workers(args.workers, args.ray_address, args.device)
     output = check_output_file(args.output, [args.compiled, args.input], "--output")
     net = load(args.compiled)
     x = check_inputs(load_npy(args.input, "inputs", mmap=True), sample_shape(net), args.input)
     t0 = time.perf_counter()
     if args.engine == "lava":
+        if args.workers > 1:
+            raise NeurodeployError("Lava runs its processes in this process", "--engine lava",
+                                   "drop --workers (or use another --engine)")
         out, spikes = _simulate_lava(net, np.array(x))   # a writable copy of the (memory-mapped) samples
     else:
-        out, spikes = simulate(net, x, args.batch_size, args.device, progress=True, engine=args.engine)
+        out, spikes = simulate(net, x, args.batch_size, args.device, progress=True, engine=args.engine,
+                               workers=args.workers, ray_address=args.ray_address)
     seconds = time.perf_counter() - t0
     _save_npy_atomic(output, out)
     summary = {"samples": int(len(x)), "output": args.output, "seconds": seconds,
@@ -321,7 +339,7 @@ def cmd_verify(args) -> int:
     y = None if args.labels is None else \
         check_labels(load_npy(args.labels, "labels"), len(x), args.labels, n_classes=output_count(net))
     result = verify(net, args.model, x, y, args.batch_size, args.device, progress=True,
-                    allow_other_model=args.allow_other_model)
+                    allow_other_model=args.allow_other_model, workers=args.workers, ray_address=args.ray_address)
     text = snn_verify_text if "fixed_point_snn" in result["accuracy"] else verify_text
     if result.get("netx"):                # a network imported from NetX, verified against Lava's run of the file
         from .frontends.netx.verify import verify_text as text

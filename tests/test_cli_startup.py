@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 HEAVY = ("torch", "matplotlib", "onnx", "onnxruntime", "onnxscript", "lava", "h5py", "scipy", "sklearn", "nir",
-         "networkx", "brevitas", "qonnx")
+         "networkx", "brevitas", "qonnx", "ray")
 
 PROBE = """
 import json, sys

@@ -30,7 +30,6 @@ from ..arrays import check_labels
 from ..compiler import compile_model, save_artifact
 from ..errors import NeurodeployError
 from ..frontends.netx import is_netx_path
-from ..progress import progress_bar
 from ..reports.summary import summary_markdown
 from ..registry import all_schemes, get_scheme
 from . import tables as tb
@@ -56,8 +55,10 @@ def configurations(schemes: list[str], sweeps: dict | None = None) -> list[dict]
 
 def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: list[str], out_dir: str,
                 calibration: np.ndarray | None = None, sweeps: dict | None = None, batch_size: int = 256,
-                progress: bool = False, netx_options: dict | None = None) -> dict:
-    """`netx_options`: the import options of a NetX `model` (`frontends.netx.options.NetxOptions` fields)."""
+                progress: bool = False, netx_options: dict | None = None, workers: int = 1,
+                ray_address: str | None = None) -> dict:
+    """`netx_options`: the import options of a NetX `model` (`frontends.netx.options.NetxOptions` fields).
+    workers > 1: each configuration a Ray task (`neurodeploy.workers`), the same tables and files."""
     configs = configurations(schemes, sweeps)
     for c in configs:       # a swept value out of range is the user's error, not a scheme that cannot compile
         try:
@@ -69,35 +70,48 @@ def run_compare(model: str, target: str, x: np.ndarray, y: np.ndarray, schemes: 
         from ..frontends.netx.compare import compare_configs
         configs, skipped = compare_configs(model, schemes, netx_options or {})
     out = Path(out_dir)
-    with progress_bar(total=len(configs), desc="compare", unit="config", enabled=progress) as bar:
-        for c in configs:
-            opts = {"calibration": calibration, **c["options"]}
-            try:
-                net = compile_model(model, target, c["scheme"], opts)
-            except NeurodeployError as exc:       # a scheme that cannot take this model: say why
-                skipped.append({"config": c["name"], "reason": exc.one_line()})
-                bar.update(1)
-                continue
-            check_labels(y, len(x), "--labels", n_classes=int(np.prod(net.output.shape)))
-            save_artifact(net, out / c["name"], {"summary.md": summary_markdown(net)})
-            s = cost_report(net, x, batch_size, labels=y, model_path=model)["summary"]
-            energy = s["energy_per_inference_pj"].get(PLOT_ENERGY_MODEL, {})
-            rows.append({"config": c["name"], "scheme": c["scheme"],
-                         "parameters": {k: v for k, v in c["options"].items()},
-                         "accuracy": s["accuracy"]["snn"], "float_accuracy": s["accuracy"]["float_ann"],
-                         "delta_vs_float_pp": None if s["accuracy"]["delta_snn_vs_float_ann"] is None
-                         else 100 * s["accuracy"]["delta_snn_vs_float_ann"],
-                         "latency_steps": s["latency_steps"], "throughput_steps": s["throughput_steps"],
-                         "energy_pj": {k: v["snn"] for k, v in s["energy_per_inference_pj"].items()},
-                         "ann_energy_pj": energy.get("ann"),
-                         "synaptic_memory_bytes": s["synaptic_memory_bytes"], "cores": s["cores"],
-                         "upper_bound": s["upper_bound"], "fits_target": s["fits_target"], "spikes_per_sample": s["spikes_per_sample"]["mean"]})
-            bar.update(1)
+    from ..workers import map_items
+    done = map_items(_no_setup, _run_config, (model, target, x, y, calibration, batch_size), configs,
+                     workers=workers, ray_address=ray_address, progress=progress, desc="compare", unit="config")
+    for c, (net, s, reason) in zip(configs, done):
+        if net is None:             # a scheme that cannot take this model: say why
+            skipped.append({"config": c["name"], "reason": reason})
+            continue
+        check_labels(y, len(x), "--labels", n_classes=int(np.prod(net.output.shape)))
+        save_artifact(net, out / c["name"], {"summary.md": summary_markdown(net)})
+        energy = s["energy_per_inference_pj"].get(PLOT_ENERGY_MODEL, {})
+        rows.append({"config": c["name"], "scheme": c["scheme"],
+                     "parameters": {k: v for k, v in c["options"].items()},
+                     "accuracy": s["accuracy"]["snn"], "float_accuracy": s["accuracy"]["float_ann"],
+                     "delta_vs_float_pp": None if s["accuracy"]["delta_snn_vs_float_ann"] is None
+                     else 100 * s["accuracy"]["delta_snn_vs_float_ann"],
+                     "latency_steps": s["latency_steps"], "throughput_steps": s["throughput_steps"],
+                     "energy_pj": {k: v["snn"] for k, v in s["energy_per_inference_pj"].items()},
+                     "ann_energy_pj": energy.get("ann"),
+                     "synaptic_memory_bytes": s["synaptic_memory_bytes"], "cores": s["cores"],
+                     "upper_bound": s["upper_bound"], "fits_target": s["fits_target"], "spikes_per_sample": s["spikes_per_sample"]["mean"]})
     if not rows:
         raise NeurodeployError("no scheme could compile this model", model,
                                "; ".join(f"{s['config']}: {s['reason']}" for s in skipped))
     return {"model": str(model), "target": target, "samples": int(len(x)), "energy_model_plotted": PLOT_ENERGY_MODEL,
             "float_accuracy": rows[0]["float_accuracy"], "rows": rows, "skipped": skipped}
+
+
+def _no_setup(context):
+    return context
+
+
+def _run_config(context: tuple, config: dict) -> tuple:
+    """One configuration, compiled and costed: (network, cost summary, None), or (None, None, why not)
+    for a scheme that cannot take this model.  A `--workers` task: it reads the model file by its
+    path (on a cluster, a path every machine sees) and returns the network for the caller to write."""
+    model, target, x, y, calibration, batch_size = context
+    try:
+        net = compile_model(model, target, config["scheme"], {"calibration": calibration, **config["options"]})
+    except NeurodeployError as exc:
+        return None, None, exc.one_line()
+    check_labels(y, len(x), "--labels", n_classes=int(np.prod(net.output.shape)))
+    return net, cost_report(net, x, batch_size, labels=y, model_path=model)["summary"], None
 
 
 SCHEME_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#17becf", "#e377c2", "#7f7f7f")

@@ -35,7 +35,8 @@ def register(sub) -> None:
                    help="output directory: created, or replaced when it is empty or an unchanged earlier "
                         "neurodeploy output (see `neurodeploy compile --help`); written whole, atomically")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    from ..cli import add_option_flags, front_end_options
+    from ..cli import add_option_flags, add_worker_flags, front_end_options
+    add_worker_flags(p, "configurations")
     add_option_flags(p, [], front_end_options())        # a NetX file's import options
     p.set_defaults(func=cmd_compare)
 
@@ -56,6 +57,7 @@ def cmd_compare(args) -> int:
                                                                         s.compare_sweep[0])
               for s in all_schemes() if s.compare_sweep is not None}
     d = compare(args.model, args.input, args.labels, schemes=args.schemes, output=args.output, target=args.target,
-                calibration=args.calibration, progress=True, **sweeps, **netx_options)
+                calibration=args.calibration, progress=True, workers=args.workers, ray_address=args.ray_address,
+                **sweeps, **netx_options)
     print(json.dumps(d, indent=1) if args.json else to_markdown(d))
     return 0

@@ -19,7 +19,6 @@ from ..frontends.onnx import load_onnx, runtime
 from ..ir import float_graph as fg
 from ..ir.spiking import SpikingGraph
 from ..passes import run_passes
-from ..progress import progress_bar
 from ..registry import get_scheme
 from ..sim import engine
 from ..ir.float_eval import evaluate, quant_codes
@@ -87,13 +86,17 @@ def _float_codes(float_graph: fg.FloatGraph, net: SpikingGraph, x: np.ndarray) -
 
 def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarray,
            batch_size: int = 256, device: str = "cpu", progress: bool = False, *,
-           float_logits: np.ndarray | None = None, float_graph: fg.FloatGraph | None = None) -> dict:
+           float_logits: np.ndarray | None = None, float_graph: fg.FloatGraph | None = None,
+           workers: int = 1, ray_address: str | None = None) -> dict:
     """Float model vs quantised ANN vs SNN on (x, y).
 
     The float model is the ONNX file `model_path`, run in onnxruntime; a caller with another
     kind of model (neurodeploy.api: PyTorch) passes its outputs on x as `float_logits` and its
     front end's graph as `float_graph`, and `model_path` is then only the label in the report.
+    workers > 1 runs the batches as Ray tasks (`neurodeploy.workers`; the same result).
     """
+    from ..workers import check_workers, map_batches
+    check_workers(workers, ray_address, device)
     scheme = get_scheme(net.scheme)
     if not scheme.ann_reference:
         raise NeurodeployError(f"a {net.scheme} network is a trained SNN with no quantised ANN to verify against",
@@ -106,39 +109,20 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
                                f"{int(np.prod(net.output.shape))}", str(model_path),
                                "verify against the model the directory was compiled from")
     float_graph = run_passes(load_onnx(model_path, prove=False) if float_graph is None else float_graph, scheme.passes)
-    prep = engine.prepare(net, device)
-    # a --lossy network is compared with the exact quantised ANN it was truncated from
     lossy = net.meta.get("lossy")
-    ref_net = SpikingGraph(net.scheme, net.target, net.meta["reference_layers"], {}) if lossy else net
-    dropped = lossy["dropped_bits"] if lossy else {}
-    names = [net.input.name] + [l.name for l in net.neuron_layers() if not l.is_readout]
-    conv_mm = dict.fromkeys(names, 0)
-    quant_mm = dict.fromkeys(names[1:], 0)   # the input encoder has no float counterpart
-    elements = dict.fromkeys(names, 0)
-    spikes = dict.fromkeys(names, 0)
-    readout_mm = 0
+    ref_net, names, _ = _references(net)
+    batches = map_batches(_prepare_batches, _verify_batch, (net, device, float_graph), x, batch_size,
+                          workers=workers, ray_address=ray_address, progress=progress, desc="verify")
+    conv_mm = {name: sum(b["conversion"][name] for b in batches) for name in names}
+    quant_mm = {name: sum(b["quantisation"][name] for b in batches) for name in names[1:]}   # the input encoder has no float counterpart
+    elements = {name: sum(b["elements"][name] for b in batches) for name in names}
+    spikes = {name: sum(b["spikes"][name] for b in batches) for name in names}
+    readout_mm = sum(b["readout"] for b in batches)
     overflows: dict = {}
-    snn_out, q_out = [], []
-    with progress_bar(total=len(x), desc="verify", unit="sample", enabled=progress) as bar:
-        for start, xb in engine.iter_batches(x, batch_size):
-            snn = engine.run_batch(prep, xb, record_codes=True)
-            for name, c in snn.overflows.items():
-                overflows[name] = overflows.get(name, 0) + int(c)
-            ref_codes, ref_u = reference(ref_net, xb)
-            fcodes = _float_codes(float_graph, ref_net, xb)
-            for name in names:
-                s = snn.codes[name].cpu().numpy() << dropped.get(name, 0)
-                conv_mm[name] += int(np.count_nonzero(s != ref_codes[name]))
-                elements[name] += int(s.size)
-                spikes[name] += snn.spikes[name]
-                if name in fcodes:
-                    quant_mm[name] += int(np.count_nonzero(fcodes[name] != ref_codes[name]))
-            u = snn.output_state.cpu().numpy().reshape(len(xb), -1)
-            ref_u = ref_u.reshape(len(xb), -1)
-            readout_mm += int(np.count_nonzero(u != ref_u))
-            snn_out.append(snn.output.cpu().numpy())
-            q_out.append((ref_u.astype(np.float64) * float(ref_net.output.neuron.output_scale)).astype(np.float32))
-            bar.update(len(xb))
+    for b in batches:
+        for name, c in b["overflows"].items():
+            overflows[name] = overflows.get(name, 0) + c
+    snn_out, q_out = [b["snn_out"] for b in batches], [b["q_out"] for b in batches]
     snn_out, q_out = np.concatenate(snn_out), np.concatenate(q_out)
     max_logit_diff = float(np.max(np.abs(q_out.astype(np.float64) - float_logits)))
     p_float, p_q, p_snn = float_logits.argmax(1), q_out.argmax(1), snn_out.argmax(1)
@@ -170,6 +154,44 @@ def verify(net: SpikingGraph, model_path: str | Path, x: np.ndarray, y: np.ndarr
         "lossy": lossy,
         "state_overflows": {k: v for k, v in overflows.items() if v},
     }
+
+
+def _references(net: SpikingGraph) -> tuple[SpikingGraph, list[str], dict]:
+    """(the network whose integer reference the SNN is compared with, the layers compared, the bits
+    a --lossy network dropped per layer): a --lossy network is compared with the exact quantised ANN
+    it was truncated from."""
+    lossy = net.meta.get("lossy")
+    ref_net = SpikingGraph(net.scheme, net.target, net.meta["reference_layers"], {}) if lossy else net
+    names = [net.input.name] + [l.name for l in net.neuron_layers() if not l.is_readout]
+    return ref_net, names, lossy["dropped_bits"] if lossy else {}
+
+
+def _prepare_batches(context: tuple) -> tuple:
+    net, device, float_graph = context
+    return (engine.prepare(net, device), float_graph, *_references(net))
+
+
+def _verify_batch(state: tuple, xb: np.ndarray) -> dict:
+    """One batch's mismatch counts (conversion: SNN vs integer reference; quantisation: float model's
+    codes vs integer reference), spikes, overflows and outputs (SNN, quantised ANN)."""
+    prep, float_graph, ref_net, names, dropped = state
+    snn = engine.run_batch(prep, xb, record_codes=True)
+    ref_codes, ref_u = reference(ref_net, xb)
+    fcodes = _float_codes(float_graph, ref_net, xb)
+    r = {"conversion": {}, "quantisation": {}, "elements": {}, "spikes": {},
+         "overflows": {name: int(c) for name, c in snn.overflows.items()}}
+    for name in names:
+        s = snn.codes[name].cpu().numpy() << dropped.get(name, 0)
+        r["conversion"][name] = int(np.count_nonzero(s != ref_codes[name]))
+        r["elements"][name] = int(s.size)
+        r["spikes"][name] = snn.spikes[name]
+        r["quantisation"][name] = int(np.count_nonzero(fcodes[name] != ref_codes[name])) if name in fcodes else 0
+    u = snn.output_state.cpu().numpy().reshape(len(xb), -1)
+    ref_u = ref_u.reshape(len(xb), -1)
+    r["readout"] = int(np.count_nonzero(u != ref_u))
+    r["snn_out"] = snn.output.cpu().numpy()
+    r["q_out"] = (ref_u.astype(np.float64) * float(ref_net.output.neuron.output_scale)).astype(np.float32)
+    return r
 
 
 def verify_text(r: dict) -> str:

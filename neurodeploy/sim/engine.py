@@ -25,11 +25,15 @@ __all__ = ["BatchResult", "Prepared", "PreparedBranch", "input_codes", "iter_bat
 def prepare(graph: SpikingGraph, device: str = "cpu", engine: str = "neurodeploy") -> Prepared:
     """`core.prepare` for one of the kernels of the graph's scheme (`Scheme.engines`; "neurodeploy" is
     every scheme's default); an engine the scheme does not have is refused, naming the ones it has."""
+    check_engine(graph, engine)
+    return core.prepare(graph, device, engine)
+
+
+def check_engine(graph: SpikingGraph, engine: str) -> None:
     scheme = get_scheme(graph.scheme)
     if engine not in scheme.engines:
         raise NeurodeployError(f"the {scheme.name} scheme has no '{engine}' engine", "--engine",
                                f"use {' or '.join(scheme.engines)}")
-    return core.prepare(graph, device, engine)
 
 
 def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
@@ -39,16 +43,28 @@ def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> Batch
 
 
 def simulate(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu",
-             progress: bool = False, engine: str = "neurodeploy") -> tuple[np.ndarray, dict]:
-    """Outputs (N, outputs) float32 and total spikes per layer, streaming in batches."""
-    from ..progress import progress_bar
-    prep = prepare(graph, device, engine)
-    outs, totals = [], {}
-    with progress_bar(total=len(x), desc="simulate", unit="sample", enabled=progress) as bar:
-        for _, xb in iter_batches(x, batch_size):
-            r = run_batch(prep, xb, record_codes=False)
-            outs.append(r.output.cpu().numpy())
-            for k, v in r.spikes.items():
-                totals[k] = totals.get(k, 0) + v
-            bar.update(len(xb))
-    return np.concatenate(outs, axis=0), totals
+             progress: bool = False, engine: str = "neurodeploy", workers: int = 1,
+             ray_address: str | None = None) -> tuple[np.ndarray, dict]:
+    """Outputs (N, outputs) float32 and total spikes per layer, streaming in batches; workers > 1
+    runs the batches as Ray tasks (`neurodeploy.workers`: the same bytes)."""
+    from ..workers import check_workers, map_batches
+    check_workers(workers, ray_address, device)
+    check_engine(graph, engine)             # refused here, before any Ray start
+    results = map_batches(_prepare_for_batches, _simulate_batch, (graph, device, engine), x, batch_size,
+                          workers=workers, ray_address=ray_address, progress=progress, desc="simulate")
+    totals: dict = {}
+    for _, spikes in results:
+        for k, v in spikes.items():
+            totals[k] = totals.get(k, 0) + v
+    return np.concatenate([out for out, _ in results], axis=0), totals
+
+
+def _prepare_for_batches(context: tuple) -> Prepared:
+    graph, device, engine = context
+    return prepare(graph, device, engine)
+
+
+def _simulate_batch(prep: Prepared, xb: np.ndarray) -> tuple[np.ndarray, dict]:
+    """One batch's outputs and spikes per layer."""
+    r = run_batch(prep, xb, record_codes=False)
+    return r.output.cpu().numpy(), dict(r.spikes)
