@@ -68,7 +68,7 @@ from ...lowering.grid import quantise_on_grid
 from ...lowering.quantize import quantise_layer
 from ...lowering.threshold_balance import balance_thresholds
 from . import kernel as sws_sim
-from ...sim.core import input_codes
+from ...sim.core import FLOAT32_EXACT, input_codes
 from ...ir.synapse_ops import abs_bound, apply_ops
 from ...target import Target
 from .options import SwsOptions
@@ -112,15 +112,21 @@ def state_bound_mode(options: SwsOptions) -> str:
 def _branch_currents(branches, digits: dict, weight_exp: bool) -> torch.Tensor:
     """Σ_branches (W · a_src(τ)) [<< e] for every input step: float64 (N, Tc, *shape).
 
-    digits: source layer -> int8 digit planes (N, Tc, *src_shape).  Exact for integer
-    mantissas (sums of ternary digits times 8-bit weights stay far below 2^53)."""
+    digits: source layer -> int8 digit planes (N, Tc, *src_shape).  weight_exp=True: the
+    weights are integer mantissas and the result is exact: every partial sum of ternary digits
+    times integer weights is an integer of magnitude at most Σ|W| (`abs_bound` on unit inputs),
+    so the synapse call runs in float32 where that stays below 2^24 (all such integers are
+    exact in float32, whatever the summation order; several times faster than float64's
+    convolution), in float64 otherwise (below 2^53 for 8-bit weights)."""
     total = None
     for b in branches:
         p = digits[b.source]
         n, tc = p.shape[:2]
+        exact32 = weight_exp and float(np.max(abs_bound(b.ops, tuple(p.shape[2:]), 1.0))) < FLOAT32_EXACT
+        dtype = torch.float32 if exact32 else torch.float64
         ops = [type(op)(**{**op.__dict__, "weight": np.asarray(op.weight, dtype=np.float64)})
                if isinstance(op, syn.WEIGHTED) else op for op in b.ops]
-        c = apply_ops(ops, p.reshape((n * tc,) + tuple(p.shape[2:])).to(torch.float64))
+        c = apply_ops(ops, p.reshape((n * tc,) + tuple(p.shape[2:])).to(dtype)).to(torch.float64)
         if weight_exp:
             c = c * float(1 << b.weight_exp)
         c = c.reshape((n, tc) + tuple(c.shape[1:]))
@@ -159,12 +165,35 @@ def _integer_run(branches, bias_mant, bias_exp, neuron: tsa_ir.TSA, digits: dict
     return out, int(peak[0])
 
 
-def _calibrated_bound(neuron: tsa_ir.TSA, digits: dict, shapes: dict, target: Target, margin: float,
-                      unit_peak: float):
+class _CalibratedBound:
     """state_bound callable for `quantise_layer` / `quantise_on_grid` (see `lowering.quantize.quantise_at`):
     max(margin x the integer membrane peak over the calibration set, the static bound of one
-    step's current Σ|W|·2^e + |b|, which a synapse must carry without wrapping)."""
-    def bound(branches, bias_mant, bias_exp, unit, exp):
+    step's current Σ|W|·2^e + |b|, which a synapse must carry without wrapping).
+
+    It keeps its last integer run: the candidate the quantiser accepts is the last one it
+    checked, and `run` hands that run back instead of simulating the layer again."""
+
+    def __init__(self, neuron: tsa_ir.TSA, digits: dict, shapes: dict, target: Target, margin: float,
+                 unit_peak: float):
+        self.neuron, self.digits, self.shapes, self.target = neuron, digits, shapes, target
+        self.margin, self.unit_peak = margin, unit_peak
+        self.last = None            # (branches, unit, digits, peak) of the last integer run
+
+    def run(self, q):
+        """(digits, peak |m|) of the quantised layer `q` on the calibration digits, with the state
+        wrapped at the target's width as the chip does.  The accepted candidate's run from the
+        check is that run: its peak x margin (margin >= 1) fits the state, and no value of a TSA
+        run exceeds its peak |m| (the reset m - a·β^Ts·D only fires toward zero, past at most
+        half a threshold), so nothing wrapped."""
+        if self.last is not None and self.last[0] is q.branches and self.last[1] == q.unit \
+                and self.last[3] <= self.target.state_max:
+            return self.last[2], self.last[3]
+        return _integer_run(q.branches, q.bias_mant, q.bias_exp, dataclasses.replace(self.neuron, theta_mant=q.unit),
+                            self.digits, self.target.state_bits)
+
+    def __call__(self, branches, bias_mant, bias_exp, unit, exp):
+        neuron, digits, shapes, target, margin, unit_peak = (self.neuron, self.digits, self.shapes, self.target,
+                                                            self.margin, self.unit_peak)
         # cheap pre-check: the peak is ~linear in D (1% slack: rounded weights can lower it a little)
         if unit * unit_peak * margin > target.state_max * 1.01:
             return float("inf")
@@ -175,10 +204,10 @@ def _calibrated_bound(neuron: tsa_ir.TSA, digits: dict, shapes: dict, target: Ta
         per_step = np.asarray(per_step, dtype=np.float64)
         cur = float(np.max(per_step + (bias.reshape((-1,) + (1,) * (per_step.ndim - 1)) if per_step.ndim > 1
                                        else bias)))
-        _, peak = _integer_run(branches, bias_mant, bias_exp, dataclasses.replace(neuron, theta_mant=unit),
-                               digits, None)
+        out, peak = _integer_run(branches, bias_mant, bias_exp, dataclasses.replace(neuron, theta_mant=unit),
+                                 digits, None)
+        self.last = (branches, unit, out, peak)
         return max(cur, margin * peak)
-    return bound
 
 
 def tsa_state_bound(branches, bias, neuron: tsa_ir.TSA, shapes: dict) -> int:
@@ -270,7 +299,8 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
             if cal is not None:
                 unit_peak = _unit_peak(rl.branches, bias_real, proto, cal)
                 qt = target                      # the measured peak includes the β^Ts amplification
-                kw = {"state_bound": _calibrated_bound(proto, cal, shapes, target, margin, unit_peak),
+                check = _CalibratedBound(proto, cal, shapes, target, margin, unit_peak)
+                kw = {"state_bound": check,
                       "unit_cap": max(1, int(target.state_max / (margin * unit_peak))) if unit_peak > 0 else None}
             # a QDQ layer's weights are the model's 8-bit integers times one step: keep them
             q = quantise_on_grid(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, qt, **kw) \
@@ -288,8 +318,7 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
                                        f"{target.state_bits}-bit state", f"layer '{rl.name}'",
                                        "use fewer silent steps, fewer coding steps or --target cpu")
             if cal is not None:       # the next layers calibrate on this layer's own digits
-                cal[rl.name], peak = _integer_run(q.branches, q.bias_mant, q.bias_exp, neuron, cal,
-                                                  target.state_bits)
+                cal[rl.name], peak = check.run(q)
                 extra["state_peak_calibration"] = peak
         shapes[rl.name] = rl.shape
         layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
