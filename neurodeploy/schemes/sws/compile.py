@@ -54,6 +54,7 @@ grows with D.  A ReLU-blocked neuron keeps its whole negative input, amplified b
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -74,7 +75,7 @@ from ...lowering.grid import quantise_on_grid
 from ...lowering.quantize import quantise_layer
 from ...lowering.threshold_balance import balance_thresholds
 from . import kernel as sws_sim
-from ...sim.core import FLOAT32_EXACT, input_codes
+from ...sim.core import FLOAT32_EXACT, exact_sum_kernels, input_codes
 from ...ir.synapse_ops import abs_bound, apply_ops, output_shape
 from ...target import Target
 from .options import SwsOptions
@@ -141,7 +142,8 @@ def _branch_currents(branches, digits: dict, weight_exp: bool) -> torch.Tensor:
         dtype = torch.float32 if exact32 or not weight_exp else torch.float64
         ops = [type(op)(**{**op.__dict__, "weight": np.asarray(op.weight, dtype=np.float64)})
                if isinstance(op, syn.WEIGHTED) else op for op in b.ops]
-        c = apply_ops(ops, p.reshape((n * tc,) + tuple(p.shape[2:])).to(dtype)).to(torch.float64)
+        with exact_sum_kernels() if weight_exp else contextlib.nullcontext():     # exact sums: any kernel
+            c = apply_ops(ops, p.reshape((n * tc,) + tuple(p.shape[2:])).to(dtype)).to(torch.float64)
         if weight_exp:
             c = c * float(1 << b.weight_exp)
         c = c.reshape((n, tc) + tuple(c.shape[1:]))
