@@ -28,7 +28,15 @@ def weight_grid(weight: np.ndarray) -> tuple[float, np.ndarray] | None:
     if w_max == 0.0:
         return None
     flat = w.reshape(-1)
+    # A grid must fit every weight, so a candidate that misfits a few of them is out: try each on
+    # ~256 weights spread over the tensor first (the same products, elementwise) and on all of
+    # them only when those fit.  Float weights (no grid) then cost 255 small checks, not 255
+    # passes over millions of weights (CIFAR ResNet-18: 6 s of its 7 s bitplane compile).
+    few = flat[::max(1, flat.size // 256)]
     for n_max in range(1, MAX_GRID_INT + 1):       # the largest |n| is n_max: m = w_max / n_max
+        r = few * (n_max / w_max)
+        if np.max(np.abs(r - np.rint(r))) >= GRID_TOLERANCE:
+            continue
         r = flat * (n_max / w_max)
         if np.max(np.abs(r - np.rint(r))) < GRID_TOLERANCE:
             return w_max / n_max, np.rint(w * (n_max / w_max))

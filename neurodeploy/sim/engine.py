@@ -38,8 +38,10 @@ def check_engine(graph: SpikingGraph, engine: str) -> None:
 
 def run_batch(prep: Prepared, x: np.ndarray, record_codes: bool = True) -> BatchResult:
     """Run one batch through the kernel of the graph's scheme; codes are the decoded value of each
-    layer's spikes (bit planes -> code, rate -> spike count, ...)."""
-    return get_scheme(prep.graph.scheme).run_batch(prep, x, record_codes)
+    layer's spikes (bit planes -> code, rate -> spike count, ...).  Its synapse calls are exact integer
+    sums, so they may use the CPU's fastest convolutions (`core.exact_sum_kernels`)."""
+    with core.exact_sum_kernels():
+        return get_scheme(prep.graph.scheme).run_batch(prep, x, record_codes)
 
 
 def simulate(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: str = "cpu",

@@ -205,7 +205,7 @@ def _run_layers(prep: core.Prepared, k0: torch.Tensor, plan: dict, steps: int):
 
     def keep(name, train):
         trains[name], busy[name] = train, core.busy_steps(train)
-        counts[name] = train.sum(dim=0).to(torch.int64)        # exact: at most `steps` spikes per neuron
+        counts[name] = core.sum_steps(train).to(torch.int64)   # exact: at most `steps` spikes per neuron
 
     keep(enc.name, _encoder_train(core.nhwc(k0), enc.neuron.n_steps, steps))
     for layer in graph.neuron_layers():

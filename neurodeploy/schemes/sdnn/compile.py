@@ -64,11 +64,12 @@ HEADROOM = 8                   # act range kept above the calibrated activation 
 def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
     """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
     graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits)])
-    out_range = 0.0
-    if options.calibration is not None:
-        vals = evaluate(graph, np.asarray(options.calibration, dtype=np.float64), keep={graph.output})
-        out_range = float(np.max(np.abs(vals[graph.output])))
-    graph, lams = _unit_activations(graph, options.calibration, options.percentile)
+    # one float64 pass over the calibration samples gives the output range and every activation's
+    # input (the model's cost at compile time: a pass per use would double or triple it)
+    vals = None if options.calibration is None else \
+        evaluate(graph, np.asarray(options.calibration, dtype=np.float64), keep=_activation_inputs(graph))
+    out_range = 0.0 if vals is None else float(np.max(np.abs(vals[graph.output])))
+    graph, lams = _unit_activations(graph, vals, options.percentile)
     enc, real_layers = lower(graph)
     m_max = target.weight_mant_max
     code_max = target.state_max >> STATE_EXP
@@ -187,31 +188,44 @@ def _rel_err(rl, branches, step, unit) -> float:
     return float(np.sqrt(num / den)) if den else 0.0
 
 
-def _unit_activations(graph: fg.FloatGraph, calibration, percentile: float):
-    """Replace every hidden activation (ReLU or QCFS) by a unit quantiser (in_scale 1,
-    offset 0, out_step 1) so that `lower` yields weights in ANN value units; return the
-    activations' ranges lambda (calibration percentile for ReLUs, trained lambda for QCFS),
-    widened to the percentile of |negative pre-activations| when calibration data is given."""
-    graph = graph.copy()
+def _activations(graph: fg.FloatGraph) -> tuple[list, list]:
+    """(the hidden ReLUs, every hidden activation (ReLU or QuantAct) but the input quantiser)."""
     (inp,) = graph.input_nodes()
     (first,) = graph.consumers(inp)
     relus = [n for n in graph.topo_order() if isinstance(graph.op(n), fg.Relu)]
+    acts = [n for n in graph.topo_order() if n != first and isinstance(graph.op(n), (fg.Relu, fg.QuantAct))]
+    return relus, acts
+
+
+def _activation_inputs(graph: fg.FloatGraph) -> set:
+    """The nodes whose calibration values `_unit_activations` reads (and the output's, for its range)."""
+    relus, acts = _activations(graph)
+    return {graph.inputs(n)[0] for n in relus + acts} | {graph.output}
+
+
+def _unit_activations(graph: fg.FloatGraph, vals: dict | None, percentile: float):
+    """Replace every hidden activation (ReLU or QCFS) by a unit quantiser (in_scale 1,
+    offset 0, out_step 1) so that `lower` yields weights in ANN value units; return the
+    activations' ranges lambda (calibration percentile for ReLUs, trained lambda for QCFS),
+    widened to the percentile of |negative pre-activations| when calibration data is given.
+    vals: the calibration samples' float values of `_activation_inputs(graph)` (None: no calibration)."""
+    graph = graph.copy()
+    (inp,) = graph.input_nodes()
+    (first,) = graph.consumers(inp)
+    relus, acts = _activations(graph)
     lams: dict[str, float] = {}
     neg_range: dict[str, float] = {}
     if relus:
-        if calibration is None:
+        if vals is None:
             raise NeurodeployError(f"the model has {len(relus)} ReLU activation(s); sdnn needs their ranges",
                                    graph.source, "pass --calibration x.npy (a few hundred samples)")
-        vals = evaluate(graph, np.asarray(calibration, dtype=np.float64), keep={graph.inputs(n)[0] for n in relus})
         for n in relus:
             v = vals[graph.inputs(n)[0]]
             pos = v[v > 0]
             lams[n] = float(np.percentile(pos, percentile)) if pos.size else 1.0
-    if calibration is not None:
+    if vals is not None:
         # sigma (pre-ReLU) is a 24-bit register too, and a convolution's output wraps at 24 bits
         # in Lava: size the range for strongly negative pre-activations as well
-        acts = [n for n in graph.topo_order() if n != first and isinstance(graph.op(n), (fg.Relu, fg.QuantAct))]
-        vals = evaluate(graph, np.asarray(calibration, dtype=np.float64), keep={graph.inputs(n)[0] for n in acts})
         for n in acts:
             neg = -vals[graph.inputs(n)[0]]
             neg_range[n] = float(np.percentile(neg[neg > 0], percentile)) if np.any(neg > 0) else 0.0

@@ -39,7 +39,13 @@ grows with D.  A ReLU-blocked neuron keeps its whole negative input, amplified b
   `_unit_peak`, linear in D, then the chosen D re-checked with the integer run), times
   `state_margin` (default 4: the digits test splits peak at most 1.2x their 256-sample
   calibration sets), must fit the state; one step's current Σ|W|·2^e + |b| keeps the static
-  bound (synapses never wrap).  Inputs far outside the calibration data CAN overflow: the
+  bound (synapses never wrap).  The peak is measured on a bounded sample: all calibration
+  samples up to `PEAK_SYNAPSE_OPS` synaptic operations (samples x Tc x one sample's synapse
+  calls), else that many evenly spaced ones, at least one (`peak_samples`; recorded as
+  meta["sws"]["calibration_samples"]).  Guaranteed: no state of the sampled inputs exceeds
+  state_max / margin.  The margin covers the rest of the calibration set as it covers test
+  data (tests/test_sws.py measures a 16-of-256 sample: the whole calibration set peaks at most
+  1.6x the sample on the digits ResNet).  Inputs far outside the calibration data CAN overflow: the
   state wraps (two's complement, as the Lava process model and the chip's registers do; the
   simulator models it bit for bit and counts it, `schemes.sws.kernel.state_overflows`), and the
   affected codes then differ from the quantised ANN.
@@ -48,6 +54,7 @@ grows with D.  A ReLU-blocked neuron keeps its whole negative input, amplified b
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -68,14 +75,21 @@ from ...lowering.grid import quantise_on_grid
 from ...lowering.quantize import quantise_layer
 from ...lowering.threshold_balance import balance_thresholds
 from . import kernel as sws_sim
-from ...sim.core import input_codes
-from ...ir.synapse_ops import abs_bound, apply_ops
+from ...sim.core import FLOAT32_EXACT, exact_sum_kernels, input_codes
+from ...ir.synapse_ops import abs_bound, apply_ops, output_shape
 from ...target import Target
 from .options import SwsOptions
 
 DEFAULT_CODING_STEPS = 8
 DEFAULT_SILENT_STEPS = 2
 
+
+# The calibrated bound simulates every TSA layer over the calibration samples' digits, Tc synapse
+# calls per sample: on a large network that is the whole compile (CIFAR ResNet-18: 4.4 G synaptic
+# operations a sample).  It measures the peak on at most this many operations' worth of samples,
+# evenly spaced over the calibration set (`peak_samples`; the digits models keep all 256,
+# CIFAR ResNet-20 gets 13 of 64, ResNet-18 one); the margin covers the rest (module docstring).
+PEAK_SYNAPSE_OPS = 1 << 32
 
 # Fixed-point scale of the float membrane pass (`_unit_peak`): currents in code steps times
 # 2^20 keep ~6 significant digits of the peak and stay far inside int64.
@@ -112,15 +126,24 @@ def state_bound_mode(options: SwsOptions) -> str:
 def _branch_currents(branches, digits: dict, weight_exp: bool) -> torch.Tensor:
     """Σ_branches (W · a_src(τ)) [<< e] for every input step: float64 (N, Tc, *shape).
 
-    digits: source layer -> int8 digit planes (N, Tc, *src_shape).  Exact for integer
-    mantissas (sums of ternary digits times 8-bit weights stay far below 2^53)."""
+    digits: source layer -> int8 digit planes (N, Tc, *src_shape).  weight_exp=True: the
+    weights are integer mantissas and the result is exact: every partial sum of ternary digits
+    times integer weights is an integer of magnitude at most Σ|W| (`abs_bound` on unit inputs),
+    so the synapse call runs in float32 where that stays below 2^24 (all such integers are
+    exact in float32, whatever the summation order; several times faster than float64's
+    convolution), in float64 otherwise (below 2^53 for 8-bit weights).  weight_exp=False: real
+    weights (`_unit_peak`'s estimate, which the integer run re-checks): float32, rounded like
+    any float32 convolution (relative error ~1e-7, far below the 1% the estimate allows)."""
     total = None
     for b in branches:
         p = digits[b.source]
         n, tc = p.shape[:2]
+        exact32 = weight_exp and float(np.max(abs_bound(b.ops, tuple(p.shape[2:]), 1.0))) < FLOAT32_EXACT
+        dtype = torch.float32 if exact32 or not weight_exp else torch.float64
         ops = [type(op)(**{**op.__dict__, "weight": np.asarray(op.weight, dtype=np.float64)})
                if isinstance(op, syn.WEIGHTED) else op for op in b.ops]
-        c = apply_ops(ops, p.reshape((n * tc,) + tuple(p.shape[2:])).to(torch.float64))
+        with exact_sum_kernels() if weight_exp else contextlib.nullcontext():     # exact sums: any kernel
+            c = apply_ops(ops, p.reshape((n * tc,) + tuple(p.shape[2:])).to(dtype)).to(torch.float64)
         if weight_exp:
             c = c * float(1 << b.weight_exp)
         c = c.reshape((n, tc) + tuple(c.shape[1:]))
@@ -159,12 +182,35 @@ def _integer_run(branches, bias_mant, bias_exp, neuron: tsa_ir.TSA, digits: dict
     return out, int(peak[0])
 
 
-def _calibrated_bound(neuron: tsa_ir.TSA, digits: dict, shapes: dict, target: Target, margin: float,
-                      unit_peak: float):
+class _CalibratedBound:
     """state_bound callable for `quantise_layer` / `quantise_on_grid` (see `lowering.quantize.quantise_at`):
     max(margin x the integer membrane peak over the calibration set, the static bound of one
-    step's current Σ|W|·2^e + |b|, which a synapse must carry without wrapping)."""
-    def bound(branches, bias_mant, bias_exp, unit, exp):
+    step's current Σ|W|·2^e + |b|, which a synapse must carry without wrapping).
+
+    It keeps its last integer run: the candidate the quantiser accepts is the last one it
+    checked, and `run` hands that run back instead of simulating the layer again."""
+
+    def __init__(self, neuron: tsa_ir.TSA, digits: dict, shapes: dict, target: Target, margin: float,
+                 unit_peak: float):
+        self.neuron, self.digits, self.shapes, self.target = neuron, digits, shapes, target
+        self.margin, self.unit_peak = margin, unit_peak
+        self.last = None            # (branches, unit, digits, peak) of the last integer run
+
+    def run(self, q):
+        """(digits, peak |m|) of the quantised layer `q` on the calibration digits, with the state
+        wrapped at the target's width as the chip does.  The accepted candidate's run from the
+        check is that run: its peak x margin (margin >= 1) fits the state, and no value of a TSA
+        run exceeds its peak |m| (the reset m - a·β^Ts·D only fires toward zero, past at most
+        half a threshold), so nothing wrapped."""
+        if self.last is not None and self.last[0] is q.branches and self.last[1] == q.unit \
+                and self.last[3] <= self.target.state_max:
+            return self.last[2], self.last[3]
+        return _integer_run(q.branches, q.bias_mant, q.bias_exp, dataclasses.replace(self.neuron, theta_mant=q.unit),
+                            self.digits, self.target.state_bits)
+
+    def __call__(self, branches, bias_mant, bias_exp, unit, exp):
+        neuron, digits, shapes, target, margin, unit_peak = (self.neuron, self.digits, self.shapes, self.target,
+                                                            self.margin, self.unit_peak)
         # cheap pre-check: the peak is ~linear in D (1% slack: rounded weights can lower it a little)
         if unit * unit_peak * margin > target.state_max * 1.01:
             return float("inf")
@@ -175,10 +221,10 @@ def _calibrated_bound(neuron: tsa_ir.TSA, digits: dict, shapes: dict, target: Ta
         per_step = np.asarray(per_step, dtype=np.float64)
         cur = float(np.max(per_step + (bias.reshape((-1,) + (1,) * (per_step.ndim - 1)) if per_step.ndim > 1
                                        else bias)))
-        _, peak = _integer_run(branches, bias_mant, bias_exp, dataclasses.replace(neuron, theta_mant=unit),
-                               digits, None)
+        out, peak = _integer_run(branches, bias_mant, bias_exp, dataclasses.replace(neuron, theta_mant=unit),
+                                 digits, None)
+        self.last = (branches, unit, out, peak)
         return max(cur, margin * peak)
-    return bound
 
 
 def tsa_state_bound(branches, bias, neuron: tsa_ir.TSA, shapes: dict) -> int:
@@ -199,12 +245,38 @@ def tsa_state_bound(branches, bias, neuron: tsa_ir.TSA, shapes: dict) -> int:
     return int(neuron.beta ** neuron.silent_steps * s * (float(np.max(per)) + neuron.theta_mant))
 
 
-def _calibration_digits(enc_layer, calibration, beta: int, tc: int) -> dict:
-    """{input layer: its digit planes (N, Tc, *shape) int8} for the calibration samples."""
+def peak_samples(n: int, synapses_per_sample: float, tc: int) -> int:
+    """How many of n calibration samples the calibrated bound simulates: all of them up to
+    `PEAK_SYNAPSE_OPS` synaptic operations (samples x Tc x synapses), at least one."""
+    per_sample = max(float(synapses_per_sample) * tc, 1.0)
+    return int(max(1, min(n, PEAK_SYNAPSE_OPS // per_sample)))
+
+
+def _synapses_per_sample(real_layers, shapes: dict) -> float:
+    """Multiply-accumulates of one sample's synapse calls through the lowered layers: per weighted
+    op, its outputs x the weights each output sums (from the shapes alone)."""
+    total = 0.0
+    for rl in real_layers:
+        for b in rl.branches:
+            shape = tuple(shapes[b.source])
+            for op in b.ops:
+                out = output_shape([op], shape)
+                if isinstance(op, syn.WEIGHTED):
+                    w = np.shape(op.weight)
+                    total += float(np.prod(out)) * (float(np.prod(w[1:])) if len(w) > 1 else 1.0)
+                shape = out
+    return total
+
+
+def _calibration_digits(enc_layer, calibration, beta: int, tc: int, samples: int | None = None) -> dict:
+    """{input layer: its digit planes (N, Tc, *shape) int8} for the calibration samples, or for
+    `samples` of them evenly spaced (every ceil(N / samples)-th, from the first)."""
     x = np.asarray(calibration)
     if x.ndim != len(enc_layer.input_shape) + 1 or tuple(x.shape[1:]) != tuple(enc_layer.input_shape) or len(x) < 1:
         raise NeurodeployError(f"calibration samples have shape {x.shape}, the model input is "
                                f"{tuple(enc_layer.input_shape)}", "--calibration", "pass samples shaped (N, *input shape)")
+    if samples is not None and samples < len(x):
+        x = x[::-(-len(x) // samples)]
     codes = input_codes(enc_layer, torch.as_tensor(x.astype(np.float64)))
     return {enc_layer.name: sws_sim.encode_digits(codes, beta, tc)}
 
@@ -248,8 +320,13 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     reserve = int(math.ceil(ts * math.log2(beta))) + 1
     tgt = dataclasses.replace(target, state_bits=target.state_bits - reserve)
     layers = [enc.encoder(tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc))]
-    cal = _calibration_digits(layers[0], options.calibration, beta, tc) if mode == "calibrated" else None
     shapes, code_max = {enc.name: enc.shape}, {enc.name: q_levels}
+    cal = None
+    if mode == "calibrated":
+        n_peak = peak_samples(len(options.calibration) if np.ndim(options.calibration) else 1,
+                              _synapses_per_sample(real_layers, {**shapes, **{rl.name: rl.shape for rl in real_layers}}),
+                              tc)
+        cal = _calibration_digits(layers[0], options.calibration, beta, tc, n_peak)
     report = {}
     for rl in real_layers:
         for b in rl.branches:
@@ -270,7 +347,8 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
             if cal is not None:
                 unit_peak = _unit_peak(rl.branches, bias_real, proto, cal)
                 qt = target                      # the measured peak includes the β^Ts amplification
-                kw = {"state_bound": _calibrated_bound(proto, cal, shapes, target, margin, unit_peak),
+                check = _CalibratedBound(proto, cal, shapes, target, margin, unit_peak)
+                kw = {"state_bound": check,
                       "unit_cap": max(1, int(target.state_max / (margin * unit_peak))) if unit_peak > 0 else None}
             # a QDQ layer's weights are the model's 8-bit integers times one step: keep them
             q = quantise_on_grid(rl.name, rl.branches, bias_real, q_levels, shapes, code_max, qt, **kw) \
@@ -288,8 +366,7 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
                                        f"{target.state_bits}-bit state", f"layer '{rl.name}'",
                                        "use fewer silent steps, fewer coding steps or --target cpu")
             if cal is not None:       # the next layers calibrate on this layer's own digits
-                cal[rl.name], peak = _integer_run(q.branches, q.bias_mant, q.bias_exp, neuron, cal,
-                                                  target.state_bits)
+                cal[rl.name], peak = check.run(q)
                 extra["state_peak_calibration"] = peak
         shapes[rl.name] = rl.shape
         layers.append(Layer(rl.name, rl.shape, q.branches, q.bias_mant, q.bias_exp, neuron, step, rl.float_node))
@@ -303,7 +380,7 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
         "sws": {"beta": beta, "coding_steps": tc, "silent_steps": ts, "levels": q_levels,
                 "full_threshold": full, "state_bound": mode,
                 "state_margin": margin if mode == "calibrated" else None,
-                "calibration_samples": int(len(options.calibration)) if mode == "calibrated" else None,
+                "calibration_samples": int(len(cal[enc.name])) if mode == "calibrated" else None,
                 "offsets": sch["offsets"], "branch_delays": sch["branch_delays"],
                 "tsa_layers_on_longest_path": sch["tsa_layers_on_longest_path"]},
     })

@@ -109,14 +109,16 @@ def tsa_run(z: torch.Tensor, neuron: tsa_ir.TSA, peak: list | None = None, state
     u = torch.zeros_like(z[:, 0])
     emitted = torch.zeros_like(u)
     wrapped = torch.zeros_like(u, dtype=torch.bool)
+    wraps = state_bits is not None and state_bits < 63          # else wrap_state is the identity
     out = []
     top = 0
     for t in range(1, tc + ts + 1):
         m = beta * u + (z[:, t - 1] if t <= tc else 0)
-        if peak is not None:
-            top = max(top, int(m.abs().max()))
-        m, ov = wrap_state(m, state_bits)
-        wrapped |= ov
+        if peak is not None and m.numel():
+            top = max(top, int(m.max()), -int(m.min()))         # max |m| without an |m| tensor
+        if wraps:
+            m, ov = wrap_state(m, state_bits)
+            wrapped |= ov
         if t <= ts:
             u = m
             continue
@@ -126,8 +128,10 @@ def tsa_run(z: torch.Tensor, neuron: tsa_ir.TSA, peak: list | None = None, state
         if neuron.relu:
             neg = neg & (emitted - w >= 0)
         a = pos.to(torch.int64) - neg.to(torch.int64)
-        u, ov = wrap_state(m - a * sub, state_bits)
-        wrapped |= ov
+        u = m - a * sub
+        if wraps:
+            u, ov = wrap_state(u, state_bits)
+            wrapped |= ov
         emitted = emitted + a * w
         out.append(a.to(torch.int8))
     if peak is not None:

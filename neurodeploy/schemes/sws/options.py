@@ -20,7 +20,8 @@ class SwsOptions(CommonOptions):
     full_threshold: bool = option(False, "fire at the threshold θ instead of θ/2 (only for the paper's ablation)")
     state_bound: str | None = option(None, "size the threshold unit D against the target's state width from the "
                                            "worst case (static: no input can overflow, coarse D) or from the "
-                                           "membrane peak over the --calibration samples times --state-margin "
+                                           "membrane peak over the --calibration samples (an evenly spaced "
+                                           "sample of them on large networks) times --state-margin "
                                            "(calibrated: finer D, closer to the quantised model; inputs far "
                                            "outside the calibration data can overflow, which the simulator "
                                            "counts). Default: calibrated when --calibration is given, else static",
