@@ -5,7 +5,10 @@
         [--exporters onnx-ts onnx-dynamo pt2 module] [--schemes bitplane sws rate sdnn]
         [--timeout 300] [--json coverage.json] [--markdown coverage.md]
 
-Each architecture is built by torchvision with random weights from seed 0 and 10 classes, its
+Each architecture is built by torchvision with random weights from seed 0 and 10 classes (plus
+`resnet18_cifar`: ResNet-18 with the stem CIFAR code gives it, a 3x3 stride-1 convolution and no
+max pool; and `vit_tiny`: torchvision's VisionTransformer class with 2 layers, 2 heads, width 64 and
+4x4 patches at 32x32 / 16x16 at 224x224, since vit_b_16's 86 M weights are too large here), its
 BatchNorm statistics measured on real CIFAR-10 images (`cifar_nets.calibrate_batchnorm`; images
 bilinearly resized to the input size and normalised by CIFAR's mean/std, so the inputs are signed
 as in real use), and every ReLU swapped for QCFS(7) by `neurodeploy.nn.relu_to_qcfs` on 64 of
@@ -53,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 DEFAULT_DATA = Path(os.environ.get("NEURODEPLOY_DATA", ROOT.parent / "shared" / "data")) / "cifar10_subset.npz"
-ARCHS = ["resnet18", "resnet50", "vgg11_bn", "vgg16_bn", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_0",
+ARCHS = ["resnet18", "resnet18_cifar", "resnet50", "vgg11_bn", "vgg16_bn", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_0",
          "densenet121", "shufflenet_v2_x0_5", "efficientnet_b0", "regnet_x_400mf", "vit_tiny"]
 EXPORTERS = ["onnx-ts", "onnx-dynamo", "pt2", "module"]
 SCHEMES = ["bitplane", "sws", "rate", "sdnn"]
@@ -91,6 +94,10 @@ def build(arch: str, size: int, x_cal):
         patch = 4 if size == 32 else 16
         model = torchvision.models.VisionTransformer(image_size=size, patch_size=patch, num_layers=2, num_heads=2,
                                                      hidden_dim=64, mlp_dim=128, num_classes=10)
+    elif arch == "resnet18_cifar":    # ResNet-18 as CIFAR code adapts it: 3x3 stride-1 stem, no max pool
+        model = torchvision.models.resnet18(num_classes=10)
+        model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        model.maxpool = torch.nn.Identity()
     else:
         model = torchvision.models.get_model(arch, weights=None, num_classes=10)
     x = torch.from_numpy(x_cal)
