@@ -32,7 +32,7 @@ a ReverB SNN) and cuba (a trained LIF SNN, from NIR) have no ANN to convert, so 
 
 `--json FILE` keeps every cell measured so far: a run adds its cells to those already in FILE
 (same cell: replaced), so the grid can be measured in parts; `--markdown FILE` writes the table of
-all cells in the JSON.  `--cell ARCH SIZE EXPORTER SCHEME` runs one cell in this process (what the
+all cells in the JSON (`--table-only`: without measuring any).  `--cell ARCH SIZE EXPORTER SCHEME` runs one cell in this process (what the
 grid's subprocesses do) and prints its JSON.
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ import datetime
 import io
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -192,15 +193,24 @@ def run_in_subprocess(arch, size, exporter, scheme, args, cache: Path) -> dict:
             "reason": f"exit {done.returncode}: {err}", "seconds": time.perf_counter() - t0}
 
 
+def short_reason(reason: str) -> str:
+    """A refusal as a table cell: without the model file or module it starts with, the scheme (the
+    row names it) and the hint after " -- " (the JSON keeps the whole line)."""
+    reason = re.sub(r"^(\S+\.(onnx|pt2)|\w+ \(torch\.nn\.Module\)): ", "", reason)
+    reason = re.sub(r" \(scheme '\w+'\)", "", reason.split(" -- ")[0])
+    return reason.replace("|", "/")
+
+
 def label(cell: dict) -> str:
     dagger = " †" if cell.get("note") else ""
     if cell["status"] == "exact":
         return f"exact ({cell['chips']} chip{'s' if cell['chips'] != 1 else ''}){dagger}"
     if cell["status"] == "compiles":
         return f"compiles ({100 * cell['agreement']:.0f}% agree, {cell['conversion_mismatches']} mism.){dagger}"
-    reason = cell["reason"].replace("|", "/")
-    return (f"refused: {reason[:110]}{'…' if len(reason) > 110 else ''}{dagger}" if cell["status"] == "refused"
-            else reason + dagger)
+    if cell["status"] != "refused":
+        return cell["reason"] + dagger
+    reason = short_reason(cell["reason"])
+    return f"refused: {reason[:120]}{'…' if len(reason) > 120 else ''}{dagger}"
 
 
 def markdown(cells: list[dict]) -> str:
@@ -236,6 +246,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 .npz (train_x/y, test_x/y)")
     ap.add_argument("--json", type=Path, help="cells measured so far: this run's cells are added / replaced")
     ap.add_argument("--markdown", type=Path, help="write the table of every cell in --json (or of this run)")
+    ap.add_argument("--table-only", action="store_true", help="measure nothing: write --markdown from --json")
     ap.add_argument("--cell", nargs=4, metavar=("ARCH", "SIZE", "EXPORTER", "SCHEME"), help=argparse.SUPPRESS)
     ap.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -244,7 +255,8 @@ def main(argv=None) -> list[dict]:
         print(json.dumps(run_cell(arch, int(size), exporter, scheme, args.data, args.cache)))
         return []
     known = {key(c): c for c in json.loads(args.json.read_text())} if args.json and args.json.exists() else {}
-    grid = [(a, s, e, sc) for s in args.sizes for sc in args.schemes for a in args.archs for e in args.exporters]
+    grid = [] if args.table_only else \
+        [(a, s, e, sc) for s in args.sizes for sc in args.schemes for a in args.archs for e in args.exporters]
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{len(grid)} cells, {args.timeout:g} s each at most ({started})", flush=True)
     with tempfile.TemporaryDirectory() as cache:
