@@ -38,6 +38,7 @@ grid's subprocesses do) and prints its JSON.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
 import io
@@ -229,6 +230,9 @@ def markdown(cells: list[dict]) -> str:
            "|---|---|---|" + "---|" * len(exporters)]
     for (arch, size, scheme), by in rows.items():
         out.append(f"| {arch} | 3×{size}×{size} | {scheme} | " + " | ".join(by.get(e, "–") for e in exporters) + " |")
+    kinds = collections.Counter(re.sub(r"^(node|module) '[^']*' \([^)]*\)( at \S+)?: ", "", short_reason(c["reason"]))[:90]
+                                for c in cells if c["status"] == "refused")
+    out += ["", "Refusals by reason: " + "; ".join(f"{n} × {why}" for why, n in kinds.most_common()) + "."]
     notes = sorted({f"{c['arch']}: {c['note']}" for c in cells if c.get("note")})
     if notes:
         out += ["", "† the network keeps its own activations (no QCFS swap): " + "; ".join(notes)]
