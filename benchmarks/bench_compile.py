@@ -1,13 +1,17 @@
 #!/usr/bin/env python
 """Compile work per scheme at CIFAR scale: where the time goes, against the front end in the same run.
 
-    python benchmarks/bench_compile.py [--models resnet20 resnet18] [--schemes bitplane rate sws sdnn]
+    python benchmarks/bench_compile.py [--models resnet20 resnet18 resnet50_224] [--schemes bitplane rate sws sdnn]
                                        [--data ../shared/data/cifar10_subset.npz] [--json out.json]
+                                       [--isolate [--timeout S]] [--simulate N]
 
 Models: `resnet20` -- the trained CIFAR-10 ResNet-20 of models/ (QCFS L = 7, 0.27 M weights);
 `resnet18` -- torchvision's ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no
 max pool), random weights, BatchNorm statistics from 256 CIFAR training images, every ReLU
-swapped for QCFS(7) by `relu_to_qcfs` (11 M weights).  Calibration: 64 CIFAR training images.
+swapped for QCFS(7) by `relu_to_qcfs` (11 M weights); `resnet50_224` -- torchvision's ResNet-50
+at 3x224x224 (CIFAR images resized), random weights, BatchNorm statistics from 16 images, QCFS(7),
+its stem's padded 3x3/2 max pool replaced by an unpadded 2x2/2 one (same 56x56 output; padded max
+pooling is refused by the lowering), 23.5 M weights.  Calibration: 64 CIFAR training images (16 at 224).
 
 For each model and scheme, in CPU seconds of this process (one thread: the numerics are pinned),
 with the wall clock beside it (the machine may be shared):
@@ -22,6 +26,13 @@ with the wall clock beside it (the machine may be shared):
 * **peak RSS** -- the process's peak resident memory after each model (monotone over the run:
   run one model at a time for its own figure).
 A scheme that refuses the model prints its one-line refusal instead.
+
+`--isolate` runs every (model, scheme) in its own process (with `--timeout` seconds at most), so
+**peak RSS** is that compile's own (the child's ru_maxrss).  `--simulate N` then also simulates N
+test images (one batch) of each compiled network in a fresh process that loads it from disk, and
+prints that process's peak RSS before and after the simulation, beside the memory of the largest
+layer's and of all layers' int64 codes for the batch (what a layer-by-layer stream would hold at
+most vs what a whole-network pass holds).
 """
 from __future__ import annotations
 
@@ -29,7 +40,9 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +61,7 @@ from neurodeploy.compiler import compile_graph  # noqa: E402
 from neurodeploy.errors import NeurodeployError  # noqa: E402
 from neurodeploy.frontends.torch import load_torch  # noqa: E402
 from neurodeploy.ir.synapses import weighted_op  # noqa: E402
+from neurodeploy.schemes.base import chips_count  # noqa: E402
 from neurodeploy.target.allocation import (allocate, branch_connectivity, check_fits, chip_limits,  # noqa: E402
                                            synapse_bits)
 
@@ -70,24 +84,84 @@ def images(path: Path, split: str, n: int) -> np.ndarray:
         return np.ascontiguousarray(d[f"{split}_x"][:n].transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
 
 
+def resized(x: np.ndarray, size: int) -> np.ndarray:
+    """Images (N, 3, 32, 32) bilinearly resized to size x size."""
+    t = torch.nn.functional.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear", align_corners=False)
+    return np.ascontiguousarray(t.numpy(), dtype=np.float32)
+
+
 def build(name: str, train_x: np.ndarray):
+    """(model, its calibration / example images)."""
     if name == "resnet20":
         import train_cifar_resnet20_qcfs as cifar
-        return cifar.load_model(str(ROOT / "models" / f"{cifar.PREFIX}.pt"))
-    if name == "resnet18":
+        return cifar.load_model(str(ROOT / "models" / f"{cifar.PREFIX}.pt")), train_x[:64]
+    if name in ("resnet18", "resnet50_224"):
         import torchvision
         from neurodeploy.nn import relu_to_qcfs
         torch.manual_seed(0)
-        model = torchvision.models.resnet18(num_classes=10)
-        model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        model.maxpool = torch.nn.Identity()
+        if name == "resnet18":
+            model, x = torchvision.models.resnet18(num_classes=10), train_x
+            model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            model.maxpool = torch.nn.Identity()
+        else:
+            model, x = torchvision.models.resnet50(num_classes=10), resized(train_x[:16], 224)
+            model.maxpool = torch.nn.MaxPool2d(2, 2)
         model.train()
         with torch.no_grad():
-            for i in range(0, len(train_x), 64):
-                model(torch.from_numpy(train_x[i:i + 64]))
+            for i in range(0, len(x), 64):
+                model(torch.from_numpy(x[i:i + 64]))
         model.eval()
-        return relu_to_qcfs(model, 7, torch.from_numpy(train_x[:64]))
-    raise SystemExit(f"unknown model {name!r}: use resnet20 or resnet18")
+        return relu_to_qcfs(model, 7, torch.from_numpy(x[:64])), x[:64]
+    raise SystemExit(f"unknown model {name!r}: use resnet20, resnet18 or resnet50_224")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # Linux: KiB
+
+
+def simulate_peak(out_dir: Path, x: np.ndarray) -> dict:
+    """In this (fresh) process: load the network, simulate x as one batch; peak RSS before / after,
+    and the int64 codes of the largest layer and of all layers for that batch, in MiB."""
+    from neurodeploy import api
+    net = api.load(out_dir)
+    before = peak_rss_mib()
+    with Clock() as sim:
+        api.simulate(net, x, batch_size=len(x))
+    neurons = [int(np.prod(layer.shape)) for layer in net.graph.layers]
+    return {"simulate_batch": len(x), "simulate_cpu_s": sim.cpu, "rss_before_simulate_mib": before,
+            "peak_rss_simulate_mib": peak_rss_mib(), "largest_layer_codes_mib": max(neurons) * len(x) * 8 / 2 ** 20,
+            "all_layers_codes_mib": sum(neurons) * len(x) * 8 / 2 ** 20}
+
+
+def isolated(args) -> list[dict]:
+    """Every (model, scheme) in its own process, then (--simulate) its simulation in another."""
+    rows = []
+    for name in args.models:
+        for scheme in args.schemes:
+            with tempfile.TemporaryDirectory() as tmp:
+                cmd = [sys.executable, __file__, "--models", name, "--schemes", scheme, "--data", str(args.data),
+                       "--chips", str(args.chips), "--json", f"{tmp}/row.json"]
+                if args.simulate:
+                    cmd += ["--save", f"{tmp}/net"]
+                try:
+                    subprocess.run(cmd, check=True, timeout=args.timeout)
+                except subprocess.TimeoutExpired:
+                    rows.append({"model": name, "scheme": scheme, "refused": f"timeout after {args.timeout:g} s"})
+                    print(f"{name} {scheme}: timeout after {args.timeout:g} s", flush=True)
+                    continue
+                (row,) = json.loads(Path(f"{tmp}/row.json").read_text())
+                if args.simulate and "refused" not in row:
+                    done = subprocess.run([sys.executable, __file__, "--simulate-saved", f"{tmp}/net",
+                                           "--simulate", str(args.simulate), "--data", str(args.data)],
+                                          check=True, capture_output=True, text=True, timeout=args.timeout)
+                    row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+                    print(f"{name} {scheme}: simulate {row['simulate_batch']} images in {row['simulate_cpu_s']:.1f} "
+                          f"CPU s: peak RSS {row['rss_before_simulate_mib']:,.0f} MiB after loading -> "
+                          f"{row['peak_rss_simulate_mib']:,.0f} MiB; int64 codes of the largest layer "
+                          f"{row['largest_layer_codes_mib']:,.1f} MiB, of all layers {row['all_layers_codes_mib']:,.1f} "
+                          f"MiB", flush=True)
+                rows.append(row)
+    return rows
 
 
 def structure(net) -> int:
@@ -107,17 +181,33 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--models", nargs="+", default=["resnet20", "resnet18"])
     ap.add_argument("--schemes", nargs="+", default=["bitplane", "rate", "sws", "sdnn"])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 .npz (train_x, test_x)")
-    ap.add_argument("--chips", type=int, default=64, help="chips available to the allocation")
+    ap.add_argument("--chips", type=chips_count, default="auto", help="chips available to the allocation (default auto: as many as needed)")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--isolate", action="store_true", help="each (model, scheme) in its own process: its own peak RSS")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per process with --isolate (default 1800)")
+    ap.add_argument("--simulate", type=int, default=0, metavar="N",
+                    help="with --isolate: also simulate N test images as one batch in a fresh process")
+    ap.add_argument("--save", type=Path, help=argparse.SUPPRESS)           # --isolate's child: save the network
+    ap.add_argument("--simulate-saved", type=Path, help=argparse.SUPPRESS)  # --simulate's child
     args = ap.parse_args(argv)
+    if args.simulate_saved:
+        from neurodeploy import api
+        side = api.load(args.simulate_saved).input_shape[-1]
+        x = images(args.data, "test", args.simulate)
+        print(json.dumps(simulate_peak(args.simulate_saved, x if side == 32 else resized(x, side))))
+        return []
+    if args.isolate:
+        rows = isolated(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        return rows
     train_x = images(args.data, "train", 256)
-    calibration = train_x[:64]
     rows = []
     print(f"{'model':<9}{'scheme':<10}{'front end':>15}{'compile':>15}{'/front':>8}{'allocation':>15}"
           f"{'structure':>15}{'cores':>7}{'weights':>11}{'synapses':>14}   (CPU s / wall s)")
     for name in args.models:
-        model = build(name, train_x)
-        example = torch.from_numpy(train_x[:1])
+        model, calibration = build(name, train_x)
+        example = torch.from_numpy(calibration[:1])
         with Clock() as fe:
             graph = load_torch(model, example)
         for scheme in args.schemes:
@@ -138,12 +228,16 @@ def main(argv=None) -> list[dict]:
             weights = sum(int(np.size(weighted_op(b.ops).weight)) for layer in net.neuron_layers()
                           for b in layer.branches)
             row.update(compile_cpu_s=cc.cpu, compile_wall_s=cc.wall, allocation_cpu_s=al.cpu,
-                       structure_cpu_s=st.cpu, cores=alloc["total_cores"], weights=weights, synapses=synapses)
+                       structure_cpu_s=st.cpu, cores=alloc["total_cores"], chips=alloc["chips"], weights=weights,
+                       synapses=synapses)
+            if args.save:
+                from neurodeploy.compiler import save_artifact
+                save_artifact(net, args.save)
             rows.append(row)
             print(f"{name:<9}{scheme:<10}{fe.cpu:>7.2f}/{fe.wall:<7.1f}{cc.cpu:>7.2f}/{cc.wall:<7.1f}"
                   f"{cc.cpu / fe.cpu:>8.2f}{al.cpu:>7.2f}/{al.wall:<7.1f}{st.cpu:>7.2f}/{st.wall:<7.1f}"
-                  f"{alloc['total_cores']:>7}{weights:>11,}{synapses:>14,}", flush=True)
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # Linux: KiB
+                  f"{alloc['total_cores']:>7}{weights:>11,}{synapses:>14,}   {alloc['chips']} chip(s)", flush=True)
+        peak_mib = peak_rss_mib()
         for row in rows:
             if row["model"] == name:
                 row["peak_rss_mib"] = peak_mib

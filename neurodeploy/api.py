@@ -193,7 +193,8 @@ def compile(model_or_path, example_input=None, target: str = "loihi2", scheme: s
     "rate"); None (default): "bitplane", or for a NIR graph "cuba" (`compiler.default_scheme`).
     options: the scheme's options (the CLI's compile flags with Python names, see
     `get_scheme(scheme).Options`): calibration (samples shaped like the input, array or tensor,
-    for the input quantiser when the model has none), timesteps, input_bits (default 8), chips,
+    for the input quantiser when the model has none), timesteps, input_bits (default 8), chips (a
+    number, or "auto": as many as the network needs, in net.graph.meta["allocation"]["chips"]),
     and the scheme's own (lossy, reset, payload_bits, ...; for NIR graphs nir_from="snntorch",
     nir_reset="zero", nir_dt=..., the --nir-* flags); an option the scheme does not have is
     refused.  A path is compiled exactly as `neurodeploy compile` does; PyTorch models go through

@@ -415,6 +415,7 @@ COMPILE_OPTION_CASES = {
     "input_bits_17": (["--input-bits", "17"], "out of range"),
     "chips_0": (["--chips", "0"], "chips=0 out of range"),
     "chips_1e30": (["--chips", str(10 ** 30)], "out of range"),
+    "chips_word": (["--chips", "many"], "pass a whole number of chips or 'auto'"),
     "bitplane_reset": (["--reset", "zero"], "has no option reset"),
     "bitplane_beta": (["--beta", "3"], "has no option beta"),
     "bitplane_payload_bits": (["--payload-bits", "99"], "has no option payload_bits"),

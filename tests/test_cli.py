@@ -271,6 +271,28 @@ def test_network_larger_than_the_chip(tmp_path):
     assert run("compile", MODEL, "--target", tmp_path / "tiny.toml", "--chips", "4", "-o", tmp_path / "o").returncode == 0
 
 
+def test_chips_auto_names_the_chips_the_network_needs(tmp_path):
+    """--chips auto compiles what --chips 1 refuses and records ceil(13 cores / 4 per chip) = 4
+    chips; the summary names them, the cores of every layer, and how sure each per-core limit is."""
+    spec = (ROOT / "targets" / "loihi2.toml").read_text()
+    spec = spec.replace("cores_per_chip = 128", "cores_per_chip = 4").replace(
+        "neurons_per_core = 8192", "neurons_per_core = 64")
+    (tmp_path / "tiny.toml").write_text(spec)
+    r = run("compile", MODEL, "--target", tmp_path / "tiny.toml", "--chips", "auto", "-o", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    from neurodeploy import api
+    meta = api.load(tmp_path / "o").graph.meta
+    assert meta["allocation"]["chips"] == 4 and meta["allocation"]["chips_available"] == "auto"
+    assert meta["allocation"]["total_cores"] == 13 and meta["options"]["chips"] == "auto"
+    summary = (tmp_path / "o" / "summary.md").read_text()
+    assert "- cores: 13 on 4 chip(s) of 4 cores -- upper bounds" in summary
+    assert "; chips: as many as the network needs (--chips auto)" in summary
+    assert "| conv1 | BitplaneIF | microcode | (8, 8, 8) | 512 | 8 |" in summary     # the layer's 8 cores
+    assert "64 neurons per core (estimate:" in summary and "cores per chip (public:" in summary
+    net = api.compile(MODEL, target=str(tmp_path / "tiny.toml"), chips="auto")
+    assert net.graph.meta["allocation"]["chips"] == 4
+
+
 def test_weights_too_wide_for_the_target(tmp_path):
     spec = (ROOT / "targets" / "loihi2.toml").read_text().replace("state_bits = 24", "state_bits = 8")
     (tmp_path / "narrow.toml").write_text(spec)

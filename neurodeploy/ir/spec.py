@@ -57,7 +57,8 @@ META = {
     "options": "the compile options with the values used (target, scheme, the options the scheme takes, "
                "calibration_samples, chips); an option the scheme does not take is refused, not recorded",
     "target_spec": "the target file's contents (chip limits and integer widths) at compile time",
-    "allocation": "cores per layer and in total from the greedy core allocation",
+    "allocation": "cores per layer and in total from the greedy core allocation, the chips they need "
+                  "(chips) and the chips given (chips_available: a number, or \"auto\")",
     "latency_steps": "time steps from the first input spike to the readout's value",
     "throughput_steps": "time steps between samples when pipelined",
     "time_steps_per_layer": "layer -> its time steps (where the scheme has per-layer windows)",

@@ -13,12 +13,13 @@ from ..target.allocation import UPPER_BOUND_REASON
 def layer_rows(net: SpikingGraph) -> list[dict]:
     q = net.meta.get("quantisation", {})
     chip = {r["layer"]: r for r in _loihi2(net)["layers"]}
+    cores = (net.meta.get("allocation") or {}).get("cores", {})
     rows = []
     for layer in net.layers:
         n = layer.neuron
         row = {"layer": layer.name, "kind": type(n).__name__, "shape": list(layer.shape),
                "loihi2": chip[layer.name]["where"] if layer.name in chip else None,
-               "neurons": int(np.prod(layer.shape)),
+               "neurons": int(np.prod(layer.shape)), "cores": cores.get(layer.name),
                "time_steps": getattr(n, "n_steps", None),
                "code_max": getattr(n, "code_max", None),
                "v_th_mant": _scalar_or_range(getattr(n, "v_th_mant", None)),
@@ -57,12 +58,13 @@ def summary_markdown(net: SpikingGraph) -> str:
              f"- Loihi 2: {_loihi2(net)['statement'] or 'unknown'}",
              f"- model sha256: `{net.meta.get('model', {}).get('sha256', '?')}`",
              "",
-             "| layer | kind | Loihi 2 | shape | neurons | T | Q | D (v_th_mant) | weight_exp | weight rel. error "
-             "| sources |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| layer | kind | Loihi 2 | shape | neurons | cores | T | Q | D (v_th_mant) | weight_exp | "
+             "weight rel. error | sources |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         err = "" if r["weight_rel_error"] is None else f"{r['weight_rel_error']:.2e}"
         lines.append(f"| {r['layer']} | {r['kind']} | {r['loihi2'] or '?'} | {tuple(r['shape'])} | {r['neurons']} | "
+                     f"{'' if r['cores'] is None else r['cores']} | "
                      f"{r['time_steps'] or ''} | {r['code_max'] or ''} | {r['v_th_mant'] or ''} | "
                      f"{'' if r['weight_exp'] is None else r['weight_exp']} | {err} | {', '.join(r['sources'])} |")
     lines += ["", "Loihi 2 column: stock = a stock neuron model reachable through public software (Lava, Lava-DL "
@@ -92,16 +94,37 @@ def _scheme_lines(net: SpikingGraph) -> list[str]:
 
 
 def _cores(net: SpikingGraph) -> list[str]:
-    """The compiler's core allocation (meta["allocation"]), and why it is an upper bound where it is."""
+    """The compiler's core allocation (meta["allocation"]: per layer in the table), the chips it
+    needs, why it is an upper bound where it is, and how sure the target's per-core limits are."""
     alloc = net.meta.get("allocation")
     per_chip = net.meta.get("target_spec", {}).get("chip", {}).get("cores_per_chip")
     if not alloc or not per_chip:
         return []
     total = int(alloc["total_cores"])
-    line = f"- cores: {total} on {-(-total // per_chip)} chip(s) of {per_chip} cores"
+    chips = alloc.get("chips", -(-total // per_chip))
+    given = alloc.get("chips_available")
+    line = f"- cores: {total} on {chips} chip(s) of {per_chip} cores"
     if alloc.get("upper_bound"):
         line += f" -- upper bounds: {UPPER_BOUND_REASON}"
-    return [line]
+    line += "; per layer in the table's cores column"
+    if given == "auto":
+        line += "; chips: as many as the network needs (--chips auto)"
+    elif given is not None:
+        line += f"; {given} chip(s) available"
+    return [line, *_limit_sources(net)]
+
+
+def _limit_sources(net: SpikingGraph) -> list[str]:
+    """The target's per-core limits with how sure each is (its file's [chip_sources]: a public fact
+    or an estimate), where the target file says."""
+    spec = net.meta.get("target_spec", {})
+    sources, chip = spec.get("chip_sources") or {}, spec.get("chip", {})
+    if not sources:
+        return []
+    names = {"cores_per_chip": "cores per chip", "neurons_per_core": "neurons per core",
+             "synaptic_memory_bytes_per_core": "bytes of synaptic memory per core"}
+    return ["- limits of the allocation: " + "; ".join(
+        f"{chip[k]} {what} ({sources[k]})" for k, what in names.items() if k in sources and k in chip)]
 
 
 def _chip_schedule(net: SpikingGraph) -> list[str]:

@@ -49,6 +49,20 @@ def option(default=None, help: str = "", *, type=None, choices=None, range=None,
                                             "metavar": metavar, "cli": cli})
 
 
+AUTO_CHIPS = "auto"
+
+
+def chips_count(text):
+    """A --chips value: a whole number of chips, or "auto" (as many as the network needs)."""
+    if text == AUTO_CHIPS or isinstance(text, (int, np.integer)):
+        return text
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        import argparse
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: pass a whole number of chips or 'auto'") from None
+
+
 def percentile_option():
     """The threshold-balancing percentile (`lowering.threshold_balance`), for schemes that balance
     the ranges of ReLU activations from calibration data."""
@@ -68,9 +82,10 @@ class CommonOptions:
                                    metavar="T")
     input_bits: int = option(8, "width of the input quantiser inserted when the model has none (default 8)",
                              type=int, range=(1, 16), metavar="BITS")
-    chips: int = option(1, "chips available (default 1); compile fails, naming the largest layers, when the "
-                           "network needs more cores than these chips have", type=int, range=(1, MAX_CHIPS),
-                        metavar="N")
+    chips: int | str = option(1, "chips available (default 1); compile fails, naming the largest layers, when the "
+                                 "network needs more cores than these chips have; 'auto': as many chips as the "
+                                 "network needs, recorded in the summary", type=chips_count, range=(1, MAX_CHIPS),
+                              metavar="N|auto")
 
 
 def option_fields(options_cls) -> list:
@@ -101,6 +116,10 @@ def check_option(name: str, value, f) -> None:
         return
     kind = _kind(f)
     where = flag(name)
+    if kind is chips_count:           # a number of chips, or "auto"
+        if value == AUTO_CHIPS:
+            return
+        kind = int
     if kind is int and (not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))):
         raise NeurodeployError(f"{name}={value!r} is not an integer", where, "pass a whole number")
     if kind is float:
@@ -147,7 +166,7 @@ class CompileOptions:
     full_threshold: bool = False
     state_bound: str | None = None
     state_margin: float = 4.0
-    chips: int = 1
+    chips: int | str = 1
     payload_bits: int = 16
     nir_from: str | None = None
     nir_dt: float | None = None

@@ -77,6 +77,9 @@ OPTIONAL = {
     "": {"description": (str, None, None)},
     "neuron": {"lif_act_shift": (int, 0, 16)},
     "synapse_formats": {"binary_weight_bits": (int, 1, 16), "binary_note": (str, None, None)},
+    # how sure each [chip] limit is ("public: <source>" or "estimate: <why>"), shown in the summary
+    "chip_sources": {"cores_per_chip": (str, None, None), "neurons_per_core": (str, None, None),
+                     "synaptic_memory_bytes_per_core": (str, None, None)},
 }
 TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string"}
 

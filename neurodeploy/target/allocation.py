@@ -360,18 +360,29 @@ def counts_are_upper_bounds(net: SpikingGraph) -> bool:
     return any(_shares_weights(b.ops) for layer in net.neuron_layers() for b in layer.branches)
 
 
-def check_fits(net: SpikingGraph, chips: int = 1) -> dict:
+def chips_needed(total_cores: int, lim: ChipLimits) -> int:
+    """Chips of the target that hold `total_cores` cores: ceil(cores / cores per chip), at least 1
+    (1 for a target without a per-chip limit)."""
+    return max(1, -(-int(total_cores) // lim.cores_per_chip)) if lim.cores_per_chip else 1
+
+
+def check_fits(net: SpikingGraph, chips: int | str = 1) -> dict:
     """Raise TargetLimitError naming the offending layers when the network does not fit `chips`
-    chips of its target; return the allocation otherwise (`upper_bound`: `counts_are_upper_bounds`)."""
+    chips of its target (chips="auto": as many chips as it needs); return the allocation otherwise:
+    cores per layer, total cores, the chips it needs and the chips available (`chips_available`,
+    "auto" or the number given), and `upper_bound` (`counts_are_upper_bounds`)."""
     cores, problems, total, lim = core_allocation(net)
     if problems:
         raise TargetLimitError("; ".join(problems), f"target '{lim.name}'",
                                "shrink those layers' fan-in or use a target with more synaptic memory per core")
-    if lim.cores_per_chip and total > lim.cores_per_chip * chips:
+    needed = chips_needed(total, lim)
+    if chips != "auto" and lim.cores_per_chip and total > lim.cores_per_chip * chips:
         worst = sorted(cores.items(), key=lambda kv: -kv[1])[:3]
         raise TargetLimitError(
             f"the network needs {total} cores but {chips} chip(s) have {lim.cores_per_chip * chips} "
             f"({total - lim.cores_per_chip * chips} too many; largest layers: "
             + ", ".join(f"{n} {c} cores" for n, c in worst) + ")",
-            f"target '{lim.name}'", "pass --chips N for a multi-chip system or make the network smaller")
-    return {"cores": cores, "total_cores": total, "upper_bound": counts_are_upper_bounds(net)}
+            f"target '{lim.name}'", f"pass --chips {needed} (or --chips auto) for a multi-chip system, "
+                                    "or make the network smaller")
+    return {"cores": cores, "total_cores": total, "chips": needed, "chips_available": chips,
+            "upper_bound": counts_are_upper_bounds(net)}

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ...errors import NeurodeployError
-from ...schemes.base import check_option, flag, option
+from ...schemes.base import check_option, chips_count, flag, option
 
 INPUT_MODES = ("auto", "sequence", "constant")
 TITLE = "NetX files"          # how the command line's help marks these flags
@@ -22,7 +22,8 @@ TITLE = "NetX files"          # how the command line's help marks these flags
 class NetxOptions:
     timesteps: int | None = option(None, "steps a CUBA network runs (default: the file's simulation/tSample)",
                                    type=int, metavar="T")
-    chips: int = option(1, "chips available (default 1)", type=int, range=(1, None), metavar="N")
+    chips: int | str = option(1, "chips available (default 1; 'auto': as many as the network needs)",
+                              type=chips_count, range=(1, None), metavar="N|auto")
     reset_interval: int | None = option(
         None, "netx reset_interval: CUBA neurons reset u and v every N steps (Lava's LIFReset; block k at steps "
               "t with t %% N == reset_offset + 1 + k); default: no reset", type=int, metavar="N")

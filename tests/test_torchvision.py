@@ -1,0 +1,64 @@
+"""torchvision's architectures as users build them (slow suite): random weights, QCFS, 3x32x32.
+
+Each network is built exactly as `benchmarks/bench_coverage.py` builds the README's coverage table
+(torchvision, seed 0, 10 classes, BatchNorm statistics from real CIFAR-10 images normalised by
+mean/std -- signed inputs --, every ReLU swapped for QCFS(7) by `relu_to_qcfs`), exported through
+the TorchScript ONNX exporter and through torch.export, compiled with bitplane and verified on
+real CIFAR-10 test images: the SNN must equal the integer reference on every layer.  And a real
+network with an op that no scheme lowers (ResNet-18's padded stem max pool) is refused by every
+scheme on the command line: exit 2, one line naming the node and the scheme.
+"""
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, ROOT
+from neurodeploy import api
+from test_cli import assert_clean_error, run
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_coverage as coverage  # noqa: E402
+
+CIFAR = DATA / "cifar10_subset.npz"
+# of the coverage table's bitplane-exact architectures at 3x32x32: RegNet-X-400MF (5.5 M weights,
+# grouped convolutions, 1 chip) and ResNet-18 with the CIFAR stem (11 M weights, 29 chips)
+EXACT_ARCHS = ["regnet_x_400mf", "resnet18_cifar"]
+
+
+def _network(arch: str):
+    x_cal, _ = coverage.images(CIFAR, "train", coverage.N_CALIBRATION, 32)
+    model, note = coverage.build(arch, 32, x_cal)
+    assert note is None, note             # every activation is a QCFS
+    return model, x_cal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["onnx-ts", "pt2"])
+@pytest.mark.parametrize("arch", EXACT_ARCHS)
+def test_torchvision_network_compiles_bitplane_exactly(tmp_path, arch, exporter):
+    model, x_cal = _network(arch)
+    path = tmp_path / ("model.pt2" if exporter == "pt2" else "model.onnx")
+    coverage.export(model, torch.from_numpy(x_cal[:1]), exporter, path)
+    net = api.compile(path, scheme="bitplane", calibration=x_cal, chips="auto")
+    x, y = coverage.images(CIFAR, "test", 8, 32)
+    r = api.verify(net, path, x, y)
+    assert r["guarantee_holds"], r["verdict"]
+    assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []
+    assert r["agreement"]["snn_vs_quantised_ann"] == 1.0
+    assert net.graph.meta["allocation"]["chips"] >= 1
+
+
+@pytest.mark.slow
+def test_unlowerable_op_refused_by_every_scheme_naming_node_and_scheme(tmp_path):
+    model, x_cal = _network("resnet18")
+    path = tmp_path / "resnet18.onnx"
+    coverage.export(model, torch.from_numpy(x_cal[:1]), "onnx-ts", path)
+    np.save(tmp_path / "cal.npy", x_cal)
+    for scheme in ("bitplane", "sws", "rate", "sdnn"):
+        r = run("compile", path, "--scheme", scheme, "--calibration", tmp_path / "cal.npy", "--chips", "auto",
+                "-o", tmp_path / scheme)
+        assert_clean_error(r, "node '/maxpool/MaxPool' (MaxPool)", "padded or dilated max pooling",
+                           f"(scheme '{scheme}')")
+        assert not (tmp_path / scheme).exists()
