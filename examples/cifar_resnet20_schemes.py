@@ -1,16 +1,18 @@
 #!/usr/bin/env python
-"""The committed CIFAR-10 ResNet-20 (option-A shortcuts, QCFS) through each scheme, on real test images.
+"""The committed CIFAR-10 ResNet-20 (QCFS) through each scheme, on real test images.
 
-    python examples/cifar_resnet20_schemes.py [--images N] [--schemes bitplane sws rate] [--chips 4] [--json]
+    python examples/cifar_resnet20_schemes.py [--images N] [--schemes bitplane sws rate]
+                                              [--model M.onnx] [--target loihi2] [--chips 4] [--json]
 
 For each scheme: compile `models/cifar_resnet20_qcfs.onnx` (the torch.onnx export the training
-script writes; or --model, e.g. a `.pt2` of the same module) for Loihi 2, as `neurodeploy compile` does, then verify the spiking network
-against that file (onnxruntime) on N test images of the CIFAR-10 subset, spread evenly over its
+script writes; or --model, e.g. a `.pt2` of the same module) for Loihi 2, as `neurodeploy
+compile` does, then verify the spiking network against that file (onnxruntime) on N test images of the CIFAR-10 subset, spread evenly over its
 5,000 (the file holds them class by class).  One row per scheme: the float ANN's, the quantised
 ANN's and the SNN's accuracy, the conversion mismatches (SNN vs the quantised ANN's integer
-reference, summed over layers), the verdict, the cores, the compile time, and whether the option-A
-shortcut's zero channels are exact zeros in the compiled weights -- or the scheme's refusal, as
-`neurodeploy compile` prints it.
+reference, summed over layers), the verdict, the cores, the compile time, and for a model with
+option-A shortcuts (``--shortcut A`` of models/train_cifar_resnet20_qcfs.py) whether their zero
+channels are exact zeros in the compiled weights -- or the scheme's refusal, as `neurodeploy
+compile` prints it.
 
 Data: ``$NEURODEPLOY_DATA/cifar10_subset.npz`` or ``../shared/data/cifar10_subset.npz`` beside
 the repository (never copied into it); calibration (the schemes that calibrate thresholds or
@@ -72,11 +74,11 @@ def test_images(n: int, data: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_scheme(model: str, scheme: str, x: np.ndarray, y: np.ndarray, calibration: np.ndarray,
-               chips: int) -> dict:
+               chips: int, target: str = "loihi2") -> dict:
     row: dict = {"scheme": scheme}
     t0 = time.process_time()
     try:
-        net = nd.compile(model, target="loihi2", scheme=scheme, calibration=calibration, chips=chips)
+        net = nd.compile(model, target=target, scheme=scheme, calibration=calibration, chips=chips)
     except NeurodeployError as exc:
         row["refused"] = str(exc)
         return row
@@ -84,7 +86,7 @@ def run_scheme(model: str, scheme: str, x: np.ndarray, y: np.ndarray, calibratio
     selections = option_a_selections(net)
     row["option_a_shortcuts"] = len(selections)
     row["pad_zeros_exact"] = all(selection_is_exact(w) for _, w in selections)
-    row["cores"] = net.graph.meta["allocation"]["total_cores"]
+    row["cores"] = net.graph.meta.get("allocation", {}).get("total_cores")
     t0 = time.process_time()
     r = nd.verify(net, model, x, y, batch_size=100)
     row["verify_cpu_s"] = round(time.process_time() - t0, 1)
@@ -100,14 +102,15 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--schemes", nargs="+", default=["bitplane", "sws", "rate"])
     ap.add_argument("--model", default=MODEL, help="the .onnx or .pt2 file (default: the committed ONNX file)")
     ap.add_argument("--data", default=cifar.DEFAULT_DATA, help="the CIFAR-10 .npz")
-    ap.add_argument("--chips", type=int, default=4, help="Loihi 2 chips to allocate on (default 4)")
+    ap.add_argument("--target", default="loihi2", help="loihi2 (default), cpu (wide formats) or a target .toml")
+    ap.add_argument("--chips", type=int, default=4, help="chips to allocate on (default 4)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args(argv)
     x, y = test_images(args.images, args.data)
     calibration = cifar.load_cifar(args.data)[0][:N_CALIBRATION]
     rows = []
     for scheme in args.schemes:
-        row = run_scheme(args.model, scheme, x, y, calibration, args.chips)
+        row = run_scheme(args.model, scheme, x, y, calibration, args.chips, args.target)
         rows.append(row)
         if not args.json:
             if "refused" in row:

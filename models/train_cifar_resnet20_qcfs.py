@@ -258,7 +258,7 @@ def main(argv=None) -> dict:
     t, history = train(model, data, args.epochs, args.seed)
     print(f"trained in {t:.1f}s", flush=True)
     meta = {"model": PREFIX, "data": os.path.basename(args.data), "n_train": int(len(data[0])),
-            "seed": args.seed, "epochs": args.epochs, "shortcut": args.shortcut, "train_time_s": round(t, 3), "history": history,
+            "seed": args.seed, "epochs": args.epochs, "train_time_s": round(t, 3), "history": history,
             "architecture": str(model)}
     return export(model, args.out, data, meta)
 

@@ -1,7 +1,10 @@
 """The CIFAR-10 ResNet-20 of models/ (QCFS, trained by models/train_cifar_resnet20_qcfs.py) on real
 CIFAR-10 test images: bitplane is error-free at CIFAR scale through every door (the nn.Module by
 torch.export, a saved `.pt2` program, the committed ONNX file), the three give the same integer
-network, and the same network fed mean/std-normalised (signed) pixels is error-free too.
+network, and the same network fed mean/std-normalised (signed) pixels is error-free too.  The
+option-A variant of the training script (``--shortcut A``: strided Slice + zero channel Pad, as the
+common CIFAR code writes it), before training, gives identical integer parameters through ONNX and
+torch.export, and its padded channels are exact zeros in every scheme's compiled weights.
 
 The images come from the CIFAR-10 subset beside the clone (`DATA`, never copied into the
 repository): 128 test images spread evenly over the 5,000 (the file holds them class by class);
@@ -254,3 +257,16 @@ def test_rate_refusal_names_layer_scheme_and_remedy(untrained_option_a, images):
     text = str(info.value)
     assert len(text.splitlines()) == 1
     assert text.startswith("layer 'readout': ") and "(scheme 'rate')" in text and " -- use " in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme, target", [("sdnn", "loihi2"), ("rate", "cpu"), ("sws", "cpu")])
+def test_option_a_zero_channels_are_exact_in_every_scheme(untrained_option_a, images, scheme, target):
+    """The option-A shortcut's padded channels are exact zeros, and its copies one equal weight, in
+    the integer weights every scheme that compiles the network makes (bitplane: the test above).
+    sws and rate refuse the readout after the global average pool on Loihi 2 (this network, before
+    training: the rate refusal above), so they compile for the `cpu` target (wide formats)."""
+    net = nd.compile(untrained_option_a, torch.from_numpy(images[0][:1]), target=target, scheme=scheme,
+                     chips=CHIPS, calibration=_cifar("train", np.arange(64))[0])
+    selections = schemes.option_a_selections(net)
+    assert len(selections) == 2 and all(schemes.selection_is_exact(w) for _, w in selections)
