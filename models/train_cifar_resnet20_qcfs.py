@@ -25,9 +25,9 @@ Architecture (He et al. 2016, CIFAR variant, 0.27 M parameters)::
     basic block: QCFS(BN(conv3x3(QCFS(BN(conv3x3(x))))) + shortcut(x))
 
 with the option-B shortcut (``BN(conv1x1/2(x))``) where the shape changes and the identity
-elsewhere.  (The committed model was trained with option B, written when the front ends could
-not yet read the common CIFAR code's option A -- strided Slice plus a zero channel Pad; both
-front ends read option A now: tests/test_torch_frontend.py.)
+elsewhere; ``--shortcut A`` trains the common CIFAR code's option A instead (`option_a`: strided
+Slice plus a zero channel Pad, which both front ends read).  (The committed model was trained
+with option B, written when the front ends could not yet read option A.)
 
 Inputs are ``pixel / 255`` in [0, 1], without mean/std normalisation: the BatchNorm after the
 stem convolution learns the scale.  The first layer is a fixed QCFS(255, lam=1) input quantiser,
@@ -57,6 +57,7 @@ import time
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -74,11 +75,35 @@ LEVELS = 7            # L = 2^T - 1 (the error-free paper's choice): codes 0..7,
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-class BasicBlock(nn.Module):
-    """``QCFS(BN(conv3x3(QCFS(BN(conv3x3(x))))) + shortcut(x))``; the shortcut is the identity,
-    or ``BN(conv1x1(x))`` (option B) where the stride or the width changes."""
+class LambdaLayer(nn.Module):
+    """A module that applies a function: how the common CIFAR ResNet code writes its option-A
+    shortcut (no parameters, so the state dict does not see it)."""
 
-    def __init__(self, cin: int, cout: int, stride: int, levels: int):
+    def __init__(self, lambd):
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, x):
+        return self.lambd(x)
+
+
+def option_a(planes: int) -> LambdaLayer:
+    """The option-A shortcut to ``planes`` channels, as the common CIFAR code writes it: every second
+    pixel in each direction (strided Slice) and ``planes // 4`` zero channels on either side (a
+    constant channel Pad) -- from ``planes // 2`` channels, parameter-free."""
+    return LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0))
+
+
+SHORTCUTS = ("A", "B")
+SHORTCUT = "B"        # the committed model's
+
+
+class BasicBlock(nn.Module):
+    """``QCFS(BN(conv3x3(QCFS(BN(conv3x3(x))))) + shortcut(x))``; the shortcut is the identity, or
+    where the stride and the width change option A (`option_a`: subsample, zero channels) or
+    option B (``BN(conv1x1/2(x))``)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, levels: int, shortcut: str = SHORTCUT):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -86,10 +111,17 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.act2 = QCFS(levels)
-        if stride != 1 or cin != cout:
+        if stride == 1 and cin == cout:
+            self.shortcut = nn.Identity()
+        elif shortcut == "A":
+            if (stride, 2 * cin) != (2, cout):
+                raise ValueError(f"option A halves the pixels and doubles the channels: not {cin} -> {cout}, "
+                                 f"stride {stride}")
+            self.shortcut = option_a(cout)
+        elif shortcut == "B":
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
         else:
-            self.shortcut = nn.Identity()
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, not {shortcut!r}")
 
     def forward(self, x):
         out = self.act1(self.bn1(self.conv1(x)))
@@ -98,8 +130,9 @@ class BasicBlock(nn.Module):
 
 
 def build_model(levels: int = LEVELS, blocks_per_stage: int = 3, widths=(16, 32, 64),
-                num_classes: int = 10) -> nn.Sequential:
-    """ResNet-(6n+2) for 3x32x32 inputs in [0, 1] with QCFS(levels) activations (n = 3: ResNet-20)."""
+                num_classes: int = 10, shortcut: str = SHORTCUT) -> nn.Sequential:
+    """ResNet-(6n+2) for 3x32x32 inputs in [0, 1] with QCFS(levels) activations (n = 3: ResNet-20)
+    and option-A or option-B shortcuts where a stage begins."""
     layers: list[nn.Module] = [
         QCFS(levels=255, init_lambda=1.0, trainable=False),       # input quantiser: the pixel codes
         nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), QCFS(levels),
@@ -107,15 +140,15 @@ def build_model(levels: int = LEVELS, blocks_per_stage: int = 3, widths=(16, 32,
     cin = widths[0]
     for stage, cout in enumerate(widths):
         for i in range(blocks_per_stage):
-            layers.append(BasicBlock(cin, cout, 2 if stage > 0 and i == 0 else 1, levels))
+            layers.append(BasicBlock(cin, cout, 2 if stage > 0 and i == 0 else 1, levels, shortcut))
             cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
 
 
-def load_model(path: str, levels: int = LEVELS) -> nn.Sequential:
+def load_model(path: str, levels: int = LEVELS, shortcut: str = SHORTCUT) -> nn.Sequential:
     """The trained model from its state dict (read with weights_only=True), in eval mode."""
-    model = build_model(levels)
+    model = build_model(levels, shortcut=shortcut)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
 
@@ -209,6 +242,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--levels", type=int, default=LEVELS, help="QCFS levels L of every activation")
     ap.add_argument("--out", default=HERE)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shortcut", choices=SHORTCUTS, default=SHORTCUT,
+                    help="where a stage begins: A = subsample + zero channels (the common CIFAR code's, "
+                         f"parameter-free), B = BN(conv1x1/2) projection (default {SHORTCUT}: the committed model's)")
     args = ap.parse_args(argv)
 
     td.setup(args.seed)
@@ -217,8 +253,8 @@ def main(argv=None) -> dict:
     torch.utils.deterministic.fill_uninitialized_memory = False
     data = load_cifar(args.data)
     print(f"CIFAR-10 {os.path.basename(args.data)}: {len(data[0])} train / {len(data[2])} test, "
-          f"seed {args.seed}, QCFS L = {args.levels}", flush=True)
-    model = build_model(args.levels)
+          f"seed {args.seed}, QCFS L = {args.levels}, option-{args.shortcut} shortcuts", flush=True)
+    model = build_model(args.levels, shortcut=args.shortcut)
     t, history = train(model, data, args.epochs, args.seed)
     print(f"trained in {t:.1f}s", flush=True)
     meta = {"model": PREFIX, "data": os.path.basename(args.data), "n_train": int(len(data[0])),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import __version__
-from .errors import NeurodeployError, UnsupportedError
+from .errors import NeurodeployError, TargetLimitError, UnsupportedError
 from .frontends.netx import import_netx, is_netx_path
 from .frontends.netx.options import refuse_netx_only
 from .frontends.onnx import load_onnx, model_sha256
@@ -134,8 +134,10 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = DE
     stage("scheme flow")
     try:
         net = sch.compile(graph, tgt, options)
-    except UnsupportedError as exc:      # name the scheme that cannot take the op
-        raise UnsupportedError(f"{exc.what} (scheme '{sch.name}')", exc.where, exc.hint) from None
+    except (UnsupportedError, TargetLimitError) as exc:
+        # name the scheme that cannot take the op, or whose formats cannot hold the layer (another
+        # scheme may: rate and sws refuse a readout that bitplane compiles)
+        raise type(exc)(f"{exc.what} (scheme '{sch.name}')", exc.where, exc.hint) from None
     if graph.notes:
         net.meta["front_end_notes"] = list(graph.notes)
     net.meta.update({

@@ -1,7 +1,10 @@
 """The CIFAR-10 ResNet-20 of models/ (QCFS, trained by models/train_cifar_resnet20_qcfs.py) on real
 CIFAR-10 test images: bitplane is error-free at CIFAR scale through every door (the nn.Module by
 torch.export, a saved `.pt2` program, the committed ONNX file), the three give the same integer
-network, and the same network fed mean/std-normalised (signed) pixels is error-free too.
+network, and the same network fed mean/std-normalised (signed) pixels is error-free too.  The
+option-A variant of the training script (``--shortcut A``: strided Slice + zero channel Pad, as the
+common CIFAR code writes it), before training, gives identical integer parameters through ONNX and
+torch.export, and its padded channels are exact zeros in every scheme's compiled weights.
 
 The images come from the CIFAR-10 subset beside the clone (`DATA`, never copied into the
 repository): 128 test images spread evenly over the 5,000 (the file holds them class by class);
@@ -24,7 +27,10 @@ from neurodeploy.nn import export_onnx
 from neurodeploy.schemes import CompileOptions
 
 sys.path.insert(0, str(MODELS))
+sys.path.insert(0, str(MODELS.parent / "examples"))
+import cifar_resnet20_schemes as schemes  # noqa: E402
 import train_cifar_resnet20_qcfs as cifar  # noqa: E402
+import train_digits as td  # noqa: E402
 
 N_IMAGES = 128
 N_FILE_CHECK = 32   # images per file door (.onnx, .pt2): their integer network is also compared whole
@@ -129,6 +135,67 @@ def test_model_files_compile_to_the_same_integer_network(model, images, bitplane
     assert _ir(copy.deepcopy(bitplane.graph), tmp_path / "module") == _ir(from_file, tmp_path / source)
 
 
+@pytest.fixture(scope="module")
+def untrained_option_a():
+    """A ResNet-20 with option-A shortcuts as the training script builds it, before training: its
+    BatchNorm statistics and QCFS lam measured on 128 real training images (one pass, as training
+    starts), so every layer sees real activity."""
+    torch.manual_seed(0)
+    model = cifar.build_model(shortcut="A")
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None        # the running statistics := this one batch's
+    with torch.no_grad():
+        td.init_lambdas(model, torch.from_numpy(_cifar("train", np.arange(128))[0]))
+    return model.eval()
+
+
+def _ops(path) -> set[str]:
+    import onnx
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_option_a_through_onnx_and_torch_export_gives_identical_integer_parameters(untrained_option_a, images,
+                                                                                   tmp_path):
+    """Issue #14: the option-A ResNet (strided Slice + zero channel Pad, as the common CIFAR code
+    writes it) through torch.onnx.export and through torch.export (the module, and a saved .pt2)
+    compiles to one integer network, byte for byte, error-free on real images from each file; the
+    shortcut's padded channels are exact zeros in the compiled weights."""
+    model = untrained_option_a
+    assert sum(isinstance(m, cifar.LambdaLayer) for m in model.modules()) == 2
+    x1 = torch.from_numpy(images[0][:1])
+    onnx_path, pt2_path = tmp_path / "a.onnx", tmp_path / "a.pt2"
+    export_onnx(model, x1, onnx_path)
+    assert {"Slice", "Pad"} <= _ops(onnx_path)                  # the shortcut as the exporter writes it
+    torch.export.save(torch.export.export(model, (x1,)), pt2_path)
+    module_net = nd.compile(model, x1, target="loihi2", scheme="bitplane", chips=CHIPS)
+    selections = schemes.option_a_selections(module_net)
+    assert [w.shape for _, w in selections] == [(32, 16, 1, 1), (64, 32, 1, 1)]
+    assert all(schemes.selection_is_exact(w) for _, w in selections)
+    reference = _ir(copy.deepcopy(module_net.graph), tmp_path / "module")
+    x, y = images[0][:16], images[1][:16]
+    for path in (onnx_path, pt2_path):
+        net = compile_model(path, "loihi2", "bitplane", CompileOptions(chips=CHIPS))
+        r = nd.verify(net, path, x, y, batch_size=16)
+        _exact(r)
+        assert sum(l["spikes"] for l in r["layers"]) > 0
+        assert _ir(net, tmp_path / path.suffix[1:]) == reference
+
+
+def test_selection_check_can_fail():
+    """`selection_is_exact` (used above and by examples/cifar_resnet20_schemes.py) rejects a padded
+    channel that is not 0, a copy to the wrong channel and copies of unequal weight."""
+    w = np.zeros((8, 4, 1, 1), np.int64)
+    w[2 + np.arange(4), np.arange(4)] = 127
+    assert schemes.selection_is_exact(w)
+    for o, c, v in ((0, 0, 1), (2, 1, 127), (3, 1, 126)):
+        bad = w.copy()
+        bad[o, c] = v
+        if (o, c) == (2, 1):
+            bad[2, 0] = 0
+        assert not schemes.selection_is_exact(bad), (o, c, v)
+
+
 def normalised_variant(model: nn.Module) -> nn.Module:
     """The trained network rebuilt for (x - MEAN) / STD inputs, as the common CIFAR code feeds it:
     no input quantiser, the stem convolution's weights times STD per input channel and its
@@ -176,3 +243,30 @@ def test_normalised_signed_inputs_are_bitplane_exact(model, images, tmp_path):
     export_onnx(signed, torch.from_numpy(x[:1]), path)
     from_onnx = compile_model(path, "loihi2", "bitplane", CompileOptions(chips=CHIPS, calibration=calibration))
     assert _ir(copy.deepcopy(net.graph), tmp_path / "module") == _ir(from_onnx, tmp_path / "onnx")
+
+
+def test_rate_refusal_names_layer_scheme_and_remedy(untrained_option_a, images):
+    """rate cannot hold the readout after the 8x8 global average pool in Loihi 2's formats (its
+    weights, divided by 64 pixels, are far below one code step); the refusal is one line that
+    names the layer, the scheme and what to do (the compiler adds the scheme to a target-limit
+    refusal from a scheme's flow).  Measured: weights up to 0.000573 code steps."""
+    from neurodeploy.errors import TargetLimitError
+    with pytest.raises(TargetLimitError) as info:
+        nd.compile(untrained_option_a, torch.from_numpy(images[0][:1]), target="loihi2", scheme="rate",
+                   chips=CHIPS, calibration=_cifar("train", np.arange(64))[0])
+    text = str(info.value)
+    assert len(text.splitlines()) == 1
+    assert text.startswith("layer 'readout': ") and "(scheme 'rate')" in text and " -- use " in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme, target", [("sdnn", "loihi2"), ("rate", "cpu"), ("sws", "cpu")])
+def test_option_a_zero_channels_are_exact_in_every_scheme(untrained_option_a, images, scheme, target):
+    """The option-A shortcut's padded channels are exact zeros, and its copies one equal weight, in
+    the integer weights every scheme that compiles the network makes (bitplane: the test above).
+    sws and rate refuse the readout after the global average pool on Loihi 2 (this network, before
+    training: the rate refusal above), so they compile for the `cpu` target (wide formats)."""
+    net = nd.compile(untrained_option_a, torch.from_numpy(images[0][:1]), target=target, scheme=scheme,
+                     chips=CHIPS, calibration=_cifar("train", np.arange(64))[0])
+    selections = schemes.option_a_selections(net)
+    assert len(selections) == 2 and all(schemes.selection_is_exact(w) for _, w in selections)
