@@ -111,3 +111,19 @@ def test_zero_point_folding_is_exact_on_the_quantisation_grid():
     # the first convolution, border rows and columns included (later nodes hold floors, which any
     # 1e-16 difference of summation order could flip: they are covered by the SNN tests above)
     assert np.abs(want["conv1"] - got["conv1"]).max() <= 1e-9 * max(1.0, float(np.abs(want["conv1"]).max()))
+
+
+def test_normalised_input_with_padded_stem_compiles_sdnn_exact():
+    """sdnn found its input quantiser as the input's direct consumer; with a signed input and a padded
+    first convolution the host's zero padding sits in between, so the input quantiser was taken for
+    a hidden activation and its 255 levels replaced by the unit quantiser's 2^30 (compile then
+    failed its own range check: "DeltaEncoder.code_max = 1073741824 ... a neurodeploy bug")."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), QCFS(7), nn.Conv2d(8, 8, 3, padding=1), QCFS(7),
+                          nn.Flatten(), nn.Linear(8 * 8 * 8, 10)).eval()
+    x = signed_samples((1, 3, 8, 8), n=32)
+    net = api.compile(model, torch.from_numpy(x[:1]), scheme="sdnn", calibration=x)
+    assert net.graph.layers[0].neuron.code_max == 255          # the 8-bit input quantiser's levels
+    r = api.verify(net, model, x[:16], np.zeros(16, dtype=np.int64))
+    assert all(l["conversion_mismatches"] == 0 for l in r["layers"]), r["layers"]
+    assert r["verdict"]["word"] == "EXACT"

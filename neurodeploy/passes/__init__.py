@@ -32,14 +32,19 @@ def is_input_padding(op) -> bool:
     return isinstance(op, fg.Pad) and op.value == 0.0 and len(op.pads) == 3 and op.pads[0] == (0, 0)
 
 
-def starts_with_quantiser(graph: fg.FloatGraph) -> bool:
-    """The network input feeds exactly one quantiser (the input encoder's codes), directly or
-    through the host's zero padding (`is_input_padding`)."""
+def input_quantiser(graph: fg.FloatGraph) -> str | None:
+    """The quantiser the network input feeds (the input encoder's codes), directly or through the
+    host's zero padding (`is_input_padding`); None when the input feeds anything else."""
     (inp,) = graph.input_nodes()
     cons = graph.consumers(inp)
     if len(cons) == 1 and is_input_padding(graph.op(cons[0])):
         cons = graph.consumers(cons[0])
-    return len(cons) == 1 and isinstance(graph.op(cons[0]), fg.QuantAct)
+    return cons[0] if len(cons) == 1 and isinstance(graph.op(cons[0]), fg.QuantAct) else None
+
+
+def starts_with_quantiser(graph: fg.FloatGraph) -> bool:
+    """The network input feeds exactly one quantiser (`input_quantiser`)."""
+    return input_quantiser(graph) is not None
 
 
 # graph property -> predicate; what passes require and ensure

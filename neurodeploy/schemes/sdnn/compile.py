@@ -49,8 +49,8 @@ from ...ir import float_graph as fg
 from . import neurons as sd
 from ...ir import synapses as syn
 from ...ir.spiking import Branch, Layer, SpikingGraph
-from ...passes import run_passes
-from ...lowering.input_quant import input_quantiser
+from ...passes import input_quantiser, run_passes
+from ...lowering.input_quant import input_quantiser as input_quantiser_pass
 from ...lowering.lower import lower
 from ...lowering.quantize import round_half_away
 from ...ir.float_eval import evaluate
@@ -63,7 +63,7 @@ HEADROOM = 8                   # act range kept above the calibrated activation 
 
 def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph:
     """The flow (the package's `Scheme.build`): float graph -> SpikingGraph for `target`."""
-    graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits)])
+    graph = run_passes(graph, [*scheme.passes, input_quantiser_pass(options.calibration, options.input_bits)])
     # one float64 pass over the calibration samples gives the output range and every activation's
     # input (the model's cost at compile time: a pass per use would double or triple it)
     vals = None if options.calibration is None else \
@@ -190,8 +190,8 @@ def _rel_err(rl, branches, step, unit) -> float:
 
 def _activations(graph: fg.FloatGraph) -> tuple[list, list]:
     """(the hidden ReLUs, every hidden activation (ReLU or QuantAct) but the input quantiser)."""
-    (inp,) = graph.input_nodes()
-    (first,) = graph.consumers(inp)
+    # the input quantiser, read through the host's zero padding of a signed input (lowering.input_quant)
+    first = input_quantiser(graph)
     relus = [n for n in graph.topo_order() if isinstance(graph.op(n), fg.Relu)]
     acts = [n for n in graph.topo_order() if n != first and isinstance(graph.op(n), (fg.Relu, fg.QuantAct))]
     return relus, acts
@@ -210,8 +210,7 @@ def _unit_activations(graph: fg.FloatGraph, vals: dict | None, percentile: float
     widened to the percentile of |negative pre-activations| when calibration data is given.
     vals: the calibration samples' float values of `_activation_inputs(graph)` (None: no calibration)."""
     graph = graph.copy()
-    (inp,) = graph.input_nodes()
-    (first,) = graph.consumers(inp)
+    first = input_quantiser(graph)
     relus, acts = _activations(graph)
     lams: dict[str, float] = {}
     neg_range: dict[str, float] = {}
