@@ -73,8 +73,9 @@ class NetBuilder:
     def avgpool(self, x: str, k: int = 2) -> str:
         return self.node("AveragePool", [x], kernel_shape=[k, k], strides=[k, k])
 
-    def maxpool(self, x: str, k: int = 2) -> str:
-        return self.node("MaxPool", [x], kernel_shape=[k, k], strides=[k, k])
+    def maxpool(self, x: str, k: int = 2, stride: int | None = None, pads=(0, 0, 0, 0), ceil_mode: int = 0) -> str:
+        s = k if stride is None else stride
+        return self.node("MaxPool", [x], kernel_shape=[k, k], strides=[s, s], pads=list(pads), ceil_mode=ceil_mode)
 
     def gap(self, x: str) -> str:
         return self.node("GlobalAveragePool", [x])
@@ -109,11 +110,18 @@ def dense_net(seed: int, levels=(7, 8, 15)) -> onnx.ModelProto:
     return b.model(b.gemm(x, f, 5), 5)
 
 
+# the first pool of conv_net, 8x8 -> 4x4: "max_padded" is ResNet's stem pool (3x3/2, padding 1),
+# "max_ceil" a 3x3/2 pool with ceil_mode (a partial last row of windows) and one column of left padding
+POOLS = {"avg": lambda b, x: b.avgpool(x), "max": lambda b, x: b.maxpool(x),
+         "max_padded": lambda b, x: b.maxpool(x, 3, 2, (1, 1, 1, 1)),
+         "max_ceil": lambda b, x: b.maxpool(x, 3, 2, (0, 1, 0, 0), ceil_mode=1)}
+
+
 def conv_net(seed: int, levels=(3, 8), bn=True, clamp_first=False, pool="avg") -> onnx.ModelProto:
     b = NetBuilder((2, 8, 8), seed)
     x = b.qcfs("input", 31, 1.0)
     x = b.qcfs(b.conv(x, 2, 6, bn=bn, scale=2.0), levels[0], 1.5, clamp_first)
-    x = b.avgpool(x) if pool == "avg" else b.maxpool(x)
+    x = POOLS[pool](b, x)
     x = b.qcfs(b.conv(x, 6, 8, bn=bn, scale=2.0), levels[1], 1.0, clamp_first)
     x = b.flatten(b.avgpool(x))
     return b.model(b.gemm(x, 8 * 2 * 2, 4), 4)

@@ -1,7 +1,7 @@
 """Random `reverb` SpikingGraphs for the simulator and Lava tests (no compiler involved).
 
     encoder -> conv 3x3 (±1, or 8-bit "real" weights: first_real=True)
-            -> [SumPool 2x2 | MaxPool 2x2] + Flatten + Dense (±1)
+            -> [SumPool 2x2 | MaxPool 2x2 | MaxPool 3x3/2 padded as ResNet's stem] + Flatten + Dense (±1)
             -> readout Dense (±1)
 
 Every integer field is drawn so that the layers actually fire and the payloads spread over
@@ -60,7 +60,8 @@ def _scale(ops, in_shape, in_max, weight_exp):
 def random_graph(seed: int = 0, t: int = 4, payload_bits: int = 8, pool: str = "sum",
                  first_real: bool = False, in_shape=(2, 6, 6), c1: int = 3, hidden: int = 7,
                  outputs: int = 4, code_max: int = 255, per_neuron: bool = False) -> SpikingGraph:
-    """A random reverb network (see the module docstring).  pool: "sum" or "max"."""
+    """A random reverb network (see the module docstring).  pool: "sum", "max" or "max_padded"
+    (3x3 windows, stride 2, padding 1: h x w -> ceil(h/2) x ceil(w/2))."""
     rng = np.random.default_rng(seed)
     c0, h, w = in_shape
     enc = InputEncoder("input", tuple(in_shape), in_scale=np.asarray(float(code_max)), offset=np.asarray(0.0),
@@ -76,8 +77,9 @@ def random_graph(seed: int = 0, t: int = 4, payload_bits: int = 8, pool: str = "
                **_bias(rng, int(s1 / 4), c1, 0),
                neuron=_neuron(rng, (c1, h, w) if per_neuron else c1, s1, payload_bits, t, 1), float_node="conv1")
     pmax = (1 << payload_bits) - 1
-    pool_op = syn.SumPool((2, 2), (2, 2)) if pool == "sum" else syn.MaxPool((2, 2), (2, 2))
-    flat = c1 * (h // 2) * (w // 2)
+    pool_op = {"sum": syn.SumPool((2, 2), (2, 2)), "max": syn.MaxPool((2, 2), (2, 2)),
+               "max_padded": syn.MaxPool((3, 3), (2, 2), (1, 1, 1, 1))}[pool]
+    flat = c1 * ((h + 1) // 2) * ((w + 1) // 2) if pool == "max_padded" else c1 * (h // 2) * (w // 2)
     w2 = _signs(rng, (hidden, flat))
     ops2 = [pool_op, syn.Flatten(), syn.Dense(w2)]
     # payloads are sparse-ish: half the typical (a sixth of the worst case) is a membrane step

@@ -13,6 +13,8 @@ NETS = {
     "conv_bn_avgpool": lambda s: netgen.conv_net(s),
     "conv_clamp_first": lambda s: netgen.conv_net(s, levels=(15, 7), bn=False, clamp_first=True),
     "conv_maxpool": lambda s: netgen.conv_net(s, levels=(8, 15), pool="max"),
+    "conv_maxpool_padded": lambda s: netgen.conv_net(s, levels=(8, 15), pool="max_padded"),
+    "conv_maxpool_ceil": lambda s: netgen.conv_net(s, levels=(8, 15), pool="max_ceil"),
     "residual": lambda s: netgen.residual_net(s),
 }
 

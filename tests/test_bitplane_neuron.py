@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+from neurodeploy.ir import synapses as syn
 from neurodeploy.schemes.bitplane.neurons import BitplaneIF
 from neurodeploy.schemes.bitplane import kernel as bp
 
@@ -85,5 +86,18 @@ def test_bitserial_maxpool_equals_max_of_codes():
     rng = np.random.default_rng(2)
     codes = torch.as_tensor(rng.integers(0, 16, (3, 2, 4, 6)))
     planes = bp.encode_planes(codes, 4)
-    pooled = bp.decode_planes(bp.bitserial_maxpool(planes, (2, 2), (2, 2)))
+    pooled = bp.decode_planes(bp.bitserial_maxpool(planes, syn.MaxPool((2, 2), (2, 2))))
     assert torch.equal(pooled, torch.nn.functional.max_pool2d(codes.double(), 2).long())
+
+
+def test_bitserial_maxpool_padded_equals_max_of_codes():
+    """Zero (silent) padding, symmetric and ceil_mode-like asymmetric: the max of the real codes,
+    as PyTorch's -inf padding gives it (codes >= 0, every window holds a real code)."""
+    rng = np.random.default_rng(3)
+    codes = torch.as_tensor(rng.integers(0, 16, (3, 2, 5, 7)))
+    planes = bp.encode_planes(codes, 4)
+    for mp, torch_kw in ((syn.MaxPool((3, 3), (2, 2), (1, 1, 1, 1)), {"padding": 1}),
+                         (syn.MaxPool((3, 2), (2, 2), (1, 2, 0, 1)), {"padding": (1, 0), "ceil_mode": True})):
+        pooled = bp.decode_planes(bp.bitserial_maxpool(planes, mp))
+        want = torch.nn.functional.max_pool2d(codes.double(), mp.kernel, mp.stride, **torch_kw).long()
+        assert torch.equal(pooled, want), mp

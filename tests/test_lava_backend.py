@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import netgen
+from neurodeploy.backends.lava.mapping import MaxPoolStage
 from neurodeploy.compiler import compile_model
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.ir import synapses as syn
@@ -243,6 +244,19 @@ def _maxpool(seed):
     return b.model(b.gemm(b.flatten(x), 4 * 4 * 4, 3), 3)
 
 
+def _maxpool_padded(seed, ceil_mode: bool):
+    """ResNet's stem pool (3x3/2, padding 1) on 8x8, or a ceil_mode pool (3x3/2, pads (0, 1, 1, 0)
+    -- asymmetric -- ending in a partial window) on 7x7: both give 4x4."""
+    h = 7 if ceil_mode else 8
+    b = netgen.NetBuilder((2, h, h), seed)
+    x = b.qcfs("input", 15, 1.0)
+    x = b.qcfs(b.conv(x, 2, 4, scale=2.0), 15, 1.0)
+    pads = [0, 1, 1, 0] if ceil_mode else [1, 1, 1, 1]
+    x = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=pads, ceil_mode=int(ceil_mode))
+    x = b.qcfs(b.conv(x, 4, 4, scale=2.0), 3, 1.0)
+    return b.model(b.gemm(b.flatten(x), 4 * 4 * 4, 3), 3)
+
+
 def _residual(seed, projection: bool):
     b = netgen.NetBuilder((2, 6, 6), seed)
     x = b.qcfs("input", 15, 1.0)
@@ -263,6 +277,8 @@ NETS = {
     "conv_avgpool": _conv_avgpool,
     "overlapping_avgpool": _overlap_pool,
     "maxpool": _maxpool,
+    "maxpool_padded": lambda s: _maxpool_padded(s, False),
+    "maxpool_ceil_mode": lambda s: _maxpool_padded(s, True),
     "residual_identity": lambda s: _residual(s, False),
     "residual_conv1x1": lambda s: _residual(s, True),
 }
@@ -293,7 +309,7 @@ def test_random_network_bit_exact(tmp_path, lava, kind):
     graph = _compile(tmp_path, NETS[kind](7))
     x = netgen.random_inputs(graph.input.shape, 4, seed=3)
     sim = run_batch(prepare(graph), x)
-    folds = [True, False] if kind in ("conv_avgpool", "maxpool", "residual_conv1x1") else [True]
+    folds = [True, False] if kind in ("conv_avgpool", "maxpool", "maxpool_padded", "residual_conv1x1") else [True]
     for fold in folds:
         _assert_bit_exact(graph, x, lava.run_lava(graph, x, fold=fold), sim)
     if kind == "dense":     # Q=8 with a small lambda: the clamp at code_max must have mattered
@@ -301,6 +317,12 @@ def test_random_network_bit_exact(tmp_path, lava, kind):
     if kind.startswith("residual"):
         plan = lava.plan_network(graph)
         assert any(b.delay > 0 for lp in plan.layers.values() for b in lp.branches)
+    if kind.startswith("maxpool_"):     # the pool's padding reaches the Lava process
+        plan = lava.plan_network(graph)
+        pads = [st.padding for lp in plan.layers.values() for b in lp.branches for st in b.stages
+                if isinstance(st, MaxPoolStage)]
+        # (top, bottom, left, right); ceil_mode's partial windows add one row and one column at the end
+        assert pads == [(0, 2, 1, 1) if kind == "maxpool_ceil_mode" else (1, 1, 1, 1)], pads
     if kind == "overlapping_avgpool":   # the 3x3/2 pool cannot be folded into the padded conv
         plan = lava.plan_network(graph)
         assert max(b.latency for lp in plan.layers.values() for b in lp.branches) == 2

@@ -32,7 +32,8 @@ def _assert_exact(graph, x):
 
 
 @pytest.mark.parametrize("seed,t,bits,pool,real", [(0, 1, 8, "sum", False), (1, 2, 16, "max", True),
-                                                   (2, 4, 8, "max", False), (3, 4, 16, "sum", True)])
+                                                   (2, 4, 8, "max", False), (3, 4, 16, "sum", True),
+                                                   (4, 3, 8, "max_padded", False)])
 def test_random_graphs_bit_exact(seed, t, bits, pool, real):
     graph = reverb_netgen.random_graph(seed, t, bits, pool, real)
     _assert_exact(graph, reverb_netgen.random_inputs(graph, 3, seed))

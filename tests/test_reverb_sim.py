@@ -163,6 +163,13 @@ def _apply(op, x):
         return _conv(x, np.asarray(op.weight, dtype=np.int64), op.padding[0])
     if isinstance(op, syn.SumPool):
         return _pool(x, op.kernel[0], np.sum)
+    if isinstance(op, syn.MaxPool) and any(op.padding):     # 3x3/2 padded: a loop over windows
+        top, bottom, left, right = op.padding
+        xp = np.pad(x, ((0, 0), (top, bottom), (left, right)), constant_values=-1)   # payloads >= 0
+        (kh, kw), (sh, sw) = op.kernel, op.stride
+        oh, ow = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+        return np.array([[[xp[c, i * sh:i * sh + kh, j * sw:j * sw + kw].max() for j in range(ow)]
+                          for i in range(oh)] for c in range(x.shape[0])])
     if isinstance(op, syn.MaxPool):
         return _pool(x, op.kernel[0], np.max)
     if isinstance(op, syn.Flatten):
@@ -216,7 +223,8 @@ def reference_forward(graph, x_one):
 
 CASES = [(seed, t, bits, pool, real)
          for seed, t, bits, pool, real in [(0, 1, 8, "sum", False), (1, 2, 8, "max", False), (2, 4, 8, "sum", True),
-                                           (3, 4, 16, "max", True), (4, 3, 16, "sum", False), (5, 4, 16, "max", False)]]
+                                           (3, 4, 16, "max", True), (4, 3, 16, "sum", False), (5, 4, 16, "max", False),
+                                           (6, 3, 8, "max_padded", False), (7, 4, 16, "max_padded", True)]]
 
 
 @pytest.mark.parametrize("seed,t,bits,pool,real", CASES)

@@ -463,7 +463,7 @@ def test_unsupported_constructs_name_module_and_list(model, shape, needles):
     (lambda y: F.pad(y, (1, 1, 1, 1)), "Pad", "Pad cannot be lowered"),
     (lambda y: F.pad(y, (0, 0, 0, 0, 1, 1), value=1.0), "Pad", "Pad cannot be lowered"),
     (lambda y: y[:, :, 1:, ::2], "Slice", "Slice cannot be lowered"),
-    (lambda y: F.max_pool2d(y, 2, padding=1), "MaxPool", "padded or dilated max pooling cannot be lowered"),
+    (lambda y: F.max_pool2d(y, 2, dilation=2), "MaxPool", "dilated max pooling cannot be lowered"),
 ])
 def test_layout_ops_are_read_then_refused_by_the_scheme(fn, op, needle):
     """The front end reads these (and proves them against the program); today's lowering cannot
@@ -541,7 +541,7 @@ def test_new_ops_give_one_graph_through_both_front_ends(tmp_path):
     for op in ("MaxPool", "Concat", "Reshape", "Transpose", "GlobalAvgPool", "Softmax", "Clip"):
         assert op in ops, (op, ops)
     assert graph_hash(g_torch) == graph_hash(g_onnx)
-    # today's lowering takes neither the concat nor the padded pool: both paths refuse alike
+    # today's lowering takes the padded pool but not the concat: both paths refuse alike
     messages = []
     for source in (model, path):
         with pytest.raises(UnsupportedError, match="scheme 'bitplane'") as info:

@@ -26,10 +26,22 @@ def apply_op(op, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.T
         k = op.kernel[0] * op.kernel[1]
         return F.avg_pool2d(x, op.kernel, op.stride, op.padding, divisor_override=1) if k > 1 else x
     if isinstance(op, syn.MaxPool):
-        return F.max_pool2d(x, op.kernel, op.stride)
+        return max_pool(x, op)
     if isinstance(op, syn.Flatten):
         return x.reshape(x.shape[0], -1)
     raise TypeError(f"unknown synapse op {type(op).__name__}")
+
+
+def max_pool(x: torch.Tensor, op: syn.MaxPool, pad_value: float | None = None) -> torch.Tensor:
+    """A MaxPool op on (N, C, H, W): its padding holds `pad_value` (None: a value that never wins,
+    -inf or the dtype's minimum).  Spiking kernels pad spike planes with 0, the same max on values
+    >= 0 because every window holds a real element."""
+    top, bottom, left, right = op.padding
+    if top or bottom or left or right:
+        if pad_value is None:
+            pad_value = float("-inf") if x.dtype.is_floating_point else torch.iinfo(x.dtype).min
+        x = F.pad(x, (left, right, top, bottom), value=pad_value)
+    return F.max_pool2d(x, op.kernel, op.stride)
 
 
 def apply_ops(ops: list, x: torch.Tensor, weights: dict | None = None) -> torch.Tensor:
@@ -56,11 +68,12 @@ def output_shape(ops: list, shape: tuple) -> tuple:
                        zip(shape[1:], (kh, kw), op.stride, op.padding, op.dilation)))
         elif isinstance(op, syn.Dense):
             shape = (int(np.shape(op.weight)[0]),)
-        elif isinstance(op, (syn.SumPool, syn.MaxPool)):
-            if isinstance(op, syn.SumPool) and op.kernel[0] * op.kernel[1] == 1:
+        elif isinstance(op, syn.MaxPool):
+            shape = (shape[0], *op.out_hw(shape[1:]))
+        elif isinstance(op, syn.SumPool):
+            if op.kernel[0] * op.kernel[1] == 1:
                 continue                                   # apply_op passes x through unchanged
-            pad = getattr(op, "padding", (0, 0))
-            shape = (shape[0], *(_window_out(n, k, s, p) for n, k, s, p in zip(shape[1:], op.kernel, op.stride, pad)))
+            shape = (shape[0], *(_window_out(n, k, s, p) for n, k, s, p in zip(shape[1:], op.kernel, op.stride, op.padding)))
         elif isinstance(op, syn.Flatten):
             shape = (int(np.prod(shape)),)
         elif not isinstance(op, syn.ChannelScale):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fields import int_array, integer, pair
+from .fields import int_array, integer, ints, pair
 
 # In a compiled network every weight is an integer mantissa within the target's signed width.
 _mantissas = lambda: int_array("-weight_mant_max", "weight_mant_max")    # noqa: E731
@@ -50,9 +50,33 @@ class SumPool:
 
 @dataclass
 class MaxPool:
-    """Max over kernel windows of a source's values (exact on quantised codes)."""
+    """Max over kernel windows of a source's values (exact on quantised codes).
+
+    padding: (top, bottom, left, right) rows/columns around the source that never win (as ONNX's
+    and PyTorch's -inf); the bottom/right ones also hold ceil_mode's partial windows.  Every window
+    must hold at least one real element (`ir.validate` checks it), so on values >= 0 (codes, spike
+    trains) padding with 0 gives the same max: that is how the spiking kernels pad."""
     kernel: tuple = pair(1)
     stride: tuple = pair(1)
+    padding: tuple = ints(4, default=(0, 0, 0, 0),
+                          doc="(top, bottom, left, right) that never win; every window holds a real element")
+
+    def out_hw(self, hw: tuple) -> tuple:
+        """(H, W) of the output for an (H, W) source (floor of the padded windows)."""
+        top, bottom, left, right = self.padding
+        return tuple((n + pb + pe - k) // s + 1 for n, k, s, pb, pe in
+                     zip(hw, self.kernel, self.stride, (top, left), (bottom, right)))
+
+    def window_problem(self, hw: tuple) -> str | None:
+        """None when every window over an (H, W) source holds at least one real element (then zero
+        padding of values >= 0 gives the true max), else what is wrong."""
+        top, bottom, left, right = self.padding
+        for axis, n, k, s, pb, o in zip(("rows", "columns"), hw, self.kernel, self.stride, (top, left),
+                                        self.out_hw(hw)):
+            if pb >= k or (o - 1) * s >= pb + n:    # the first window ends before, the last starts after the data
+                return f"a window over {axis} holds only padding (padding {tuple(self.padding)}, " \
+                       f"kernel {tuple(self.kernel)})"
+        return None
 
 
 @dataclass

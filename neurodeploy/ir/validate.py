@@ -219,8 +219,13 @@ def op_shape(op, shape: tuple, label: str) -> tuple:
         dims = [_window_out(n, k, s, p, d) for n, k, s, p, d in
                 zip((h, w_), w.shape[2:], op.stride, op.padding, op.dilation)]
         out = (w.shape[0], *dims)
-    else:       # SumPool, MaxPool
-        padding = getattr(op, "padding", (0, 0))
+    elif isinstance(op, syn.MaxPool):
+        problem = op.window_problem((h, w_))
+        if problem:
+            raise _Invalid(label, problem)
+        out = (c, *op.out_hw((h, w_)))
+    else:       # SumPool
+        padding = op.padding
         if any(2 * p > k for p, k in zip(padding, op.kernel)):
             raise _Invalid(label, f"padding {tuple(padding)} is more than half the kernel {tuple(op.kernel)}")
         out = (c, *[_window_out(n, k, s, p) for n, k, s, p in zip((h, w_), op.kernel, op.stride, padding)])

@@ -19,6 +19,7 @@ from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder
 from ..ir.float_eval import infer_shapes
 from ..passes import check, is_input_padding
+from .maxpool import pooled_source, spiking_maxpool
 
 
 @dataclass
@@ -96,7 +97,8 @@ class _Lowering:
                 results.append(self._leaf(node))
             elif not inputs_done:
                 stack.append((node, True))
-                ins = self.graph.inputs(node)[:2 if isinstance(op, fg.Add) else 1]
+                ins = [pooled_source(self.graph, node)] if isinstance(op, fg.MaxPool) \
+                    else self.graph.inputs(node)[:2 if isinstance(op, fg.Add) else 1]
                 stack.extend((i, False) for i in reversed(ins))      # ins[0] is finished first
             else:
                 k = 2 if isinstance(op, fg.Add) else 1
@@ -163,14 +165,15 @@ class _Lowering:
                 b.out_scale = b.out_scale / float(np.prod(kernel))
             return branches, bias
         if isinstance(op, fg.MaxPool):
-            if any(op.padding) or tuple(op.dilation) != (1, 1):
-                raise UnsupportedError("padded or dilated max pooling cannot be lowered", where,
-                                       "use max pooling without padding or dilation")
+            # directly after a quantised activation the values are codes >= 0 times a positive
+            # step, so the window max of the codes is the max of the values, and padding (which
+            # never wins) may be zeros (lowering.maxpool)
+            mp = spiking_maxpool(g, name, self.shapes[pooled_source(g, name)])
             for b in branches:
                 if b.ops or not np.all(np.asarray(b.out_scale) > 0):
                     raise UnsupportedError("MaxPool is exact only directly after a quantised activation",
                                            where, "move the MaxPool after the activation or use AvgPool")
-                b.ops.append(syn.MaxPool(tuple(op.kernel), tuple(op.stride)))
+                b.ops.append(mp)
             return branches, bias
         if isinstance(op, fg.Scale):
             f = np.asarray(op.factor, dtype=np.float64)

@@ -25,7 +25,7 @@ from ..errors import NeurodeployError
 from ..limits import MAX_BATCH_SIZE
 from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder, Layer, SpikingGraph
-from ..ir.synapse_ops import abs_bound, apply_ops
+from ..ir.synapse_ops import abs_bound, apply_ops, max_pool
 
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
@@ -142,8 +142,7 @@ def shape_after(mp: syn.MaxPool | None, shape: tuple) -> tuple:
     """Shape of a (C, H, W) source after a leading max pool split off by `prepare` (None: unchanged)."""
     if mp is None:
         return shape
-    c, h, w = shape
-    return (c, (h - mp.kernel[0]) // mp.stride[0] + 1, (w - mp.kernel[1]) // mp.stride[1] + 1)
+    return (shape[0], *mp.out_hw(shape[1:]))
 
 
 def input_codes(enc: InputEncoder, x: torch.Tensor) -> torch.Tensor:
@@ -359,7 +358,7 @@ def layer_current(prep: Prepared, layer: Layer, la: LayerArith, inputs, post=Non
     for i, (pb, bd, w, e) in enumerate(zip(prep.branches[layer.name], la.branch_dtypes, la.weights, la.weight_exps)):
         x = inputs(pb.source).to(bd)
         if pb.bitserial_maxpool is not None:
-            x = F.max_pool2d(x, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
+            x = max_pool(x, pb.bitserial_maxpool, 0.0)   # values >= 0: zeros as the chip pads
         if la.fused:
             cur = synapses_with_bias(pb.ops, x, w, la.bias if u is None else None)
         else:

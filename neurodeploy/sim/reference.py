@@ -46,6 +46,9 @@ def apply_op_int(op, x: np.ndarray) -> np.ndarray:
     if isinstance(op, syn.SumPool):
         return _windows(x, op.kernel, op.stride, op.padding).sum(axis=(-2, -1))
     if isinstance(op, syn.MaxPool):
+        top, bottom, left, right = op.padding      # padding never wins (as ONNX's -inf)
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), 
+                   constant_values=np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf)
         return _windows(x, op.kernel, op.stride).max(axis=(-2, -1))
     if isinstance(op, syn.Flatten):
         return x.reshape(x.shape[0], -1)

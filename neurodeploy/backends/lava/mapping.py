@@ -26,7 +26,8 @@ Synapse ops -> Lava (exact in every case, checked on the integers):
 * ``Flatten`` -> no process: a Lava virtual port ``transpose([2, 1, 0]).flatten()`` (Lava
   (W,H,C) -> PyTorch C,H,W order), or folded into a dense matrix.
 * ``MaxPool`` (only as a branch's first op, as the compiler emits it) -> the custom
-  `BitserialMaxPool` process on the source's spikes (exact on MSB-first codes).
+  `BitserialMaxPool` process on the source's spikes (exact on MSB-first codes); its padding
+  is silent input (zero trains), the max of codes >= 0 while every window holds a real input.
 
 Anything else raises `NeurodeployError`.
 
@@ -117,6 +118,13 @@ class MaxPoolStage:
     in_shape: tuple
     out_shape: tuple
     origin: str = "BitserialMaxPool"
+    padding: tuple = (0, 0, 0, 0)  # (top, bottom, left, right), as `ir.synapses.MaxPool`
+
+    def lava_params(self) -> dict:
+        """The window of a Lava max-pool process in Lava's (W, H) order: kernel_wh, stride_wh, pad_wh."""
+        top, bottom, left, right = self.padding
+        return {"kernel_wh": (self.kernel[1], self.kernel[0]), "stride_wh": (self.stride[1], self.stride[0]),
+                "pad_wh": ((left, right), (top, bottom))}
 
 
 SYNAPSE_STAGES = (ConvStage, DenseStage)
@@ -323,7 +331,7 @@ def map_branch(branch, src_shape: tuple, mant_max: int = DEFAULT_MANT_MAX, fold:
     if ops and isinstance(ops[0], syn.MaxPool):
         mp = ops.pop(0)
         out = _shape_after(mp, shape)
-        stages.append(MaxPoolStage(tuple(mp.kernel), tuple(mp.stride), shape, out))
+        stages.append(MaxPoolStage(tuple(mp.kernel), tuple(mp.stride), shape, out, padding=tuple(mp.padding)))
         shape = out
     for op in ops:
         if isinstance(op, syn.MaxPool):

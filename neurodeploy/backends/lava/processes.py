@@ -48,6 +48,15 @@ def wrap_signed(x: np.ndarray, bits: int = STATE_BITS) -> np.ndarray:
     return (x + (base >> 1)) % base - (base >> 1)
 
 
+def pool_windows(x: np.ndarray, kernel_wh: tuple, stride_wh: tuple, pad_wh: tuple, out_wh: tuple) -> np.ndarray:
+    """The (W_out, H_out, C, kW, kH) windows of a max pool over x in Lava layout (W, H, C), padded
+    with zeros by pad_wh = ((left, right), (top, bottom)): silent inputs, which never win over
+    the payloads / spike trains of values >= 0 a compiled max pool reads."""
+    x = np.pad(x, (tuple(pad_wh[0]), tuple(pad_wh[1]), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel_wh), axis=(0, 1))
+    return win[::stride_wh[0], ::stride_wh[1]][:out_wh[0], :out_wh[1]]
+
+
 def scalar_var(init) -> Var:
     """A one-element integer Var (a process parameter)."""
     return Var(shape=(1,), init=int(init))

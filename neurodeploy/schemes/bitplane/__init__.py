@@ -74,7 +74,7 @@ class Bitplane(Scheme):
     def pooled_spike_counts(self, trains, maxpool):
         """The bit-serial max pool's output spikes per neuron."""
         from .kernel import bitserial_maxpool
-        p = bitserial_maxpool(trains, maxpool.kernel, maxpool.stride)
+        p = bitserial_maxpool(trains, maxpool)
         return p.reshape(p.shape[0], p.shape[1], -1).sum(1)
 
     def compare_configs(self, sweep: list | None) -> list[dict]:

@@ -124,14 +124,22 @@ def spike_total(codes: torch.Tensor, n_steps: int) -> int:
     return int((hist * popcount).sum())
 
 
-def bitserial_maxpool(planes: torch.Tensor, kernel: tuple, stride: tuple) -> torch.Tensor:
-    """Max pooling of MSB-first spike trains, one plane at a time (exact on the codes).
+def bitserial_maxpool(planes: torch.Tensor, mp) -> torch.Tensor:
+    """Max pooling (an `ir.synapses.MaxPool`) of MSB-first spike trains, one plane at a time
+    (exact on the codes).
 
     A window's output bit is the OR of the bits of inputs still tied for the maximum;
-    an input whose bit falls below the output bit drops out of the race.
+    an input whose bit falls below the output bit drops out of the race.  Padding is silent
+    (all-zero trains, code 0): the max of codes >= 0 whenever every window holds a real input,
+    which `ir.validate` checks.
     """
+    kernel, stride = tuple(mp.kernel), tuple(mp.stride)
+    top, bottom, left, right = mp.padding
     n, t, c, h, w = planes.shape
     x = planes.reshape(n * t, c, h, w).to(torch.float32)
+    if top or bottom or left or right:
+        x = F.pad(x, (left, right, top, bottom))
+    oh, ow = mp.out_hw((h, w))
     cols = F.unfold(x, kernel, stride=stride)                     # (n*t, c*k, L)
     k = kernel[0] * kernel[1]
     cols = cols.reshape(n, t, c, k, -1)
@@ -142,8 +150,6 @@ def bitserial_maxpool(planes: torch.Tensor, kernel: tuple, stride: tuple) -> tor
         o = bits.amax(dim=2, keepdim=True)
         alive = alive * (1 - (o - bits).clamp(min=0))             # drop inputs that lost this bit
         out.append(o.squeeze(2))
-    oh = (h - kernel[0]) // stride[0] + 1
-    ow = (w - kernel[1]) // stride[1] + 1
     return torch.stack(out, dim=1).reshape(n, t, c, oh, ow).to(torch.uint8)
 
 
@@ -179,7 +185,7 @@ def accumulate_planes(prep: core.Prepared, layer, planes_of, probe: core.Probe |
     for pb in prep.branches[layer.name]:
         p = planes_of(pb.source)
         if pb.bitserial_maxpool is not None:
-            p = bitserial_maxpool(p, pb.bitserial_maxpool.kernel, pb.bitserial_maxpool.stride)
+            p = bitserial_maxpool(p, pb.bitserial_maxpool)
         n, t = p.shape[:2]
         current = core.branch_current(pb, p.reshape((n * t,) + tuple(p.shape[2:])))
         partials = [] if probe is not None else None

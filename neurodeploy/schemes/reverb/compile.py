@@ -70,6 +70,7 @@ from ...ir.spiking import Branch, InputEncoder, Layer, SpikingGraph
 from ...passes import run_passes
 from .fold import node_shapes, sequential_chain
 from ...lowering.quantize import round_half_away
+from ...lowering.maxpool import padding_before, spiking_maxpool
 from ...target import Target
 
 DEFAULT_TIMESTEPS = 4        # the T of the ReverB paper's CIFAR runs and of models/ training
@@ -158,7 +159,7 @@ def _plan_chain(folded: fg.FloatGraph) -> tuple[str, list[Stage]]:
     while i < len(chain):
         name = chain[i]
         op = folded.op(name)
-        if isinstance(op, (fg.AvgPool, fg.GlobalAvgPool, fg.MaxPool, fg.Flatten)):
+        if isinstance(op, (fg.AvgPool, fg.GlobalAvgPool, fg.MaxPool, fg.Flatten)) or _maxpool_padding(folded, chain, i):
             pre.append(name)
             i += 1
             continue
@@ -195,22 +196,29 @@ def _plan_chain(folded: fg.FloatGraph) -> tuple[str, list[Stage]]:
     return enc_node, stages
 
 
+def _maxpool_padding(folded: fg.FloatGraph, chain: list, i: int) -> bool:
+    """Whether chain[i] is the -inf padding of the MaxPool chain[i + 1] (ceil_mode, asymmetric pads)."""
+    return i + 1 < len(chain) and isinstance(folded.op(chain[i + 1]), fg.MaxPool) \
+        and padding_before(folded, chain[i + 1]) == chain[i]
+
+
 def _branch_ops(folded: fg.FloatGraph, st: Stage, src_shape: tuple, weight_int: np.ndarray) -> tuple[list, float]:
     """IR synapse ops of a stage and its average-pool factor π."""
     ops, pool, shape = [], 1.0, tuple(src_shape)
-    for k, name in enumerate(st.pre):
+    for name in st.pre:
         op = folded.op(name)
-        padded_max = isinstance(op, fg.MaxPool) and any(op.padding)
-        if padded_max or (isinstance(op, (fg.MaxPool, fg.AvgPool)) and tuple(op.dilation) != (1, 1)):
-            raise UnsupportedError("padded max pooling or dilated pooling", folded.where(name),
-                                   "pool without padding or dilation")
+        if isinstance(op, fg.Pad):                 # a MaxPool's -inf padding: merged into it below
+            continue
+        if isinstance(op, fg.AvgPool) and tuple(op.dilation) != (1, 1):
+            raise UnsupportedError("dilated average pooling", folded.where(name), "pool without dilation")
         if isinstance(op, fg.MaxPool):
-            if k != 0:
+            if ops:
                 raise UnsupportedError("max pooling that is not directly after a neuron", folded.where(name),
                                        "pool right after the ReverBNeuron, or use average pooling")
-            ops.append(syn.MaxPool(tuple(op.kernel), tuple(op.stride)))
-            shape = (shape[0], (shape[1] - op.kernel[0]) // op.stride[0] + 1,
-                     (shape[2] - op.kernel[1]) // op.stride[1] + 1)
+            # payloads (and input codes) are >= 0: zero padding never wins (lowering.maxpool)
+            mp = spiking_maxpool(folded, name, shape)
+            ops.append(mp)
+            shape = (shape[0], *mp.out_hw(shape[1:]))
         elif isinstance(op, (fg.AvgPool, fg.GlobalAvgPool)):
             if isinstance(op, fg.GlobalAvgPool):
                 kernel, stride, pad = tuple(shape[1:]), tuple(shape[1:]), (0, 0)

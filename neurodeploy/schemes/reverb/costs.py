@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...ir.spiking import SpikingGraph
 from ...sim import core
+from ...ir.synapse_ops import max_pool
 from .kernel import prepare, run, timesteps
 
 
@@ -48,7 +48,7 @@ def activity(graph: SpikingGraph, x: np.ndarray, batch_size: int = 256, device: 
             if pb.bitserial_maxpool is not None:
                 mp = pb.bitserial_maxpool
                 flat = tr.reshape((-1,) + tuple(tr.shape[2:])).to(torch.float64)
-                tr = F.max_pool2d(flat, mp.kernel, mp.stride)
+                tr = max_pool(flat, mp, 0.0)
             cnt = (tr != 0).reshape(-1, int(np.prod(fan.shape))).sum(dim=0).to(torch.float64).cpu().numpy()
             synops[pb.source] = synops.get(pb.source, 0.0) + float(cnt @ fan.reshape(-1))
     n = max(len(x), 1)

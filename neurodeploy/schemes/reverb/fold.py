@@ -49,6 +49,8 @@ encoder scales whole channels), ops other than those listed above.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...errors import UnsupportedError
@@ -59,6 +61,12 @@ from . import float_model as rf
 # ops allowed between a neuron (or the input) and the next weighted layer: they commute with
 # a non-negative per-channel scale
 _PASS_THROUGH = (fg.AvgPool, fg.GlobalAvgPool, fg.MaxPool, fg.Flatten)
+
+
+def _passes_through(op) -> bool:
+    """A pass-through op, or a max pool's spatial -inf padding (ceil_mode, asymmetric pads)."""
+    return isinstance(op, _PASS_THROUGH) or (isinstance(op, fg.Pad) and op.value == -math.inf
+                                             and len(op.pads) == 3 and tuple(op.pads[0]) == (0, 0))
 RESIDUAL_HINT = ("compile a sequential network, or write residual connections as "
                  "neurodeploy.nn.reverb.ReverBBasicBlock: y = neuron2(bn2(conv2(h)) + shortcut(x)), x a ReverBNeuron's "
                  "output, the shortcut an identity or a real-valued nn.Conv2d (+BatchNorm)")
@@ -115,7 +123,7 @@ def _fold_chain(graph: fg.FloatGraph) -> fg.FloatGraph:
     producer_scale: dict[str, np.ndarray] = {}      # ReverbAct node -> |s| per channel
     for i, name in enumerate(chain):
         op = graph.op(name)
-        if isinstance(op, (fg.Input, rf.ReverbAct)) or isinstance(op, _PASS_THROUGH):
+        if isinstance(op, (fg.Input, rf.ReverbAct)) or _passes_through(op):
             continue
         if isinstance(op, fg.BatchNorm):
             raise UnsupportedError("BatchNorm that does not directly follow a Conv/Linear layer", graph.where(name),
@@ -167,7 +175,7 @@ def _fold_chain(graph: fg.FloatGraph) -> fg.FloatGraph:
         i = chain.index(name)
         j = i - 1
         while not isinstance(graph.op(chain[j]), (fg.Input, rf.ReverbAct)):
-            if not isinstance(graph.op(chain[j]), _PASS_THROUGH):
+            if not _passes_through(graph.op(chain[j])):
                 raise UnsupportedError("two weighted layers follow each other without a ReverB neuron",
                                        graph.where(name), "insert a ReverBNeuron between them")
             j -= 1
@@ -374,6 +382,9 @@ def _pull_back(op, a: np.ndarray, in_shape: tuple, where: str) -> np.ndarray:
         return a.reshape(in_shape)
     if isinstance(op, fg.GlobalAvgPool):
         return np.broadcast_to(a.reshape(-1, 1, 1), in_shape).copy()
+    if isinstance(op, fg.Pad):                   # -inf padding: its positions feed nothing
+        (_, (top, _), (left, _)) = op.pads
+        return a[:, top:top + in_shape[1], left:left + in_shape[2]].copy()
     kh, kw = op.kernel
     sh, sw = op.stride
     ph, pw = tuple(getattr(op, "padding", (0, 0)))

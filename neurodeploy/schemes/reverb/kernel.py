@@ -46,14 +46,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...errors import NeurodeployError
 from . import neurons as rv
 from ...ir import synapses as syn
 from ...ir.spiking import SpikingGraph
 from ...sim import core
-from ...ir.synapse_ops import apply_ops
+from ...ir.synapse_ops import apply_ops, max_pool
 
 WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
 
@@ -168,7 +167,7 @@ def branch_current(pb: core.PreparedBranch, payloads: torch.Tensor, src_shape: t
     p = payloads
     if pb.bitserial_maxpool is not None:          # core.prepare splits a leading MaxPool off
         mp = pb.bitserial_maxpool
-        p = F.max_pool2d(p.to(pb.dtype), mp.kernel, mp.stride)
+        p = max_pool(p.to(pb.dtype), mp, 0.0)        # payloads >= 0: zeros as the chip pads
     c = apply_ops(pb.ops, p.to(pb.dtype), pb.weights).to(torch.int64) << int(pb.weight_exp)
     ops = ([pb.bitserial_maxpool] if pb.bitserial_maxpool is not None else []) + list(pb.ops)
     return wrap(c) if lava_wraps(ops, src_shape) else c

@@ -26,7 +26,7 @@ from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
-from neurodeploy.backends.lava.processes import GuardedModel, scalar_var, wrap_signed  # noqa: E402
+from neurodeploy.backends.lava.processes import GuardedModel, pool_windows, scalar_var, wrap_signed  # noqa: E402
 
 
 class BitplaneIF(AbstractProcess):
@@ -187,7 +187,8 @@ class PyBitplaneReadoutModelFixed(_AccumulatorModel):
 class BitserialMaxPool(AbstractProcess):
     """Max pooling of MSB-first spike trains, exact on the codes (no stock Lava process).
 
-    Input/output in Lava layout (W, H, C).  At local step k == start (the source's first
+    Input/output in Lava layout (W, H, C); pad_wh = ((left, right), (top, bottom)) zero (silent)
+    trains around the input, the max of codes >= 0 while every window holds a real input.  At local step k == start (the source's first
     plane, after any delay) all window inputs are "alive"; for k in [start, start + n_steps):
     the output bit of a window is the OR of the bits of its alive inputs, and an alive input
     whose bit is 0 while the output bit is 1 drops out.  Same as `neurodeploy.schemes.bitplane.kernel.bitserial_maxpool`.  No delay of its own.
@@ -196,9 +197,9 @@ class BitserialMaxPool(AbstractProcess):
     """
 
     def __init__(self, *, in_shape: tuple, out_shape: tuple, kernel_wh: tuple, stride_wh: tuple,
-                 period: int, start: int, n_steps: int, name: str | None = None):
+                 period: int, start: int, n_steps: int, pad_wh: tuple = ((0, 0), (0, 0)), name: str | None = None):
         super().__init__(in_shape=in_shape, out_shape=out_shape, kernel_wh=tuple(kernel_wh),
-                         stride_wh=tuple(stride_wh), name=name)
+                         stride_wh=tuple(stride_wh), pad_wh=tuple(map(tuple, pad_wh)), name=name)
         self.s_in = InPort(shape=in_shape)
         self.s_out = OutPort(shape=out_shape)
         self.error = Var(shape=(1,), init=0)
@@ -230,10 +231,9 @@ class PyBitserialMaxPoolModelFixed(GuardedModel):
         out_shape = self.alive.shape[:-1]
         if not 0 <= j < int(self.n_steps[0]):
             return np.zeros(out_shape, dtype=np.int32)
-        kw, kh = self.proc_params["kernel_wh"]
-        sw, sh = self.proc_params["stride_wh"]
-        win = np.lib.stride_tricks.sliding_window_view(x, (kw, kh), axis=(0, 1))[::sw, ::sh]
-        win = win[:out_shape[0], :out_shape[1]].reshape(out_shape + (kw * kh,)).astype(np.int32)
+        pp = self.proc_params
+        win = pool_windows(x, pp["kernel_wh"], pp["stride_wh"], pp["pad_wh"], out_shape[:2])
+        win = win.reshape(out_shape + (-1,)).astype(np.int32)
         alive = np.ones_like(win) if j == 0 else self.alive
         bits = win * alive
         o = bits.max(axis=-1)

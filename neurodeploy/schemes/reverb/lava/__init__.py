@@ -64,7 +64,7 @@ from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 
 from neurodeploy.backends.lava.mapping import from_lava, lava_shape, to_lava  # noqa: E402
-from neurodeploy.backends.lava.processes import GuardedModel, scalar_var  # noqa: E402
+from neurodeploy.backends.lava.processes import GuardedModel, pool_windows, scalar_var  # noqa: E402
 
 GRADED_BITS = 24            # num_message_bits of every synapse: payloads are up to 24-bit
 INT32_MAX = (1 << 31) - 1
@@ -194,15 +194,16 @@ class PyReverbReadoutModelFixed(GuardedModel):
 
 # --------------------------------------------------------------------------- max pooling
 class GradedMaxPool(AbstractProcess):
-    """Window max of graded payloads (Lava layout (W, H, C), no padding), in the same step.
+    """Window max of graded payloads (Lava layout (W, H, C), zero padding), in the same step.
 
     Payloads are ≥ 0 and pooled within a channel (one unit), so the max of payloads is the
-    max of the values.  On Loihi 2: a neuron per window whose microcode keeps the running max
+    max of the values, and zero padding never wins over a window's real payloads.  On Loihi 2: a neuron per window whose microcode keeps the running max
     of its k·k dendritic inputs (a small program); no stock Lava process does this."""
 
-    def __init__(self, *, in_shape: tuple, out_shape: tuple, kernel_wh: tuple, stride_wh: tuple, name=None):
+    def __init__(self, *, in_shape: tuple, out_shape: tuple, kernel_wh: tuple, stride_wh: tuple,
+                 pad_wh: tuple = ((0, 0), (0, 0)), name=None):
         super().__init__(in_shape=in_shape, out_shape=out_shape, kernel_wh=tuple(kernel_wh),
-                         stride_wh=tuple(stride_wh), name=name)
+                         stride_wh=tuple(stride_wh), pad_wh=tuple(map(tuple, pad_wh)), name=name)
         self.s_in = InPort(shape=in_shape)
         self.s_out = OutPort(shape=out_shape)
         self.error = Var(shape=(1,), init=0)
@@ -220,11 +221,8 @@ class PyGradedMaxPoolModelFixed(GuardedModel):
         return tuple(self.proc_params["out_shape"])
 
     def _step(self, x: np.ndarray) -> np.ndarray:
-        kw, kh = self.proc_params["kernel_wh"]
-        sw, sh = self.proc_params["stride_wh"]
-        ow, oh, _ = self.proc_params["out_shape"]
-        win = np.lib.stride_tricks.sliding_window_view(x, (kw, kh), axis=(0, 1))[::sw, ::sh][:ow, :oh]
-        return win.max(axis=(-2, -1))
+        pp = self.proc_params
+        return pool_windows(x, pp["kernel_wh"], pp["stride_wh"], pp["pad_wh"], pp["out_shape"][:2]).max(axis=(-2, -1))
 
 
 # --------------------------------------------------------------------------- schedule
@@ -412,8 +410,7 @@ def build(graph, x: np.ndarray) -> ReverbLavaNetwork:
             if stages and isinstance(stages[0], MaxPoolStage):
                 mp = stages.pop(0)
                 pool = GradedMaxPool(in_shape=lava_shape(mp.in_shape), out_shape=lava_shape(mp.out_shape),
-                                     kernel_wh=(mp.kernel[1], mp.kernel[0]), stride_wh=(mp.stride[1], mp.stride[0]),
-                                     name=f"{layer.name}<{b.source}:maxpool")
+                                     **mp.lava_params(), name=f"{layer.name}<{b.source}:maxpool")
                 port.connect(pool.s_in)
                 port, src_shape = pool.s_out, tuple(mp.out_shape)
                 custom.append(pool)
