@@ -242,6 +242,31 @@ def test_fixed_point_output_tracks_the_float_snn():
     assert np.mean(fixed.argmax(1) == float_out.argmax(1)) >= 0.9
 
 
+@pytest.mark.parametrize("ceil", [False, True], ids=["padded", "ceil_mode"])
+def test_padded_max_pool_of_payloads(ceil):
+    """A 3x3/2 max pool with padding 1 (ceil_mode: a partial last row and column of windows over
+    extra bottom/right padding) after a ReverB neuron: payloads are >= 0, so the zero-padded max
+    of payloads is the max of the values; the folded graph equals the trained one and the
+    fixed-point SNN tracks the float SNN as the unpadded nets do."""
+    torch.manual_seed(3)
+    m = _randomise(SpikingSequential(
+        BinaryConv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), ReverBNeuron(0.25, 0.1), nn.AvgPool2d(2),
+        BinaryConv2d(6, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), ReverBNeuron(0.5, 0.1),
+        nn.MaxPool2d(3, 2, padding=1, ceil_mode=ceil), nn.Flatten(), nn.Linear(8 * (9 if ceil else 4), 5)), 3)
+    x = _inputs("conv", 64, 3)
+    g = load_reverb_model(m, x[:2])
+    folded = fold_reverb(g)
+    trained = rf.run(g, x, 4)
+    assert np.allclose(trained, predict(m, x, 4), rtol=1e-4, atol=1e-5 * np.abs(trained).max())
+    assert np.allclose(rf.run(folded, x, 4), trained, rtol=1e-9, atol=1e-12 * np.abs(trained).max())
+    net = nd.compile(m, x[:2], target="loihi2", scheme="reverb", timesteps=4, payload_bits=16, calibration=x)
+    (mp,) = [op for l in net.graph.neuron_layers() for b in l.branches for op in b.ops if isinstance(op, syn.MaxPool)]
+    assert tuple(mp.padding) == ((1, 2, 1, 2) if ceil else (1, 1, 1, 1))      # (top, bottom, left, right)
+    fixed, float_out = nd.simulate(net, x), predict(m, x, 4)
+    assert np.abs(fixed - float_out).max() <= 0.05 * np.abs(float_out).max()
+    assert np.mean(fixed.argmax(1) == float_out.argmax(1)) >= 0.9
+
+
 # --------------------------------------------------------------------------- memory report
 def test_binary_memory_report_counts_bits_per_layer():
     _, _, net = _compile("dense", 0)

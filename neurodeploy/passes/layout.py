@@ -79,8 +79,9 @@ def selections(graph: fg.FloatGraph) -> dict[str, _Selection]:
     """Slice/Pad node -> the selection its chain (up to it) makes, for every Slice/Pad on a
     (C, H, W) tensor that only selects channels, subsamples rows and columns or pads channels
     with zeros."""
-    if not any(isinstance(graph.op(n), (fg.Slice, fg.Pad)) for n in graph.g):
-        return {}
+    if not any(isinstance(op, fg.Slice) or (isinstance(op, fg.Pad) and op.value == 0.0)
+               for op in map(graph.op, graph.g)):
+        return {}       # (a max pool's -inf padding selects nothing: no shapes needed)
     shapes = infer_shapes(graph)
     selection: dict[str, _Selection] = {}
     for name in graph.topo_order():
