@@ -4,9 +4,11 @@ Each network is built exactly as `benchmarks/bench_coverage.py` builds the READM
 (torchvision, seed 0, 10 classes, BatchNorm statistics from real CIFAR-10 images normalised by
 mean/std -- signed inputs --, every ReLU swapped for QCFS(7) by `relu_to_qcfs`), exported through
 the TorchScript ONNX exporter and through torch.export, compiled with bitplane and verified on
-real CIFAR-10 test images: the SNN must equal the integer reference on every layer.  And a real
-network with an op that no scheme lowers (ResNet-18's padded stem max pool) is refused by every
-scheme on the command line: exit 2, one line naming the node and the scheme.
+real CIFAR-10 test images: the SNN must equal the integer reference on every layer.  ImageNet's
+ResNet-18 stem (conv 7x7/2, then a 3x3/2 max pool with padding 1) is among them: bitplane pools the
+codes, padding with zeros (exact: codes are >= 0).  The schemes whose spikes do not carry the
+codes (sws, rate, sdnn) refuse that pool on the command line: exit 2, one line naming the layer
+and the scheme.
 """
 import sys
 
@@ -16,6 +18,7 @@ import torch
 
 from conftest import DATA, ROOT
 from neurodeploy import api
+from neurodeploy.ir import synapses as syn
 from test_cli import assert_clean_error, run
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -23,8 +26,9 @@ import bench_coverage as coverage  # noqa: E402
 
 CIFAR = DATA / "cifar10_subset.npz"
 # of the coverage table's bitplane-exact architectures at 3x32x32: RegNet-X-400MF (5.5 M weights,
-# grouped convolutions, 1 chip) and ResNet-18 with the CIFAR stem (11 M weights, 29 chips)
-EXACT_ARCHS = ["regnet_x_400mf", "resnet18_cifar"]
+# grouped convolutions, 1 chip), ResNet-18 with the CIFAR stem (11 M weights, 29 chips) and with
+# ImageNet's stem (a padded max pool)
+EXACT_ARCHS = ["regnet_x_400mf", "resnet18_cifar", "resnet18"]
 
 
 def _network(arch: str):
@@ -48,17 +52,22 @@ def test_torchvision_network_compiles_bitplane_exactly(tmp_path, arch, exporter)
     assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []
     assert r["agreement"]["snn_vs_quantised_ann"] == 1.0
     assert net.graph.meta["allocation"]["chips"] >= 1
+    if arch == "resnet18":                # the stem's 3x3/2 pool, padding 1 on every side: 16x16 -> 8x8
+        pools = [op for l in net.graph.neuron_layers() for b in l.branches for op in b.ops
+                 if isinstance(op, syn.MaxPool)]
+        assert [(tuple(p.kernel), tuple(p.stride), tuple(p.padding)) for p in pools] == [((3, 3), (2, 2), (1, 1, 1, 1))]
 
 
 @pytest.mark.slow
-def test_unlowerable_op_refused_by_every_scheme_naming_node_and_scheme(tmp_path):
+def test_padded_stem_pool_refused_by_schemes_without_codes(tmp_path):
     model, x_cal = _network("resnet18")
     path = tmp_path / "resnet18.onnx"
     coverage.export(model, torch.from_numpy(x_cal[:1]), "onnx-ts", path)
     np.save(tmp_path / "cal.npy", x_cal)
-    for scheme in ("bitplane", "sws", "rate", "sdnn"):
+    for scheme, needle in (("sws", "max pooling of ternary digit trains"),
+                           ("rate", "max pooling of spike trains is not the max of their rates"),
+                           ("sdnn", "max pooling of sigma-delta payloads")):
         r = run("compile", path, "--scheme", scheme, "--calibration", tmp_path / "cal.npy", "--chips", "auto",
                 "-o", tmp_path / scheme)
-        assert_clean_error(r, "node '/maxpool/MaxPool' (MaxPool)", "padded or dilated max pooling",
-                           f"(scheme '{scheme}')")
+        assert_clean_error(r, needle, "layer 'conv2'", f"(scheme '{scheme}')")
         assert not (tmp_path / scheme).exists()

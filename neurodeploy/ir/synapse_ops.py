@@ -73,7 +73,8 @@ def output_shape(ops: list, shape: tuple) -> tuple:
         elif isinstance(op, syn.SumPool):
             if op.kernel[0] * op.kernel[1] == 1:
                 continue                                   # apply_op passes x through unchanged
-            shape = (shape[0], *(_window_out(n, k, s, p) for n, k, s, p in zip(shape[1:], op.kernel, op.stride, op.padding)))
+            shape = (shape[0], *(_window_out(n, k, s, p) for n, k, s, p in
+                                 zip(shape[1:], op.kernel, op.stride, op.padding)))
         elif isinstance(op, syn.Flatten):
             shape = (int(np.prod(shape)),)
         elif not isinstance(op, syn.ChannelScale):

@@ -103,7 +103,8 @@ def _connect_branch(bp, plan: NetworkPlan, port, neuron, layer) -> list:
     for i, st in enumerate(bp.stages):
         if isinstance(st, MaxPoolStage):
             mp = BitserialMaxPool(in_shape=lava_shape(st.in_shape), out_shape=lava_shape(st.out_shape),
-                                  **st.lava_params(), period=plan.period, start=src.emit_start + bp.delay, n_steps=src.n_steps,
+                                  **st.lava_params(), period=plan.period, start=src.emit_start + bp.delay,
+                                  n_steps=src.n_steps,
                                   name=f"{layer.name}<{bp.source}:maxpool")
             adapt_port(port, shape, st.in_shape).connect(mp.s_in)
             port, shape, after_synapse = mp.s_out, st.out_shape, False

@@ -188,8 +188,9 @@ class BitserialMaxPool(AbstractProcess):
     """Max pooling of MSB-first spike trains, exact on the codes (no stock Lava process).
 
     Input/output in Lava layout (W, H, C); pad_wh = ((left, right), (top, bottom)) zero (silent)
-    trains around the input, the max of codes >= 0 while every window holds a real input.  At local step k == start (the source's first
-    plane, after any delay) all window inputs are "alive"; for k in [start, start + n_steps):
+    trains around the input, the max of codes >= 0 while every window holds a real input.  At
+    local step k == start (the source's first plane, after any delay) all window inputs are
+    "alive"; for k in [start, start + n_steps):
     the output bit of a window is the OR of the bits of its alive inputs, and an alive input
     whose bit is 0 while the output bit is 1 drops out.  Same as `neurodeploy.schemes.bitplane.kernel.bitserial_maxpool`.  No delay of its own.
     On Loihi 2: one multi-input neuron per window (k*k dendritic inputs gated by k*k alive

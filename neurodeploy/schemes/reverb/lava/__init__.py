@@ -197,8 +197,9 @@ class GradedMaxPool(AbstractProcess):
     """Window max of graded payloads (Lava layout (W, H, C), zero padding), in the same step.
 
     Payloads are ≥ 0 and pooled within a channel (one unit), so the max of payloads is the
-    max of the values, and zero padding never wins over a window's real payloads.  On Loihi 2: a neuron per window whose microcode keeps the running max
-    of its k·k dendritic inputs (a small program); no stock Lava process does this."""
+    max of the values, and zero padding never wins over a window's real payloads.  On Loihi 2: a
+    neuron per window whose microcode keeps the running max of its k·k dendritic inputs (a small
+    program); no stock Lava process does this."""
 
     def __init__(self, *, in_shape: tuple, out_shape: tuple, kernel_wh: tuple, stride_wh: tuple,
                  pad_wh: tuple = ((0, 0), (0, 0)), name=None):
