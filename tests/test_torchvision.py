@@ -51,6 +51,31 @@ def test_torchvision_network_compiles_bitplane_exactly(tmp_path, arch, exporter)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["onnx-ts", "pt2"])
+def test_squeezenet_fire_concats_compile_bitplane_exactly(tmp_path, exporter):
+    """SqueezeNet 1.0: eight Fire modules, each a channel Concat of two QCFS expand convs, read by a
+    max pool and the next squeeze conv (or the classifier conv).  Its max pools use ceil_mode, which
+    at 32x32 adds -inf padding (a padded max pool, lowered separately); here the pools floor, which
+    needs 64x64 inputs for the last pool to have a window (64 -> 29 -> 14 -> 6 -> 2)."""
+    x_cal, _ = coverage.images(CIFAR, "train", coverage.N_CALIBRATION, 64)
+    model, note = coverage.build("squeezenet1_0", 64, x_cal)
+    assert note is None, note
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 3
+    for pool in pools:
+        pool.ceil_mode = False
+    path = tmp_path / ("model.pt2" if exporter == "pt2" else "model.onnx")
+    coverage.export(model, torch.from_numpy(x_cal[:1]), exporter, path)
+    net = api.compile(path, scheme="bitplane", calibration=x_cal, chips="auto")
+    assert sum(len(l.branches) == 2 for l in net.graph.neuron_layers()) == 8     # one layer per Fire's Concat
+    x, y = coverage.images(CIFAR, "test", 4, 64)
+    r = api.verify(net, path, x, y)
+    assert r["guarantee_holds"], r["verdict"]
+    assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []
+    assert r["agreement"]["snn_vs_quantised_ann"] == 1.0
+
+
+@pytest.mark.slow
 def test_unlowerable_op_refused_by_every_scheme_naming_node_and_scheme(tmp_path):
     model, x_cal = _network("resnet18")
     path = tmp_path / "resnet18.onnx"
