@@ -109,6 +109,9 @@ def test_concat_network_is_bitplane_exact_on_every_layer(tmp_path, tail, exporte
     net = api.compile(source, x[:1] if exporter == "module" else None, scheme="bitplane", calibration=x.numpy())
     joined = [l for l in net.graph.neuron_layers() if len(l.branches) > 1]
     assert joined, "the Concat should become a layer fed by one branch per part"
+    # named after the op that reads the parts; nested sums two convs of the Concat: an add
+    want = {"gap": "readout", "nested": "add1"}.get(tail, "conv4")
+    assert [l.name for l in joined] == [want]
     r = api.verify(net, source, x[:16].numpy(), np.zeros(16, dtype=np.int64))
     assert r["guarantee_holds"], r["verdict"]
     assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []

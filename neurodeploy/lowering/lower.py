@@ -52,7 +52,7 @@ class RealBranch:
     out_scale: np.ndarray = field(default_factory=lambda: np.float64(1.0))  # applied after ops
     weighted: bool = False
     place: Placement | None = None  # set between a Concat and the weighted op that reads it
-    concat: str = ""                # the Concat this branch is a part of (names the layer)
+    read_by: str = ""               # the Conv/Gemm node that read this branch as a Concat's part
 
 
 @dataclass
@@ -188,6 +188,7 @@ class _Lowering:
                 else:
                     w = w * (s.reshape(1, -1) if s.ndim else s)
                     b.ops.append(syn.Dense(w))
+                b.read_by = name if b.place is not None else ""
                 b.out_scale, b.weighted, b.place = np.float64(1.0), True, None
             return branches, op.bias.copy()
         if isinstance(op, fg.Flatten):
@@ -249,7 +250,6 @@ class _Lowering:
             for b in part_branches:
                 inner = b.place or Placement(0, n, n, name)
                 b.place = Placement(start + inner.start, start + inner.stop, total, name)
-                b.concat = name
             branches += part_branches
             biases.append(np.broadcast_to(np.asarray(part_bias, dtype=np.float64), (n,)))
             start += n
@@ -342,8 +342,8 @@ def _rename(enc: RealInput, layers: list[RealLayer]) -> None:
     counts: dict[str, int] = {}
     for layer in layers[:-1]:
         kinds = {type(syn.weighted_op(b.ops)).__name__ for b in layer.branches}
-        concats = {b.concat for b in layer.branches}
-        summed = len(layer.branches) > 1 and (len(concats) != 1 or "" in concats)   # not one Concat's parts
+        readers = {b.read_by for b in layer.branches}
+        summed = len(layer.branches) > 1 and (len(readers) != 1 or "" in readers)   # not one op's Concat parts
         kind = "add" if summed else {"Conv": "conv", "Dense": "dense"}.get(kinds.pop(), "scale")
         counts[kind] = counts.get(kind, 0) + 1
         names[layer.name] = f"{kind}{counts[kind]}"
