@@ -86,6 +86,10 @@ class NetBuilder:
     def add(self, a: str, b: str) -> str:
         return self.node("Add", [a, b])
 
+    def concat(self, *xs: str) -> str:
+        """Join activations along channels (SqueezeNet's Fire, Inception, DenseNet)."""
+        return self.node("Concat", list(xs), axis=1)
+
     def model(self, output: str, n_out: int) -> onnx.ModelProto:
         inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *self.input_shape])
         out = helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", n_out])

@@ -271,6 +271,18 @@ def _residual(seed, projection: bool):
     return b.model(b.gemm(b.flatten(b.gap(x)), c, 3), 3)
 
 
+def _concat(seed):
+    """A Fire module: two expand convs with different plane counts, joined along channels, max
+    pooled, read by one conv (a branch per part, each with its slice of input channels)."""
+    b = netgen.NetBuilder((2, 8, 8), seed)
+    x = b.qcfs("input", 15, 1.0)
+    x = b.qcfs(b.conv(x, 2, 4, scale=2.0), 8, 1.0)
+    e1 = b.qcfs(b.conv(x, 4, 3, k=1, pad=0, scale=2.0), 3, 1.0)     # 2 planes
+    e3 = b.qcfs(b.conv(x, 4, 5, scale=2.0), 15, 1.0)                 # 4 planes
+    x = b.qcfs(b.conv(b.maxpool(b.concat(e1, e3)), 8, 4, scale=2.0), 7, 1.0)
+    return b.model(b.gemm(b.flatten(x), 4 * 4 * 4, 3), 3)
+
+
 NETS = {
     "dense": _dense,
     "conv": _conv,
@@ -281,6 +293,7 @@ NETS = {
     "maxpool_ceil_mode": lambda s: _maxpool_padded(s, True),
     "residual_identity": lambda s: _residual(s, False),
     "residual_conv1x1": lambda s: _residual(s, True),
+    "concat": _concat,
 }
 
 
@@ -309,11 +322,14 @@ def test_random_network_bit_exact(tmp_path, lava, kind):
     graph = _compile(tmp_path, NETS[kind](7))
     x = netgen.random_inputs(graph.input.shape, 4, seed=3)
     sim = run_batch(prepare(graph), x)
-    folds = [True, False] if kind in ("conv_avgpool", "maxpool", "maxpool_padded", "residual_conv1x1") else [True]
+    folds = [True, False] if kind in ("conv_avgpool", "maxpool", "maxpool_padded", "residual_conv1x1", "concat") \
+        else [True]
     for fold in folds:
         _assert_bit_exact(graph, x, lava.run_lava(graph, x, fold=fold), sim)
     if kind == "dense":     # Q=8 with a small lambda: the clamp at code_max must have mattered
         assert any(int(sim.codes[l.name].max()) == l.neuron.code_max for l in graph.neuron_layers()[:-1])
+    if kind == "concat":    # the conv after the Concat reads both parts: one layer, two branches
+        assert sorted(len(l.branches) for l in graph.neuron_layers()) == [1, 1, 1, 1, 2]
     if kind.startswith("residual"):
         plan = lava.plan_network(graph)
         assert any(b.delay > 0 for lp in plan.layers.values() for b in lp.branches)

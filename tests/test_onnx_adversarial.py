@@ -82,7 +82,9 @@ CASES = {
     "depthwise_conv": (lambda b, x: (b.node("Conv", [x, b.const(b.rng.normal(0, 0.5, (C, 1, 3, 3)), "w")],
                                             kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=C), (C, H, H)), "exact", []),
     "concat_channels": (lambda b, x: (b.node("Concat", [x, x], axis=1), (2 * C, H, H)), "scheme",
-                        ["Concat cannot be lowered"]),
+                        ["Concat reaches a quantised activation without a Conv/Gemm in between"]),
+    "concat_channels_conv": (lambda b, x: (b.conv(b.node("Concat", [x, x], axis=1), 2 * C, C), (C, H, H)),
+                             "exact", []),
     "split_channels_add": (lambda b, x: (lambda s: (b.node("Add", s), (2, H, H)))(
         _split(b, x)), "exact", []),
     "option_a_shortcut": (lambda b, x: (b.node("Pad", [b.node("Slice", [x, _i64(b, [0, 0]), _i64(b, [H, H]),

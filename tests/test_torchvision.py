@@ -60,6 +60,26 @@ def test_torchvision_network_compiles_bitplane_exactly(tmp_path, arch, exporter)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["onnx-ts", "pt2"])
+def test_squeezenet_fire_concats_compile_bitplane_exactly(tmp_path, exporter):
+    """SqueezeNet 1.0: eight Fire modules, each a channel Concat of two QCFS expand convs, read by a
+    max pool and the next squeeze conv (or the classifier conv).  Its three max pools use ceil_mode,
+    which at 32x32 pads the last window of a row (a padded max pool: 13 -> 6 -> 3 -> 1)."""
+    model, x_cal = _network("squeezenet1_0")
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 3 and all(p.ceil_mode for p in pools)
+    path = tmp_path / ("model.pt2" if exporter == "pt2" else "model.onnx")
+    coverage.export(model, torch.from_numpy(x_cal[:1]), exporter, path)
+    net = api.compile(path, scheme="bitplane", calibration=x_cal, chips="auto")
+    assert sum(len(l.branches) == 2 for l in net.graph.neuron_layers()) == 8     # one layer per Fire's Concat
+    x, y = coverage.images(CIFAR, "test", 4, 32)
+    r = api.verify(net, path, x, y)
+    assert r["guarantee_holds"], r["verdict"]
+    assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []
+    assert r["agreement"]["snn_vs_quantised_ann"] == 1.0
+
+
+@pytest.mark.slow
 def test_padded_stem_pool_refused_by_schemes_without_codes(tmp_path):
     model, x_cal = _network("resnet18")
     path = tmp_path / "resnet18.onnx"

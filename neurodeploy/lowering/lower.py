@@ -1,9 +1,11 @@
 """Lowering: cut the float graph at its activations into layers with real-valued synapses.
 
 Every quantised activation (and the graph output) becomes one layer; everything linear
-between activations (Conv, Dense, pooling, Flatten, residual Add, constant scales and
-shifts) becomes that layer's *branches*, one per source activation, with at most one
-weighted op each.  Weights come out in units of the target layer's code step: the layer
+between activations (Conv, Dense, pooling, Flatten, residual Add, channel Concat, constant
+scales and shifts) becomes that layer's *branches*, one per source activation, with at most
+one weighted op each.  A Concat needs no neurons of its own: the Conv/Gemm that reads it is
+linear in each part, so each part becomes a branch carrying its slice of that op's weights
+(see `Placement`).  Weights come out in units of the target layer's code step: the layer
 computes  U_real = sum_b branch_b(code_source) + bias,  code = clip(floor(U_real), 0, Q).
 For the readout the unit is the ANN's own output unit.
 """
@@ -22,12 +24,36 @@ from ..passes import check, is_input_padding
 from .maxpool import pooled_source, spiking_maxpool
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a branch's values sit in a Concat's output: elements [start, stop) of its axis 0 (channels,
+    or features once flattened) out of `total`; the other elements are other branches' parts.  The
+    weighted op after the Concat reads only its slice of input channels/columns, which ends the
+    placement."""
+    start: int
+    stop: int
+    total: int
+    node: str                       # the (outermost) Concat node, for refusals
+
+    def part(self, arr) -> np.ndarray:
+        """This branch's slice of a scalar or axis-0 constant of the concatenated tensor."""
+        arr = np.asarray(arr, dtype=np.float64)
+        return arr if arr.size == 1 else arr[self.start:self.stop]
+
+    def flattened(self, in_shape: tuple) -> "Placement":
+        """The placement after Flatten of a (C, H, W) tensor: channels -> contiguous features."""
+        hw = int(np.prod(in_shape[1:]))
+        return Placement(self.start * hw, self.stop * hw, self.total * hw, self.node)
+
+
 @dataclass
 class RealBranch:
     source: str
     ops: list                       # synapse ops with float64 weights
     out_scale: np.ndarray = field(default_factory=lambda: np.float64(1.0))  # applied after ops
     weighted: bool = False
+    place: Placement | None = None  # set between a Concat and the weighted op that reads it
+    read_by: str = ""               # the Conv/Gemm node that read this branch as a Concat's part
 
 
 @dataclass
@@ -64,13 +90,29 @@ def _expand_to_features(arr: np.ndarray, shape: tuple) -> np.ndarray:
     return np.repeat(arr.reshape(c), int(np.prod(shape[1:])))
 
 
-def _conv_input_scale(s: np.ndarray, op: fg.Conv) -> np.ndarray:
+def _conv_input_scale(s: np.ndarray, weight: np.ndarray, groups: int) -> np.ndarray:
     """A per-input-channel scale as a factor on the conv weight (C_out, C_in/groups, 1, 1)."""
     if s.ndim == 0:
         return s
-    c_out, c_in_g = op.weight.shape[:2]
-    per_group = s.reshape(op.groups, c_in_g)                    # input channels by group
-    return np.repeat(per_group, c_out // op.groups, axis=0).reshape(c_out, c_in_g, 1, 1)
+    c_out, c_in_g = weight.shape[:2]
+    per_group = s.reshape(groups, c_in_g)                       # input channels by group
+    return np.repeat(per_group, c_out // groups, axis=0).reshape(c_out, c_in_g, 1, 1)
+
+
+def _arity(op) -> int | None:
+    """How many inputs an op's terms combine (None: all of them)."""
+    return 2 if isinstance(op, fg.Add) else None if isinstance(op, fg.Concat) else 1
+
+
+def _overlap(branches: list) -> bool:
+    """Whether two branches add into the same elements (a residual sum), rather than each filling
+    its own part of a Concat."""
+    if len(branches) < 2:
+        return False
+    if any(b.place is None for b in branches):
+        return True
+    spans = sorted((b.place.start, b.place.stop) for b in branches)
+    return any(a_stop > b_start for (_, a_stop), (b_start, _) in zip(spans, spans[1:]))
 
 
 class _Lowering:
@@ -98,10 +140,10 @@ class _Lowering:
             elif not inputs_done:
                 stack.append((node, True))
                 ins = [pooled_source(self.graph, node)] if isinstance(op, fg.MaxPool) \
-                    else self.graph.inputs(node)[:2 if isinstance(op, fg.Add) else 1]
+                    else self.graph.inputs(node)[:_arity(op)]
                 stack.extend((i, False) for i in reversed(ins))      # ins[0] is finished first
             else:
-                k = 2 if isinstance(op, fg.Add) else 1
+                k = len(self.graph.inputs(node)[:_arity(op)])
                 args = results[-k:]
                 del results[-k:]
                 results.append(self._apply(node, args))
@@ -122,6 +164,8 @@ class _Lowering:
         if isinstance(op, fg.Add):
             (b1, c1), (b2, c2) = args
             return b1 + b2, np.asarray(c1) + np.asarray(c2)
+        if isinstance(op, fg.Concat):
+            return self._concat(name, op, args)
         ((branches, bias),) = args
         in_shape = self.shapes[ins[0]]
         if isinstance(op, (fg.Scale, fg.Shift)) and not fg.is_channel_constant(
@@ -139,19 +183,26 @@ class _Lowering:
                         "two weighted layers follow each other without an activation", where,
                         "insert a quantised activation (QCFS) between them")
                 s = np.asarray(b.out_scale, dtype=np.float64)
+                w = op.weight if b.place is None else self._weight_part(name, op, b.place)
                 if isinstance(op, fg.Conv):
-                    w = op.weight * _conv_input_scale(s, op)
+                    w = w * _conv_input_scale(s, w, op.groups)
                     b.ops.append(syn.Conv(w, tuple(op.stride), tuple(op.padding), tuple(op.dilation), op.groups))
                 else:
-                    w = op.weight * (s.reshape(1, -1) if s.ndim else s)
+                    w = w * (s.reshape(1, -1) if s.ndim else s)
                     b.ops.append(syn.Dense(w))
-                b.out_scale, b.weighted = np.float64(1.0), True
+                b.read_by = name if b.place is not None else ""
+                b.out_scale, b.weighted, b.place = np.float64(1.0), True, None
             return branches, op.bias.copy()
         if isinstance(op, fg.Flatten):
             for b in branches:
                 b.ops.append(syn.Flatten())
-                b.out_scale = _expand_to_features(b.out_scale, in_shape)
+                own_shape = in_shape if b.place is None else (b.place.stop - b.place.start,) + tuple(in_shape[1:])
+                b.out_scale = _expand_to_features(b.out_scale, own_shape)
+                b.place = None if b.place is None else b.place.flattened(in_shape)
             return branches, _expand_to_features(bias, in_shape)
+        if isinstance(op, fg.MaxPool) and _overlap(branches):
+            raise UnsupportedError("MaxPool of a sum of branches (the max of a sum is not the sum of maxima)",
+                                   where, "put a quantised activation between the Add and the MaxPool")
         if isinstance(op, (fg.AvgPool, fg.GlobalAvgPool)):
             if isinstance(op, fg.GlobalAvgPool):
                 kernel, stride, pad = tuple(in_shape[1:]), tuple(in_shape[1:]), (0, 0)
@@ -178,7 +229,7 @@ class _Lowering:
         if isinstance(op, fg.Scale):
             f = np.asarray(op.factor, dtype=np.float64)
             for b in branches:
-                b.out_scale = b.out_scale * f
+                b.out_scale = b.out_scale * (f if b.place is None else b.place.part(f))
             return branches, np.asarray(bias) * f
         if isinstance(op, fg.Shift):
             return branches, np.asarray(bias) + np.asarray(op.amount)
@@ -189,9 +240,41 @@ class _Lowering:
                                "quantised activations; this op is read and proven by the front end but has no "
                                "spiking synapse yet")
 
+    def _concat(self, name: str, op: fg.Concat, args: list):
+        """The terms of a Concat: each input's branches placed at its slice of axis 0, biases joined."""
+        ins = self.graph.inputs(name)
+        if op.axis != 0:
+            raise UnsupportedError("a Concat along H or W cannot be lowered", self.graph.where(name),
+                                   "concatenate along channels (or flattened features)")
+        total = self.shapes[name][0]
+        branches, biases, start = [], [], 0
+        for src, (part_branches, part_bias) in zip(ins, args):
+            n = self.shapes[src][0]
+            for b in part_branches:
+                inner = b.place or Placement(0, n, n, name)
+                b.place = Placement(start + inner.start, start + inner.stop, total, name)
+            branches += part_branches
+            biases.append(np.broadcast_to(np.asarray(part_bias, dtype=np.float64), (n,)))
+            start += n
+        return branches, np.concatenate(biases)
+
+    def _weight_part(self, name: str, op, place: Placement) -> np.ndarray:
+        """The slice of a Conv's input channels / a Dense's input columns that one Concat part feeds."""
+        if isinstance(op, fg.Conv) and op.groups != 1:
+            raise UnsupportedError(f"a grouped Conv reading Concat '{place.node}' cannot be lowered",
+                                   self.graph.where(name), "use groups=1 for the convolution after a Concat")
+        return op.weight[:, place.start:place.stop]
+
     def layer(self, name: str, value_node: str, quant: fg.QuantAct | None) -> RealLayer:
         """Layer computing the code of `quant` applied to value(value_node)."""
         branches, bias = self.terms(value_node)
+        placed = [b.place.node for b in branches if b.place is not None]
+        if placed:
+            reader, fix = (("the network's output", "end the network with a Conv/Gemm readout after it")
+                           if quant is None else ("a quantised activation", "put a Conv/Gemm between them"))
+            raise UnsupportedError(f"a Concat reaches {reader} without a Conv/Gemm in between "
+                                   "(a Concat is lowered into the Conv/Gemm that reads it)",
+                                   self.graph.where(placed[0]), fix)
         shape = self.shapes[value_node]
         a = np.float64(1.0) if quant is None else np.asarray(quant.in_scale, dtype=np.float64)
         c = np.float64(0.0) if quant is None else np.asarray(quant.offset, dtype=np.float64)
@@ -262,7 +345,9 @@ def _rename(enc: RealInput, layers: list[RealLayer]) -> None:
     counts: dict[str, int] = {}
     for layer in layers[:-1]:
         kinds = {type(syn.weighted_op(b.ops)).__name__ for b in layer.branches}
-        kind = "add" if len(layer.branches) > 1 else {"Conv": "conv", "Dense": "dense"}.get(kinds.pop(), "scale")
+        readers = {b.read_by for b in layer.branches}
+        summed = len(layer.branches) > 1 and (len(readers) != 1 or "" in readers)   # not one op's Concat parts
+        kind = "add" if summed else {"Conv": "conv", "Dense": "dense"}.get(kinds.pop(), "scale")
         counts[kind] = counts.get(kind, 0) + 1
         names[layer.name] = f"{kind}{counts[kind]}"
     names[layers[-1].name] = "readout"

@@ -68,9 +68,11 @@ def check_expressible(graph: SpikingGraph, where: str = "netx export") -> None:
     prev = graph.input.name
     for layer in graph.neuron_layers():
         if len(layer.branches) != 1 or layer.branches[0].source != prev:
-            raise NeurodeployError("residual adds / skip connections cannot be expressed in NetX (its networks "
-                                   "are chains of layers)", f"layer '{layer.name}'",
-                                   "export a network without residual connections, or use the Lava back end")
+            raise NeurodeployError("a layer with several source layers (a residual add / skip connection, or a "
+                                   "Concat's parts) cannot be expressed in NetX (its networks are chains of layers)",
+                                   f"layer '{layer.name}'",
+                                   "export a chain of layers without residual connections or Concat, or use the "
+                                   "Lava back end")
         b = layer.branches[0]
         if b.weight_exp and b.source != graph.input.name:
             raise NeurodeployError("a hidden weight exponent cannot be expressed in NetX", f"layer '{layer.name}'")
