@@ -1,9 +1,9 @@
 """The CIFAR-10 ResNet-20 of models/ (QCFS, trained by models/train_cifar_resnet20_qcfs.py) on real
 CIFAR-10 test images: bitplane is error-free at CIFAR scale through every door (the nn.Module by
 torch.export, a saved `.pt2` program, the committed ONNX file), the three give the same integer
-network, and the same network fed mean/std-normalised (signed) pixels is error-free too.  The
-option-A variant of the training script (``--shortcut A``: strided Slice + zero channel Pad, as the
-common CIFAR code writes it), before training, gives identical integer parameters through ONNX and
+network, and the same network fed mean/std-normalised (signed) pixels is error-free too.  Its
+option-A shortcuts (strided Slice + zero channel Pad, as the common CIFAR code writes them), in
+the script's network before training, give identical integer parameters through ONNX and
 torch.export, and its padded channels are exact zeros in every scheme's compiled weights.
 
 The images come from the CIFAR-10 subset beside the clone (`DATA`, never copied into the
@@ -99,11 +99,11 @@ def test_bitplane_is_error_free_on_real_cifar_images(model, images, bitplane):
     alloc = bitplane.graph.meta["allocation"]
     assert alloc["upper_bound"]                                  # convolutions: every connection its own synapse
     assert -(-alloc["total_cores"] // bitplane.graph.meta["target_spec"]["chip"]["cores_per_chip"]) == CHIPS - 1
-    # measured on these 128 images (pinned float path): float 81/128 = 0.6328 (the model card: 0.5888 on
-    # all 5,000), quantised ANN = SNN 83/128 = 0.6484.  The thresholds leave 5 images of margin (far
-    # above chance, 0.10); the 8-bit formats moved 2 images here and 2 in the normalised test: 4 allowed
-    assert r["accuracy"]["float"] >= 76 / 128
-    assert r["accuracy"]["snn"] >= 78 / 128
+    # measured on these 128 images (pinned float path): float 80/128 = 0.6250 (the model card: 0.5646 on
+    # all 5,000), quantised ANN = SNN 79/128 = 0.6172.  The thresholds leave 5 images of margin (far
+    # above chance, 0.10); the 8-bit formats moved 1 image here and 2 in the normalised test: 4 allowed
+    assert r["accuracy"]["float"] >= 75 / 128
+    assert r["accuracy"]["snn"] >= 74 / 128
     assert r["accuracy"]["snn"] >= r["accuracy"]["float"] - 4 / 128
 
 
@@ -234,7 +234,7 @@ def test_normalised_signed_inputs_are_bitplane_exact(model, images, tmp_path):
     _print("mean/std-normalised pixels, nn.Module", net, r, len(x))
     _exact(r)
     # measured (pinned float path): float 80/128 = 0.6250, quantised ANN = SNN 78/128 = 0.6094
-    # (the [0, 1] network: 81 and 83).  Margins as in the [0, 1] test: 5 images, and 4 for what the
+    # (the [0, 1] network: 80 and 79).  Margins as in the [0, 1] test: 5 images, and 4 for what the
     # 8-bit input and weight formats may cost (2 measured here)
     assert r["accuracy"]["float"] >= 75 / 128
     assert r["accuracy"]["snn"] >= 73 / 128
