@@ -88,6 +88,8 @@ def _roundings(op, x: torch.Tensor) -> float:
         return op.kernel[0] * op.kernel[1] + 2
     if isinstance(op, fg.GlobalAvgPool):
         return x.shape[2] * x.shape[3] + 2
+    if isinstance(op, fg.AdaptiveAvgPool):        # the largest window: ceil(H/oh) + 1 rows by columns
+        return (-(-x.shape[2] // op.output_size[0]) + 1) * (-(-x.shape[3] // op.output_size[1]) + 1) + 2
     if isinstance(op, fg.BatchNorm):
         return 8
     if isinstance(op, (fg.Scale, fg.Shift, fg.Add)):
