@@ -6,7 +6,8 @@ mean/std -- signed inputs --, every ReLU swapped for QCFS(7) by `relu_to_qcfs`),
 the TorchScript ONNX exporter and through torch.export, compiled with bitplane and verified on
 real CIFAR-10 test images: the SNN must equal the integer reference on every layer.  And a real
 network with an op that no scheme lowers (ResNet-18's padded stem max pool) is refused by every
-scheme on the command line: exit 2, one line naming the node and the scheme.
+scheme on the command line: exit 2, one line naming the node and the scheme.  VGG-11-BN at 32x32
+(its 1x1 -> 7x7 adaptive pool folded into the first Linear) through the dynamo exporter and .pt2.
 """
 import sys
 
@@ -48,6 +49,24 @@ def test_torchvision_network_compiles_bitplane_exactly(tmp_path, arch, exporter)
     assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []
     assert r["agreement"]["snn_vs_quantised_ann"] == 1.0
     assert net.graph.meta["allocation"]["chips"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["onnx-dynamo", "pt2"])
+def test_vgg11_bn_at_32_folds_its_adaptive_pool_and_is_exact(tmp_path, exporter):
+    """VGG-11-BN at 32x32: its features end at 1x1 and AdaptiveAvgPool2d((7, 7)) copies each value 49
+    times before Linear(512*49, 4096); the pool is folded into that Linear (512 inputs), exactly.
+    (The TorchScript exporter cannot export that pool at all.)"""
+    model, x_cal = _network("vgg11_bn")
+    path = tmp_path / ("model.pt2" if exporter == "pt2" else "model.onnx")
+    coverage.export(model, torch.from_numpy(x_cal[:1]), exporter, path)
+    net = api.compile(path, scheme="bitplane", calibration=x_cal, chips="auto")
+    assert any("(1x1 -> 7x7) was folded into the Flatten -> Linear" in n for n in net.graph.meta["front_end_notes"])
+    x, y = coverage.images(CIFAR, "test", 8, 32)
+    r = api.verify(net, path, x, y)
+    assert r["guarantee_holds"], r["verdict"]
+    assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []
+    assert r["agreement"]["snn_vs_quantised_ann"] == 1.0
 
 
 @pytest.mark.slow

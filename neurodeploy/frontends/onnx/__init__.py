@@ -2,7 +2,8 @@
 
     read (checker) -> inference mode -> normalise (normalise.py: opset, static batch, folded
     constants, static shapes) -> handlers (handlers.py, layout.py, qdq.py, qonnx.py; one per op
-    type) -> check_shapes -> proof (proof.py: our float graph vs onnxruntime -- or, for QONNX
+    type; gathered_pool.py reads the dynamo exporter's index arithmetic for a non-uniform adaptive
+    average pool as one op) -> check_shapes -> proof (proof.py: our float graph vs onnxruntime -- or, for QONNX
     files, which onnxruntime cannot run, the qonnx package's executor -- tensor by tensor)
 
 Anything outside the supported ops and attributes stops compilation with the op, the node and
