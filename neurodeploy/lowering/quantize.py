@@ -188,8 +188,12 @@ def _errors(real_branches, branches, bias_real, bias_mant, bias_exp, unit, exp):
     num = den = 0.0
     for rb, qb in zip(real_branches, branches):
         w = syn.weighted_op(rb.ops).weight
-        wq = syn.weighted_op(qb.ops).weight * float(1 << exp) / unit
-        num += float(np.sum((w - wq) ** 2))
-        den += float(np.sum(w ** 2))
+        # (w - mant·2^e/D)², in one temporary (the same roundings as the expression written out)
+        diff = syn.weighted_op(qb.ops).weight.astype(np.float64)
+        diff *= float(1 << exp)
+        diff /= unit
+        np.subtract(w, diff, out=diff)
+        num += float(np.sum(np.square(diff, out=diff)))
+        den += float(np.sum(np.square(w)))
     b_err = float(np.max(np.abs(bias_real - bias_mant * float(1 << bias_exp) / unit))) if np.size(bias_real) else 0.0
     return (np.sqrt(num / den) if den else 0.0), b_err
