@@ -15,7 +15,7 @@ bound E on |float32 result − float64 result| layer by layer, with the standard
   into the preceding convolution (weights fl(w·s)) it is off by u·Σ|w·s·x| instead, so |x| is
   taken as that convolution's Σ|w·x| (`mag`), which covers both;
 - ReLU and max pooling are 1-Lipschitz: e passes unchanged; average pooling over k values:
-  mean(e) + γ_(k+1)·mean(|x| + e); a residual add: e_a + e_b + u·|a + b|;
+  mean(e) + γ_(k+1)·mean(|x| + e) (adaptive pooling: k the largest window); a residual add: e_a + e_b + u·|a + b|;
 - QCFS λ·clip(floor(x·Q/λ + 1/2)/Q, 0, 1): its floor input t is computed with 3 roundings, so it is
   within δ = (Q/λ)·e + 4u·(|t| + (Q/λ)·e) of the float64 t; where t is further than δ from an
   integer both implementations take the same level and the output is off by its own 2 roundings,
@@ -88,6 +88,10 @@ def _step(m: nn.Module, b: Bound, handlers: dict) -> Bound:
         return Bound(m(b.v), b.e if isinstance(m, nn.ReLU) else m(b.e), b.ambiguous)
     if isinstance(m, nn.AvgPool2d):
         k = m.kernel_size * m.kernel_size if isinstance(m.kernel_size, int) else int(np.prod(m.kernel_size))
+        return Bound(m(b.v), m(b.e) + gamma(k + 1) * m(b.v.abs() + b.e), b.ambiguous)
+    if isinstance(m, nn.AdaptiveAvgPool2d):     # windows of up to k values (ceil(H/oh) + 1 rows by columns)
+        (h, w), (oh, ow) = b.v.shape[2:], m(b.v).shape[2:]
+        k = (-(-h // oh) + 1) * (-(-w // ow) + 1)
         return Bound(m(b.v), m(b.e) + gamma(k + 1) * m(b.v.abs() + b.e), b.ambiguous)
     if isinstance(m, QCFS):
         lam, q = float(m.lam.detach()), float(m.levels)

@@ -8,7 +8,9 @@ real CIFAR-10 test images: the SNN must equal the integer reference on every lay
 ResNet-18 stem (conv 7x7/2, then a 3x3/2 max pool with padding 1) is among them: bitplane pools the
 codes, padding with zeros (exact: codes are >= 0).  The schemes whose spikes do not carry the
 codes (sws, rate, sdnn) refuse that pool on the command line: exit 2, one line naming the layer
-and the scheme.
+and the scheme.  SqueezeNet 1.0 (eight Fire Concats, ceil_mode pools) is exact too, and VGG-11-BN
+at 32x32 (its 1x1 -> 7x7 adaptive pool folded into the first Linear) through the dynamo exporter
+and .pt2.
 """
 import sys
 
@@ -73,6 +75,24 @@ def test_squeezenet_fire_concats_compile_bitplane_exactly(tmp_path, exporter):
     net = api.compile(path, scheme="bitplane", calibration=x_cal, chips="auto")
     assert sum(len(l.branches) == 2 for l in net.graph.neuron_layers()) == 8     # one layer per Fire's Concat
     x, y = coverage.images(CIFAR, "test", 4, 32)
+    r = api.verify(net, path, x, y)
+    assert r["guarantee_holds"], r["verdict"]
+    assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []
+    assert r["agreement"]["snn_vs_quantised_ann"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["onnx-dynamo", "pt2"])
+def test_vgg11_bn_at_32_folds_its_adaptive_pool_and_is_exact(tmp_path, exporter):
+    """VGG-11-BN at 32x32: its features end at 1x1 and AdaptiveAvgPool2d((7, 7)) copies each value 49
+    times before Linear(512*49, 4096); the pool is folded into that Linear (512 inputs), exactly.
+    (The TorchScript exporter cannot export that pool at all.)"""
+    model, x_cal = _network("vgg11_bn")
+    path = tmp_path / ("model.pt2" if exporter == "pt2" else "model.onnx")
+    coverage.export(model, torch.from_numpy(x_cal[:1]), exporter, path)
+    net = api.compile(path, scheme="bitplane", calibration=x_cal, chips="auto")
+    assert any("(1x1 -> 7x7) was folded into the Flatten -> Linear" in n for n in net.graph.meta["front_end_notes"])
+    x, y = coverage.images(CIFAR, "test", 8, 32)
     r = api.verify(net, path, x, y)
     assert r["guarantee_holds"], r["verdict"]
     assert [l["layer"] for l in r["layers"] if l["conversion_mismatches"] != 0] == []

@@ -80,6 +80,8 @@ def eval_op(op, xs: list[torch.Tensor]) -> torch.Tensor:
         return x.reshape(x.shape[0], -1)
     if isinstance(op, fg.AvgPool):
         return _avg_pool(op, x)
+    if isinstance(op, fg.AdaptiveAvgPool):
+        return F.adaptive_avg_pool2d(x, tuple(op.output_size))
     if isinstance(op, fg.GlobalAvgPool):
         return x.mean(dim=(2, 3), keepdim=True)
     if isinstance(op, fg.MaxPool):

@@ -94,6 +94,15 @@ class AvgPool:
 
 
 @dataclass
+class AdaptiveAvgPool:
+    """(C, H, W) -> (C, oh, ow), PyTorch's adaptive_avg_pool2d: output row i averages input rows
+    floor(i·H/oh) .. ceil((i+1)·H/oh) - 1 (columns alike).  Front ends use it only where the
+    windows are not uniform (upsampling 1x1 -> 7x7, overlapping 5x5 -> 7x7); uniform ones are an
+    AvgPool or a GlobalAvgPool.  `passes.fold_adaptive_pool` folds it into the weighted layer after it."""
+    output_size: tuple
+
+
+@dataclass
 class GlobalAvgPool:
     """(C, H, W) -> (C, 1, 1) mean over H and W."""
 
@@ -190,7 +199,7 @@ class Softmax:
 LAYOUT_OPS = (Flatten, Slice, Pad, Concat, Reshape, Transpose)
 
 OP_TYPES = {cls.__name__: cls for cls in (
-    Input, Conv, Dense, BatchNorm, Relu, QuantAct, Flatten, AvgPool, GlobalAvgPool, MaxPool,
+    Input, Conv, Dense, BatchNorm, Relu, QuantAct, Flatten, AvgPool, AdaptiveAvgPool, GlobalAvgPool, MaxPool,
     Add, Scale, Shift, Floor, Clip, Slice, Pad, Concat, Reshape, Transpose, Softmax)}
 
 

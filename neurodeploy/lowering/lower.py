@@ -235,6 +235,12 @@ class _Lowering:
             return branches, np.asarray(bias) + np.asarray(op.amount)
         if isinstance(op, fg.BatchNorm):
             raise UnsupportedError("BatchNorm left after folding", where)
+        if isinstance(op, fg.AdaptiveAvgPool):     # passes.fold_adaptive_pool found no layer to fold it into
+            raise UnsupportedError(
+                f"adaptive average pooling of a {in_shape[1]}x{in_shape[2]} map to {op.output_size[0]}x"
+                f"{op.output_size[1]} (windows not uniform) is not read only by a Linear or a Conv it folds into",
+                where, "follow it by Flatten -> Linear (or a Conv whose kernel covers its output), or pool to a size "
+                       "that divides the input size")
         raise UnsupportedError(f"{type(op).__name__} cannot be lowered to spiking layers", where,
                                "the network must alternate linear ops (Conv, Gemm, pooling, residual adds) and "
                                "quantised activations; this op is read and proven by the front end but has no "

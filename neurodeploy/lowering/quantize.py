@@ -22,11 +22,19 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     """Round to nearest, ties away from zero (deterministic, sign-symmetric); int64, saturating
     at ±2^62 (`ROUND_SATURATION`).  NaN is a bug upstream (inputs are validated): ValueError."""
     x = np.asarray(x, dtype=np.float64)
-    if np.isnan(x).any():
+    # min and max propagate NaN and say whether saturation is needed, without a temporary each
+    # (a VGG layer has 10^8 weights, rounded at each candidate exponent)
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if np.isnan(lo) or np.isnan(hi):
         raise ValueError("round_half_away: NaN (a non-finite value reached quantisation)")
-    x = np.clip(x, -ROUND_SATURATION, ROUND_SATURATION)
+    if lo < -ROUND_SATURATION or hi > ROUND_SATURATION:
+        x = np.clip(x, -ROUND_SATURATION, ROUND_SATURATION)
     # = sign(x)·floor(|x| + 1/2): IEEE addition is sign-symmetric, so x ± 1/2 rounds like |x| + 1/2
-    return np.trunc(x + np.copysign(0.5, x)).astype(np.int64)
+    if x.ndim == 0:
+        return np.trunc(x + np.copysign(0.5, x)).astype(np.int64)
+    r = np.copysign(0.5, x)
+    r += x
+    return np.trunc(r, out=r).astype(np.int64)
 
 
 # When a layer fits the state width only with a coarser threshold unit, accept at most this
@@ -72,7 +80,9 @@ def quantise_at(real_branches, bias_real, unit, exp, src_shapes, src_max, code_m
         ops = []
         for op in b.ops:
             if isinstance(op, syn.WEIGHTED):
-                mant = round_half_away(op.weight * unit / float(1 << exp))
+                scaled = op.weight * unit
+                scaled /= float(1 << exp)              # in place: (w·D)/2^e as before, one temporary
+                mant = round_half_away(scaled)
                 op = type(op)(**{**op.__dict__, "weight": mant})
             ops.append(op)
         branches.append(Branch(b.source, ops, exp))
@@ -178,8 +188,12 @@ def _errors(real_branches, branches, bias_real, bias_mant, bias_exp, unit, exp):
     num = den = 0.0
     for rb, qb in zip(real_branches, branches):
         w = syn.weighted_op(rb.ops).weight
-        wq = syn.weighted_op(qb.ops).weight * float(1 << exp) / unit
-        num += float(np.sum((w - wq) ** 2))
-        den += float(np.sum(w ** 2))
+        # (w - mant·2^e/D)², in one temporary (the same roundings as the expression written out)
+        diff = syn.weighted_op(qb.ops).weight.astype(np.float64)
+        diff *= float(1 << exp)
+        diff /= unit
+        np.subtract(w, diff, out=diff)
+        num += float(np.sum(np.square(diff, out=diff)))
+        den += float(np.sum(np.square(w)))
     b_err = float(np.max(np.abs(bias_real - bias_mant * float(1 << bias_exp) / unit))) if np.size(bias_real) else 0.0
     return (np.sqrt(num / den) if den else 0.0), b_err

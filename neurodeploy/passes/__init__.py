@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir import float_graph as fg
+from .adaptive_pool import fold_adaptive_pool
 from .bias_shift import bias_shift
 from .fold_bn import fold_bn
 from .fuse_quant_act import fuse_quant_act
@@ -92,10 +93,12 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     Pass("fold_zero_points", fold_zero_points),
     Pass("drop_output_softmax", drop_output_softmax, ensures=("logits_out",)),
     Pass("select_as_conv", select_as_conv, ensures=("selections_as_conv",)),
+    Pass("fold_adaptive_pool", fold_adaptive_pool),
 )}
 
 # run on every front end's graph before the scheme's own passes (compiler.compile_graph)
-FRONT_END_PASSES = ("drop_output_softmax", "select_as_conv")
+# (after the front end's proof: fold_adaptive_pool changes float round-off, see passes.adaptive_pool)
+FRONT_END_PASSES = ("drop_output_softmax", "select_as_conv", "fold_adaptive_pool")
 
 
 def get_pass(p) -> Pass:

@@ -67,6 +67,9 @@ def check_shapes(graph: fg.FloatGraph) -> fg.FloatGraph:
                     graph, name, "pooling needs an image input and positive kernel/stride")
         elif isinstance(op, fg.GlobalAvgPool):
             _expect(len(shape) == 3, graph, name, "global pooling of a non-image tensor")
+        elif isinstance(op, fg.AdaptiveAvgPool):
+            _expect(len(shape) == 3 and len(op.output_size) == 2 and all(o >= 1 for o in op.output_size),
+                    graph, name, "adaptive pooling needs an image input and a positive output size")
         elif isinstance(op, fg.Add):
             _expect(shapes[ins[0]] == shapes[ins[1]], graph, name,
                     f"adds shapes {shapes[ins[0]]} and {shapes[ins[1]]}")

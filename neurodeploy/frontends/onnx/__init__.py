@@ -2,7 +2,8 @@
 
     read (checker) -> inference mode -> normalise (normalise.py: opset, static batch, folded
     constants, static shapes) -> handlers (handlers.py, layout.py, qdq.py, qonnx.py; one per op
-    type) -> check_shapes -> proof (proof.py: our float graph vs onnxruntime -- or, for QONNX
+    type; gathered_pool.py reads the dynamo exporter's index arithmetic for a non-uniform adaptive
+    average pool as one op) -> check_shapes -> proof (proof.py: our float graph vs onnxruntime -- or, for QONNX
     files, which onnxruntime cannot run, the qonnx package's executor -- tensor by tensor)
 
 Anything outside the supported ops and attributes stops compilation with the op, the node and
@@ -19,6 +20,7 @@ from ...ir import float_graph as fg
 from ...passes.check_shapes import check_shapes
 from . import handlers as _handlers, layout as _layout, qdq as _qdq, qonnx as _qonnx  # noqa: F401  (register the handlers)
 from .context import HANDLERS, Ctx, supported_ops
+from .gathered_pool import find_regions
 from .normalise import inference_mode, normalise
 
 __all__ = ["HANDLERS", "load_onnx", "read_model", "model_sha256", "supported_ops", "build_graph"]
@@ -102,7 +104,17 @@ def build_graph(model, shapes: dict, batch: int, path: str) -> tuple[fg.FloatGra
     (inp,) = [i for i in model.graph.input if i.name not in consts]
     graph.add("input", fg.Input(tuple(shapes[inp.name][1:])), origin="graph input")
     ctx.alias[inp.name] = "input"
-    for node in model.graph.node:
+    # the dynamo exporter's gather-based adaptive pools, each read as one node (gathered_pool.py)
+    pools = {r.nodes[-1]: r for r in find_regions(model, shapes, consts, batch)}
+    inside = {j for r in pools.values() for j in r.nodes}
+    for j, node in enumerate(model.graph.node):
+        if j in pools:
+            r = pools[j]
+            name = ctx.add(node, fg.AdaptiveAvgPool(r.output_size), [ctx.tensor(r.source)])
+            graph.origin[name] = f"adaptive average pooling, {len(r.nodes)} index/gather nodes of the export"
+            continue
+        if j in inside:
+            continue
         _check_node(node, ctx)
         try:
             HANDLERS[node.op_type].fn(node, ctx)

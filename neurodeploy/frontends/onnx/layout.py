@@ -65,8 +65,11 @@ def _transpose(node, ctx):
     if sorted(perm) != list(range(rank)):
         raise NeurodeployError(f"perm {list(perm)} for rank {rank}", ctx.where(node), "re-export the model")
     if perm[0] != 0:
+        # (the dynamo exporter's adaptive_avg_pool2d starts so; build_graph reads that region as one
+        # pool where it computes one -- gathered_pool.py -- so a Transpose left here is something else)
         raise ctx.refuse(node, f"Transpose with perm {list(perm)} moves the batch axis",
-                         "only permutations within a sample are supported")
+                         "only permutations within a sample are supported (and, after such a Transpose, index "
+                         "arithmetic that computes an adaptive average pooling exactly)")
     src = ctx.tensor(node.input[0])
     if list(perm) == list(range(rank)):
         ctx.same(node, src)

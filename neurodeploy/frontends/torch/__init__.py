@@ -34,8 +34,8 @@ _native_batch_norm_legit_no_training, adaptive_avg_pool2d/mean, flatten/view, ..
 Supported (see `SUPPORTED_MODULES`, `SUPPORTED_FUNCTIONS`, `supported_ops()`)
 -----------------------------------------------------------------------------
 Conv2d (grouped, depthwise), Linear, BatchNorm1d/2d (eval mode), ReLU, ReLU6 / Hardtanh / clamp
-(Clip), `neurodeploy.nn.QCFS` (via its ops), AvgPool2d, AdaptiveAvgPool2d (output 1, or dividing
-the input), MaxPool2d (padding, dilation, ceil_mode), Flatten / view / reshape / squeeze /
+(Clip), `neurodeploy.nn.QCFS` (via its ops), AvgPool2d, AdaptiveAvgPool2d (any output size;
+non-uniform windows are folded into the Linear after them by `passes.fold_adaptive_pool`), MaxPool2d (padding, dilation, ceil_mode), Flatten / view / reshape / squeeze /
 unsqueeze / permute / transpose within a sample, `x.mean((2, 3))`, slicing `x[:, c0:c1, a::s]`,
 F.pad (constant), torch.cat, split/chunk, softmax/log_softmax, residual `+` and `-`,
 multiplication, division, addition and subtraction by constants (broadcast as numpy does:

@@ -421,8 +421,12 @@ def _adaptive(node, ctx, a):
     if len(ins) == 4 and None not in ins[2:] and all(o and i % o == 0 for i, o in zip(ins[2:], out)):
         k = tuple(i // o for i, o in zip(ins[2:], out))
         return ctx.add(fg.AvgPool(k, k, (0, 0), True), [x])
-    raise ctx.unsupported(f"AdaptiveAvgPool2d to {out} on an input of {ins[2:]} (not a uniform window)",
-                          "use an output size that divides the input size, or 1")
+    if len(ins) == 4 and None not in ins[2:] and None not in out:
+        # windows of unequal size or overlapping (e.g. VGG's 1x1 -> 7x7 at 32x32): read as it is;
+        # passes.fold_adaptive_pool folds it into the weighted layer that follows
+        return ctx.add(fg.AdaptiveAvgPool(tuple(int(o) for o in out)), [x])
+    raise ctx.unsupported(f"AdaptiveAvgPool2d to {out} on an input of {ins[2:]}",
+                          "give the pooling a static input shape and output size")
 
 
 @handler("mean")

@@ -216,7 +216,7 @@ def _program_values(ep, x: np.ndarray, names: set) -> dict:
             for k, v in rec.values.items():
                 if len(v) > before.get(k, 0):
                     v[-1] = v[-1][:n]
-    return {k: np.concatenate(v) for k, v in rec.values.items()}, dtype
+    return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in rec.values.items()}, dtype
 
 
 def _prove_program(ep, graph: fg.FloatGraph, fx_of: dict, probe) -> None:
