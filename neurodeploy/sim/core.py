@@ -7,9 +7,10 @@ every partial sum is such an integer: then every addition is exact in any order,
 not depend on the BLAS / oneDNN kernel, the CPU or the thread count.  `prepare` bounds each branch
 statically and picks the fastest exact dtype; `layer_arith` / `layer_current` give a kernel a whole
 layer's input Σ_b (W_b·x_b) << e_b + bias as one tensor in the dtype its own arithmetic needs
-(2^weight_exp and the bias folded into the synapse call where that dtype allows, float64 calls
-split into two float32 ones where that helps); `step_inputs` feeds the time-batched kernels a
-layer's input for a chunk of steps at a time.  A kernel (`run_batch` of a scheme) decodes the input
+(2^weight_exp and the bias folded into the synapse call where that dtype allows, 2^weight_exp into
+the weights where only it fits, float64 calls split into float32 ones on groups of input channels or
+on two limbs where that helps); `step_inputs` feeds the time-batched kernels a layer's input for a
+chunk of steps at a time.  A kernel (`run_batch` of a scheme) decodes the input
 with `input_codes` and returns a `BatchResult`; `sim.engine` picks the kernel.
 """
 from __future__ import annotations
