@@ -114,7 +114,8 @@ def test_channel_groups_each_below_two_to_the_24(tmp_path, narrow_groups):
             assert all(a[1] == b[0] for a, b in zip(groups, groups[1:]))
             k = syn.weighted_op(pb.ops)
             for c0, c1 in groups:
-                ops = [dataclasses.replace(op, weight=np.asarray(op.weight)[:, c0:c1]) if op is k else op for op in pb.ops]
+                ops = [dataclasses.replace(op, weight=np.asarray(op.weight)[:, c0:c1]) if op is k else op
+                       for op in pb.ops]
                 bound = np.max(core.abs_bound(ops, (c1 - c0,) + shapes[pb.source][1:], 1.0))
                 assert bound < core.FLOAT32_EXACT, (layer.name, c0, c1, bound)
     assert seen >= 2

@@ -291,7 +291,9 @@ class LayerArith:
 # W·x = 2^b·W·hi + W·lo: the input's limbs (graded payloads of many bits through small weights) or the
 # weight's (wide weight mantissas, e.g. the cpu target's 16 bits, on spikes).
 
-MIN_GROUP_CHANNELS = 32     # narrower channel groups run slower than two limbs (measured: 16 channels 1.0-1.3x, 32: 0.8-0.9x)
+# narrower channel groups run no faster than two limbs (measured against the two limbs' time: groups of
+# 16 channels 1.0-1.3x, of 32 0.8-0.9x)
+MIN_GROUP_CHANNELS = 32
 
 def _split(a: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
     hi = np.floor_divide(a, 1 << b)
