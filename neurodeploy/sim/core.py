@@ -7,9 +7,10 @@ every partial sum is such an integer: then every addition is exact in any order,
 not depend on the BLAS / oneDNN kernel, the CPU or the thread count.  `prepare` bounds each branch
 statically and picks the fastest exact dtype; `layer_arith` / `layer_current` give a kernel a whole
 layer's input Σ_b (W_b·x_b) << e_b + bias as one tensor in the dtype its own arithmetic needs
-(2^weight_exp and the bias folded into the synapse call where that dtype allows, float64 calls
-split into two float32 ones where that helps); `step_inputs` feeds the time-batched kernels a
-layer's input for a chunk of steps at a time.  A kernel (`run_batch` of a scheme) decodes the input
+(2^weight_exp and the bias folded into the synapse call where that dtype allows, 2^weight_exp into
+the weights where only it fits, float64 calls split into float32 ones on groups of input channels or
+on two limbs where that helps); `step_inputs` feeds the time-batched kernels a layer's input for a
+chunk of steps at a time.  A kernel (`run_batch` of a scheme) decodes the input
 with `input_codes` and returns a `BatchResult`; `sim.engine` picks the kernel.
 """
 from __future__ import annotations
@@ -273,26 +274,65 @@ class LayerArith:
     weights: list                   # per branch: op index -> weight in its branch dtype (· 2^weight_exp if fused)
     bias: torch.Tensor              # (C,) or (F,) in dtype
     fused: bool                     # branch dtypes == dtype: weights carry 2^weight_exp, the first call adds the bias
-    weight_exps: list = field(default_factory=list)
-    limbs: list = field(default_factory=list)    # per branch: None, ("input", b) or ("weight", b, high weights)
+    weight_exps: list = field(default_factory=list)   # per branch: the shift still to apply (0: in the weights)
+    limbs: list = field(default_factory=list)    # per branch: None, ("channels", groups, weights per group),
+                                                 # ("input", b) or ("weight", b, high weights)
 
 
 # Limbs.  A branch whose sums Σ|W|·p_max reach 2^24 needs float64, and PyTorch's float64 convolution is
 # an unvectorised im2col path several times slower than two float32 (oneDNN) convolutions.  So where
-# it helps, one factor is split in two limbs at bit b, x = 2^b·hi + lo with lo in [0, 2^b) (floor
-# division, also for negative values), and W·x = 2^b·W·hi + W·lo is assembled in float64 from two
-# float32 synapse calls, each exact because its own sums stay below 2^24: the input's limbs (graded
-# payloads of many bits through small weights) or the weight's (wide weight mantissas, e.g. the cpu
-# target's 16 bits, on spikes).
+# it helps, the sum is assembled in float64 from float32 synapse calls, each exact because its own
+# sums stay below 2^24.  Best, for a convolution (groups = 1) behind per-channel pools only: its input
+# channels in G contiguous groups, W·x = Σ_g W[:, g]·x[g] (G calls of 1/G of the work each, the same
+# multiply-adds as one call; measured on the CIFAR ResNet-18's 16-bit rate and reverb layers: 1.0-1.2x
+# one call's time against 2x for two limbs).  Else one factor is split in two limbs at bit b,
+# x = 2^b·hi + lo with lo in [0, 2^b) (floor division, also for negative values), and
+# W·x = 2^b·W·hi + W·lo: the input's limbs (graded payloads of many bits through small weights) or the
+# weight's (wide weight mantissas, e.g. the cpu target's 16 bits, on spikes).
+
+# narrower channel groups run no faster than two limbs (measured against the two limbs' time: groups of
+# 16 channels 1.0-1.3x, of 32 0.8-0.9x)
+MIN_GROUP_CHANNELS = 32
 
 def _split(a: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
     hi = np.floor_divide(a, 1 << b)
     return a - hi * (1 << b), hi
 
 
+def _channel_groups(prep: Prepared, pb: PreparedBranch, p_max: float):
+    """("channels", [(c0, c1), ...]): the fewest contiguous, near-equal groups of the source's channels
+    (at least MIN_GROUP_CHANNELS each) whose own synaptic sums are each below 2^24, or None (another
+    weighted op than a Conv with groups = 1, a max pool after it, or no such grouping).  The ops before
+    the Conv are per-channel pools, so a group of input channels runs through the chain on its own; the
+    ops after it (Flatten, sum pools) are linear, so the groups' results add up to the branch's."""
+    at = [i for i, op in enumerate(pb.ops) if isinstance(op, syn.WEIGHTED)]
+    k = pb.ops[at[0]]
+    if not isinstance(k, syn.Conv) or k.groups != 1 \
+            or not all(isinstance(op, (syn.SumPool, syn.MaxPool)) for op in pb.ops[:at[0]]) \
+            or any(isinstance(op, syn.MaxPool) for op in pb.ops[at[0] + 1:]):
+        return None
+    shape = tuple(shape_after(pb.bitserial_maxpool, next(l.shape for l in prep.graph.layers if l.name == pb.source)))
+    w = np.asarray(k.weight)
+
+    def bound(c0, c1):
+        ops = [type(op)(**{**op.__dict__, "weight": w[:, c0:c1]}) if op is k else op for op in pb.ops]
+        return float(np.max(abs_bound(ops, (c1 - c0,) + shape[1:], p_max)))
+    # the groups' bounds add up to at least the whole branch's: fewer than whole / 2^24 groups cannot do
+    fewest = max(2, int(np.ceil(bound(0, shape[0]) / FLOAT32_EXACT)))
+    for g in range(fewest, shape[0] // MIN_GROUP_CHANNELS + 1):
+        edges = [round(j * shape[0] / g) for j in range(g + 1)]
+        groups = list(zip(edges, edges[1:]))
+        if all(bound(c0, c1) < FLOAT32_EXACT for c0, c1 in groups):
+            return ("channels", groups)
+    return None
+
+
 def _limbs(prep: Prepared, pb: PreparedBranch, p_max: float):
-    """("input", b), ("weight", b, high weights) or None: a split at bit b that makes both synapse calls
-    exact in float32 (see above)."""
+    """("channels", groups), ("input", b), ("weight", b, high weights) or None: input channel groups, or
+    a split at bit b, that make every synapse call exact in float32 (see above)."""
+    groups = _channel_groups(prep, pb, p_max)
+    if groups:
+        return groups
     shape = shape_after(pb.bitserial_maxpool, next(l.shape for l in prep.graph.layers if l.name == pb.source))
     w_sum = float(np.max(branch_bound(prep, pb, 1.0)))
     if p_max < FLOAT32_EXACT and w_sum > 0:
@@ -329,19 +369,32 @@ def layer_arith(prep: Prepared, layer: Layer, p_max: dict, bound: float, fuse: b
         branch_dtypes.append(torch.float32 if limb else bd)
         limbs.append(limb)
     fused = fuse and all(bd == dtype for bd in branch_dtypes) and not any(limbs)
-    weights = []
-    for pb, bd, limb in zip(prep.branches[layer.name], branch_dtypes, limbs):
+    weights, weight_exps = [], []
+    for i, (pb, bd, limb) in enumerate(zip(prep.branches[layer.name], branch_dtypes, limbs)):
         ops = weight_scaled_ops(pb.ops, pb.weight_exp if fused else 0, f"layer '{layer.name}'")
         if limb and limb[0] == "weight":
             k = syn.weighted_op(ops)
             lo, _ = _split(np.asarray(k.weight).astype(np.int64), limb[1])
             ops = [type(op)(**{**op.__dict__, "weight": lo}) if op is k else op for op in ops]
-            limbs[len(weights)] = ("weight", limb[1], _tensors(prep, limb[2], bd))
-        weights.append(_tensors(prep, ops, bd))
+            limbs[i] = ("weight", limb[1], _tensors(prep, limb[2], bd))
+        w = _tensors(prep, ops, bd)
+        # unfused into a float U: 2^weight_exp rides on the weights too, one pass over the current less.
+        # Exact: a power of two scales every partial sum's exponent only (2^e times an integer below
+        # 2^24 resp. 2^53 is representable while e stays far from the dtype's largest exponent)
+        e = 0 if fused else int(pb.weight_exp)
+        if e and dtype != torch.int64 and 2.0 ** (e + 64) < torch.finfo(bd).max:
+            w = {j: t.mul_(float(1 << e)) for j, t in w.items()}
+            if limbs[i] and limbs[i][0] == "weight":
+                limbs[i] = ("weight", limb[1], {j: t.mul_(float(1 << e)) for j, t in limbs[i][2].items()})
+            e = 0
+        if limb and limb[0] == "channels":           # op index -> weight of each input channel group
+            limbs[i] = ("channels", limb[1], [{j: nhwc(t[:, c0:c1]) for j, t in w.items()} for c0, c1 in limb[1]])
+        weights.append(w)
+        weight_exps.append(e)
     bias = torch.as_tensor(np.asarray(layer.bias, dtype=np.int64 if dtype == torch.int64 else np.float64),
                            dtype=dtype, device=prep.device)
     return LayerArith(dtype, branch_dtypes, weights, bias.expand(layer.shape[0]).contiguous(), fused,
-                      [int(pb.weight_exp) for pb in prep.branches[layer.name]], limbs)
+                      weight_exps, limbs)
 
 
 def _tensors(prep: Prepared, ops: list, dtype: torch.dtype) -> dict:
@@ -363,7 +416,13 @@ def layer_current(prep: Prepared, layer: Layer, la: LayerArith, inputs, post=Non
             cur = synapses_with_bias(pb.ops, x, w, la.bias if u is None else None)
         else:
             limb = la.limbs[i] if la.limbs else None
-            if limb and limb[0] == "input":             # W·x = W·lo + 2^b·W·hi, both calls exact in float32
+            if limb and limb[0] == "channels":          # W·x = Σ_g W[:, g]·x[g], each call exact in float32
+                cur = None
+                for (c0, c1), wg in zip(limb[1], limb[2]):
+                    part = apply_ops(pb.ops, x[:, c0:c1], wg)
+                    cur = part.to(la.dtype) if cur is None else cur.add_(part if la.dtype.is_floating_point
+                                                                         else part.to(la.dtype))
+            elif limb and limb[0] == "input":           # W·x = W·lo + 2^b·W·hi, both calls exact in float32
                 b = limb[1]
                 hi = torch.floor(x * (1.0 / (1 << b)))
                 both = apply_ops(pb.ops, torch.cat([x.sub(hi, alpha=1 << b), hi]), w).to(la.dtype)
@@ -392,12 +451,12 @@ CHUNK_BYTES = 1 << 21
 STEP_BYTES = 1 << 19        # one step of the widest layer's state (float64) for the samples run together
 
 
-def sample_groups(graph: SpikingGraph, n: int) -> list[slice]:
+def sample_groups(graph: SpikingGraph, n: int, step_bytes: int = STEP_BYTES) -> list[slice]:
     """The batch split into groups of samples that the time-batched kernels run together: one step of
-    the widest layer's state in STEP_BYTES, so that the step loops work in cache (measured on ResNet-20:
+    the widest layer's state in `step_bytes`, so that the step loops work in cache (measured on ResNet-20:
     sws 1.4x, reverb 1.2x, rate 1.5x faster than whole batches of 16)."""
     widest = max(int(np.prod(l.shape)) for l in graph.layers)
-    size = max(1, STEP_BYTES // (widest * 8))
+    size = max(1, step_bytes // (widest * 8))
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 

@@ -55,6 +55,10 @@ from ...sim import core
 from ...ir.synapse_ops import apply_ops, max_pool
 
 WRAP_BITS = 24              # Lava's fixed-point Conv sends signed 24-bit sums
+# samples run together (`core.sample_groups`): with its few steps (T) a layer's synapse calls batch only
+# T planes per sample, so more samples than the other schemes' step loops want (measured on the CIFAR
+# ResNet-18, T = 4, 16 samples, one thread: groups of 4 samples 1.25x faster than of 1, of 16 1.2x)
+GROUP_STEP_BYTES = 4 * core.STEP_BYTES
 
 
 # ---------------------------------------------------------------------------- neuron
@@ -343,7 +347,7 @@ def _run_layers(prep: core.Prepared, x: np.ndarray, keep: bool):
         raise NeurodeployError("the reverb simulator needs a ReverbEncoder input", f"input '{enc.name}'")
     xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
     k0 = core.nhwc(core.input_codes(enc, xt).to(torch.float32))      # codes ≤ 2^16: exact
-    parts = [_group_layers(prep, k0[g], keep) for g in core.sample_groups(prep.graph, k0.shape[0])]
+    parts = [_group_layers(prep, k0[g], keep) for g in core.sample_groups(prep.graph, k0.shape[0], GROUP_STEP_BYTES)]
     return ({name: torch.cat([p[0][name] for p in parts], dim=1) for name in parts[0][0]},
             torch.cat([p[1] for p in parts]).contiguous(),
             {name: torch.cat([p[2][name] for p in parts]) for name in parts[0][2]},
