@@ -146,6 +146,11 @@ def shape_after(mp: syn.MaxPool | None, shape: tuple) -> tuple:
     return (shape[0], *mp.out_hw(shape[1:]))
 
 
+def branch_input_shape(prep: "Prepared", pb: "PreparedBranch") -> tuple:
+    """Shape of what a branch's synapse ops read: its source layer's, after a leading max pool."""
+    return tuple(shape_after(pb.bitserial_maxpool, next(l.shape for l in prep.graph.layers if l.name == pb.source)))
+
+
 def input_codes(enc: InputEncoder, x: torch.Tensor) -> torch.Tensor:
     """clip(floor(x*in_scale + offset), code_min, code_max) in float64, as int64 (code_min: 0
     unless the encoder has another: signed inputs of imported NetX networks)."""
@@ -252,7 +257,7 @@ def weight_scaled_ops(ops: list, weight_exp: int, where: str) -> list:
 
 def branch_bound(prep: Prepared, pb: PreparedBranch, p_max: float, weight_exp: int = 0) -> np.ndarray:
     """Per output, max |(W·x) << weight_exp| of one branch over inputs 0 ≤ x ≤ p_max (float64)."""
-    shape = shape_after(pb.bitserial_maxpool, next(l.shape for l in prep.graph.layers if l.name == pb.source))
+    shape = branch_input_shape(prep, pb)
     return abs_bound(weight_scaled_ops(pb.ops, weight_exp, f"branch from '{pb.source}'"), shape, float(p_max))
 
 
@@ -311,7 +316,7 @@ def _channel_groups(prep: Prepared, pb: PreparedBranch, p_max: float):
             or not all(isinstance(op, (syn.SumPool, syn.MaxPool)) for op in pb.ops[:at[0]]) \
             or any(isinstance(op, syn.MaxPool) for op in pb.ops[at[0] + 1:]):
         return None
-    shape = tuple(shape_after(pb.bitserial_maxpool, next(l.shape for l in prep.graph.layers if l.name == pb.source)))
+    shape = branch_input_shape(prep, pb)
     w = np.asarray(k.weight)
 
     def bound(c0, c1):
@@ -333,7 +338,7 @@ def _limbs(prep: Prepared, pb: PreparedBranch, p_max: float):
     groups = _channel_groups(prep, pb, p_max)
     if groups:
         return groups
-    shape = shape_after(pb.bitserial_maxpool, next(l.shape for l in prep.graph.layers if l.name == pb.source))
+    shape = branch_input_shape(prep, pb)
     w_sum = float(np.max(branch_bound(prep, pb, 1.0)))
     if p_max < FLOAT32_EXACT and w_sum > 0:
         for b in range(1, 24):
