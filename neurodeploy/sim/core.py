@@ -585,3 +585,22 @@ def fanout(ops: list, src_shape: tuple) -> np.ndarray:
     x = torch.ones((1,) + tuple(src_shape), dtype=torch.float64, requires_grad=True)
     apply_ops(ind, x).sum().backward()
     return x.grad[0].numpy()
+
+
+# --- Lava's 24-bit wrap of a convolution's output, on time-batched currents ------------------------
+
+def lava_wrap_post(prep: Prepared, layer: Layer, p_max: dict):
+    """`layer_current`'s post-processing that makes each branch's current what `lava_branch_current`
+    delivers: Lava's Conv wraps its output to signed 24 bits.  The wrap is elementwise, so it applies to
+    a whole chunk of steps' currents as to one step's.  Only the branches that have a Conv and whose
+    bound Σ|W|·p_max·2^e reaches 2^23 are wrapped (no other current can change); None when no branch
+    is.  Returns (post or None, per-branch wrap flags)."""
+    half = 1 << 23
+    wraps = [any(isinstance(op, syn.Conv) for op in pb.ops)
+             and float(np.max(branch_bound(prep, pb, p_max[pb.source], pb.weight_exp))) >= half
+             for pb in prep.branches[layer.name]]
+
+    def post(i, cur):        # two reductions skip the three passes where no current of the chunk wraps
+        if wraps[i] and (float(cur.amax()) >= half or float(cur.amin()) < -half):
+            cur.add_(half).remainder_(2 * half).sub_(half)     # exact: int64, or fmod of integers below 2^53
+    return (post if any(wraps) else None), wraps

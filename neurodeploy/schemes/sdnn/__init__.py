@@ -1,7 +1,7 @@
 """`sdnn`: sigma-delta neurons with graded spikes, Lava-DL's native way to run ANNs on Loihi 2.
 
 options.py  its options          neurons.py  DeltaEncoder, SigmaDelta, Sigma (Lava's arithmetic)
-compile.py  the flow             kernel.py   the simulator (lock step, bit-exact with Lava)
+compile.py  the flow             kernel.py   the simulator (layer after layer; lock-step engine; bit-exact with Lava)
 export.py   NetX HDF5 (Lava-DL)
 netx.py     NetX files of sigma-delta neurons in these neurons (the NetX front end asks it), and in Lava
 """
@@ -32,6 +32,10 @@ class Sdnn(Scheme):
     loihi2_route = ("Lava-DL NetX: `neurodeploy export DIR --format netx -o net.h5`, then "
                     "`netx.hdf5.Network(net_config='net.h5')` on Loihi 2 through lava-loihi (Intel INRC members)")
     exporters = {"netx": _export_netx}
+    engines = {"neurodeploy": "layer after layer: each layer's input for a chunk of steps in one synapse call, the "
+                              "sigma-delta update in place step by step, silent steps skipped (default)",
+               "steps": "the lock-step schedule literally: one step of every layer at a time, int64 (bit-identical, "
+                        "slower)"}
     netx_neurons = ("SDNN",)       # NetX files of these neurons import as sdnn networks (netx.py)
     no_lava_hint = "export it to NetX (neurodeploy export DIR --format netx) and run that in Lava-DL"
 
@@ -72,12 +76,12 @@ class Sdnn(Scheme):
         return netx
 
     def run_batch(self, prep, x, record_codes: bool = True):
-        from .kernel import run_sdnn
-        return run_sdnn(prep, x, record_codes)
+        from .kernel import run_batch
+        return run_batch(prep, x, record_codes)
 
     def run_probed(self, prep, x, probe):
-        from .kernel import run_sdnn
-        return run_sdnn(prep, x, False, probe=probe)
+        from .kernel import run_batch
+        return run_batch(prep, x, False, probe)
 
 
 SCHEME = Sdnn()
