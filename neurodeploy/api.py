@@ -249,7 +249,7 @@ def simulate(net, x, batch_size: int = 256, device: str = "cpu", engine: str = "
              workers: int = 1, ray_address: str | None = None) -> np.ndarray:
     """Run the compiled network bit-accurately on x (N, ...); returns float32 (N, outputs).
     engine: "neurodeploy" (default) or another of the scheme's bit-identical kernels (`neurodeploy
-    simulate --engine`: "planes" for bitplane, "steps" for rate, sws and reverb).
+    simulate --engine`: "planes" for bitplane, "steps" for rate, sws, reverb, sdnn and cuba).
     workers > 1: the batches as Ray tasks on a local Ray instance (or the one this process joined
     with ray.init, or the cluster at `ray_address`), the same bytes (`neurodeploy.workers`)."""
     from .sim.engine import simulate as run

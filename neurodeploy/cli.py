@@ -174,8 +174,9 @@ def _add_simulate(sub):
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--engine", choices=["neurodeploy", "planes", "steps", "lava"], default="neurodeploy",
                    help="neurodeploy = our vectorised simulator (default); planes = bitplane networks plane by "
-                        "plane as the chip works; steps = rate networks one lock-step time step at a time, sws "
-                        "and reverb networks' neuron updates step by step in int64 (all bit-identical to the "
+                        "plane as the chip works; steps = rate, sdnn and cuba networks one lock-step time step at a "
+                        "time, sws and reverb networks' neuron updates step by step in int64 (all bit-identical "
+                        "to the "
                         "default, slower); lava = Intel Lava's own CPU "
                         "simulation, Loihi2SimCfg(select_tag='fixed_pt') of the emitted processes "
                         "(the schemes with Lava processes; slow: a few samples per second)")

@@ -2,7 +2,7 @@
 in snnTorch, Norse, sinabs, SpikingJelly ... (`frontends.nir`), on Loihi 2's stock CUBA LIF.
 
 options.py  its options          neurons.py  CubaEncoder, CubaLIF, CubaReadout (Lava's arithmetic)
-compile.py  the flow             kernel.py   the simulator (lock step, bit-exact with Lava's LIF)
+compile.py  the flow             kernel.py   the simulator (layer after layer; lock-step engine; bit-exact with Lava's LIF)
 front.py    the PyTorch front end of LIF networks (NIR graphs: frontends/nir, options --nir-*)
 export.py   NetX HDF5            lava/       the network in stock Lava processes, and NetX in Lava
 netx.py     NetX files of CUBA LIF neurons in these neurons (the NetX front end asks it), and in Lava
@@ -34,6 +34,10 @@ class Cuba(Scheme):
                     "`netx.hdf5.Network(net_config='net.h5')` on Loihi 2 through lava-loihi (Intel INRC members)")
     timesteps_help = "the T the LIF network was trained with (required)"
     exporters = {"netx": _export_netx}
+    engines = {"neurodeploy": "layer after layer: each layer's input for a chunk of steps in one synapse call, the "
+                              "LIF update in place step by step (default)",
+               "steps": "the lock-step schedule literally: one step of every layer at a time, int64 (bit-identical, "
+                        "slower)"}
     netx_neurons = ("CUBA",)       # NetX files of these neurons import as cuba networks (netx.py)
     no_lava_hint = ("export it to NetX (neurodeploy export DIR --format netx), or run it in stock Lava from Python "
                     "(neurodeploy.schemes.cuba.lava.run_lava)")

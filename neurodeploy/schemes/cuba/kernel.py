@@ -10,9 +10,23 @@ currents are what Lava's Dense/Conv deliver (`sim.core.lava_branch_current`: a c
 output wraps at 24 bits).  Networks imported from NetX files may also reset (Lava's LIFReset),
 take a frame per step, feed the input as a bias, or count the readout's spikes (see
 `simulate_steps`).
+
+Two engines, bit-identical (tests/test_cuba_engines.py):
+
+`steps` (`--engine steps`, `simulate_steps`): that lock-step schedule literally, one step of every layer
+at a time in int64; it also records traces, per-step states and probes (the Lava comparisons use it).
+
+`neurodeploy` (default, `simulate_layers`): layer after layer over the whole run.  A layer's input at
+step t is W·s_src(t−1), linear in its sources' spikes, so once a source's spike train is known for
+every step, the layer's input for a chunk of steps is one synapse call over the (steps·N) batch
+(`core.step_inputs`: float32 calls where exact, Lava's 24-bit wrap elementwise afterwards); only the
+LIF update (decays, wrap, saturation, threshold, reset) runs step by step, in place, in float64 where
+every integer it computes is below 2^53 (`layer_plan`), else int64.  An input that drives the bias of
+the layers it feeds (imported NetX files) is a per-sample bias there and sends nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,12 +152,149 @@ def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False, prob
     return v[out] - v_start, counts, k, tr
 
 
+# ---------------------------------------------------------------------------- layer after layer
+
+@dataclass
+class CubaLayer:
+    arith: core.LayerArith        # its input a_in (no bias: Lava adds the bias to v) and the dtype of u, v
+    post: object                  # Lava's 24-bit wrap of the convolutions' currents (`core.lava_wrap_post`)
+
+
+def layer_plan(prep: core.Prepared) -> dict[str, CubaLayer]:
+    """Per layer, the arithmetic in which `simulate_layers` is exact (cached on `prep`).
+
+    With A = max |a_in| over the sources' payloads (`core.branch_bound` summed over the branches; a wrapped
+    current is smaller still), u after its single wrap stays within 2^23 + 64·A (it only grows by the
+    input, and the wrap brings anything past 2^23 back by 2^24 as long as 64·A < 2^24; beyond, the
+    bound grows by 64·A per step: 2^23 + steps·64·A), v within 2^23 (saturated); the largest integer
+    computed is a decay product |u|·4096 or v + u + bias before saturation.  Below 2^53 every state is
+    float64 (the decays then are exact: trunc(x·(4096 − d)/4096) of integers, a product below 2^53 and
+    a power-of-two division), else int64.  The synapse calls run in the float type exact for Σ|W|·payload
+    (float32 on channel groups or limbs where float64 would be needed, `core.layer_arith`)."""
+    if "cuba.layers" in prep.cache:
+        return prep.cache["cuba.layers"]
+    graph = prep.graph
+    steps = int(graph.input.neuron.n_steps)
+    p_max = {l.name: float(l.neuron.max_payload) for l in graph.layers}
+    plan = {}
+    for layer in graph.neuron_layers():
+        bias = float(np.max(np.abs(layer.bias.astype(np.float64)), initial=0.0))
+        if _by_bias(graph) and any(pb.source == graph.input.name for pb in prep.branches[layer.name]):
+            bias += p_max[graph.input.name] * (1 << int(layer.bias_exp))
+        a = float(np.max(sum(core.branch_bound(prep, pb, p_max[pb.source], pb.weight_exp)
+                             for pb in prep.branches[layer.name])))
+        drive = 64.0 * a
+        u_top = cb.MAX_UV + (drive if drive < 2 * cb.MAX_UV else steps * drive)
+        top = max(u_top * cb.DECAY_UNITY, 2.0 * cb.MAX_UV + u_top + bias, float(core.FLOAT32_EXACT))
+        post, _ = core.lava_wrap_post(prep, layer, p_max)
+        la = core.layer_arith(prep, layer, p_max, top, fuse=False)
+        plan[layer.name] = CubaLayer(dataclasses.replace(la, bias=torch.zeros_like(la.bias)), post)
+    prep.cache["cuba.layers"] = plan
+    return plan
+
+
+def _decay_(x: torch.Tensor, d: int) -> None:
+    """`_decay` in place: trunc(x·(4096 − d)/4096), exact in float64 for the bounds of `layer_plan`."""
+    keep = cb.DECAY_UNITY - d
+    if keep == cb.DECAY_UNITY:
+        return
+    if x.dtype == torch.int64:
+        x.copy_(_decay(x, d))
+    elif keep == 0:
+        x.zero_()
+    else:
+        x.mul_(keep / cb.DECAY_UNITY).trunc_()
+
+
+def _by_bias(graph: SpikingGraph) -> bool:
+    """Does the input drive the bias of the layers it feeds (`CubaEncoder.drive`)?"""
+    return getattr(graph.input.neuron, "drive", "spikes") == "bias"
+
+
+def _lif_train(prep, layer, cl: CubaLayer, trains: dict, busy: dict, n: int, steps: int, start: int,
+               codes: torch.Tensor):
+    """`lif_step` of one layer over all steps, in place: (spikes (steps, N, *shape) float32, v after the last
+    step, v after step `start` (zeros for 0)).  codes: the input codes, added to the bias of a layer the
+    input feeds where it drives biases."""
+    neuron, la = layer.neuron, cl.arith
+    shape = (n,) + tuple(layer.shape)
+    u = core.nhwc(torch.zeros(shape, dtype=la.dtype, device=prep.device))
+    v = torch.zeros_like(u)
+    b = core.layer_bias(layer, torch.zeros(shape, dtype=torch.int64, device=prep.device))
+    if _by_bias(prep.graph) and any(pb.source == prep.graph.input.name for pb in prep.branches[layer.name]):
+        b = core.nhwc(b + (codes << int(layer.bias_exp)))
+    b = b.to(la.dtype)
+    theta = int(neuron.v_th_mant) << cb.VTH_SHIFT
+    fired = torch.empty_like(u, dtype=torch.bool)
+    train = core.empty_steps(steps, shape, torch.float32, prep.device)
+    v_start = torch.zeros_like(v)
+    for t, cur in enumerate(core.step_inputs(prep, layer, la, trains, busy, steps, lag=1, post=cl.post)):
+        if reset_due(neuron, t + 1):
+            u.zero_()
+            v.zero_()
+        _decay_(u, neuron.du + cb.DS_OFFSET)
+        if cur is not None:
+            u.add_(cur, alpha=1 << cb.ACT_SHIFT)
+        if float(u.amax()) > cb.MAX_UV:                    # Lava's single 24-bit wrap of u
+            u.sub_((u > cb.MAX_UV).to(u.dtype), alpha=2 * cb.MAX_UV)
+        if float(u.amin()) <= -cb.MAX_UV:
+            u.add_((u <= -cb.MAX_UV).to(u.dtype), alpha=2 * cb.MAX_UV)
+        _decay_(v, neuron.dv + cb.DM_OFFSET)
+        v.add_(u).add_(b).clamp_(-cb.MAX_UV + 1, cb.MAX_UV - 1)
+        torch.gt(v, theta, out=fired)
+        v.masked_fill_(fired, 0)
+        train[t].copy_(fired)
+        if t + 1 == start:
+            v_start.copy_(v)
+    return train, v, v_start
+
+
+def simulate_layers(prep: core.Prepared, x: np.ndarray, spikes: dict | None = None):
+    """`simulate_steps` (without trace, probe or on_step) layer after layer (module docstring), a few
+    samples at a time (`core.sample_groups`): the same (readout value, counts, input codes, None).
+    `spikes`, if a dict, gets every counted layer's spikes at each step, uint8 (N, n_steps, *shape)
+    (what `Trace.spikes` holds)."""
+    graph = prep.graph
+    enc = graph.input
+    xt = torch.as_tensor(np.array(x, copy=True), device=prep.device)
+    k = core.input_codes(enc, xt)
+    steps = int(enc.neuron.n_steps)
+    plan = layer_plan(prep)
+    counted = {l.name for l in graph.neuron_layers() if not l.is_readout or spiking_output(graph)}
+    start = int(getattr(graph.output.neuron, "window_start", 0))
+    outs, counts = [], {}
+    for group in core.sample_groups(graph, k.shape[0]):
+        kg = k[group]
+        frame = tuple(kg.shape[2:]) if enc.neuron.sequence else tuple(kg.shape[1:])
+        first = core.empty_steps(steps, (kg.shape[0],) + frame, torch.float32, prep.device)
+        for t in range(steps):             # the codes (or step t's frame), sent at every step, unless they are biases
+            first[t] = 0 if _by_bias(graph) else kg[:, t] if enc.neuron.sequence else kg
+        trains, busy = {enc.name: first}, {enc.name: core.busy_steps(first)}
+        remaining = core.consumers(prep)
+        for layer in graph.neuron_layers():
+            train, v, v_start = _lif_train(prep, layer, plan[layer.name], trains, busy, kg.shape[0], steps, start, kg)
+            if layer.name in counted:
+                counts.setdefault(layer.name, []).append(core.sum_steps(train).to(torch.int64))
+                if spikes is not None:
+                    spikes.setdefault(layer.name, []).append(train.to(torch.uint8).transpose(0, 1))
+            if layer.is_readout:
+                outs.append((v - v_start).to(torch.int64))
+                break
+            core.release_sources(prep, layer, remaining, trains, busy)
+            trains[layer.name], busy[layer.name] = train, core.busy_steps(train)
+    if spikes is not None:
+        spikes.update({name: torch.cat(s).contiguous() for name, s in spikes.items()})
+    return (torch.cat(outs).contiguous(), {name: torch.cat(c).contiguous() for name, c in counts.items()}, k, None)
+
+
 def run_batch(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
               probe: core.Probe | None = None) -> core.BatchResult:
-    """The `cuba` kernel (sim.engine.run_batch): output = readout v (or, for `output` "spikes", its
-    spike count) * output_scale; codes = spike counts."""
+    """The `cuba` kernel (sim.engine.run_batch) with the engine `prep` was prepared for (with a `probe`,
+    the step engine): output = readout v (or, for `output` "spikes",
+    its spike count) * output_scale; codes = spike counts."""
     graph = prep.graph
-    vout, counts, k, _ = simulate_steps(prep, x, probe=probe)
+    by_layers = probe is None and prep.engine == "neurodeploy"
+    vout, counts, k, _ = simulate_layers(prep, x) if by_layers else simulate_steps(prep, x, probe=probe)
     n = vout.shape[0]
     if graph.output.name in counts:
         vout = counts.pop(graph.output.name)
