@@ -1,21 +1,27 @@
 """Speed of the bit-accurate simulator on a CIFAR-size network, against peers measured in the same run.
 
-    python benchmarks/bench_simulator.py [--arch resnet18|resnet20] [--schemes bitplane,rate,sws,reverb]
+    python benchmarks/bench_simulator.py [--arch resnet18|resnet20] [--schemes bitplane,rate,sws,reverb,sdnn,cuba]
         [--samples 64] [--temporal-samples 16] [--slow-samples 4] [--batch 16] [--rounds 3] [--json out.json]
 
 The network (benchmarks/cifar_nets.py): torchvision's BasicBlock ResNet-18 with the CIFAR stem at
 3x32x32 (or the CIFAR ResNet-20), seeded random weights, BatchNorm statistics measured on real CIFAR-10
 images (../shared/data/cifar10_subset.npz, `--data`), QCFS activations (Q = 7) behind an 8-bit input
 quantiser; for reverb the same network as a ReverB SNN (binary 3x3 convolutions, T = 4, 16-bit
-payloads).  Inputs: CIFAR-10 test images.  Per scheme, on the same inputs and batches:
+payloads); for sdnn the same QCFS network compiled with `--scheme sdnn` (its activations as
+sigma-delta ReLUs, `--calibration` the 256 training images); for cuba, which compiles trained LIF
+SNNs, the ReLU network's convolutions (BatchNorm folded, residual adds included) as a NIR graph of
+CubaLIF neurons (`cifar_nets.lif_resnet_nir`, written with the nir library and compiled from the file
+with `--nir-dt 1e-4`, T = 4, 8-bit input).  Inputs: CIFAR-10 test images.  Per scheme, on the same
+inputs and batches:
 
 - neurodeploy: our default engine;
-- the same network with our slower engines, where they exist (bitplane `--engine planes`; rate, sws,
-  reverb `--engine steps`), and for bitplane a plain step-by-step loop (one synapse call per bit
+- the same network with our slower engines (bitplane `--engine planes`; rate, sws, reverb, sdnn,
+  cuba `--engine steps`), and for bitplane a plain step-by-step loop (one synapse call per bit
   plane, float64, as a straightforward PyTorch SNN simulation does it) and the integer reference of
   the quantised ANN (numpy int64), on the first --slow-samples samples;
 - onnxruntime: the float QCFS ANN exported to ONNX (the cost floor of the model itself; for reverb the
-  QCFS ANN of the same architecture, whose convolutions are the same), 1 intra-op thread.
+  QCFS ANN of the same architecture, whose convolutions are the same; for cuba the ReLU ANN whose
+  convolutions the LIF network has: the synapses' cost floor), 1 intra-op thread.
 Outputs are asserted identical between our engines (and the integer reference).
 
 Columns: samples per second by process CPU time (time.process_time, 1 thread: equal to wall-clock
@@ -23,8 +29,10 @@ time on an idle machine, and not inflated when a shared machine deschedules us; 
 engines interleaved, each timed on its second call in a row) and by wall-clock time; for bitplane the ratio to onnxruntime's throughput; for
 the temporal schemes the ratio to onnxruntime's throughput divided by T_eff, the time steps every layer
 runs per sample (rate: T + depth, the lock-step run; sws: Tc + Ts, a TSA layer's local steps; reverb:
-T); memory: how far one run (all its samples, in batches) raises the process's resident set at its
-peak (Linux's VmHWM after resetting it, free heap memory returned first; onnxruntime without its arena).  Targets: bitplane and reverb compile for Loihi 2 (`--chips` as
+T; sdnn: depth + 1, the lock-step steps after which every layer has settled, the input sent once at
+step 0 and every layer updated at every step; cuba: T + depth, the lock-step run with the input sent
+at every step); memory: how far one run (all its samples, in batches) raises the process's resident set at its
+peak (Linux's VmHWM after resetting it, free heap memory returned first; onnxruntime without its arena).  Targets: bitplane, reverb, sdnn and cuba compile for Loihi 2 (`--chips` as
 needed), rate and sws for `--target cpu` (48-bit states): Loihi 2's 24-bit states cannot hold these
 random networks' read-outs (the compiler refuses them), so those two run their states in float64.
 """
@@ -53,6 +61,7 @@ from neurodeploy.sim.reference import reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS, REVERB_T, PAYLOAD_BITS, CHIPS = 7, 4, 16, 64
+CUBA_T, CUBA_INPUT_BITS = 4, 8
 
 
 def step_by_step(net, x: np.ndarray) -> np.ndarray:
@@ -149,9 +158,33 @@ def build_models(args, cache: Path):
     return onnx_path, x_cal
 
 
-def compile_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray):
+def cuba_models(args, cache: Path, x_cal: np.ndarray) -> tuple[Path, Path]:
+    """The LIF network as a NIR file and the ReLU ANN of its convolutions as ONNX (both cached in `cache`)."""
+    import nir
+    nir_path = cache / f"{args.arch}_cubalif_seed{args.seed}.nir"
+    onnx_path = cache / f"{args.arch}_relu_seed{args.seed}.onnx"
+    if not (nir_path.exists() and onnx_path.exists()):
+        graph, relu = cifar_nets.lif_resnet_nir(args.arch, x_cal, args.seed)
+        nir.write(str(nir_path), graph)
+        export_onnx(relu, torch.from_numpy(x_cal[:2]), onnx_path, fold_bn=True)
+    return nir_path, onnx_path
+
+
+def compile_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray, cache: Path):
+    """(network, target, compile CPU seconds, the ONNX model onnxruntime runs as its peer)."""
+    peer = onnx_path
+    if scheme == "cuba":                  # its files are built outside the compile time
+        nir_path, peer = cuba_models(args, cache, x_cal)
     t0 = time.process_time()
-    if scheme == "reverb":
+    if scheme == "cuba":
+        net = compile_model(nir_path, "loihi2", "cuba",
+                            {"calibration": x_cal[:64], "timesteps": CUBA_T, "input_bits": CUBA_INPUT_BITS,
+                             "nir_dt": 1e-4, "chips": CHIPS})
+        target = "loihi2"
+    elif scheme == "sdnn":
+        net = compile_model(onnx_path, "loihi2", "sdnn", {"calibration": x_cal, "chips": CHIPS})
+        target = "loihi2"
+    elif scheme == "reverb":
         model = cifar_nets.reverb_resnet(args.arch, x_cal[:64], REVERB_T, args.seed)
         net = nd_compile(model, torch.from_numpy(x_cal[:2]), target="loihi2", scheme="reverb", timesteps=REVERB_T,
                          payload_bits=PAYLOAD_BITS, calibration=x_cal[:64], chips=CHIPS).graph
@@ -160,7 +193,7 @@ def compile_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray):
         net, target = compile_model(onnx_path, "loihi2", "bitplane", {"chips": CHIPS}), "loihi2"
     else:
         net, target = compile_model(onnx_path, "cpu", scheme), "cpu"
-    return net, target, time.process_time() - t0
+    return net, target, time.process_time() - t0, peer
 
 
 def t_eff(scheme: str, net) -> int:
@@ -171,11 +204,16 @@ def t_eff(scheme: str, net) -> int:
         return int(tsa[0].coding_steps) + max(int(n.silent_steps) for n in tsa)
     if scheme == "reverb":
         return int(net.input.neuron.timesteps)
+    if scheme == "sdnn":
+        return core.depth(net) + 1                                   # settled: every layer, every step
+    if scheme == "cuba":
+        return int(net.input.neuron.n_steps)                         # T + depth: every layer, every step
     return 1
 
 
-def bench_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray, x_all: np.ndarray, ort) -> dict:
-    net, target, compile_s = compile_scheme(scheme, args, onnx_path, x_cal)
+def bench_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray, x_all: np.ndarray, cache: Path) -> dict:
+    net, target, compile_s, peer = compile_scheme(scheme, args, onnx_path, x_cal, cache)
+    ort = ort_session(peer)
     n = args.samples if scheme == "bitplane" else args.temporal_samples
     x, x_slow = x_all[:n], x_all[:args.slow_samples]
     slow = "planes" if scheme == "bitplane" else "steps"
@@ -192,7 +230,7 @@ def bench_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray, x_all: n
     for name, r in res.items():
         if name != "onnxruntime":
             assert np.array_equal(r["output"], want[:len(r["output"])]), f"{scheme}: {name} disagrees with neurodeploy"
-    ort_plain = ort_session(onnx_path, arena=False)
+    ort_plain = ort_session(peer, arena=False)
     for name, (fn, _) in runs.items():
         res[name]["peak_mb"] = peak_memory(lambda: batched(ort_plain, x, args.batch) if name == "onnxruntime" else fn())
     for r in res.values():
@@ -203,14 +241,15 @@ def bench_scheme(scheme: str, args, onnx_path: Path, x_cal: np.ndarray, x_all: n
     ort_rate = res["onnxruntime"]["samples_per_s_cpu"]
     for r in res.values():
         r["vs_onnxruntime_x_teff"] = r["samples_per_s_cpu"] * te / ort_rate
-    return {"scheme": scheme, "target": target, "t_eff": te, "compile_cpu_s": compile_s,
+    return {"scheme": scheme, "target": target, "t_eff": te, "compile_cpu_s": compile_s, "onnxruntime_model": peer.name,
             "latency_steps": net.meta.get("latency_steps"), "engines": res}
 
 
 def print_scheme(r: dict) -> None:
     te = r["t_eff"]
     bound = "onnxruntime" if te == 1 else f"onnxruntime/{te}"
-    print(f"\n{r['scheme']} (--target {r['target']}, T_eff = {te}, compile {r['compile_cpu_s']:.1f} s CPU)")
+    print(f"\n{r['scheme']} (--target {r['target']}, T_eff = {te}, compile {r['compile_cpu_s']:.1f} s CPU, "
+          f"onnxruntime runs {r['onnxruntime_model']})")
     print(f"  {'engine':<34}{'samples':>8}{'samples/s cpu':>15}{'wall':>9}{'vs ' + bound:>22}{'peak MB':>9}")
     for name, e in r["engines"].items():
         print(f"  {name:<34}{e['samples']:>8}{e['samples_per_s_cpu']:>15.2f}{e['samples_per_s_wall']:>9.2f}"
@@ -220,11 +259,12 @@ def print_scheme(r: dict) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", choices=sorted(cifar_nets.STAGES), default="resnet18")
-    ap.add_argument("--schemes", default="bitplane,rate,sws,reverb")
+    ap.add_argument("--schemes", default="bitplane,rate,sws,reverb,sdnn,cuba")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10_subset.npz"),
                     help="cifar10_subset.npz (default: ../shared/data/ beside the repository)")
     ap.add_argument("--samples", type=int, default=64, help="bitplane samples (default 64)")
-    ap.add_argument("--temporal-samples", type=int, default=16, help="rate, sws, reverb samples (default 16)")
+    ap.add_argument("--temporal-samples", type=int, default=16,
+                    help="rate, sws, reverb, sdnn, cuba samples (default 16)")
     ap.add_argument("--slow-samples", type=int, default=4, help="samples for the slow engines (default 4)")
     ap.add_argument("--batch", type=int, default=16, help="batch size of every engine (default 16)")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds, best kept (default 3)")
@@ -239,10 +279,9 @@ def main(argv=None) -> dict:
         cache.mkdir(parents=True, exist_ok=True)
         onnx_path, x_cal = build_models(args, cache)
         x = cifar_nets.cifar_images(args.data, "test", max(args.samples, args.temporal_samples, args.slow_samples))
-        ort = ort_session(onnx_path)
         print(f"{args.arch} (CIFAR stem, 3x32x32, QCFS Q={LEVELS}, seeded random weights, BatchNorm from CIFAR-10), "
               f"batch {args.batch}, {args.threads} thread(s), best of {args.rounds} rounds, torch {torch.__version__}")
-        results = [bench_scheme(s, args, onnx_path, x_cal, x, ort) for s in args.schemes.split(",")]
+        results = [bench_scheme(s, args, onnx_path, x_cal, x, cache) for s in args.schemes.split(",")]
     for r in results:
         print_scheme(r)
     print("\noutputs identical: neurodeploy == every slower engine (and bitplane's integer reference), asserted")

@@ -101,3 +101,67 @@ def reverb_resnet(arch: str, x_cal: np.ndarray, timesteps: int, seed: int = 0) -
     x = torch.from_numpy(x_cal).unsqueeze(0).expand((timesteps,) + x_cal.shape)
     calibrate_batchnorm(model, x)
     return model
+
+
+# --- the same convolutions as a trained-LIF-SNN-shaped NIR graph (the cuba scheme compiles LIF SNNs) ---
+
+def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    """conv then BatchNorm as one convolution's (weight, bias), float32."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    f = fuse_conv_bn_eval(conv.eval(), bn.eval())
+    return f.weight.detach().numpy().astype(np.float32), f.bias.detach().numpy().astype(np.float32)
+
+
+def lif_resnet_nir(arch: str, x_cal: np.ndarray, seed: int = 0, threshold: float = 1.0):
+    """The ReLU ResNet of `resnet(arch, seed)` with BatchNorm calibrated on x_cal and folded into its
+    convolutions, as a NIR graph (nir.NIRGraph) in which every ReLU is a CubaLIF neuron: the same
+    convolutions, residual adds (a node with two input edges: the block's conv2 and its shortcut, a
+    1x1 identity convolution where torchvision's is the identity) and global average pool + Affine into
+    the Output (the float mean over the steps).  Neurons, under NIR's own reading with dt = 1e-4
+    (`--nir-dt 1e-4`): tau_syn 2e-4 (alpha 0.5), tau_mem 5e-4 (beta 0.8), r 5, w_in 2 (input gain 1),
+    v_threshold `threshold`.  Also returns the folded ReLU model (nn.Sequential, eval) whose
+    convolutions these are: the ANN peer of the benchmark."""
+    import nir
+    model = resnet(arch, seed)
+    calibrate_batchnorm(model, torch.from_numpy(x_cal))
+    nodes, edges = {"input": nir.Input(input_type={"input": np.array([3, 32, 32])})}, []
+    shape = {"input": (3, 32, 32)}
+
+    def conv(name, src, w, b, stride, pad):
+        c, h, wd = shape[src]
+        nodes[name] = nir.Conv2d((h, wd), w, stride, pad, 1, 1, b)
+        edges.append((src, name))
+        shape[name] = (w.shape[0], (h + 2 * pad - w.shape[2]) // stride + 1, (wd + 2 * pad - w.shape[3]) // stride + 1)
+        return name
+
+    def lif(name, srcs):
+        s = shape[srcs[0]]
+        full = lambda v: np.full(s, v, dtype=np.float32)        # noqa: E731
+        nodes[name] = nir.CubaLIF(tau_syn=full(2e-4), tau_mem=full(5e-4), r=full(5.0), v_leak=full(0.0),
+                                  v_threshold=full(threshold), w_in=full(2.0))
+        edges.extend((src, name) for src in srcs)
+        shape[name] = s
+        return name
+
+    stem_conv, stem_bn = model[0], model[1]
+    x = lif("lif0", [conv("conv0", "input", *_folded(stem_conv, stem_bn), 1, 1)])
+    blocks = [m for m in model if isinstance(m, BasicBlock)]
+    for i, blk in enumerate(blocks):
+        stride = blk.conv1.stride[0]
+        a = lif(f"b{i}_lif1", [conv(f"b{i}_conv1", x, *_folded(blk.conv1, blk.bn1), stride, 1)])
+        main = conv(f"b{i}_conv2", a, *_folded(blk.conv2, blk.bn2), 1, 1)
+        if isinstance(blk.shortcut, nn.Identity):
+            c = shape[x][0]
+            eye = np.eye(c, dtype=np.float32).reshape(c, c, 1, 1)
+            skip = conv(f"b{i}_skip", x, eye, np.zeros(c, np.float32), 1, 0)
+        else:
+            skip = conv(f"b{i}_skip", x, *_folded(blk.shortcut[0], blk.shortcut[1]), stride, 0)
+        x = lif(f"b{i}_lif2", [main, skip])
+    c, h, w = shape[x]
+    nodes["pool"] = nir.AvgPool2d(np.array([h, w]), np.array([h, w]), np.array([0, 0]))
+    nodes["flat"] = nir.Flatten(input_type={"input": np.array([c, 1, 1])}, start_dim=0)
+    fc = model[-1]
+    nodes["fc"] = nir.Affine(fc.weight.detach().numpy().astype(np.float32), fc.bias.detach().numpy().astype(np.float32))
+    nodes["output"] = nir.Output(output_type={"output": np.array([10])})
+    edges += [(x, "pool"), ("pool", "flat"), ("flat", "fc"), ("fc", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), model.eval()
