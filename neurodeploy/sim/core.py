@@ -277,7 +277,7 @@ class LayerArith:
     dtype: torch.dtype              # of U: float32, float64 or int64
     branch_dtypes: list             # per branch: the float dtype of its synapse call
     weights: list                   # per branch: op index -> weight in its branch dtype (· 2^weight_exp if fused)
-    bias: torch.Tensor              # (C,) or (F,) in dtype
+    bias: torch.Tensor | None       # (C,) or (F,) in dtype; None: none added (the caller adds its own, or none)
     fused: bool                     # branch dtypes == dtype: weights carry 2^weight_exp, the first call adds the bias
     weight_exps: list = field(default_factory=list)   # per branch: the shift still to apply (0: in the weights)
     limbs: list = field(default_factory=list)    # per branch: None, ("channels", groups, weights per group),
@@ -442,7 +442,7 @@ def layer_current(prep: Prepared, layer: Layer, la: LayerArith, inputs, post=Non
             if post is not None:
                 post(i, cur)
         u = cur if u is None else u.add_(cur)
-    return u if la.fused else u.add_(la.bias.reshape((1, -1) + (1,) * (u.ndim - 2)))
+    return u if la.fused or la.bias is None else u.add_(la.bias.reshape((1, -1) + (1,) * (u.ndim - 2)))
 
 
 # --- time-batched synaptic input -----------------------------------------------------------------

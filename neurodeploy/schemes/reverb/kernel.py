@@ -374,7 +374,7 @@ def _group_layers(prep: core.Prepared, k0: torch.Tensor, keep: bool):
                 la = dataclasses.replace(rl.arith, bias=rl.arith.bias * t)
                 state = core.layer_current(prep, layer, la, sums.__getitem__).to(torch.int64)
             else:
-                la = dataclasses.replace(rl.arith, bias=torch.zeros_like(rl.arith.bias))
+                la = dataclasses.replace(rl.arith, bias=None)
                 state = None
                 for cur in core.step_inputs(prep, layer, la, trains, busy, t, post=_lava_wrap(rl)):
                     if cur is not None:

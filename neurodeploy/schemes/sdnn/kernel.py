@@ -137,7 +137,7 @@ def layer_plan(prep: core.Prepared) -> dict[str, SdnnLayer]:
     for layer in prep.graph.neuron_layers():
         post, _ = core.lava_wrap_post(prep, layer, p_max)
         la = core.layer_arith(prep, layer, p_max, float(core.FLOAT64_EXACT), fuse=False)   # int64
-        plan[layer.name] = SdnnLayer(dataclasses.replace(la, bias=torch.zeros_like(la.bias)), post)
+        plan[layer.name] = SdnnLayer(dataclasses.replace(la, bias=None), post)
     prep.cache["sdnn.layers"] = plan
     return plan
 

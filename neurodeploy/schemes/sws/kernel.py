@@ -379,7 +379,7 @@ def _readout_layers(prep, layer, sl: SwsLayer, trains: dict, busy: dict, codes: 
     if not sl.wraps:
         return core.layer_current(prep, layer, sl.arith, codes.__getitem__).to(torch.int64), None
     # V ← β·V + I(t) (+ bias at the last step), wrapped after every step, as `_readout`
-    la = dataclasses.replace(sl.arith, bias=torch.zeros_like(sl.arith.bias))
+    la = dataclasses.replace(sl.arith, bias=None)
     tc = int(prep.graph.input.neuron.coding_steps)
     beta = int(prep.graph.input.neuron.beta)
     n = trains[prep.branches[layer.name][0].source].shape[1]
