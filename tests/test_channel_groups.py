@@ -32,9 +32,10 @@ def narrow_groups(monkeypatch):
     monkeypatch.setattr(core, "MIN_GROUP_CHANNELS", 1)
 
 
-def _scaled(net, k: int, rate: bool):
-    """Every hidden layer with a Conv branch: its weight mantissas, bias and threshold (rate: v_init too, and a 63-bit
-    state) times 2^k: larger sums, the same dynamics."""
+def scale_conv_layers(net, k: int, neuron=None, bias: bool = True):
+    """Every hidden layer with a Conv branch: its weight mantissas times 2^k, its bias too (bias=True), its
+    neuron replaced by neuron(n) (None: kept).  Larger sums (also used by tests/test_sdnn_engines.py and
+    tests/test_cuba_engines.py)."""
     def branch(b):
         w = syn.weighted_op(b.ops)
         return dataclasses.replace(b, ops=[dataclasses.replace(op, weight=np.asarray(op.weight) << k) if op is w else op
@@ -43,13 +44,20 @@ def _scaled(net, k: int, rate: bool):
     for layer in net.layers:
         if layer in net.neuron_layers() and not layer.is_readout \
                 and any(isinstance(syn.weighted_op(b.ops), syn.Conv) for b in layer.branches):
-            n = dataclasses.replace(layer.neuron, v_th_mant=layer.neuron.v_th_mant << k)
-            if rate:
-                n = dataclasses.replace(n, v_init=n.v_init << k, state_bits=63)
             layer = dataclasses.replace(layer, branches=[branch(b) for b in layer.branches],
-                                        bias_exp=layer.bias_exp + k, neuron=n)
+                                        bias_exp=layer.bias_exp + (k if bias else 0),
+                                        neuron=neuron(layer.neuron) if neuron else layer.neuron)
         layers.append(layer)
     return dataclasses.replace(net, layers=layers)
+
+
+def _scaled(net, k: int, rate: bool):
+    """Every hidden layer with a Conv branch: its weight mantissas, bias and threshold (rate: v_init too, and a 63-bit
+    state) times 2^k: larger sums, the same dynamics."""
+    def neuron(n):
+        n = dataclasses.replace(n, v_th_mant=n.v_th_mant << k)
+        return dataclasses.replace(n, v_init=n.v_init << k, state_bits=63) if rate else n
+    return scale_conv_layers(net, k, neuron)
 
 
 def _grouped(plan: dict) -> list:

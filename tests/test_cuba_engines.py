@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.ir import synapses as syn
 from neurodeploy.schemes.cuba import Cuba, compile_lif
 from neurodeploy.schemes.cuba import kernel as sim_cuba
+from neurodeploy.schemes.cuba.neurons import VTH_MAX
 from neurodeploy.sim import core, engine
+from test_channel_groups import scale_conv_layers
 from test_cuba import _random_input, _random_net
 
 
@@ -48,26 +49,9 @@ def test_engines_identical_on_random_networks(kind, seed):
 
 
 def _scaled(net, k: int):
-    """Hidden conv layers' weight mantissas times 2^k and their thresholds with them (bias too): large
+    """Hidden conv layers' weight mantissas, bias and thresholds times 2^k (thresholds at most Loihi's): large
     currents, wrapped by Lava's Conv and in u, with spikes still."""
-    def branch(b):
-        w = syn.weighted_op(b.ops)
-        return dataclasses.replace(b, ops=[dataclasses.replace(op, weight=np.asarray(op.weight) << k) if op is w else op
-                                           for op in b.ops])
-    layers = []
-    for l in net.layers:
-        if l in net.neuron_layers() and not l.is_readout \
-                and any(isinstance(syn.weighted_op(b.ops), syn.Conv) for b in l.branches):
-            l = dataclasses.replace(l, branches=[branch(b) for b in l.branches], bias_exp=l.bias_exp + k,
-                                    neuron=dataclasses.replace(l.neuron, v_th_mant=min(l.neuron.v_th_mant << k,
-                                                                                          cb_vth_max())))
-        layers.append(l)
-    return dataclasses.replace(net, layers=layers)
-
-
-def cb_vth_max():
-    from neurodeploy.schemes.cuba.neurons import VTH_MAX
-    return VTH_MAX
+    return scale_conv_layers(net, k, lambda n: dataclasses.replace(n, v_th_mant=min(n.v_th_mant << k, VTH_MAX)))
 
 
 @pytest.mark.parametrize("k", [10, 17])

@@ -5,15 +5,11 @@ payloads at every step, every layer's codes and spike totals and the readout, on
 (dense, conv with pools, residual adds), with a dead zone (vth > 0), and with weights scaled so that
 the synaptic sums need float32 channel groups / limbs and Lava's 24-bit wrap of a convolution's
 output happens."""
-import dataclasses
-
-import numpy as np
 import onnx
 import pytest
 import torch
 
 import netgen
-from neurodeploy.ir import synapses as syn
 from neurodeploy.schemes.base import CompileOptions
 from neurodeploy.frontends.onnx import load_onnx
 from neurodeploy.schemes.sdnn import Sdnn
@@ -21,6 +17,7 @@ from neurodeploy.schemes.sdnn import kernel as ssd
 from neurodeploy.sim import core, engine
 from neurodeploy.target import load_target
 from test_bitplane_exact import NETS
+from test_channel_groups import scale_conv_layers
 
 
 def _compile(tmp_path, model, vth=0):
@@ -65,14 +62,7 @@ def test_engines_identical_on_random_networks(tmp_path, kind, vth):
 def _scaled(net, k: int):
     """Every hidden conv layer's weight mantissas times 2^k: synaptic sums past 2^24, and past Lava's
     24-bit wrap of a convolution's output."""
-    def branch(b):
-        w = syn.weighted_op(b.ops)
-        return dataclasses.replace(b, ops=[dataclasses.replace(op, weight=np.asarray(op.weight) << k) if op is w else op
-                                           for op in b.ops])
-    layers = [dataclasses.replace(l, branches=[branch(b) for b in l.branches])
-              if l in net.neuron_layers() and any(isinstance(syn.weighted_op(b.ops), syn.Conv) for b in l.branches)
-              else l for l in net.layers]
-    return dataclasses.replace(net, layers=layers)
+    return scale_conv_layers(net, k, bias=False)
 
 
 @pytest.mark.parametrize("kind", ["conv_bn_avgpool", "residual"])
