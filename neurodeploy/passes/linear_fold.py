@@ -1,0 +1,267 @@
+"""Compose linear weighted layers (Conv + BatchNorm with no activation after it) into their readers.
+
+MobileNetV2's inverted residual ends in a *linear* bottleneck: a 1x1 projection Conv + BN with no
+activation, summed into a residual stream x_{k+1} = x_k + proj_k(h_k) that the next block's 1x1
+expand Conv (+BN+ReLU6) reads.  ShuffleNetV2's depthwise 3x3 Conv + BN has no activation either and
+is read by a 1x1 Conv + BN + ReLU.  A spiking layer is a set of weighted branches from activations
+(`lowering.lower`), so a weighted layer reading another weighted layer has no neurons to put between
+them.  But both are linear, and so is everything between them (BN, residual Add): the reader's
+value is a sum of one weighted op per activation source, each the *composition* of the reader with
+the producer on that path, computed exactly in real arithmetic:
+
+* reader 1x1 (stride s, no padding), producer (k, stride sp, padding p, dilation d, groups):
+  W[o, i, :, :] = sum_c Wr[o, c]·Wp[c, i, :, :], a conv with the producer's kernel, padding and
+  dilation and stride sp·s (the reader at position j reads the producer at s·j, which reads the
+  input at sp·s·j - p + d·t; the output sizes agree since floor(floor(A/sp)/s) = floor(A/(sp·s)));
+* reader k x k without padding (or a Gemm after Flatten: a kernel covering the map), producer 1x1
+  with stride 1 and no padding: W[o, i, :, :] = sum_c Wr[o, c, :, :]·Wp[c, i];
+* bias: br + sum over the reader's kernel of Wr·(bp + the BN shifts on the path) -- exact because the
+  reader has no padding: every tap it sums is a producer output, bias included;
+* grouped and depthwise weights are expanded to dense ones, composed, and regrouped into the
+  finest grouping their connectivity allows (a depthwise producer read by a dense 1x1 gives a dense
+  k x k conv);
+* a residual Add splits the path: one composed op per source reached (nested Adds recursively);
+  a BatchNorm on the path is a per-channel scale and shift; anything else ends the path (a leaf: the
+  reader's own weights read it).
+
+Everything else stays as it is, and the lowering refuses it naming the node and what to do
+(`why_not`): a reader k x k with padding (its padded border would see zeros where the composed op
+sees the producer's bias) or any other geometry, a linear value read by a pool, a non-linear op or
+the network output.  The composed weights are computed in float64 and sum other products than the
+source framework does, so the pass runs after the front end's proof (`FRONT_END_PASSES`), like
+`fold_adaptive_pool`; exactness is relative to the composed graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import float_graph as fg
+from ..ir.float_eval import infer_shapes
+
+
+@dataclass
+class Term:
+    """One weighted op of the composition: `weight` (O, I, kh, kw) dense in float64 with its
+    structural connectivity `mask` (O, I), reading `source` with the given geometry."""
+    source: str
+    weight: np.ndarray
+    mask: np.ndarray
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    composed: bool = False          # a producer was composed into it (the path ends at its input)
+
+
+def dense_weight(op: fg.Conv) -> tuple[np.ndarray, np.ndarray]:
+    """A (grouped) conv's weight as a dense (O, I, kh, kw) array and its connectivity mask (O, I)."""
+    o, i_g = op.weight.shape[:2]
+    g = op.groups
+    w = np.zeros((o, i_g * g) + op.weight.shape[2:])
+    mask = np.zeros((o, i_g * g), dtype=bool)
+    o_g = o // g
+    for k in range(g):
+        w[k * o_g:(k + 1) * o_g, k * i_g:(k + 1) * i_g] = op.weight[k * o_g:(k + 1) * o_g]
+        mask[k * o_g:(k + 1) * o_g, k * i_g:(k + 1) * i_g] = True
+    return w, mask
+
+
+def regroup(weight: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """(grouped weight (O, I/g, kh, kw), g): the largest g whose block diagonal holds `mask`."""
+    o, i = mask.shape
+    for g in sorted((d for d in range(1, np.gcd(o, i) + 1) if o % d == 0 and i % d == 0), reverse=True):
+        blocks = mask.reshape(g, o // g, g, i // g).any(axis=(1, 3))
+        if not np.any(blocks & ~np.eye(g, dtype=bool)):
+            o_g, i_g = o // g, i // g
+            parts = [weight[k * o_g:(k + 1) * o_g, k * i_g:(k + 1) * i_g] for k in range(g)]
+            return np.ascontiguousarray(np.concatenate(parts)), g
+    raise AssertionError("g = 1 always holds")
+
+
+@dataclass
+class Reader:
+    """A weighted node and the value it reads: `end` is where its value is complete (its BN, if
+    its only reader is one), `value` the node whose output its weights read."""
+    node: str
+    end: str
+    value: str
+    flatten: str | None              # the Flatten between value and a Dense reader
+
+
+def _reader(graph: fg.FloatGraph, name: str, shapes: dict) -> Reader | None:
+    op = graph.op(name)
+    if not isinstance(op, (fg.Conv, fg.Dense)):
+        return None
+    (src,) = graph.inputs(name)
+    flatten = None
+    if isinstance(op, fg.Dense):
+        if not isinstance(graph.op(src), fg.Flatten) or len(shapes[graph.inputs(src)[0]]) != 3:
+            return None
+        flatten, (src,) = src, graph.inputs(src)
+    cons = graph.consumers(name)
+    end = cons[0] if (len(cons) == 1 and name != graph.output and isinstance(graph.op(cons[0]), fg.BatchNorm)) \
+        else name
+    return Reader(name, end, src, flatten)
+
+
+def _start(graph: fg.FloatGraph, r: Reader, shapes: dict) -> tuple[Term, np.ndarray]:
+    """The reader's own weights (with its BN folded) as a term reading `r.value`, and its bias."""
+    op = graph.op(r.node)
+    if isinstance(op, fg.Dense):                 # a Gemm after Flatten: a conv whose kernel covers the map
+        c, h, w = shapes[r.value]
+        weight = op.weight.reshape(-1, c, h, w).astype(np.float64)
+        term = Term(r.value, weight, np.ones(weight.shape[:2], dtype=bool), (1, 1), (0, 0), (1, 1))
+    else:
+        weight, mask = dense_weight(op)
+        term = Term(r.value, weight, mask, tuple(op.stride), tuple(op.padding), tuple(op.dilation))
+    bias = np.asarray(op.bias, dtype=np.float64)
+    if r.end != r.node:
+        s, bias = graph.op(r.end).scale_shift(bias)
+        term.weight = term.weight * s.reshape(-1, 1, 1, 1)
+    return term, bias
+
+
+def _compose(term: Term, p: fg.Conv, source: str) -> Term | str:
+    """The term with producer `p` (reading `source`) composed into it, or why it cannot be."""
+    wp, mp = dense_weight(p)
+    mask = (term.mask.astype(np.int64) @ mp.astype(np.int64)) > 0
+    k_reader = term.weight.shape[2:]
+    if k_reader == (1, 1) and not any(term.padding):
+        w = np.einsum("oc,cikl->oikl", term.weight[:, :, 0, 0], wp)
+        stride = (p.stride[0] * term.stride[0], p.stride[1] * term.stride[1])
+        return Term(source, w, mask, stride, tuple(p.padding), tuple(p.dilation), True)
+    if wp.shape[2:] == (1, 1) and tuple(p.stride) == (1, 1) and not any(p.padding) and not any(term.padding):
+        w = np.einsum("ockl,ci->oikl", term.weight, wp[:, :, 0, 0])
+        return Term(source, w, mask, term.stride, term.padding, term.dilation, True)
+    if any(term.padding):
+        return (f"its reader is a {k_reader[0]}x{k_reader[1]} Conv with padding {tuple(term.padding)}: the padded "
+                "border would see zeros where the composed convolution sees the linear layer's output")
+    return (f"a {k_reader[0]}x{k_reader[1]} reader of a {wp.shape[2]}x{wp.shape[3]} stride-{tuple(p.stride)} "
+            "convolution does not compose into one convolution here (only a 1x1 unpadded reader, or a 1x1 "
+            "stride-1 unpadded producer, does)")
+
+
+def _reaches_producer(graph: fg.FloatGraph, value: str) -> bool:
+    """Whether a Conv is reached from `value` through BatchNorms and Adds only (cheap: before any weights)."""
+    stack = [value]
+    while stack:
+        op = graph.op(stack[-1])
+        if isinstance(op, fg.Conv):
+            return True
+        node = stack.pop()
+        if isinstance(op, (fg.Add, fg.BatchNorm)):
+            stack.extend(graph.inputs(node))
+    return False
+
+
+def expand(graph: fg.FloatGraph, r: Reader, shapes: dict) -> tuple[list[Term], np.ndarray] | str | None:
+    """The reader's value as terms (one weighted op per source) + a bias; a reason (str) where a
+    linear producer on its path cannot be composed into it; None where none is on its path."""
+    if not _reaches_producer(graph, r.value):
+        return None
+    term, bias = _start(graph, r, shapes)
+    terms, stack, any_composed = [], [(r.value, term)], False
+    while stack:
+        node, t = stack.pop()
+        op = graph.op(node)
+        if isinstance(op, fg.Add):
+            stack.extend((src, Term(src, t.weight, t.mask, t.stride, t.padding, t.dilation, t.composed))
+                         for src in reversed(graph.inputs(node)))
+            continue
+        if isinstance(op, fg.BatchNorm) and not t.composed:
+            s, shift = op.scale_shift()
+            if np.any(shift) and any(t.padding):
+                return _padding_reason(t)
+            bias = bias + np.einsum("ockl,c->o", t.weight, shift)
+            (src,) = graph.inputs(node)
+            stack.append((src, Term(src, t.weight * s.reshape(1, -1, 1, 1), t.mask, t.stride, t.padding,
+                                    t.dilation, False)))
+            continue
+        if isinstance(op, fg.Conv) and not t.composed:
+            if np.any(op.bias) and any(t.padding):
+                return _padding_reason(t)
+            (src,) = graph.inputs(node)
+            composed = _compose(t, op, src)
+            if isinstance(composed, str):
+                return f"the linear layer '{node}' (no activation after it) cannot be composed into it: {composed}"
+            bias = bias + np.einsum("ockl,c->o", t.weight, np.asarray(op.bias, dtype=np.float64))
+            terms.append(composed)
+            any_composed = True
+            continue
+        t.source = node
+        terms.append(t)
+    return (terms, bias) if any_composed else None
+
+
+def _padding_reason(t: Term) -> str:
+    kh, kw = t.weight.shape[2:]
+    return (f"a linear layer with a bias reaches this {kh}x{kw} Conv with padding {tuple(t.padding)}: the padded "
+            "border would lose the bias term, so the two do not compose into one convolution")
+
+
+def why_not(graph: fg.FloatGraph, name: str) -> str:
+    """Why `fold_linear_layers` left the weighted node `name` reading a linear layer ('' if unknown)."""
+    r = _reader(graph, name, infer_shapes(graph))
+    found = expand(graph, r, infer_shapes(graph)) if r is not None else None
+    return found if isinstance(found, str) else ""
+
+
+def _rewire(graph: fg.FloatGraph, r: Reader, terms: list[Term], bias: np.ndarray) -> None:
+    """Replace the reader (through its end node) by the sum of the composed terms."""
+    op = graph.op(r.node)
+    outs = []
+    for k, t in enumerate(terms):
+        name = f"{r.node}#{k}" if len(terms) > 1 else f"{r.node}#composed"
+        b = bias if k == 0 else np.zeros_like(bias)
+        if isinstance(op, fg.Dense):
+            flat = graph.add(f"{name}/flatten", fg.Flatten(), [t.source], origin="Flatten")
+            graph.add(name, fg.Dense(np.ascontiguousarray(t.weight.reshape(t.weight.shape[0], -1)), b.copy()),
+                      [flat], origin=graph.origin.get(r.node, ""))
+        else:
+            w, groups = regroup(t.weight, t.mask)
+            graph.add(name, fg.Conv(w, b.copy(), t.stride, t.padding, t.dilation, groups), [t.source],
+                      origin=graph.origin.get(r.node, ""))
+        outs.append(name)
+    total = outs[0]
+    for k, name in enumerate(outs[1:], 1):
+        total = graph.add(f"{r.node}#sum{k}", fg.Add(), [total, name], origin="Add")
+    for dst in graph.consumers(r.end):
+        graph.g.add_edge(total, dst, port=graph.g.edges[r.end, dst]["port"])
+        graph.g.remove_edge(r.end, dst)
+    if graph.output == r.end:
+        graph.output = total
+    dead = [r.end]
+    while dead:
+        node = dead.pop()
+        if node in graph.g and not graph.consumers(node) and node != graph.output \
+                and not isinstance(graph.op(node), fg.Input):
+            dead.extend(graph.inputs(node))
+            graph.g.remove_node(node)
+
+
+def fold_linear_layers(graph: fg.FloatGraph) -> fg.FloatGraph:
+    """Requires: shapes that infer.  Ensures: no Conv/Gemm reads a linear Conv (through BN and
+    residual Adds) where the two compose into one convolution per source (see the module
+    docstring).  Preserves: the function, up to float round-off (compositions in float64)."""
+    shapes = None
+    graph = graph.copy()
+    composed = []
+    for name in graph.topo_order():
+        if name not in graph.g:
+            continue
+        shapes = shapes or infer_shapes(graph)
+        r = _reader(graph, name, shapes)
+        found = expand(graph, r, shapes) if r is not None else None
+        if found is None or isinstance(found, str):
+            continue
+        terms, bias = found
+        _rewire(graph, r, terms, bias)
+        composed.append((name, len(terms)))
+        shapes = None                   # new nodes: infer again before the next reader
+    if composed:
+        branches = sum(n for _, n in composed)
+        graph.notes.append(f"{len(composed)} Conv/Gemm layer(s) reading a linear layer (no activation between them: "
+                           f"linear bottlenecks, residual streams) were composed with it into {branches} "
+                           "convolution(s), one per activation source (weights Wr·Wp in float64)")
+    return graph
