@@ -43,32 +43,32 @@ from ..ir.float_eval import infer_shapes
 
 @dataclass
 class Term:
-    """One weighted op of the composition: `weight` (O, I, kh, kw) dense in float64 with its
-    structural connectivity `mask` (O, I), reading `source` with the given geometry."""
+    """One weighted op of the composition: `weight` (O, I, kh, kw), dense, in float64, reading
+    `source` with the given geometry."""
     source: str
     weight: np.ndarray
-    mask: np.ndarray
     stride: tuple
     padding: tuple
     dilation: tuple
-    composed: bool = False          # a producer was composed into it (the path ends at its input)
+
+    def reading(self, source: str, weight: np.ndarray | None = None) -> "Term":
+        return Term(source, self.weight if weight is None else weight, self.stride, self.padding, self.dilation)
 
 
-def dense_weight(op: fg.Conv) -> tuple[np.ndarray, np.ndarray]:
-    """A (grouped) conv's weight as a dense (O, I, kh, kw) array and its connectivity mask (O, I)."""
+def dense_weight(op: fg.Conv) -> np.ndarray:
+    """A (grouped) conv's weight as a dense (O, I, kh, kw) array (zeros across groups)."""
     o, i_g = op.weight.shape[:2]
-    g = op.groups
+    g, o_g = op.groups, o // op.groups
     w = np.zeros((o, i_g * g) + op.weight.shape[2:])
-    mask = np.zeros((o, i_g * g), dtype=bool)
-    o_g = o // g
     for k in range(g):
         w[k * o_g:(k + 1) * o_g, k * i_g:(k + 1) * i_g] = op.weight[k * o_g:(k + 1) * o_g]
-        mask[k * o_g:(k + 1) * o_g, k * i_g:(k + 1) * i_g] = True
-    return w, mask
+    return w
 
 
-def regroup(weight: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """(grouped weight (O, I/g, kh, kw), g): the largest g whose block diagonal holds `mask`."""
+def regroup(weight: np.ndarray) -> tuple[np.ndarray, int]:
+    """(grouped weight (O, I/g, kh, kw), g): the largest g whose block diagonal holds every nonzero
+    weight (exact: the weights left out are zeros)."""
+    mask = np.any(weight != 0, axis=(2, 3))
     o, i = mask.shape
     for g in sorted((d for d in range(1, np.gcd(o, i) + 1) if o % d == 0 and i % d == 0), reverse=True):
         blocks = mask.reshape(g, o // g, g, i // g).any(axis=(1, 3))
@@ -86,7 +86,6 @@ class Reader:
     node: str
     end: str
     value: str
-    flatten: str | None              # the Flatten between value and a Dense reader
 
 
 def _reader(graph: fg.FloatGraph, name: str, shapes: dict) -> Reader | None:
@@ -94,15 +93,14 @@ def _reader(graph: fg.FloatGraph, name: str, shapes: dict) -> Reader | None:
     if not isinstance(op, (fg.Conv, fg.Dense)):
         return None
     (src,) = graph.inputs(name)
-    flatten = None
     if isinstance(op, fg.Dense):
         if not isinstance(graph.op(src), fg.Flatten) or len(shapes[graph.inputs(src)[0]]) != 3:
             return None
-        flatten, (src,) = src, graph.inputs(src)
+        (src,) = graph.inputs(src)
     cons = graph.consumers(name)
     end = cons[0] if (len(cons) == 1 and name != graph.output and isinstance(graph.op(cons[0]), fg.BatchNorm)) \
         else name
-    return Reader(name, end, src, flatten)
+    return Reader(name, end, src)
 
 
 def _start(graph: fg.FloatGraph, r: Reader, shapes: dict) -> tuple[Term, np.ndarray]:
@@ -110,11 +108,9 @@ def _start(graph: fg.FloatGraph, r: Reader, shapes: dict) -> tuple[Term, np.ndar
     op = graph.op(r.node)
     if isinstance(op, fg.Dense):                 # a Gemm after Flatten: a conv whose kernel covers the map
         c, h, w = shapes[r.value]
-        weight = op.weight.reshape(-1, c, h, w).astype(np.float64)
-        term = Term(r.value, weight, np.ones(weight.shape[:2], dtype=bool), (1, 1), (0, 0), (1, 1))
+        term = Term(r.value, op.weight.reshape(-1, c, h, w).astype(np.float64), (1, 1), (0, 0), (1, 1))
     else:
-        weight, mask = dense_weight(op)
-        term = Term(r.value, weight, mask, tuple(op.stride), tuple(op.padding), tuple(op.dilation))
+        term = Term(r.value, dense_weight(op), tuple(op.stride), tuple(op.padding), tuple(op.dilation))
     bias = np.asarray(op.bias, dtype=np.float64)
     if r.end != r.node:
         s, bias = graph.op(r.end).scale_shift(bias)
@@ -123,81 +119,84 @@ def _start(graph: fg.FloatGraph, r: Reader, shapes: dict) -> tuple[Term, np.ndar
 
 
 def _compose(term: Term, p: fg.Conv, source: str) -> Term | str:
-    """The term with producer `p` (reading `source`) composed into it, or why it cannot be."""
-    wp, mp = dense_weight(p)
-    mask = (term.mask.astype(np.int64) @ mp.astype(np.int64)) > 0
+    """The term with producer `p` (reading `source`) composed into it, or why it cannot be.  (A
+    producer's bias under a padded reader is refused before: `expand`.)"""
+    wp = dense_weight(p)
     k_reader = term.weight.shape[2:]
     if k_reader == (1, 1) and not any(term.padding):
         w = np.einsum("oc,cikl->oikl", term.weight[:, :, 0, 0], wp)
         stride = (p.stride[0] * term.stride[0], p.stride[1] * term.stride[1])
-        return Term(source, w, mask, stride, tuple(p.padding), tuple(p.dilation), True)
-    if wp.shape[2:] == (1, 1) and tuple(p.stride) == (1, 1) and not any(p.padding) and not any(term.padding):
-        w = np.einsum("ockl,ci->oikl", term.weight, wp[:, :, 0, 0])
-        return Term(source, w, mask, term.stride, term.padding, term.dilation, True)
-    if any(term.padding):
-        return (f"its reader is a {k_reader[0]}x{k_reader[1]} Conv with padding {tuple(term.padding)}: the padded "
-                "border would see zeros where the composed convolution sees the linear layer's output")
-    return (f"a {k_reader[0]}x{k_reader[1]} reader of a {wp.shape[2]}x{wp.shape[3]} stride-{tuple(p.stride)} "
-            "convolution does not compose into one convolution here (only a 1x1 unpadded reader, or a 1x1 "
-            "stride-1 unpadded producer, does)")
+        return Term(source, w, stride, tuple(p.padding), tuple(p.dilation))
+    if wp.shape[2:] == (1, 1) and tuple(p.stride) == (1, 1) and not any(p.padding):
+        # a pointwise producer without bias maps the reader's zero padding to zeros: padding is fine
+        return term.reading(source, np.einsum("ockl,ci->oikl", term.weight, wp[:, :, 0, 0]))
+    return (f"a {k_reader[0]}x{k_reader[1]} reader{' with padding' if any(term.padding) else ''} of a "
+            f"{wp.shape[2]}x{wp.shape[3]} convolution with stride {tuple(p.stride)} and padding {tuple(p.padding)} "
+            "does not compose into one convolution (only a 1x1 unpadded reader, or a 1x1 stride-1 unpadded "
+            "producer, does)")
+
+
+_LINEAR = (fg.Conv, fg.BatchNorm, fg.Add, fg.Concat)
 
 
 def _reaches_producer(graph: fg.FloatGraph, value: str) -> bool:
-    """Whether a Conv is reached from `value` through BatchNorms and Adds only (cheap: before any weights)."""
+    """Whether a Conv is reached from `value` through BatchNorms, Adds and Concats only (cheap:
+    before any weights are expanded)."""
     stack = [value]
     while stack:
         op = graph.op(stack[-1])
         if isinstance(op, fg.Conv):
             return True
         node = stack.pop()
-        if isinstance(op, (fg.Add, fg.BatchNorm)):
+        if isinstance(op, _LINEAR):
             stack.extend(graph.inputs(node))
     return False
 
 
 def expand(graph: fg.FloatGraph, r: Reader, shapes: dict) -> tuple[list[Term], np.ndarray] | str | None:
     """The reader's value as terms (one weighted op per source) + a bias; a reason (str) where a
-    linear producer on its path cannot be composed into it; None where none is on its path."""
+    linear producer on its path cannot be composed into it; None where none is on its path.
+
+    The path is walked back from the reader through BatchNorms (a per-channel scale and shift),
+    residual Adds (each input its own path), channel Concats (each part with its columns of the
+    weight) and linear Convs (composed: channel selections, permutations, projections, depthwise
+    convolutions), as far as these go; the node where it stops is the term's source."""
     if not _reaches_producer(graph, r.value):
         return None
     term, bias = _start(graph, r, shapes)
-    terms, stack, any_composed = [], [(r.value, term)], False
+    terms, stack = [], [(r.value, term)]
     while stack:
         node, t = stack.pop()
         op = graph.op(node)
+        ins = graph.inputs(node)
         if isinstance(op, fg.Add):
-            stack.extend((src, Term(src, t.weight, t.mask, t.stride, t.padding, t.dilation, t.composed))
-                         for src in reversed(graph.inputs(node)))
-            continue
-        if isinstance(op, fg.BatchNorm) and not t.composed:
-            s, shift = op.scale_shift()
+            stack.extend((src, t.reading(src)) for src in reversed(ins))
+        elif isinstance(op, fg.Concat) and op.axis == 0 and len(shapes[node]) == 3:
+            bounds = np.cumsum([0] + [shapes[src][0] for src in ins])
+            stack.extend((src, t.reading(src, t.weight[:, a:b])) for src, a, b in
+                         reversed(list(zip(ins, bounds[:-1], bounds[1:]))))
+        elif isinstance(op, (fg.BatchNorm, fg.Conv)):
+            shift = op.scale_shift()[1] if isinstance(op, fg.BatchNorm) else np.asarray(op.bias, dtype=np.float64)
             if np.any(shift) and any(t.padding):
-                return _padding_reason(t)
+                return _padding_reason(t, node)
             bias = bias + np.einsum("ockl,c->o", t.weight, shift)
-            (src,) = graph.inputs(node)
-            stack.append((src, Term(src, t.weight * s.reshape(1, -1, 1, 1), t.mask, t.stride, t.padding,
-                                    t.dilation, False)))
-            continue
-        if isinstance(op, fg.Conv) and not t.composed:
-            if np.any(op.bias) and any(t.padding):
-                return _padding_reason(t)
-            (src,) = graph.inputs(node)
-            composed = _compose(t, op, src)
+            if isinstance(op, fg.BatchNorm):
+                stack.append((ins[0], t.reading(ins[0], t.weight * op.scale_shift()[0].reshape(1, -1, 1, 1))))
+                continue
+            composed = _compose(t, op, ins[0])
             if isinstance(composed, str):
                 return f"the linear layer '{node}' (no activation after it) cannot be composed into it: {composed}"
-            bias = bias + np.einsum("ockl,c->o", t.weight, np.asarray(op.bias, dtype=np.float64))
-            terms.append(composed)
-            any_composed = True
-            continue
-        t.source = node
-        terms.append(t)
-    return (terms, bias) if any_composed else None
+            stack.append((ins[0], composed))
+        else:
+            terms.append(t.reading(node))
+    return terms, bias
 
 
-def _padding_reason(t: Term) -> str:
+def _padding_reason(t: Term, node: str) -> str:
     kh, kw = t.weight.shape[2:]
-    return (f"a linear layer with a bias reaches this {kh}x{kw} Conv with padding {tuple(t.padding)}: the padded "
-            "border would lose the bias term, so the two do not compose into one convolution")
+    return (f"the linear layer '{node}' (no activation after it) has a bias or shift and is read by a {kh}x{kw} "
+            f"convolution with padding {tuple(t.padding)}: the padded border would lose the bias term, so the two "
+            "do not compose into one convolution")
 
 
 def why_not(graph: fg.FloatGraph, name: str) -> str:
@@ -210,6 +209,7 @@ def why_not(graph: fg.FloatGraph, name: str) -> str:
 def _rewire(graph: fg.FloatGraph, r: Reader, terms: list[Term], bias: np.ndarray) -> None:
     """Replace the reader (through its end node) by the sum of the composed terms."""
     op = graph.op(r.node)
+    terms = [t for t in terms if np.any(t.weight)] or terms[:1]     # a part no output channel reads adds 0
     outs = []
     for k, t in enumerate(terms):
         name = f"{r.node}#{k}" if len(terms) > 1 else f"{r.node}#composed"
@@ -219,7 +219,7 @@ def _rewire(graph: fg.FloatGraph, r: Reader, terms: list[Term], bias: np.ndarray
             graph.add(name, fg.Dense(np.ascontiguousarray(t.weight.reshape(t.weight.shape[0], -1)), b.copy()),
                       [flat], origin=graph.origin.get(r.node, ""))
         else:
-            w, groups = regroup(t.weight, t.mask)
+            w, groups = regroup(t.weight)
             graph.add(name, fg.Conv(w, b.copy(), t.stride, t.padding, t.dilation, groups), [t.source],
                       origin=graph.origin.get(r.node, ""))
         outs.append(name)
