@@ -88,15 +88,18 @@ class Reader:
     value: str
 
 
-def _reader(graph: fg.FloatGraph, name: str, shapes: dict) -> Reader | None:
+def _reader(graph: fg.FloatGraph, name: str) -> Reader | None:
+    """The weighted node `name` as a reader whose path leads to a linear Conv, or None."""
     op = graph.op(name)
     if not isinstance(op, (fg.Conv, fg.Dense)):
         return None
     (src,) = graph.inputs(name)
     if isinstance(op, fg.Dense):
-        if not isinstance(graph.op(src), fg.Flatten) or len(shapes[graph.inputs(src)[0]]) != 3:
+        if not isinstance(graph.op(src), fg.Flatten):
             return None
         (src,) = graph.inputs(src)
+    if not _reaches_producer(graph, src):
+        return None
     cons = graph.consumers(name)
     end = cons[0] if (len(cons) == 1 and name != graph.output and isinstance(graph.op(cons[0]), fg.BatchNorm)) \
         else name
@@ -161,8 +164,8 @@ def expand(graph: fg.FloatGraph, r: Reader, shapes: dict) -> tuple[list[Term], n
     residual Adds (each input its own path), channel Concats (each part with its columns of the
     weight) and linear Convs (composed: channel selections, permutations, projections, depthwise
     convolutions), as far as these go; the node where it stops is the term's source."""
-    if not _reaches_producer(graph, r.value):
-        return None
+    if isinstance(graph.op(r.node), fg.Dense) and len(shapes[r.value]) != 3:
+        return None                              # a Flatten of features: nothing to compose into
     term, bias = _start(graph, r, shapes)
     terms, stack = [], [(r.value, term)]
     while stack:
@@ -201,7 +204,7 @@ def _padding_reason(t: Term, node: str) -> str:
 
 def why_not(graph: fg.FloatGraph, name: str) -> str:
     """Why `fold_linear_layers` left the weighted node `name` reading a linear layer ('' if unknown)."""
-    r = _reader(graph, name, infer_shapes(graph))
+    r = _reader(graph, name)
     found = expand(graph, r, infer_shapes(graph)) if r is not None else None
     return found if isinstance(found, str) else ""
 
@@ -250,9 +253,11 @@ def fold_linear_layers(graph: fg.FloatGraph) -> fg.FloatGraph:
     for name in graph.topo_order():
         if name not in graph.g:
             continue
-        shapes = shapes or infer_shapes(graph)
-        r = _reader(graph, name, shapes)
-        found = expand(graph, r, shapes) if r is not None else None
+        r = _reader(graph, name)
+        if r is None:
+            continue
+        shapes = shapes or infer_shapes(graph)     # (only where needed: scheme-specific ops have no shapes)
+        found = expand(graph, r, shapes)
         if found is None or isinstance(found, str):
             continue
         terms, bias = found
