@@ -164,19 +164,20 @@ def _chan(a, v):
 
 @pytest.mark.parametrize("kind", ["mobilenet", "depthwise"])
 def test_lowered_layers_reproduce_the_graph_before_composition(tmp_path, kind):
-    """Each lowered layer, fed the codes of its sources as the *uncomposed* graph computes them,
-    gives that graph's pre-activation (x·in_scale + offset; the readout's logits) to float64 rounding.
+    """Each lowered layer, fed the codes of its sources as the *uncomposed* graph computes them (the
+    graph as the front end read it: channel shuffle and split as Reshape/Transpose/Slice, not as
+    convolutions), gives that graph's pre-activation (x·in_scale + offset; the readout's logits) to float64 rounding.
     The composition sums other products than the uncomposed graph (Wc·(Wp·x) vs (Wc·Wp)·x).  Each side
     is a float64 sum (nested, for the uncomposed one) of fewer than 2,000 products (here at most ~100),
     whose round-off is below 2,000·2^-53 < 2^-42 times the sum of its products' absolute values.  That
     magnitude `mag` is measured with the absolute values of the composed weights (|Wc·Wp| <= |Wc|·|Wp|:
     cancellation in Wc·Wp can make it smaller than the uncomposed side's), and 2^-41·mag = 4.5e-13·mag
     is allowed: the worst error / mag measured 1.2e-15 (mobilenet) and 6.3e-16 (depthwise).
-    A branch dropped or Wc·Wp transposed changes values by O(1)."""
+    A branch dropped, a bias term left out or the shuffle's permutation inverted changes values by O(1)."""
     model, x = _network(kind)
     read = load_onnx(_source(model, x, "onnx-ts", tmp_path))
     scheme = ["fold_bn", "fuse_quant_act", "drop_redundant_relu", "bias_shift", input_quantiser(x, 8)]
-    before = run_passes(read, [p for p in FRONT_END_PASSES if p != "fold_linear_layers"] + scheme)
+    before = run_passes(read, scheme)      # as read: Slice, Reshape/Transpose, Conv -> BN -> Conv all there
     after = run_passes(read, list(FRONT_END_PASSES) + scheme)
     enc, layers = lower(after)
     origin = {enc.name: enc.float_node, **{l.name: l.float_node for l in layers}}
