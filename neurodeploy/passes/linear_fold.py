@@ -13,23 +13,29 @@ the producer on that path, computed exactly in real arithmetic:
   W[o, i, :, :] = sum_c Wr[o, c]·Wp[c, i, :, :], a conv with the producer's kernel, padding and
   dilation and stride sp·s (the reader at position j reads the producer at s·j, which reads the
   input at sp·s·j - p + d·t; the output sizes agree since floor(floor(A/sp)/s) = floor(A/(sp·s)));
-* reader k x k without padding (or a Gemm after Flatten: a kernel covering the map), producer 1x1
-  with stride 1 and no padding: W[o, i, :, :] = sum_c Wr[o, c, :, :]·Wp[c, i];
-* bias: br + sum over the reader's kernel of Wr·(bp + the BN shifts on the path) -- exact because the
-  reader has no padding: every tap it sums is a producer output, bias included;
+* reader k x k (or a Gemm after Flatten: a kernel covering the map), producer 1x1 with stride 1 and
+  no padding: W[o, i, :, :] = sum_c Wr[o, c, :, :]·Wp[c, i], the reader's geometry;
+* bias: br + sum over the reader's kernel of Wr·(bp + the BN shifts on the path) -- exact where the
+  reader has no padding (every tap it sums is a producer output, bias included); a padded reader
+  composes only with producers and BNs that add nothing (a pointwise producer maps its zero padding
+  to zeros): the fixed selection and permutation convolutions of `passes.layout`, bias-free convs;
 * grouped and depthwise weights are expanded to dense ones, composed, and regrouped into the
-  finest grouping their connectivity allows (a depthwise producer read by a dense 1x1 gives a dense
-  k x k conv);
-* a residual Add splits the path: one composed op per source reached (nested Adds recursively);
-  a BatchNorm on the path is a per-channel scale and shift; anything else ends the path (a leaf: the
-  reader's own weights read it).
+  largest grouping that holds their nonzero weights (a depthwise producer read by a dense 1x1 gives
+  a dense k x k conv); a term no output reads (all zeros) is dropped;
+* a residual Add splits the path (nested Adds recursively), a channel Concat too (each part with its
+  columns of the weight): one composed op per source reached; a BatchNorm on the path is a
+  per-channel scale and shift; the walk goes on through composed producers (ShuffleNet: a 1x1 reading
+  a channel split of a channel shuffle of a Concat of a depthwise conv's input and an activation) and
+  ends at any other op, the term's source.
 
-Everything else stays as it is, and the lowering refuses it naming the node and what to do
-(`why_not`): a reader k x k with padding (its padded border would see zeros where the composed op
-sees the producer's bias) or any other geometry, a linear value read by a pool, a non-linear op or
-the network output.  The composed weights are computed in float64 and sum other products than the
-source framework does, so the pass runs after the front end's proof (`FRONT_END_PASSES`), like
-`fold_adaptive_pool`; exactness is relative to the composed graph.
+The reader becomes the sum of its terms (`Add` nodes: the lowering makes them one layer's branches);
+the linear layers no other op reads are removed.  Everything else stays as it is, and the lowering
+refuses it naming the node and what to do (`why_not`): a padded k x k reader of a linear layer with a
+bias (its padded border would see zeros where the composed op sees the bias) or another geometry, a
+linear value read by a pool, a non-linear op or the network output.  The composed weights are
+computed in float64 and sum other products than the source framework does, so the pass runs after
+the front end's proof (`FRONT_END_PASSES`), like `fold_adaptive_pool`; exactness is relative to the
+composed graph.
 """
 from __future__ import annotations
 
@@ -95,7 +101,8 @@ def _reader(graph: fg.FloatGraph, name: str) -> Reader | None:
         return None
     (src,) = graph.inputs(name)
     if isinstance(op, fg.Dense):
-        if not isinstance(graph.op(src), fg.Flatten):
+        flat = graph.op(src)         # a Flatten, or a Reshape to one axis (of a (C, H, W) tensor: `expand`)
+        if not (isinstance(flat, fg.Flatten) or (isinstance(flat, fg.Reshape) and len(flat.shape) == 1)):
             return None
         (src,) = graph.inputs(src)
     if not _reaches_producer(graph, src):
@@ -209,8 +216,8 @@ def why_not(graph: fg.FloatGraph, name: str) -> str:
     return found if isinstance(found, str) else ""
 
 
-def _rewire(graph: fg.FloatGraph, r: Reader, terms: list[Term], bias: np.ndarray) -> None:
-    """Replace the reader (through its end node) by the sum of the composed terms."""
+def _rewire(graph: fg.FloatGraph, r: Reader, terms: list[Term], bias: np.ndarray) -> int:
+    """Replace the reader (through its end node) by the sum of the composed terms; how many there are."""
     op = graph.op(r.node)
     terms = [t for t in terms if np.any(t.weight)] or terms[:1]     # a part no output channel reads adds 0
     outs = []
@@ -241,6 +248,7 @@ def _rewire(graph: fg.FloatGraph, r: Reader, terms: list[Term], bias: np.ndarray
                 and not isinstance(graph.op(node), fg.Input):
             dead.extend(graph.inputs(node))
             graph.g.remove_node(node)
+    return len(outs)
 
 
 def fold_linear_layers(graph: fg.FloatGraph) -> fg.FloatGraph:
@@ -261,8 +269,7 @@ def fold_linear_layers(graph: fg.FloatGraph) -> fg.FloatGraph:
         if found is None or isinstance(found, str):
             continue
         terms, bias = found
-        _rewire(graph, r, terms, bias)
-        composed.append((name, len(terms)))
+        composed.append((name, _rewire(graph, r, terms, bias)))
         shapes = None                   # new nodes: infer again before the next reader
     if composed:
         branches = sum(n for _, n in composed)
