@@ -276,3 +276,26 @@ def test_layers_without_a_linear_producer_are_unchanged():
     graph.output = "c2"
     folded = fold_linear_layers(graph)
     assert sorted(folded.g.edges) == sorted(graph.g.edges) and not folded.notes
+
+
+@pytest.mark.parametrize("chain, permutes", [
+    ([fg.Reshape((2, 3, 2, 3)), fg.Transpose((1, 0, 2, 3)), fg.Reshape((6, 2, 3))], True),   # channel shuffle
+    ([fg.Reshape((3, 2, 2, 3)), fg.Transpose((1, 0, 2, 3)), fg.Reshape((6, 2, 3))], True),   # the inverse one
+    ([fg.Reshape((6, 6)), fg.Transpose((1, 0)), fg.Reshape((6, 2, 3))], False),              # mixes H, W into C
+    ([fg.Transpose((0, 2, 1)), fg.Reshape((6, 2, 3))], False),                               # moves H and W
+])
+def test_channel_permutations_become_convolutions_that_copy(chain, permutes):
+    """select_as_conv makes a Reshape/Transpose chain that moves whole channels one fixed 1x1 Conv
+    (0/1 weights: the copy is exact, compared with ==), and leaves any other chain as it is."""
+    from neurodeploy.passes import select_as_conv
+    graph = fg.FloatGraph()
+    graph.add("x", fg.Input((6, 2, 3)))
+    prev = "x"
+    for k, op in enumerate(chain):
+        prev = graph.add(f"l{k}", op, [prev])
+    graph.output = prev
+    out = select_as_conv(graph)
+    ops = [type(out.op(n)).__name__ for n in out.topo_order()]
+    assert ops == (["Input", "Conv"] if permutes else ["Input"] + [type(op).__name__ for op in chain])
+    x = np.random.default_rng(0).normal(size=(2, 6, 2, 3))
+    assert np.array_equal(evaluate(out, x)[out.output], evaluate(graph, x)[graph.output])
