@@ -283,6 +283,20 @@ def _concat(seed):
     return b.model(b.gemm(b.flatten(x), 4 * 4 * 4, 3), 3)
 
 
+def _linear_bottleneck(seed):
+    """Linear layers composed into their readers (passes.fold_linear_layers): a 3x3 conv + BN with no
+    activation read by a 1x1 expand conv (one composed 3x3 branch) and summed with a linear 1x1
+    projection into a residual stream, read by a 1x1 stride-2 conv (two composed branches)."""
+    b = netgen.NetBuilder((2, 8, 8), seed)
+    x = b.qcfs("input", 15, 1.0)
+    x = b.qcfs(b.conv(x, 2, 4, scale=2.0), 8, 1.0)
+    p1 = b.conv(x, 4, 4, bn=True)
+    h = b.qcfs(b.conv(p1, 4, 6, k=1, pad=0, bn=True, scale=2.0), 7, 1.0)
+    stream = b.add(p1, b.conv(h, 6, 4, k=1, pad=0, bn=True))
+    y = b.qcfs(b.conv(stream, 4, 4, k=1, stride=2, pad=0, bn=True, scale=2.0), 7, 1.0)
+    return b.model(b.gemm(b.flatten(y), 4 * 4 * 4, 3), 3)
+
+
 NETS = {
     "dense": _dense,
     "conv": _conv,
@@ -294,6 +308,7 @@ NETS = {
     "residual_identity": lambda s: _residual(s, False),
     "residual_conv1x1": lambda s: _residual(s, True),
     "concat": _concat,
+    "linear_bottleneck": _linear_bottleneck,
 }
 
 
@@ -330,6 +345,8 @@ def test_random_network_bit_exact(tmp_path, lava, kind):
         assert any(int(sim.codes[l.name].max()) == l.neuron.code_max for l in graph.neuron_layers()[:-1])
     if kind == "concat":    # the conv after the Concat reads both parts: one layer, two branches
         assert sorted(len(l.branches) for l in graph.neuron_layers()) == [1, 1, 1, 1, 2]
+    if kind == "linear_bottleneck":     # the stride-2 conv reads the stream's two activation sources
+        assert sorted(len(l.branches) for l in graph.neuron_layers()) == [1, 1, 1, 2]
     if kind.startswith("residual"):
         plan = lava.plan_network(graph)
         assert any(b.delay > 0 for lp in plan.layers.values() for b in lp.branches)

@@ -21,6 +21,7 @@ from ..ir import synapses as syn
 from ..ir.spiking import InputEncoder
 from ..ir.float_eval import infer_shapes
 from ..passes import check, is_input_padding
+from ..passes.linear_fold import why_not
 from .maxpool import pooled_source, spiking_maxpool
 
 
@@ -174,14 +175,16 @@ class _Lowering:
                                    "(not per channel) cannot be lowered", where,
                                    "use a scalar or per-channel constant")
         if isinstance(op, (fg.Conv, fg.Dense)):
-            if np.any(bias):
-                raise UnsupportedError("a bias or shift reaches a Conv/Gemm without an activation in between",
-                                       where, "insert a quantised activation (QCFS) between linear layers")
+            if np.any(bias) or any(b.weighted for b in branches):
+                # passes.fold_linear_layers composed every linear layer it could into its reader
+                why = why_not(g, name)
+                raise UnsupportedError(("a bias or shift reaches a Conv/Gemm without an activation in between"
+                                        if np.any(bias) else "two weighted layers follow each other without an "
+                                        "activation") + (f" ({why})" if why else ""), where,
+                                       "insert a quantised activation (QCFS) between them, or read the linear "
+                                       "layer with a 1x1 unpadded Conv (or Flatten -> Gemm after a 1x1 one), "
+                                       "which composes with it")
             for b in branches:
-                if b.weighted:
-                    raise UnsupportedError(
-                        "two weighted layers follow each other without an activation", where,
-                        "insert a quantised activation (QCFS) between them")
                 s = np.asarray(b.out_scale, dtype=np.float64)
                 w = op.weight if b.place is None else self._weight_part(name, op, b.place)
                 if isinstance(op, fg.Conv):

@@ -18,6 +18,7 @@ from .adaptive_pool import fold_adaptive_pool
 from .bias_shift import bias_shift
 from .fold_bn import fold_bn
 from .fuse_quant_act import fuse_quant_act
+from .linear_fold import fold_linear_layers
 from .qdq import fold_linear_affine, fold_zero_points, strip_output_quantiser
 from .layout import drop_output_softmax, output_softmax, select_as_conv, selections
 from .simplify import drop_redundant_relu
@@ -94,11 +95,13 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     Pass("drop_output_softmax", drop_output_softmax, ensures=("logits_out",)),
     Pass("select_as_conv", select_as_conv, ensures=("selections_as_conv",)),
     Pass("fold_adaptive_pool", fold_adaptive_pool),
+    Pass("fold_linear_layers", fold_linear_layers),
 )}
 
 # run on every front end's graph before the scheme's own passes (compiler.compile_graph)
-# (after the front end's proof: fold_adaptive_pool changes float round-off, see passes.adaptive_pool)
-FRONT_END_PASSES = ("drop_output_softmax", "select_as_conv", "fold_adaptive_pool")
+# (after the front end's proof: fold_adaptive_pool and fold_linear_layers change float round-off, see
+# passes.adaptive_pool; fold_linear_layers last, so that a Gemm an adaptive pool folded into composes too)
+FRONT_END_PASSES = ("drop_output_softmax", "select_as_conv", "fold_adaptive_pool", "fold_linear_layers")
 
 
 def get_pass(p) -> Pass:

@@ -6,7 +6,9 @@ a chain of Slice/Pad ops that only select channels, subsample H and W from the f
 column, and pad channels with zeros -- the CIFAR ResNet "option A" shortcut,
 F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p)) -- into one fixed 1x1 convolution with stride s and
 a 0/1 weight (output channel o copies input channel c(o), or is 0 for a padded channel), no
-bias: an op every scheme lowers.  Other layout ops stay, and a scheme that cannot lower them
+bias: an op every scheme lowers; so does a channel permutation written as Reshape/Transpose ops
+(ShuffleNet's channel shuffle).  `passes.fold_linear_layers` composes such convolutions into the
+weighted layer that reads them.  Other layout ops stay, and a scheme that cannot lower them
 refuses them by name.
 """
 from __future__ import annotations
@@ -99,9 +101,60 @@ def selections(graph: fg.FloatGraph) -> dict[str, _Selection]:
     return selection
 
 
+def _channel_permutation(graph: fg.FloatGraph, name: str, shapes: dict) -> tuple[str, np.ndarray] | None:
+    """(source, chan) where the chain of Reshape/Transpose ops ending at `name` (a (C, H, W) tensor)
+    moves whole channels of the (C, H, W) tensor `source`: output channel o = source channel
+    chan[o] -- ShuffleNet's channel shuffle, Reshape (g, C/g, H, W) -> Transpose (1, 0, 2, 3) ->
+    Reshape (C, H, W).  Found by running the chain on the element indices of the source."""
+    chain, node = [], name
+    while isinstance(graph.op(node), (fg.Reshape, fg.Transpose)) and (node == name or len(graph.consumers(node)) == 1):
+        chain.insert(0, node)
+        (node,) = graph.inputs(node)
+    if len(chain) < 2 or len(shapes[node]) != 3 or len(shapes[name]) != 3 or shapes[node][1:] != shapes[name][1:]:
+        return None
+    idx = np.arange(int(np.prod(shapes[node]))).reshape(shapes[node])
+    for n in chain:
+        op = graph.op(n)
+        idx = idx.reshape(op.shape) if isinstance(op, fg.Reshape) else idx.transpose(op.perm)
+    hw = int(np.prod(shapes[node][1:]))
+    chan = idx[:, 0, 0] // hw
+    if not np.array_equal(idx, (chan * hw).reshape(-1, 1, 1) + np.arange(hw).reshape(shapes[node][1:])):
+        return None
+    return node, chan
+
+
+def _permutations_as_conv(graph: fg.FloatGraph) -> fg.FloatGraph:
+    """Every channel permutation made of Reshape/Transpose ops (`_channel_permutation`) as a fixed
+    1x1 Conv with a 0/1 weight."""
+    if not any(isinstance(graph.op(n), fg.Transpose) for n in graph.g):
+        return graph
+    shapes = infer_shapes(graph)
+    graph = graph.copy()
+    for name in graph.topo_order():
+        found = _channel_permutation(graph, name, shapes) if isinstance(graph.op(name), fg.Reshape) else None
+        if found is None:
+            continue
+        src, chan = found
+        sel = _Selection(src, shapes[src][0])
+        sel.chan = chan
+        chain = [name]
+        while chain[-1] != src:
+            chain.append(graph.inputs(chain[-1])[0])
+        graph.g.remove_edges_from(list(graph.g.in_edges(name)))
+        graph.g.add_edge(src, name, port=0)
+        graph.set_op(name, sel.conv())
+        graph.origin[name] = "channel permutation (Reshape/Transpose) as a fixed 1x1 Conv"
+        for n in chain[1:-1]:
+            graph.g.remove_node(n)
+    return graph
+
+
 def select_as_conv(graph: fg.FloatGraph) -> fg.FloatGraph:
     """Requires: shapes that infer.  Ensures: no chain of channel/stride selections and zero channel
-    pads on (C, H, W) tensors is left.  Preserves: the function, exactly (a 0/1 weight copies)."""
+    pads on (C, H, W) tensors is left; channel permutations written as Reshape/Transpose chains
+    (ShuffleNet's channel shuffle) are 1x1 Convs too.  Preserves: the function, exactly (a 0/1
+    weight copies)."""
+    graph = _permutations_as_conv(graph)
     selection = selections(graph)
     if not selection:
         return graph
