@@ -22,7 +22,7 @@ from ...ir import synapses as syn
 from ...ir.spiking import Layer, SpikingGraph
 from ...passes import run_passes
 from ...lowering.input_quant import input_quantiser
-from ...lowering.lower import lower
+from ...lowering.pool_layer import lower_fitting_readout
 from ...lowering.quantize import quantise_layer
 from ...lowering.threshold_balance import balance_thresholds
 from ...sim.core import depth
@@ -38,11 +38,13 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
         raise NeurodeployError(f"unknown reset '{options.reset}'", "--reset", "use subtract or zero")
     graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits),
                                balance_thresholds(options.calibration, t, options.percentile)])
-    enc, real_layers = lower(graph)
     # A LIF's input enters its 24-bit state shifted left by act_shift (6 on Loihi: lif/models.py
     # L155), so our integer state has state_bits - act_shift bits.
     shift = int(target.raw.get("neuron", {}).get("lif_act_shift", 0))
     tgt = dataclasses.replace(target, state_bits=target.state_bits - shift)
+    # the readout as the layer loop below quantises it (every source counts up to t)
+    enc, real_layers, pool = lower_fitting_readout(graph, lambda rl, shapes: quantise_layer(
+        rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, t), tgt))
     layers = [enc.encoder(RateEncoder(t, t))]
     # Size the state for the whole sample, not one step: a neuron driven far below zero must
     # not saturate (a saturated state forgets how negative it was and then fires on later
@@ -74,6 +76,8 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     net.meta.update({"time_steps_per_layer": {l.name: t for l in layers if not getattr(l, "is_readout", False)},
                      "latency_steps": t + hops, "throughput_steps": t, "reset": options.reset,
                      "rate_timesteps": t})
+    if pool is not None:
+        net.meta["readout_pool_layer"] = pool
     return net
 
 

@@ -69,7 +69,7 @@ from . import neurons as tsa_ir
 from ...ir.spiking import Layer, SpikingGraph
 from ...passes import run_passes
 from ...lowering.input_quant import input_quantiser
-from ...lowering.lower import lower
+from ...lowering.pool_layer import lower_fitting_readout
 from ...passes.qdq import is_qdq
 from ...lowering.grid import quantise_on_grid
 from ...lowering.quantize import quantise_layer
@@ -313,12 +313,14 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     graph = run_passes(graph, [input_quantiser(options.calibration, options.input_bits),
                                balance_thresholds(options.calibration, q_levels, options.percentile, keep=qdq)])
     mode, margin = state_bound_mode(options), float(getattr(options, "state_margin", 4.0))
-    enc, real_layers = lower(graph)
     # static bound: the TSA membrane holds up to beta^Ts times a layer's partial sums (plus
     # one unit of rounding headroom): reserve those bits of the state.  The readout (no
     # silent period) is always sized this way.
     reserve = int(math.ceil(ts * math.log2(beta))) + 1
     tgt = dataclasses.replace(target, state_bits=target.state_bits - reserve)
+    # the readout as the layer loop below quantises it (every source codes 0..q_levels)
+    enc, real_layers, pool = lower_fitting_readout(graph, lambda rl, shapes: quantise_layer(
+        rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, q_levels), tgt))
     layers = [enc.encoder(tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc))]
     shapes, code_max = {enc.name: enc.shape}, {enc.name: q_levels}
     cal = None
@@ -384,4 +386,6 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
                 "offsets": sch["offsets"], "branch_delays": sch["branch_delays"],
                 "tsa_layers_on_longest_path": sch["tsa_layers_on_longest_path"]},
     })
+    if pool is not None:
+        net.meta["readout_pool_layer"] = pool
     return net
