@@ -14,13 +14,13 @@ import dataclasses
 
 import numpy as np
 
-from ...errors import NeurodeployError, UnsupportedError
+from ...errors import NeurodeployError
 from ...ir import float_graph as fg
 from ...ir import neurons as nrn
 from .neurons import RateEncoder, RateIF
-from ...ir import synapses as syn
 from ...ir.spiking import Layer, SpikingGraph
 from ...passes import run_passes
+from ...lowering.maxpool import refuse_max_pooling
 from ...lowering.input_quant import input_quantiser
 from ...lowering.pool_layer import lower_fitting_readout
 from ...lowering.quantize import quantise_layer
@@ -45,6 +45,8 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     # the readout as the layer loop below quantises it (every source counts up to t)
     enc, real_layers, pool = lower_fitting_readout(graph, lambda rl, shapes: quantise_layer(
         rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, t), tgt))
+    refuse_max_pooling(graph, real_layers, "max pooling of spike trains is not the max of their rates",
+                       "use average pooling or the bitplane scheme")
     layers = [enc.encoder(RateEncoder(t, t))]
     # Size the state for the whole sample, not one step: a neuron driven far below zero must
     # not saturate (a saturated state forgets how negative it was and then fires on later
@@ -53,10 +55,6 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     report = {}
     n_run = t + _hops(real_layers, enc.name)
     for rl in real_layers:
-        for b in rl.branches:
-            if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                raise UnsupportedError("max pooling of spike trains is not the max of their rates",
-                                       f"layer '{rl.name}'", "use average pooling or the bitplane scheme")
         if rl.quant is None:       # the readout adds its bias once
             q = quantise_layer(rl.name, rl.branches, rl.bias, None, shapes, count_max, tgt)
             neuron, step = nrn.Readout(output_scale=1.0 / q.unit), np.asarray(1.0 / q.unit)
