@@ -45,8 +45,13 @@ def test_split_only_where_the_folded_readout_does_not_fit(tmp_path):
     assert pool is None and [l.name for l in layers] == ["conv1", "readout"]
     assert isinstance(layers[-1].branches[0].ops[0], syn.SumPool)      # folded: 8 x 16 pixels per output
     seen = []
-    enc, layers, pool = pool_layer.lower_fitting_readout(
-        graph, lambda rl, shapes: _refuse(rl, shapes) if not seen.append(rl) and len(seen) == 1 else None)
+
+    def folded_does_not_fit(rl, shapes):             # the first readout asked about is the folded one
+        seen.append(rl)
+        if len(seen) == 1:
+            _refuse(rl, shapes)
+
+    enc, layers, pool = pool_layer.lower_fitting_readout(graph, folded_does_not_fit)
     assert pool == pool_layer.readout_pool(graph) and graph.origin[pool] == "GlobalAveragePool"
     assert [l.name for l in layers] == ["conv1", "scale1", "readout"]
     p, readout = layers[1], layers[2]
