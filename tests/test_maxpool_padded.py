@@ -149,5 +149,6 @@ def test_schemes_without_codes_refuse_padded_maxpool(tmp_path, scheme, needle):
     path = _source(tmp_path, _model(True), "onnx-ts")
     out = tmp_path / scheme
     r = run("compile", path, "--scheme", scheme, "-o", out)
-    assert_clean_error(r, needle, "layer '", f"scheme '{scheme}'")
+    # the float MaxPool node the user knows (its ONNX name and op), then the spiking layer it pools for
+    assert_clean_error(r, f"(MaxPool): {needle}", "(layer '", f"scheme '{scheme}'")
     assert not out.exists()

@@ -128,5 +128,5 @@ def test_padded_stem_pool_refused_by_schemes_without_codes(tmp_path):
                            ("sdnn", "max pooling of sigma-delta payloads")):
         r = run("compile", path, "--scheme", scheme, "--calibration", tmp_path / "cal.npy", "--chips", "auto",
                 "-o", tmp_path / scheme)
-        assert_clean_error(r, needle, "layer 'conv2'", f"(scheme '{scheme}')")
+        assert_clean_error(r, f"(MaxPool): {needle}", "(layer 'conv2')", f"(scheme '{scheme}')")
         assert not (tmp_path / scheme).exists()

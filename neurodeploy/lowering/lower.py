@@ -55,6 +55,7 @@ class RealBranch:
     weighted: bool = False
     place: Placement | None = None  # set between a Concat and the weighted op that reads it
     read_by: str = ""               # the Conv/Gemm node that read this branch as a Concat's part
+    max_pool_node: str = ""         # the float MaxPool node this branch pools by (for refusals)
 
 
 @dataclass
@@ -228,6 +229,7 @@ class _Lowering:
                     raise UnsupportedError("MaxPool is exact only directly after a quantised activation",
                                            where, "move the MaxPool after the activation or use AvgPool")
                 b.ops.append(mp)
+                b.max_pool_node = name
             return branches, bias
         if isinstance(op, fg.Scale):
             f = np.asarray(op.factor, dtype=np.float64)

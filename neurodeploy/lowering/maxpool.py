@@ -54,3 +54,13 @@ def spiking_maxpool(graph: fg.FloatGraph, name: str, src_shape: tuple) -> syn.Ma
         raise UnsupportedError(f"max pooling where {problem}: the window's max is -inf", where,
                                "use padding of at most half the kernel (as PyTorch requires)")
     return mp
+
+
+def refuse_max_pooling(graph: fg.FloatGraph, real_layers: list, what: str, hint: str) -> None:
+    """For a scheme that cannot take a max of its spike trains: UnsupportedError naming the first
+    float MaxPool node of the lowered `real_layers` (`RealBranch.max_pool_node`, a node of `graph`)
+    and the spiking layer it pools for; nothing where no branch max-pools."""
+    for rl in real_layers:
+        for b in rl.branches:
+            if b.max_pool_node:
+                raise UnsupportedError(f"{what} (layer '{rl.name}')", graph.where(b.max_pool_node), hint)

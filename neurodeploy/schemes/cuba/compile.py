@@ -31,6 +31,7 @@ from ...ir import float_graph as fg
 from ...ir import synapses as syn
 from ...ir.spiking import Branch, Layer, SpikingGraph
 from ...passes import run_passes
+from ...lowering.maxpool import refuse_max_pooling
 from ...lowering.input_quant import input_quantiser
 from ...lowering.lower import lower
 from ...lowering.quantize import round_half_away
@@ -150,12 +151,9 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
                                "the cuba scheme compiles LIF networks (schemes.cuba.front.load_lif_model)")
     graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits)])
     enc, real_layers = lower(graph)
+    refuse_max_pooling(graph, real_layers, "max pooling has no stock Loihi synapse", "use average pooling")
     notes = []
     for rl in real_layers:
-        for b in rl.branches:
-            if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                raise UnsupportedError("max pooling has no stock Loihi synapse", f"layer '{rl.name}'",
-                                       "use average pooling")
         if rl.quant is not None and not isinstance(rl.quant, LIFAct):
             raise UnsupportedError(f"{type(rl.quant).__name__} is not a LIF layer", f"layer '{rl.name}'",
                                    "the cuba scheme compiles networks of neurodeploy.nn.LIF neurons only")

@@ -14,15 +14,15 @@ import dataclasses
 
 import numpy as np
 
-from ...errors import NeurodeployError, UnsupportedError
+from ...errors import NeurodeployError
 from ...ir import float_graph as fg
 from ...ir import neurons as nrn
 from .neurons import RateEncoder, RateIF
-from ...ir import synapses as syn
 from ...ir.spiking import Layer, SpikingGraph
 from ...passes import run_passes
+from ...lowering.maxpool import refuse_max_pooling
 from ...lowering.input_quant import input_quantiser
-from ...lowering.lower import lower
+from ...lowering.pool_layer import lower_fitting_readout
 from ...lowering.quantize import quantise_layer
 from ...lowering.threshold_balance import balance_thresholds
 from ...sim.core import depth
@@ -38,11 +38,15 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
         raise NeurodeployError(f"unknown reset '{options.reset}'", "--reset", "use subtract or zero")
     graph = run_passes(graph, [*scheme.passes, input_quantiser(options.calibration, options.input_bits),
                                balance_thresholds(options.calibration, t, options.percentile)])
-    enc, real_layers = lower(graph)
     # A LIF's input enters its 24-bit state shifted left by act_shift (6 on Loihi: lif/models.py
     # L155), so our integer state has state_bits - act_shift bits.
     shift = int(target.raw.get("neuron", {}).get("lif_act_shift", 0))
     tgt = dataclasses.replace(target, state_bits=target.state_bits - shift)
+    # the readout as the layer loop below quantises it (every source counts up to t)
+    enc, real_layers, pool = lower_fitting_readout(graph, lambda rl, shapes: quantise_layer(
+        rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, t), tgt))
+    refuse_max_pooling(graph, real_layers, "max pooling of spike trains is not the max of their rates",
+                       "use average pooling or the bitplane scheme")
     layers = [enc.encoder(RateEncoder(t, t))]
     # Size the state for the whole sample, not one step: a neuron driven far below zero must
     # not saturate (a saturated state forgets how negative it was and then fires on later
@@ -51,10 +55,6 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     report = {}
     n_run = t + _hops(real_layers, enc.name)
     for rl in real_layers:
-        for b in rl.branches:
-            if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                raise UnsupportedError("max pooling of spike trains is not the max of their rates",
-                                       f"layer '{rl.name}'", "use average pooling or the bitplane scheme")
         if rl.quant is None:       # the readout adds its bias once
             q = quantise_layer(rl.name, rl.branches, rl.bias, None, shapes, count_max, tgt)
             neuron, step = nrn.Readout(output_scale=1.0 / q.unit), np.asarray(1.0 / q.unit)
@@ -74,6 +74,8 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     net.meta.update({"time_steps_per_layer": {l.name: t for l in layers if not getattr(l, "is_readout", False)},
                      "latency_steps": t + hops, "throughput_steps": t, "reset": options.reset,
                      "rate_timesteps": t})
+    if pool is not None:
+        net.meta["readout_pool_layer"] = pool
     return net
 
 

@@ -44,12 +44,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import NeurodeployError, TargetLimitError, UnsupportedError
+from ...errors import NeurodeployError, TargetLimitError
 from ...ir import float_graph as fg
 from . import neurons as sd
 from ...ir import synapses as syn
 from ...ir.spiking import Branch, Layer, SpikingGraph
 from ...passes import input_quantiser, run_passes
+from ...lowering.maxpool import refuse_max_pooling
 from ...lowering.input_quant import input_quantiser as input_quantiser_pass
 from ...lowering.lower import lower
 from ...lowering.quantize import round_half_away
@@ -71,6 +72,8 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     out_range = 0.0 if vals is None else float(np.max(np.abs(vals[graph.output])))
     graph, lams = _unit_activations(graph, vals, options.percentile)
     enc, real_layers = lower(graph)
+    refuse_max_pooling(graph, real_layers, "max pooling of sigma-delta payloads is not the max of activations",
+                       "use average pooling or the bitplane scheme")
     m_max = target.weight_mant_max
     code_max = target.state_max >> STATE_EXP
     layers = [enc.encoder(sd.DeltaEncoder(int(enc.quant.levels)))]
@@ -81,10 +84,6 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     step = {enc.name: 1.0 / (1 << in_shift)}      # ANN units per input payload LSB (x code step)
     report = {}
     for rl in real_layers:
-        for b in rl.branches:
-            if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                raise UnsupportedError("max pooling of sigma-delta payloads is not the max of activations",
-                                       f"layer '{rl.name}'", "use average pooling or the bitplane scheme")
         w_abs = max(float(np.max(np.abs(syn.weighted_op(b.ops).weight))) * step[b.source]
                     for b in rl.branches)
         if rl.quant is None:

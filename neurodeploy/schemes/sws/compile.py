@@ -68,8 +68,9 @@ from ...ir import synapses as syn
 from . import neurons as tsa_ir
 from ...ir.spiking import Layer, SpikingGraph
 from ...passes import run_passes
+from ...lowering.maxpool import refuse_max_pooling
 from ...lowering.input_quant import input_quantiser
-from ...lowering.lower import lower
+from ...lowering.pool_layer import lower_fitting_readout
 from ...passes.qdq import is_qdq
 from ...lowering.grid import quantise_on_grid
 from ...lowering.quantize import quantise_layer
@@ -313,12 +314,16 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     graph = run_passes(graph, [input_quantiser(options.calibration, options.input_bits),
                                balance_thresholds(options.calibration, q_levels, options.percentile, keep=qdq)])
     mode, margin = state_bound_mode(options), float(getattr(options, "state_margin", 4.0))
-    enc, real_layers = lower(graph)
     # static bound: the TSA membrane holds up to beta^Ts times a layer's partial sums (plus
     # one unit of rounding headroom): reserve those bits of the state.  The readout (no
     # silent period) is always sized this way.
     reserve = int(math.ceil(ts * math.log2(beta))) + 1
     tgt = dataclasses.replace(target, state_bits=target.state_bits - reserve)
+    # the readout as the layer loop below quantises it (every source codes 0..q_levels)
+    enc, real_layers, pool = lower_fitting_readout(graph, lambda rl, shapes: quantise_layer(
+        rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, q_levels), tgt))
+    refuse_max_pooling(graph, real_layers, "max pooling of ternary digit trains is not supported (the paper gives "
+                       "no rule)", "use average pooling")
     layers = [enc.encoder(tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc))]
     shapes, code_max = {enc.name: enc.shape}, {enc.name: q_levels}
     cal = None
@@ -329,10 +334,6 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
         cal = _calibration_digits(layers[0], options.calibration, beta, tc, n_peak)
     report = {}
     for rl in real_layers:
-        for b in rl.branches:
-            if any(isinstance(op, syn.MaxPool) for op in b.ops):
-                raise UnsupportedError("max pooling of ternary digit trains is not supported (the paper "
-                                       "gives no rule)", f"layer '{rl.name}'", "use average pooling")
         if rl.quant is None:
             q = quantise_layer(rl.name, rl.branches, rl.bias, None, shapes, code_max, tgt)
             neuron, step = nrn.Readout(output_scale=1.0 / q.unit), np.asarray(1.0 / q.unit)
@@ -384,4 +385,6 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
                 "offsets": sch["offsets"], "branch_delays": sch["branch_delays"],
                 "tsa_layers_on_longest_path": sch["tsa_layers_on_longest_path"]},
     })
+    if pool is not None:
+        net.meta["readout_pool_layer"] = pool
     return net
