@@ -9,9 +9,8 @@ Models: `resnet20` -- the trained CIFAR-10 ResNet-20 of models/ (QCFS L = 7, 0.2
 `resnet18` -- torchvision's ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no
 max pool), random weights, BatchNorm statistics from 256 CIFAR training images, every ReLU
 swapped for QCFS(7) by `relu_to_qcfs` (11 M weights); `resnet50_224` -- torchvision's ResNet-50
-at 3x224x224 (CIFAR images resized), random weights, BatchNorm statistics from 16 images, QCFS(7),
-its stem's padded 3x3/2 max pool replaced by an unpadded 2x2/2 one (same 56x56 output; padded max
-pooling is refused by the lowering), 23.5 M weights; `vgg11_224` -- torchvision's VGG-11-BN at 3x224x224 as
+at 3x224x224 (CIFAR images resized) as torchvision builds it (its stem's padded 3x3/2 max pool
+included), random weights, BatchNorm statistics from 16 images, QCFS(7), 23.5 M weights; `vgg11_224` -- torchvision's VGG-11-BN at 3x224x224 as
 torchvision builds it (its max pools are unpadded; the 7x7 adaptive pool is the identity there), random
 weights, 10 classes, BatchNorm statistics and QCFS(7) as resnet50_224, 128.8 M weights.  Calibration: 64
 CIFAR training images (16 at 224).
@@ -110,7 +109,6 @@ def build(name: str, train_x: np.ndarray):
             model, x = torchvision.models.vgg11_bn(num_classes=10), resized(train_x[:16], 224)
         else:
             model, x = torchvision.models.resnet50(num_classes=10), resized(train_x[:16], 224)
-            model.maxpool = torch.nn.MaxPool2d(2, 2)
         model.train()
         with torch.no_grad():
             for i in range(0, len(x), 64):
