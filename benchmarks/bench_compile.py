@@ -32,9 +32,11 @@ A scheme that refuses the model prints its one-line refusal instead.
 `--isolate` runs every (model, scheme) in its own process (with `--timeout` seconds at most), so
 **peak RSS** is that compile's own (the child's ru_maxrss).  `--simulate N` then also simulates N
 test images (one batch) of each compiled network in a fresh process that loads it from disk, and
-prints that process's peak RSS before and after the simulation, beside the memory of the largest
-layer's and of all layers' int64 codes for the batch (what a layer-by-layer stream would hold at
-most vs what a whole-network pass holds).
+prints how much that process's peak RSS grew in the simulation against the bound computed from the
+network (`simulate_bound_mib`: the activations live at the network's widest point for the batch, plus
+the weights once), and exits with an error where it grew beyond SIM_BOUND_FACTOR times the bound
+(+ SIM_LIBRARY_MIB); beside it, the int64 codes of the largest layer and of all layers (what a
+whole-network pass would hold).
 """
 from __future__ import annotations
 
@@ -122,18 +124,71 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # Linux: KiB
 
 
+# Simulate's memory bound.  A layer-by-layer run holds, while it computes layer i, the activations still
+# to be read (`sim.core.release_sources`: every earlier layer, and the input, that layer i or a later
+# one reads) and layer i's own output; every element at most 8 bytes (int64 / float64 codes, U).  So
+# a batch of N holds at most  A = 8 * N * max_i (sum of live_i sizes + size of layer i)  bytes of
+# activations -- the widest point of the network, not its depth.  Beside them: the weights, each once
+# in its synapse call's dtype (at most 8 bytes: the codes engine's copies, `core.layer_arith`), plus
+# the float64 copy of one layer's weights while it is converted (16 bytes per weight of the largest
+# layer):  W = 8 * weights + 16 * largest layer's weights.  Bound = A + W.
+# The factor on it: a synapse call reads its input converted to its own dtype and writes its output
+# before it is added into U, and oneDNN may reorder both into its blocked layout: at most one more
+# copy of each live activation and of the output, so the activations' part may double.  Hence
+# peak - before <= SIM_BOUND_FACTOR * (A + W) + SIM_LIBRARY_MIB with SIM_BOUND_FACTOR = 2; the constant
+# is for the libraries' pages that the first synapse calls map and the allocator's slack (measured:
+# simulating one CIFAR ResNet-20 image raises a fresh process's peak by 7.5 MiB, 4x below it).
+SIM_BOUND_FACTOR = 2
+SIM_LIBRARY_MIB = 32
+
+
+def check_simulate_bound(row: dict) -> str:
+    """The simulate row's peak RSS increase against its bound: a line to print; SystemExit beyond it."""
+    grew = row["peak_rss_simulate_mib"] - row["rss_before_simulate_mib"]
+    bound = row["activations_bound_mib"] + row["weights_bound_mib"]
+    allowed = SIM_BOUND_FACTOR * bound + SIM_LIBRARY_MIB
+    line = (f"peak RSS +{grew:,.0f} MiB (from {row['rss_before_simulate_mib']:,.0f}) against the bound "
+            f"A + W = {row['activations_bound_mib']:,.0f} + {row['weights_bound_mib']:,.0f} MiB "
+            f"({grew / bound:.2f}x; allowed {SIM_BOUND_FACTOR}x + {SIM_LIBRARY_MIB} MiB = {allowed:,.0f} MiB); "
+            f"int64 codes of the largest layer {row['largest_layer_codes_mib']:,.0f} MiB, "
+            f"of all layers {row['all_layers_codes_mib']:,.0f} MiB")
+    if grew > allowed:
+        raise SystemExit(f"simulate exceeded its memory bound: {line}")
+    return line
+
+
+def simulate_bound_mib(graph, n: int) -> dict:
+    """The activations A and weights W (MiB) that bound simulating a batch of n (comment above), and the
+    int64 codes of the largest layer and of all layers (what a whole-network pass would hold)."""
+    size = {layer.name: int(np.prod(layer.shape)) for layer in graph.layers}
+    layers = graph.neuron_layers()
+    last_read = {}
+    for i, layer in enumerate(layers):
+        for b in layer.branches:
+            last_read[b.source] = i
+    done, widest = [graph.input.name], 0
+    for i, layer in enumerate(layers):
+        live = sum(size[s] for s in done if last_read.get(s, -1) >= i)
+        widest = max(widest, live + size[layer.name])
+        done.append(layer.name)
+    weights = [int(np.size(weighted_op(b.ops).weight)) for layer in layers for b in layer.branches]
+    mib = 2 ** 20
+    return {"activations_bound_mib": 8 * n * widest / mib,
+            "weights_bound_mib": (8 * sum(weights) + 16 * max(weights)) / mib,
+            "largest_layer_codes_mib": max(size.values()) * n * 8 / mib,
+            "all_layers_codes_mib": sum(size.values()) * n * 8 / mib}
+
+
 def simulate_peak(out_dir: Path, x: np.ndarray) -> dict:
     """In this (fresh) process: load the network, simulate x as one batch; peak RSS before / after,
-    and the int64 codes of the largest layer and of all layers for that batch, in MiB."""
+    and its bound (`simulate_bound_mib`), in MiB."""
     from neurodeploy import api
     net = api.load(out_dir)
     before = peak_rss_mib()
     with Clock() as sim:
         api.simulate(net, x, batch_size=len(x))
-    neurons = [int(np.prod(layer.shape)) for layer in net.graph.layers]
     return {"simulate_batch": len(x), "simulate_cpu_s": sim.cpu, "rss_before_simulate_mib": before,
-            "peak_rss_simulate_mib": peak_rss_mib(), "largest_layer_codes_mib": max(neurons) * len(x) * 8 / 2 ** 20,
-            "all_layers_codes_mib": sum(neurons) * len(x) * 8 / 2 ** 20}
+            "peak_rss_simulate_mib": peak_rss_mib(), **simulate_bound_mib(net.graph, len(x))}
 
 
 def isolated(args) -> list[dict]:
@@ -159,10 +214,7 @@ def isolated(args) -> list[dict]:
                                           check=True, capture_output=True, text=True, timeout=args.timeout)
                     row.update(json.loads(done.stdout.strip().splitlines()[-1]))
                     print(f"{name} {scheme}: simulate {row['simulate_batch']} images in {row['simulate_cpu_s']:.1f} "
-                          f"CPU s: peak RSS {row['rss_before_simulate_mib']:,.0f} MiB after loading -> "
-                          f"{row['peak_rss_simulate_mib']:,.0f} MiB; int64 codes of the largest layer "
-                          f"{row['largest_layer_codes_mib']:,.1f} MiB, of all layers {row['all_layers_codes_mib']:,.1f} "
-                          f"MiB", flush=True)
+                          f"CPU s: {check_simulate_bound(row)}", flush=True)
                 rows.append(row)
     return rows
 
