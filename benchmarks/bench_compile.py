@@ -30,7 +30,9 @@ with the wall clock beside it (the machine may be shared):
 A scheme that refuses the model prints its one-line refusal instead.
 
 `--isolate` runs every (model, scheme) in its own process (with `--timeout` seconds at most), so
-**peak RSS** is that compile's own (the child's ru_maxrss).  `--simulate N` then also simulates N
+**peak RSS** is that compile's own (the child's ru_maxrss), and ends with a table of weights against
+front-end seconds, compile seconds and peak RSS, each also per million weights (`print_scaling`: do
+they grow linearly with the weights?).  `--simulate N` then also simulates N
 test images (one batch) of each compiled network in a fresh process that loads it from disk, and
 prints how much that process's peak RSS grew in the simulation against the bound computed from the
 network (`simulate_bound_mib`: the activations live at the network's widest point for the batch, plus
@@ -219,6 +221,21 @@ def isolated(args) -> list[dict]:
     return rows
 
 
+def print_scaling(rows: list[dict]) -> None:
+    """Per compiled (model, scheme): weights against front-end and compile CPU seconds and the compile's
+    own peak RSS (--isolate), and each per million weights: does the cost grow linearly with them?"""
+    done = [r for r in rows if "refused" not in r]
+    if not done:
+        return
+    print(f"\n{'model':<14}{'scheme':<10}{'weights':>13}{'front end s':>13}{'compile s':>11}{'peak MiB':>10}"
+          f"   per M weights: {'front s':>8}{'compile s':>10}{'peak MiB':>10}")
+    for r in done:
+        m = r["weights"] / 1e6
+        print(f"{r['model']:<14}{r['scheme']:<10}{r['weights']:>13,}{r['front_end_cpu_s']:>13.1f}"
+              f"{r['compile_cpu_s']:>11.1f}{r['peak_rss_mib']:>10,.0f}   {'':>15}{r['front_end_cpu_s'] / m:>8.2f}"
+              f"{r['compile_cpu_s'] / m:>10.3f}{r['peak_rss_mib'] / m:>10.0f}", flush=True)
+
+
 def structure(net) -> int:
     """The cost report's structural part: connectivity and destination cores of every branch;
     returns the number of synapses (expanded connections)."""
@@ -253,6 +270,7 @@ def main(argv=None) -> list[dict]:
         return []
     if args.isolate:
         rows = isolated(args)
+        print_scaling(rows)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
         return rows
