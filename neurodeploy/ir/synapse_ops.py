@@ -89,13 +89,23 @@ def abs_bound(ops: list, in_shape: tuple, in_max: float, exact: bool = True) -> 
     abs_ops = []
     for op in ops:
         if isinstance(op, syn.WEIGHTED):
-            op = type(op)(**{**op.__dict__, "weight": np.abs(np.asarray(op.weight, dtype=np.float64))})
+            op = type(op)(**{**op.__dict__, "weight": _abs_float64(op.weight)})
         abs_ops.append(op)
     summed = _channel_summed_conv(abs_ops, in_shape, in_max, exact)
     if summed is not None:
         return summed
     x = torch.full((1,) + tuple(in_shape), float(in_max), dtype=torch.float64)
     return apply_ops(abs_ops, x)[0].numpy()
+
+
+def _abs_float64(weight) -> np.ndarray:
+    """|weight| as a new float64 array: in the converted copy where the weight is not float64 already
+    (integer mantissas: one temporary of the weight's size, not two)."""
+    w = np.asarray(weight)
+    if w.dtype == np.float64:
+        return np.abs(w)
+    a = w.astype(np.float64)
+    return np.abs(a, out=a)
 
 
 def _channel_summed_conv(abs_ops: list, in_shape: tuple, in_max: float, exact: bool = True) -> np.ndarray | None:

@@ -18,6 +18,12 @@ from ..target import Target
 ROUND_SATURATION = float(1 << 62)
 
 
+def max_abs(a) -> float:
+    """max |a| (0.0 when empty) from a's max and min: no |a| temporary (a VGG layer has 10^8 weights)."""
+    a = np.asarray(a)
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+
 def round_half_away(x: np.ndarray) -> np.ndarray:
     """Round to nearest, ties away from zero (deterministic, sign-symmetric); int64, saturating
     at ±2^62 (`ROUND_SATURATION`).  NaN is a bug upstream (inputs are validated): ValueError."""
@@ -161,7 +167,7 @@ def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_m
     rounding error by S).
     A result whose weights all round to 0 is refused (TargetLimitError naming the layer).
     """
-    w_max = max((float(np.max(np.abs(syn.weighted_op(b.ops).weight))) for b in real_branches), default=0.0)
+    w_max = max((max_abs(syn.weighted_op(b.ops).weight) for b in real_branches), default=0.0)
     m_max = target.weight_mant_max
     exps = range(max(target.weight_exp_min, 0), target.weight_exp_max + 1)
 
