@@ -68,3 +68,18 @@ def test_screen_counts_the_rounding_down():
     assert float(np.max(unit * screen.b_w)) > target.state_max          # unrounded: does not fit
     got = quantise_at(real, np.zeros(2), unit, exp, {"a": (n,)}, {"a": 15}, 15, target, screen=screen)
     assert got is not None and not np.any(syn.weighted_op(got[0][0].ops).weight)
+
+
+def test_scaled_mantissas_in_chunks_equal_the_whole_array(monkeypatch):
+    """Rounding ROUND_CHUNK weights at a time gives the whole array's mantissas (ties, both signs, a
+    shape that is no multiple of the chunk), and a NaN anywhere is still refused."""
+    from neurodeploy.lowering import quantize
+    rng = np.random.default_rng(3)
+    w = np.concatenate([rng.normal(size=1000) * 7, np.arange(-20, 21) * 0.5]).reshape(3, 347)   # 1041 = 16 · 64 + 17
+    whole = quantize.round_half_away(w * 3 / float(1 << 1))
+    monkeypatch.setattr(quantize, "ROUND_CHUNK", 64)
+    got = quantize.scaled_mantissas(w, 3, 1)
+    assert got.dtype == np.int64 and got.shape == w.shape and np.array_equal(got, whole)
+    w[2, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        quantize.scaled_mantissas(w, 3, 1)
