@@ -9,9 +9,8 @@ Models: `resnet20` -- the trained CIFAR-10 ResNet-20 of models/ (QCFS L = 7, 0.2
 `resnet18` -- torchvision's ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no
 max pool), random weights, BatchNorm statistics from 256 CIFAR training images, every ReLU
 swapped for QCFS(7) by `relu_to_qcfs` (11 M weights); `resnet50_224` -- torchvision's ResNet-50
-at 3x224x224 (CIFAR images resized), random weights, BatchNorm statistics from 16 images, QCFS(7),
-its stem's padded 3x3/2 max pool replaced by an unpadded 2x2/2 one (same 56x56 output; padded max
-pooling is refused by the lowering), 23.5 M weights; `vgg11_224` -- torchvision's VGG-11-BN at 3x224x224 as
+at 3x224x224 (CIFAR images resized) as torchvision builds it (its stem's padded 3x3/2 max pool
+included), random weights, BatchNorm statistics from 16 images, QCFS(7), 23.5 M weights; `vgg11_224` -- torchvision's VGG-11-BN at 3x224x224 as
 torchvision builds it (its max pools are unpadded; the 7x7 adaptive pool is the identity there), random
 weights, 10 classes, BatchNorm statistics and QCFS(7) as resnet50_224, 128.8 M weights.  Calibration: 64
 CIFAR training images (16 at 224).
@@ -31,11 +30,15 @@ with the wall clock beside it (the machine may be shared):
 A scheme that refuses the model prints its one-line refusal instead.
 
 `--isolate` runs every (model, scheme) in its own process (with `--timeout` seconds at most), so
-**peak RSS** is that compile's own (the child's ru_maxrss).  `--simulate N` then also simulates N
+**peak RSS** is that compile's own (the child's ru_maxrss), and ends with a table of weights against
+front-end seconds, compile seconds and peak RSS, each also per million weights (`print_scaling`: do
+they grow linearly with the weights?).  `--simulate N` then also simulates N
 test images (one batch) of each compiled network in a fresh process that loads it from disk, and
-prints that process's peak RSS before and after the simulation, beside the memory of the largest
-layer's and of all layers' int64 codes for the batch (what a layer-by-layer stream would hold at
-most vs what a whole-network pass holds).
+prints how much that process's peak RSS grew in the simulation against the bound computed from the
+network (`simulate_bound_mib`: the activations live at the network's widest point for the batch, plus
+the weights once), and exits with an error where it grew beyond SIM_BOUND_FACTOR times the bound
+(+ SIM_LIBRARY_MIB); beside it, the int64 codes of the largest layer and of all layers (what a
+whole-network pass would hold).
 """
 from __future__ import annotations
 
@@ -110,7 +113,6 @@ def build(name: str, train_x: np.ndarray):
             model, x = torchvision.models.vgg11_bn(num_classes=10), resized(train_x[:16], 224)
         else:
             model, x = torchvision.models.resnet50(num_classes=10), resized(train_x[:16], 224)
-            model.maxpool = torch.nn.MaxPool2d(2, 2)
         model.train()
         with torch.no_grad():
             for i in range(0, len(x), 64):
@@ -124,18 +126,71 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # Linux: KiB
 
 
+# Simulate's memory bound.  A layer-by-layer run holds, while it computes layer i, the activations still
+# to be read (`sim.core.release_sources`: every earlier layer, and the input, that layer i or a later
+# one reads) and layer i's own output; every element at most 8 bytes (int64 / float64 codes, U).  So
+# a batch of N holds at most  A = 8 * N * max_i (sum of live_i sizes + size of layer i)  bytes of
+# activations -- the widest point of the network, not its depth.  Beside them: the weights, each once
+# in its synapse call's dtype (at most 8 bytes: the codes engine's copies, `core.layer_arith`), plus
+# the float64 copy of one layer's weights while it is converted (16 bytes per weight of the largest
+# layer):  W = 8 * weights + 16 * largest layer's weights.  Bound = A + W.
+# The factor on it: a synapse call reads its input converted to its own dtype and writes its output
+# before it is added into U, and oneDNN may reorder both into its blocked layout: at most one more
+# copy of each live activation and of the output, so the activations' part may double.  Hence
+# peak - before <= SIM_BOUND_FACTOR * (A + W) + SIM_LIBRARY_MIB with SIM_BOUND_FACTOR = 2; the constant
+# is for the libraries' pages that the first synapse calls map and the allocator's slack (measured:
+# simulating one CIFAR ResNet-20 image raises a fresh process's peak by 7.5 MiB, 4x below it).
+SIM_BOUND_FACTOR = 2
+SIM_LIBRARY_MIB = 32
+
+
+def check_simulate_bound(row: dict) -> str:
+    """The simulate row's peak RSS increase against its bound: a line to print; SystemExit beyond it."""
+    grew = row["peak_rss_simulate_mib"] - row["rss_before_simulate_mib"]
+    bound = row["activations_bound_mib"] + row["weights_bound_mib"]
+    allowed = SIM_BOUND_FACTOR * bound + SIM_LIBRARY_MIB
+    line = (f"peak RSS +{grew:,.0f} MiB (from {row['rss_before_simulate_mib']:,.0f}) against the bound "
+            f"A + W = {row['activations_bound_mib']:,.0f} + {row['weights_bound_mib']:,.0f} MiB "
+            f"({grew / bound:.2f}x; allowed {SIM_BOUND_FACTOR}x + {SIM_LIBRARY_MIB} MiB = {allowed:,.0f} MiB); "
+            f"int64 codes of the largest layer {row['largest_layer_codes_mib']:,.0f} MiB, "
+            f"of all layers {row['all_layers_codes_mib']:,.0f} MiB")
+    if grew > allowed:
+        raise SystemExit(f"simulate exceeded its memory bound: {line}")
+    return line
+
+
+def simulate_bound_mib(graph, n: int) -> dict:
+    """The activations A and weights W (MiB) that bound simulating a batch of n (comment above), and the
+    int64 codes of the largest layer and of all layers (what a whole-network pass would hold)."""
+    size = {layer.name: int(np.prod(layer.shape)) for layer in graph.layers}
+    layers = graph.neuron_layers()
+    last_read = {}
+    for i, layer in enumerate(layers):
+        for b in layer.branches:
+            last_read[b.source] = i
+    done, widest = [graph.input.name], 0
+    for i, layer in enumerate(layers):
+        live = sum(size[s] for s in done if last_read.get(s, -1) >= i)
+        widest = max(widest, live + size[layer.name])
+        done.append(layer.name)
+    weights = [int(np.size(weighted_op(b.ops).weight)) for layer in layers for b in layer.branches]
+    mib = 2 ** 20
+    return {"activations_bound_mib": 8 * n * widest / mib,
+            "weights_bound_mib": (8 * sum(weights) + 16 * max(weights)) / mib,
+            "largest_layer_codes_mib": max(size.values()) * n * 8 / mib,
+            "all_layers_codes_mib": sum(size.values()) * n * 8 / mib}
+
+
 def simulate_peak(out_dir: Path, x: np.ndarray) -> dict:
     """In this (fresh) process: load the network, simulate x as one batch; peak RSS before / after,
-    and the int64 codes of the largest layer and of all layers for that batch, in MiB."""
+    and its bound (`simulate_bound_mib`), in MiB."""
     from neurodeploy import api
     net = api.load(out_dir)
     before = peak_rss_mib()
     with Clock() as sim:
         api.simulate(net, x, batch_size=len(x))
-    neurons = [int(np.prod(layer.shape)) for layer in net.graph.layers]
     return {"simulate_batch": len(x), "simulate_cpu_s": sim.cpu, "rss_before_simulate_mib": before,
-            "peak_rss_simulate_mib": peak_rss_mib(), "largest_layer_codes_mib": max(neurons) * len(x) * 8 / 2 ** 20,
-            "all_layers_codes_mib": sum(neurons) * len(x) * 8 / 2 ** 20}
+            "peak_rss_simulate_mib": peak_rss_mib(), **simulate_bound_mib(net.graph, len(x))}
 
 
 def isolated(args) -> list[dict]:
@@ -161,12 +216,24 @@ def isolated(args) -> list[dict]:
                                           check=True, capture_output=True, text=True, timeout=args.timeout)
                     row.update(json.loads(done.stdout.strip().splitlines()[-1]))
                     print(f"{name} {scheme}: simulate {row['simulate_batch']} images in {row['simulate_cpu_s']:.1f} "
-                          f"CPU s: peak RSS {row['rss_before_simulate_mib']:,.0f} MiB after loading -> "
-                          f"{row['peak_rss_simulate_mib']:,.0f} MiB; int64 codes of the largest layer "
-                          f"{row['largest_layer_codes_mib']:,.1f} MiB, of all layers {row['all_layers_codes_mib']:,.1f} "
-                          f"MiB", flush=True)
+                          f"CPU s: {check_simulate_bound(row)}", flush=True)
                 rows.append(row)
     return rows
+
+
+def print_scaling(rows: list[dict]) -> None:
+    """Per compiled (model, scheme): weights against front-end and compile CPU seconds and the compile's
+    own peak RSS (--isolate), and each per million weights: does the cost grow linearly with them?"""
+    done = [r for r in rows if "refused" not in r]
+    if not done:
+        return
+    print(f"\n{'model':<14}{'scheme':<10}{'weights':>13}{'front end s':>13}{'compile s':>11}{'peak MiB':>10}"
+          f"   per M weights: {'front s':>8}{'compile s':>10}{'peak MiB':>10}")
+    for r in done:
+        m = r["weights"] / 1e6
+        print(f"{r['model']:<14}{r['scheme']:<10}{r['weights']:>13,}{r['front_end_cpu_s']:>13.1f}"
+              f"{r['compile_cpu_s']:>11.1f}{r['peak_rss_mib']:>10,.0f}   {'':>15}{r['front_end_cpu_s'] / m:>8.2f}"
+              f"{r['compile_cpu_s'] / m:>10.3f}{r['peak_rss_mib'] / m:>10.0f}", flush=True)
 
 
 def structure(net) -> int:
@@ -203,6 +270,7 @@ def main(argv=None) -> list[dict]:
         return []
     if args.isolate:
         rows = isolated(args)
+        print_scaling(rows)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
         return rows

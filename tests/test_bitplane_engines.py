@@ -117,3 +117,38 @@ def test_api_simulate_engine(digits):
     net = compile_model(MODELS / "digits_qcfs.onnx", "loihi2", "bitplane")
     x = digits[0][:64]
     assert np.array_equal(nd.simulate(net, x), nd.simulate(net, x, engine="planes"))
+
+
+@pytest.mark.parametrize("engine_name", ["neurodeploy", "planes"])
+def test_streaming_frees_each_source_after_its_last_reader(monkeypatch, engine_name):
+    """A run that records no states holds a layer's codes / planes only until the last layer that reads
+    them (on the residual network, a block's input is read twice: by its first conv and by the skip
+    connection): what remains after each layer is exactly the sources that a later layer still reads,
+    and the outputs equal those of the run that keeps every layer."""
+    net = compile_model(MODELS / "digits_resnet_qcfs.onnx", "loihi2", "bitplane")
+    x = np.load(MODELS / "digits_resnet_test_x.npy")[:32]
+    layers = net.neuron_layers()
+    readers = {}
+    for i, layer in enumerate(layers):
+        for b in layer.branches:
+            readers.setdefault(b.source, set()).add(i)
+    assert any(len(r) > 1 for r in readers.values()), "the network must have a source read by two layers"
+    held = []
+    real = bp.core.release_sources
+
+    def spy(prep, layer, remaining, *stores):
+        real(prep, layer, remaining, *stores)
+        held.append((layer.name, set(stores[0])))
+    monkeypatch.setattr(bp.core, "release_sources", spy)
+    prep = engine.prepare(net, engine=engine_name)
+    streamed = engine.run_batch(prep, x, record_codes=False)
+    assert [name for name, _ in held] == [l.name for l in layers]
+    for i, (name, keys) in enumerate(held):
+        done = {net.input.name} | {l.name for l in layers[:i]}
+        still_read = {s for s, r in readers.items() if s in done and max(r) > i}
+        assert keys == still_read, (name, keys, still_read)      # the layer's own output is stored after
+    kept = bp.run(prep, x, keep_states=True)            # no release: every layer's states kept
+    assert len(held) == len(layers)                     # (keep_states took no release path)
+    assert sorted(kept.planes) == sorted([net.input.name] + [l.name for l in layers[:-1]])
+    assert torch.equal(streamed.output_state, kept.readout_state)
+    assert torch.equal(streamed.output, engine.run_batch(engine.prepare(net, engine=engine_name), x).output)

@@ -82,42 +82,54 @@ def output_shape(ops: list, shape: tuple) -> tuple:
     return shape
 
 
-def abs_bound(ops: list, in_shape: tuple, in_max: float) -> np.ndarray:
+def abs_bound(ops: list, in_shape: tuple, in_max: float, exact: bool = True) -> np.ndarray:
     """Per-output max of |branch(x)| over all inputs with 0 <= x <= in_max (float64, exact
-    for integer weights while the result stays below 2**53)."""
+    for integer weights while the result stays below 2**53).  exact=False: real weights may take the
+    channel-summed convolution too (another order of float64 sums: the same value up to rounding)."""
     abs_ops = []
     for op in ops:
         if isinstance(op, syn.WEIGHTED):
-            op = type(op)(**{**op.__dict__, "weight": np.abs(np.asarray(op.weight, dtype=np.float64))})
+            op = type(op)(**{**op.__dict__, "weight": _abs_float64(op.weight)})
         abs_ops.append(op)
-    summed = _channel_summed_conv(abs_ops, in_shape, in_max)
+    summed = _channel_summed_conv(abs_ops, in_shape, in_max, exact)
     if summed is not None:
         return summed
     x = torch.full((1,) + tuple(in_shape), float(in_max), dtype=torch.float64)
     return apply_ops(abs_ops, x)[0].numpy()
 
 
-def _channel_summed_conv(abs_ops: list, in_shape: tuple, in_max: float) -> np.ndarray | None:
+def _abs_float64(weight) -> np.ndarray:
+    """|weight| as a new float64 array: in the converted copy where the weight is not float64 already
+    (integer mantissas: one temporary of the weight's size, not two)."""
+    w = np.asarray(weight)
+    if w.dtype == np.float64:
+        return np.abs(w)
+    a = w.astype(np.float64)
+    return np.abs(a, out=a)
+
+
+def _channel_summed_conv(abs_ops: list, in_shape: tuple, in_max: float, exact: bool = True) -> np.ndarray | None:
     """abs_bound of [sum pools..., Conv, Flatten...] with integer weights and bound, in work per
     output and kernel tap rather than per connection; None for any other chain.
 
     The input is in_max everywhere, and pools act per channel, so the convolution sees the same
     plane s in every input channel: out[o] = Σ_taps (Σ_i |W[o, i, tap]|) · s, one single-input
     convolution with the channel-summed kernel.  Integer terms make every partial sum exact in
-    float64 (below 2**53), so the result equals the full convolution's bit for bit."""
+    float64 (below 2**53), so the result equals the full convolution's bit for bit (exact=False: real
+    weights and bounds too, equal up to float64 rounding)."""
     at = [i for i, op in enumerate(abs_ops) if isinstance(op, syn.WEIGHTED)]
     if len(at) != 1 or len(in_shape) != 3 or not isinstance(abs_ops[at[0]], syn.Conv) \
             or not all(isinstance(op, syn.SumPool) for op in abs_ops[:at[0]]) \
             or not all(isinstance(op, syn.Flatten) for op in abs_ops[at[0] + 1:]) \
-            or not float(in_max).is_integer():
+            or (exact and not float(in_max).is_integer()):
         return None
     conv = abs_ops[at[0]]
     w = conv.weight
-    if not np.array_equal(w, np.floor(w)):
+    if exact and not np.array_equal(w, np.floor(w)):
         return None
     plane = apply_ops(abs_ops[:at[0]], torch.full((1, 1) + tuple(in_shape[1:]), float(in_max), dtype=torch.float64))
     kernel = torch.from_numpy(w.sum(axis=1, keepdims=True))
     out = F.conv2d(plane, kernel, None, conv.stride, conv.padding, conv.dilation)
-    if out.numel() and float(out.max()) >= 2.0 ** 53:
+    if exact and out.numel() and float(out.max()) >= 2.0 ** 53:
         return None
     return apply_ops(abs_ops[at[0] + 1:], out)[0].numpy()

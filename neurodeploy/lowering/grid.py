@@ -10,7 +10,7 @@ import numpy as np
 
 from ..ir import synapses as syn
 from .lower import RealBranch
-from .quantize import layer_result, quantise_at
+from .quantize import layer_result, max_abs, quantise_at
 
 GRID_TOLERANCE = 1e-3      # |w/m − n| allowed: BN folding leaves ~1e-7·|n| of float noise
 MAX_GRID_INT = 255         # 8-bit weights (int8, or uint8 after a zero point)
@@ -24,7 +24,7 @@ def weight_grid(weight: np.ndarray) -> tuple[float, np.ndarray] | None:
     weights (a step per output channel) have no common grid and return None.
     """
     w = np.asarray(weight, dtype=np.float64)
-    w_max = float(np.max(np.abs(w))) if w.size else 0.0
+    w_max = max_abs(w)
     if w_max == 0.0:
         return None
     flat = w.reshape(-1)

@@ -18,6 +18,12 @@ from ..target import Target
 ROUND_SATURATION = float(1 << 62)
 
 
+def max_abs(a) -> float:
+    """max |a| (0.0 when empty) from a's max and min: no |a| temporary (a VGG layer has 10^8 weights)."""
+    a = np.asarray(a)
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+
 def round_half_away(x: np.ndarray) -> np.ndarray:
     """Round to nearest, ties away from zero (deterministic, sign-symmetric); int64, saturating
     at ±2^62 (`ROUND_SATURATION`).  NaN is a bug upstream (inputs are validated): ValueError."""
@@ -68,32 +74,87 @@ def bias_format(bias_int: np.ndarray, target: Target):
     return None, None
 
 
-def quantise_at(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound=None):
+ROUND_CHUNK = 1 << 22      # weights scaled and rounded at a time: 32 MiB float64 temporaries however large the layer
+
+
+def scaled_mantissas(weight, unit: int, exp: int) -> np.ndarray:
+    """round_half_away((w·D)/2^e) as int64, ROUND_CHUNK weights at a time: every step is elementwise, so
+    the values are those of the whole array at once, without its weight-sized float64 temporaries (VGG-11
+    at 224x224: 0.8 GiB each for its 102.8 M-weight classifier layer)."""
+    w = np.asarray(weight)
+    flat = w.reshape(-1)
+    mant = np.empty(flat.shape, dtype=np.int64)
+    for i in range(0, flat.size, ROUND_CHUNK):
+        scaled = flat[i:i + ROUND_CHUNK] * unit
+        scaled /= float(1 << exp)              # in place: (w·D)/2^e as before
+        mant[i:i + ROUND_CHUNK] = round_half_away(scaled)
+    return mant.reshape(w.shape)
+
+
+# `StateScreen` rules a candidate out only where its lower bound exceeds the state maximum by more
+# than this fraction of the terms it was computed from (float64 sums of at most ~10^8 terms of
+# relative error 2^-53 each are off by far less: the screen never rules out a candidate that fits)
+SCREEN_TOLERANCE = 1e-9
+
+
+class StateScreen:
+    """The static state bound of a layer's candidates (D, e), bracketed from its unrounded weights
+    once per layer, so that a candidate that cannot fit is ruled out without rounding every weight.
+
+    The rounded mantissa of a weight w is m = round(w·D/2^e), so |w|·D/2^e − 1/2 ≤ |m| (and m = 0
+    where w = 0).  `abs_bound` is monotone, positively homogeneous and subadditive in |W| (sums and
+    maxima of non-negative terms), hence per output abs_bound(|m|)·2^e ≥ D·B_w − 2^(e−1)·B_nz with
+    B_w = abs_bound(|w|) and B_nz = abs_bound([w ≠ 0]).  Where that lower bound plus the bias
+    already exceeds the state maximum, `quantise_at` would refuse the candidate: it is refused here
+    at the cost of one pass over the outputs (VGG-11 at 224x224: its 102.8 M-weight classifier layer
+    tried 5 candidates, each a rounding of every weight and a bound pass)."""
+
+    def __init__(self, real_branches, src_shapes: dict, src_max: dict):
+        self.b_w, self.b_nz = np.float64(0), np.float64(0)
+        for b in real_branches:
+            k = syn.weighted_op(b.ops)
+            w = np.asarray(k.weight, dtype=np.float64)
+            for attr, weight in (("b_w", w), ("b_nz", w != 0)):        # abs_bound converts the mask once
+                ops = [type(op)(**{**op.__dict__, "weight": weight}) if op is k else op for op in b.ops]
+                setattr(self, attr, getattr(self, attr) + abs_bound(ops, src_shapes[b.source], src_max[b.source],
+                                                                     exact=False))
+
+    def rules_out(self, unit: int, exp: int, bias_eff: np.ndarray, state_max: int) -> bool:
+        """Does every rounding of the weights at (unit, exp) exceed state_max with this |bias| (per channel)?"""
+        high, low = unit * self.b_w, float(1 << exp) / 2 * self.b_nz
+        per_channel = bias_eff.reshape((-1,) + (1,) * (high.ndim - 1)) if high.ndim > 1 else bias_eff
+        slack = SCREEN_TOLERANCE * (high + low + per_channel)
+        return bool(np.max(high - low + per_channel - slack) > state_max)
+
+
+def quantise_at(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound=None,
+                screen: StateScreen | None = None):
     """Quantise at (unit D, weight exponent e); None where a format or the state bound does not fit.
 
     state_bound: None = the static worst case max_j(Σ|W_j|·src_max·2^e + |b_j|) (and code_max·D);
     otherwise a callable (branches, bias_mant, bias_exp, unit, exp) -> the bound (state units)
     to hold against the target's signed state maximum instead (`schemes.sws` calibrated bound).
+    screen: the layer's `StateScreen` (static bound only): a candidate it rules out is refused before
+    its weights are rounded (the same answer, sooner).
     """
+    bias_mant, bias_exp = bias_format(round_half_away(bias_real * unit), target)
+    if bias_mant is None:
+        return None
+    bias_eff = np.abs(bias_mant.astype(np.float64) * (1 << bias_exp))
+    if screen is not None and state_bound is None and screen.rules_out(unit, exp, bias_eff, target.state_max):
+        return None
     branches, bound = [], np.float64(0)
     for b in real_branches:
         ops = []
         for op in b.ops:
             if isinstance(op, syn.WEIGHTED):
-                scaled = op.weight * unit
-                scaled /= float(1 << exp)              # in place: (w·D)/2^e as before, one temporary
-                mant = round_half_away(scaled)
-                op = type(op)(**{**op.__dict__, "weight": mant})
+                op = type(op)(**{**op.__dict__, "weight": scaled_mantissas(op.weight, unit, exp)})
             ops.append(op)
         branches.append(Branch(b.source, ops, exp))
         bound = bound + abs_bound(ops, src_shapes[b.source], src_max[b.source]) * float(1 << exp)
-    bias_mant, bias_exp = bias_format(round_half_away(bias_real * unit), target)
-    if bias_mant is None:
-        return None
     if state_bound is not None:
         total = state_bound(branches, bias_mant, bias_exp, unit, exp)
         return None if total > target.state_max else (branches, bias_mant, bias_exp, int(total))
-    bias_eff = np.abs(bias_mant.astype(np.float64) * (1 << bias_exp))
     shape = bound.shape
     per_channel = bias_eff.reshape((-1,) + (1,) * (len(shape) - 1)) if len(shape) > 1 else bias_eff
     total = float(np.max(bound + per_channel))
@@ -120,7 +181,7 @@ def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_m
     rounding error by S).
     A result whose weights all round to 0 is refused (TargetLimitError naming the layer).
     """
-    w_max = max((float(np.max(np.abs(syn.weighted_op(b.ops).weight))) for b in real_branches), default=0.0)
+    w_max = max((max_abs(syn.weighted_op(b.ops).weight) for b in real_branches), default=0.0)
     m_max = target.weight_mant_max
     exps = range(max(target.weight_exp_min, 0), target.weight_exp_max + 1)
 
@@ -135,11 +196,12 @@ def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_m
     tie = -1 if prefer_large_unit else 1
     candidates = sorted((((1 << e) / unit_for(e)) if unit_for(e) >= 1 else np.inf, tie * e) for e in exps)
     candidates = [(step, tie * e) for step, e in candidates]
+    screen = StateScreen(real_branches, src_shapes, src_max) if state_bound is None else None
     for step, exp in candidates:
         if not np.isfinite(step):
             continue
         got = quantise_at(real_branches, bias_real, unit_for(exp), exp, src_shapes, src_max, code_max, target,
-                   state_bound)
+                          state_bound, screen)
         if got is not None:
             return _check_weights(name, layer_result(real_branches, bias_real, unit_for(exp), exp, got), w_max)
     # Nothing fits at full precision: shrink the unit at the smallest usable exponent.
@@ -148,7 +210,8 @@ def quantise_layer(name: str, real_branches: list, bias_real: np.ndarray, code_m
         exp = min(usable)
         unit = unit_for(exp) * 3 // 4
         while unit >= 1:
-            got = quantise_at(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound)
+            got = quantise_at(real_branches, bias_real, unit, exp, src_shapes, src_max, code_max, target, state_bound,
+                              screen)
             if got is not None:
                 result = layer_result(real_branches, bias_real, unit, exp, got)
                 if result.weight_rel_error <= MAX_SHRUNK_WEIGHT_ERROR:
@@ -194,6 +257,9 @@ def _errors(real_branches, branches, bias_real, bias_mant, bias_exp, unit, exp):
         diff /= unit
         np.subtract(w, diff, out=diff)
         num += float(np.sum(np.square(diff, out=diff)))
-        den += float(np.sum(np.square(w)))
+        # w² in diff's buffer where that is the array np.square(w) would make (float64, same shape and
+        # order: the same sum): no third weight-sized array (it set VGG-11@224's compile peak)
+        same = w.dtype == np.float64 and w.flags.c_contiguous and w.shape == diff.shape
+        den += float(np.sum(np.square(w, out=diff if same else None)))
     b_err = float(np.max(np.abs(bias_real - bias_mant * float(1 << bias_exp) / unit))) if np.size(bias_real) else 0.0
     return (np.sqrt(num / den) if den else 0.0), b_err

@@ -16,6 +16,7 @@ with `input_codes` and returns a `BatchResult`; `sim.engine` picks the kernel.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,13 +33,35 @@ FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
 
 
+class BranchWeights(Mapping):
+    """op index -> the weighted op's weight as a tensor in `dtype` on `device`, converted on first use
+    and kept.  Lazy because the kernels that run on whole layers (`layer_arith`: bitplane's codes
+    engine, rate, sws) make their own copies in their own dtypes: converting every branch up front
+    held the network's weights twice (VGG-11 at 224x224: 128.8 M weights, 0.5 GiB in float32)."""
+
+    def __init__(self, ops: list, dtype: torch.dtype, device: torch.device):
+        self._ops = {i: op for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)}
+        self._dtype, self._device, self._tensors = dtype, device, {}
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i not in self._tensors:
+            self._tensors[i] = torch.as_tensor(np.asarray(self._ops[i].weight), dtype=self._dtype, device=self._device)
+        return self._tensors[i]
+
+    def __iter__(self):
+        return iter(self._ops)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+
 @dataclass
 class PreparedBranch:
     source: str
     ops: list
     weight_exp: int
     dtype: torch.dtype
-    weights: dict                 # op index -> weight tensor in `dtype`
+    weights: Mapping              # op index -> weight tensor in `dtype` (`BranchWeights`: converted when first read)
     bitserial_maxpool: syn.MaxPool | None = None
 
 
@@ -82,7 +105,8 @@ def exact_float_dtype(bound: float) -> torch.dtype | None:
 
 
 def prepare(graph: SpikingGraph, device: str = "cpu", engine: str = "neurodeploy") -> Prepared:
-    """Weights on `device`, each branch in the narrowest float dtype whose synaptic sums are exact
+    """Weights on `device` (`BranchWeights`: when a kernel first reads them), each branch in the
+    narrowest float dtype whose synaptic sums are exact
     (|Σ W·p| ≤ Σ|W|·p_max below 2^24: float32, below 2^53: float64).  p_max is the source's
     `max_payload` (graded spikes: input codes, sigma-delta or ReverB payloads) or 1 (binary and
     ternary spikes).  `engine`: the kernel of the graph's scheme that will run it (checked by
@@ -103,9 +127,7 @@ def prepare(graph: SpikingGraph, device: str = "cpu", engine: str = "neurodeploy
             if dtype is None:
                 raise NeurodeployError(f"synaptic sums up to {bound:.3g} exceed exact float64 range",
                                        f"layer '{layer.name}'", "use smaller weights or payloads")
-            weights = {i: torch.as_tensor(np.asarray(op.weight), dtype=dtype, device=dev)
-                       for i, op in enumerate(ops) if isinstance(op, syn.WEIGHTED)}
-            out.append(PreparedBranch(b.source, ops, b.weight_exp, dtype, weights, mp))
+            out.append(PreparedBranch(b.source, ops, b.weight_exp, dtype, BranchWeights(ops, dtype, dev), mp))
         prep.branches[layer.name] = out
     return prep
 
@@ -509,8 +531,10 @@ def consumers(prep: Prepared) -> dict:
 
 
 def release_sources(prep: Prepared, layer: Layer, remaining: dict, *stores: dict) -> None:
-    """After `layer` took its input: drop from `stores` (trains, ...) every source no later layer reads,
-    so that a time-batched run holds only the trains still to be consumed."""
+    """After `layer` took its input: drop from `stores` (trains, codes, planes, ...) every source no later
+    layer reads, so that a run holds only the activations still to be consumed (on a residual network a
+    block's input stays until the skip connection has read it too): a batch's peak is set by the
+    widest point of the network, not by its depth."""
     for pb in prep.branches[layer.name]:
         remaining[pb.source] -= 1
         if remaining[pb.source] == 0:

@@ -212,9 +212,12 @@ def run_planes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, ke
     codes = {enc.name: k0} if record_codes else {}
     spikes = {enc.name: int(planes[enc.name].sum())}
     membranes, residuals = {}, {}
+    remaining = core.consumers(prep)
     u = None
     for layer in graph.neuron_layers():
         u = accumulate_planes(prep, layer, planes.__getitem__, probe)
+        if not keep_states:         # a source's planes go once its last reader took them (residual branches!)
+            core.release_sources(prep, layer, remaining, planes)
         if layer.is_readout:
             break
         check_neuron(layer)
@@ -264,9 +267,12 @@ def run_codes(prep: core.Prepared, x: np.ndarray, record_codes: bool = True, kee
     spikes = {enc.name: spike_total(value[enc.name], enc.neuron.n_steps)}
     n_steps = {enc.name: int(enc.neuron.n_steps)}
     planes, membranes, residuals = {}, {}, {}
+    remaining = core.consumers(prep)
     u = None
     for layer in graph.neuron_layers():
         u = core.layer_current(prep, layer, plan[layer.name], value.__getitem__)  # max pool: the max of codes
+        if not keep_states:         # a source's codes go once its last reader took them (residual branches!)
+            core.release_sources(prep, layer, remaining, value)
         if layer.is_readout:
             break
         if keep_states:
