@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -55,6 +54,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_data  # noqa: E402
 
 from neurodeploy.reproducible import pin_cpu_numerics  # noqa: E402
 
@@ -71,7 +73,7 @@ from neurodeploy.schemes.base import chips_count  # noqa: E402
 from neurodeploy.target.allocation import (allocate, branch_connectivity, check_fits, chip_limits,  # noqa: E402
                                            synapse_bits)
 
-DEFAULT_DATA = Path(os.environ.get("NEURODEPLOY_DATA", ROOT.parent / "shared" / "data")) / "cifar10_subset.npz"
+DEFAULT_DATA = bench_data.cifar_subset()
 
 
 class Clock:

@@ -43,7 +43,6 @@ import contextlib
 import datetime
 import io
 import json
-import os
 import re
 import resource
 import subprocess
@@ -57,7 +56,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-DEFAULT_DATA = Path(os.environ.get("NEURODEPLOY_DATA", ROOT.parent / "shared" / "data")) / "cifar10_subset.npz"
+import bench_data  # noqa: E402
+
+DEFAULT_DATA = bench_data.cifar_subset()
 ARCHS = ["resnet18", "resnet18_cifar", "resnet50", "vgg11_bn", "vgg16_bn", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_0",
          "densenet121", "shufflenet_v2_x0_5", "efficientnet_b0", "regnet_x_400mf", "vit_tiny"]
 EXPORTERS = ["onnx-ts", "onnx-dynamo", "pt2", "module"]

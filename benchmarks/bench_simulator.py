@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_data  # noqa: E402
 import cifar_nets  # noqa: E402
 from neurodeploy.api import compile as nd_compile  # noqa: E402
 from neurodeploy.compiler import compile_model  # noqa: E402
@@ -263,8 +264,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", choices=sorted(cifar_nets.STAGES), default="resnet18")
     ap.add_argument("--schemes", default="bitplane,rate,sws,reverb,sdnn,cuba")
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10_subset.npz"),
-                    help="cifar10_subset.npz (default: ../shared/data/ beside the repository)")
+    ap.add_argument("--data", default=str(bench_data.cifar_subset()),
+                    help="cifar10_subset.npz (default: $NEURODEPLOY_DATA or ../shared/data/ beside the repository)")
     ap.add_argument("--samples", type=int, default=64, help="bitplane samples (default 64)")
     ap.add_argument("--temporal-samples", type=int, default=16,
                     help="rate, sws, reverb, sdnn, cuba samples (default 16)")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -38,6 +37,9 @@ pin_cpu_numerics()          # before torch runs: the serial run computes on the 
 import numpy as np  # noqa: E402
 
 import neurodeploy as nd  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_data  # noqa: E402
 
 MODEL = ROOT / "models" / "cifar_resnet20_qcfs.onnx"
 
@@ -60,8 +62,7 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
-    data = Path(os.environ.get("NEURODEPLOY_DATA", ROOT.parent / "shared" / "data"))
-    ap.add_argument("--data", default=str(data / "cifar10_subset.npz"),
+    ap.add_argument("--data", default=str(bench_data.cifar_subset()),
                     help="cifar10_subset.npz (default: $NEURODEPLOY_DATA or ../shared/data/ beside the repository)")
     args = ap.parse_args()
     x, y = cifar_test(Path(args.data), args.samples)

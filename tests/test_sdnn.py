@@ -31,12 +31,12 @@ from conftest import MODELS  # noqa: E402
 
 
 
-def _compile(model, cal, vth=0, tmp_path=None):
+def _compile(model, cal, vth=0, tmp_path=None, target="loihi2"):
     if isinstance(model, onnx.ModelProto):
         p = tmp_path / "m.onnx"
         onnx.save(model, p)
         model = p
-    return Sdnn(vth).compile(load_onnx(model), load_target("loihi2"), CompileOptions(calibration=cal))
+    return Sdnn(vth).compile(load_onnx(model), load_target(target), CompileOptions(calibration=cal))
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,31 @@ def _relu_net(seed=5):
     x = b.node("Relu", [b.conv(x, 6, 8, scale=2.0)])
     x = b.node("Relu", [b.conv(x, 8, 8, scale=2.0)])
     return b.model(b.gemm(b.flatten(b.avgpool(x)), 32, 4), 4)
+
+
+def _set_bias(b: "netgen.NetBuilder", values) -> None:
+    """Replace the bias of the node `b` added last (a Conv or Gemm)."""
+    name = b.nodes[-1].input[2]
+    i = next(i for i, t in enumerate(b.inits) if t.name == name)
+    b.inits[i] = onnx.numpy_helper.from_array(np.asarray(values, np.float32), name)
+
+
+def _big_bias_net(seed=11):
+    """QCFS net (no calibration needed) whose biases are far larger than its weights allow at the
+    finest scale: conv1's first two channels' biases are -300 and -200 with range lambda = 1 (dead
+    channels, as BatchNorm folded into a stem gives: > 128 lambda overflows the 16-bit SigmaDelta
+    bias at s = lambda * 8 / code_max, and the 24-bit act register before that), and the readout's
+    biases are ~1e6x its weights times its source's value step (> 2^23 / 254 overflowed the 24-bit
+    field at its finest unit w_abs / 254 without --calibration: the CIFAR ResNet-18's 8,808,039)."""
+    b = netgen.NetBuilder((2, 8, 8), seed)
+    x = b.qcfs("input", 15, 1.0)
+    conv1 = b.conv(x, 2, 4, scale=2.0)
+    _set_bias(b, [-300.0, -200.0, 0.05, -0.02])
+    x = b.qcfs(conv1, 15, 1.0)
+    x = b.qcfs(b.conv(b.avgpool(x), 4, 6, scale=2.0), 15, 1.0)
+    out = b.gemm(b.flatten(b.avgpool(x)), 6 * 2 * 2, 3)
+    _set_bias(b, [40.0, -30.0, 0.5])
+    return b.model(out, 3)
 
 
 # --------------------------------------------------------------------------- simulator vs reference
@@ -100,6 +125,32 @@ def test_random_conv_net_exact(tmp_path, seed):
     _, mm, codes = _mismatches(net, x)
     assert all(v == 0 for v in mm.values()), mm
     assert all(codes[l.name].max() > 1000 for l in net.neuron_layers() if not l.is_readout)
+
+
+@pytest.mark.parametrize("target", ["loihi2", "cpu"])
+def test_big_biases_choose_coarser_scales(tmp_path, target):
+    """Without calibration, a bias too large for the layer's finest scale coarsens the scale
+    (never an out-of-range field for ir.validate, which once reported "a neurodeploy bug" on
+    loihi2, nor a refusal of conv1's 16-bit bias on cpu); on loihi2 the network stays exact:
+    every layer equals the integer reference (the cpu target's 2^41 codes exceed the
+    simulator's exact float64 range on conv2, a refusal of its own)."""
+    net = _compile(_big_bias_net(), None, tmp_path=tmp_path, target=target)
+    conv1, readout = net.neuron_layers()[0], net.output
+    if target == "loihi2":
+        # conv1's range is its |bias| 300 (> lambda = 1) with 8x headroom: 300 / 64 / (300 * 8 / 2^17)
+        assert np.abs(conv1.bias).max() == 256
+    else:
+        # 48-bit states: the 16-bit bias is the bound, used to its edge
+        assert np.abs(conv1.bias).max() == sd.SIGMA_DELTA_BIAS_MAX
+    # the readout's unit is the coarsest its bias needs, no coarser
+    assert np.abs(readout.bias).max() == load_target(target).state_max
+    if target == "cpu":
+        return
+    r, mm, codes = _mismatches(net, netgen.random_inputs((2, 8, 8), 64, seed=4))
+    assert exact_layers(net) >= set(mm) and all(v == 0 for v in mm.values()), mm
+    assert codes[conv1.name][:, :2].max() == 0 and codes[conv1.name][:, 2:].max() > 0   # dead, alive
+    # the coarser readout unit keeps its weights: the outputs still depend on the input
+    assert np.ptp(r.output_state.numpy().reshape(64, -1), axis=0).min() > 0
 
 
 def test_deep_nets_within_one_lsb_where_not_guaranteed(tmp_path):
@@ -256,6 +307,13 @@ def test_netx_unfolded_pool_and_flat_input_bit_exact(nx, tmp_path):
     x = b.qcfs(b.gemm(b.flatten(x), 16, 10, scale=2.0), 15, 1.5)
     net = _compile(b.model(b.gemm(x, 10, 3), 3), None, tmp_path=tmp_path)
     _check_bit_exact(nx, net, netgen.random_inputs((1, 4, 4), 2, seed=4), tmp_path / "f.net")
+
+
+@pytest.mark.lava
+def test_netx_big_biases_bit_exact(nx, tmp_path):
+    """The coarsened scales of `_big_bias_net` (both biases at their field's edge) run in Lava bit for bit."""
+    net = _compile(_big_bias_net(), None, tmp_path=tmp_path)
+    _check_bit_exact(nx, net, netgen.random_inputs((2, 8, 8), 2, seed=4), tmp_path / "b.net")
 
 
 @pytest.mark.lava

@@ -17,13 +17,15 @@ Integer units (NetX fixes spike_exp = state_exp = 6):
     of |negative pre-activations|: sigma is a 24-bit register and Lava's Conv output wraps
     at 24 bits) and code_max = state_max >> 6: the 24-bit state keeps 8x headroom;
   * the bias is an integer in units of 2^12 act = 64 payload LSBs (the coarsest number of
-    the scheme: at most 32 payload LSBs of rounding);
+    the scheme: at most 32 payload LSBs of rounding); lambda_l is at least the largest |bias|
+    (an unclipped ReLU outputs it), and s no finer than max|b| / (64 * 32767): Lava's
+    SigmaDelta bias is a signed 16-bit number;
   * the input codes are sent shifted left by `meta["sdnn_input_shift"]` (the first
     branches' weight_exp), so that the first layer reaches the fine step its range asks for
     (otherwise its codes stay small next to the 64-LSB bias unit: 28% on digits without it);
   * the readout's weights use its whole mantissa, coarsened if needed so that the
-    calibrated output range fits its 24-bit sigma twice; Lava's Sigma has no bias, so the
-    host adds the readout bias to sigma.
+    calibrated output range fits its 24-bit sigma twice and its bias the state-wide field;
+    Lava's Sigma has no bias, so the host adds the readout bias to sigma.
 
 Exactness.  Our simulator reproduces Lava's fixed-point SigmaDelta / Sigma models bit for
 bit (tests/test_sdnn.py runs the NetX file we export).  The reference is the integer ReLU
@@ -44,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import NeurodeployError, TargetLimitError
+from ...errors import NeurodeployError
 from ...ir import float_graph as fg
 from . import neurons as sd
 from ...ir import synapses as syn
@@ -89,23 +91,22 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
         if rl.quant is None:
             # the readout's sigma is a 24-bit register on the chip: keep 2x headroom over the
             # calibrated output range (Lava's CPU model would not wrap, Loihi would)
-            unit = max(w_abs / (2 * m_max) if w_abs > 0 else 1.0, 2.0 * out_range / target.state_max)
+            # ... and the host adds a bias that must fit the readout's state-wide bias field:
+            # without --calibration (out_range 0) nothing else bounds the unit from below
+            unit = max(w_abs / (2 * m_max) if w_abs > 0 else 1.0, 2.0 * out_range / target.state_max,
+                       _max_abs(rl.bias) / target.state_max)
             branches = [_scaled(b, step[b.source] / unit / 2, 2, m_max, in_shift if b.source == enc.name else 0)
                         for b in rl.branches]
             bias = round_half_away(np.asarray(rl.bias) / unit)
             neuron, value_step = sd.Sigma(output_scale=unit), np.asarray(unit)
             bias_out = bias
         else:
-            lam = lams[rl.float_node]
-            s = max(lam * HEADROOM / code_max, 32.0 * w_abs / m_max)
+            s = max(_scale_floor(rl, lams, code_max), 32.0 * w_abs / m_max)
             if not np.isfinite(s) or s <= 0:
                 s = 1.0
             branches = [_scaled(b, 32.0 * step[b.source] / s, 2, m_max, in_shift if b.source == enc.name else 0)
                         for b in rl.branches]
-            bias_out = round_half_away(np.asarray(rl.bias) / s / (1 << SPIKE_EXP))
-            if np.any(np.abs(bias_out) > sd.SIGMA_DELTA_BIAS_MAX):
-                raise TargetLimitError("bias does not fit Lava's 16-bit SigmaDelta bias", f"layer '{rl.name}'",
-                                       "use smaller biases")
+            bias_out = round_half_away(np.asarray(rl.bias) / s / (1 << SPIKE_EXP))   # fits: _scale_floor
             neuron = sd.SigmaDelta(vth=scheme.vth, code_max=int(code_max), spike_exp=SPIKE_EXP,
                                    state_exp=STATE_EXP)
             value_step, unit = np.asarray(s), s
@@ -148,9 +149,25 @@ def exact_layers(graph: SpikingGraph) -> set:
     return out
 
 
+def _max_abs(x) -> float:
+    return float(np.max(np.abs(x))) if x is not None and np.size(x) else 0.0
+
+
+def _scale_floor(rl, lams: dict, code_max: int) -> float:
+    """Finest value step s (ANN units per payload LSB) hidden layer `rl` may use.  Its range
+    with HEADROOM must fit code_max, and the range is at least its largest |bias|: a ReLU
+    (or a QCFS run as one, unclipped) outputs its bias where the synaptic sum is 0 -- a
+    saturated or dead channel, as BatchNorm folded into a stem gives, has |bias| >> lambda.
+    And the bias, an integer in units of 64 s, must fit Lava's signed 16-bit SigmaDelta bias
+    (the binding bound on targets with wide states: --target cpu)."""
+    bias_max = _max_abs(rl.bias)
+    return max(max(lams[rl.float_node], bias_max) * HEADROOM / code_max,
+               bias_max / ((1 << SPIKE_EXP) * sd.SIGMA_DELTA_BIAS_MAX))
+
+
 def _input_shift(real_layers, input_name: str, lams: dict, code_max: int, m_max: int) -> int:
     """Smallest left shift of the input codes with which no first-layer weight bound is
-    coarser than that layer's range bound (at most 16)."""
+    coarser than that layer's `_scale_floor` (at most 16)."""
     shift = 0
     for rl in real_layers:
         if rl.quant is None:
@@ -159,7 +176,7 @@ def _input_shift(real_layers, input_name: str, lams: dict, code_max: int, m_max:
             if b.source != input_name:
                 continue
             w = float(np.max(np.abs(syn.weighted_op(b.ops).weight)))
-            want = lams[rl.float_node] * HEADROOM / code_max
+            want = _scale_floor(rl, lams, code_max)
             if w > 0 and want > 0:
                 shift = max(shift, int(np.ceil(np.log2(max(32.0 * w / (m_max * want), 1.0)))))
     return min(shift, sd.MAX_INPUT_SHIFT)
