@@ -9,6 +9,7 @@ import pytest
 
 from conftest import MODELS
 from neurodeploy.compiler import compile_graph, load_model
+from neurodeploy import passes
 from neurodeploy.passes import layout, linear_fold
 from neurodeploy.passes.proof import PassProofError
 from test_linear_fold import _network, _source
@@ -58,3 +59,18 @@ def test_broken_selection_permutation_is_refused(monkeypatch):
     monkeypatch.setattr(layout._Selection, "conv", rolled)
     with pytest.raises(PassProofError, match=r"the front-end pass 'select_as_conv' changed what the network computes"):
         compile_graph(load_model(MODELS / "cifar_resnet20_qcfs.onnx"), scheme="bitplane", options={"chips": "auto"})
+
+
+def test_a_value_changed_without_declaring_it_is_refused(tmp_path, monkeypatch):
+    """fold_adaptive_pool declares the Flatten it makes read the 2x2 map (Pass.changes); without the
+    declaration that Flatten's value (4 values a channel, not 49) is compared, and refused in one line."""
+    from test_adaptive_pool import _graph, _inputs, vgg_like
+    from test_adaptive_pool import _source as pool_source
+    x = _inputs(2, 8)
+    graph = _graph(pool_source(vgg_like(2, "linear"), x, "pt2", tmp_path), x, "pt2")
+    compile_graph(graph, scheme="bitplane", options={"calibration": x})        # declared: compiles
+    undeclared = dataclasses.replace(passes.PASSES["fold_adaptive_pool"], changes=None)
+    monkeypatch.setitem(passes.PASSES, "fold_adaptive_pool", undeclared)
+    with pytest.raises(PassProofError, match=r"the front-end pass 'fold_adaptive_pool' changed what the network "
+                       r"computes: the float graph's value has shape \[2, \d+\] where the graph as read computes"):
+        compile_graph(graph, scheme="bitplane", options={"calibration": x})

@@ -157,7 +157,7 @@ def prove(graph: fg.FloatGraph, x: np.ndarray | dict, reference: dict[str, np.nd
     (float32: 2^-24).  x: the input batch, or {Input node: its batch} for a graph with several
     Input nodes (a region cut out of a larger graph: `passes.proof`).  slack[node]: added to the bound
     at that node (the reference's own round-off where it computed another chain of ops than ours);
-    `bounds`, if given, receives every node's bound.  Returns {node: max |difference|}."""
+    `bounds`, if given, receives the bound at every compared node.  Returns {node: max |difference|}."""
     forced: dict[str, tuple] = {}
     diffs = {}
     remaining = {n: len(graph.consumers(n)) for n in graph.g}
@@ -176,10 +176,6 @@ def prove(graph: fg.FloatGraph, x: np.ndarray | dict, reference: dict[str, np.nd
                 remaining[i] -= 1
                 if remaining[i] == 0:
                     forced.pop(i, None)
-        if slack is not None and name in slack:
-            err = err + slack[name]
-        if bounds is not None:
-            bounds[name] = err
         ref = reference.get(name)
         if ref is not None:
             ref = np.asarray(ref)
@@ -187,6 +183,10 @@ def prove(graph: fg.FloatGraph, x: np.ndarray | dict, reference: dict[str, np.nd
             if tuple(ref.shape) != tuple(y.shape):
                 raise ProofError(f"the float graph's value has shape {list(y.shape)} where {runner} computes "
                                  f"{list(ref.shape)} (tensor '{label.get(name, name)}')", where, _HINT)
+            if slack is not None and name in slack:
+                err = err + slack[name]
+            if bounds is not None:
+                bounds[name] = err
             r = torch.as_tensor(np.asarray(ref, dtype=np.float64))
             diff = torch.abs(y - r)
             bad = ~(diff <= err)
