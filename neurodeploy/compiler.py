@@ -16,7 +16,8 @@ from .ir import serialize
 from .ir.spiking import SpikingGraph
 from .ir.validate import validate_graph
 from .outputs import output_folder
-from .passes import FRONT_END_PASSES, run_passes
+from .passes import FRONT_END_PASSES
+from .passes.proof import run_proven_passes
 from .registry import DEFAULT_SCHEME, all_schemes, get_scheme
 from .target import load_target
 from .target.allocation import check_fits
@@ -130,7 +131,8 @@ def compile_graph(graph: fg.FloatGraph, target: str = "loihi2", scheme: str = DE
         check_calibration_shape(options.calibration, graph)
     stage = stage or (lambda name: None)
     stage("passes")
-    graph = run_passes(graph, FRONT_END_PASSES)
+    # proven: the graph after them computes what the graph as read (and proven) computes
+    graph = run_proven_passes(graph, FRONT_END_PASSES, options.calibration)
     stage("scheme flow")
     try:
         net = sch.compile(graph, tgt, options)

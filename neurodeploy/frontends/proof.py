@@ -150,18 +150,21 @@ class ProofError(UnsupportedError):
     """Our float graph computes something else than the source model."""
 
 
-def prove(graph: fg.FloatGraph, x: np.ndarray, reference: dict[str, np.ndarray], label: dict[str, str],
-          runner: str, unit_roundoff: float = U32) -> dict:
+def prove(graph: fg.FloatGraph, x: np.ndarray | dict, reference: dict[str, np.ndarray], label: dict[str, str],
+          runner: str, unit_roundoff: float = U32, slack: dict | None = None, bounds: dict | None = None) -> dict:
     """Compare the teacher-forced float graph with `reference` (graph node -> the source's value on
     x, batch first); `label[node]` names the source's tensor; `unit_roundoff` is the reference's
-    (float32: 2^-24).  Returns {node: max |difference|}."""
+    (float32: 2^-24).  x: the input batch, or {Input node: its batch} for a graph with several
+    Input nodes (a region cut out of a larger graph: `passes.proof`).  slack[node]: added to the bound
+    at that node (the reference's own round-off where it computed another chain of ops than ours);
+    `bounds`, if given, receives the bound at every compared node.  Returns {node: max |difference|}."""
     forced: dict[str, tuple] = {}
     diffs = {}
     remaining = {n: len(graph.consumers(n)) for n in graph.g}
     for name in graph.topo_order():
         op = graph.op(name)
         if isinstance(op, fg.Input):
-            y = torch.as_tensor(np.asarray(x, dtype=np.float64))
+            y = torch.as_tensor(np.asarray(x[name] if isinstance(x, dict) else x, dtype=np.float64))
             err = torch.zeros_like(y)
         else:
             ins = graph.inputs(name)
@@ -180,6 +183,10 @@ def prove(graph: fg.FloatGraph, x: np.ndarray, reference: dict[str, np.ndarray],
             if tuple(ref.shape) != tuple(y.shape):
                 raise ProofError(f"the float graph's value has shape {list(y.shape)} where {runner} computes "
                                  f"{list(ref.shape)} (tensor '{label.get(name, name)}')", where, _HINT)
+            if slack is not None and name in slack:
+                err = err + slack[name]
+            if bounds is not None:
+                bounds[name] = err
             r = torch.as_tensor(np.asarray(ref, dtype=np.float64))
             diff = torch.abs(y - r)
             bad = ~(diff <= err)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir import float_graph as fg
-from .adaptive_pool import fold_adaptive_pool
+from .adaptive_pool import fold_adaptive_pool, folded_flattens
 from .bias_shift import bias_shift
 from .fold_bn import fold_bn
 from .fuse_quant_act import fuse_quant_act
@@ -72,6 +72,9 @@ class Pass:
     fn: Callable[[fg.FloatGraph], fg.FloatGraph]
     requires: tuple[str, ...] = ()
     ensures: tuple[str, ...] = ()
+    # the nodes of its input graph whose value it changes on purpose (None: none); every other node
+    # it keeps keeps its value (`passes.proof.run_proven_passes` checks this for FRONT_END_PASSES)
+    changes: Callable[[fg.FloatGraph], set[str]] | None = None
 
     def __call__(self, graph: fg.FloatGraph) -> fg.FloatGraph:
         return self.fn(graph)
@@ -92,13 +95,15 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     Pass("bias_shift", bias_shift, requires=("bn_folded", "quantisers_fused")),
     Pass("strip_output_quantiser", strip_output_quantiser),
     Pass("fold_zero_points", fold_zero_points),
-    Pass("drop_output_softmax", drop_output_softmax, ensures=("logits_out",)),
+    Pass("drop_output_softmax", drop_output_softmax, ensures=("logits_out",),
+         changes=lambda g: {g.output} if output_softmax(g) else set()),
     Pass("select_as_conv", select_as_conv, ensures=("selections_as_conv",)),
-    Pass("fold_adaptive_pool", fold_adaptive_pool),
+    Pass("fold_adaptive_pool", fold_adaptive_pool, changes=folded_flattens),
     Pass("fold_linear_layers", fold_linear_layers),
 )}
 
-# run on every front end's graph before the scheme's own passes (compiler.compile_graph)
+# run on every front end's graph before the scheme's own passes (compiler.compile_graph), and proven
+# there to keep what the graph as read computes (passes.proof.run_proven_passes)
 # (after the front end's proof: fold_adaptive_pool and fold_linear_layers change float round-off, see
 # passes.adaptive_pool; fold_linear_layers last, so that a Gemm an adaptive pool folded into composes too)
 FRONT_END_PASSES = ("drop_output_softmax", "select_as_conv", "fold_adaptive_pool", "fold_linear_layers")

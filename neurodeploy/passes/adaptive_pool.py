@@ -71,6 +71,14 @@ def _fold_target(graph: fg.FloatGraph, name: str, shapes: dict) -> tuple[str | N
     return None, None
 
 
+def folded_flattens(graph: fg.FloatGraph) -> set[str]:
+    """The Flatten nodes `fold_adaptive_pool` makes read the pool's input: their value changes
+    (C·H·W values instead of C·oh·ow); the layer after them keeps its value."""
+    pools = [n for n in graph.g if isinstance(graph.op(n), fg.AdaptiveAvgPool)]
+    shapes = infer_shapes(graph) if pools else {}
+    return {flat for flat, _ in (_fold_target(graph, n, shapes) for n in pools) if flat is not None}
+
+
 def fold_adaptive_pool(graph: fg.FloatGraph) -> fg.FloatGraph:
     """Requires: shapes that infer.  Ensures: no AdaptiveAvgPool whose only reader is a Dense
     (through a Flatten) or a Conv covering its output is left.  Preserves: the function, up to
