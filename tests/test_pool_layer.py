@@ -9,7 +9,7 @@ import pytest
 
 import netgen
 from neurodeploy.compiler import compile_model
-from neurodeploy.errors import TargetLimitError
+from neurodeploy.errors import TargetLimitError, UnsupportedError
 from neurodeploy.frontends.onnx import load_onnx
 from neurodeploy.ir import synapses as syn
 from neurodeploy.lowering import pool_layer
@@ -135,3 +135,23 @@ def test_sws_pool_layer_is_exact_and_rounds_the_mean(tmp_path):
     np.testing.assert_array_equal(ref["scale1"].reshape(len(x), 16), (2 * m * total + d) // (2 * d))
     assert np.abs(ref["scale1"].reshape(len(x), 16) - np.floor(total / 64 + 0.5)).max() <= 2
     assert len(np.unique(ref["scale1"])) > 10                 # a real range of pooled codes
+
+
+
+@pytest.mark.parametrize("scheme", ["rate", "sws"])
+def test_max_pooling_is_refused_before_the_readout_is_sized(tmp_path, monkeypatch, scheme):
+    """The scheme's structural refusal (max pooling) comes before its readout's format check: a
+    user who fixed the readout's weights would otherwise meet the max pool next.  Every layer is
+    made not to fit (the scheme's quantiser refuses), so only the order decides the message."""
+    b = netgen.NetBuilder((3, 8, 8), 0)
+    x = b.qcfs("input", 15, 1.0)
+    x = b.maxpool(b.qcfs(b.conv(x, 3, 8, bn=True, scale=2.0), 7, 1.5))
+    onnx.save(b.model(b.gemm(b.flatten(b.gap(x)), 8, 4, scale=2.0), 4), tmp_path / "m.onnx")
+    monkeypatch.setattr(f"neurodeploy.schemes.{scheme}.compile.quantise_layer", _refuse_layer)
+    with pytest.raises(UnsupportedError) as info:
+        compile_model(tmp_path / "m.onnx", "loihi2", scheme, CompileOptions())
+    assert "(MaxPool): max pooling" in str(info.value) and "does not fit" not in str(info.value)
+
+
+def _refuse_layer(name, *args, **kwargs):
+    raise TargetLimitError("does not fit", f"layer '{name}'", "do something")

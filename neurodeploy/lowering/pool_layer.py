@@ -73,13 +73,19 @@ def split_readout_pool(graph: fg.FloatGraph) -> fg.FloatGraph | None:
     return out
 
 
-def lower_fitting_readout(graph: fg.FloatGraph, readout_fits: Callable[[RealLayer, dict], object]
+def lower_fitting_readout(graph: fg.FloatGraph, readout_fits: Callable[[RealLayer, dict], object],
+                          check_layers: Callable[[list[RealLayer]], None] | None = None
                           ) -> tuple[RealInput, list[RealLayer], str | None]:
     """(input, layers, the pool node given its own layer or None): `lower(graph)`, or, where
     `readout_fits(readout, shapes)` raises TargetLimitError and the readout reads an average pool,
     `lower` of `split_readout_pool(graph)`.  `shapes` maps every layer name to its shape.  A
-    readout that does not fit either way is refused naming its float node."""
+    readout that does not fit either way is refused naming its float node.
+
+    `check_layers(layers)`, the scheme's structural refusals (an op it cannot run, e.g. max
+    pooling), runs first: a user who fixed the readout's weights would otherwise meet it next."""
     enc, layers = lower(graph)
+    if check_layers is not None:
+        check_layers(layers)
     try:
         readout_fits(layers[-1], _shapes(enc, layers))
         return enc, layers, None

@@ -44,9 +44,9 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     tgt = dataclasses.replace(target, state_bits=target.state_bits - shift)
     # the readout as the layer loop below quantises it (every source counts up to t)
     enc, real_layers, pool = lower_fitting_readout(graph, lambda rl, shapes: quantise_layer(
-        rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, t), tgt))
-    refuse_max_pooling(graph, real_layers, "max pooling of spike trains is not the max of their rates",
-                       "use average pooling or the bitplane scheme")
+        rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, t), tgt),
+        lambda layers: refuse_max_pooling(graph, layers, "max pooling of spike trains is not the max of their "
+                                          "rates", "use average pooling or the bitplane scheme"))
     layers = [enc.encoder(RateEncoder(t, t))]
     # Size the state for the whole sample, not one step: a neuron driven far below zero must
     # not saturate (a saturated state forgets how negative it was and then fires on later

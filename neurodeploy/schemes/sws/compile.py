@@ -321,9 +321,9 @@ def build(scheme, graph: fg.FloatGraph, target: Target, options) -> SpikingGraph
     tgt = dataclasses.replace(target, state_bits=target.state_bits - reserve)
     # the readout as the layer loop below quantises it (every source codes 0..q_levels)
     enc, real_layers, pool = lower_fitting_readout(graph, lambda rl, shapes: quantise_layer(
-        rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, q_levels), tgt))
-    refuse_max_pooling(graph, real_layers, "max pooling of ternary digit trains is not supported (the paper gives "
-                       "no rule)", "use average pooling")
+        rl.name, rl.branches, rl.bias, None, shapes, dict.fromkeys(shapes, q_levels), tgt),
+        lambda layers: refuse_max_pooling(graph, layers, "max pooling of ternary digit trains is not supported "
+                                          "(the paper gives no rule)", "use average pooling"))
     layers = [enc.encoder(tsa_ir.TSAEncoder(code_max=q_levels, beta=beta, coding_steps=tc))]
     shapes, code_max = {enc.name: enc.shape}, {enc.name: q_levels}
     cal = None
