@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compile work per scheme at CIFAR scale: where the time goes, against the front end in the same run.
 
-    python benchmarks/bench_compile.py [--models resnet20 resnet18 resnet50_224 vgg11_224] [--schemes bitplane rate sws sdnn]
+    python benchmarks/bench_compile.py [--models resnet20 resnet18 resnet50_224 vgg11_224 vgg16_224] [--schemes bitplane rate sws sdnn]
                                        [--data ../shared/data/cifar10_subset.npz] [--json out.json]
                                        [--isolate [--timeout S]] [--simulate N]
 
@@ -12,7 +12,8 @@ swapped for QCFS(7) by `relu_to_qcfs` (11 M weights); `resnet50_224` -- torchvis
 at 3x224x224 (CIFAR images resized) as torchvision builds it (its stem's padded 3x3/2 max pool
 included), random weights, BatchNorm statistics from 16 images, QCFS(7), 23.5 M weights; `vgg11_224` -- torchvision's VGG-11-BN at 3x224x224 as
 torchvision builds it (its max pools are unpadded; the 7x7 adaptive pool is the identity there), random
-weights, 10 classes, BatchNorm statistics and QCFS(7) as resnet50_224, 128.8 M weights.  Calibration: 64
+weights, 10 classes, BatchNorm statistics and QCFS(7) as resnet50_224, 128.8 M weights; `vgg16_224` -- the
+same for VGG-16-BN (134.3 M weights).  Calibration: 64
 CIFAR training images (16 at 224).
 
 For each model and scheme, in CPU seconds of this process (one thread: the numerics are pinned),
@@ -103,7 +104,7 @@ def build(name: str, train_x: np.ndarray):
     if name == "resnet20":
         import train_cifar_resnet20_qcfs as cifar
         return cifar.load_model(str(ROOT / "models" / f"{cifar.PREFIX}.pt")), train_x[:64]
-    if name in ("resnet18", "resnet50_224", "vgg11_224"):
+    if name in ("resnet18", "resnet50_224", "vgg11_224", "vgg16_224"):
         import torchvision
         from neurodeploy.nn import relu_to_qcfs
         torch.manual_seed(0)
@@ -111,8 +112,9 @@ def build(name: str, train_x: np.ndarray):
             model, x = torchvision.models.resnet18(num_classes=10), train_x
             model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
             model.maxpool = torch.nn.Identity()
-        elif name == "vgg11_224":
-            model, x = torchvision.models.vgg11_bn(num_classes=10), resized(train_x[:16], 224)
+        elif name in ("vgg11_224", "vgg16_224"):
+            build_vgg = torchvision.models.vgg11_bn if name == "vgg11_224" else torchvision.models.vgg16_bn
+            model, x = build_vgg(num_classes=10), resized(train_x[:16], 224)
         else:
             model, x = torchvision.models.resnet50(num_classes=10), resized(train_x[:16], 224)
         model.train()
@@ -121,7 +123,7 @@ def build(name: str, train_x: np.ndarray):
                 model(torch.from_numpy(x[i:i + 64]))
         model.eval()
         return relu_to_qcfs(model, 7, torch.from_numpy(x[:64])), x[:64]
-    raise SystemExit(f"unknown model {name!r}: use resnet20, resnet18, resnet50_224 or vgg11_224")
+    raise SystemExit(f"unknown model {name!r}: use resnet20, resnet18, resnet50_224, vgg11_224 or vgg16_224")
 
 
 def peak_rss_mib() -> float:
