@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -628,3 +628,19 @@ def lava_wrap_post(prep: Prepared, layer: Layer, p_max: dict):
         if wraps[i] and (float(cur.amax()) >= half or float(cur.amin()) < -half):
             cur.add_(half).remainder_(2 * half).sub_(half)     # exact: int64, or fmod of integers below 2^53
     return (post if any(wraps) else None), wraps
+
+
+@dataclass
+class LavaStepLayer:
+    """How a layer after layer engine gets one Lava layer's input a_in for a chunk of steps (`step_inputs`)."""
+    arith: LayerArith             # the synapse calls, no bias (Lava adds it to the neuron's state, not to a_in)
+    post: object                  # Lava's 24-bit wrap of the convolutions' currents (`lava_wrap_post`), or None
+
+
+def lava_step_layer(prep: Prepared, layer: Layer, p_max: dict, bound: float) -> LavaStepLayer:
+    """The `LavaStepLayer` of `layer`, its states in the type exact below `bound` (`layer_arith`, unfused:
+    the weight exponents are shifts after each branch's call, as Lava's Dense/Conv apply them)."""
+    post, _ = lava_wrap_post(prep, layer, p_max)
+    la = layer_arith(prep, layer, p_max, bound, fuse=False)
+    return LavaStepLayer(replace(la, bias=None), post)
+

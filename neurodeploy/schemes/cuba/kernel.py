@@ -26,7 +26,6 @@ the layers it feeds (imported NetX files) is a per-sample bias there and sends n
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,13 +153,7 @@ def simulate_steps(prep: core.Prepared, x: np.ndarray, trace: bool = False, prob
 
 # ---------------------------------------------------------------------------- layer after layer
 
-@dataclass
-class CubaLayer:
-    arith: core.LayerArith        # its input a_in (no bias: Lava adds the bias to v) and the dtype of u, v
-    post: object                  # Lava's 24-bit wrap of the convolutions' currents (`core.lava_wrap_post`)
-
-
-def layer_plan(prep: core.Prepared) -> dict[str, CubaLayer]:
+def layer_plan(prep: core.Prepared) -> dict[str, core.LavaStepLayer]:
     """Per layer, the arithmetic in which `simulate_layers` is exact (cached on `prep`).
 
     With A = max |a_in| over the sources' payloads (`core.branch_bound` summed over the branches; a wrapped
@@ -186,9 +179,7 @@ def layer_plan(prep: core.Prepared) -> dict[str, CubaLayer]:
         drive = 64.0 * a
         u_top = cb.MAX_UV + (drive if drive < 2 * cb.MAX_UV else steps * drive)
         top = max(u_top * cb.DECAY_UNITY, 2.0 * cb.MAX_UV + u_top + bias, float(core.FLOAT32_EXACT))
-        post, _ = core.lava_wrap_post(prep, layer, p_max)
-        la = core.layer_arith(prep, layer, p_max, top, fuse=False)
-        plan[layer.name] = CubaLayer(dataclasses.replace(la, bias=None), post)
+        plan[layer.name] = core.lava_step_layer(prep, layer, p_max, top)     # arith.dtype: that of u, v
     prep.cache["cuba.layers"] = plan
     return plan
 
@@ -211,7 +202,7 @@ def _by_bias(graph: SpikingGraph) -> bool:
     return getattr(graph.input.neuron, "drive", "spikes") == "bias"
 
 
-def _lif_train(prep, layer, cl: CubaLayer, trains: dict, busy: dict, n: int, steps: int, start: int,
+def _lif_train(prep, layer, cl: core.LavaStepLayer, trains: dict, busy: dict, n: int, steps: int, start: int,
                codes: torch.Tensor):
     """`lif_step` of one layer over all steps, in place: (spikes (steps, N, *shape) float32, v after the last
     step, v after step `start` (zeros for 0)).  codes: the input codes, added to the bias of a layer the

@@ -22,8 +22,6 @@ since the step that left it), and is skipped.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
@@ -120,13 +118,7 @@ def run_sdnn(prep: core.Prepared, x: np.ndarray, record_codes: bool = True,
 
 # ---------------------------------------------------------------------------- layer after layer
 
-@dataclasses.dataclass
-class SdnnLayer:
-    arith: core.LayerArith        # the synapse calls of its input a_in (int64, no bias: Lava adds it to act)
-    post: object                  # Lava's 24-bit wrap of the convolutions' currents (`core.lava_wrap_post`)
-
-
-def layer_plan(prep: core.Prepared) -> dict[str, SdnnLayer]:
+def layer_plan(prep: core.Prepared) -> dict[str, core.LavaStepLayer]:
     """Per layer, the exact arithmetic of its input a_in (cached on `prep`): every state in int64, each
     branch's synapse call in the float type exact for Σ|W|·max_payload (float32 on channel groups or
     limbs where float64 would be needed, `core.layer_arith`)."""
@@ -134,15 +126,13 @@ def layer_plan(prep: core.Prepared) -> dict[str, SdnnLayer]:
         return prep.cache["sdnn.layers"]
     p_max = {l.name: float(l.neuron.max_payload) for l in prep.graph.layers}
     plan = {}
-    for layer in prep.graph.neuron_layers():
-        post, _ = core.lava_wrap_post(prep, layer, p_max)
-        la = core.layer_arith(prep, layer, p_max, float(core.FLOAT64_EXACT), fuse=False)   # int64
-        plan[layer.name] = SdnnLayer(dataclasses.replace(la, bias=None), post)
+    for layer in prep.graph.neuron_layers():       # states in int64: the bound of float64's exact range
+        plan[layer.name] = core.lava_step_layer(prep, layer, p_max, float(core.FLOAT64_EXACT))
     prep.cache["sdnn.layers"] = plan
     return plan
 
 
-def _sigma_delta_train(prep, layer, sl: SdnnLayer, trains: dict, busy: dict, n: int, steps: int):
+def _sigma_delta_train(prep, layer, sl: core.LavaStepLayer, trains: dict, busy: dict, n: int, steps: int):
     """`sigma_delta_step` of one layer over all steps, in place: (payloads (steps, N, *shape) float32,
     codes int64, spikes).  Payloads are at most max_payload in magnitude: exact in float32."""
     neuron = layer.neuron
